@@ -1,0 +1,1 @@
+"""Tessera gateware (Amaranth HDL), elaborated from a :class:`tessera.AcceleratorConfig`."""

@@ -1,0 +1,1 @@
+"""cocotb testbenches and runner glue for the Tessera RTL (importable as ``tessera.sim``)."""
