@@ -1,0 +1,78 @@
+"""AcceleratorConfig: validation messages, derived values, JSON round trip, stable hash."""
+
+import json
+
+import pytest
+
+from tessera.spec import AcceleratorConfig
+from tessera.spec.isa import Buffer, INSN_BYTES
+
+
+def test_defaults_and_derived_values():
+    c = AcceleratorConfig()
+    assert (c.rows, c.cols) == (8, 8)
+    assert c.peak_macs_per_cycle == 64
+    assert c.act_entry_bytes == 8 and c.weight_entry_bytes == 8 and c.param_entry_bytes == 9
+    assert c.entry_bytes(Buffer.LUT) == 1
+    assert c.depth(Buffer.WGT) == c.weight_depth
+    assert c.max_load_entries(Buffer.ACT) == (c.max_payload - INSN_BYTES) // 8
+    assert c.max_store_entries == c.max_payload // 8
+
+
+def test_json_round_trip_and_hash_stability():
+    c = AcceleratorConfig(rows=2, cols=4, requant_modes=("tflite",), act_depth=64)
+    again = AcceleratorConfig.from_json(c.to_json())
+    assert again == c and again.hash == c.hash
+    # The hash is a pure function of the canonical JSON: pin one value so that an accidental
+    # change to serialisation (which would orphan every built bitstream) is caught.
+    assert AcceleratorConfig().hash_hex == "04427f543566ce47"
+    assert AcceleratorConfig(rows=4).hash != AcceleratorConfig().hash
+
+
+def test_mode_order_is_canonical():
+    a = AcceleratorConfig(requant_modes=("tflite", "onnx"))
+    b = AcceleratorConfig(requant_modes=["onnx", "tflite"])
+    assert a == b and a.hash == b.hash and a.requant_modes == ("onnx", "tflite")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rows": 0}, "Row count must be an integer from 1 to 64, not 0"),
+    ({"cols": "4"}, "Column count must be an integer from 1 to 64, not '4'"),
+    ({"rows": True}, "Row count must be an integer from 1 to 64, not True"),
+    ({"input_bits": 4}, "input_bits must be 8 (int8 operands are what this version implements), "
+                        "not 4"),
+    ({"acc_bits": 48}, "acc_bits must be 32 (int32 accumulators are what this version "
+                       "implements), not 48"),
+    ({"act_depth": 70000}, "Activation buffer depth must be an integer from 1 to 65536, "
+                           "not 70000"),
+    ({"requant_modes": ("float",)}, "Requant modes must be a non-empty subset of "
+                                    "('onnx', 'tflite'), not ('float',)"),
+    ({"requant_modes": ()}, "Requant modes must be a non-empty subset of ('onnx', 'tflite'), "
+                            "not ()"),
+    ({"max_payload": 10}, "Maximum frame payload must be an integer from 64 to 65535, not 10"),
+    ({"lut": 1}, "lut must be True or False, not 1"),
+])
+def test_validation_messages(changes, message):
+    with pytest.raises(ValueError) as info:
+        AcceleratorConfig(**changes)
+    assert str(info.value) == message
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ValueError, match=r"Unknown configuration field\(s\) row; known fields"):
+        AcceleratorConfig.from_dict({"row": 4})
+
+
+def test_load_reports_bad_json(tmp_path):
+    p = tmp_path / "cfg.json"
+    p.write_text("{rows: 4")
+    with pytest.raises(ValueError, match="cfg.json: not valid JSON"):
+        AcceleratorConfig.load(p)
+    p.write_text(json.dumps({"rows": 4, "cols": 2}))
+    assert AcceleratorConfig.load(p) == AcceleratorConfig(rows=4, cols=2)
+
+
+def test_frozen():
+    c = AcceleratorConfig()
+    with pytest.raises(AttributeError):
+        c.rows = 4
