@@ -1,0 +1,89 @@
+"""Input validation shared by the numerics modules; messages say what was wrong and what to do."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["check_mode", "check_scale", "check_zero_point", "check_int_array"]
+
+MODES = ("onnx", "tflite")
+
+
+def check_mode(mode) -> str:
+    """Return ``mode`` if it is a known requantization mode, else raise ``ValueError``."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"Requant mode must be 'onnx' or 'tflite', not {mode!r}")
+    return mode
+
+
+def check_scale(name, value, *, length=None) -> np.ndarray:
+    """Return ``value`` as a float32 array after checking it is finite and positive.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : float or array_like
+        A scalar, or (when ``length`` is not ``None``) a scalar or a 1-D array of ``length``.
+    length : int, optional
+        Allowed per-channel length; ``None`` means only a scalar is allowed.
+    """
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
+                                   or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be a float scale, not {value!r}")
+    if arr.ndim != 0 and (length is None or arr.shape != (length,)):
+        expected = "a scalar" if length is None else f"a scalar or shape ({length},)"
+        raise ValueError(f"{name} must be {expected}, not shape {arr.shape}")
+    arr32 = arr.astype(np.float32)
+    bad = ~np.isfinite(arr32) | ~(arr32 > 0)
+    if np.any(bad):
+        where = "" if arr.ndim == 0 else f" at channel {int(np.flatnonzero(bad)[0])}"
+        shown = arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        raise ValueError(f"{name} must be a finite positive float32, not {shown!r}{where}")
+    return arr32
+
+
+def check_zero_point(name, value) -> int:
+    """Return ``value`` as int after checking it is an integer in the int8 range."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in [-128, 127], not {value!r}")
+    value = int(value)
+    if not -128 <= value <= 127:
+        raise ValueError(f"{name} must be in the int8 range [-128, 127], not {value}; "
+                         "map uint8 zero points to int8 with z - 128")
+    return value
+
+
+def check_int_array(name, value, dtype, ndim=None, shape=None) -> np.ndarray:
+    """Return ``value`` as an ndarray after checking its dtype and shape.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    dtype : numpy dtype
+        Required dtype (no silent casting: a float or int64 array is refused).
+    ndim : int, optional
+        Required number of dimensions.
+    shape : tuple, optional
+        Required shape; ``None`` entries match any length.
+    """
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of {np.dtype(dtype)}, "
+                        f"not {type(value).__name__}")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, not {value.dtype}")
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, not shape {value.shape}")
+    if shape is not None:
+        if value.ndim != len(shape) or any(s is not None and s != v
+                                           for s, v in zip(shape, value.shape)):
+            shown = "(" + ", ".join("?" if s is None else str(s) for s in shape) + \
+                ("," if len(shape) == 1 else "") + ")"
+            raise ValueError(f"{name} must have shape {shown}, not {value.shape}")
+    return value

@@ -1,0 +1,142 @@
+"""Integer and float32 rounding primitives shared by both requantization modes.
+
+Everything here is exact: integer helpers work on ``int64`` arrays holding int32 values, float
+helpers on IEEE-754 ``float32``/``float64`` values with NumPy's correctly rounded arithmetic. The
+gemmlowp primitives reproduce the C reference code of TFLite (``SaturatingRoundingDoublingHighMul``
+and ``RoundingDivideByPOT``) including its truncating division and its one saturating case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "INT32_MIN", "INT32_MAX",
+    "round_half_away", "round_half_even", "wrap_int32", "shift_left_int32",
+    "srdhm", "rdbpot", "float32_bits", "float32_from_bits",
+]
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+def round_half_away(x):
+    """Round to the nearest integer, ties away from zero (C ``round``, ``TfLiteRound``).
+
+    Exact for every finite float: ``floor(|x| + 0.5)`` is *not* used, because the addition itself
+    rounds (``0.49999999999999994 + 0.5 == 1.0``).
+
+    Parameters
+    ----------
+    x : float or array_like of float
+
+    Returns
+    -------
+    numpy.ndarray or numpy.floating
+        Same dtype as ``x`` (float64 for Python numbers), integral values.
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    whole = np.trunc(x)
+    frac = x - whole                      # exact: Sterbenz, |frac| < 1
+    return whole + np.where(np.abs(frac) >= 0.5, np.sign(x), 0).astype(x.dtype)
+
+
+def round_half_even(x):
+    """Round to the nearest integer, ties to even (``rint``, the IEEE default)."""
+    return np.rint(x)
+
+
+def wrap_int32(x):
+    """Wrap integers to int32 two's complement, as C arithmetic on ``int32_t`` does in practice.
+
+    Parameters
+    ----------
+    x : array_like of int
+        Values within the int64 range.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``x`` reduced modulo 2^32 into ``[-2^31, 2^31)``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def shift_left_int32(x, e):
+    """Return ``x * (1 << e)`` computed on int32 with two's complement wrap-around.
+
+    This is what TFLite's ``MultiplyByQuantizedMultiplier`` does for a positive exponent
+    (``x * (1 << left_shift)`` on ``int32_t``): formally undefined behaviour in C, in practice a
+    wrap-around on every compiler and on our hardware. Tessera's hardware keeps the low 32 bits.
+
+    Parameters
+    ----------
+    x : array_like of int
+        int32 values.
+    e : array_like of int
+        Shift amounts in ``[0, 31]``, broadcast against ``x``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(e, dtype=np.int64)
+    return wrap_int32(x << e)
+
+
+def srdhm(a, b):
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values.
+
+    ``(a*b + nudge) / 2^31`` with ``nudge = 2^30`` if ``a*b >= 0`` else ``1 - 2^30`` and C
+    division (truncation toward zero); ``a == b == INT32_MIN`` saturates to ``INT32_MAX``.
+
+    Parameters
+    ----------
+    a, b : array_like of int
+        int32 values, broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        int32 values.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b                                   # |ab| <= 2^62: exact in int64
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    # C division truncates toward zero; NumPy's >> floors, so divide the magnitude.
+    quotient = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(overflow, INT32_MAX, quotient)
+
+
+def rdbpot(x, exponent):
+    """gemmlowp ``RoundingDivideByPOT``: ``x / 2^exponent`` rounded to nearest, ties away from 0.
+
+    Parameters
+    ----------
+    x : array_like of int
+        int32 values.
+    exponent : array_like of int
+        Shift amounts in ``[0, 31]``, broadcast against ``x``.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def float32_bits(value):
+    """Return the IEEE-754 bit pattern of float32 ``value`` as ``uint32``."""
+    return np.asarray(value, dtype=np.float32).view(np.uint32)
+
+
+def float32_from_bits(bits):
+    """Return the float32 whose IEEE-754 bit pattern is ``bits`` (uint32)."""
+    return np.asarray(bits, dtype=np.uint32).view(np.float32)
