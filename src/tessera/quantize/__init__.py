@@ -3,12 +3,34 @@
 Weights are symmetric int8 (zero point 0, values -127..127), per output channel or per tensor;
 activations are asymmetric int8 calibrated on the user's data; scales, zero points and int32
 biases follow ONNX Runtime's static quantizer. See docs/quantization.md.
+
+``tessera.quantize`` is both this package and the :func:`quantize` function: the module object is
+callable, so ``tessera.quantize(model, ...)`` works even after ``import tessera.quantize``.
 """
 
+import sys
+import types
+
+from .calibrate import CALIBRATION_METHODS
 from .floatmodel import FLOAT_ACTIVATIONS, FloatLayer
+from .importers import import_model
 from .model import LAYER_ACTIVATIONS, QuantizedLayer, QuantizedModel
+from .overflow import prove_accumulator_fits
+from .quantizer import quantize
+from .serialize import FORMAT_VERSION
 
 __all__ = [
-    "FLOAT_ACTIVATIONS", "LAYER_ACTIVATIONS",
-    "FloatLayer", "QuantizedLayer", "QuantizedModel",
+    "quantize", "QuantizedModel", "QuantizedLayer", "FloatLayer", "import_model",
+    "prove_accumulator_fits", "CALIBRATION_METHODS", "FLOAT_ACTIVATIONS", "LAYER_ACTIVATIONS",
+    "FORMAT_VERSION",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Make ``tessera.quantize(...)`` call :func:`quantize` whichever object the name holds."""
+
+    def __call__(self, *args, **kwargs):
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

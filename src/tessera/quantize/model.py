@@ -191,6 +191,18 @@ class QuantizedLayer:
         return _numerics().activation_bounds(self.clamp_activation, self.requant_scale,
                                              self.requant_zero_point)
 
+    def folded_bias(self):
+        """Return ``bias - input_zero_point * colsum(weight)`` (int32 [N]) for the hardware.
+
+        Raises
+        ------
+        OverflowError
+            The accumulator could exceed int32 for some int8 input (see
+            :func:`tessera.quantize.overflow.prove_accumulator_fits`).
+        """
+        from .overflow import prove_accumulator_fits
+        return prove_accumulator_fits(self.name, self.weight, self.bias, self.input_zero_point)
+
     def forward(self, x_q):
         """Return the int8 output ``[M, N]`` for the int8 input ``x_q`` ``[M, K]``."""
         activation = self.lut if self.activation == "lut" else self.activation

@@ -1,0 +1,134 @@
+"""``quantize()``: post-training static int8 quantization of an MLP.
+
+Pipeline: import the model as float layers → validate the calibration batch → run the float model
+on it and observe every tensor's range → derive activation scales/zero points (ORT's formula, see
+:mod:`.calibrate`) → quantize weights and biases (:mod:`.weights`) → build lookup tables for
+sigmoid/tanh/... → prove each layer's int32 accumulator cannot overflow (:mod:`.overflow`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import REQUANT_MODES
+from .calibrate import CALIBRATION_METHODS, activation_qparams, calibrate, check_calibration_data
+from .floatmodel import LUT_ACTIVATIONS
+from .importers import import_model
+from .model import QuantizedLayer, QuantizedModel
+from .overflow import prove_accumulator_fits
+from .weights import quantize_bias, quantize_weights
+
+__all__ = ["REFERENCE_ROWS", "quantize"]
+
+#: Rows of the calibration batch kept in the model as the reference input of ``summary()``.
+REFERENCE_ROWS = 256
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_options(mode, per_channel, calibration_method, percentile):
+    if mode not in REQUANT_MODES:
+        raise ValueError(f"mode must be one of {', '.join(repr(m) for m in REQUANT_MODES)}, "
+                         f"not {mode!r}")
+    if not isinstance(per_channel, (bool, np.bool_)):
+        raise TypeError(f"per_channel must be True or False, not {per_channel!r}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ValueError("calibration_method must be one of "
+                         f"{', '.join(repr(m) for m in CALIBRATION_METHODS)}, "
+                         f"not {calibration_method!r}")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)) \
+            or not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be a number in (0, 100] (e.g. 99.99), "
+                         f"not {percentile!r}")
+
+
+def _check_requant(name, x_scale, w_scale, y_scale, mode):
+    from .. import numerics
+    try:
+        numerics.requant_multipliers(x_scale, w_scale, y_scale, mode)
+    except ValueError as exc:
+        raise ValueError(f"Layer {name!r}: the requantization multiplier input_scale * "
+                         f"weight_scale / output_scale is not supported in mode {mode!r} "
+                         f"({exc}); the layer's output range is out of proportion to its "
+                         "inputs and weights: check the calibration data") from None
+
+
+def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel):
+    from .. import numerics
+    name = float_layer.name
+    peak = float(np.abs(float_layer.weight).max())
+    if peak > _FLOAT32_MAX:
+        raise ValueError(f"Layer {name!r}: weight magnitude {peak:.3g} does not fit float32; "
+                         "rescale the layer")
+    in_scale, in_zp = in_qparams
+    out_scale, out_zp = activation_qparams(ranges.output.rmin, ranges.output.rmax)
+    w_q, w_scale = quantize_weights(float_layer.weight, per_channel=per_channel)
+    b_q = quantize_bias(float_layer.bias, in_scale, w_scale, layer_name=name)
+    lut_fields = {}
+    activation = float_layer.activation
+    if activation in LUT_ACTIVATIONS:
+        lut_scale, lut_zp = activation_qparams(ranges.pre_activation.rmin,
+                                               ranges.pre_activation.rmax)
+        function = LUT_ACTIVATIONS[activation]
+        lut = numerics.make_lut(lambda v: function(v.astype(np.float64)), lut_scale, lut_zp,
+                                out_scale, out_zp, mode=mode)
+        lut_fields = {"lut": lut, "lut_input_scale": lut_scale, "lut_input_zero_point": lut_zp}
+        activation = "lut"
+    requant_scale = lut_fields.get("lut_input_scale", out_scale)
+    _check_requant(name, in_scale, w_scale, requant_scale, mode)
+    prove_accumulator_fits(name, w_q, b_q, in_zp)
+    return QuantizedLayer(
+        name=name, weight=w_q, bias=b_q, input_scale=in_scale, input_zero_point=in_zp,
+        weight_scale=w_scale, output_scale=out_scale, output_zero_point=out_zp, mode=mode,
+        activation=activation, **lut_fields)
+
+
+def quantize(model, calibration=None, *, mode="onnx", per_channel=True,
+             calibration_method="minmax", percentile=99.99):
+    """Quantize a trained MLP to int8 for Tessera.
+
+    Parameters
+    ----------
+    model : list of (W, b, activation), sklearn MLPClassifier/MLPRegressor or torch nn.Module
+        ``W`` is shaped ``[in_features, out_features]``; see :mod:`tessera.quantize.importers`.
+    calibration : array_like, shape [M, K]
+        Representative real inputs (required): activation ranges are observed on them.
+    mode : {"onnx", "tflite"}
+        Requantization rule of every layer (NUMERICS.md).
+    per_channel : bool
+        One weight scale per output channel (default) or one per layer.
+    calibration_method : {"minmax", "percentile"}
+        Range observer, see :mod:`tessera.quantize.calibrate`.
+    percentile : float
+        For ``"percentile"``: the central percentage of values kept, in (0, 100].
+
+    Returns
+    -------
+    QuantizedModel
+        Also holds the float layers and the first :data:`REFERENCE_ROWS` calibration rows, so
+        ``summary()`` can report the error against float.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Unsupported model or layer, bad options, bad or missing calibration data, NaN/inf
+        parameters, shape mismatches (messages name the layer and the fix).
+    OverflowError
+        A bias or an accumulator cannot fit int32 (the message names the layer and K).
+    """
+    _check_options(mode, per_channel, calibration_method, percentile)
+    float_layers = import_model(model)
+    x = check_calibration_data(calibration, float_layers[0].in_features)
+    ranges = calibrate(float_layers, x, calibration_method, percentile)
+    qparams = activation_qparams(ranges[0].input.rmin, ranges[0].input.rmax)
+    layers = []
+    for float_layer, layer_ranges in zip(float_layers, ranges):
+        layer = _quantize_layer(float_layer, layer_ranges, qparams, mode=mode,
+                                per_channel=bool(per_channel))
+        layers.append(layer)
+        qparams = (layer.output_scale, layer.output_zero_point)
+    info = {"calibration_method": calibration_method, "percentile": float(percentile),
+            "per_channel": bool(per_channel), "calibration_rows": int(x.shape[0]),
+            "source": f"{type(model).__module__}.{type(model).__qualname__}"}
+    return QuantizedModel(layers, float_layers=float_layers,
+                          reference_input=x[:REFERENCE_ROWS], info=info)
