@@ -9,12 +9,14 @@ __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "LINK_BYTES_PER_CYCLE",
 ]
 
-#: Compute cycles of one GEMM beyond its ``k`` accumulation steps (operand fetch and MAC
-#: pipeline fill/flush, accumulator hand-off). A GEMM occupies the array for ``k + this``.
-GEMM_OVERHEAD_CYCLES = 4
+#: Compute cycles of one GEMM beyond its ``k`` accumulation steps: the last operand read's data
+#: cycle, its accumulate cycle and the hand-off cycle (``hw/gemm.py``). A GEMM occupies the array
+#: for ``k + this`` cycles after the cycle in which it is accepted.
+GEMM_OVERHEAD_CYCLES = 3
 
-#: Cycles of one drain beyond its ``m_rows * n_cols`` post-processing issue slots (the requant
-#: and activation pipeline latency plus the final write-back).
+#: Cycles of one drain beyond its ``m_rows * n_cols`` post-processing issue slots: the hand-off
+#: cycle, the PostProcessor latency (6) and the final write-back (``hw/drain.py``). A drain
+#: occupies the drain unit for ``m_rows * n_cols + this`` cycles from its hand-off cycle.
 DRAIN_OVERHEAD_CYCLES = 8
 
 #: Bytes the stream host port moves per cycle in each direction.

@@ -1,0 +1,119 @@
+"""The outer-product MAC array: ``rows x cols`` int8 multiply-accumulates into int32.
+
+One *step* broadcasts an activation per row and a weight per column to every MAC,
+``acc[r][c] += a[r] * w[c]`` (docs/architecture.md explains why the array is not systolic). A
+step presented on the inputs in cycle *t* is registered and accumulated at the end of *t + 1*:
+:attr:`MacArray.latency` is 2 from the operands to the updated accumulators being visible.
+
+A step with ``clear`` starts from its product instead of adding to the accumulators. It is built
+as a synchronous reset of the accumulators in the cycle the step is registered, so that each
+accumulator stays the plain ``acc <= acc + a*b`` that Yosys absorbs into an iCE40 SB_MAC16
+(a ``Mux(clear, 0, acc)`` in front of the adder costs LUTs per MAC; figures in docs/boards.md
+and the report of this module's commit). The price is one rule: a ``clear`` step must not be
+presented in the cycle right after another step (the GEMM engine always leaves a gap between
+GEMMs, so it never does).
+
+Next to the accumulators sits a *shadow* copy that the drain empties while the array already
+accumulates the next tile: ``shadow_load`` copies every accumulator in one cycle. The shadow is
+read through a single output, ``head`` (``shadow[0][0]``), and moved with two shifts so that no
+``rows*cols``-way 32-bit multiplexer is needed: ``shift_row`` moves column 0 up by one row, and
+``shift_col`` moves every column left by one (column ``c`` takes column ``c + 1``). Draining
+``m_rows`` rows of a column is ``m_rows - 1`` row shifts followed by one column shift.
+"""
+
+from amaranth import Module, ResetInserter, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MacArray"]
+
+
+class MacArray(wiring.Component):
+    """``rows x cols`` int8 MACs with int32 accumulators and a shifting shadow copy.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Gives ``rows`` and ``cols``.
+
+    Members
+    -------
+    a : In(ArrayLayout(signed(8), rows))
+        Activation of each row for the step.
+    w : In(ArrayLayout(signed(8), cols))
+        Weight of each column for the step.
+    step : In(1)
+        ``a`` and ``w`` form a step this cycle; it is accumulated at the end of the next cycle.
+    clear : In(1)
+        With ``step``: the step starts from its product (the accumulators restart).
+    shadow_load : In(1)
+        Copy every accumulator into the shadow at the end of this cycle.
+    shift_row : In(1)
+        Shift shadow column 0 up by one row (``shadow[r][0] <= shadow[r+1][0]``).
+    shift_col : In(1)
+        Shift the shadow left by one column (``shadow[r][c] <= shadow[r][c+1]``); takes
+        precedence over ``shift_row``. ``shadow_load`` takes precedence over both.
+    head : Out(signed(32))
+        ``shadow[0][0]``.
+    """
+
+    #: Cycles from a step on the inputs to the updated accumulators (and a ``shadow_load`` in
+    #: that cycle capturing them).
+    latency = 2
+
+    def __init__(self, config):
+        self._config = config
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(8), config.rows)),
+            "w": In(data.ArrayLayout(signed(8), config.cols)),
+            "step": In(1),
+            "clear": In(1),
+            "shadow_load": In(1),
+            "shift_row": In(1),
+            "shift_col": In(1),
+            "head": Out(signed(32)),
+        })
+
+    @property
+    def config(self):
+        """The :class:`~tessera.spec.AcceleratorConfig` this array was elaborated for."""
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._config.rows, self._config.cols
+
+        # Operand register stage: shared by a row (a) or a column (w) of MACs.
+        a = Signal.like(self.a)
+        w = Signal.like(self.w)
+        step = Signal()
+        m.d.sync += [a.eq(self.a), w.eq(self.w), step.eq(self.step)]
+
+        acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(cols)]
+               for r in range(rows)]
+        shadow = [[Signal(signed(32), name=f"shadow_{r}_{c}") for c in range(cols)]
+                  for r in range(rows)]
+
+        # Each accumulator is `acc <= acc + a*w` in its own module; the clear is a synchronous
+        # reset of that module in the cycle the clearing step is registered.
+        restart = Signal()
+        m.d.comb += restart.eq(self.step & self.clear)
+        for r in range(rows):
+            for c in range(cols):
+                mac = Module()
+                with mac.If(step):
+                    mac.d.sync += acc[r][c].eq(acc[r][c] + a[r] * w[c])
+                m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
+
+        for r in range(rows):
+            for c in range(cols):
+                with m.If(self.shadow_load):
+                    m.d.sync += shadow[r][c].eq(acc[r][c])
+                with m.Elif(self.shift_col):
+                    if c + 1 < cols:
+                        m.d.sync += shadow[r][c].eq(shadow[r][c + 1])
+                if c == 0 and r + 1 < rows:
+                    with m.If(~self.shadow_load & ~self.shift_col & self.shift_row):
+                        m.d.sync += shadow[r][0].eq(shadow[r + 1][0])
+        m.d.comb += self.head.eq(shadow[0][0])
+        return m

@@ -1,0 +1,158 @@
+"""The compute core: buffers, GEMM engine, MAC array, drain and post-processor.
+
+``Core(config)`` is everything below the executor (``docs/architecture.md``): the ACT, WGT and
+PARAM memories, the :class:`~tessera.hw.gemm.GemmEngine` stepping the
+:class:`~tessera.hw.array.MacArray`, the :class:`~tessera.hw.drain.Drain` that takes a finished
+tile's shadow accumulators through the :class:`~tessera.hw.postproc.PostProcessor` and writes the
+int8 results back into ACT. Its ports are the ones agreed in HW_INTERFACES.md; the cycle behaviour
+is the model of ``tessera.spec.timing`` (hw/gemm.py and hw/drain.py give it cycle by cycle).
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tessera.spec import isa
+
+from .array import MacArray
+from .drain import Drain
+from .gemm import GEMM_COMMAND, GemmEngine
+from .layouts import PARAM_ENTRY
+from .postproc import PostProcessor
+
+__all__ = ["Core", "GEMM_COMMAND", "write_width"]
+
+
+def write_width(config) -> int:
+    """Return the width of the host write port's data: ``max(rows*8, cols*8, 72)``."""
+    return max(config.rows * 8, config.cols * 8, PARAM_ENTRY.size)
+
+
+class Core(wiring.Component):
+    """Buffers and compute datapath of one accelerator.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Array shape, buffer depths, requant modes and LUT.
+
+    Members
+    -------
+    i_cmd : In(stream.Signature(GEMM_COMMAND))
+        GEMM commands (fields validated by the executor); accepted when the engine can take one.
+    idle : Out(1)
+        No GEMM running or waiting to hand off, and the drain idle (all results written).
+    wr_en, wr_buffer, wr_addr, wr_data : In
+        Host write of one entry of ACT, WGT, PARAM or LUT (:class:`tessera.spec.isa.Buffer`);
+        happens in a cycle with ``wr_en & wr_ready``. Entry byte *i* is ``wr_data[8i:8i+8]``;
+        a PARAM entry is ``PARAM_ENTRY`` bits; a LUT entry ``wr_data[0:8]``.
+    wr_ready : Out(1)
+        Low in the cycles the drain writes ACT (it has priority on the ACT write port).
+    rd_en, rd_addr : In
+        Host read of ACT (only while ``idle``).
+    rd_data : Out(rows*8)
+        The entry addressed in the cycle of ``rd_en``, valid the cycle after.
+    ev_compute, ev_stall, ev_macs : Out
+        Per-cycle counter events: array occupied by a GEMM; finished GEMM waiting for the drain;
+        useful MACs.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        members = {
+            "i_cmd": In(stream.Signature(GEMM_COMMAND)),
+            "idle": Out(1),
+            "wr_en": In(1),
+            "wr_buffer": In(2),
+            "wr_addr": In(16),
+            "wr_data": In(write_width(config)),
+            "wr_ready": Out(1),
+            "rd_en": In(1),
+            "rd_addr": In(16),
+            "rd_data": Out(config.rows * 8),
+            "ev_compute": Out(1),
+            "ev_stall": Out(1),
+            "ev_macs": Out(range(config.rows * config.cols + 1)),
+        }
+        super().__init__(members)
+
+    @property
+    def config(self):
+        """The :class:`~tessera.spec.AcceleratorConfig` this core was elaborated for."""
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        rows, cols = config.rows, config.cols
+
+        m.submodules.act = act = Memory(shape=rows * 8, depth=config.act_depth, init=[])
+        m.submodules.wgt = wgt = Memory(shape=cols * 8, depth=config.weight_depth, init=[])
+        m.submodules.param = param = Memory(shape=PARAM_ENTRY, depth=config.param_depth,
+                                            init=[])
+        act_rd, act_wr = act.read_port(), act.write_port()
+        wgt_rd, wgt_wr = wgt.read_port(), wgt.write_port()
+        param_rd, param_wr = param.read_port(), param.write_port()
+
+        m.submodules.engine = engine = GemmEngine(config)
+        m.submodules.array = array = MacArray(config)
+        m.submodules.postproc = postproc = PostProcessor(config)
+        m.submodules.drain = drain = Drain(config, postproc_latency=PostProcessor.latency)
+
+        wiring.connect(m, wiring.flipped(self.i_cmd), engine.i_cmd)
+        wiring.connect(m, engine.o_drain, drain.i_cmd)
+        wiring.connect(m, drain.o_post, postproc.i)
+        wiring.connect(m, postproc.o, drain.i_post)
+
+        # Operand reads: the engine owns the ACT read port while it runs, the host otherwise.
+        m.d.comb += [
+            act_rd.addr.eq(Mux(engine.act_reading, engine.act_addr, self.rd_addr)),
+            engine.act_data.eq(act_rd.data),
+            self.rd_data.eq(act_rd.data),
+            wgt_rd.addr.eq(engine.wgt_addr),
+            engine.wgt_data.eq(wgt_rd.data),
+        ]
+        # Array: steps from the engine, shadow hand-off from the engine, shifts from the drain.
+        m.d.comb += [
+            array.a.as_value().eq(engine.a.as_value()),
+            array.w.as_value().eq(engine.w.as_value()),
+            array.step.eq(engine.step),
+            array.clear.eq(engine.clear),
+            array.shadow_load.eq(engine.shadow_load),
+            array.shift_row.eq(drain.shift_row),
+            array.shift_col.eq(drain.shift_col),
+            drain.head.eq(array.head),
+            param_rd.addr.eq(drain.param_addr),
+            drain.param_data.eq(param_rd.data),
+        ]
+
+        # Host writes; the drain's write-back takes the ACT write port first.
+        host_write = Signal()
+        m.d.comb += [
+            self.wr_ready.eq(~drain.wr_en),
+            host_write.eq(self.wr_en & self.wr_ready),
+            act_wr.en.eq(drain.wr_en | (host_write & (self.wr_buffer == isa.Buffer.ACT))),
+            act_wr.addr.eq(Mux(drain.wr_en, drain.wr_addr, self.wr_addr)),
+            act_wr.data.eq(Mux(drain.wr_en, drain.wr_data, self.wr_data[:rows * 8])),
+            wgt_wr.en.eq(host_write & (self.wr_buffer == isa.Buffer.WGT)),
+            wgt_wr.addr.eq(self.wr_addr),
+            wgt_wr.data.eq(self.wr_data[:cols * 8]),
+            param_wr.en.eq(host_write & (self.wr_buffer == isa.Buffer.PARAM)),
+            param_wr.addr.eq(self.wr_addr),
+            param_wr.data.eq(self.wr_data[:PARAM_ENTRY.size]),
+        ]
+        if config.lut:
+            m.d.comb += [
+                postproc.lut_wr_en.eq(host_write & (self.wr_buffer == isa.Buffer.LUT)),
+                postproc.lut_wr_addr.eq(self.wr_addr[:8]),
+                postproc.lut_wr_data.eq(self.wr_data[:8]),
+            ]
+
+        m.d.comb += [
+            self.idle.eq(~engine.busy & ~drain.busy),
+            self.ev_compute.eq(engine.ev_compute),
+            self.ev_stall.eq(engine.ev_stall),
+            self.ev_macs.eq(engine.ev_macs),
+        ]
+        return m

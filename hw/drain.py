@@ -1,0 +1,195 @@
+"""The drain: post-processes a tile of shadow accumulators and writes it back to ACT.
+
+A drain starts in the cycle *h* of its ``i_cmd`` transfer (the GEMM engine's hand-off, in which
+the array copies its accumulators into the shadow). It then sends one accumulator per cycle to the
+PostProcessor, column by column: for ``c < n_cols``, ``r < m_rows``, element ``(r, c)`` goes out
+in cycle ``h + 1 + c*m_rows + r`` with ``PARAM[param_addr + c]``, the post state captured with the
+command, ``tag = r`` and ``last`` on the final row of the column. The shadow is walked by shifting
+it (:class:`~tessera.hw.array.MacArray` ``shift_row``/``shift_col``), never through a wide
+multiplexer. Results are collected by ``tag`` into an entry (bytes ``r >= m_rows`` zero); the
+result carrying ``last`` completes the entry, which is written to ``ACT[out_addr + c]`` in the next
+cycle (the write has priority over the host on the ACT write port).
+
+The drain occupies itself for exactly ``m_rows*n_cols + DRAIN_OVERHEAD_CYCLES`` cycles, *h ...
+h + elements + DRAIN_OVERHEAD_CYCLES - 1*; ``i_cmd.ready`` (and with it the next hand-off) comes
+back in the cycle after. The last write happens ``PostProcessor.latency + 1`` cycles after the
+last element is sent, so the overhead must be at least ``latency + 2``; shorter pipelines are
+padded, so the timing constant does not depend on the PostProcessor's implementation.
+"""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES
+
+from .gemm import DRAIN_COMMAND
+from .layouts import PARAM_ENTRY
+from .postproc import POSTPROC_IN, POSTPROC_OUT
+
+__all__ = ["Drain"]
+
+
+class Drain(wiring.Component):
+    """Drain of the shadow accumulators through the PostProcessor into the ACT buffer.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Gives the array shape and the ACT/PARAM depths.
+    postproc_latency : int
+        :attr:`PostProcessor.latency`; must not exceed ``DRAIN_OVERHEAD_CYCLES - 2``.
+
+    Members
+    -------
+    i_cmd : In(stream.Signature(DRAIN_COMMAND))
+        Hand-off from the GEMM engine; ready when the previous drain's time is over.
+    head : In(signed(32))
+        The shadow's ``[0][0]`` accumulator.
+    shift_row, shift_col : Out(1)
+        Shadow shifts (see :class:`~tessera.hw.array.MacArray`).
+    param_addr : Out(range(param_depth))
+        PARAM read port address (synchronous read).
+    param_data : In(PARAM_ENTRY)
+        PARAM read port data.
+    o_post : Out(stream.Signature(POSTPROC_IN))
+        To the PostProcessor's ``i``.
+    i_post : In(stream.Signature(POSTPROC_OUT))
+        From the PostProcessor's ``o`` (always ready).
+    wr_en, wr_addr, wr_data : Out
+        ACT write request (this cycle; takes priority over the host).
+    busy : Out(1)
+        A drain is in progress.
+    """
+
+    def __init__(self, config, *, postproc_latency):
+        if not isinstance(postproc_latency, int) or postproc_latency < 0:
+            raise ValueError(f"PostProcessor latency must be a non-negative integer, "
+                             f"not {postproc_latency!r}")
+        if postproc_latency + 2 > DRAIN_OVERHEAD_CYCLES:
+            raise ValueError(f"PostProcessor latency {postproc_latency} needs "
+                             f"DRAIN_OVERHEAD_CYCLES >= {postproc_latency + 2}, but "
+                             f"tessera.spec.timing has {DRAIN_OVERHEAD_CYCLES}; raise the "
+                             f"constant (and the emulator follows) or shorten the pipeline")
+        self._config = config
+        self._latency = postproc_latency
+        super().__init__({
+            "i_cmd": In(stream.Signature(DRAIN_COMMAND)),
+            "head": In(signed(32)),
+            "shift_row": Out(1),
+            "shift_col": Out(1),
+            "param_addr": Out(range(config.param_depth)),
+            "param_data": In(PARAM_ENTRY),
+            "o_post": Out(stream.Signature(POSTPROC_IN)),
+            "i_post": In(stream.Signature(POSTPROC_OUT)),
+            "wr_en": Out(1),
+            "wr_addr": Out(range(config.act_depth)),
+            "wr_data": Out(config.rows * 8),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        rows = config.rows
+
+        cmd = Signal(DRAIN_COMMAND)
+        timer = Signal(16 + 1)            # cycles of the drain left after this one
+        active = Signal()                 # elements left to send
+        row = Signal(range(max(rows, 2)))
+        col_last = Signal()               # the column being sent is the last one
+        col = Signal(8)
+        p_addr = Signal(16)               # PARAM address of the column being sent
+        in_flight = Signal(range(max(2, 2 * (self._latency + 2))))
+        out_ptr = Signal(16)
+        entry = Signal(data.ArrayLayout(8, rows))
+        wr_pending = Signal()
+
+        start = Signal()
+        send = Signal()
+        receive = Signal()
+        end_of_col = Signal()
+        m.d.comb += [
+            self.busy.eq((timer != 0) | active | (in_flight != 0) | wr_pending),
+            self.i_cmd.ready.eq(~self.busy),
+            start.eq(self.i_cmd.valid & self.i_cmd.ready),
+            send.eq(self.o_post.valid & self.o_post.ready),
+            receive.eq(self.i_post.valid & self.i_post.ready),
+            end_of_col.eq(row == cmd.m_rows - 1),
+        ]
+
+        # Timer: the drain's fixed duration.
+        with m.If(start):
+            m.d.sync += timer.eq(self.i_cmd.payload.elements + (DRAIN_OVERHEAD_CYCLES - 1))
+        with m.Elif(timer != 0):
+            m.d.sync += timer.eq(timer - 1)
+
+        # Sending side: one shadow element per cycle, column-major.
+        post = self.o_post.payload
+        m.d.comb += [
+            self.o_post.valid.eq(active),
+            post.acc.eq(self.head),
+            post.bias.eq(self.param_data.bias),
+            post.multiplier.eq(self.param_data.multiplier),
+            post.shift.eq(self.param_data.shift),
+            post.mode.eq(cmd.mode),
+            post.lut.eq(cmd.lut),
+            post.zero_point.eq(cmd.zero_point),
+            post.lo.eq(cmd.lo),
+            post.hi.eq(cmd.hi),
+            post.tag.eq(row),
+            post.last.eq(end_of_col),
+            self.shift_row.eq(send & ~end_of_col),
+            self.shift_col.eq(send & end_of_col),
+        ]
+        # The PARAM entry read in this cycle is the one of the column sent next cycle.
+        with m.If(start):
+            m.d.comb += self.param_addr.eq(self.i_cmd.payload.param_addr)
+        with m.Elif(send & end_of_col):
+            m.d.comb += self.param_addr.eq(p_addr + 1)
+        with m.Else():
+            m.d.comb += self.param_addr.eq(p_addr)
+
+        with m.If(start):
+            m.d.sync += [
+                cmd.eq(self.i_cmd.payload),
+                active.eq(1),
+                row.eq(0),
+                col.eq(0),
+                p_addr.eq(self.i_cmd.payload.param_addr),
+                out_ptr.eq(self.i_cmd.payload.out_addr),
+            ]
+        with m.Elif(send):
+            with m.If(end_of_col):
+                m.d.sync += [row.eq(0), col.eq(col + 1), p_addr.eq(p_addr + 1)]
+                with m.If(col == cmd.n_cols - 1):
+                    m.d.sync += active.eq(0)
+            with m.Else():
+                m.d.sync += row.eq(row + 1)
+
+        with m.If(send & ~receive):
+            m.d.sync += in_flight.eq(in_flight + 1)
+        with m.Elif(~send & receive):
+            m.d.sync += in_flight.eq(in_flight - 1)
+
+        # Collecting side: bytes by tag; the column's last result completes the entry.
+        result = self.i_post.payload
+        completed = Signal.like(entry)
+        m.d.comb += [self.i_post.ready.eq(1), completed.eq(entry)]
+        for r in range(rows):
+            with m.If(result.tag == r):
+                m.d.comb += completed[r].eq(result.value)
+        m.d.sync += wr_pending.eq(receive & result.last)
+        with m.If(receive):
+            with m.If(result.last):
+                m.d.sync += [
+                    entry.eq(0),
+                    self.wr_data.eq(completed),
+                    self.wr_addr.eq(out_ptr),
+                    out_ptr.eq(out_ptr + 1),
+                ]
+            with m.Else():
+                m.d.sync += entry.eq(completed)
+        m.d.comb += self.wr_en.eq(wr_pending)
+        del col_last
+        return m

@@ -1,0 +1,202 @@
+"""The GEMM engine: reads the operands of one ``GEMM`` command and steps the MAC array.
+
+A command is accepted in cycle *T* (``i_cmd`` transfer) and occupies the array for exactly
+``k + GEMM_OVERHEAD_CYCLES`` cycles, *T+1 ... T+k+3*:
+
+==============  ==========================================================================
+cycle           what happens
+==============  ==========================================================================
+T               ``i_cmd`` transfer; the command is latched (not counted as compute)
+T+1 ... T+k     read ``ACT[a_addr+i]`` and ``WGT[w_addr+i]`` for ``i = 0 ... k-1``
+T+2 ... T+k+1   read data valid: step ``i`` presented to the array (``clear`` on step 0)
+T+3 ... T+k+2   the array accumulates step ``i`` (``ev_macs = m_rows*n_cols``)
+T+k+3           hand-off: with ``drain``, the accumulators are copied to the shadow and
+                the drain starts (``o_drain`` transfer); a new command may be accepted
+==============  ==========================================================================
+
+``ev_compute`` is high in the ``k + 3`` cycles T+1 ... T+k+3. If the drain is still busy with the
+previous tile at T+k+3, the hand-off waits: each waiting cycle has ``ev_stall`` high and
+``ev_compute`` low, and the cycle in which the hand-off finally happens counts as compute. The
+next command is accepted in the hand-off cycle at the earliest, so back-to-back GEMMs keep the
+array busy except for the 3 overhead cycles of each.
+"""
+
+from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tessera.spec import BitLayout, isa
+from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
+
+from .array import MacArray
+from .layouts import struct_layout
+
+__all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "GemmEngine"]
+
+
+def _fields(opcode, names):
+    layout = isa.LAYOUTS[opcode]
+    return tuple(layout.field(name) for name in names)
+
+
+_POST_STATE = _fields(isa.Opcode.POST, ("mode", "lut", "zero_point", "lo", "hi"))
+
+#: One GEMM command as the executor hands it to the core: the ``GEMM`` instruction's fields plus
+#: the post state captured at issue (fields declared in :mod:`tessera.spec.isa`).
+GEMM_COMMAND = struct_layout(BitLayout("GemmCommand", _fields(isa.Opcode.GEMM, (
+    "a_addr", "w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols", "clear", "drain",
+)) + _POST_STATE))
+
+#: What the GEMM engine hands to the drain with the accumulators: where the tile goes, its
+#: parameters and post state, and ``elements = m_rows * n_cols``.
+DRAIN_COMMAND = data.StructLayout({
+    **{name: GEMM_COMMAND[name].shape for name in ("out_addr", "param_addr", "m_rows", "n_cols")},
+    "elements": unsigned(16),
+    **{field.name: GEMM_COMMAND[field.name].shape for field in _POST_STATE},
+})
+
+# Cycles between the last operand read and the hand-off cycle: the read itself, then the
+# array's operand register (MacArray.latency counts from the read data to the accumulators).
+_FLUSH_CYCLES = MacArray.latency
+
+
+class GemmEngine(wiring.Component):
+    """Operand fetch and array sequencing for GEMM commands.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Gives the array shape and the ACT/WGT depths (address widths).
+
+    Members
+    -------
+    i_cmd : In(stream.Signature(GEMM_COMMAND))
+        Commands; ready in idle or in the hand-off cycle of the running command.
+    o_drain : Out(stream.Signature(DRAIN_COMMAND))
+        Hand-off to the drain; valid in the hand-off cycle of a command with ``drain``.
+    act_addr, act_data : Out(range(act_depth)), In(rows*8)
+        ACT read port (synchronous: data the cycle after the address).
+    act_reading : Out(1)
+        ``act_addr`` is in use (the core gives the ACT read port to the host otherwise).
+    wgt_addr, wgt_data : Out(range(weight_depth)), In(cols*8)
+        WGT read port.
+    step, clear, a, w, shadow_load : Out
+        Array controls (see :class:`~tessera.hw.array.MacArray`).
+    busy : Out(1)
+        A command is latched (running or waiting to hand off).
+    ev_compute, ev_stall, ev_macs : Out
+        Counter events of this cycle.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        rows, cols = config.rows, config.cols
+        super().__init__({
+            "i_cmd": In(stream.Signature(GEMM_COMMAND)),
+            "o_drain": Out(stream.Signature(DRAIN_COMMAND)),
+            "act_addr": Out(range(config.act_depth)),
+            "act_data": In(rows * 8),
+            "act_reading": Out(1),
+            "wgt_addr": Out(range(config.weight_depth)),
+            "wgt_data": In(cols * 8),
+            "step": Out(1),
+            "clear": Out(1),
+            "a": Out(data.ArrayLayout(unsigned(8), rows)),
+            "w": Out(data.ArrayLayout(unsigned(8), cols)),
+            "shadow_load": Out(1),
+            "busy": Out(1),
+            "ev_compute": Out(1),
+            "ev_stall": Out(1),
+            "ev_macs": Out(range(rows * cols + 1)),
+        })
+
+    def elaborate(self, platform):
+        assert GEMM_OVERHEAD_CYCLES == _FLUSH_CYCLES + 1, \
+            "tessera.spec.timing.GEMM_OVERHEAD_CYCLES does not describe this engine"
+        m = Module()
+        config = self._config
+        rows, cols = config.rows, config.cols
+
+        cmd = Signal(GEMM_COMMAND)
+        macs_per_step = Signal(range(rows * cols + 1))
+        a_ptr = Signal(16)
+        w_ptr = Signal(16)
+        left = Signal(16)                       # operand reads still to issue
+        flush = Signal(range(_FLUSH_CYCLES))    # cycles after the last read, minus one
+        first = Signal()                        # the next read is step 0
+
+        # Pipeline of the steps: read issued (cycle t) -> data valid (t+1) -> accumulated (t+2).
+        issue = Signal()
+        data_valid = Signal()
+        data_first = Signal()
+        mac_valid = Signal()
+        m.d.sync += [data_valid.eq(issue), data_first.eq(issue & first), mac_valid.eq(data_valid)]
+
+        m.d.comb += [
+            self.act_addr.eq(a_ptr),
+            self.wgt_addr.eq(w_ptr),
+            self.a.as_value().eq(self.act_data),
+            self.w.as_value().eq(self.wgt_data),
+            self.step.eq(data_valid),
+            self.clear.eq(data_first & cmd.clear),
+            self.ev_macs.eq(Mux(mac_valid, macs_per_step, 0)),
+        ]
+
+        drain_payload = self.o_drain.payload
+        for name in ("out_addr", "param_addr", "m_rows", "n_cols", "mode", "lut", "zero_point",
+                     "lo", "hi"):
+            m.d.comb += getattr(drain_payload, name).eq(getattr(cmd, name))
+        m.d.comb += drain_payload.elements.eq(macs_per_step)
+
+        accept = Signal()
+        m.d.comb += accept.eq(self.i_cmd.valid & self.i_cmd.ready)
+        with m.If(accept):
+            payload = self.i_cmd.payload
+            # m_rows <= rows and n_cols <= cols (validated by the executor): narrow the product.
+            m_rows = payload.m_rows[:max(1, rows.bit_length())]
+            n_cols = payload.n_cols[:max(1, cols.bit_length())]
+            m.d.sync += [
+                cmd.eq(payload),
+                macs_per_step.eq(m_rows * n_cols),
+                a_ptr.eq(payload.a_addr),
+                w_ptr.eq(payload.w_addr),
+                left.eq(payload.k),
+                flush.eq(_FLUSH_CYCLES - 1),
+                first.eq(1),
+            ]
+
+        with m.FSM(name="engine"):
+            with m.State("IDLE"):
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(accept):
+                    m.next = "RUN"
+
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), self.ev_compute.eq(1), self.act_reading.eq(1)]
+                with m.If(left != 0):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += [
+                        a_ptr.eq(a_ptr + 1), w_ptr.eq(w_ptr + 1), left.eq(left - 1),
+                        first.eq(0),
+                    ]
+                with m.Elif(flush != 0):
+                    m.d.sync += flush.eq(flush - 1)
+                with m.Else():
+                    m.next = "HANDOFF"
+
+            with m.State("HANDOFF"):
+                done = Signal()
+                m.d.comb += [
+                    self.busy.eq(1),
+                    self.o_drain.valid.eq(cmd.drain),
+                    done.eq(~cmd.drain | self.o_drain.ready),
+                    self.shadow_load.eq(cmd.drain & self.o_drain.ready),
+                    self.ev_compute.eq(done),
+                    self.ev_stall.eq(~done),
+                    self.i_cmd.ready.eq(done),
+                ]
+                with m.If(accept):
+                    m.next = "RUN"
+                with m.Elif(done):
+                    m.next = "IDLE"
+        return m
