@@ -1,0 +1,217 @@
+"""The one host driver for every backend: emulator, RTL simulation and boards.
+
+A :class:`Device` talks only to a :class:`~tessera.runtime.transport.Transport` through a
+:class:`~tessera.runtime.link.HostLink`. It identifies the device (``HELLO``), refuses one built
+from another configuration, compiles models for it (cached), keeps track of which model's
+resident weights are loaded, runs batches and reads the performance counters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tessera.spec import AcceleratorConfig, isa
+from tessera.spec.protocol import READ_LAYOUT, Kind, decode_counters, decode_id
+
+from .errors import ConfigMismatch, LinkError, TesseraError
+from .link import HostLink
+
+__all__ = ["Device"]
+
+_CACHE_SIZE = 8
+
+
+class Device:
+    """A connected Tessera accelerator (or a model of one).
+
+    Usually made by :func:`tessera.connect`. Use it as a context manager, or call :meth:`close`.
+
+    Parameters
+    ----------
+    transport : Transport
+        The byte pipe to the device.
+    config : AcceleratorConfig, optional
+        The configuration the host compiles for (default ``AcceleratorConfig()``); the device
+        must report the same hash.
+    timeout_s : float
+        Per-request response timeout.
+    retries : int
+        Resends per request before :class:`~tessera.runtime.errors.DeviceTimeout`.
+
+    Attributes
+    ----------
+    config : AcceleratorConfig
+    id : dict
+        The decoded ``HELLO`` ID record (``isa_version``, ``config_hash``, ``rows``, ...).
+    link : HostLink
+        The request layer, for low-level access (``link.request(kind, payload)``).
+    """
+
+    def __init__(self, transport, config=None, *, timeout_s=1.0, retries=5):
+        config = config if config is not None else AcceleratorConfig()
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
+        self.config = config
+        self.transport = transport
+        self.link = HostLink(transport, max_payload=config.max_payload, timeout_s=timeout_s,
+                             retries=retries)
+        self._compiled = {}     # id(qmodel) -> (qmodel, CompiledModel), most recent last
+        self._resident = None   # the CompiledModel whose setup frames the device holds
+        self._closed = False
+        self.id = self._hello()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def _hello(self) -> dict:
+        payload = self.link.request(Kind.HELLO)
+        try:
+            ident = decode_id(payload)
+        except ValueError as e:
+            raise LinkError(f"The device's HELLO answer is not a Tessera ID record: {e}") from None
+        ident.pop("magic", None)
+        cfg = self.config
+        if ident["isa_version"] != isa.ISA_VERSION:
+            raise ConfigMismatch(
+                f"The device implements ISA version {ident['isa_version']} but this host speaks "
+                f"version {isa.ISA_VERSION}: rebuild the bitstream with this version of tessera "
+                f"(tessera build), or install the tessera version the bitstream was built with")
+        if ident["config_hash"] != cfg.hash:
+            raise ConfigMismatch(
+                f"The device was built from configuration {ident['config_hash']:016x} "
+                f"({ident['rows']}x{ident['cols']}, max_payload {ident['max_payload']}) but the "
+                f"host expects {cfg.hash_hex} ({cfg.rows}x{cfg.cols}, max_payload "
+                f"{cfg.max_payload}): connect with the configuration the bitstream was built "
+                f"from, e.g. tessera.connect(target, config=AcceleratorConfig.load('config.json')),"
+                f" or rebuild the bitstream for this configuration")
+        self._resident = None
+        return ident
+
+    # -- running models ------------------------------------------------------------------------
+
+    def _compile(self, qmodel):
+        entry = self._compiled.pop(id(qmodel), None)
+        if entry is None:
+            from tessera.compiler import compile_model
+            entry = (qmodel, compile_model(qmodel, self.config))
+        self._compiled[id(qmodel)] = entry        # most recently used last
+        while len(self._compiled) > _CACHE_SIZE:
+            self._compiled.pop(next(iter(self._compiled)))
+        return entry[1]
+
+    def run(self, qmodel, x, *, raw=False):
+        """Run ``qmodel`` on the batch ``x`` and return its output.
+
+        The result equals ``qmodel.predict(x, raw=raw)`` bit for bit.
+
+        Parameters
+        ----------
+        qmodel : tessera.QuantizedModel
+        x : numpy.ndarray
+            float [M, in_features]; with ``raw=True`` int8 [M, in_features] already quantized
+            with the model's input scale and zero point.
+        raw : bool
+            Return the int8 output instead of the dequantized float32 one.
+        """
+        self._check_open()
+        for attr in ("layers", "quantize_input", "dequantize_output", "in_features"):
+            if not hasattr(qmodel, attr):
+                raise TypeError(f"run() needs a tessera.QuantizedModel (from tessera.quantize), "
+                                f"not {type(qmodel).__name__}")
+        k = qmodel.in_features
+        if raw:
+            x_q = np.asarray(x)
+            if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != k:
+                raise ValueError(f"With raw=True the input must be an int8 array [M, {k}], not "
+                                 f"{x_q.dtype} {x_q.shape}; pass float data with raw=False to "
+                                 f"quantize it with the model's input scale")
+        else:
+            x_q = qmodel.quantize_input(x)
+        if x_q.shape[0] == 0:
+            raise ValueError(f"The input batch is empty (shape {x_q.shape}); pass at least one "
+                             f"row")
+        compiled = self._compile(qmodel)
+        if self._resident is not compiled:
+            self._resident = None
+            try:
+                for frame in compiled.setup_frames:
+                    self._exec(frame)
+            except BaseException:
+                self._resident = None
+                raise
+            self._resident = compiled
+        y_q = self.execute(compiled.program(x_q))
+        return y_q if raw else qmodel.dequantize_output(y_q)
+
+    def execute(self, program) -> np.ndarray:
+        """Send the frames of a compiled :class:`~tessera.compiler.Program`; return int8 output.
+
+        Either the whole output is returned or an exception is raised; never a partial result.
+        """
+        from tessera.compiler import assemble_outputs
+        self._check_open()
+        responses = {}
+        try:
+            for index, frame in enumerate(program.frames):
+                data = self._exec(frame)
+                if index in program.stores:
+                    responses[index] = data
+                elif data:
+                    raise LinkError(f"Frame {index} has no STORE but the device answered with "
+                                    f"{len(data)} bytes: the device and host disagree on the "
+                                    f"protocol")
+        except BaseException:
+            self._resident = None   # the device may hold a half-loaded state now
+            raise
+        return assemble_outputs(program, responses)
+
+    def _exec(self, frame) -> bytes:
+        return self.link.request(Kind.EXEC, frame)
+
+    def read(self, addr: int, count: int) -> np.ndarray:
+        """Return activation-buffer entries ``addr .. addr+count-1`` as int8 [count, rows]."""
+        self._check_open()
+        payload = READ_LAYOUT.to_bytes(addr=addr, count=count)
+        data = self.link.request(Kind.READ, payload)
+        if len(data) != count * self.config.act_entry_bytes:
+            raise LinkError(f"READ of {count} entries returned {len(data)} bytes, expected "
+                            f"{count * self.config.act_entry_bytes}")
+        return np.frombuffer(data, dtype=np.int8).reshape(count, self.config.rows).copy()
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def counters(self) -> dict:
+        """Return the performance counters, plus ``utilisation`` (MACs / peak MACs of the
+        compute cycles; 0.0 before any GEMM)."""
+        self._check_open()
+        values = decode_counters(self.link.request(Kind.COUNTERS))
+        peak = self.config.peak_macs_per_cycle * values["compute_cycles"]
+        values["utilisation"] = values["macs"] / peak if peak else 0.0
+        return values
+
+    def clear_counters(self):
+        """Zero the device's performance counters."""
+        self._check_open()
+        self.link.request(Kind.CLEAR_COUNTERS)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def _check_open(self):
+        if self._closed:
+            raise TesseraError("This device is closed; connect again with tessera.connect()")
+
+    def close(self):
+        """Release the transport (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._closed else "open"
+        return (f"<Device {self.config.rows}x{self.config.cols} config {self.config.hash_hex} "
+                f"over {type(self.transport).__name__}, {state}>")
