@@ -355,10 +355,13 @@ class QuantizedModel:
         from .report import summary
         return summary(self, x)
 
-    def save(self, path):
-        """Write the model to ``path`` (.npz, no pickle; see :mod:`tessera.quantize.serialize`)."""
+    def save(self, path, *, include_reference=True):
+        """Write the model to ``path`` (.npz, no pickle; see :mod:`tessera.quantize.serialize`).
+
+        ``include_reference=False`` omits the float layers and reference input.
+        """
         from .serialize import save
-        save(self, path)
+        save(self, path, include_reference=include_reference)
 
     @classmethod
     def load(cls, path):

@@ -28,12 +28,12 @@ def layer_errors(qmodel, x):
     if qmodel.float_layers is None:
         raise ValueError("This QuantizedModel has no float reference layers (it was saved "
                          "without them); errors against float need the model from quantize()")
+    from .. import numerics
     outputs = qmodel.forward_raw(qmodel.quantize_input(x))
     reference = np.asarray(x, dtype=np.float64)
     errors = []
     for layer, float_layer, y_q in zip(qmodel.layers, qmodel.float_layers, outputs):
         reference = float_forward([float_layer], reference)
-        from .. import numerics
         y = numerics.dequantize_tensor(y_q, layer.output_scale, layer.output_zero_point)
         diff = y.astype(np.float64) - reference
         errors.append((float(np.abs(diff).max()), float(np.sqrt(np.mean(diff * diff)))))

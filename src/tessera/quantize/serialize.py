@@ -73,10 +73,13 @@ def save(qmodel, path, *, include_reference=True):
 
 def _read(path):
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
+        # Open the file here: np.load leaks its own handle when the archive is truncated.
+        with open(path, "rb") as file:
+            archive = np.load(file, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise ValueError("it holds a single array, not an .npz archive")
-            return {name: archive[name] for name in archive.files}
+            with archive:
+                return {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise
     except Exception as exc:  # BadZipFile, pickled data, truncated entries, ...
