@@ -1,0 +1,264 @@
+"""Build a bitstream for a board and report resources and Fmax.
+
+:func:`build_bitstream` checks that the configuration fits the part (multipliers and block RAM,
+before any tool runs, naming the limit and the nearest configuration that fits), has Amaranth
+write the build plan for :class:`~tessera.hw.boards.BoardTop` (``platform.build(...,
+do_build=False)``), runs its script in the build directory with the tools from
+:mod:`tessera.hw.toolchain` (YoWASP by default, so relative paths only: the WebAssembly tools
+see the working directory, not the system temporary directory) and turns nextpnr's JSON report
+into a :class:`~tessera.hw.report.BuildReport`, saved as ``report.json`` next to the bitstream.
+
+nextpnr runs with ``--timing-allow-fail``: a design that misses its clock still produces a
+bitstream and a report that says so (the CLI then exits non-zero).
+"""
+
+import json
+import math
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from tessera.spec import AcceleratorConfig
+
+from .boards import DEFAULT_BAUD, BoardTop, get_board
+from .report import BuildReport, ice40_logic_resources, parse_nextpnr_report, parse_yosys_stat
+from .toolchain import resolve_tools, tool_environment
+
+__all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources"]
+
+_NAME = "top"
+
+#: Block RAM shapes (width, depth) per family, for the pre-build estimate.
+_BRAM_SHAPES = {
+    "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
+    "ecp5": ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
+}
+
+#: Hardware multipliers a requant mode needs beyond the MAC array (ECP5 MULT18X18D: a 24x24
+#: mantissa product and a 32x32 product each split into four 18x18 blocks). On the iCE40 they
+#: are built from logic so that all SB_MAC16 serve the array (see ``_ICE40_SCRIPT``).
+_REQUANT_DSP = {"ice40": {"onnx": 0, "tflite": 0}, "ecp5": {"onnx": 4, "tflite": 4}}
+
+#: Yosys commands run before ``synth_ice40 -dsp``: multiplications wider than an SB_MAC16
+#: operand (the requant unit's) become Booth-encoded logic, so the DSP blocks go to the MACs.
+_ICE40_SCRIPT = "booth t:$mul r:A_WIDTH>16 %i t:$mul r:B_WIDTH>16 %i %u"
+
+#: Cell types nextpnr names in its utilisation table, for the "does not fit" message.
+_UTIL_LINE = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
+
+
+class BuildError(RuntimeError):
+    """A build could not start or a tool failed; the message says why and what to do."""
+
+
+def _bram_blocks(family, width, depth):
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM_SHAPES[family])
+
+
+def estimate_resources(board, config, design="accelerator"):
+    """Return the estimated ``{"dsp": n, "bram": n}`` of ``config`` on ``board``.
+
+    Multipliers: one per MAC plus the requant unit's; block RAM: the ACT, WGT and PARAM
+    buffers, the LUT and the receive/transmit frame buffers, each rounded up to whole blocks.
+    """
+    if design != "accelerator":
+        return {"dsp": 0, "bram": 1}
+    family = board.family
+    dsp = config.rows * config.cols + sum(_REQUANT_DSP[family][m] for m in config.requant_modes)
+    memories = [
+        (config.rows * config.input_bits, config.act_depth),
+        (config.cols * config.weight_bits, config.weight_depth),
+        (8 * config.param_entry_bytes, config.param_depth),
+        (8, config.max_payload),
+        (8, config.max_payload),
+    ] + ([(8, 256)] if config.lut else [])
+    return {"dsp": dsp, "bram": sum(_bram_blocks(family, w, d) for w, d in memories)}
+
+
+def _fits(board, config):
+    need = estimate_resources(board, config)
+    return need["dsp"] <= board.capacity["dsp"] and need["bram"] <= board.capacity["bram"]
+
+
+def _nearest_fit(board, config):
+    # Smaller arrays first (closest shape: shrink the larger side), then shallower buffers.
+    shapes = sorted({(r, c) for r in range(1, config.rows + 1) for c in range(1, config.cols + 1)},
+                    key=lambda rc: (-(rc[0] * rc[1]), abs(rc[0] - rc[1])))
+    for rows, cols in shapes:
+        candidate = config.replace(rows=rows, cols=cols)
+        for _ in range(12):
+            if _fits(board, candidate):
+                return candidate
+            depths = {"act_depth": candidate.act_depth, "weight_depth": candidate.weight_depth,
+                      "param_depth": candidate.param_depth}
+            largest = max(depths, key=depths.get)
+            if depths[largest] <= 64:
+                break
+            candidate = candidate.replace(**{largest: depths[largest] // 2})
+    return None
+
+
+def _describe(config, reference):
+    changed = {k: v for k, v in config.to_dict().items() if v != reference.to_dict()[k]}
+    return ", ".join(f"{k}={v}" for k, v in changed.items())
+
+
+def check_fits(board, config, design="accelerator"):
+    """Raise :class:`BuildError` if ``config`` clearly cannot fit ``board``'s FPGA.
+
+    The message names the exhausted resource with both numbers and the nearest configuration
+    that fits.
+    """
+    board = get_board(board) if isinstance(board, str) else board
+    need = estimate_resources(board, config, design)
+    problems = []
+    if need["dsp"] > board.capacity["dsp"]:
+        requant = need["dsp"] - config.rows * config.cols
+        problems.append(
+            f"{need['dsp']} hardware multipliers ({config.rows}x{config.cols} MACs"
+            + (f" + {requant} for requant" if requant else "")
+            + f") but the {board.device} has {board.capacity['dsp']}")
+    if need["bram"] > board.capacity["bram"]:
+        problems.append(
+            f"about {need['bram']} block RAMs for its buffers (act_depth={config.act_depth}, "
+            f"weight_depth={config.weight_depth}, param_depth={config.param_depth}, "
+            f"max_payload={config.max_payload}) but the {board.device} has "
+            f"{board.capacity['bram']}")
+    if not problems:
+        return
+    nearest = _nearest_fit(board, config)
+    hint = (f"; the nearest configuration that fits changes {_describe(nearest, config)}"
+            if nearest is not None else "")
+    raise BuildError(f"Configuration does not fit {board.name}: it needs "
+                     + " and ".join(problems) + hint)
+
+
+def _progress_stage(build_dir):
+    tim = build_dir / f"{_NAME}.tim"
+    if (build_dir / f"{_NAME}.bin").exists() or (build_dir / f"{_NAME}.config").exists():
+        return "packing bitstream"
+    if tim.exists():
+        text = tim.read_text(errors="replace")
+        if "Routing" in text or "router" in text.lower():
+            return "routing"
+        if "Placed" in text or "placer" in text.lower():
+            return "placing"
+        return "packing cells"
+    return "synthesising"
+
+
+def _failure_message(board, build_dir, returncode):
+    tim, rpt = build_dir / f"{_NAME}.tim", build_dir / f"{_NAME}.rpt"
+    log = tim if tim.exists() else rpt
+    stage = "nextpnr" if tim.exists() else "yosys"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if not text:
+        out = build_dir / "build.log"
+        text = out.read_text(errors="replace") if out.exists() else ""
+    over = [f"{cell} {used}/{avail}" for cell, used, avail, _ in _UTIL_LINE.findall(text)
+            if int(used) > int(avail)]
+    tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
+    if over:
+        return (f"The design does not fit the {board.device}: {', '.join(over)} (used/available). "
+                f"Use a smaller configuration (fewer rows/cols or shallower buffers).\n"
+                f"Last lines of {log.name}:\n{tail}")
+    return f"{stage} failed (exit status {returncode}). Last lines of {log.name}:\n{tail}"
+
+
+def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, design="accelerator",
+                    baud=DEFAULT_BAUD, seed=1, progress=None):
+    """Build the bitstream of ``design`` for ``board`` and return its :class:`BuildReport`.
+
+    Parameters
+    ----------
+    board : str or Board
+        Board name (see :data:`tessera.hw.boards.BOARDS`).
+    config : AcceleratorConfig, optional
+        Accelerator configuration; the board's default if omitted.
+    clock_mhz : float, optional
+        Target clock; the board's default if omitted.
+    out_dir : path
+        Build directory (created); receives the bitstream, the logs and ``report.json``.
+    design : str
+        ``"accelerator"`` or ``"loopback"`` (UART echo self-test).
+    baud : int
+        UART baud rate.
+    seed : int
+        nextpnr placement seed.
+    progress : callable, optional
+        Called as ``progress(stage, elapsed_s)`` about once a second while the tools run.
+
+    Raises
+    ------
+    ValueError
+        Unknown board or design, or a clock/baud rate the board cannot make.
+    BuildError
+        The configuration does not fit the part, or a tool failed (with the log's tail).
+    tessera.hw.toolchain.ToolchainError
+        A tool is missing.
+    """
+    board = get_board(board) if isinstance(board, str) else board
+    config = board.config if config is None else config
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
+    check_fits(board, config, design)
+    top = BoardTop(board, config, clock_mhz=clock_mhz, baud=baud, design=design)
+    tools = resolve_tools(board.family)
+
+    build_dir = Path(out_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (f"{_NAME}.tim", f"{_NAME}.rpt", f"{_NAME}.bin", f"{_NAME}.config",
+                  "report.json", f"{_NAME}.report.json"):
+        (build_dir / stale).unlink(missing_ok=True)
+    if progress:
+        progress("elaborating", 0.0)
+    overrides = {"nextpnr_opts": f"--report {_NAME}.report.json --detailed-timing-report "
+                                 f"--timing-allow-fail --seed {seed}"}
+    if board.family == "ice40":
+        overrides.update(synth_opts="-dsp", script_after_read=_ICE40_SCRIPT)
+    platform = board.make_platform()
+    plan = platform.build(top, name=_NAME, do_build=False, **overrides)
+    # Equivalent to plan.execute_local(build_dir, env=...), with the output captured to a log
+    # so that progress can be shown and a failure reported with the relevant lines.
+    plan.extract(str(build_dir))
+    start = time.monotonic()
+    with open(build_dir / "build.log", "w") as log:
+        proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=build_dir, stdout=log,
+                                stderr=subprocess.STDOUT, env=tool_environment(tools))
+        while True:
+            try:
+                proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if progress:
+                    progress(_progress_stage(build_dir), time.monotonic() - start)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise BuildError(_failure_message(board, build_dir, proc.returncode))
+
+    report_path = build_dir / f"{_NAME}.report.json"
+    if not report_path.exists():
+        raise BuildError(f"nextpnr wrote no report ({report_path.name}); see "
+                         f"{build_dir / 'build.log'}")
+    resources, fmax, constraint, path = parse_nextpnr_report(
+        json.loads(report_path.read_text()), board.family)
+    if board.family == "ice40" and "logic" in resources:
+        stat = parse_yosys_stat((build_dir / f"{_NAME}.rpt").read_text(errors="replace"))
+        resources.update(ice40_logic_resources(stat, resources["logic"]))
+    report = BuildReport(
+        board=board.name, device=board.device, design=design, config=config.to_dict(),
+        config_hash=config.hash_hex, target_mhz=round(top.clock_mhz, 3), baud=baud,
+        resources=resources, fmax_mhz=fmax, constraint_mhz=constraint,
+        timing_met=bool(constraint) and all(fmax.get(n, 0) >= c for n, c in constraint.items()),
+        critical_path=path, elapsed_s=round(elapsed, 1),
+        tools={t.name: f"{t.origin}: {t.version or t.command}" for t in tools.values()},
+        bitstream=f"{_NAME}.{board.bitstream_ext}")
+    report.save(build_dir / "report.json")
+    if progress:
+        progress("done", elapsed)
+    return report

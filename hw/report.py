@@ -1,0 +1,191 @@
+"""The result of a bitstream build: resources, Fmax and whether timing is met.
+
+:class:`BuildReport` is filled from the tools' own outputs, never estimated: nextpnr's
+``--report`` JSON (cells used/available per type, achieved and constrained frequency per clock,
+the critical path) and, for the iCE40 LUT4/flip-flop split that nextpnr folds into logic cells,
+the ``stat`` summary at the end of the Yosys log. It is saved as JSON next to the bitstream and
+read back by ``bench/boards.py`` to generate ``docs/boards.md``.
+"""
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["BuildReport", "parse_nextpnr_report", "parse_yosys_stat", "ice40_logic_resources",
+           "RESOURCE_CELLS"]
+
+#: nextpnr cell types behind each resource column, per family.
+RESOURCE_CELLS = {
+    "ice40": {"logic": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM",
+              "spram": "ICESTORM_SPRAM", "io": "SB_IO", "pll": "ICESTORM_PLL"},
+    "ecp5": {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D",
+             "bram": "DP16KD", "io": "TRELLIS_IO", "pll": "EHXPLLL"},
+}
+
+#: Summary lines of Yosys ``stat`` that are not cell types.
+_STAT_TOTALS = {"wires", "cells", "submodules", "ports", "memories", "processes", "top"}
+
+
+@dataclass
+class BuildReport:
+    """What one build produced.
+
+    Attributes
+    ----------
+    board, device, design : str
+        Board name, FPGA part, ``"accelerator"`` or ``"loopback"``.
+    config : dict
+        The :class:`~tessera.spec.AcceleratorConfig` as a dict.
+    config_hash : str
+        Its hash (what the bitstream reports in its ID record).
+    target_mhz : float
+        Frequency of the design clock (what the PLL produces).
+    baud : int
+        UART baud rate.
+    resources : dict
+        ``{name: {"used": int, "available": int}}`` for ``lut4``, ``ff``, ``dsp``, ``bram``,
+        ``spram`` (iCE40), ``io``, ``pll`` and ``logic`` (iCE40 logic cells).
+    fmax_mhz : dict
+        ``{clock net: achieved MHz}``.
+    constraint_mhz : dict
+        ``{clock net: constrained MHz}``.
+    timing_met : bool
+        Every clock reaches its constraint.
+    critical_path : list of str
+        The slowest path of the design clock, one ``"delay ns  from -> to"`` line per hop.
+    tools : dict
+        ``{tool: "origin: version/command"}``.
+    elapsed_s : float
+        Wall time of the tool run.
+    bitstream : str
+        File name of the bitstream inside the build directory.
+    """
+
+    board: str
+    device: str
+    design: str
+    config: dict
+    config_hash: str
+    target_mhz: float
+    baud: int
+    resources: dict = field(default_factory=dict)
+    fmax_mhz: dict = field(default_factory=dict)
+    constraint_mhz: dict = field(default_factory=dict)
+    timing_met: bool = False
+    critical_path: list = field(default_factory=list)
+    tools: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    bitstream: str = ""
+
+    @property
+    def macs_per_cycle(self):
+        """MACs per cycle of the configuration (0 for the loopback design)."""
+        return self.config["rows"] * self.config["cols"] if self.design == "accelerator" else 0
+
+    @property
+    def fmax_design_mhz(self):
+        """Achieved Fmax of the design clock (the slowest constrained clock)."""
+        constrained = [f for net, f in self.fmax_mhz.items() if net in self.constraint_mhz]
+        values = constrained or list(self.fmax_mhz.values())
+        return min(values) if values else 0.0
+
+    def used(self, resource):
+        """Return ``(used, available)`` of ``resource`` or ``(None, None)``."""
+        entry = self.resources.get(resource)
+        return (entry["used"], entry["available"]) if entry else (None, None)
+
+    def to_dict(self):
+        """Return the report as a JSON-compatible dict."""
+        return asdict(self)
+
+    def to_json(self):
+        """Return the report as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path):
+        """Write the report as JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path):
+        """Read a report written by :meth:`save`."""
+        with open(path, encoding="utf-8") as f:
+            return cls(**json.load(f))
+
+    def summary(self):
+        """Return a short human-readable table."""
+        lines = [f"{self.board} ({self.device}), design {self.design}, "
+                 f"config {self.config['rows']}x{self.config['cols']} "
+                 f"[{self.config_hash}], {self.baud} baud"]
+        for name in ("lut4", "ff", "logic", "dsp", "bram", "spram", "io", "pll"):
+            used, available = self.used(name)
+            if used is not None:
+                share = f"{100 * used / available:5.1f} %" if available else ""
+                lines.append(f"  {name:<6} {used:>6} / {available:<6} {share}")
+        for net, fmax in sorted(self.fmax_mhz.items()):
+            target = self.constraint_mhz.get(net)
+            status = "" if target is None else \
+                f"(target {target:.2f} MHz, {'met' if fmax >= target else 'NOT MET'})"
+            lines.append(f"  Fmax {net}: {fmax:.2f} MHz {status}")
+        lines.append(f"  timing {'met' if self.timing_met else 'NOT MET'}; "
+                     f"tools ran {self.elapsed_s:.0f} s")
+        return "\n".join(lines)
+
+
+def parse_nextpnr_report(data, family):
+    """Return ``(resources, fmax_mhz, constraint_mhz, critical_path)`` from a ``--report`` dict."""
+    util = data.get("utilization", {})
+    resources = {}
+    for name, cell in RESOURCE_CELLS[family].items():
+        if cell in util:
+            resources[name] = {"used": int(util[cell]["used"]),
+                               "available": int(util[cell]["available"])}
+    fmax, constraint = {}, {}
+    for net, entry in data.get("fmax", {}).items():
+        fmax[net] = round(float(entry["achieved"]), 2)
+        constraint[net] = round(float(entry["constraint"]), 2)
+    path = []
+    for crit in data.get("critical_paths", [])[:1]:
+        for hop in crit.get("path", []):
+            src, dst = hop.get("from", {}), hop.get("to", {})
+            path.append(f"{hop.get('delay', 0):6.2f} ns  {hop.get('type', ''):<10} "
+                        f"{src.get('cell', '?')}.{src.get('port', '?')} -> "
+                        f"{dst.get('cell', '?')}.{dst.get('port', '?')}")
+    return resources, fmax, constraint, path
+
+
+def parse_yosys_stat(log_text):
+    """Return ``{cell type: count}`` from the last whole-design ``stat`` summary of a Yosys log.
+
+    Understands both the current layout (``"   127   SB_LUT4"``, after ``=== design hierarchy
+    ===``) and the older one (``"     SB_LUT4    127"``, after ``Number of cells``).
+    """
+    for marker in ("=== design hierarchy ===", "Number of cells"):
+        if marker in log_text:
+            block = log_text.rsplit(marker, 1)[1]
+            break
+    else:
+        return {}
+    counts = {}
+    for line in block.splitlines():
+        match = re.match(r"^\s+(\d+)\s+(\$?[A-Za-z_][\w$]*)\s*$", line)
+        if match:
+            count, cell = int(match.group(1)), match.group(2)
+        else:
+            match = re.match(r"^\s+(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*$", line)
+            if not match:
+                continue
+            cell, count = match.group(1), int(match.group(2))
+        if cell not in _STAT_TOTALS:
+            counts[cell] = count
+    return counts
+
+
+def ice40_logic_resources(stat, logic):
+    """Return ``lut4``/``ff`` usage from Yosys ``stat`` counts for an iCE40 with ``logic`` LCs."""
+    lut4 = sum(n for cell, n in stat.items() if cell == "SB_LUT4")
+    ff = sum(n for cell, n in stat.items() if cell.startswith("SB_DFF"))
+    available = logic["available"]
+    return {"lut4": {"used": lut4, "available": available},
+            "ff": {"used": ff, "available": available}}

