@@ -41,7 +41,7 @@ def check_scale(name, value, *, length=None) -> np.ndarray:
     bad = ~np.isfinite(arr32) | ~(arr32 > 0)
     if np.any(bad):
         where = "" if arr.ndim == 0 else f" at channel {int(np.flatnonzero(bad)[0])}"
-        shown = arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        shown = float(arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
         raise ValueError(f"{name} must be a finite positive float32, not {shown!r}{where}")
     return arr32
 

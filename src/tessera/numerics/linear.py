@@ -42,7 +42,7 @@ def linear_accumulators(x_q, w_q, bias_q, x_zero_point) -> np.ndarray:
     acc += bias_eff
     bad = (acc < INT32_MIN) | (acc > INT32_MAX)
     if np.any(bad):
-        m, n = np.unravel_index(np.flatnonzero(bad)[0], acc.shape)
+        m, n = (int(i) for i in np.unravel_index(np.flatnonzero(bad)[0], acc.shape))
         raise OverflowError(f"Accumulator of output channel {n} (row {m}) = {int(acc[m, n])} "
                             "does not fit int32; split K or reduce the weights")
     return acc

@@ -24,8 +24,8 @@ def _check_acc(acc) -> np.ndarray:
         raise TypeError(f"acc must be an integer array (int32 accumulators), not {acc.dtype}")
     acc = acc.astype(np.int64)
     if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
-        bad = np.unravel_index(np.flatnonzero((acc < INT32_MIN) | (acc > INT32_MAX))[0],
-                               acc.shape)
+        bad = tuple(int(i) for i in np.unravel_index(
+            np.flatnonzero((acc < INT32_MIN) | (acc > INT32_MAX))[0], acc.shape))
         raise OverflowError(f"acc{list(bad)} = {int(acc[bad])} does not fit int32")
     return acc
 

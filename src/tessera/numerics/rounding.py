@@ -39,8 +39,10 @@ def round_half_away(x):
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     whole = np.trunc(x)
-    frac = x - whole                      # exact: Sterbenz, |frac| < 1
-    return whole + np.where(np.abs(frac) >= 0.5, np.sign(x), 0).astype(x.dtype)
+    with np.errstate(invalid="ignore"):   # inf - inf; infinities and NaN pass through below
+        frac = x - whole                  # exact: |frac| < 1 and no bits are lost
+    step = np.where(np.abs(frac) >= 0.5, np.sign(x), 0).astype(x.dtype)
+    return np.where(np.isfinite(x), whole + step, x)
 
 
 def round_half_even(x):
