@@ -1,0 +1,117 @@
+"""Activation stage of the post-processor: zero point, clamp and the optional lookup table.
+
+``y = clamp(v + zero_point, lo, hi)``, then ``LUT[y + 128]`` when the table is selected
+(docs/isa.md). One registered stage: the clamp feeds the address of the table's synchronous read
+port, whose output register is the stage register of the LUT path; a plain register holds the
+clamped value for the other path.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .requant_onnx import REQUANT_BITS
+
+__all__ = ["Activation", "LUT_DEPTH"]
+
+#: Entries of the activation lookup table (one per int8 value, index ``y + 128``).
+LUT_DEPTH = 256
+
+
+class Activation(wiring.Component):
+    """Zero point, clamp to ``[lo, hi]`` and optional 256-entry int8 lookup table.
+
+    The clamp is ``min(max(v + zero_point, lo), hi)`` (callers guarantee ``lo <= hi``).
+    The table powers up all-zero; it is written through the ``lut_wr_*`` port (host ``LOAD`` to
+    the ``LUT`` buffer) and its contents survive reset.
+
+    Parameters
+    ----------
+    lut : bool
+        Whether the lookup table is built. Without it ``use_lut`` is ignored and the write port
+        is absent.
+
+    Members
+    -------
+    en : In(1)
+        Pipeline enable: the stage advances in a cycle with ``en`` set, holds otherwise.
+    value : In(signed(REQUANT_BITS))
+        Saturated requant result.
+    zero_point, lo, hi : In(signed(8))
+        Output zero point and clamp bounds.
+    use_lut : In(1)
+        Apply the lookup table to this element.
+    result : Out(signed(8))
+        The activation of the operands presented :attr:`latency` enabled cycles earlier.
+    lut_wr_en : In(1)
+        Write ``lut_wr_data`` to entry ``lut_wr_addr`` (only with ``lut=True``).
+    lut_wr_addr : In(8)
+        Table index (``y + 128``).
+    lut_wr_data : In(8)
+        Entry value, int8 bits.
+    """
+
+    #: Enabled cycles from operands to :attr:`result`.
+    latency = 1
+
+    def __init__(self, *, lut):
+        if not isinstance(lut, bool):
+            self._MustUse__silence = True   # a rejected component is not an unused one
+            raise TypeError(f"lut must be True or False, not {lut!r}")
+        self._lut = lut
+        members = {
+            "en": In(1),
+            "value": In(signed(REQUANT_BITS)),
+            "zero_point": In(signed(8)),
+            "lo": In(signed(8)),
+            "hi": In(signed(8)),
+            "use_lut": In(1),
+            "result": Out(signed(8)),
+        }
+        if lut:
+            members.update(lut_wr_en=In(1), lut_wr_addr=In(8), lut_wr_data=In(8))
+        super().__init__(members)
+
+    @property
+    def has_lut(self) -> bool:
+        """Whether the lookup table is built."""
+        return self._lut
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # v is saturated to int16, so v + zero_point fits 17 bits without wrapping.
+        shifted = Signal(signed(REQUANT_BITS + 1))
+        low_clamped = Signal(signed(REQUANT_BITS + 1))
+        clamped = Signal(signed(8))
+        m.d.comb += [
+            shifted.eq(self.value + self.zero_point),
+            low_clamped.eq(Mux(shifted < self.lo, self.lo, shifted)),
+            clamped.eq(Mux(low_clamped > self.hi, self.hi, low_clamped)),
+        ]
+
+        plain = Signal(signed(8))
+        with m.If(self.en):
+            m.d.sync += plain.eq(clamped)
+
+        if not self._lut:
+            m.d.comb += self.result.eq(plain)
+            return m
+
+        m.submodules.lut = table = Memory(shape=8, depth=LUT_DEPTH, init=[])
+        write = table.write_port()
+        read = table.read_port(domain="sync")
+        m.d.comb += [
+            write.en.eq(self.lut_wr_en),
+            write.addr.eq(self.lut_wr_addr),
+            write.data.eq(self.lut_wr_data),
+            read.en.eq(self.en),
+            # y + 128 on 8 bits is y with its sign bit inverted.
+            read.addr.eq(clamped.as_unsigned() ^ 0x80),
+        ]
+        selected = Signal()
+        with m.If(self.en):
+            m.d.sync += selected.eq(self.use_lut)
+        m.d.comb += self.result.eq(Mux(selected, read.data.as_signed(), plain))
+        return m

@@ -1,0 +1,196 @@
+"""The post-processor: one int32 accumulator in, one int8 activation out, every cycle.
+
+Computes ``tessera.numerics.postprocess`` of ``wrap32(acc + bias)`` (docs/isa.md,
+"Post-processing (drain) of one accumulator") as a stall-able pipeline:
+
+====== ==================================================================================
+stage  work
+====== ==================================================================================
+0      ``a = wrap32(acc + bias)``; capture the per-element parameters
+1..4   requant, mode "onnx" (:class:`OnnxRequant`) and/or "tflite" (:class:`TfliteRequant`)
+       in parallel, then the mode select; result saturated to int16
+5      ``+ zero_point``, clamp, optional LUT (:class:`Activation`)
+====== ==================================================================================
+
+Flow control: the whole pipeline advances in a cycle when its output register is empty or
+being taken (``~o.valid | o.ready``), and holds otherwise. ``i.ready`` is that advance signal,
+so the producer may present ``valid`` whenever it has data (lib.stream rules: ``o.valid`` never
+depends on ``o.ready`` combinationally, only ``i.ready`` does). With ``o.ready`` held high the
+output for an input accepted in cycle *t* is valid in cycle *t* + :attr:`PostProcessor.latency`.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tessera.spec import AcceleratorConfig, isa
+
+from .activation import Activation
+from .layouts import INSN_LAYOUTS, PARAM_ENTRY, TAIL_FIELD
+from .requant_onnx import OnnxRequant
+from .requant_tflite import TfliteRequant
+
+__all__ = ["PostProcessor", "POSTPROC_IN", "POSTPROC_OUT", "TAG_BITS"]
+
+#: Width of the opaque tag passed through with each element.
+TAG_BITS = 8
+
+
+def _post_fields():
+    # The post state fields exactly as the POST instruction declares them (mode, lut,
+    # zero_point, lo, hi), without the opcode and padding.
+    layout = INSN_LAYOUTS[isa.Opcode.POST]
+    return {name: shape for name, shape in layout.members.items()
+            if name != "opcode" and not name.startswith("_") and name != TAIL_FIELD}
+
+
+#: Payload of :attr:`PostProcessor.i`: the accumulator, its channel's PARAM entry (bias,
+#: multiplier, shift), the post state captured at GEMM issue, and the pass-through tag/last.
+POSTPROC_IN = data.StructLayout({
+    "acc": signed(32),
+    **PARAM_ENTRY.members,
+    **_post_fields(),
+    "tag": unsigned(TAG_BITS),
+    "last": unsigned(1),
+})
+
+#: Payload of :attr:`PostProcessor.o`.
+POSTPROC_OUT = data.StructLayout({
+    "value": signed(8),
+    "tag": unsigned(TAG_BITS),
+    "last": unsigned(1),
+})
+
+
+class PostProcessor(wiring.Component):
+    """Pipelined requantization and activation of one accumulator per cycle.
+
+    Parameters
+    ----------
+    config : tessera.AcceleratorConfig
+        Builds the requant modes in ``config.requant_modes`` and the lookup table if
+        ``config.lut``. An element whose ``mode`` was not built gets the result of a built mode
+        (the executor never issues one), and ``lut`` is ignored without a table.
+
+    Members
+    -------
+    i : In(stream.Signature(POSTPROC_IN))
+        Elements to post-process.
+    o : Out(stream.Signature(POSTPROC_OUT))
+        Results in input order, with ``tag`` and ``last`` of their input.
+    lut_wr_en : In(1)
+        Write ``lut_wr_data`` to table entry ``lut_wr_addr`` (only if ``config.lut``).
+    lut_wr_addr : In(8)
+        Table index (``y + 128``).
+    lut_wr_data : In(8)
+        Entry value, int8 bits.
+    """
+
+    #: Cycles from a transfer on ``i`` to ``o.valid`` of its result when ``o.ready`` is held.
+    latency = 1 + OnnxRequant.latency + Activation.latency
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            self._MustUse__silence = True   # a rejected component is not an unused one
+            raise TypeError(f"PostProcessor needs a tessera.AcceleratorConfig, "
+                            f"not {type(config).__name__}")
+        assert OnnxRequant.latency == TfliteRequant.latency
+        self._config = config
+        members = {
+            "i": In(stream.Signature(POSTPROC_IN)),
+            "o": Out(stream.Signature(POSTPROC_OUT)),
+        }
+        if config.lut:
+            members.update(lut_wr_en=In(1), lut_wr_addr=In(8), lut_wr_data=In(8))
+        super().__init__(members)
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        """The configuration this post-processor was built for."""
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        requant_latency = OnnxRequant.latency
+
+        advance = Signal()
+        valid = Signal(self.latency)
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+            self.o.valid.eq(valid[-1]),
+        ]
+        with m.If(advance):
+            m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
+
+        def delayed(value, cycles, name):
+            # A chain of enabled registers: `value` as it was `cycles` advances ago.
+            for n in range(cycles):
+                reg = Signal.like(value, name=f"{name}_d{n + 1}")
+                with m.If(advance):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        # ---- stage 0: a = wrap32(acc + bias), parameters ----------------------------------
+        p = self.i.payload
+        stage0 = Signal(POSTPROC_IN)
+        a = Signal(signed(32))
+        with m.If(advance):
+            m.d.sync += [
+                stage0.eq(p),
+                a.eq(p.acc + p.bias),    # 33-bit sum, low 32 bits kept: int32 wrap
+            ]
+
+        # ---- stages 1..4: requant ----------------------------------------------------------
+        results = {}
+        if "onnx" in config.requant_modes:
+            m.submodules.onnx = onnx = OnnxRequant()
+            m.d.comb += [
+                onnx.en.eq(advance),
+                onnx.a.eq(a),
+                onnx.multiplier.eq(stage0.multiplier),
+            ]
+            results[isa.Mode.ONNX] = onnx.result
+        if "tflite" in config.requant_modes:
+            m.submodules.tflite = tflite = TfliteRequant()
+            m.d.comb += [
+                tflite.en.eq(advance),
+                tflite.a.eq(a),
+                tflite.multiplier.eq(stage0.multiplier),
+                tflite.shift.eq(stage0.shift),
+            ]
+            results[isa.Mode.TFLITE] = tflite.result
+        if len(results) == 1:
+            (requant,) = results.values()
+        else:
+            mode = delayed(stage0.mode, requant_latency, "mode")
+            requant = Signal.like(results[isa.Mode.ONNX], name="requant")
+            m.d.comb += requant.eq(Mux(mode == isa.Mode.TFLITE, results[isa.Mode.TFLITE],
+                                       results[isa.Mode.ONNX]))
+
+        # ---- stage 5: zero point, clamp, LUT -------------------------------------------------
+        m.submodules.activation = activation = Activation(lut=config.lut)
+        m.d.comb += [
+            activation.en.eq(advance),
+            activation.value.eq(requant),
+            activation.zero_point.eq(delayed(stage0.zero_point, requant_latency, "zero_point")),
+            activation.lo.eq(delayed(stage0.lo, requant_latency, "lo")),
+            activation.hi.eq(delayed(stage0.hi, requant_latency, "hi")),
+            activation.use_lut.eq(delayed(stage0.lut, requant_latency, "use_lut")),
+        ]
+        if config.lut:
+            m.d.comb += [
+                activation.lut_wr_en.eq(self.lut_wr_en),
+                activation.lut_wr_addr.eq(self.lut_wr_addr),
+                activation.lut_wr_data.eq(self.lut_wr_data),
+            ]
+
+        passed = requant_latency + Activation.latency
+        m.d.comb += [
+            self.o.payload.value.eq(activation.result),
+            self.o.payload.tag.eq(delayed(stage0.tag, passed, "tag")),
+            self.o.payload.last.eq(delayed(stage0.last, passed, "last")),
+        ]
+        return m

@@ -1,0 +1,124 @@
+"""Requantization mode "tflite": gemmlowp fixed point with double rounding.
+
+``requant(a) = RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))`` with the C semantics of
+NUMERICS.md, in four registered stages (one result per enabled cycle):
+
+1. Left shift with int32 wrap-around; the right-shift amount ``k = max(-e, 0)``.
+2. The signed 32×32 → 64-bit product ``p = x * m0`` and the INT32_MIN × INT32_MIN flag.
+3. SRDHM. C computes ``(p + nudge) / 2^31`` truncating toward zero, with ``nudge = 2^30`` for
+   ``p >= 0`` and ``1 - 2^30`` otherwise. For ``p >= 0`` that is ``floor((p + 2^30) / 2^31)``.
+   For ``p < 0`` the dividend ``t = p + 1 - 2^30`` is negative, and truncation of a negative
+   ``t`` equals ``floor((t + 2^31 - 1) / 2^31) = floor((p + 2^30) / 2^31)``. Both branches are
+   the same expression, so the hardware adds ``2^30`` and takes bits [31:63] — one adder, no
+   sign-dependent nudge. ``x == m0 == INT32_MIN`` (the only product that does not fit) gives
+   INT32_MAX as in gemmlowp.
+4. RDBPOT, ties away from zero: ``(s >> k) + ((s & mask) > (mask >> 1) + (s < 0))`` equals
+   ``(s + 2^(k-1) - (s < 0)) >> k`` for ``k >= 1`` (the remainder test is ``rem >= half`` for
+   ``s >= 0`` and ``rem >= half + 1`` for ``s < 0``; adding that threshold's complement before
+   the floor shift carries exactly when the test holds), and ``s`` for ``k = 0``. Saturated to
+   int16 (exact after the zero point and clamp, see :mod:`tessera.hw.requant_onnx`).
+
+The multiplier bits are read as a C ``int32_t`` (in-contract ``m0`` is 0 or in
+``[2^30, 2^31)``). Shifts outside the contract's ``[-31, 30]`` still give the exact value of the
+formula with unbounded integers (a left shift by 32 or more wraps to 0, a right shift by 33 or
+more rounds every int32 to 0).
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .requant_onnx import REQUANT_BITS
+
+__all__ = ["TfliteRequant"]
+
+_INT32_MIN = -(1 << 31)
+_INT32_MAX = (1 << 31) - 1
+_SAT_MAX = (1 << (REQUANT_BITS - 1)) - 1
+_SAT_MIN = -(1 << (REQUANT_BITS - 1))
+_MAX_RIGHT = 33   # RDBPOT by 33 or more is 0 for every int32 (and by 32 only -2^31 -> -1)
+
+
+class TfliteRequant(wiring.Component):
+    """Pipelined ``RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))``, saturated to int16.
+
+    Members
+    -------
+    en : In(1)
+        Pipeline enable: all stages advance in a cycle with ``en`` set, hold otherwise.
+    a : In(signed(32))
+        Accumulator (bias already added).
+    multiplier : In(32)
+        ``m0`` (read as a two's complement int32).
+    shift : In(signed(8))
+        Exponent ``e``.
+    result : Out(signed(REQUANT_BITS))
+        The saturated result for the operands presented :attr:`latency` enabled cycles earlier
+        (a register output).
+    """
+
+    #: Enabled cycles from operands to :attr:`result`.
+    latency = 4
+
+    en: In(1)
+    a: In(signed(32))
+    multiplier: In(32)
+    shift: In(signed(8))
+    result: Out(signed(REQUANT_BITS))
+
+    def elaborate(self, platform):
+        m = Module()
+        en = self.en
+        e = self.shift
+
+        # ---- stage 1: wrapping left shift, right-shift amount -----------------------------
+        left = Signal(5)
+        shifted = Signal(signed(32))
+        m.d.comb += [
+            left.eq(Mux(e > 0, e[0:5], 0)),
+            shifted.eq(Mux(e >= 32, 0, self.a << left)),   # keeps the low 32 bits: int32 wrap
+        ]
+        s1_x = Signal(signed(32))
+        s1_m0 = Signal(signed(32))
+        s1_right = Signal(range(_MAX_RIGHT + 1))
+        with m.If(en):
+            m.d.sync += [
+                s1_x.eq(shifted),
+                s1_m0.eq(self.multiplier.as_signed()),
+                s1_right.eq(Mux(e < -_MAX_RIGHT, _MAX_RIGHT, Mux(e < 0, -e, 0))),
+            ]
+
+        # ---- stage 2: 32x32 -> 64 product ---------------------------------------------------
+        s2_product = Signal(signed(64))
+        s2_overflow = Signal()
+        s2_right = Signal.like(s1_right)
+        with m.If(en):
+            m.d.sync += [
+                s2_product.eq(s1_x * s1_m0),
+                s2_overflow.eq((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN)),
+                s2_right.eq(s1_right),
+            ]
+
+        # ---- stage 3: SRDHM = floor((p + 2^30) / 2^31) (see the module docstring) ---------
+        nudged = Signal(signed(65))
+        m.d.comb += nudged.eq(s2_product + (1 << 30))
+        s3_high = Signal(signed(32))
+        s3_right = Signal.like(s1_right)
+        with m.If(en):
+            m.d.sync += [
+                s3_high.eq(Mux(s2_overflow, _INT32_MAX, nudged[31:63].as_signed())),
+                s3_right.eq(s2_right),
+            ]
+
+        # ---- stage 4: RDBPOT (ties away from zero) and saturation --------------------------
+        k = s3_right
+        half = Signal(_MAX_RIGHT)          # 2^(k-1), or 0 for k = 0
+        m.d.comb += half.eq((Const(1, _MAX_RIGHT + 1) << k) >> 1)
+        biased = Signal(signed(35))
+        m.d.comb += biased.eq(s3_high + half - ((s3_high < 0) & (k != 0)))
+        rounded = Signal(signed(33))
+        m.d.comb += rounded.eq(biased >> k)
+        with m.If(en):
+            m.d.sync += self.result.eq(
+                Mux(rounded > _SAT_MAX, _SAT_MAX, Mux(rounded < _SAT_MIN, _SAT_MIN, rounded)))
+        return m

@@ -1,0 +1,188 @@
+"""Amaranth-simulator tests of the PostProcessor stream: values, order, flow control, latency."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from tessera import AcceleratorConfig, numerics
+from tessera.hw import postproc
+from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor
+
+from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle, onnx_vectors,
+                                tflite_oracle, tflite_vectors, wrap32)
+
+
+def _elements(rng, config, n):
+    """Random stream elements (dicts of POSTPROC_IN fields) over the config's modes."""
+    a_onnx, m_onnx = onnx_vectors(rng, n)
+    a_tfl, m_tfl, e_tfl = tflite_vectors(rng, n)
+    pools = {"onnx": (a_onnx, m_onnx, np.zeros_like(a_onnx)), "tflite": (a_tfl, m_tfl, e_tfl)}
+    # Keep onnx multipliers inside the contract (normal, positive, below 2^24).
+    m = m_onnx.view(np.float32)
+    keep = (m >= np.finfo(np.float32).tiny) & (m < 2.0 ** 24)
+    pools["onnx"] = tuple(x[keep] for x in pools["onnx"])
+    elements = []
+    for index in range(n):
+        mode = config.requant_modes[rng.integers(len(config.requant_modes))]
+        a_pool, m_pool, e_pool = pools[mode]
+        j = rng.integers(len(a_pool))
+        # Split a into acc + bias; sometimes through an int32 wrap of the sum.
+        bias = int(rng.integers(INT32_MIN, INT32_MAX + 1)) if rng.random() < 0.5 else \
+            int(rng.integers(-1000, 1000))
+        acc = int(wrap32(int(a_pool[j]) - bias))
+        zero_point = int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))]))
+        kind = rng.integers(3)
+        if kind == 0:
+            lo, hi = -128, 127
+        elif kind == 1:      # relu
+            lo, hi = max(-128, zero_point), 127
+        else:                # relu6-like / random bounds
+            lo, hi = sorted(int(x) for x in rng.integers(-128, 128, 2))
+        elements.append({
+            "acc": acc, "bias": bias, "multiplier": int(m_pool[j]), "shift": int(e_pool[j]),
+            "mode": int(mode == "tflite"), "lut": int(config.lut and rng.random() < 0.3),
+            "zero_point": zero_point, "lo": lo, "hi": hi,
+            "tag": index & 0xFF, "last": int(rng.random() < 0.1),
+        })
+    return elements
+
+
+def _expected(elements, table):
+    """Per-element ``numerics.postprocess`` and, independently, the test oracles."""
+    out_numerics, out_oracle = [], []
+    for el in elements:
+        a = int(wrap32(el["acc"] + el["bias"]))
+        mode = "tflite" if el["mode"] else "onnx"
+        lut = table if el["lut"] else None
+        got = numerics.postprocess(
+            np.array([a], dtype=np.int32), np.array([el["multiplier"]], dtype=np.uint32),
+            np.array([el["shift"]], dtype=np.int8), mode=mode, zero_point=el["zero_point"],
+            lo=el["lo"], hi=el["hi"], lut=lut)
+        out_numerics.append(int(got[0]))
+        if mode == "onnx":
+            v = onnx_oracle([a], [el["multiplier"]])[0]
+        else:
+            v = tflite_oracle([a], [el["multiplier"]], [el["shift"]])[0]
+        y = int(np.clip(v + el["zero_point"], el["lo"], el["hi"]))
+        out_oracle.append(int(lut[y + 128]) if lut is not None else y)
+    return np.array(out_numerics), np.array(out_oracle)
+
+
+def _simulate(dut, elements, table, rng, *, p_valid, p_ready):
+    """Stream ``elements`` with random gaps and random ``o.ready``; check lib.stream rules."""
+    received = []
+
+    async def producer(ctx):
+        if table is not None:
+            for addr, entry in enumerate(table.view(np.uint8)):
+                ctx.set(dut.lut_wr_en, 1)
+                ctx.set(dut.lut_wr_addr, addr)
+                ctx.set(dut.lut_wr_data, int(entry))
+                await ctx.tick()
+            ctx.set(dut.lut_wr_en, 0)
+        for el in elements:
+            while rng.random() > p_valid:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.i.payload, POSTPROC_IN.const(el))
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        held = None     # payload offered but not taken in the previous cycle
+        while len(received) < len(elements):
+            ctx.set(dut.o.ready, int(rng.random() < p_ready))
+            _, _, valid, ready, payload = await ctx.tick().sample(
+                dut.o.valid, dut.o.ready, dut.o.payload)
+            if held is not None:
+                assert valid, "o.valid dropped before the transfer"
+                assert payload == held, "o.payload changed before the transfer"
+            held = payload if valid and not ready else None
+            if valid and ready:
+                received.append((payload.value, payload.tag, payload.last))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return received
+
+
+CONFIGS = {
+    "both+lut": AcceleratorConfig(),
+    "onnx": AcceleratorConfig(requant_modes=("onnx",), lut=False),
+    "tflite+lut": AcceleratorConfig(requant_modes=("tflite",)),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_stream_with_backpressure(name):
+    config = CONFIGS[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    n = 1500 if name == "both+lut" else 500
+    elements = _elements(rng, config, n)
+    table = rng.integers(-128, 128, 256).astype(np.int8) if config.lut else None
+    by_numerics, by_oracle = _expected(elements, table)
+    np.testing.assert_array_equal(by_numerics, by_oracle)
+    received = _simulate(PostProcessor(config), elements, table, rng, p_valid=0.8, p_ready=0.6)
+    values, tags, lasts = (np.array(x) for x in zip(*received))
+    np.testing.assert_array_equal(values, by_numerics)
+    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
+    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+
+
+def test_full_throughput_and_latency():
+    config = AcceleratorConfig()
+    dut = PostProcessor(config)
+    rng = np.random.default_rng(5)
+    elements = _elements(rng, config, 64)
+    expected, _ = _expected(elements, np.zeros(256, dtype=np.int8))
+    events = []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(len(elements) + dut.latency + 2):
+            if cycle < len(elements):
+                ctx.set(dut.i.payload, POSTPROC_IN.const(elements[cycle]))
+            ctx.set(dut.i.valid, cycle < len(elements))
+            _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload)
+            assert i_ready, "the pipeline must accept one element per cycle when o.ready is held"
+            if o_valid:
+                events.append((cycle, o_payload.value))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [c for c, _ in events] == [c + dut.latency for c in range(len(elements))]
+    np.testing.assert_array_equal([v for _, v in events], expected)
+
+
+def test_ports_follow_the_config():
+    with_lut = PostProcessor(AcceleratorConfig())
+    without = PostProcessor(AcceleratorConfig(lut=False))
+    for dut in (with_lut, without):
+        Fragment.get(dut, None)     # elaborates (and marks it used)
+    assert {"lut_wr_en", "lut_wr_addr", "lut_wr_data"} <= set(with_lut.signature.members)
+    assert "lut_wr_en" not in without.signature.members
+    assert with_lut.signature.members["i"].signature.members["payload"].shape == POSTPROC_IN
+    assert with_lut.signature.members["o"].signature.members["payload"].shape == POSTPROC_OUT
+    assert PostProcessor.latency == 6
+    assert list(POSTPROC_IN.members) == ["acc", "bias", "multiplier", "shift", "mode", "lut",
+                                         "zero_point", "lo", "hi", "tag", "last"]
+
+
+def test_rejects_non_config():
+    with pytest.raises(TypeError, match=r"^PostProcessor needs a tessera\.AcceleratorConfig, "
+                                        r"not dict$"):
+        PostProcessor({"rows": 8})
+
+
+def test_all_names_resolve():
+    for module in (postproc,):
+        for name in module.__all__:
+            assert hasattr(module, name), name

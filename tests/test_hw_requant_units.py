@@ -1,0 +1,209 @@
+"""Amaranth-simulator tests of the requant units and the activation stage, bit for bit."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from tessera import numerics
+from tessera.hw.activation import Activation
+from tessera.hw.requant_onnx import OnnxRequant
+from tessera.hw.requant_tflite import TfliteRequant
+
+from hw_requant_vectors import (INT32_MAX, INT32_MIN, SAT16, f32_bits, onnx_oracle,
+                                onnx_vectors, tflite_oracle, tflite_vectors)
+
+
+def run_pipeline(dut, inputs, *, stall_every=0):
+    """Stream ``inputs`` (port name -> array) through ``dut``; return its ``result`` values.
+
+    ``en`` is held high except every ``stall_every``-th cycle (0: never), when the inputs change
+    to garbage: a held pipeline must ignore them and keep its state.
+    """
+    n = len(next(iter(inputs.values())))
+    results = []
+
+    async def testbench(ctx):
+        cycle = index = 0
+        while len(results) < n:
+            stalled = stall_every and cycle % stall_every == stall_every - 1
+            ctx.set(dut.en, not stalled)
+            for name, values in inputs.items():
+                port = getattr(dut, name)
+                ctx.set(port, -1 if stalled else int(values[min(index, n - 1)]))
+            await ctx.tick()
+            if not stalled:
+                index += 1
+                if index >= dut.latency:
+                    results.append(ctx.get(dut.result))
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(results, dtype=np.int64)
+
+
+def _numerics_sat16(acc, multiplier, shift, mode):
+    got = numerics.requantize(np.asarray(acc, dtype=np.int32), np.asarray(multiplier, np.uint32),
+                              np.asarray(shift, dtype=np.int8), mode)
+    return np.clip(got, *SAT16)
+
+
+def test_onnx_matches_float32_and_numerics():
+    rng = np.random.default_rng(20240601)
+    a, bits = onnx_vectors(rng, 1500)
+    got = run_pipeline(OnnxRequant(), {"a": a, "multiplier": bits})
+    np.testing.assert_array_equal(got, onnx_oracle(a, bits))
+    np.testing.assert_array_equal(got, _numerics_sat16(a, bits, np.zeros_like(a), "onnx"))
+
+
+def _exact_rint(a, multiplier_bits):
+    # rint of the exact (unrounded) product a * M, ties to even: a single rounding.
+    values = multiplier_bits.view(np.float32).tolist()
+    return np.clip([round(Fraction(int(x)) * Fraction(m)) for x, m in zip(a, values)], *SAT16)
+
+
+def test_onnx_inputs_discriminate():
+    # The stimulus must contain the cases a sloppier rule gets wrong, or the test above proves
+    # little: exact ties of the final rint, of float32(a) and of the float32 product.
+    rng = np.random.default_rng(20240601)
+    a, bits = onnx_vectors(rng, 1500)
+    product = a.astype(np.float32) * bits.view(np.float32)
+    half_away = np.where(product >= 0, np.floor(product + 0.5), np.ceil(product - 0.5))
+    assert np.sum(half_away != np.rint(product)) >= 100
+    assert np.sum(a.astype(np.float32).astype(np.int64) != a) >= 300
+    magnitudes = [x for x in np.abs(a).tolist() if x > 1 << 24]
+    a_ties = sum((x & ((1 << (x.bit_length() - 24)) - 1)) == 1 << (x.bit_length() - 25)
+                 for x in magnitudes)
+    assert a_ties >= 200
+    assert np.sum(_exact_rint(a, bits) != onnx_oracle(a, bits)) >= 50
+
+
+@pytest.mark.parametrize("multiplier", [0.0, 2.0 ** -140, -0.75, -(2.0 ** 20)],
+                         ids=["zero", "subnormal", "negative", "negative-large"])
+def test_onnx_outside_contract_is_still_float32_exact(multiplier):
+    # The executor never sends these, but the unit is exact for every finite M anyway.
+    a = np.array([0, 1, -1, 3, -5, 1 << 20, INT32_MIN, INT32_MAX, 12345, -98765])
+    bits = np.full(a.shape, f32_bits(multiplier), dtype=np.uint32)
+    got = run_pipeline(OnnxRequant(), {"a": a, "multiplier": bits})
+    np.testing.assert_array_equal(got, onnx_oracle(a, bits))
+
+
+def test_onnx_holds_while_disabled():
+    rng = np.random.default_rng(7)
+    a, bits = onnx_vectors(rng, 100)
+    a, bits = a[-400:], bits[-400:]
+    got = run_pipeline(OnnxRequant(), {"a": a, "multiplier": bits}, stall_every=3)
+    np.testing.assert_array_equal(got, onnx_oracle(a, bits))
+
+
+def test_tflite_matches_integer_formula_and_numerics():
+    rng = np.random.default_rng(20240602)
+    a, m0, shift = tflite_vectors(rng, 1200)
+    got = run_pipeline(TfliteRequant(), {"a": a, "multiplier": m0, "shift": shift})
+    np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
+    np.testing.assert_array_equal(got, _numerics_sat16(a, m0, shift, "tflite"))
+
+
+def test_tflite_inputs_discriminate():
+    # A single rounding of the exact a * m0 * 2^(e - 31) must disagree with the double rounding
+    # of the reference often, or the stimulus does not exercise SRDHM and RDBPOT ties.
+    rng = np.random.default_rng(20240602)
+    a, m0, shift = tflite_vectors(rng, 1200)
+    keep = shift <= 0
+    a, m0, shift = a[keep], m0[keep], shift[keep]
+    single = np.clip([round(Fraction(int(x) * int(m), 1 << (31 - int(e))))
+                      for x, m, e in zip(a, m0, shift)], *SAT16)
+    assert np.sum(single != tflite_oracle(a, m0, shift)) >= 100
+
+
+def test_tflite_out_of_contract_operands():
+    # INT32_MIN x INT32_MIN saturates (m0 bits read as int32_t), shifts beyond the contract
+    # follow the formula with unbounded integers.
+    a = np.array([INT32_MIN, INT32_MIN, 1, -1, INT32_MIN, INT32_MAX, 5, INT32_MIN, -7, 123])
+    m0 = np.array([1 << 31, 1 << 31, 1 << 31, 1 << 31, 1 << 30, 1 << 30, 1 << 30,
+                   (1 << 31) - 1, 1 << 30, 0xFFFFFFFF])
+    shift = np.array([0, -3, 31, 0, -32, -33, 40, -60, -128, 127])
+    got = run_pipeline(TfliteRequant(), {"a": a, "multiplier": m0, "shift": shift})
+    np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
+
+
+def test_tflite_holds_while_disabled():
+    rng = np.random.default_rng(8)
+    a, m0, shift = tflite_vectors(rng, 300)
+    a, m0, shift = a[-600:], m0[-600:], shift[-600:]
+    got = run_pipeline(TfliteRequant(), {"a": a, "multiplier": m0, "shift": shift},
+                       stall_every=4)
+    np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
+
+
+def _activation_vectors(rng, n):
+    value = np.concatenate([
+        [-32768, 32767, -256, 255, -129, 128, -128, 127, 0, -1, 1],
+        rng.integers(-300, 300, n), rng.integers(-32768, 32768, n // 4)])
+    size = len(value)
+    zero_point = rng.integers(-128, 128, size)
+    zero_point[:40] = rng.choice([-128, 127, 0], 40)
+    lo = rng.integers(-128, 128, size)
+    hi = rng.integers(-128, 128, size)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    # relu (lo = max(-128, zp)), relu6-like (hi = zp + 6/sy) and no clamp.
+    kind = rng.integers(0, 3, size)
+    lo = np.where(kind == 0, -128, np.where(kind == 1, zero_point, lo))
+    hi = np.where(kind == 0, 127, np.where(kind == 1, np.minimum(127, zero_point + 50), hi))
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    return value, zero_point, lo, hi
+
+
+@pytest.mark.parametrize("lut", [False, True], ids=["clamp", "lut"])
+def test_activation(lut):
+    rng = np.random.default_rng(99)
+    value, zero_point, lo, hi = _activation_vectors(rng, 800)
+    use_lut = rng.integers(0, 2, len(value)) if lut else np.zeros(len(value), dtype=np.int64)
+    table = rng.integers(-128, 128, 256).astype(np.int8)
+    dut = Activation(lut=lut)
+    expected = np.clip(value + zero_point, lo, hi)
+    for i in np.flatnonzero(use_lut):
+        expected[i] = table[expected[i] + 128]
+    for i, args in enumerate(zip(value, zero_point, lo, hi)):
+        # Mode "onnx" with M = 1 makes requant the identity on these values.
+        ref = numerics.postprocess(np.array([args[0]], dtype=np.int32), f32_bits([1.0]),
+                                   np.int8([0]), mode="onnx", zero_point=int(args[1]),
+                                   lo=int(args[2]), hi=int(args[3]),
+                                   lut=table if use_lut[i] else None)
+        assert ref[0] == expected[i]
+    results = []
+
+    async def testbench(ctx):
+        if lut:   # load the table through the write port, then stream
+            for addr, entry in enumerate(table.view(np.uint8)):
+                ctx.set(dut.lut_wr_en, 1)
+                ctx.set(dut.lut_wr_addr, addr)
+                ctx.set(dut.lut_wr_data, int(entry))
+                await ctx.tick()
+            ctx.set(dut.lut_wr_en, 0)
+        ctx.set(dut.en, 1)
+        for i in range(len(value)):
+            for name, values in (("value", value), ("zero_point", zero_point), ("lo", lo),
+                                 ("hi", hi), ("use_lut", use_lut)):
+                ctx.set(getattr(dut, name), int(values[i]))
+            await ctx.tick()
+            results.append(ctx.get(dut.result))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    np.testing.assert_array_equal(np.array(results), expected)
+
+
+def test_activation_rejects_non_bool_lut():
+    with pytest.raises(TypeError, match=r"^lut must be True or False, not 1$"):
+        Activation(lut=1)
+    plain = Activation(lut=False)
+    Fragment.get(plain, None)     # elaborates (and marks it used)
+    assert "lut_wr_en" not in plain.signature.members and not plain.has_lut
