@@ -1,0 +1,113 @@
+"""``tessera run``: run a quantized model on a device (emulator, RTL simulation or board).
+
+Models are read by a loader chosen by the file suffix (:data:`LOADERS`); more formats (ONNX,
+TFLite) register a loader there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input"]
+
+
+def _load_npz(path):
+    from tessera.quantize import QuantizedModel
+    return QuantizedModel.load(path)
+
+
+#: File suffix -> function(path) returning a :class:`tessera.QuantizedModel`.
+LOADERS = {".npz": _load_npz}
+
+
+def load_model(path):
+    """Return the quantized model stored at ``path``, using the loader for its suffix."""
+    path = Path(path)
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise ValueError(f"Cannot load a model from {path}: unknown suffix {path.suffix!r}; "
+                         f"supported: {', '.join(sorted(LOADERS))} (save a quantized model "
+                         f"with QuantizedModel.save)")
+    if not path.exists():
+        raise FileNotFoundError(f"Model file {path} does not exist")
+    return loader(path)
+
+
+def load_input(path, *, raw):
+    """Return the input batch stored in the ``.npy`` file ``path`` (2-D; 1-D is one row)."""
+    import numpy as np
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Input file {path} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{path} is not a NumPy .npy array file ({e})") from None
+    if x.ndim == 1:
+        x = x[None, :]
+    if raw and x.dtype != np.int8:
+        raise ValueError(f"--raw needs an int8 input array, but {path} holds {x.dtype}")
+    return x
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "run", help="run a quantized model on a device",
+        description="Run a quantized model (a .npz saved by QuantizedModel.save) on the "
+                    "emulator, the RTL simulation or a board, and print or save the output.")
+    p.add_argument("model", metavar="MODEL", help="quantized model file (.npz)")
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help="input batch as a .npy array [M, in_features] (float, or int8 with --raw)")
+    p.add_argument("--device", default="emu", metavar="TARGET",
+                   help="emu, sim, sim:verilator, sim:icarus or serial://PORT?baud=N "
+                        "(default: emu)")
+    p.add_argument("--config", metavar="FILE", help="AcceleratorConfig JSON (default: 8x8)")
+    p.add_argument("--raw", action="store_true",
+                   help="int8 input and output (no quantize/dequantize)")
+    p.add_argument("--output", metavar="FILE", help="save the output to this .npy file")
+    p.add_argument("--check", action="store_true",
+                   help="also run the NumPy reference and fail unless the outputs are identical")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def run(args) -> int:
+    import numpy as np
+
+    import tessera
+    config = tessera.AcceleratorConfig.load(args.config) if args.config else None
+    qmodel = load_model(args.model)
+    x = load_input(args.input, raw=args.raw)
+    with tessera.connect(args.device, config=config) as dev:
+        dev.clear_counters()
+        y = dev.run(qmodel, x, raw=args.raw)
+        counters = dev.counters()
+    summary = {"model": str(args.model), "device": args.device, "input_shape": list(x.shape),
+               "output_shape": list(y.shape), "output_dtype": str(y.dtype),
+               "counters": counters}
+    status = 0
+    if args.check:
+        identical = bool(np.array_equal(y, qmodel.predict(x, raw=args.raw)))
+        summary["identical_to_reference"] = identical
+        status = 0 if identical else 1
+    if args.output:
+        np.save(args.output, y)
+        summary["output"] = args.output
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.model} on {args.device}: input {tuple(x.shape)} -> output "
+              f"{tuple(y.shape)} {y.dtype}" + (f", saved to {args.output}" if args.output else ""))
+        if not args.output:
+            with np.printoptions(precision=4, suppress=True, threshold=200):
+                print(y)
+        c = counters
+        print(f"cycles {c['cycles']}, compute {c['compute_cycles']}, MACs {c['macs']}, "
+              f"stalls {c['stall_cycles']}, utilisation {c['utilisation']:.1%}, "
+              f"link {c['rx_bytes']} B in / {c['tx_bytes']} B out")
+        if args.check:
+            print("identical to the NumPy reference" if status == 0 else
+                  "DIFFERENT from the NumPy reference", file=sys.stderr if status else sys.stdout)
+    return status
