@@ -97,7 +97,6 @@ class Drain(wiring.Component):
         timer = Signal(16 + 1)            # cycles of the drain left after this one
         active = Signal()                 # elements left to send
         row = Signal(range(max(rows, 2)))
-        col_last = Signal()               # the column being sent is the last one
         col = Signal(8)
         p_addr = Signal(16)               # PARAM address of the column being sent
         in_flight = Signal(range(max(2, 2 * (self._latency + 2))))
@@ -191,5 +190,4 @@ class Drain(wiring.Component):
             with m.Else():
                 m.d.sync += entry.eq(completed)
         m.d.comb += self.wr_en.eq(wr_pending)
-        del col_last
         return m

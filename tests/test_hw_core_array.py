@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+
+# (The line above: Drain objects built only to check their constructor are never elaborated.)
 """MacArray: outer-product accumulation, clear, shadow hand-off and shifting read-out."""
 
 import numpy as np
@@ -136,3 +139,20 @@ def test_public_names_resolve():
         module = importlib.import_module(f"tessera.hw.{name}")
         for public in module.__all__:
             assert hasattr(module, public), f"tessera.hw.{name}.__all__ names missing {public!r}"
+
+
+def test_drain_refuses_a_postprocessor_slower_than_the_timing_constant():
+    from tessera.hw.drain import Drain
+    from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES
+
+    config = AcceleratorConfig(rows=2, cols=2)
+    slow = DRAIN_OVERHEAD_CYCLES - 1
+    with pytest.raises(ValueError, match=(
+            rf"^PostProcessor latency {slow} needs DRAIN_OVERHEAD_CYCLES >= {slow + 2}, but "
+            rf"tessera.spec.timing has {DRAIN_OVERHEAD_CYCLES}; raise the constant \(and the "
+            rf"emulator follows\) or shorten the pipeline$")):
+        Drain(config, postproc_latency=slow)
+    with pytest.raises(ValueError, match=r"^PostProcessor latency must be a non-negative "
+                                         r"integer, not -1$"):
+        Drain(config, postproc_latency=-1)
+    Drain(config, postproc_latency=DRAIN_OVERHEAD_CYCLES - 2)

@@ -256,3 +256,39 @@ def test_k_split_and_partial_tiles(name):
         s.gemm(2, 2, 1, out_addr=88, m_rows=1, n_cols=1, param_addr=15)
 
     run_core(config, build, seed=2)
+
+
+def test_utilisation_8x8_back_to_back():
+    # The 256x256x256 case is 1024 GEMMs of k=256 on 8x8; three of them show the steady state:
+    # drains hide under the next GEMM, no stall, utilisation k / (k + GEMM_OVERHEAD_CYCLES).
+    config = AcceleratorConfig(rows=8, cols=8, act_depth=512, weight_depth=256, param_depth=16,
+                               requant_modes=("onnx",), lut=False)
+    rng = np.random.default_rng(3)
+    dut = Core(config)
+    scenario = Scenario(config, rng, k_total=256)
+    for i in range(3):
+        scenario.gemm(0, 0, 256, out_addr=256 + 8 * i, param_addr=i)
+    results = {}
+
+    async def testbench(ctx):
+        bench = CoreBench(ctx, dut)
+        await scenario.load(bench)
+        bench.compute = bench.stall = bench.macs = bench.write_blocked = 0
+        results["accepts"], results["idle_at"] = await bench.run(scenario.commands)
+        results.update(compute=bench.compute, stall=bench.stall, macs=bench.macs)
+        results["act"] = await bench.read(256, 24)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    for i, value in enumerate(results["act"]):
+        np.testing.assert_array_equal(entry_bytes(value, 8), scenario.expected[256 + i])
+    accepts, idle_at, stall = model_timeline(scenario.commands)
+    assert (results["accepts"], results["idle_at"]) == (accepts, idle_at)
+    assert accepts == [0, 256 + GEMM_OVERHEAD_CYCLES, 2 * (256 + GEMM_OVERHEAD_CYCLES)]
+    assert results["stall"] == stall == 0
+    assert results["compute"] == 3 * (256 + GEMM_OVERHEAD_CYCLES)
+    utilisation = results["macs"] / (config.rows * config.cols * results["compute"])
+    assert utilisation == 256 / (256 + GEMM_OVERHEAD_CYCLES)
+    assert utilisation >= 0.90
