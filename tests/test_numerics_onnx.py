@@ -74,8 +74,9 @@ def _discriminating_targets(rows=48, window=1 << 16):
         # A contiguous window, plus the accumulators nearest to each half-way output k + 1/2.
         m = float(_m32(SX, SW[c], SY))
         halves = np.rint((np.arange(-130 - ZY, 130 - ZY) + 0.5) / m).astype(np.int64)
-        acc = np.concatenate([np.arange(center - window, center + window, dtype=np.int64),
-                              (halves[:, None] + np.arange(-2, 3)).ravel()])
+        acc = np.arange(center - window, center + window, dtype=np.int64)
+        if abs(center) < 1 << 20:    # keep K small: far-away halves need many int8 pieces
+            acc = np.concatenate([acc, (halves[:, None] + np.arange(-2, 3)).ravel()])
         acc = np.unique(acc[np.abs(acc) < 1 << 31])[:, None]
         ref = rule_reference(acc, SX, SW[c:c + 1], SY)[:, 0]
         visible = (ref + ZY >= -128) & (ref + ZY <= 127)

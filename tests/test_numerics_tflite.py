@@ -185,11 +185,14 @@ def test_conv2d_multiplier_edge_cases():
     carry = dict(x_scale=sx[j], x_zero_point=0, w_scale=sw[j], y_scale=sy[j], y_zero_point=2)
     mult, shift = tn.requant_multipliers(sx[j], sw[j], sy[j], "tflite")
     assert mult[0] == 1 << 30
-    targets = np.array([[1, 1], [7, -5], [-9, 2 ** 29 + 1], [2 ** 28, -(2 ** 29) - 3],
-                        [-(2 ** 28) - 1, 3], [12345, 2 ** 31 - 1]])
-    x, w = realise_accumulators(targets, x_zero_point=0)
-    np.testing.assert_array_equal(tn.quantized_linear(x, w, None, mode="tflite", **big),
-                                  run_dense(x, w, None, **big))
+    # Channel 0 (e = 2): acc << 2 wraps for acc >= 2^29 (acc = 2^29 - 1 does not).
+    bias = np.array([1 << 29, 0], np.int32)
+    offsets = np.array([1, -1, 12345, -4, 3, -7000, 0])
+    targets = np.stack([(1 << 29) + offsets, offsets * 1000], axis=1)
+    x, w = realise_accumulators(targets, x_zero_point=0, bias=bias)
+    ours = tn.quantized_linear(x, w, bias, mode="tflite", **big)
+    np.testing.assert_array_equal(ours, run_dense(x, w, bias, **big))
+    assert set(ours[:, 0].tolist()) == {127, -128} and set(ours[:, 1].tolist()) == {2}
     x1 = rng.integers(-128, 128, (64, 300), dtype=np.int8)
     w1 = rng.integers(-127, 128, (300, 1), dtype=np.int8)
     np.testing.assert_array_equal(tn.quantized_linear(x1, w1, None, mode="tflite", **carry),

@@ -57,7 +57,8 @@ def realise_accumulators(targets, *, x_zero_point=0, bias=None):
         blocks_w.append(w)
     x = np.concatenate(blocks_x, axis=1).astype(np.int8)
     w = np.concatenate(blocks_w, axis=0)
-    check = (x.astype(np.int64) - x_zero_point) @ w.astype(np.int64) + (
+    # float64 is exact here (every partial sum is an integer below 2^53) and uses BLAS.
+    check = ((x.astype(np.float64) - x_zero_point) @ w.astype(np.float64)).astype(np.int64) + (
         0 if bias is None else np.asarray(bias, dtype=np.int64))
     np.testing.assert_array_equal(check, t)
     return x, w
