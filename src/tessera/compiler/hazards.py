@@ -12,11 +12,14 @@ enabled in its post state, the LUT. A conflict with an in-flight GEMM *g* is
   the compiler emits -- GEMMs complete in order -- but checked, so no reading of the contract
   can flag a compiled program).
 
-A ``SYNC`` is inserted only when an instruction conflicts. It waits for everything in flight, so
-it is placed as *early* as still useful: right before the first GEMM issued after the latest
-conflicting one (or right before the instruction if there is none). A weight load for tile
-*j + 2* into the slot of tile *j* then puts its ``SYNC`` before the GEMMs of tile *j + 1*, after
-the load of tile *j + 1* -- the array keeps working while the next weights arrive.
+A ``SYNC`` is inserted only when an instruction conflicts, and it waits for everything in
+flight. Before a conflicting ``GEMM`` it goes right before that GEMM (the GEMM could not start
+earlier anyway, and one ``SYNC`` then covers a whole layer boundary). Before a conflicting
+``LOAD`` it goes as *early* as still useful: right before the first GEMM issued after the latest
+conflicting one. A weight load for tile *j + 2* into the slot of tile *j* then puts its ``SYNC``
+before the GEMMs of tile *j + 1*, after the load of tile *j + 1*, so every weight load overlaps
+the GEMMs of the previous tile (double buffering). Either way each ``SYNC`` is necessary: without
+it the instruction that caused it would race.
 
 The bookkeeping is one array per (buffer, access) holding the sequence number of the last GEMM
 touching each entry, so each check is a vectorised ``max`` over the accessed range.
@@ -69,7 +72,7 @@ def insert_syncs(ops, depth) -> list:
                 out = slice(g.out_addr, g.out_addr + g.n_cols)
                 latest = max(latest, int(act_read[out].max()), int(act_write[out].max()))
         if latest >= first_in_flight:
-            if latest + 1 < len(gemm_at):
+            if isinstance(op, LoadOp) and latest + 1 < len(gemm_at):
                 sync_before.add(gemm_at[latest + 1])
                 first_in_flight = latest + 1
             else:
