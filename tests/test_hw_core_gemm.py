@@ -292,3 +292,51 @@ def test_utilisation_8x8_back_to_back():
     utilisation = results["macs"] / (config.rows * config.cols * results["compute"])
     assert utilisation == 256 / (256 + GEMM_OVERHEAD_CYCLES)
     assert utilisation >= 0.90
+
+
+def test_host_writes_wait_for_the_drain_write_back():
+    # The host writes ACT every cycle while tiles drain: the drain has priority on the ACT write
+    # port, so some host writes must wait for wr_ready, and every entry of both ends up written.
+    config = CONFIGS["2x4"]
+    rng = np.random.default_rng(4)
+    dut = Core(config)
+    scenario = Scenario(config, rng, k_total=48)
+    scenario.gemm(0, 0, 3, out_addr=64)
+    scenario.gemm(3, 3, 2, out_addr=72, param_addr=4)
+    host = rng.integers(0, 1 << (8 * config.rows), size=40).tolist()
+    state = {"loaded": False, "waited": 0}
+
+    async def commands(ctx):
+        bench = CoreBench(ctx, dut)
+        await scenario.load(bench)
+        state["loaded"] = True
+        await bench.run(scenario.commands)
+        while state["loaded"] is not None:      # the writer finishes
+            await ctx.tick()
+        state["act"] = await bench.read(64, 4) + await bench.read(72, 4)
+        state["host"] = await bench.read(90, len(host))
+
+    async def writer(ctx):
+        while not state["loaded"]:
+            await ctx.tick()
+        for i, value in enumerate(host):
+            ctx.set(dut.wr_en, 1)
+            ctx.set(dut.wr_buffer, isa.Buffer.ACT)
+            ctx.set(dut.wr_addr, 90 + i)
+            ctx.set(dut.wr_data, value)
+            while not ctx.get(dut.wr_ready):
+                state["waited"] += 1
+                await ctx.tick()
+            await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        state["loaded"] = None
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(commands)
+    sim.add_testbench(writer)
+    sim.run()
+    assert state["waited"] == 2 * config.cols
+    assert state["host"] == host
+    for addr, value in zip([64, 65, 66, 67, 72, 73, 74, 75], state["act"]):
+        np.testing.assert_array_equal(entry_bytes(value, config.rows), scenario.expected[addr])
