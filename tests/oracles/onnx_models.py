@@ -18,13 +18,14 @@ __all__ = ["run_qgemm", "run_qlinearmatmul", "run_qdq_activation", "run_quantize
 _OPSET = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
 
 
-def _session(graph) -> ort.InferenceSession:
+def _session(graph, threads=1) -> ort.InferenceSession:
     model = helper.make_model(graph, opset_imports=_OPSET)
     model.ir_version = 10
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
+    if threads:                      # 0 keeps ORT's default thread pool
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])
 
@@ -33,8 +34,12 @@ def _const(name, value):
     return numpy_helper.from_array(np.asarray(value), name)
 
 
-def qgemm_session(w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scale, y_zero_point):
-    """Return an ORT session computing ``QGemm(x, w) + bias`` with int8 output (input ``x``)."""
+def qgemm_session(w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scale, y_zero_point,
+                  threads=1):
+    """Return an ORT session computing ``QGemm(x, w) + bias`` with int8 output (input ``x``).
+
+    ``threads`` is ORT's intra-op thread count (0: ORT's default).
+    """
     k, n = w_q.shape
     sw = np.asarray(w_scale, dtype=np.float32)
     inits = [
@@ -50,7 +55,7 @@ def qgemm_session(w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scale, y_zer
     graph = helper.make_graph(
         [node], "qgemm", [helper.make_tensor_value_info("x", TensorProto.INT8, ["m", k])],
         [helper.make_tensor_value_info("y", TensorProto.INT8, ["m", n])], inits)
-    return _session(graph)
+    return _session(graph, threads)
 
 
 def run_qgemm(x_q, w_q, bias_q, **quant) -> np.ndarray:

@@ -40,8 +40,8 @@ def linear_accumulators(x_q, w_q, bias_q, x_zero_point) -> np.ndarray:
     bias_eff = fold_input_zero_point(w_q, bias_q, x_zero_point)
     acc = integer_matmul(x_q, w_q)
     acc += bias_eff
-    bad = (acc < INT32_MIN) | (acc > INT32_MAX)
-    if np.any(bad):
+    if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
+        bad = (acc < INT32_MIN) | (acc > INT32_MAX)
         m, n = (int(i) for i in np.unravel_index(np.flatnonzero(bad)[0], acc.shape))
         raise OverflowError(f"Accumulator of output channel {n} (row {m}) = {int(acc[m, n])} "
                             "does not fit int32; split K or reduce the weights")

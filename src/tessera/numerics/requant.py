@@ -22,7 +22,7 @@ def _check_acc(acc) -> np.ndarray:
     acc = np.asarray(acc)
     if not np.issubdtype(acc.dtype, np.integer):
         raise TypeError(f"acc must be an integer array (int32 accumulators), not {acc.dtype}")
-    acc = acc.astype(np.int64)
+    acc = acc.astype(np.int64, copy=False)
     if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
         bad = tuple(int(i) for i in np.unravel_index(
             np.flatnonzero((acc < INT32_MIN) | (acc > INT32_MAX))[0], acc.shape))
