@@ -50,6 +50,9 @@ class CompiledModel:
         self._setup = frame_ops(ops, config)
         self.setup_frames = self._setup.render()
         self._templates = {}
+        # The schedule of a full chunk is built now (so compile_model surfaces every problem);
+        # schedules of shorter final chunks are built on first use and cached.
+        self._template(self.allocation.tiles_per_chunk, config.rows)
 
     # -- shape and resources ---------------------------------------------------------------
 
