@@ -174,3 +174,10 @@ def test_requantize_bad_encoding():
     with pytest.raises(ValueError, match="lo must not exceed hi, not lo=5 > hi=4"):
         tn.postprocess(np.array([1]), np.array([1 << 30], np.uint32), 0, mode="tflite",
                        zero_point=0, lo=5, hi=4)
+
+
+def test_docs_example_runs():
+    import pathlib
+    doc = pathlib.Path(__file__).parents[1] / "docs" / "numerics.md"
+    code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S).group(1)
+    exec(compile(code, str(doc), "exec"), {})
