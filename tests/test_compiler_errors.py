@@ -134,3 +134,22 @@ def test_assemble_outputs_errors():
     with pytest.raises(ValueError, match=r"^Output element \(1, 0\) is not written by any "
                        r"STORE"):
         assemble_outputs(short, {0: data})
+
+
+def test_reference_equals_quantized_model():
+    rng = np.random.default_rng(5)
+    model = make_model(rng, [9, 7, 4], ["relu6", "tanh"], mode="tflite")
+    compiled = compile_model(model, AcceleratorConfig())
+    x_q = rng.integers(-128, 128, (20, 9), dtype=np.int8)
+    np.testing.assert_array_equal(compiled.reference(x_q), model.predict(x_q, raw=True))
+
+
+def test_docs_example_runs(capsys):
+    """The example of docs/compiler.md runs and prints what the page shows."""
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "compiler.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/compiler.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "fc0                   6      5  single" in out
+    assert "STORE addr=3 count=3" in out

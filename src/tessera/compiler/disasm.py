@@ -8,7 +8,7 @@ __all__ = ["disassemble", "format_instruction"]
 
 
 def format_instruction(insn) -> str:
-    """Return one instruction as text, e.g. ``GEMM a=0 w=64 k=32 -> out=2040 p=0 8x8 clear drain``."""
+    """Return one instruction as text, e.g. ``GEMM  a=0 w=64 k=32 out=2040 param=0 8x8 clear``."""
     if isinstance(insn, isa.Load):
         return f"LOAD  {insn.buffer.name:<5} addr={insn.addr} count={insn.count}"
     if isinstance(insn, isa.Gemm):
