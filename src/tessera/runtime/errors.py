@@ -108,7 +108,7 @@ class DeviceError(TesseraError):
     def _message(self) -> str:
         what, todo = _ADVICE.get(self.status, ("unknown error status", "update tessera"))
         where = ""
-        if self.request == "EXEC" and self.record is not None:
+        if self.request == "EXEC" and self.record is not None and self.status >= 0x10:
             try:
                 name = isa.Opcode(self.record["opcode"]).name
             except ValueError:
