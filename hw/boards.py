@@ -16,8 +16,8 @@ import importlib
 from dataclasses import dataclass, field
 
 from amaranth.build import Attrs, Pins, Resource, ResourceError, Subsignal
-from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.hdl import ClockDomain, Module
+from amaranth.lib import io, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -267,28 +267,33 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         clk_port = platform.request(self.board.clock_resource, dir="-")
         m.submodules.clocking = clocking = PLLClockDomain(
             family=self.board.family, clk_port=clk_port, fin_mhz=self.board.osc_mhz,
             fout_mhz=self.clock_mhz)
 
-        pins = platform.request("uart", 0)
+        pins = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", pins.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", pins.tx)
         m.submodules.uart = uart = UARTStream(divisor=self.divisor)
         m.submodules.design = design = _make_design(self.design, self.config)
-        m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
+        m.d.comb += [uart.rx.eq(rx_buf.i), tx_buf.o.eq(uart.tx)]
         wiring.connect(m, uart.o, design.i_rx)
         wiring.connect(m, design.o_tx, uart.i)
 
         led = _first_led(platform)
         if led is not None:
-            m.d.comb += led.o.eq(design.busy | uart.busy)
+            m.submodules.led_buf = led_buf = io.Buffer("o", led)
+            m.d.comb += led_buf.o.eq(design.busy | uart.busy)
         return m
 
 
 def _first_led(platform):
-    for name in ("led", "led_g", "rgb_led"):
+    """Return the port of the board's first (green) LED, or ``None``."""
+    for name, dir in (("led", "-"), ("rgb_led", {"r": "-", "g": "-", "b": "-"})):
         try:
-            res = platform.request(name, 0)
+            res = platform.request(name, 0, dir=dir)
         except ResourceError:  # the platform has no such resource
             continue
         return res.g if name == "rgb_led" else res

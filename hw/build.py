@@ -148,22 +148,27 @@ def _progress_stage(build_dir):
     return "synthesising"
 
 
+def _tail(text, lines=15):
+    return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
+
+
 def _failure_message(board, build_dir, returncode):
-    tim, rpt = build_dir / f"{_NAME}.tim", build_dir / f"{_NAME}.rpt"
-    log = tim if tim.exists() else rpt
-    stage = "nextpnr" if tim.exists() else "yosys"
+    tim, rpt, out = build_dir / f"{_NAME}.tim", build_dir / f"{_NAME}.rpt", build_dir / "build.log"
+    synthesised = rpt.exists() and "End of script" in rpt.read_text(errors="replace")
+    stage = "yosys" if not synthesised else "nextpnr" if not (build_dir / f"{_NAME}.asc").exists() \
+        and not (build_dir / f"{_NAME}.config").exists() else "bitstream packing"
+    log = rpt if stage == "yosys" else tim
     text = log.read_text(errors="replace") if log.exists() else ""
-    if not text:
-        out = build_dir / "build.log"
-        text = out.read_text(errors="replace") if out.exists() else ""
+    if not text.strip():  # the tool stopped before writing its log: its stderr is all there is
+        log, text = out, out.read_text(errors="replace") if out.exists() else ""
     over = [f"{cell} {used}/{avail}" for cell, used, avail, _ in _UTIL_LINE.findall(text)
             if int(used) > int(avail)]
-    tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
     if over:
         return (f"The design does not fit the {board.device}: {', '.join(over)} (used/available). "
                 f"Use a smaller configuration (fewer rows/cols or shallower buffers).\n"
-                f"Last lines of {log.name}:\n{tail}")
-    return f"{stage} failed (exit status {returncode}). Last lines of {log.name}:\n{tail}"
+                f"Last lines of {log.name}:\n{_tail(text)}")
+    return (f"{stage} failed (exit status {returncode}). Last lines of {log.name} in "
+            f"{build_dir}:\n{_tail(text)}")
 
 
 def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, design="accelerator",

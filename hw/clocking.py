@@ -132,7 +132,10 @@ def ecp5_pll_params(fin_mhz, fout_mhz):
 
 
 class PLLClockDomain(Elaboratable):
-    """Create the ``sync`` clock domain from an oscillator pin through the family's PLL.
+    """Drive the ``sync`` clock and reset from an oscillator pin through the family's PLL.
+
+    The parent defines the ``sync`` domain (``m.domains.sync = ClockDomain()``); this block
+    drives its clock and holds its reset until the PLL has locked for :data:`POWER_ON_DELAY_S`.
 
     Parameters
     ----------
@@ -168,7 +171,6 @@ class PLLClockDomain(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
         clk_out = Signal()
         p = self.params
         if self.family == "ice40":
@@ -197,9 +199,9 @@ class PLLClockDomain(Elaboratable):
                 i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
                 i_ENCLKOP=Const(0),
                 o_CLKOP=clk_out, o_LOCK=self.locked)
+        # No clock constraint on clk_out: nextpnr derives the PLL output's from the oscillator
+        # pin's and the dividers (a constraint on the pre-synthesis net name would be ignored).
         m.d.comb += ClockSignal("sync").eq(clk_out)
-        if platform is not None:
-            platform.add_clock_constraint(clk_out, self.clock_hz)
 
         # Power-on delay counted in the new clock, restarted whenever lock is lost.
         m.domains.por = ClockDomain("por", reset_less=True, local=True)

