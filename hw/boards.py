@@ -243,6 +243,14 @@ class BoardTop(wiring.Component):
 
     def __init__(self, board, config=None, *, clock_mhz=None, baud=DEFAULT_BAUD,
                  design="accelerator"):
+        try:
+            self._configure(board, config, clock_mhz, baud, design)
+        except (ValueError, TypeError):
+            self._MustUse__silence = True  # a rejected top is not an unused one
+            raise
+        super().__init__({})
+
+    def _configure(self, board, config, clock_mhz, baud, design):
         self.board = board if isinstance(board, Board) else get_board(board)
         self.config = self.board.config if config is None else config
         if not isinstance(self.config, AcceleratorConfig):
@@ -258,7 +266,6 @@ class BoardTop(wiring.Component):
         search = ice40_pll_params if self.board.family == "ice40" else ecp5_pll_params
         self.clock_mhz = float(search(self.board.osc_mhz, target).fout_mhz)
         self.divisor = uart_divisor(self.clock_hz, baud)
-        super().__init__({})
 
     @property
     def clock_hz(self):

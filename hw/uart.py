@@ -55,8 +55,9 @@ def uart_divisor(clock_hz, baud):
     return divisor
 
 
-def _check_divisor(divisor):
+def _check_divisor(component, divisor):
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < MIN_DIVISOR:
+        component._MustUse__silence = True  # a rejected component is not an unused one
         raise ValueError(f"Divisor must be an integer of at least {MIN_DIVISOR} (clock cycles per "
                          f"bit), not {divisor!r}")
     return divisor
@@ -92,7 +93,7 @@ class UARTReceiver(wiring.Component):
     busy: Out(1)
 
     def __init__(self, *, divisor):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property
@@ -184,7 +185,7 @@ class UARTTransmitter(wiring.Component):
     busy: Out(1)
 
     def __init__(self, *, divisor):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property
@@ -256,7 +257,7 @@ class UARTStream(wiring.Component):
     busy: Out(1)
 
     def __init__(self, *, divisor):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property
