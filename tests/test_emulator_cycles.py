@@ -81,7 +81,7 @@ def test_engine_bound_gemms_overlap_drains():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     start1 = FRAME_OVERHEAD + len(program) + FETCH
-    end = start1 + 3 * (40 + G)                          # the last GEMM does not drain
+    end = start1 + 3 * (40 + G) + 1                      # no drain: idle one cycle after H
     assert c == {"cycles": end + FRAME_OVERHEAD, "compute_cycles": 3 * (40 + G),
                  "macs": 3 * 640, "stall_cycles": 0,
                  "rx_bytes": FRAME_OVERHEAD + len(program), "tx_bytes": FRAME_OVERHEAD}

@@ -6,11 +6,14 @@ The model follows ``docs/architecture.md`` with the constants of :mod:`tessera.s
   request is received whole (it is checked before it runs), then executed, then answered.
 - The executor reads its frame buffer :data:`EXECUTOR_BYTES_PER_CYCLE` byte per cycle: an
   instruction costs 16 cycles of fetch, a ``LOAD`` also one cycle per payload byte.
-- A ``GEMM`` is handed to the engine when the engine is free (the executor waits for that).
-  It occupies the array for ``k + GEMM_OVERHEAD_CYCLES`` cycles (``compute_cycles``) and does
-  ``m_rows * n_cols * k`` useful MACs (``macs``). With ``drain`` it then hands its accumulators
-  to the drain unit, waiting while the previous drain is still busy (``stall_cycles``; the array
-  stays occupied meanwhile); a drain takes ``m_rows * n_cols + DRAIN_OVERHEAD_CYCLES``.
+- A ``GEMM`` is handed to the engine when the engine is free (the executor waits for that):
+  accepted in cycle *A*, it occupies the array for ``k + GEMM_OVERHEAD_CYCLES`` cycles
+  (``compute_cycles``) and does ``m_rows * n_cols * k`` useful MACs (``macs``); its nominal
+  hand-off cycle is ``A + k + GEMM_OVERHEAD_CYCLES``. With ``drain`` the hand-off waits while the
+  previous drain is still busy (``stall_cycles``): ``H = max(nominal, drain_free)``, and the drain
+  then occupies the drain unit until ``drain_free = H + m_rows * n_cols +
+  DRAIN_OVERHEAD_CYCLES``. The engine accepts the next GEMM from cycle *H* and reports idle from
+  ``H + 1`` (the cycle-by-cycle table of ``docs/architecture.md``).
 - ``SYNC``, ``STORE`` and the end of every ``EXEC`` frame wait until the engine and the drain are
   idle, so no work is ever in flight while the host link is idle: every counter is a
   deterministic function of the request stream, identical in the emulator and the RTL.
@@ -45,7 +48,8 @@ class CycleModel:
     def __init__(self, counter_bits=48):
         self._mask = (1 << counter_bits) - 1
         self.now = 0              # executor time, in cycles since power-up
-        self.engine_free_at = 0   # when the engine can accept the next GEMM
+        self.engine_free_at = 0   # when the engine can accept the next GEMM (hand-off cycle H)
+        self.engine_idle_at = 0   # when the engine reports idle (H + 1)
         self.drain_free_at = 0    # when the drain unit finishes its current tile
         self._cleared_at = 0
         self._events = dict.fromkeys(COUNTER_NAMES, 0)
@@ -85,15 +89,16 @@ class CycleModel:
             self.drain_free_at = handoff + m_rows * n_cols + timing.DRAIN_OVERHEAD_CYCLES
             self.engine_free_at = handoff
         else:
-            self.engine_free_at = done
+            self.engine_free_at = handoff = done
+        self.engine_idle_at = handoff + 1
 
     def wait_idle(self):
         """Wait until the engine and the drain unit are idle (``SYNC``, ``STORE``, frame end)."""
-        self.now = max(self.now, self.engine_free_at, self.drain_free_at)
+        self.now = max(self.now, self.engine_idle_at, self.drain_free_at)
 
     @property
     def idle(self) -> bool:
-        return self.now >= self.engine_free_at and self.now >= self.drain_free_at
+        return self.now >= self.engine_idle_at and self.now >= self.drain_free_at
 
     # -- counters ----------------------------------------------------------------------------
 
