@@ -83,7 +83,8 @@ class GemmEngine(wiring.Component):
     step, clear, a, w, shadow_load : Out
         Array controls (see :class:`~tessera.hw.array.MacArray`).
     busy : Out(1)
-        A command is latched (running or waiting to hand off).
+        A command is running or handing off to the drain (low in the hand-off cycle of a
+        command without ``drain``: its accumulators are final then).
     ev_compute, ev_stall, ev_macs : Out
         Counter events of this cycle.
     """
@@ -187,7 +188,8 @@ class GemmEngine(wiring.Component):
             with m.State("HANDOFF"):
                 done = Signal()
                 m.d.comb += [
-                    self.busy.eq(1),
+                    # Without drain the tile is final in this cycle: nothing is pending any more.
+                    self.busy.eq(cmd.drain),
                     self.o_drain.valid.eq(cmd.drain),
                     done.eq(~cmd.drain | self.o_drain.ready),
                     self.shadow_load.eq(cmd.drain & self.o_drain.ready),
