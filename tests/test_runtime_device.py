@@ -204,3 +204,30 @@ def test_closed_device_refuses_requests():
     with pytest.raises(TesseraError, match=r"This device is closed; connect again"):
         dev.counters()
     assert "closed" in repr(dev)
+
+
+@pytest.fixture(scope="module")
+def digits_classifier():
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    x_train, x_test, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=0,
+                                                   stratify=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((32,), max_iter=60, random_state=0).fit(x_train, y_train)
+    return clf, x_train, x_test
+
+
+@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+def test_digits_test_split_is_bit_exact(digits_classifier, mode):
+    clf, x_train, x_test = digits_classifier
+    qmodel = tessera.quantize(clf, x_train, mode=mode)
+    assert x_test.shape == (360, 64)
+    with connect("emu") as dev:
+        np.testing.assert_array_equal(dev.run(qmodel, x_test), qmodel.predict(x_test))

@@ -227,3 +227,27 @@ def test_hand_built_program_over_a_faulty_link():
         got = link.request(Kind.EXEC, isa.Store(32 * i, 32).encode())
         np.testing.assert_array_equal(np.frombuffer(got, np.int8).reshape(32, 4), data + i)
     assert sum(faulty.faults.values()) > 0 and link.stats["resends"] > 0
+
+
+class _WriteTwice(Transport):
+    """Deliver every request twice: the device must run each EXEC once and answer twice."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def write(self, data):
+        self.inner.write(data + data)
+
+    def read(self, max_bytes, timeout_s):
+        return self.inner.read(max_bytes, timeout_s)
+
+
+def test_duplicated_requests_execute_once(model):
+    qmodel, x = model
+    emu = Emulator(CFG)
+    from tessera.runtime import Device
+    with Device(_WriteTwice(EmulatorTransport(emu)), CFG) as dev:
+        for _ in range(2):
+            np.testing.assert_array_equal(dev.run(qmodel, x), qmodel.predict(x))
+        assert dev.link.stats["stale"] > 0         # the second answers were ignored
+    assert emu.stats["resent"] == emu.stats["executed"] > 0

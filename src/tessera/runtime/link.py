@@ -135,10 +135,15 @@ class HostLink:
                 self.stats["timeouts"] += 1
                 parser.reset()   # a partial frame will never complete now
                 return None, f"timed out after {self.timeout_s:g} s"
+            found = None
             for frame in parser.feed(data):
-                if frame.seq == seq:
-                    return frame, None
-                self.stats["stale"] += 1
+                if frame.seq == seq and found is None:
+                    found = frame
+                else:   # an answer to an earlier attempt or request, or a duplicate
+                    self.stats["stale"] += 1
+            if found is not None:
+                parser.bad_frames.clear()
+                return found, None
             if parser.bad_frames:
                 bad = [f for f in parser.bad_frames if f.seq == seq]
                 parser.bad_frames.clear()
