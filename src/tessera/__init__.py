@@ -20,6 +20,8 @@ __all__ = [
     "QuantizedLayer",
     "compile_model",
     "connect",
+    "load_model",
+    "export_onnx",
 ]
 
 # Public names and the module that defines each; loaded on first use so that `import tessera`
@@ -31,6 +33,8 @@ _LAZY = {
     "QuantizedLayer": ("tessera.quantize", "QuantizedLayer"),
     "compile_model": ("tessera.compiler", "compile_model"),
     "connect": ("tessera.runtime", "connect"),
+    "load_model": ("tessera.quantize", "load_model"),
+    "export_onnx": ("tessera.quantize", "export_onnx"),
 }
 
 

@@ -17,12 +17,14 @@ from .importers import import_model
 from .model import LAYER_ACTIVATIONS, QuantizedLayer, QuantizedModel
 from .overflow import prove_accumulator_fits
 from .quantizer import quantize
+from .onnx_export import export_onnx
 from .serialize import FORMAT_VERSION
+from .sources import load_model
 
 __all__ = [
     "quantize", "QuantizedModel", "QuantizedLayer", "FloatLayer", "import_model",
     "prove_accumulator_fits", "CALIBRATION_METHODS", "FLOAT_ACTIVATIONS", "LAYER_ACTIVATIONS",
-    "FORMAT_VERSION",
+    "FORMAT_VERSION", "load_model", "export_onnx",
 ]
 
 

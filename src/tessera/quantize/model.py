@@ -363,6 +363,11 @@ class QuantizedModel:
         from .serialize import save
         save(self, path, include_reference=include_reference)
 
+    def to_onnx(self, path=None, *, raw=False, strict=True):
+        """Export as an ONNX QDQ model (see :func:`tessera.quantize.onnx_export.export_onnx`)."""
+        from .onnx_export import export_onnx
+        return export_onnx(self, path, raw=raw, strict=strict)
+
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save`."""

@@ -16,6 +16,7 @@ from .floatmodel import LUT_ACTIVATIONS
 from .importers import import_model
 from .model import QuantizedLayer, QuantizedModel
 from .overflow import prove_accumulator_fits
+from .prequantized import RUNTIME_MATCHES
 from .weights import quantize_bias, quantize_weights
 
 __all__ = ["REFERENCE_ROWS", "quantize"]
@@ -83,18 +84,23 @@ def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel):
         activation=activation, **lut_fields)
 
 
-def quantize(model, calibration=None, *, mode="onnx", per_channel=True,
+def quantize(model, calibration=None, *, mode=None, per_channel=True,
              calibration_method="minmax", percentile=99.99):
     """Quantize a trained MLP to int8 for Tessera.
 
     Parameters
     ----------
-    model : list of (W, b, activation), sklearn MLPClassifier/MLPRegressor or torch nn.Module
+    model : list of (W, b, activation), sklearn MLP, torch nn.Module, Keras Sequential, ONNX or
+        TFLite model (path, bytes or ``onnx.ModelProto``)
         ``W`` is shaped ``[in_features, out_features]``; see :mod:`tessera.quantize.importers`.
+        Pre-quantized ONNX (QDQ/QOperator) and int8 TFLite models are imported with their
+        parameters unchanged (no calibration); see :mod:`tessera.quantize.sources`.
     calibration : array_like, shape [M, K]
-        Representative real inputs (required): activation ranges are observed on them.
-    mode : {"onnx", "tflite"}
-        Requantization rule of every layer (NUMERICS.md).
+        Representative real inputs (required for float models): activation ranges are observed
+        on them.
+    mode : {"onnx", "tflite"} or None
+        Requantization rule of every layer (NUMERICS.md). None: ``"onnx"``, or for pre-quantized
+        models the rule of their runtime.
     per_channel : bool
         One weight scale per output channel (default) or one per layer.
     calibration_method : {"minmax", "percentile"}
@@ -116,8 +122,15 @@ def quantize(model, calibration=None, *, mode="onnx", per_channel=True,
     OverflowError
         A bias or an accumulator cannot fit int32 (the message names the layer and K).
     """
+    from .sources import resolve_source
+    if mode is not None:
+        _check_options(mode, per_channel, calibration_method, percentile)
+    kind, payload, source = resolve_source(model, calibration=calibration, mode=mode)
+    if kind == "quantized":
+        return payload
+    mode = "onnx" if mode is None else mode
     _check_options(mode, per_channel, calibration_method, percentile)
-    float_layers = import_model(model)
+    float_layers = import_model(payload)
     x = check_calibration_data(calibration, float_layers[0].in_features)
     ranges = calibrate(float_layers, x, calibration_method, percentile)
     qparams = activation_qparams(ranges[0].input.rmin, ranges[0].input.rmax)
@@ -129,6 +142,7 @@ def quantize(model, calibration=None, *, mode="onnx", per_channel=True,
         qparams = (layer.output_scale, layer.output_zero_point)
     info = {"calibration_method": calibration_method, "percentile": float(percentile),
             "per_channel": bool(per_channel), "calibration_rows": int(x.shape[0]),
-            "source": f"{type(model).__module__}.{type(model).__qualname__}"}
+            "source": source or f"{type(model).__module__}.{type(model).__qualname__}",
+            "matches": RUNTIME_MATCHES[mode]}
     return QuantizedModel(layers, float_layers=float_layers,
                           reference_input=x[:REFERENCE_ROWS], info=info)

@@ -1,0 +1,238 @@
+"""Import full-integer (int8) TFLite models, keeping every parameter exactly.
+
+The flatbuffer is read with LiteRT's generated schema (``ai_edge_litert.schema_py_generated``,
+object API): no TensorFlow, and nothing in the file is executed. Supported chains::
+
+    [QUANTIZE] -> FULLY_CONNECTED [fused NONE | RELU | RELU6] -> [LOGISTIC | TANH | RELU | RELU6]
+               -> FULLY_CONNECTED ... -> [DEQUANTIZE]          (RESHAPE to [batch, -1] anywhere)
+
+Weights are int8 ``[N, K]`` (per tensor or per output channel, zero point 0), biases int32.
+Standalone activation operators become the preceding layer's lookup table, tabulated by running the
+operator in LiteRT itself (see :mod:`.lut_tabulate`).
+
+Which mode? LiteRT 2.3's default interpreter (XNNPACK delegate) computes ``FULLY_CONNECTED``
+exactly as mode ``"onnx"`` — the default here. Its ``BUILTIN_REF`` kernel rounds
+``float64(acc) * M`` half away from zero and its ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (ruy)
+kernel rounds the final shift half up: Tessera reproduces neither. ``mode="tflite"`` gives
+TFLite's ``MultiplyByQuantizedMultiplier`` (TFLite Micro, CMSIS-NN, LiteRT's CONV_2D reference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .lut_tabulate import numpy_lut, tabulate_tflite
+from .prequantized import LayerDrafts, QParams
+
+__all__ = ["TFLITE_OPS", "is_tflite_bytes", "import_tflite"]
+
+#: Operators Tessera imports from TFLite models.
+TFLITE_OPS = ("QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "LOGISTIC", "TANH", "RELU", "RELU6",
+              "RESHAPE")
+_TABLE_FUNCTIONS = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
+                    "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
+
+
+def is_tflite_bytes(data):
+    """Return whether ``data`` starts like a TFLite flatbuffer (identifier ``TFL3``)."""
+    return len(data) >= 8 and bytes(data[4:8]) == b"TFL3"
+
+
+def _read(source):
+    if isinstance(source, (bytes, bytearray)):
+        data, name = bytes(source), "the TFLite bytes"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"TFLite model file {path} does not exist")
+        data, name = path.read_bytes(), str(path)
+    if not is_tflite_bytes(data):
+        raise ValueError(f"{name} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    from ai_edge_litert import schema_py_generated as schema
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+    except Exception as exc:     # flatbuffers raises IndexError/struct.error on bad offsets
+        raise ValueError(f"{name} is a truncated or corrupt TFLite file ({type(exc).__name__}: "
+                         f"{exc})") from None
+    return model, data, name
+
+
+class _Reader:
+    def __init__(self, model, data, name):
+        from ai_edge_litert import schema_py_generated as schema
+        self.schema, self.model, self.data, self.name = schema, model, data, name
+        if not model.subgraphs or len(model.subgraphs) != 1:
+            raise ValueError(f"{name}: Tessera imports models with one subgraph, found "
+                             f"{len(model.subgraphs or [])}")
+        self.graph = model.subgraphs[0]
+        codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        self.op_names = [codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), "CUSTOM")
+                         if c.customCode is None else f"CUSTOM:{c.customCode.decode(errors='replace')}"
+                         for c in model.operatorCodes]
+        types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+        self.type_names = types
+
+    def tensor(self, index):
+        return self.graph.tensors[index]
+
+    def tname(self, index):
+        t = self.tensor(index)
+        return (t.name or b"").decode(errors="replace") if isinstance(t.name, bytes) else t.name
+
+    def describe(self, i, op):
+        return f"operator {i} ({self.op_names[op.opcodeIndex]}, output {self.tname(op.outputs[0])!r})"
+
+    def type_of(self, index):
+        return self.type_names.get(self.tensor(index).type, "?")
+
+    def qparams(self, index, where):
+        q = self.tensor(index).quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            raise ValueError(f"{where}: tensor {self.tname(index)!r} is not quantized")
+        return QParams.from_file(np.asarray(q.scale, np.float32),
+                                 np.asarray(q.zeroPoint if q.zeroPoint is not None else [0],
+                                            np.int64), where=where)
+
+    def constant(self, index, dtype, where):
+        t = self.tensor(index)
+        buf = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else None
+        raw = None
+        if buf is not None and buf.data is not None and len(buf.data):
+            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+        elif buf is not None and buf.offset and buf.offset > 1:
+            raw = self.data[buf.offset:buf.offset + buf.size]
+        if raw is None:
+            raise ValueError(f"{where}: tensor {self.tname(index)!r} is not a constant; Tessera "
+                             "needs constant weights and biases")
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        if len(raw) != np.dtype(dtype).itemsize * int(np.prod(shape)):
+            raise ValueError(f"{where}: tensor {self.tname(index)!r} holds {len(raw)} bytes, "
+                             f"not {shape} {np.dtype(dtype).name}; the file is corrupt")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _fully_connected(r, i, op, x, drafts):
+    s = r.schema
+    where = f"{r.name}: {r.describe(i, op)}"
+    opts = op.builtinOptions
+    if r.type_of(op.inputs[0]) != "INT8" or r.type_of(op.outputs[0]) != "INT8":
+        raise ValueError(f"{where} has {r.type_of(op.inputs[0])} input and "
+                         f"{r.type_of(op.outputs[0])} output; Tessera imports full-integer int8 "
+                         "models (converter: representative_dataset, inference int8 ops only), "
+                         "not float, dynamic-range (hybrid) or 16x8 models")
+    if r.type_of(op.inputs[1]) != "INT8":
+        raise ValueError(f"{where} has {r.type_of(op.inputs[1])} weights; Tessera needs int8")
+    w = r.constant(op.inputs[1], np.int8, where)
+    if w.ndim != 2:
+        raise ValueError(f"{where} has weights of shape {w.shape}; expected [N, K]")
+    wq = r.tensor(op.inputs[1]).quantization
+    if wq.zeroPoint is not None and np.any(np.asarray(wq.zeroPoint) != 0):
+        raise ValueError(f"{where} has weight zero points other than 0; Tessera needs "
+                         "symmetric weights")
+    scales = np.asarray(wq.scale, dtype=np.float32)
+    if scales.size > 1 and wq.quantizedDimension != 0:
+        raise ValueError(f"{where} is quantized per channel along axis "
+                         f"{wq.quantizedDimension}, not the output axis 0")
+    if w.size and int(w.min()) == -128:
+        raise ValueError(f"{where} has weight value -128; Tessera's symmetric weights lie in "
+                         "-127..127")
+    bias = None
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        if r.type_of(op.inputs[2]) != "INT32":
+            raise ValueError(f"{where} has a {r.type_of(op.inputs[2])} bias; Tessera needs int32")
+        bias = r.constant(op.inputs[2], np.int32, where).ravel()
+    fused = opts.fusedActivationFunction if opts is not None else 0
+    acts = {s.ActivationFunctionType.NONE: "none", s.ActivationFunctionType.RELU: "relu",
+            s.ActivationFunctionType.RELU6: "relu6"}
+    if fused not in acts:
+        raise ValueError(f"{where} has fused activation {fused}; Tessera supports NONE, RELU "
+                         "and RELU6")
+    if opts is not None and opts.weightsFormat != s.FullyConnectedOptionsWeightsFormat.DEFAULT:
+        raise ValueError(f"{where} uses a shuffled weights format; not supported")
+    out = r.qparams(op.outputs[0], where)
+    index = drafts.add_linear(r.tname(op.outputs[0]) or f"fc{len(drafts.drafts)}",
+                              np.ascontiguousarray(w.T), bias, x, scales, out)
+    drafts.set_clamp(index, acts[fused])
+    return out, index
+
+
+def import_tflite(source, *, mode=None):
+    """Return the :class:`QuantizedModel` of an int8 TFLite model (path or bytes).
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+    mode : {"onnx", "tflite"} or None
+        None or ``"onnx"``: bit-identical to LiteRT's default interpreter (XNNPACK);
+        ``"tflite"``: MultiplyByQuantizedMultiplier (see the module docstring).
+
+    Raises
+    ------
+    TypeError
+        An operator is not supported (named with its index, output tensor and the list).
+    ValueError
+        Not a TFLite file, truncated, float/hybrid model, not a chain, bad parameters.
+    """
+    mode = "onnx" if mode is None else mode
+    model, data, name = _read(source)
+    r = _Reader(model, data, name)
+    g = r.graph
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise ValueError(f"{name}: Tessera imports models with one input and one output, found "
+                         f"{len(g.inputs)} and {len(g.outputs)}")
+    drafts = LayerDrafts(mode)
+    current, params, layer = g.inputs[0], None, None
+    if r.type_of(current) == "INT8":
+        params = r.qparams(current, f"{name}: model input")
+    for i, op in enumerate(g.operators or []):
+        kind = r.op_names[op.opcodeIndex]
+        where = f"{name}: {r.describe(i, op)}"
+        if kind not in TFLITE_OPS:
+            raise TypeError(f"{name}: unsupported operator in {r.describe(i, op)}; Tessera "
+                            f"imports chains of: {', '.join(TFLITE_OPS)}")
+        if not op.inputs or op.inputs[0] != current:
+            raise ValueError(f"{where} does not consume the previous tensor "
+                             f"{r.tname(current)!r}; Tessera imports chains only")
+        if kind == "QUANTIZE":
+            out = r.qparams(op.outputs[0], where)
+            if params is not None and out != params:
+                raise ValueError(f"{where} re-quantizes an int8 tensor; not supported")
+            params = out
+        elif kind == "DEQUANTIZE":
+            pass
+        elif kind == "RESHAPE":
+            shape = list(r.tensor(op.outputs[0]).shape)
+            if len(shape) != 2:
+                raise ValueError(f"{where} reshapes to {shape}; only [batch, -1] is supported")
+        elif kind == "FULLY_CONNECTED":
+            if params is None:
+                raise ValueError(f"{where} takes a float tensor; Tessera imports full-integer "
+                                 "int8 models (add QUANTIZE, or convert with int8 inference ops)")
+            params, layer = _fully_connected(r, i, op, params, drafts)
+        else:
+            if layer is None or drafts.drafts[layer].out != params:
+                raise ValueError(f"{where} does not follow a FULLY_CONNECTED layer; Tessera fuses "
+                                 "activations into the layer before them")
+            out = r.qparams(op.outputs[0], where)
+            lut = tabulate_tflite(op, model.operatorCodes[op.opcodeIndex],
+                                  r.tensor(op.inputs[0]).quantization,
+                                  r.tensor(op.outputs[0]).quantization,
+                                  reference=mode == "tflite")
+            source_name = "LiteRT " + ("BUILTIN_REF" if mode == "tflite" else "default resolver")
+            if lut is None:
+                lut = numpy_lut(_TABLE_FUNCTIONS[kind], params.scale, params.zero_point,
+                                out.scale, out.zero_point, "tflite")
+                source_name = "numpy float32"
+            drafts.attach_table(layer, lut, out, what=where, source=source_name)
+            params = out
+        current = op.outputs[0]
+    if current != g.outputs[0]:
+        raise ValueError(f"{name}: the model output {r.tname(g.outputs[0])!r} is not the end of "
+                         "the chain")
+    if not drafts.drafts:
+        raise ValueError(f"{name}: the model has no FULLY_CONNECTED layer")
+    if layer != len(drafts.drafts) - 1 or params != drafts.drafts[-1].out:
+        raise ValueError(f"{name}: the model does not end with a quantized layer's output")
+    return drafts.finish({"source": f"TFLite ({name})", "runtime": "LiteRT"})
