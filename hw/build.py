@@ -41,8 +41,9 @@ _BRAM_SHAPES = {
 _REQUANT_DSP = {"ice40": {"onnx": 0, "tflite": 0}, "ecp5": {"onnx": 4, "tflite": 4}}
 
 #: Yosys commands run before ``synth_ice40 -dsp``: multiplications wider than an SB_MAC16
-#: operand (the requant unit's) become Booth-encoded logic, so the DSP blocks go to the MACs.
-_ICE40_SCRIPT = "booth t:$mul r:A_WIDTH>16 %i t:$mul r:B_WIDTH>16 %i %u"
+#: operand (the requant unit's) become Booth-encoded logic, so the DSP blocks go to the MACs
+#: (``booth`` skips modules that still contain processes, hence ``proc`` first).
+_ICE40_SCRIPT = "proc; booth t:$mul r:A_WIDTH>16 %i t:$mul r:B_WIDTH>16 %i %u"
 
 #: Cell types nextpnr names in its utilisation table, for the "does not fit" message.
 _UTIL_LINE = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")

