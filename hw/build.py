@@ -262,7 +262,7 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
         resources=resources, fmax_mhz=fmax, constraint_mhz=constraint,
         timing_met=bool(constraint) and all(fmax.get(n, 0) >= c for n, c in constraint.items()),
         critical_path=path, elapsed_s=round(elapsed, 1),
-        tools={t.name: f"{t.origin}: {t.version or t.command}" for t in tools.values()},
+        tools={t.name: t.version or t.command for t in tools.values()},
         bitstream=f"{_NAME}.{board.bitstream_ext}")
     report.save(build_dir / "report.json")
     if progress:

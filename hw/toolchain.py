@@ -8,6 +8,7 @@ version is new enough (Amaranth 0.5 emits RTLIL that needs Yosys 0.40; nextpnr 0
 system packages. Board programmers are never needed for a build and are set to ``true``.
 """
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -104,8 +105,15 @@ def resolve_tools(family, *, prefer_system=True):
                 f"`pip install 'tessera[fpga]'`)" +
                 (f", or put {name} >= {minimum} on PATH" if minimum else "") +
                 f", or point ${env_var} at it")
-        tools[env_var] = Tool(name, yowasp, "yowasp")
+        tools[env_var] = Tool(name, yowasp, "yowasp", _package_version(_PIP_PACKAGE[name]))
     return tools
+
+
+def _package_version(package):
+    try:
+        return f"{package} {importlib.metadata.version(package)}"
+    except importlib.metadata.PackageNotFoundError:
+        return package
 
 
 def tool_environment(tools):
