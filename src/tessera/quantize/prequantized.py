@@ -108,13 +108,18 @@ class LayerDrafts:
         clamp (no table needed); otherwise the layer requantizes to its old output quantization
         and looks the table up.
         """
+        from .. import numerics
         draft = self.drafts[index]
-        if draft.activation != "none":
-            raise ValueError(f"{what} follows layer {draft.name!r}, which already has activation "
-                             f"{draft.activation!r}; Tessera fuses one activation per layer")
+        if draft.activation == "lut":
+            raise ValueError(f"{what} follows layer {draft.name!r}, which already has a lookup "
+                             "table; Tessera fuses one table per layer")
         self.tables[source] = self.tables.get(source, 0) + 1
+        if draft.activation in ("relu", "relu6"):      # clamp, then table == one composed table
+            lo, hi = numerics.activation_bounds(draft.activation, draft.out.scale,
+                                                draft.out.zero_point)
+            lut = np.asarray(lut)[np.clip(np.arange(-128, 128), lo, hi) + 128]
+            draft.activation = "none"
         if out == draft.out:
-            from .. import numerics
             v = np.arange(-128, 128)
             for clamp in ("none", "relu", "relu6"):
                 lo, hi = numerics.activation_bounds(clamp, out.scale, out.zero_point)

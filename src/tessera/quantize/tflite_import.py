@@ -63,7 +63,7 @@ class _Reader:
     def __init__(self, model, data, name):
         from ai_edge_litert import schema_py_generated as schema
         self.schema, self.model, self.data, self.name = schema, model, data, name
-        if not model.subgraphs or len(model.subgraphs) != 1:
+        if model.subgraphs is None or len(model.subgraphs) != 1:
             raise ValueError(f"{name}: Tessera imports models with one subgraph, found "
                              f"{len(model.subgraphs or [])}")
         self.graph = model.subgraphs[0]
@@ -192,7 +192,7 @@ def import_tflite(source, *, mode=None):
         if kind not in TFLITE_OPS:
             raise TypeError(f"{name}: unsupported operator in {r.describe(i, op)}; Tessera "
                             f"imports chains of: {', '.join(TFLITE_OPS)}")
-        if not op.inputs or op.inputs[0] != current:
+        if op.inputs is None or len(op.inputs) == 0 or op.inputs[0] != current:
             raise ValueError(f"{where} does not consume the previous tensor "
                              f"{r.tname(current)!r}; Tessera imports chains only")
         if kind == "QUANTIZE":
