@@ -147,7 +147,11 @@ def test_export_refuses_tflite_mode(digits):
 
 @pytest.mark.slow
 def test_rtl_simulation_runs_imported_model(tmp_path):
-    """RTL simulation (tessera.connect("sim")) on the crafted ORT layer: small, a few seconds."""
+    """RTL simulation (tessera.connect("sim")) on the crafted ORT layer: small, a few seconds.
+
+    Skipped until the simulation top level (``tessera.hw.top``, other engineers) exists.
+    """
+    pytest.importorskip("tessera.hw.top", reason="RTL top level not in the tree yet")
     x = _crafted_qgemm(tmp_path / "crafted.onnx")[:16]
     qmodel = tessera.quantize(tmp_path / "crafted.onnx")
     expected = ort_session(tmp_path / "crafted.onnx").run(None, {"x": x})[0]

@@ -18,12 +18,23 @@ def _load_npz(path):
     return QuantizedModel.load(path)
 
 
-#: File suffix -> function(path) returning a :class:`tessera.QuantizedModel`.
-LOADERS = {".npz": _load_npz}
+def _load_imported(path, calibration=None):
+    from tessera.quantize import load_model as import_model
+    return import_model(path, calibration)
 
 
-def load_model(path):
-    """Return the quantized model stored at ``path``, using the loader for its suffix."""
+#: File suffix -> function(path) returning a :class:`tessera.QuantizedModel`. ``.onnx`` and
+#: ``.tflite`` (pre-quantized, or float ONNX with ``--calibration``) go through
+#: :func:`tessera.load_model`.
+LOADERS = {".npz": _load_npz, ".onnx": _load_imported, ".tflite": _load_imported}
+
+
+def load_model(path, calibration=None):
+    """Return the quantized model stored at ``path``, using the loader for its suffix.
+
+    ``calibration`` (a float array) is passed to the ONNX/TFLite loaders; float ONNX models
+    need it.
+    """
     path = Path(path)
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
@@ -32,6 +43,10 @@ def load_model(path):
                          f"with QuantizedModel.save)")
     if not path.exists():
         raise FileNotFoundError(f"Model file {path} does not exist")
+    if loader is _load_imported:
+        return loader(path, calibration)
+    if calibration is not None:
+        raise ValueError(f"--calibration only applies to float .onnx models, not {path}")
     return loader(path)
 
 
@@ -55,9 +70,14 @@ def load_input(path, *, raw):
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "run", help="run a quantized model on a device",
-        description="Run a quantized model (a .npz saved by QuantizedModel.save) on the "
+        description="Run a model (.npz saved by QuantizedModel.save, .onnx or .tflite) on the "
                     "emulator, the RTL simulation or a board, and print or save the output.")
-    p.add_argument("model", metavar="MODEL", help="quantized model file (.npz)")
+    p.add_argument("model", metavar="MODEL",
+                   help="model file: .npz (QuantizedModel.save), .onnx (float, QDQ or "
+                        "QOperator) or .tflite (int8)")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="float calibration batch (.npy [M, in_features]) to quantize a float "
+                        ".onnx model")
     p.add_argument("--input", required=True, metavar="FILE",
                    help="input batch as a .npy array [M, in_features] (float, or int8 with --raw)")
     p.add_argument("--device", default="emu", metavar="TARGET",
@@ -78,7 +98,10 @@ def run(args) -> int:
 
     import tessera
     config = tessera.AcceleratorConfig.load(args.config) if args.config else None
-    qmodel = load_model(args.model)
+    calibration = None
+    if getattr(args, "calibration", None):
+        calibration = load_input(args.calibration, raw=False)
+    qmodel = load_model(args.model, calibration)
     x = load_input(args.input, raw=args.raw)
     with tessera.connect(args.device, config=config) as dev:
         dev.clear_counters()
