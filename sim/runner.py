@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "SIMULATORS", "TOPLEVEL", "SimulatorUnavailable", "SimBuild", "available_simulators",
+    "SIMULATORS", "TOPLEVEL", "DESIGNS", "SimulatorUnavailable", "SimBuild", "available_simulators",
     "default_simulator", "cache_root", "prepare_environment", "build", "run_test",
 ]
 
@@ -26,6 +26,9 @@ SIMULATORS = ("verilator", "icarus")
 
 #: Name of the top-level Verilog module produced by :func:`tessera.hw.top.generate_verilog`.
 TOPLEVEL = "tessera_top"
+
+#: The designs :func:`build` can compile, and their top-level module names.
+DESIGNS = {"accelerator": TOPLEVEL, "uart": "tessera_uart_top"}
 
 
 class SimulatorUnavailable(RuntimeError):
@@ -103,7 +106,16 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "tessera"
 
 
-def build(config, simulator: str | None = None, *, progress=None) -> SimBuild:
+def _generate(config, design, divisor, path) -> Path:
+    if design == "accelerator":
+        from tessera.hw.top import generate_verilog
+        return Path(generate_verilog(config, path))
+    from .uart_top import generate_uart_verilog
+    return generate_uart_verilog(config, path, divisor=divisor)
+
+
+def build(config, simulator: str | None = None, *, design="accelerator", divisor=None,
+          progress=None) -> SimBuild:
     """Generate the Verilog of ``config`` and compile it for ``simulator`` (cached).
 
     Parameters
@@ -111,50 +123,99 @@ def build(config, simulator: str | None = None, *, progress=None) -> SimBuild:
     config : AcceleratorConfig
     simulator : str, optional
         ``"verilator"`` or ``"icarus"``; defaults to :func:`default_simulator`.
+    design : str
+        ``"accelerator"`` (top ``tessera_top``, byte-stream ports) or ``"uart"`` (top
+        ``tessera_uart_top``: the UART gateware in front of the accelerator, serial pins).
+    divisor : int, optional
+        Clock cycles per UART bit of the ``"uart"`` design (default
+        :data:`~tessera.sim.uart_top.DEFAULT_DIVISOR`).
     progress : callable, optional
         Called with a one-line message before slow steps.
+
+    Raises
+    ------
+    SimulatorUnavailable
+        The simulator is not installed (the message says how to install it).
+    RuntimeError
+        The simulator failed to compile the Verilog (the message carries the log tail).
     """
     import cocotb
-    from tessera.hw.top import generate_verilog
 
+    if design not in DESIGNS:
+        raise ValueError(f"Design must be one of {', '.join(DESIGNS)}, not {design!r}")
+    if design == "uart":
+        from .uart_top import DEFAULT_DIVISOR
+        divisor = DEFAULT_DIVISOR if divisor is None else divisor
+    elif divisor is not None:
+        raise ValueError("divisor applies only to the 'uart' design")
     simulator = _check_simulator(simulator) if simulator else default_simulator()
     say = progress or (lambda message: None)
-    staging = cache_root() / "verilog" / config.hash_hex
+    toplevel = DESIGNS[design]
+    variant = config.hash_hex if design == "accelerator" else f"{config.hash_hex}-uart{divisor}"
+    staging = cache_root() / "verilog" / variant
     staging.mkdir(parents=True, exist_ok=True)
-    verilog = Path(generate_verilog(config, staging / f"{TOPLEVEL}.v"))
+    verilog = _generate(config, design, divisor, staging / f"{toplevel}.v")
     digest = hashlib.sha256()
     digest.update(verilog.read_bytes())
-    digest.update(f"{simulator}|{cocotb.__version__}|{sys.version_info[:2]}".encode())
+    digest.update(f"{simulator}|{cocotb.__version__}|{sys.version_info[:2]}|"
+                  f"{' '.join(_build_args(simulator))}".encode())
     key = digest.hexdigest()[:16]
-    build_dir = cache_root() / "sim" / f"{simulator}-{config.hash_hex}-{key}"
+    build_dir = cache_root() / "sim" / f"{simulator}-{variant}-{key}"
     marker = build_dir / ".tessera-built"
-    result = SimBuild(simulator, TOPLEVEL, build_dir, build_dir / f"{TOPLEVEL}.v")
+    result = SimBuild(simulator, toplevel, build_dir, build_dir / f"{toplevel}.v")
     if marker.exists():
         return result
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
     shutil.copy(verilog, result.verilog)
-    say(f"compiling {config.rows}x{config.cols} RTL for {simulator} (once per configuration)")
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else []
+    say(f"compiling the {config.rows}x{config.cols} RTL for {simulator} (once per "
+        f"configuration)")
     log_file = build_dir / "build.log"
     try:
         result.runner().build(
-            verilog_sources=[result.verilog], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
-            build_args=build_args, timescale=("1ns", "1ps"), log_file=log_file)
+            sources=[result.verilog], hdl_toplevel=toplevel, build_dir=build_dir,
+            build_args=_build_args(simulator), timescale=("1ns", "1ps"), log_file=log_file)
     except SystemExit as e:
         tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
-        raise RuntimeError(f"{simulator} failed to compile the RTL of {config.hash_hex} "
+        raise RuntimeError(f"{simulator} failed to compile the RTL of {variant} "
                            f"(exit {e.code}); log tail:\n{tail}") from None
     marker.write_text(key)
     return result
 
 
-def run_test(sim: SimBuild, test_module: str, *, test_dir, extra_env=None, testcase=None,
-             seed=None, log_file=None) -> Path:
-    """Run cocotb ``test_module`` against ``sim``; return the results XML path.
+def _build_args(simulator) -> list:
+    if simulator != "verilator":
+        return []
+    # Amaranth's Verilog trips Verilator's WIDTH lint; -O3 is Verilator's own optimiser. The
+    # C++ is compiled at -O1: at -O2/-O3 g++ takes several times longer on this generated code
+    # for a small gain in simulation speed (see bench/bench_rtl.py).
+    return ["-Wno-fatal", "-Wno-WIDTH", "-O3", "-CFLAGS", "-O1"]
 
-    Raises ``AssertionError`` with the log tail when a cocotb test fails.
+
+def run_test(sim: SimBuild, test_module: str, *, test_dir, config=None, extra_env=None,
+             testcase=None, seed=None, log_file=None) -> Path:
+    """Run cocotb ``test_module`` (a module of ``sim/``) against ``sim``; return the results XML.
+
+    Parameters
+    ----------
+    sim : SimBuild
+    test_module : str
+    test_dir : path
+        Where the results XML and the log go (use pytest's ``tmp_path``).
+    config : AcceleratorConfig, optional
+        Passed to the testbench as ``$TESSERA_CONFIG`` (JSON).
+    extra_env : dict, optional
+    testcase : str or list of str, optional
+        Run only these tests of the module.
+    seed : int, optional
+        cocotb's random seed.
+
+    Raises
+    ------
+    AssertionError
+        A cocotb test failed or the simulator crashed; the message names the failed tests with
+        their messages and carries the log tail.
     """
     from cocotb_tools.runner import get_results
 
@@ -162,21 +223,44 @@ def run_test(sim: SimBuild, test_module: str, *, test_dir, extra_env=None, testc
     test_dir = Path(test_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
     log_file = Path(log_file) if log_file else test_dir / "sim.log"
-    sim_dir = str(Path(__file__).resolve().parent)
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [sim_dir, os.environ.get("PYTHONPATH")]))}
+    env = {}
+    if config is not None:
+        env["TESSERA_CONFIG"] = config.to_json()
     env.update(extra_env or {})
+    # The runner hands this process's sys.path to the simulator's Python as PYTHONPATH: put
+    # sim/ on it for the duration of the call, so that the test modules are importable there.
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
         results = sim.runner().test(
-            test_module=test_module, hdl_toplevel=sim.toplevel, build_dir=sim.build_dir,
+            test_module=test_module, hdl_toplevel=sim.toplevel, hdl_toplevel_lang="verilog",
+            build_dir=sim.build_dir,
             test_dir=test_dir, extra_env=env, testcase=testcase, seed=seed,
             timescale=("1ns", "1ps"), log_file=log_file)
     except SystemExit as e:
-        tail = log_file.read_text(errors="replace")[-4000:] if log_file.exists() else ""
         raise AssertionError(f"cocotb run of {test_module} on {sim.simulator} failed "
-                             f"(exit {e.code}); log tail:\n{tail}") from None
+                             f"(exit {e.code}); log tail:\n{_tail(log_file)}") from None
+    finally:
+        sys.path[:] = saved_path
     total, failed = get_results(results)
-    if failed:
-        tail = log_file.read_text(errors="replace")[-4000:] if log_file.exists() else ""
+    if failed or not total:
+        details = "\n".join(f"- {name}: {message}" for name, message in _failures(results))
         raise AssertionError(f"{failed} of {total} cocotb tests in {test_module} failed on "
-                             f"{sim.simulator}; log tail:\n{tail}")
+                             f"{sim.simulator}:\n{details}\nlog tail:\n{_tail(log_file)}")
     return results
+
+
+def _tail(path, chars=4000) -> str:
+    path = Path(path)
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+def _failures(results) -> list:
+    """Return ``[(test name, message), ...]`` of the failed tests in a results XML."""
+    import xml.etree.ElementTree as ET
+    out = []
+    for case in ET.parse(results).iter("testcase"):
+        for failure in list(case.iter("failure")) + list(case.iter("error")):
+            message = failure.get("message") or (failure.text or "").strip()
+            out.append((case.get("name"), message[:1500]))
+    return out

@@ -1,28 +1,33 @@
 """Run one RTL simulation session serving the host link (``python -m tessera.sim.serve``).
 
-Started by :func:`tessera.sim.backend.connect_sim` in a child process: it runs the cocotb
-:mod:`tessera.sim.bridge` test against a cached build until the host closes the socket.
+Started by :mod:`tessera.sim.backend` in a child process: it runs a cocotb bridge module
+(:mod:`bridge` for the byte-stream top, :mod:`bridge_uart` for the UART top) against a cached
+build until the host closes the connection, and exits with status 1 and the failure on stderr
+if the simulation fails.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from tessera.sim.runner import SimBuild, TOPLEVEL, run_test
+from tessera.sim.runner import SIMULATORS, SimBuild, run_test
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tessera.sim.serve",
                                      description="Serve the Tessera host link from an RTL "
                                                  "simulation (internal; see tessera.connect).")
-    parser.add_argument("--simulator", required=True, choices=["verilator", "icarus"])
+    parser.add_argument("--simulator", required=True, choices=SIMULATORS)
     parser.add_argument("--build-dir", required=True, type=Path)
+    parser.add_argument("--toplevel", required=True)
+    parser.add_argument("--module", default="bridge", choices=["bridge", "bridge_uart"])
     parser.add_argument("--address", required=True, help="host:port of the listening host")
     parser.add_argument("--test-dir", required=True, type=Path)
     args = parser.parse_args(argv)
-    sim = SimBuild(args.simulator, TOPLEVEL, args.build_dir, args.build_dir / f"{TOPLEVEL}.v")
+    sim = SimBuild(args.simulator, args.toplevel, args.build_dir,
+                   args.build_dir / f"{args.toplevel}.v")
     try:
-        run_test(sim, "bridge", test_dir=args.test_dir,
+        run_test(sim, args.module, test_dir=args.test_dir,
                  extra_env={"TESSERA_BRIDGE": args.address})
     except AssertionError as e:
         print(e, file=sys.stderr)
