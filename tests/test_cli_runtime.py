@@ -137,8 +137,8 @@ def test_run_raw_json(saved_model, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "{tmp}/model.onnx", "--input", "{tmp}/x.npy"],
-     "unknown suffix '.onnx'; supported: .npz"),
+    (["run", "{tmp}/model.pt", "--input", "{tmp}/x.npy"],
+     r"unknown suffix '.pt'; supported: .npz, .onnx, .tflite"),
     (["run", "{tmp}/missing.npz", "--input", "{tmp}/x.npy"], "missing.npz does not exist"),
     (["run", "{tmp}/model.npz", "--input", "{tmp}/nothing.npy"], "nothing.npy does not exist"),
     (["run", "{tmp}/model.npz", "--input", "{tmp}/x.npy", "--raw"],
