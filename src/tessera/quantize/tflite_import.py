@@ -68,9 +68,10 @@ class _Reader:
                              f"{len(model.subgraphs or [])}")
         self.graph = model.subgraphs[0]
         codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-        self.op_names = [codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), "CUSTOM")
-                         if c.customCode is None else f"CUSTOM:{c.customCode.decode(errors='replace')}"
-                         for c in model.operatorCodes]
+        self.op_names = [
+            codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), "CUSTOM")
+            if c.customCode is None else f"CUSTOM:{c.customCode.decode(errors='replace')}"
+            for c in model.operatorCodes]
         types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
         self.type_names = types
 
@@ -82,7 +83,8 @@ class _Reader:
         return (t.name or b"").decode(errors="replace") if isinstance(t.name, bytes) else t.name
 
     def describe(self, i, op):
-        return f"operator {i} ({self.op_names[op.opcodeIndex]}, output {self.tname(op.outputs[0])!r})"
+        kind, out = self.op_names[op.opcodeIndex], self.tname(op.outputs[0])
+        return f"operator {i} ({kind}, output {out!r})"
 
     def type_of(self, index):
         return self.type_names.get(self.tensor(index).type, "?")
