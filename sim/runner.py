@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,14 +208,19 @@ def _verilator_runtime_cache(simulator):
 
 
 def _reuse_runtime_objects(cache, build_dir):
-    """Copy cached runtime objects into a fresh build dir; make then skips compiling them."""
+    """Copy cached runtime objects into a fresh build dir; make then skips compiling them.
+
+    Verilator's makefile makes them depend on the generated ``Vtop.mk``, written by the
+    Verilator step of the same build, so they are dated a day ahead to stay newer than it.
+    """
     if not all((cache / f"{name}.o").exists() for name in _RUNTIME_OBJECTS):
         return
+    ahead = time.time() + 86400
     for name in _RUNTIME_OBJECTS:
         for ext in (".o", ".d"):
             if (cache / f"{name}{ext}").exists():
                 shutil.copy(cache / f"{name}{ext}", build_dir / f"{name}{ext}")
-                os.utime(build_dir / f"{name}{ext}")   # newer than the sources
+                os.utime(build_dir / f"{name}{ext}", (ahead, ahead))
 
 
 def _save_runtime_objects(build_dir, cache):
