@@ -21,51 +21,57 @@ CRC8_POLY, CRC8_INIT = 0x07, 0x00
 CRC16_POLY, CRC16_INIT = 0x1021, 0xFFFF
 
 
-def _symbolic_step(width, poly, data_bits):
-    # Each bit is a frozenset of input terms ("c", i) / ("d", j); XOR is symmetric difference.
+def _symbolic_steps(width, poly, n_bytes):
+    # Each bit is a frozenset of input terms ("c", i) / ("d", 8*byte + bit); XOR is symmetric
+    # difference. Bytes are shifted in MSB first, byte 0 first.
     state = [frozenset({("c", i)}) for i in range(width)]
-    for j in range(data_bits):
-        state[width - data_bits + j] = state[width - data_bits + j] ^ {("d", j)}
-    for _ in range(data_bits):
-        msb = state[width - 1]
-        state = [frozenset()] + state[:-1]
-        for i in range(width):
-            if (poly >> i) & 1:
-                state[i] = state[i] ^ msb
+    for k in range(n_bytes):
+        for j in range(8):
+            state[width - 8 + j] = state[width - 8 + j] ^ {("d", 8 * k + j)}
+        for _ in range(8):
+            msb = state[width - 1]
+            state = [frozenset()] + state[:-1]
+            for i in range(width):
+                if (poly >> i) & 1:
+                    state[i] = state[i] ^ msb
     return state
 
 
-def crc_update(crc, data, *, width, poly, data_bits=8) -> Value:
-    """Return the CRC after shifting in ``data`` (MSB first), as an Amaranth expression.
+def crc_update(crc, data, *, width, poly) -> Value:
+    """Return the CRC after the bytes of ``data``, as a flat Amaranth XOR expression per bit.
 
     Parameters
     ----------
     crc : Value-like
         The current CRC, ``width`` bits.
-    data : Value-like
-        The next ``data_bits`` bits of the message (a byte; a multi-byte value is shifted in as a
-        big-endian bit string, so pass one byte at a time for a little-endian byte stream).
+    data : Value-like or sequence of Value-like
+        One byte, or a sequence of bytes processed first to last (each MSB first).
     width, poly : int
-        CRC width and generator polynomial (without the leading term).
-    data_bits : int
-        Width of ``data``; at most ``width``.
+        CRC width (at least 8) and generator polynomial (without the leading term).
     """
-    if not 1 <= data_bits <= width:
-        raise ValueError(f"Data width must be from 1 to the CRC width {width}, not {data_bits}")
-    crc, data = Value.cast(crc), Value.cast(data)
-    terms = _symbolic_step(width, poly, data_bits)
+    if width < 8:
+        raise ValueError(f"CRC width must be at least 8 bits for a byte-wise update, not {width}")
+    byte_values = [data] if not isinstance(data, (list, tuple)) else list(data)
+    crc = Const(crc, width) if isinstance(crc, int) else Value.cast(crc)
+    data_bits = Cat(*(Value.cast(byte)[0:8] for byte in byte_values))
     bits = []
-    for term in terms:
-        inputs = [crc[i] if kind == "c" else data[i] for kind, i in sorted(term)]
+    for term in _symbolic_steps(width, poly, len(byte_values)):
+        inputs = [crc[i] if kind == "c" else data_bits[i] for kind, i in sorted(term)]
         bits.append(reduce(operator.xor, inputs) if inputs else Const(0, 1))
     return Cat(*bits)
 
 
-def crc8_update(crc, byte) -> Value:
-    """Return CRC-8 (poly 0x07) after one more ``byte``; start from :data:`CRC8_INIT`."""
-    return crc_update(crc, byte, width=8, poly=CRC8_POLY)
+def crc8_update(crc, data) -> Value:
+    """Return CRC-8 (poly 0x07) after ``data`` (a byte or a sequence of bytes).
+
+    Start from :data:`CRC8_INIT`.
+    """
+    return crc_update(crc, data, width=8, poly=CRC8_POLY)
 
 
-def crc16_update(crc, byte) -> Value:
-    """Return CRC-16/CCITT-FALSE after one more ``byte``; start from :data:`CRC16_INIT`."""
-    return crc_update(crc, byte, width=16, poly=CRC16_POLY)
+def crc16_update(crc, data) -> Value:
+    """Return CRC-16/CCITT-FALSE after ``data`` (a byte or a sequence of bytes).
+
+    Start from :data:`CRC16_INIT`.
+    """
+    return crc_update(crc, data, width=16, poly=CRC16_POLY)

@@ -55,3 +55,26 @@ def test_check_values_by_chaining():
     for byte in message:
         crc = _evaluate(crc16_update, 16, [(crc, byte)])[0]
     assert crc == 0x29B1
+
+
+def test_multi_byte_update_is_one_flat_expression():
+    # Five bytes at once (the receiver's header check) equal the protocol CRC over them.
+    rng = random.Random(5)
+    messages = [bytes(rng.randrange(256) for _ in range(5)) for _ in range(50)]
+    bytes_in = [Signal(8) for _ in range(5)]
+    out8, out16 = Signal(8), Signal(16)
+    m = Module()
+    m.d.comb += [out8.eq(crc8_update(CRC8_INIT, bytes_in)),
+                 out16.eq(crc16_update(CRC16_INIT, bytes_in))]
+    got = []
+
+    async def testbench(ctx):
+        for message in messages:
+            for sig, byte in zip(bytes_in, message):
+                ctx.set(sig, byte)
+            got.append((ctx.get(out8), ctx.get(out16)))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == [(crc8(msg), crc16(msg)) for msg in messages]
