@@ -1,0 +1,400 @@
+"""The executor: answers verified requests and runs ``EXEC`` programs on the Core.
+
+It takes one received frame at a time from the :class:`~tessera.hw.link.FrameReceiver` (the
+payload stays in the receiver's frame buffer until the executor releases it), acts on it and
+hands one response to the :class:`~tessera.hw.link.FrameSender`. Request handling follows
+``docs/protocol.md`` and the details it shares with the emulator (``tessera.runtime.emulator``):
+
+- link errors (``BAD_CRC``, ``BAD_LENGTH``, ``BAD_KIND``), a wrong payload length for
+  ``HELLO``/``COUNTERS``/``CLEAR_COUNTERS`` (empty) or ``READ`` (4 bytes) -> ``BAD_LENGTH``, and
+  ``READ`` errors carry an all-zero ``ErrorRecord``;
+- ``HELLO`` answers the ID record (:func:`tessera.spec.protocol.encode_id`, a constant) and
+  forgets the last ``EXEC`` sequence number;
+- ``EXEC`` runs the program (decode and checks: :mod:`tessera.hw.decoder`), waits until the Core
+  is idle, and answers the ``STORE`` data or the error with its ``ErrorRecord``; a repeat of the
+  last answered ``seq`` (error or not) is answered again without running it (the ``STORE`` region
+  is re-read);
+- ``READ`` waits until the Core is idle and answers ACT entries; ``COUNTERS`` reports the counters
+  as they are once the request is received; ``CLEAR_COUNTERS`` clears before answering.
+
+Timing (the emulator's cycle model, ``docs/architecture.md``): the frame buffer is read one byte
+per cycle; an instruction is decoded in the cycle after its 16th byte, and when it completes in
+that cycle the first byte of the next one is read at the same time, so an instruction costs 16
+cycles and a ``LOAD`` one more per payload byte. A ``GEMM`` is offered to the Core in its decode
+cycle and held until accepted.
+"""
+
+from amaranth.hdl import C, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from tessera.spec import isa, protocol
+from tessera.spec.isa import Opcode
+from tessera.spec.protocol import Kind, Status
+
+from .core import GEMM_COMMAND, write_width
+from .decoder import InstructionDecoder
+from .layouts import INSN_LAYOUTS, READ_REQUEST
+from .link import FRAME_INFO, RESPONSE_HEADER
+
+__all__ = ["Executor"]
+
+_COUNTER_BYTES = 8   # each counter is a u64 in the COUNTERS response
+
+
+class Executor(wiring.Component):
+    """Request handling, program execution and responses.
+
+    Parameters
+    ----------
+    config : tessera.spec.AcceleratorConfig
+
+    Members
+    -------
+    i_frame : In(stream.Signature(FRAME_INFO))
+        Received frames; accepted once the payload has been used (the receiver holds it).
+    buf_rd_en, buf_rd_addr : Out
+        Frame-buffer read port (data valid the cycle after ``en``, held while ``en`` is low).
+    buf_rd_data : In(8)
+    o_resp : Out(stream.Signature(RESPONSE_HEADER))
+        Response header, then ``length`` bytes on ``o_payload``.
+    o_payload : Out(stream.Signature(8))
+    o_cmd : Out(stream.Signature(GEMM_COMMAND))
+        GEMM commands to the Core, with the post state current at issue.
+    core_idle : In(1)
+    wr_en, wr_buffer, wr_addr, wr_data : Out
+        Entry writes through the Core's host write port (one entry per ``wr_en & wr_ready``).
+    wr_ready : In(1)
+    rd_en, rd_addr : Out
+        ACT reads through the Core's host read port (only while the Core is idle).
+    rd_data : In(rows*8)
+    counters : In(data.ArrayLayout(counter_bits, 6))
+        The performance counters (``protocol.COUNTER_NAMES`` order).
+    counters_clear : Out(1)
+    busy : Out(1)
+        A request is being handled or answered.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        self._addr_bits = max(1, ceil_log2(config.max_payload))
+        self._wr_width = write_width(config)
+        super().__init__({
+            "i_frame": In(stream.Signature(FRAME_INFO)),
+            "buf_rd_en": Out(1),
+            "buf_rd_addr": Out(self._addr_bits),
+            "buf_rd_data": In(8),
+            "o_resp": Out(stream.Signature(RESPONSE_HEADER)),
+            "o_payload": Out(stream.Signature(8)),
+            "o_cmd": Out(stream.Signature(GEMM_COMMAND)),
+            "core_idle": In(1),
+            "wr_en": Out(1),
+            "wr_buffer": Out(2),
+            "wr_addr": Out(16),
+            "wr_data": Out(self._wr_width),
+            "wr_ready": In(1),
+            "rd_en": Out(1),
+            "rd_addr": Out(16),
+            "rd_data": In(config.rows * 8),
+            "counters": In(data.ArrayLayout(config.counter_bits, len(protocol.COUNTER_NAMES))),
+            "counters_clear": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._config
+        rows = cfg.rows
+        m = Module()
+        m.submodules.decoder = decoder = InstructionDecoder(cfg)
+
+        # -- the frame being handled -------------------------------------------------------
+        kind = Signal(8)
+        seq = Signal(8)
+        length = Signal(16)
+        rx_status = Signal(8)
+        held = Signal()        # the receiver's frame has not been released yet
+
+        # -- frame-buffer byte reader: `byte` is the payload byte at offset `pos` -----------
+        pos = Signal(16)
+        byte = self.buf_rd_data
+        take = Signal()        # consume `byte`; the next one is presented next cycle
+        seek = Signal()        # present offset 0 next cycle
+        m.d.comb += [
+            self.buf_rd_en.eq(take | seek),
+            self.buf_rd_addr.eq(Mux(seek, 0, pos + 1)),
+        ]
+        with m.If(seek):
+            m.d.sync += pos.eq(0)
+        with m.Elif(take):
+            m.d.sync += pos.eq(pos + 1)
+
+        # -- instruction register and decode --------------------------------------------------
+        insn = Signal(isa.INSN_BYTES * 8)
+        fetched = Signal(range(isa.INSN_BYTES + 1))
+        insn_offset = Signal(16)
+        m.d.comb += [decoder.insn.eq(insn), decoder.remaining.eq(length - pos)]
+        gemm = INSN_LAYOUTS[Opcode.GEMM](insn)
+        load = INSN_LAYOUTS[Opcode.LOAD](insn)
+        post = INSN_LAYOUTS[Opcode.POST](insn)
+        store = INSN_LAYOUTS[Opcode.STORE](insn)
+
+        post_state = {  # reset state: onnx, no LUT, zero point 0, full range (docs/isa.md)
+            "mode": Signal(1), "lut": Signal(1), "zero_point": Signal(8, init=0),
+            "lo": Signal(8, init=0x80), "hi": Signal(8, init=0x7F),
+        }
+        cmd = self.o_cmd.payload
+        for name in ("a_addr", "w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols",
+                     "clear", "drain"):
+            m.d.comb += cmd[name].eq(gemm[name])
+        for name, sig in post_state.items():
+            m.d.comb += cmd[name].eq(sig)
+
+        # -- LOAD: gather entry bytes, then a one-entry write stage --------------------------
+        n_lanes = self._wr_width // 8
+        gather = Signal(self._wr_width)
+        ld_index = Signal(range(n_lanes))
+        ld_entry = Signal(range(n_lanes + 1))
+        ld_addr = Signal(16)
+        ld_left = Signal(16)
+        ld_buffer = Signal(2)
+        wr_pending = Signal()
+        m.d.comb += self.wr_en.eq(wr_pending)
+        with m.If(wr_pending & self.wr_ready):
+            m.d.sync += wr_pending.eq(0)
+
+        def gather_byte(index, entry, addr, left, buffer):
+            """Take `byte` as byte `index` of the current entry; return the entry-done flag."""
+            lanes = Cat(*(Mux(index == i, byte, gather[8 * i:8 * i + 8]) for i in range(n_lanes)))
+            last = index == entry - 1
+            stage_free = ~wr_pending | self.wr_ready
+            can = ~last | stage_free
+            m.d.comb += take.eq(can)
+            with m.If(can):
+                m.d.sync += [gather.eq(lanes), ld_buffer.eq(buffer), ld_entry.eq(entry)]
+                with m.If(last):
+                    m.d.sync += [
+                        self.wr_data.eq(lanes), self.wr_addr.eq(addr), self.wr_buffer.eq(buffer),
+                        wr_pending.eq(1),
+                        ld_index.eq(0), ld_addr.eq(addr + 1), ld_left.eq(left - 1),
+                    ]
+                with m.Else():
+                    m.d.sync += [ld_index.eq(index + 1), ld_addr.eq(addr), ld_left.eq(left)]
+            return can & last & (left == 1)
+
+        # -- error and response state ----------------------------------------------------------
+        status = Signal(8)
+        err_offset = Signal(16)
+        err_opcode = Signal(4)
+        store_valid = Signal()
+        store_addr = Signal(16)
+        store_count = Signal(16)
+        # the last EXEC answered (dedup)
+        last_valid = Signal()
+        last = {"seq": Signal(8), "status": Signal(8), "offset": Signal(16), "opcode": Signal(4),
+                "store_valid": Signal(), "store_addr": Signal(16), "store_count": Signal(16)}
+
+        vec_width = max(_COUNTER_BYTES * 8 * len(protocol.COUNTER_NAMES),
+                        protocol.ID_LAYOUT.width, protocol.ERROR_LAYOUT.width, rows * 8)
+        vec = Signal(vec_width)          # bytes to send, lowest first
+        resp_length = Signal(16)
+        resp_left = Signal(16)           # payload bytes still to send
+        resp_act = Signal()              # the payload is ACT entries
+        act_addr = Signal(16)
+        entry_left = Signal(range(rows + 1))
+        id_record = int.from_bytes(protocol.encode_id(cfg), "little")
+        counters = Cat(*(Cat(self.counters[i], C(0, 8 * _COUNTER_BYTES - cfg.counter_bits))
+                         for i in range(len(protocol.COUNTER_NAMES))))
+
+        def respond_error(code):
+            m.d.sync += [status.eq(code), vec.eq(0), resp_length.eq(protocol.ERROR_LAYOUT.nbytes),
+                         resp_act.eq(0)]
+            m.next = "RESPOND"
+
+        def record_error(code, offset, opcode):
+            m.d.sync += [status.eq(code), err_offset.eq(offset), err_opcode.eq(opcode)]
+            m.next = "FINISH"
+
+        def next_instruction(at):
+            """Start the instruction at offset ``at`` (= ``pos``), or end the program."""
+            with m.If(at == length):
+                m.d.sync += status.eq(Status.OK)
+                m.next = "FINISH"
+            with m.Elif(length - at < isa.INSN_BYTES):
+                record_error(Status.TRUNCATED, at, byte[0:4])
+            with m.Else():
+                m.d.comb += take.eq(1)
+                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(1), insn_offset.eq(at)]
+                m.next = "FETCH"
+
+        with m.FSM(name="executor") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.i_frame.valid & ~held):
+                    info = self.i_frame.payload
+                    m.d.sync += [kind.eq(info.kind), seq.eq(info.seq), length.eq(info.length),
+                                 rx_status.eq(info.status), held.eq(1)]
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(rx_status != Status.OK):
+                    respond_error(rx_status)
+                with m.Elif((kind == 0) | (kind > max(Kind))):
+                    respond_error(Status.BAD_KIND)
+                with m.Elif(((kind == Kind.READ) & (length != protocol.READ_LAYOUT.nbytes)) |
+                            ((kind != Kind.READ) & (kind != Kind.EXEC) & (length != 0))):
+                    respond_error(Status.BAD_LENGTH)
+                with m.Elif(kind == Kind.HELLO):
+                    m.d.sync += [last_valid.eq(0), status.eq(Status.OK), vec.eq(id_record),
+                                 resp_length.eq(protocol.ID_LAYOUT.nbytes), resp_act.eq(0)]
+                    m.next = "RESPOND"
+                with m.Elif(kind == Kind.COUNTERS):
+                    m.d.sync += [status.eq(Status.OK), vec.eq(counters), resp_act.eq(0),
+                                 resp_length.eq(_COUNTER_BYTES * len(protocol.COUNTER_NAMES))]
+                    m.next = "RESPOND"
+                with m.Elif(kind == Kind.CLEAR_COUNTERS):
+                    m.d.comb += self.counters_clear.eq(1)
+                    m.d.sync += [status.eq(Status.OK), resp_length.eq(0), resp_act.eq(0)]
+                    m.next = "RESPOND"
+                with m.Elif(kind == Kind.READ):
+                    m.d.comb += seek.eq(1)
+                    m.d.sync += fetched.eq(0)
+                    m.next = "READ_REQUEST"
+                with m.Elif(last_valid & (seq == last["seq"])):
+                    m.d.sync += [status.eq(last["status"]), err_offset.eq(last["offset"]),
+                                 err_opcode.eq(last["opcode"]),
+                                 store_valid.eq(last["store_valid"]),
+                                 store_addr.eq(last["store_addr"]),
+                                 store_count.eq(last["store_count"])]
+                    m.next = "ANSWER_EXEC"
+                with m.Else():
+                    m.d.comb += seek.eq(1)
+                    m.d.sync += [store_valid.eq(0), last_valid.eq(0)]
+                    m.next = "FIRST"
+
+            # -- READ ---------------------------------------------------------------------------
+            with m.State("READ_REQUEST"):
+                m.d.comb += take.eq(fetched != protocol.READ_LAYOUT.nbytes)
+                with m.If(take):
+                    m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
+                with m.Else():
+                    request = READ_REQUEST(insn[-protocol.READ_LAYOUT.width:])
+                    with m.If((request.count == 0) |
+                              (request.count * rows > cfg.max_payload)):
+                        respond_error(Status.BAD_FIELD)
+                    with m.Elif(request.addr + request.count > cfg.act_depth):
+                        respond_error(Status.BAD_ADDRESS)
+                    with m.Else():
+                        m.d.sync += [store_addr.eq(request.addr), store_count.eq(request.count)]
+                        m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                with m.If(self.core_idle):
+                    m.d.sync += [status.eq(Status.OK), resp_act.eq(1), act_addr.eq(store_addr),
+                                 resp_length.eq(store_count * rows)]
+                    m.next = "RESPOND"
+
+            # -- EXEC ---------------------------------------------------------------------------
+            with m.State("FIRST"):
+                next_instruction(pos)
+            with m.State("FETCH"):
+                m.d.comb += take.eq(1)
+                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
+                with m.If(fetched == isa.INSN_BYTES - 1):
+                    m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                opcode = decoder.opcode
+                with m.If(decoder.status != Status.OK):
+                    record_error(decoder.status, insn_offset, opcode)
+                with m.Elif(opcode == Opcode.LOAD):
+                    entry = decoder.entry_bytes
+                    with m.If(gather_byte(0, entry, load.addr, load.count, load.buffer)):
+                        m.next = "NEXT"
+                    with m.Elif(take):
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.d.sync += [ld_index.eq(0), ld_entry.eq(entry), ld_addr.eq(load.addr),
+                                     ld_left.eq(load.count), ld_buffer.eq(load.buffer)]
+                        m.next = "LOAD"
+                with m.Elif(opcode == Opcode.GEMM):
+                    m.d.comb += self.o_cmd.valid.eq(~wr_pending)
+                    with m.If(self.o_cmd.valid & self.o_cmd.ready):
+                        next_instruction(pos)
+                with m.Elif(opcode == Opcode.POST):
+                    m.d.sync += [post_state["mode"].eq(post.mode), post_state["lut"].eq(post.lut),
+                                 post_state["zero_point"].eq(post.zero_point),
+                                 post_state["lo"].eq(post.lo), post_state["hi"].eq(post.hi)]
+                    next_instruction(pos)
+                with m.Elif(opcode == Opcode.STORE):
+                    m.d.sync += [store_valid.eq(1), store_addr.eq(store.addr),
+                                 store_count.eq(store.count), status.eq(Status.OK)]
+                    m.next = "FINISH"
+                with m.Elif(opcode == Opcode.SYNC):
+                    with m.If(self.core_idle & ~wr_pending):
+                        next_instruction(pos)
+                with m.Else():   # NOP
+                    next_instruction(pos)
+            with m.State("LOAD"):
+                with m.If(gather_byte(ld_index, ld_entry, ld_addr, ld_left, ld_buffer)):
+                    m.next = "NEXT"
+            with m.State("NEXT"):
+                next_instruction(pos)
+
+            with m.State("FINISH"):
+                # Every EXEC is answered once the Core is idle (and the last LOAD entry written).
+                with m.If(self.core_idle & ~wr_pending):
+                    m.d.sync += [last_valid.eq(1), last["seq"].eq(seq),
+                                 last["status"].eq(status), last["offset"].eq(err_offset),
+                                 last["opcode"].eq(err_opcode),
+                                 last["store_valid"].eq(store_valid & (status == Status.OK)),
+                                 last["store_addr"].eq(store_addr),
+                                 last["store_count"].eq(store_count)]
+                    m.next = "ANSWER_EXEC"
+            with m.State("ANSWER_EXEC"):
+                with m.If(status != Status.OK):
+                    m.d.sync += [vec.eq(Cat(err_offset, err_opcode, C(0, 12))),
+                                 resp_length.eq(protocol.ERROR_LAYOUT.nbytes), resp_act.eq(0)]
+                    m.next = "RESPOND"
+                with m.Else():
+                    m.d.sync += [act_addr.eq(store_addr), resp_act.eq(store_valid),
+                                 resp_length.eq(Mux(store_valid, store_count * rows, 0))]
+                    m.next = "READ_WAIT_EXEC"
+            with m.State("READ_WAIT_EXEC"):
+                with m.If(self.core_idle):
+                    m.next = "RESPOND"
+
+            # -- the response -------------------------------------------------------------------
+            with m.State("RESPOND"):
+                m.d.comb += [
+                    self.o_resp.valid.eq(1),
+                    self.o_resp.payload.kind.eq(status),
+                    self.o_resp.payload.seq.eq(seq),
+                    self.o_resp.payload.length.eq(resp_length),
+                    self.i_frame.ready.eq(held),
+                ]
+                with m.If(held):
+                    m.d.sync += held.eq(0)
+                with m.If(self.o_resp.ready):
+                    m.d.sync += resp_left.eq(resp_length)
+                    with m.If(resp_length == 0):
+                        m.next = "IDLE"
+                    with m.Elif(resp_act):
+                        m.next = "ACT_READ"
+                    with m.Else():
+                        m.next = "SEND"
+            with m.State("ACT_READ"):
+                m.d.comb += [self.rd_en.eq(1), self.rd_addr.eq(act_addr)]
+                m.next = "ACT_LATCH"
+            with m.State("ACT_LATCH"):
+                m.d.sync += [vec.eq(self.rd_data), act_addr.eq(act_addr + 1),
+                             entry_left.eq(rows)]
+                m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += [self.o_payload.valid.eq(1), self.o_payload.payload.eq(vec[0:8])]
+                with m.If(self.o_payload.ready):
+                    m.d.sync += [vec.eq(vec[8:]), resp_left.eq(resp_left - 1),
+                                 entry_left.eq(entry_left - 1)]
+                    with m.If(resp_left == 1):
+                        m.next = "IDLE"
+                    with m.Elif(resp_act & (entry_left == 1)):
+                        m.next = "ACT_READ"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | held)
+        return m
