@@ -82,21 +82,9 @@ def _table(reports):
 
 
 def _critical_paths(reports):
-    parts = []
-    for r in reports:
-        if r.design != "accelerator" or not r.critical_path:
-            continue
-        total = sum(float(line.split()[0]) for line in r.critical_path)
-        logic = sum(1 for line in r.critical_path if " logic " in f" {line.split()[2]} ")
-        parts.append(f"**{r.board}** ({r.fmax_design_mhz:.1f} MHz, {total:.1f} ns, "
-                     f"{logic} logic levels): from `{_endpoint(r.critical_path[0], 0)}` to "
-                     f"`{_endpoint(r.critical_path[-1], 1)}`.")
-    return "\n\n".join(parts) if parts else "(no accelerator reports yet)"
-
-
-def _endpoint(line, side):
-    cells = line.split("  ", 2)[-1].split(" -> ")
-    return cells[side].split()[-1] if len(cells) > side else line
+    parts = [f"- **{r.board}** / {r.design} ({r.fmax_design_mhz:.1f} MHz): "
+             f"`{r.critical_path_summary}`" for r in reports if r.critical_path]
+    return "\n".join(parts) if parts else "(none reported)"
 
 
 def _programming():
@@ -159,7 +147,7 @@ Resources are nextpnr's placed cells (LUT4 and FF of the iCE40 from the Yosys st
 nextpnr counts them together as logic cells); Fmax is nextpnr's timing analysis of the design
 clock at the PLL output. Tools: {", ".join(tools) if tools else "–"}.
 
-Critical paths of the accelerator builds:
+Critical paths (nextpnr; source cell → destination cell, path delay):
 
 {_critical_paths(reports)}
 

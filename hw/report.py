@@ -89,6 +89,18 @@ class BuildReport:
         values = constrained or list(self.fmax_mhz.values())
         return min(values) if values else 0.0
 
+    @property
+    def critical_path_summary(self):
+        """One line: source and destination of the critical path, its delay and logic levels."""
+        if not self.critical_path:
+            return ""
+        hops = [line.split(None, 3) for line in self.critical_path]
+        total = sum(float(h[0]) for h in hops)
+        logic = sum(1 for h in hops if h[2] == "logic" and float(h[0]) > 0)
+        source = hops[0][3].split(" -> ")[0]
+        sink = hops[-1][3].split(" -> ")[-1]
+        return f"{source} -> {sink}: {total:.2f} ns, {logic} logic/carry hops"
+
     def used(self, resource):
         """Return ``(used, available)`` of ``resource`` or ``(None, None)``."""
         entry = self.resources.get(resource)
@@ -128,6 +140,8 @@ class BuildReport:
             status = "" if target is None else \
                 f"(target {target:.2f} MHz, {'met' if fmax >= target else 'NOT MET'})"
             lines.append(f"  Fmax {net}: {fmax:.2f} MHz {status}")
+        if self.critical_path:
+            lines.append(f"  critical path: {self.critical_path_summary}")
         lines.append(f"  timing {'met' if self.timing_met else 'NOT MET'}; "
                      f"tools ran {self.elapsed_s:.0f} s")
         return "\n".join(lines)
