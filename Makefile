@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tessera-installed
 
-.PHONY: demo test bench docs build clean distclean
+.PHONY: demo test bench clean distclean
 
 demo: $(STAMP)
 	$(BIN)/tessera demo
@@ -16,9 +16,6 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
-
-docs: $(STAMP)
-	$(BIN)/python -m tessera.cli docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
