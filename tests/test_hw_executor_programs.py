@@ -205,3 +205,30 @@ def test_mode_and_lut_errors_on_a_minimal_configuration():
     for (_, want), got in zip(cases[:3], rtl):
         assert _status(got) == want
     assert parse(rtl[3]).kind == Status.OK and parse(rtl[3]).payload == b""
+
+
+def test_drain_bound_stalls_equal_the_cycle_model():
+    # 4x4: a drain takes 16 + 8 cycles, more than 16 fetch cycles + a k=1 GEMM, so the engine
+    # stalls; the stall count depends on the executor's issue timing (16 cycles per instruction,
+    # one per LOAD payload byte), which must be the emulator's model exactly.
+    c = CONFIG.replace(rows=4, cols=4, act_depth=32, weight_depth=16, param_depth=4,
+                       max_payload=128)
+    rng = np.random.default_rng(7)
+    bias, mult, shift, entries = _params("tflite", 4, rng)
+    x = rng.integers(-128, 128, (4, 4), dtype=np.int8)
+    w = rng.integers(-128, 128, (4, 4), dtype=np.int8)
+    setup = _enc(Load(Buffer.ACT, 0, 4, x.tobytes()), Load(Buffer.WGT, 0, 4, w.tobytes()),
+                 Load(Buffer.PARAM, 0, 4, entries))
+    gemm = [Gemm(a_addr=i, w_addr=i, k=1, out_addr=8 + 4 * i, param_addr=0, m_rows=4, n_cols=4)
+            for i in range(3)]
+    program = _enc(Post(Mode.TFLITE), gemm[0], gemm[1],
+                   Load(Buffer.WGT, 8, 1, w[0].tobytes()), gemm[2], Store(8, 12))
+    requests = [encode_frame(Kind.EXEC, 1, setup), encode_frame(Kind.CLEAR_COUNTERS, 2),
+                encode_frame(Kind.EXEC, 3, program), encode_frame(Kind.COUNTERS, 4)]
+    rtl = run_rtl(requests, c)
+    emu = run_emulator(requests, c)
+    assert rtl[:3] == emu[:3]
+    assert [parse(r).kind for r in rtl[:3]] == [Status.OK] * 3
+    counters = exact_counters(parse(rtl[3]).payload)
+    assert counters == exact_counters(parse(emu[3]).payload)
+    assert counters["stall_cycles"] > 0
