@@ -15,7 +15,7 @@ import sys
 __all__ = ["COMMANDS", "main", "build_parser"]
 
 #: Subcommands, in the order ``tessera --help`` lists them.
-COMMANDS = ("info", "run", "verilog", "build", "demo", "bench")
+COMMANDS = ("info", "run", "verilog", "build", "demo", "bench", "explore")
 
 
 def _command_modules():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-__all__ = ["add_parser", "run", "run_demo", "format_report"]
+__all__ = ["add_parser", "run", "run_demo", "format_report", "train_digits_mlp"]
 
 
 def add_parser(subparsers):
@@ -39,6 +39,23 @@ def _digits(seed=0):
     return train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
 
 
+def train_digits_mlp(seed=0):
+    """Return ``(clf, x_train, x_test, y_train, y_test)``: the demo's seeded 64-32-10 MLP.
+
+    Also used by ``tessera explore digits`` so that both commands sweep the same model.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    x_train, x_test, y_train, y_test = _digits(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=seed)
+        clf.fit(x_train, y_train)
+    return clf, x_train, x_test, y_train, y_test
+
+
 def _run_device(dev, qmodel, x_q, batch, label):
     import numpy as np
     from .progress import Progress
@@ -54,21 +71,13 @@ def _run_device(dev, qmodel, x_q, batch, label):
 def run_demo(*, mode="onnx", config=None, simulator=None, rtl=True, batch=45, clock_mhz=100.0,
              seed=0, log=print):
     """Run the demo and return the report as a dict (see :func:`format_report`)."""
-    import warnings
-
     import numpy as np
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
 
     import tessera
 
     config = config or tessera.AcceleratorConfig()
-    x_train, x_test, y_train, y_test = _digits(seed)
-    log(f"training a 64-32-10 MLP on {len(x_train)} digits images ...")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=seed)
-        clf.fit(x_train, y_train)
+    log("training a 64-32-10 MLP on the digits training split ...")
+    clf, x_train, x_test, y_train, y_test = train_digits_mlp(seed)
     float_acc = float((clf.predict(x_test) == y_test).mean())
     qmodel = tessera.quantize(clf, calibration=x_train, mode=mode)
     x_q = qmodel.quantize_input(x_test)

@@ -1,0 +1,130 @@
+"""``tessera explore``: sweep array shapes and operand widths on boards; show the trade-offs.
+
+For every point of boards × rows × cols × bits: the quantized model's accuracy on the data and
+its cycles per inference on the emulator (bit-exact with the RTL), LUTs/FFs/DSPs/BRAMs and Fmax
+from a real bitstream build, and latency and throughput at that Fmax. Prints a table with the
+Pareto front (accuracy vs latency vs LUTs) and writes explore.json, explore.md and PNG plots.
+Results are cached in DIR/cache, so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    """Register ``tessera explore``."""
+    p = subparsers.add_parser(
+        "explore", help="sweep array shapes and bit widths: accuracy, cycles, LUTs, Fmax",
+        description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p.add_argument("model", metavar="MODEL",
+                   help="digits (the demo's MLP, trained here), a float .onnx file, or an .npz "
+                        "of float layers w0, b0, act0, w1, ... (see docs/explore.md)")
+    p.add_argument("--board", action="append", metavar="B",
+                   help="board to build for (repeatable; see tessera build --list-boards)")
+    p.add_argument("--rows", default="2,4,8", metavar="LIST",
+                   help="array rows to sweep, comma-separated (default 2,4,8)")
+    p.add_argument("--cols", default="4,8", metavar="LIST",
+                   help="array columns to sweep (default 4,8)")
+    p.add_argument("--bits", default="8", metavar="LIST",
+                   help="operand widths to sweep (default 8; 4 and 16 once implemented)")
+    p.add_argument("--data", metavar="digits|FILE.npz",
+                   help="test data: digits, or an .npz with x_train (calibration), x_test, "
+                        "y_test (default: digits for the digits model)")
+    p.add_argument("--mode", choices=("onnx", "tflite"), default="onnx",
+                   help="requantization mode (default onnx)")
+    p.add_argument("--clock-mhz", type=float, metavar="F",
+                   help="target clock of every build (default: each board's)")
+    p.add_argument("--batch", type=int, default=64,
+                   help="rows per device call for the throughput figure (default 64)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--no-build", action="store_true",
+                   help="emulator only: accuracy and cycles, no bitstreams")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local worker processes (default: the CPU count; 1 = in this process)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the points on this Dask scheduler's workers instead")
+    p.add_argument("--check-rtl", action="store_true",
+                   help="spot-check the smallest and largest points on the RTL simulation "
+                        "(outputs and counters must equal the emulator's)")
+    p.add_argument("--rtl-rows", type=int, default=8,
+                   help="test rows per RTL spot check (default 8)")
+    p.add_argument("-o", "--output", metavar="DIR", default="explore",
+                   help="where the reports and the cache go (default ./explore)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    p.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    return p
+
+
+class _Progress:
+    """One line per finished point on stderr."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __call__(self, record, done, total, cached):
+        status = record["status"] or "emulated"
+        extra = f", {record['lut4']} LUT4, {record['fmax_mhz']:.1f} MHz" \
+            if record.get("fmax_mhz") else ""
+        origin = "cached" if cached else f"{record.get('elapsed_s', 0):.0f} s"
+        print(f"  [{done}/{total}] {record['label']}: accuracy {record['accuracy']:.2%}, "
+              f"{record['cycles_per_inference']:.0f} cycles/inference, {status}{extra} "
+              f"({origin})", file=self.stream, flush=True)
+
+
+def _grid(args):
+    from tessera.explore.grid import make_grid, parse_int_list
+    if not args.board:
+        raise ValueError("--board is required (repeat it to sweep several boards; see "
+                         "tessera build --list-boards)")
+    rows = parse_int_list(args.rows, "--rows", hi=64)
+    cols = parse_int_list(args.cols, "--cols", hi=64)
+    bits = parse_int_list(args.bits, "--bits")
+    return make_grid(args.board, rows, cols, bits, clock_mhz=args.clock_mhz)
+
+
+def run(args) -> int:
+    """Run ``tessera explore``."""
+    from pathlib import Path
+
+    from tessera.explore import (check_rtl, choose_rtl_points, format_table, load_workload,
+                                 run_sweep, write_reports)
+    if args.batch < 1:
+        raise ValueError(f"--batch must be a positive integer, not {args.batch}")
+    points = _grid(args)
+    out_dir = Path(args.output)
+    print(f"Sweeping {len(points)} design points of {args.model}; reports and cache in "
+          f"{out_dir}", file=sys.stderr)
+    workload = load_workload(args.model, args.data)
+    result = run_sweep(points, workload, out_dir / "cache", mode=args.mode, batch=args.batch,
+                       seed=args.seed, build=not args.no_build, workers=args.workers,
+                       scheduler=args.scheduler, progress=_Progress(sys.stderr))
+    status = 0
+    if args.check_rtl:
+        for index in choose_rtl_points(result.records):
+            record = result.records[index]
+            print(f"  checking {record['label']} on the RTL ({args.rtl_rows} rows) ...",
+                  file=sys.stderr, flush=True)
+            check = check_rtl(record, workload, rows=args.rtl_rows)
+            record["rtl_check"] = check
+            ok = check["outputs_identical"] and check["counters_identical"]
+            print(f"  {record['label']}: RTL outputs "
+                  f"{'identical' if check['outputs_identical'] else 'DIFFER'}, counters "
+                  f"{'identical' if check['counters_identical'] else 'DIFFER'}",
+                  file=sys.stderr)
+            status = status or (0 if ok else 1)
+    written = write_reports(result, out_dir, plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1, sort_keys=True))
+    else:
+        print(format_table(result))
+        print("Wrote " + ", ".join(str(p) for p in written))
+    bad = [r["label"] for r in result.records if not r["outputs_identical"]]
+    if bad:
+        print(f"tessera explore: ERROR: emulator outputs differ from the reference for "
+              f"{', '.join(bad)}", file=sys.stderr)
+        status = 1
+    return status

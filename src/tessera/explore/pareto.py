@@ -1,0 +1,84 @@
+"""The Pareto front of a sweep: the points no other point beats on every objective.
+
+Point *a* dominates point *b* when *a* is at least as good as *b* on every objective and
+strictly better on one. The front is the set of points that no point dominates. Objectives are
+``(field, sense)`` pairs, ``sense`` being ``"max"`` or ``"min"``; the default is accuracy (max),
+latency in µs at the achieved Fmax (min) and LUTs (min). Points without a value for an
+objective (a design that does not fit, or a sweep without builds) take no part; a sweep without
+builds uses latency in cycles instead of µs and no LUTs.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OBJECTIVES", "EMULATOR_OBJECTIVES", "dominates", "pareto_front", "mark_front",
+           "objectives_for"]
+
+#: Default objectives of a sweep with builds.
+OBJECTIVES = (("accuracy", "max"), ("latency_us", "min"), ("lut4", "min"))
+
+#: Objectives of a sweep without builds (no Fmax, no resources).
+EMULATOR_OBJECTIVES = (("accuracy", "max"), ("latency_cycles", "min"))
+
+_SENSES = ("max", "min")
+
+
+def _check_objectives(objectives):
+    if not objectives:
+        raise ValueError("Give at least one objective, e.g. [('accuracy', 'max')]")
+    for entry in objectives:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[1] in _SENSES):
+            raise ValueError(f"Each objective must be a (field, 'max' | 'min') pair, not "
+                             f"{entry!r}")
+
+
+def _vector(record, objectives):
+    values = []
+    for name, sense in objectives:
+        value = record.get(name)
+        if value is None:
+            return None
+        values.append(float(value) if sense == "max" else -float(value))
+    return values
+
+
+def dominates(a, b, objectives=OBJECTIVES) -> bool:
+    """Return whether record ``a`` dominates record ``b`` (both must have every objective)."""
+    _check_objectives(objectives)
+    va, vb = _vector(a, objectives), _vector(b, objectives)
+    if va is None or vb is None:
+        raise ValueError("Both records need a value for every objective "
+                         f"({', '.join(n for n, _ in objectives)})")
+    return all(x >= y for x, y in zip(va, vb)) and any(x > y for x, y in zip(va, vb))
+
+
+def pareto_front(records, objectives=OBJECTIVES):
+    """Return the indices of the non-dominated records, in input order.
+
+    Records lacking a value for an objective are left out. Records with identical objective
+    values are all on the front if one of them is.
+    """
+    _check_objectives(objectives)
+    vectors = [(_vector(r, objectives), i) for i, r in enumerate(records)]
+    vectors = [(v, i) for v, i in vectors if v is not None]
+    front = []
+    for v, i in vectors:
+        beaten = any(all(x >= y for x, y in zip(w, v)) and any(x > y for x, y in zip(w, v))
+                     for w, _ in vectors)
+        if not beaten:
+            front.append(i)
+    return front
+
+
+def objectives_for(records):
+    """Return :data:`OBJECTIVES` if any record has a build, else :data:`EMULATOR_OBJECTIVES`."""
+    return OBJECTIVES if any(r.get("latency_us") is not None for r in records) \
+        else EMULATOR_OBJECTIVES
+
+
+def mark_front(records, objectives=None):
+    """Set ``record["pareto"]`` on every record; return the front's indices."""
+    objectives = objectives or objectives_for(records)
+    front = set(pareto_front(records, objectives))
+    for i, record in enumerate(records):
+        record["pareto"] = i in front
+    return sorted(front)

@@ -1,0 +1,194 @@
+"""What a sweep evaluates: the float model and the user's data, as one picklable workload.
+
+A sweep re-quantizes the model for every operand width, so it needs the *float* model, not a
+saved :class:`~tessera.quantize.QuantizedModel`. :func:`load_workload` accepts:
+
+- ``"digits"``: the demo's scikit-learn MLP (64-32-10) trained, seeded, on the digits data set
+  (:func:`tessera.cli.demo.train_digits_mlp`);
+- a float ONNX file (``.onnx``), imported by :mod:`tessera.quantize`;
+- a ``.npz`` of float layers: arrays ``w0, b0, w1, b1, ...`` (``w<i>`` shaped
+  ``[in_features, out_features]``, ``y = act(x @ w + b)``) and optional string scalars
+  ``act0, act1, ...`` (``"relu"``, ``"none"``, ``"sigmoid"``, ...; default ``"none"``).
+
+The data is ``"digits"`` (the demo's train/test split) or a ``.npz`` with ``x_train``
+(calibration inputs, float ``[M, K]``), ``x_test`` (float ``[T, K]``) and ``y_test`` (integer
+class labels ``[T]``; the predicted class is the argmax of the model's outputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Workload", "load_workload", "load_float_layers", "load_data", "array_digest"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The float model and the data every design point is evaluated on.
+
+    Attributes
+    ----------
+    name : str
+        What the model is (for reports).
+    layers : tuple of (numpy.ndarray, numpy.ndarray, str)
+        Float layers ``(W [in, out], b [out], activation)``, as :func:`tessera.quantize` takes.
+    x_calibration, x_test : numpy.ndarray
+        float32 calibration inputs and test inputs.
+    y_test : numpy.ndarray
+        int64 class labels of ``x_test``.
+    model_hash, data_hash : str
+        SHA-256 digests of the layers and of the data (part of every cache key).
+    """
+
+    name: str
+    layers: tuple
+    x_calibration: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    model_hash: str
+    data_hash: str
+
+    @property
+    def in_features(self) -> int:
+        """Inputs of the model."""
+        return self.layers[0][0].shape[0]
+
+    def float_accuracy(self) -> float:
+        """Return the float model's accuracy on the test data."""
+        from tessera.quantize.floatmodel import apply_activation
+        y = self.x_test.astype(np.float64)
+        for w, b, act in self.layers:
+            y = apply_activation(act, y @ w + b)
+        return float((np.argmax(y, axis=1) == self.y_test).mean())
+
+
+def array_digest(*arrays) -> str:
+    """Return the SHA-256 hex digest of arrays' dtypes, shapes and bytes, in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if isinstance(a, str):
+            h.update(b"s" + a.encode())
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _layers_from_float(float_layers):
+    return tuple((np.asarray(l.weight, np.float64), np.asarray(l.bias, np.float64),
+                  str(l.activation)) for l in float_layers)
+
+
+def _layers_from_npz(path):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    if "meta" in arrays:
+        raise ValueError(f"{path} is a saved QuantizedModel; tessera explore re-quantizes the "
+                         "model for every width, so give the float model (digits, an .onnx "
+                         "file or an .npz of float layers w0, b0, act0, ...)")
+    count = 0
+    while f"w{count}" in arrays:
+        count += 1
+    if count == 0:
+        raise ValueError(f"{path} holds no float layers: expected arrays w0, b0 (and w1, b1, "
+                         f"...; optional act0, ...), found {', '.join(sorted(arrays)) or 'none'}")
+    layers = []
+    for i in range(count):
+        if f"b{i}" not in arrays:
+            raise ValueError(f"{path}: layer {i} has w{i} but no bias b{i}")
+        act = str(arrays[f"act{i}"]) if f"act{i}" in arrays else "none"
+        layers.append((arrays[f"w{i}"], arrays[f"b{i}"], act))
+    from tessera.quantize import import_model
+    return _layers_from_float(import_model(layers))
+
+
+def load_float_layers(model, calibration=None):
+    """Return ``(name, layers)`` for an ``.onnx`` path or an ``.npz`` of float layers."""
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file {path} does not exist; give digits, a float .onnx "
+                                f"file or an .npz of float layers")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return path.name, _layers_from_npz(path)
+    if suffix == ".onnx":
+        from tessera.quantize.sources import resolve_source
+        kind, payload, source = resolve_source(os.fspath(path), calibration=calibration)
+        if kind != "float":
+            raise ValueError(f"{path} is an already quantized ONNX model; tessera explore "
+                             "re-quantizes for every width, so give the float model")
+        return source, _layers_from_float(payload)
+    raise ValueError(f"Cannot sweep {path}: give digits, a float .onnx file or an .npz of float "
+                     f"layers (w0, b0, act0, ...)")
+
+
+def load_data(data):
+    """Return ``(x_train, x_test, y_test)`` from ``"digits"`` or an ``.npz`` file."""
+    if data == "digits":
+        from tessera.cli.demo import _digits
+        x_train, x_test, _, y_test = _digits(0)
+        return x_train, x_test, y_test
+    path = Path(data)
+    if not path.is_file():
+        raise FileNotFoundError(f"Data file {path} does not exist; give digits or an .npz with "
+                                f"x_train, x_test and y_test")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a readable .npz file ({e})") from None
+    missing = [k for k in ("x_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: the data file needs x_train "
+                         f"(calibration inputs), x_test and y_test (integer labels)")
+    y = arrays["y_test"]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: y_test must be a 1-D array of integer class labels, not "
+                         f"{y.dtype} {y.shape}")
+    x_train, x_test = (np.asarray(arrays[k], np.float32) for k in ("x_train", "x_test"))
+    if x_test.ndim != 2 or len(x_test) != len(y):
+        raise ValueError(f"{path}: x_test must be [T, K] with T = len(y_test) = {len(y)}, not "
+                         f"{x_test.shape}")
+    return x_train, x_test, y
+
+
+def load_workload(model, data=None):
+    """Return the :class:`Workload` of ``model`` on ``data`` (see the module docstring).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        Unknown model or data source, or inconsistent shapes; the message says what to give.
+    """
+    if data is None:
+        if model != "digits":
+            raise ValueError(f"Give --data FILE.npz (x_train, x_test, y_test) for {model}; only "
+                             "the built-in digits model comes with its data")
+        data = "digits"
+    x_train, x_test, y_test = load_data(data)
+    if model == "digits":
+        from tessera.cli.demo import train_digits_mlp
+        clf = train_digits_mlp(seed=0)[0]
+        from tessera.quantize import import_model
+        name, layers = "digits MLP 64-32-10 (scikit-learn, seed 0)", \
+            _layers_from_float(import_model(clf))
+    else:
+        name, layers = load_float_layers(model, calibration=x_train)
+    k = layers[0][0].shape[0]
+    for what, x in (("x_train", x_train), ("x_test", x_test)):
+        if x.ndim != 2 or x.shape[1] != k:
+            raise ValueError(f"{what} is {x.shape} but the model takes {k} inputs per row")
+    n_out = layers[-1][0].shape[1]
+    if len(y_test) and (y_test.min() < 0 or y_test.max() >= n_out):
+        raise ValueError(f"y_test labels run from {y_test.min()} to {y_test.max()} but the model "
+                         f"has {n_out} outputs (the class is the index of the largest output)")
+    model_hash = array_digest(*[item for layer in layers for item in layer])
+    data_hash = array_digest(x_train, x_test, y_test.astype(np.int64))
+    return Workload(name=name, layers=layers, x_calibration=x_train, x_test=x_test,
+                    y_test=y_test.astype(np.int64), model_hash=model_hash, data_hash=data_hash)
