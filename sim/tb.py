@@ -112,10 +112,28 @@ class TB:
                                    ready_probability=ready_probability,
                                    max_payload=self.config.max_payload)
         self.model = Emulator(self.config)
+        self._carry_memories()
         self._model_parser = FrameParser(max_payload=self.config.max_payload)
         self.scoreboard = Scoreboard()
         self._seq = 0
         self._cocotb = cocotb
+
+    #: The model of the previous test run in this simulation (see :meth:`_carry_memories`).
+    _previous_machine = None
+
+    def _carry_memories(self):
+        """Start the model's buffers from where the previous test left the RTL's.
+
+        All tests of a cocotb module share one simulation. ``rst`` resets registers (post
+        state, counters, the remembered ``seq``, the accumulators) but not the memories: the
+        buffers hold what the previous test wrote, as block RAM does on a board after a reset.
+        """
+        previous = TB._previous_machine
+        machine = self.model.machine
+        if previous is not None and previous.config == self.config:
+            for name in ("act", "wgt", "param", "lut"):
+                getattr(machine, name)[...] = getattr(previous, name)
+        TB._previous_machine = machine
 
     @property
     def cycle(self) -> int:
@@ -197,6 +215,7 @@ class TB:
 
     async def settle(self, timeout_cycles=200_000, quiet_cycles=8):
         """Wait until all bytes are sent and the design is idle; check that it stays silent."""
+        await RisingEdge(self.dut.clk)     # leave the ReadOnly phase we may have woken in
         await self.driver.wait_sent()
         deadline = self.cycle + timeout_cycles
         busy = self.dut.busy
