@@ -39,10 +39,17 @@ def test_mode_order_is_canonical():
     ({"rows": 0}, "Row count must be an integer from 1 to 64, not 0"),
     ({"cols": "4"}, "Column count must be an integer from 1 to 64, not '4'"),
     ({"rows": True}, "Row count must be an integer from 1 to 64, not True"),
-    ({"input_bits": 4}, "input_bits must be 8 (int8 operands are what this version implements), "
-                        "not 4"),
-    ({"acc_bits": 48}, "acc_bits must be 32 (int32 accumulators are what this version "
-                       "implements), not 48"),
+    ({"input_bits": 12}, "input_bits must be one of (4, 8, 16), not 12"),
+    ({"weight_bits": True}, "weight_bits must be one of (4, 8, 16), not True"),
+    ({"acc_bits": 40}, "acc_bits must be one of (32, 48), not 40"),
+    ({"input_bits": 16, "weight_bits": 16, "acc_bits": 32},
+     "acc_bits=32 holds only 2 worst-case 16x16-bit products; use acc_bits=48 (or leave "
+     "acc_bits unset to pick it automatically)"),
+    ({"acc_bits": 48, "requant_modes": ("onnx", "tflite")},
+     "Requant mode 'tflite' needs acc_bits=32 (its fixed-point multiply takes int32 "
+     "accumulators), not 48; use requant_modes=('onnx',) or narrower operands"),
+    ({"input_bits": 4, "lut": True}, "lut=True needs 8-bit activations (the table has 256 "
+                                     "entries), not input_bits=4; pass lut=False"),
     ({"act_depth": 70000}, "Activation buffer depth must be an integer from 1 to 65536, "
                            "not 70000"),
     ({"requant_modes": ("float",)}, "Requant modes must be a non-empty subset of "
@@ -76,3 +83,48 @@ def test_frozen():
     c = AcceleratorConfig()
     with pytest.raises(AttributeError):
         c.rows = 4
+
+
+def test_width_dependent_fields_are_derived():
+    assert AcceleratorConfig().acc_bits == 32 and AcceleratorConfig().lut is True
+    c = AcceleratorConfig(input_bits=16, weight_bits=16)
+    assert (c.acc_bits, c.requant_modes, c.lut) == (48, ("onnx",), False)
+    c = AcceleratorConfig(input_bits=16, weight_bits=8)
+    assert (c.acc_bits, c.requant_modes, c.lut) == (32, ("onnx", "tflite"), False)
+    c = AcceleratorConfig(input_bits=4, weight_bits=4, rows=3, cols=5)
+    assert (c.acc_bits, c.lut, c.output_bits) == (32, False, 4)
+    assert (c.act_entry_bytes, c.weight_entry_bytes) == (2, 3)  # nibbles, last byte padded
+    assert AcceleratorConfig(input_bits=16, rows=3).act_entry_bytes == 6
+    # Resolved values are what is serialised: an int8 config hashes as before (pinned above).
+    assert AcceleratorConfig(acc_bits=32, lut=True,
+                             requant_modes=("onnx", "tflite")).hash_hex == "04427f543566ce47"
+    again = AcceleratorConfig.from_json(c.to_json())
+    assert again == c and again.hash == c.hash
+
+
+def test_with_widths_keeps_what_still_applies():
+    base = AcceleratorConfig(rows=2, cols=4, requant_modes=("tflite",), lut=True)
+    assert base.with_widths(8) == base
+    wide = base.with_widths(16)
+    assert (wide.acc_bits, wide.requant_modes, wide.lut) == (48, ("onnx",), False)
+    narrow = base.with_widths(4, 8)
+    assert (narrow.input_bits, narrow.weight_bits, narrow.acc_bits) == (4, 8, 32)
+    assert (narrow.requant_modes, narrow.lut) == (("tflite",), False)
+
+
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_operand_packing(bits):
+    from tessera.spec import operand_range, pack_operands, unpack_operands
+    lo, hi = operand_range(bits)
+    values = [lo, hi, 0, -1, 1, lo + 1, hi - 1]
+    data = pack_operands(values, bits)
+    assert len(data) == (len(values) * bits + 7) // 8
+    assert unpack_operands(data, len(values), bits) == values
+    with pytest.raises(ValueError, match=rf"Operand 1 = {hi + 1} does not fit {bits} bits"):
+        pack_operands([0, hi + 1], bits)
+
+
+def test_nibble_order_is_lsb_first():
+    from tessera.spec import pack_operands
+    assert pack_operands([1, -2, 3], 4) == bytes([0xE1, 0x03])
+    assert pack_operands([0x1234, -2], 16) == bytes([0x34, 0x12, 0xFE, 0xFF])

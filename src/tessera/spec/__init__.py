@@ -4,11 +4,13 @@ No dependencies beyond the standard library: the gateware, the compiler, the emu
 host driver all import from here, and nothing here imports them.
 """
 
-from .config import AcceleratorConfig, REQUANT_MODES, PARAM_ENTRY_BYTES
+from .config import (ACC_BITS, OPERAND_BITS, PARAM_ENTRY_BYTES, REQUANT_MODES, AcceleratorConfig,
+                     operand_range, pack_operands, unpack_operands)
 from .layout import BitLayout, Field
 from . import isa, protocol, timing
 
 __all__ = [
-    "AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES",
+    "AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
+    "operand_range", "pack_operands", "unpack_operands",
     "BitLayout", "Field", "isa", "protocol", "timing",
 ]

@@ -14,15 +14,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES"]
+__all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
+           "operand_range", "pack_operands", "unpack_operands"]
 
 #: Requantization modes, in the order of their encoding in the ``POST`` instruction.
 REQUANT_MODES = ("onnx", "tflite")
 
 #: Bytes in one per-channel parameter entry: bias (s32), multiplier (u32), shift (s8).
 PARAM_ENTRY_BYTES = 9
+
+#: Operand (activation and weight) widths the stack implements. Activations between layers are
+#: ``input_bits`` wide too: a layer's output is the next layer's input.
+OPERAND_BITS = (4, 8, 16)
+
+#: Accumulator widths the stack implements.
+ACC_BITS = (32, 48)
 
 _MAX_ADDR_DEPTH = 1 << 16  # buffer addresses are 16-bit fields in the ISA
 
@@ -46,9 +54,11 @@ class AcceleratorConfig:
         output row *m*) by a ``cols``-vector of weights (one per output column *n*): ``rows*cols``
         MACs per cycle.
     input_bits, weight_bits : int
-        Operand widths. This version implements 8 (signed int8).
-    acc_bits : int
-        Accumulator width. This version implements 32.
+        Operand widths, each 4, 8 or 16 (signed, two's complement; see :func:`pack_operands`).
+        Layer outputs are ``input_bits`` wide (they are the next layer's input).
+    acc_bits : int, optional
+        Accumulator width, 32 or 48. Unset: 32 when ``input_bits + weight_bits <= 24``, else
+        48. It must hold at least 2^8 worst-case products.
     act_depth : int
         Entries in the activation buffer; one entry holds one *k* of ``rows`` activations.
         Layer outputs are written back here, so layers chain on chip.
@@ -58,10 +68,12 @@ class AcceleratorConfig:
         Entries in the per-output-channel parameter buffer (bias, multiplier, shift).
     max_payload : int
         Largest frame payload in bytes, in either direction (the size of the receive buffer).
-    requant_modes : tuple of str
+    requant_modes : tuple of str, optional
         Requantization modes built into the hardware, a non-empty subset of ``("onnx", "tflite")``.
-    lut : bool
-        Whether the 256-entry int8 activation lookup table is built.
+        ``"tflite"`` needs ``acc_bits == 32``. Unset: every mode the accumulator allows.
+    lut : bool, optional
+        Whether the 256-entry int8 activation lookup table is built (8-bit activations only).
+        Unset: built when ``input_bits == 8``.
     counter_bits : int
         Width of each performance counter.
     rx_timeout_cycles : int
@@ -72,13 +84,13 @@ class AcceleratorConfig:
     cols: int = 8
     input_bits: int = 8
     weight_bits: int = 8
-    acc_bits: int = 32
+    acc_bits: int = None
     act_depth: int = 2048
     weight_depth: int = 2048
     param_depth: int = 512
     max_payload: int = 1024
-    requant_modes: tuple = field(default=REQUANT_MODES)
-    lut: bool = True
+    requant_modes: tuple = None
+    lut: bool = None
     counter_bits: int = 48
     rx_timeout_cycles: int = 1 << 20
 
@@ -87,12 +99,9 @@ class AcceleratorConfig:
         _check_int("cols", self.cols, lo=1, hi=64, what="Column count")
         for name in ("input_bits", "weight_bits"):
             value = getattr(self, name)
-            if value != 8:
-                raise ValueError(f"{name} must be 8 (int8 operands are what this version "
-                                 f"implements), not {value!r}")
-        if self.acc_bits != 32:
-            raise ValueError(f"acc_bits must be 32 (int32 accumulators are what this version "
-                             f"implements), not {self.acc_bits!r}")
+            if isinstance(value, bool) or value not in OPERAND_BITS:
+                raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}")
+        self._resolve_widths()
         _check_int("act_depth", self.act_depth, lo=1, hi=_MAX_ADDR_DEPTH,
                    what="Activation buffer depth")
         _check_int("weight_depth", self.weight_depth, lo=1, hi=_MAX_ADDR_DEPTH,
@@ -103,6 +112,8 @@ class AcceleratorConfig:
         _check_int("max_payload", self.max_payload, lo=max(64, min_payload), hi=0xFFFF,
                    what="Maximum frame payload")
         modes = self.requant_modes
+        if modes is None:  # automatic: every mode the accumulator width allows
+            modes = REQUANT_MODES if self.acc_bits == 32 else ("onnx",)
         if isinstance(modes, str):
             modes = (modes,)
         modes = tuple(modes)
@@ -111,11 +122,34 @@ class AcceleratorConfig:
                              f"not {self.requant_modes!r}")
         # Canonical order, so that equal configs hash equally.
         object.__setattr__(self, "requant_modes", tuple(m for m in REQUANT_MODES if m in modes))
+        if "tflite" in self.requant_modes and self.acc_bits != 32:
+            raise ValueError(f"Requant mode 'tflite' needs acc_bits=32 (its fixed-point multiply "
+                             f"takes int32 accumulators), not {self.acc_bits}; use "
+                             "requant_modes=('onnx',) or narrower operands")
+        if self.lut is None:  # automatic: the table exists where it applies
+            object.__setattr__(self, "lut", self.input_bits == 8)
         if not isinstance(self.lut, bool):
             raise ValueError(f"lut must be True or False, not {self.lut!r}")
+        if self.lut and self.input_bits != 8:
+            raise ValueError(f"lut=True needs 8-bit activations (the table has 256 entries), "
+                             f"not input_bits={self.input_bits}; pass lut=False")
         _check_int("counter_bits", self.counter_bits, lo=16, hi=64, what="Counter width")
         _check_int("rx_timeout_cycles", self.rx_timeout_cycles, lo=16, hi=(1 << 32) - 1,
                    what="Receive timeout")
+
+    def _resolve_widths(self):
+        """Pick ``acc_bits`` when it is ``None``, then check it can hold the products."""
+        product_bits = self.input_bits + self.weight_bits
+        if self.acc_bits is None:
+            object.__setattr__(self, "acc_bits", 32 if product_bits <= 24 else 48)
+        if isinstance(self.acc_bits, bool) or self.acc_bits not in ACC_BITS:
+            raise ValueError(f"acc_bits must be one of {ACC_BITS}, not {self.acc_bits!r}")
+        # At least 2^8 worst-case products must fit, or no real layer compiles.
+        if product_bits + 8 > self.acc_bits:
+            terms = 1 << (self.acc_bits - product_bits + 1)
+            raise ValueError(f"acc_bits={self.acc_bits} holds only {terms} worst-case "
+                             f"{self.input_bits}x{self.weight_bits}-bit products; use "
+                             f"acc_bits=48 (or leave acc_bits unset to pick it automatically)")
 
     # -- derived values (never stored twice) -------------------------------------------------
 
@@ -125,14 +159,32 @@ class AcceleratorConfig:
         return self.rows * self.cols
 
     @property
+    def output_bits(self) -> int:
+        """Width of a layer output: ``input_bits`` (it is the next layer's input)."""
+        return self.input_bits
+
+    @property
     def act_entry_bytes(self) -> int:
-        """Bytes in one activation-buffer entry (``rows`` operands)."""
-        return self.rows * self.input_bits // 8
+        """Bytes in one activation-buffer entry (``rows`` operands, see :func:`pack_operands`)."""
+        return (self.rows * self.input_bits + 7) // 8
 
     @property
     def weight_entry_bytes(self) -> int:
-        """Bytes in one weight-buffer entry (``cols`` operands)."""
-        return self.cols * self.weight_bits // 8
+        """Bytes in one weight-buffer entry (``cols`` operands, see :func:`pack_operands`)."""
+        return (self.cols * self.weight_bits + 7) // 8
+
+    def with_widths(self, input_bits, weight_bits=None) -> "AcceleratorConfig":
+        """Return a copy with new operand widths and the width-dependent fields re-derived.
+
+        ``acc_bits``, ``requant_modes`` and ``lut`` are chosen again as for a new configuration
+        (``weight_bits`` defaults to ``input_bits``), but a requant mode or the LUT is kept only
+        where it applies: ``"tflite"`` needs 32-bit accumulators, the LUT 8-bit activations.
+        """
+        weight_bits = input_bits if weight_bits is None else weight_bits
+        probe = self.replace(input_bits=input_bits, weight_bits=weight_bits, acc_bits=None,
+                             requant_modes=None, lut=None)
+        modes = tuple(m for m in self.requant_modes if probe.supports(m)) or probe.requant_modes
+        return probe.replace(requant_modes=modes, lut=self.lut and probe.lut)
 
     @property
     def param_entry_bytes(self) -> int:
@@ -228,3 +280,38 @@ class AcceleratorConfig:
     def replace(self, **changes) -> "AcceleratorConfig":
         """Return a copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def operand_range(bits) -> tuple[int, int]:
+    """Return ``(lo, hi)`` of a signed ``bits``-wide operand: ``(-2**(bits-1), 2**(bits-1)-1)``."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def pack_operands(values, bits) -> bytes:
+    """Return the entry bytes of ``values`` (signed ints), each ``bits`` wide — THE packing.
+
+    Operand *i* occupies bits ``[i*bits, (i+1)*bits)`` of the little-endian entry: 16-bit operands
+    are two bytes, low byte first; 4-bit operands are packed two per byte, operand *2j* in the low
+    nibble of byte *j*. A final half-used byte is padded with zero bits. The gateware's memories
+    hold the same bits (entry bit ``i*bits + b`` = bit *b* of operand *i*).
+    """
+    lo, hi = operand_range(bits)
+    word = 0
+    mask = (1 << bits) - 1
+    values = [int(v) for v in values]
+    for i, v in enumerate(values):
+        if not lo <= v <= hi:
+            raise ValueError(f"Operand {i} = {v} does not fit {bits} bits [{lo}, {hi}]")
+        word |= (v & mask) << (i * bits)
+    return word.to_bytes((len(values) * bits + 7) // 8, "little")
+
+
+def unpack_operands(data, count, bits) -> list:
+    """Return the ``count`` signed operands packed in ``data`` by :func:`pack_operands`."""
+    word = int.from_bytes(bytes(data), "little")
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+    out = []
+    for i in range(count):
+        v = (word >> (i * bits)) & mask
+        out.append(v - (1 << bits) if v & sign else v)
+    return out
