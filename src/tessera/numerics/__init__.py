@@ -6,7 +6,7 @@ multiplier, ties to even; ONNX Runtime, XNNPACK) and ``"tflite"`` (gemmlowp fixe
 rounding; TFLite integer reference kernels, TFLite Micro, CMSIS-NN).
 """
 
-from .linear import linear_accumulators, quantized_linear
+from .linear import default_acc_bits, linear_accumulators, quantized_linear
 from .matmul import accumulator_bound, fold_input_zero_point, integer_matmul
 from .multipliers import onnx_multiplier, quantize_multiplier, requant_multipliers
 from .requant import ACTIVATIONS, activation_bounds, postprocess, requantize
@@ -16,7 +16,7 @@ from .tensor import dequantize_tensor, make_lut, quantize_tensor
 
 __all__ = [
     # the layer
-    "quantized_linear", "linear_accumulators",
+    "quantized_linear", "linear_accumulators", "default_acc_bits",
     # requantization
     "requant_multipliers", "requantize", "postprocess", "activation_bounds", "ACTIVATIONS",
     "onnx_multiplier", "quantize_multiplier",

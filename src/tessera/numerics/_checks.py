@@ -6,7 +6,40 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_mode", "check_scale", "check_zero_point", "check_int_array"]
+__all__ = ["check_mode", "check_scale", "check_zero_point", "check_int_array", "check_bits",
+           "check_operands", "storage_dtype", "int_range"]
+
+#: Operand widths (the values of ``tessera.spec.OPERAND_BITS``) and accumulator widths.
+BITS = (4, 8, 16)
+ACC_BITS = (32, 48)
+
+
+def check_bits(name, bits, allowed=BITS) -> int:
+    """Return ``bits`` if it is one of ``allowed`` widths, else raise ``ValueError``."""
+    if isinstance(bits, bool) or bits not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, not {bits!r}")
+    return int(bits)
+
+
+def storage_dtype(bits):
+    """Return the NumPy dtype holding ``bits``-wide operands: int8 up to 8 bits, else int16."""
+    return np.dtype(np.int8) if bits <= 8 else np.dtype(np.int16)
+
+
+def int_range(bits) -> tuple[int, int]:
+    """Return ``(lo, hi)`` of a signed ``bits``-wide integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def check_operands(name, value, bits, ndim=None, shape=None) -> np.ndarray:
+    """Check ``value`` is an array of ``storage_dtype(bits)`` whose values fit ``bits`` bits."""
+    check_int_array(name, value, storage_dtype(bits), ndim=ndim, shape=shape)
+    if bits not in (8, 16) and value.size:
+        lo, hi = int_range(bits)
+        if value.min() < lo or value.max() > hi:
+            bad = int(value.reshape(-1)[np.flatnonzero((value < lo) | (value > hi))[0]])
+            raise ValueError(f"{name} holds {bad}, outside the {bits}-bit range [{lo}, {hi}]")
+    return value
 
 MODES = ("onnx", "tflite")
 
@@ -46,16 +79,19 @@ def check_scale(name, value, *, length=None) -> np.ndarray:
     return arr32
 
 
-def check_zero_point(name, value) -> int:
-    """Return ``value`` as int after checking it is an integer in the int8 range."""
+def check_zero_point(name, value, bits=8) -> int:
+    """Return ``value`` as int after checking it is an integer in the ``bits``-bit range."""
+    lo, hi = int_range(bits)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer in [-128, 127], not {value!r}")
+        raise TypeError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
     value = int(value)
-    if not -128 <= value <= 127:
-        raise ValueError(f"{name} must be in the int8 range [-128, 127], not {value}; "
-                         "map uint8 zero points to int8 with z - 128")
+    if not lo <= value <= hi:
+        if bits == 8:
+            raise ValueError(f"{name} must be in the int8 range [-128, 127], not {value}; "
+                             "map uint8 zero points to int8 with z - 128")
+        raise ValueError(f"{name} must be in the int{bits} range [{lo}, {hi}], not {value}")
     return value
 
 

@@ -1,4 +1,4 @@
-"""Requantization of int32 accumulators to int8: the drain step of the accelerator.
+"""Requantization of int32/int48 accumulators to intN outputs: the drain step of the accelerator.
 
 ``requantize`` takes the hardware encoding produced by
 :func:`~tessera.numerics.multipliers.requant_multipliers` (the same bits the ``PARAM`` buffer
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_mode, check_scale, check_zero_point
+from ._checks import ACC_BITS, BITS, check_bits, check_mode, check_scale, check_zero_point, \
+    int_range, storage_dtype
 from .rounding import INT32_MAX, INT32_MIN, rdbpot, round_half_away, shift_left_int32, srdhm
 
 __all__ = ["requantize", "activation_bounds", "postprocess", "ACTIVATIONS"]
@@ -18,36 +19,48 @@ __all__ = ["requantize", "activation_bounds", "postprocess", "ACTIVATIONS"]
 ACTIVATIONS = ("none", "relu", "relu6", "lut")
 
 
-def _check_acc(acc) -> np.ndarray:
+#: Saturation of the onnx path before the integer conversion (the RTL saturates the same way);
+#: far outside every output range, so the clamp that follows is unaffected.
+_ONNX_SATURATION = float(1 << 62)
+
+
+def _check_acc(acc, acc_bits=32) -> np.ndarray:
     acc = np.asarray(acc)
     if not np.issubdtype(acc.dtype, np.integer):
-        raise TypeError(f"acc must be an integer array (int32 accumulators), not {acc.dtype}")
+        raise TypeError(f"acc must be an integer array (int{acc_bits} accumulators), "
+                        f"not {acc.dtype}")
     acc = acc.astype(np.int64, copy=False)
-    if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
+    lo, hi = int_range(acc_bits)
+    if acc.size and (acc.min() < lo or acc.max() > hi):
         bad = tuple(int(i) for i in np.unravel_index(
-            np.flatnonzero((acc < INT32_MIN) | (acc > INT32_MAX))[0], acc.shape))
-        raise OverflowError(f"acc{list(bad)} = {int(acc[bad])} does not fit int32")
+            np.flatnonzero((acc < lo) | (acc > hi))[0], acc.shape))
+        raise OverflowError(f"acc{list(bad)} = {int(acc[bad])} does not fit int{acc_bits}")
     return acc
 
 
-def requantize(acc, multiplier, shift, mode) -> np.ndarray:
+def requantize(acc, multiplier, shift, mode, *, acc_bits=32) -> np.ndarray:
     """Return ``requant(acc)`` of NUMERICS.md, before the zero point and the clamp.
 
     Parameters
     ----------
     acc : array_like of int, shape [..., N]
-        int32 accumulators (bias already added).
+        ``acc_bits``-wide accumulators (bias already added).
     multiplier : array_like of uint32, broadcast along the last axis
         onnx: float32 bits of ``M``; tflite: ``m0``.
     shift : array_like of int8, broadcast along the last axis
         onnx: must be 0; tflite: exponent ``e`` in ``[-31, 30]``.
     mode : {"onnx", "tflite"}
+    acc_bits : {32, 48}
+        Accumulator width. Mode "tflite" takes 32-bit accumulators only (gemmlowp's
+        ``MultiplyByQuantizedMultiplier`` is an int32 operation; TFLite's int64 variant for
+        int16x8 kernels rounds differently and is not implemented).
 
     Returns
     -------
     numpy.ndarray of int64, same shape as ``acc``
-        In mode "onnx" values can be far outside int8 (up to about 2^55 in magnitude); the clamp
-        in :func:`postprocess` brings them back.
+        In mode "onnx" values can be far outside the output range (about 2^55 in magnitude
+        with 32-bit accumulators; saturated to ``±2^62`` for 48-bit ones); the clamp in
+        :func:`postprocess` brings them back.
 
     Notes
     -----
@@ -59,7 +72,11 @@ def requantize(acc, multiplier, shift, mode) -> np.ndarray:
     practice; real layers never get there (``e > 0`` needs ``M >= 1``).
     """
     check_mode(mode)
-    acc = _check_acc(acc)
+    check_bits("acc_bits", acc_bits, ACC_BITS)
+    if mode == "tflite" and acc_bits != 32:
+        raise ValueError(f"Requant mode 'tflite' takes 32-bit accumulators, not acc_bits="
+                         f"{acc_bits}; use mode 'onnx' for {acc_bits}-bit accumulators")
+    acc = _check_acc(acc, acc_bits)
     multiplier = np.asarray(multiplier)
     shift = np.asarray(shift)
     if multiplier.dtype != np.uint32:
@@ -78,8 +95,10 @@ def requantize(acc, multiplier, shift, mode) -> np.ndarray:
         if np.any(~(m >= np.finfo(np.float32).tiny) | ~(m < 2.0 ** 24)):
             raise ValueError("multiplier must hold a normal positive float32 below 2**24 in "
                              "mode 'onnx'; build it with requant_multipliers")
-        # float32(acc) * M is below 2^31 * 2^24 = 2^55: finite in float32 and exact in int64.
-        return np.rint(acc.astype(np.float32) * m).astype(np.int64)
+        # float32(acc) * M is below 2^47 * 2^24 = 2^71: finite in float32; saturate before the
+        # conversion so that the result is exact in int64 (with int32 it is below 2^55 anyway).
+        y = np.rint(acc.astype(np.float32) * m)
+        return np.clip(y, -_ONNX_SATURATION, _ONNX_SATURATION).astype(np.int64)
     m0 = multiplier.astype(np.int64)
     if np.any((m0 != 0) & ((m0 < 1 << 30) | (m0 > INT32_MAX))):
         raise ValueError("multiplier must be 0 or in [2**30, 2**31) in mode 'tflite'; "
@@ -90,8 +109,8 @@ def requantize(acc, multiplier, shift, mode) -> np.ndarray:
     return rdbpot(srdhm(shifted, m0), np.maximum(-shift, 0))
 
 
-def activation_bounds(activation, y_scale, y_zero_point) -> tuple[int, int]:
-    """Return the fused activation's clamp ``(lo, hi)`` in the int8 output domain.
+def activation_bounds(activation, y_scale, y_zero_point, *, bits=8) -> tuple[int, int]:
+    """Return the fused activation's clamp ``(lo, hi)`` in the ``bits``-wide output domain.
 
     Parameters
     ----------
@@ -100,32 +119,36 @@ def activation_bounds(activation, y_scale, y_zero_point) -> tuple[int, int]:
     y_scale : float
         Output scale (float32).
     y_zero_point : int
-        Output zero point (int8).
+        Output zero point (``bits`` wide).
+    bits : {4, 8, 16}
+        Output width; ``qmin, qmax`` below are its signed range (-128, 127 for int8).
 
     Returns
     -------
     (int, int)
-        none/lut: ``(-128, 127)``; relu: ``(max(-128, zy), 127)``; relu6: also
-        ``hi = min(127, zy + round_half_away(float32(6) / float32(sy)))``, as TFLite's
+        none/lut: ``(qmin, qmax)``; relu: ``(max(qmin, zy), qmax)``; relu6: also
+        ``hi = min(qmax, zy + round_half_away(float32(6) / float32(sy)))``, as TFLite's
         ``CalculateActivationRangeQuantized`` does.
     """
-    zy = check_zero_point("y_zero_point", y_zero_point)
+    qmin, qmax = int_range(check_bits("bits", bits))
+    zy = check_zero_point("y_zero_point", y_zero_point, bits)
     sy = check_scale("y_scale", y_scale)
     if isinstance(activation, np.ndarray):
-        return -128, 127
+        return qmin, qmax
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS} or an int8 [256] lookup "
                          f"table, not {activation!r}")
     if activation in ("none", "lut"):
-        return -128, 127
-    lo = max(-128, zy)
+        return qmin, qmax
+    lo = max(qmin, zy)
     if activation == "relu":
-        return lo, 127
+        return lo, qmax
     six = round_half_away(np.float32(6.0) / sy)
-    return lo, int(min(127, zy + six))
+    return lo, int(min(qmax, zy + six))
 
 
-def postprocess(acc, multiplier, shift, *, mode, zero_point, lo, hi, lut=None) -> np.ndarray:
+def postprocess(acc, multiplier, shift, *, mode, zero_point, lo, hi, lut=None, bits=8,
+                acc_bits=32) -> np.ndarray:
     """Return ``clamp(requantize(acc) + zero_point, lo, hi)``, then ``lut[v + 128]`` if given.
 
     Parameters
@@ -133,19 +156,27 @@ def postprocess(acc, multiplier, shift, *, mode, zero_point, lo, hi, lut=None) -
     acc, multiplier, shift, mode
         As for :func:`requantize`.
     zero_point : int
-        Output zero point (int8).
+        Output zero point (``bits`` wide).
     lo, hi : int
-        Clamp bounds in the int8 range, ``lo <= hi`` (see :func:`activation_bounds`).
+        Clamp bounds in the ``bits``-wide range, ``lo <= hi`` (see :func:`activation_bounds`).
     lut : numpy.ndarray of int8, shape [256], optional
-        Lookup table applied after the clamp.
+        Lookup table applied after the clamp (8-bit outputs only).
+    bits : {4, 8, 16}
+        Output width.
+    acc_bits : {32, 48}
+        Accumulator width (see :func:`requantize`).
 
     Returns
     -------
-    numpy.ndarray of int8, same shape as ``acc``
+    numpy.ndarray of int8 (int16 for 16-bit outputs), same shape as ``acc``
     """
-    zero_point = check_zero_point("zero_point", zero_point)
-    lo = check_zero_point("lo", lo)
-    hi = check_zero_point("hi", hi)
+    check_bits("bits", bits, BITS)
+    zero_point = check_zero_point("zero_point", zero_point, bits)
+    lo = check_zero_point("lo", lo, bits)
+    hi = check_zero_point("hi", hi, bits)
+    if lut is not None and bits != 8:
+        raise ValueError(f"A lookup table applies to 8-bit outputs only, not {bits}-bit ones; "
+                         "use a clamp activation (none, relu, relu6)")
     if lo > hi:
         raise ValueError(f"lo must not exceed hi, not lo={lo} > hi={hi}")
     if lut is not None:
@@ -153,8 +184,8 @@ def postprocess(acc, multiplier, shift, *, mode, zero_point, lo, hi, lut=None) -
             shown = (f"{lut.dtype} {lut.shape}" if isinstance(lut, np.ndarray)
                      else type(lut).__name__)
             raise ValueError(f"lut must be an int8 array of shape (256,), not {shown}")
-    v = requantize(acc, multiplier, shift, mode)
-    y = np.clip(v + zero_point, lo, hi).astype(np.int8)
+    v = requantize(acc, multiplier, shift, mode, acc_bits=acc_bits)
+    y = np.clip(v + zero_point, lo, hi).astype(storage_dtype(bits))
     if lut is not None:
         y = lut[y.astype(np.int16) + 128]
     return y

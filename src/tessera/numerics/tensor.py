@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_mode, check_scale, check_zero_point
+from ._checks import check_bits, check_mode, check_scale, check_zero_point, int_range, storage_dtype
 from .rounding import round_half_away
 
 __all__ = ["quantize_tensor", "dequantize_tensor", "make_lut"]
 
 
-def quantize_tensor(x, scale, zero_point, mode="onnx") -> np.ndarray:
-    """Quantize floats to int8 exactly as the runtime's ``QuantizeLinear``/``QUANTIZE`` does.
+def quantize_tensor(x, scale, zero_point, mode="onnx", *, bits=8) -> np.ndarray:
+    """Quantize floats to ``bits``-wide integers exactly as the runtime's ``QuantizeLinear``/``QUANTIZE`` does.
 
     Parameters
     ----------
@@ -20,19 +20,22 @@ def quantize_tensor(x, scale, zero_point, mode="onnx") -> np.ndarray:
     scale : float
         Per-tensor scale (float32).
     zero_point : int
-        Zero point (int8).
+        Zero point (``bits`` wide).
     mode : {"onnx", "tflite"}
         onnx: ``saturate(rint(float32(x) / scale) + zp)`` (ties to even, ONNX Runtime);
         tflite: ``saturate(round_half_away(float32(x) / scale) + zp)`` (TFLite reference
         ``AffineQuantize``).
+    bits : {4, 8, 16}
+        Width of the result; ``saturate`` clamps to its signed range.
 
     Returns
     -------
-    numpy.ndarray of int8, same shape as ``x``
+    numpy.ndarray of int8 (int16 for 16 bits), same shape as ``x``
     """
     check_mode(mode)
+    lo, hi = int_range(check_bits("bits", bits))
     s = check_scale("scale", scale)
-    zp = check_zero_point("zero_point", zero_point)
+    zp = check_zero_point("zero_point", zero_point, bits)
     x = np.asarray(x)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise TypeError(f"x must be a float array, not {x.dtype}")
@@ -43,7 +46,7 @@ def quantize_tensor(x, scale, zero_point, mode="onnx") -> np.ndarray:
         q = x / s
     q = np.rint(q) if mode == "onnx" else round_half_away(q)
     # Clamp in float before converting: q may be +-inf or far outside int64.
-    return np.clip(q + np.float32(zp), -128, 127).astype(np.int8)
+    return np.clip(q + np.float32(zp), lo, hi).astype(storage_dtype(bits))
 
 
 def dequantize_tensor(q, scale, zero_point) -> np.ndarray:
@@ -51,19 +54,20 @@ def dequantize_tensor(q, scale, zero_point) -> np.ndarray:
 
     Parameters
     ----------
-    q : numpy.ndarray of int8
+    q : numpy.ndarray of int8 or int16 (4-, 8- or 16-bit values)
     scale : float
     zero_point : int
+        In the range of ``q``'s dtype.
 
     Returns
     -------
     numpy.ndarray of float32, same shape as ``q``
     """
     s = check_scale("scale", scale)
-    zp = check_zero_point("zero_point", zero_point)
-    if not isinstance(q, np.ndarray) or q.dtype != np.int8:
+    if not isinstance(q, np.ndarray) or q.dtype not in (np.int8, np.int16):
         shown = q.dtype if isinstance(q, np.ndarray) else type(q).__name__
-        raise TypeError(f"q must be a numpy array of int8, not {shown}")
+        raise TypeError(f"q must be a numpy array of int8 or int16, not {shown}")
+    zp = check_zero_point("zero_point", zero_point, 8 if q.dtype == np.int8 else 16)
     return (q.astype(np.int32) - zp).astype(np.float32) * s
 
 
