@@ -58,21 +58,31 @@ class LayerRanges:
     output: TensorRange
 
 
-def activation_qparams(rmin, rmax):
-    """Return ``(scale, zero_point)`` of an asymmetric int8 tensor observed in ``[rmin, rmax]``.
+def activation_qparams(rmin, rmax, bits=8):
+    """Return ``(scale, zero_point)`` of a ``bits``-wide tensor observed in ``[rmin, rmax]``.
 
-    Exactly ONNX Runtime's ``compute_scale_zp(rmin, rmax, -128, 127)`` for float32 ranges; the
-    range is first widened to include 0. Returns ``(numpy.float32, int)``.
+    4 and 8 bits: asymmetric, exactly ONNX Runtime's ``compute_scale_zp(rmin, rmax, qmin, qmax)``
+    for float32 ranges; the range is first widened to include 0. 16 bits: symmetric (zero point
+    0, ``scale = max(|rmin|, |rmax|) / 32767``) as TFLite's int16 activations — a zero point
+    there would fold into the bias as ``zx * colsum(w)``, far beyond the int32 bias.
+    Returns ``(numpy.float32, int)``.
     """
+    qmin, qmax = (_QMIN, _QMAX) if bits == 8 else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     rmin = min(np.float32(rmin), np.float32(0.0))
     rmax = max(np.float32(rmax), np.float32(0.0))
     if not (np.isfinite(rmin) and np.isfinite(rmax)):
         raise ValueError(f"Cannot quantize a tensor with range [{rmin}, {rmax}]")
-    scale64 = (np.float64(rmax) - np.float64(rmin)) / np.float64(_QMAX - _QMIN)
+    if bits == 16:
+        absmax = max(-np.float64(rmin), np.float64(rmax))
+        scale64 = absmax / np.float64(qmax)
+        if scale64 < np.finfo(np.float32).tiny:
+            return np.float32(1.0), 0
+        return np.float32(scale64), 0
+    scale64 = (np.float64(rmax) - np.float64(rmin)) / np.float64(qmax - qmin)
     if scale64 < np.finfo(np.float32).tiny:
         return np.float32(1.0), 0
-    zero_point = int(np.round(_QMIN - np.float64(rmin) / scale64))
-    return np.float32(scale64), min(max(zero_point, _QMIN), _QMAX)
+    zero_point = int(np.round(qmin - np.float64(rmin) / scale64))
+    return np.float32(scale64), min(max(zero_point, qmin), qmax)
 
 
 def observe_range(values, method="minmax", percentile=99.99):

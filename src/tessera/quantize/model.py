@@ -27,6 +27,9 @@ __all__ = ["LAYER_ACTIVATIONS", "QuantizedLayer", "QuantizedModel"]
 LAYER_ACTIVATIONS = ("none", "relu", "relu6", "lut")
 
 
+OPERAND_BITS = (4, 8, 16)  # tessera.spec.OPERAND_BITS
+
+
 def _numerics():
     from .. import numerics  # imported on use: numerics and quantize are sibling packages
     return numerics
@@ -39,10 +42,11 @@ def _check_scale(name, what, value):
     return scale
 
 
-def _check_zero_point(name, what, value):
+def _check_zero_point(name, what, value, bits=8):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or not -128 <= int(value) <= 127:
-        raise ValueError(f"Layer {name!r}: {what} must be an integer from -128 to 127, "
+            or not lo <= int(value) <= hi:
+        raise ValueError(f"Layer {name!r}: {what} must be an integer from {lo} to {hi}, "
                          f"not {value!r}")
     return int(value)
 
@@ -99,19 +103,29 @@ class QuantizedLayer:
     lut: np.ndarray | None = None
     lut_input_scale: np.float32 | None = None
     lut_input_zero_point: int | None = None
+    input_bits: int = 8
+    weight_bits: int = 8
 
     def __post_init__(self):
         name = self.name
         put = object.__setattr__
         if not isinstance(name, str) or not name:
             raise ValueError(f"Layer name must be a non-empty string, not {name!r}")
+        for what in ("input_bits", "weight_bits"):
+            if getattr(self, what) not in OPERAND_BITS or isinstance(getattr(self, what), bool):
+                raise ValueError(f"Layer {name!r}: {what} must be one of {OPERAND_BITS}, "
+                                 f"not {getattr(self, what)!r}")
+        wb, ib = self.weight_bits, self.input_bits
         w = np.asarray(self.weight)
-        if w.dtype != np.int8 or w.ndim != 2 or 0 in w.shape:
-            raise ValueError(f"Layer {name!r}: weight must be a non-empty int8 [K, N] array, "
-                             f"not {w.dtype} {w.shape}")
-        if w.size and int(w.min()) == -128:
-            raise ValueError(f"Layer {name!r}: symmetric int8 weights must lie in -127..127 "
-                             "(found -128)")
+        w_dtype = np.int8 if wb <= 8 else np.int16
+        if w.dtype != w_dtype or w.ndim != 2 or 0 in w.shape:
+            raise ValueError(f"Layer {name!r}: weight must be a non-empty {np.dtype(w_dtype)} "
+                             f"[K, N] array ({wb}-bit weights), not {w.dtype} {w.shape}")
+        w_max = (1 << (wb - 1)) - 1
+        if w.size and (int(w.min()) < -w_max or int(w.max()) > w_max):
+            bad = int(w.min()) if int(w.min()) < -w_max else int(w.max())
+            raise ValueError(f"Layer {name!r}: symmetric int{wb} weights must lie in "
+                             f"-{w_max}..{w_max} (found {bad})")
         n = w.shape[1]
         b = np.asarray(self.bias)
         if b.dtype != np.int32 or b.shape != (n,):
@@ -129,15 +143,18 @@ class QuantizedLayer:
         put(self, "input_scale", _check_scale(name, "input_scale", self.input_scale))
         put(self, "output_scale", _check_scale(name, "output_scale", self.output_scale))
         put(self, "input_zero_point",
-            _check_zero_point(name, "input_zero_point", self.input_zero_point))
+            _check_zero_point(name, "input_zero_point", self.input_zero_point, ib))
         put(self, "output_zero_point",
-            _check_zero_point(name, "output_zero_point", self.output_zero_point))
+            _check_zero_point(name, "output_zero_point", self.output_zero_point, ib))
         if self.mode not in REQUANT_MODES:
             raise ValueError(f"Layer {name!r}: mode must be one of {REQUANT_MODES}, "
                              f"not {self.mode!r}")
         if self.activation not in LAYER_ACTIVATIONS:
             raise ValueError(f"Layer {name!r}: activation must be one of {LAYER_ACTIVATIONS}, "
                              f"not {self.activation!r}")
+        if self.activation == "lut" and ib != 8:
+            raise ValueError(f"Layer {name!r}: activation 'lut' needs 8-bit activations, not "
+                             f"input_bits={ib}; use a clamp activation or 8-bit activations")
         if self.activation == "lut":
             lut = np.asarray(self.lut) if self.lut is not None else None
             if lut is None or lut.dtype != np.int8 or lut.shape != (256,):
@@ -189,19 +206,32 @@ class QuantizedLayer:
     def bounds(self):
         """``(lo, hi)`` of the post-requantization clamp, see NUMERICS.md."""
         return _numerics().activation_bounds(self.clamp_activation, self.requant_scale,
-                                             self.requant_zero_point)
+                                             self.requant_zero_point, bits=self.input_bits)
 
-    def folded_bias(self):
+    @property
+    def output_bits(self):
+        """Width of the output: ``input_bits`` (the next layer's input)."""
+        return self.input_bits
+
+    def folded_bias(self, acc_bits=None):
         """Return ``bias - input_zero_point * colsum(weight)`` (int32 [N]) for the hardware.
+
+        Parameters
+        ----------
+        acc_bits : {32, 48}, optional
+            Accumulator width to prove against; default
+            :func:`tessera.numerics.default_acc_bits` of the layer's widths.
 
         Raises
         ------
         OverflowError
-            The accumulator could exceed int32 for some int8 input (see
+            The accumulator could exceed ``acc_bits`` for some input (see
             :func:`tessera.quantize.overflow.prove_accumulator_fits`).
         """
         from .overflow import prove_accumulator_fits
-        return prove_accumulator_fits(self.name, self.weight, self.bias, self.input_zero_point)
+        return prove_accumulator_fits(self.name, self.weight, self.bias, self.input_zero_point,
+                                      input_bits=self.input_bits, weight_bits=self.weight_bits,
+                                      acc_bits=acc_bits)
 
     def forward(self, x_q):
         """Return the int8 output ``[M, N]`` for the int8 input ``x_q`` ``[M, K]``."""
@@ -210,7 +240,7 @@ class QuantizedLayer:
             x_q, self.weight, self.bias, x_scale=self.input_scale,
             x_zero_point=self.input_zero_point, w_scale=self.weight_scale,
             y_scale=self.requant_scale, y_zero_point=self.requant_zero_point, mode=self.mode,
-            activation=activation)
+            activation=activation, input_bits=self.input_bits, weight_bits=self.weight_bits)
 
 
 def _check_float_input(x, k, what):
@@ -259,6 +289,9 @@ class QuantizedModel:
                                  f"({nxt.input_scale}, {nxt.input_zero_point}) differ from layer "
                                  f"{prev.name!r}'s output ({prev.output_scale}, "
                                  f"{prev.output_zero_point}); they must chain")
+            if prev.input_bits != nxt.input_bits:
+                raise ValueError(f"Layer {nxt.name!r} takes {nxt.input_bits}-bit inputs but "
+                                 f"layer {prev.name!r} produces {prev.input_bits}-bit outputs")
         modes = {layer.mode for layer in layers}
         self.layers = layers
         self.float_layers = None
@@ -309,6 +342,16 @@ class QuantizedModel:
         return self.layers[0].in_features
 
     @property
+    def input_bits(self):
+        """Width of the activations (model input, every layer output, model output)."""
+        return self.layers[0].input_bits
+
+    @property
+    def weight_bits(self):
+        """Widest weight width of the layers."""
+        return max(layer.weight_bits for layer in self.layers)
+
+    @property
     def out_features(self):
         """Number of model outputs."""
         return self.layers[-1].out_features
@@ -317,7 +360,7 @@ class QuantizedModel:
         """Return the float input ``x`` [M, K] quantized to int8 with the model's input scale."""
         x = _check_float_input(x, self.in_features, "Input")
         return _numerics().quantize_tensor(x, self.input_scale, self.input_zero_point,
-                                           mode=self.layers[0].mode)
+                                           mode=self.layers[0].mode, bits=self.input_bits)
 
     def dequantize_output(self, y_q):
         """Return the int8 output ``y_q`` [M, N] as float32."""
@@ -326,8 +369,9 @@ class QuantizedModel:
     def forward_raw(self, x_q):
         """Return the int8 outputs of every layer for the int8 input ``x_q`` (a list)."""
         x_q = np.asarray(x_q)
-        if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != self.in_features:
-            raise ValueError(f"Raw input must be an int8 array [M, {self.in_features}], "
+        dtype = np.dtype(np.int8 if self.input_bits <= 8 else np.int16)
+        if x_q.dtype != dtype or x_q.ndim != 2 or x_q.shape[1] != self.in_features:
+            raise ValueError(f"Raw input must be an {dtype} array [M, {self.in_features}], "
                              f"not {x_q.dtype} {x_q.shape}; use quantize_input() on float data")
         outputs = []
         for layer in self.layers:
@@ -366,6 +410,10 @@ class QuantizedModel:
     def to_onnx(self, path=None, *, raw=False, strict=True):
         """Export as an ONNX QDQ model (see :func:`tessera.quantize.onnx_export.export_onnx`)."""
         from .onnx_export import export_onnx
+        if (self.input_bits, self.weight_bits) != (8, 8):
+            raise ValueError(f"ONNX export writes int8 QDQ models; this model has "
+                             f"{self.input_bits}-bit activations and {self.weight_bits}-bit "
+                             "weights: quantize with bits=8 to export")
         return export_onnx(self, path, raw=raw, strict=strict)
 
     @classmethod

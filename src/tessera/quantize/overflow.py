@@ -19,8 +19,9 @@ __all__ = ["INT32_MAX", "prove_accumulator_fits"]
 INT32_MAX = (1 << 31) - 1
 
 
-def prove_accumulator_fits(name, w_q, bias_q, x_zero_point):
-    """Return the folded int32 bias of a layer after proving its accumulator fits int32.
+def prove_accumulator_fits(name, w_q, bias_q, x_zero_point, *, input_bits=8, weight_bits=8,
+                           acc_bits=None):
+    """Return the folded int32 bias of a layer after proving its accumulator fits ``acc_bits``.
 
     Parameters
     ----------
@@ -31,6 +32,10 @@ def prove_accumulator_fits(name, w_q, bias_q, x_zero_point):
         Bias at scale ``input_scale * weight_scale``, not folded.
     x_zero_point : int
         The layer's input zero point.
+    input_bits, weight_bits : int
+        Operand widths (4, 8 or 16).
+    acc_bits : {32, 48}, optional
+        Accumulator width; default :func:`tessera.numerics.default_acc_bits`.
 
     Returns
     -------
@@ -46,20 +51,25 @@ def prove_accumulator_fits(name, w_q, bias_q, x_zero_point):
     from .. import numerics
 
     k = w_q.shape[0]
+    if acc_bits is None:
+        acc_bits = numerics.default_acc_bits(input_bits, weight_bits)
     try:
-        bias_eff = numerics.fold_input_zero_point(w_q, bias_q, x_zero_point)
+        bias_eff = numerics.fold_input_zero_point(w_q, bias_q, x_zero_point,
+                                                  input_bits=input_bits, weight_bits=weight_bits)
     except OverflowError as exc:
         raise OverflowError(f"Layer {name!r} (K={k}) cannot run on int32 accumulators: {exc}; "
                             "split the layer along K into layers of fewer inputs, or rescale "
                             "the inputs so that the bias is smaller") from None
-    bound = numerics.accumulator_bound(w_q, bias_eff)
-    if bound > INT32_MAX:
-        # An all-127 weight column reaches 128 * 127 * K, so K <= 132103 is always safe
-        # without bias.
-        safe_k = INT32_MAX // (128 * 127)
+    bound = numerics.accumulator_bound(w_q, bias_eff, input_bits=input_bits,
+                                       weight_bits=weight_bits)
+    acc_max = (1 << (acc_bits - 1)) - 1
+    if bound > acc_max:
+        # A full-scale weight column reaches 2^(ib-1) * (2^(wb-1) - 1) * K without bias.
+        safe_k = acc_max // ((1 << (input_bits - 1)) * ((1 << (weight_bits - 1)) - 1))
+        wide = "" if acc_bits == 48 else ", use 48-bit accumulators"
         raise OverflowError(
-            f"Layer {name!r} (K={k}) can overflow its int32 accumulator: for some int8 input "
-            f"|sum_k x*w + bias| reaches {bound} > 2**31 - 1; split the layer along K into "
-            f"layers of at most {safe_k} inputs (sum the partial results in float), or reduce "
-            "the input width")
+            f"Layer {name!r} (K={k}) can overflow its int{acc_bits} accumulator: for some "
+            f"int{input_bits} input |sum_k x*w + bias| reaches {bound} > 2**{acc_bits - 1} - 1; "
+            f"split the layer along K into layers of at most {safe_k} inputs (sum the partial "
+            f"results in float){wide}, or reduce the input width")
     return bias_eff

@@ -27,6 +27,13 @@ REFERENCE_ROWS = 256
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _check_bits(bits, weight_bits):
+    from ..spec import OPERAND_BITS
+    for name, value in (("bits", bits), ("weight_bits", weight_bits)):
+        if isinstance(value, bool) or value not in OPERAND_BITS:
+            raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}")
+
+
 def _check_options(mode, per_channel, calibration_method, percentile):
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {', '.join(repr(m) for m in REQUANT_MODES)}, "
@@ -54,7 +61,8 @@ def _check_requant(name, x_scale, w_scale, y_scale, mode):
                          "inputs and weights: check the calibration data") from None
 
 
-def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel):
+def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel, bits=8,
+                    weight_bits=8):
     from .. import numerics
     name = float_layer.name
     peak = float(np.abs(float_layer.weight).max())
@@ -62,11 +70,16 @@ def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel):
         raise ValueError(f"Layer {name!r}: weight magnitude {peak:.3g} does not fit float32; "
                          "rescale the layer")
     in_scale, in_zp = in_qparams
-    out_scale, out_zp = activation_qparams(ranges.output.rmin, ranges.output.rmax)
-    w_q, w_scale = quantize_weights(float_layer.weight, per_channel=per_channel)
+    out_scale, out_zp = activation_qparams(ranges.output.rmin, ranges.output.rmax, bits)
+    w_q, w_scale = quantize_weights(float_layer.weight, per_channel=per_channel,
+                                    bits=weight_bits)
     b_q = quantize_bias(float_layer.bias, in_scale, w_scale, layer_name=name)
     lut_fields = {}
     activation = float_layer.activation
+    if activation in LUT_ACTIVATIONS and bits != 8:
+        raise ValueError(f"Layer {name!r}: activation {activation!r} needs the 8-bit lookup "
+                         f"table, which {bits}-bit activations do not have; quantize with "
+                         "bits=8 or use relu/relu6/identity layers")
     if activation in LUT_ACTIVATIONS:
         lut_scale, lut_zp = activation_qparams(ranges.pre_activation.rmin,
                                                ranges.pre_activation.rmax)
@@ -77,16 +90,16 @@ def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel):
         activation = "lut"
     requant_scale = lut_fields.get("lut_input_scale", out_scale)
     _check_requant(name, in_scale, w_scale, requant_scale, mode)
-    prove_accumulator_fits(name, w_q, b_q, in_zp)
+    prove_accumulator_fits(name, w_q, b_q, in_zp, input_bits=bits, weight_bits=weight_bits)
     return QuantizedLayer(
         name=name, weight=w_q, bias=b_q, input_scale=in_scale, input_zero_point=in_zp,
         weight_scale=w_scale, output_scale=out_scale, output_zero_point=out_zp, mode=mode,
-        activation=activation, **lut_fields)
+        activation=activation, input_bits=bits, weight_bits=weight_bits, **lut_fields)
 
 
 def quantize(model, calibration=None, *, mode=None, per_channel=True,
-             calibration_method="minmax", percentile=99.99):
-    """Quantize a trained MLP to int8 for Tessera.
+             calibration_method="minmax", percentile=99.99, bits=8, weight_bits=None):
+    """Quantize a trained MLP to intN (default int8) for Tessera.
 
     Parameters
     ----------
@@ -107,6 +120,13 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
         Range observer, see :mod:`tessera.quantize.calibrate`.
     percentile : float
         For ``"percentile"``: the central percentage of values kept, in (0, 100].
+    bits : {4, 8, 16}
+        Activation width (model input, every layer output) and, unless ``weight_bits`` is
+        given, weight width. 16-bit activations are symmetric (zero point 0); the lookup-table
+        activations (sigmoid, tanh, ...) need 8 bits. Pre-quantized models keep their widths
+        (int8) and refuse other values.
+    weight_bits : {4, 8, 16}, optional
+        Weight width when it differs from ``bits``.
 
     Returns
     -------
@@ -123,26 +143,36 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
         A bias or an accumulator cannot fit int32 (the message names the layer and K).
     """
     from .sources import resolve_source
+    weight_bits = bits if weight_bits is None else weight_bits
+    _check_bits(bits, weight_bits)
     if mode is not None:
         _check_options(mode, per_channel, calibration_method, percentile)
     kind, payload, source = resolve_source(model, calibration=calibration, mode=mode)
     if kind == "quantized":
+        if (bits, weight_bits) != (8, 8):
+            raise ValueError(f"{source or 'This model'} is already quantized to int8; it cannot "
+                             f"be re-quantized to {bits}-bit activations/{weight_bits}-bit "
+                             "weights: quantize the float model instead")
         return payload
     mode = "onnx" if mode is None else mode
     _check_options(mode, per_channel, calibration_method, percentile)
     float_layers = import_model(payload)
     x = check_calibration_data(calibration, float_layers[0].in_features)
     ranges = calibrate(float_layers, x, calibration_method, percentile)
-    qparams = activation_qparams(ranges[0].input.rmin, ranges[0].input.rmax)
+    qparams = activation_qparams(ranges[0].input.rmin, ranges[0].input.rmax, bits)
     layers = []
     for float_layer, layer_ranges in zip(float_layers, ranges):
         layer = _quantize_layer(float_layer, layer_ranges, qparams, mode=mode,
-                                per_channel=bool(per_channel))
+                                per_channel=bool(per_channel), bits=bits,
+                                weight_bits=weight_bits)
         layers.append(layer)
         qparams = (layer.output_scale, layer.output_zero_point)
     info = {"calibration_method": calibration_method, "percentile": float(percentile),
             "per_channel": bool(per_channel), "calibration_rows": int(x.shape[0]),
+            "bits": bits, "weight_bits": weight_bits,
             "source": source or f"{type(model).__module__}.{type(model).__qualname__}",
-            "matches": RUNTIME_MATCHES[mode]}
+            "matches": RUNTIME_MATCHES[mode] if (bits, weight_bits) == (8, 8) else
+            f"Tessera's {mode} rule on int{bits} activations/int{weight_bits} weights (the "
+            "runtimes are matched for int8 only)"}
     return QuantizedModel(layers, float_layers=float_layers,
                           reference_input=x[:REFERENCE_ROWS], info=info)

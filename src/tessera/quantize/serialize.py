@@ -50,6 +50,7 @@ def save(qmodel, path, *, include_reference=True):
         scales = [layer.input_scale, layer.output_scale]
         entry = {"name": layer.name, "input_zero_point": layer.input_zero_point,
                  "output_zero_point": layer.output_zero_point, "mode": layer.mode,
+                 "input_bits": layer.input_bits, "weight_bits": layer.weight_bits,
                  "activation": layer.activation}
         if layer.activation == "lut":
             scales.append(layer.lut_input_scale)
@@ -119,7 +120,8 @@ def _build(meta, arrays):
             input_scale=scales[0], input_zero_point=entry["input_zero_point"],
             weight_scale=arrays[f"layer{i}.weight_scale"], output_scale=scales[1],
             output_zero_point=entry["output_zero_point"], mode=entry["mode"],
-            activation=entry["activation"], **lut))
+            activation=entry["activation"], input_bits=entry.get("input_bits", 8),
+            weight_bits=entry.get("weight_bits", 8), **lut))
         if "float_activation" in entry:
             float_layers.append(FloatLayer(entry["name"], arrays[f"float{i}.weight"],
                                            arrays[f"float{i}.bias"], entry["float_activation"]))

@@ -1,4 +1,4 @@
-"""Symmetric int8 weights and int32 biases, computed as ONNX Runtime's static quantizer does.
+"""Symmetric intN (4/8/16-bit) weights and int32 biases, computed as ONNX Runtime's static quantizer does.
 
 Weights (symmetric, zero point 0, restricted range ``-127 .. 127`` — ORT's
 ``ONNX_INT_TYPE_SYMMETRIC_RANGE`` for int8 and TFLite's int8 weight spec alike; -128 is never
@@ -26,19 +26,28 @@ _WMAX = 127
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
-def weight_qparams(weight, *, per_channel=True):
-    """Return the float32 weight scale [N] of ``weight`` [K, N] (per-tensor: N equal values)."""
+def weight_qparams(weight, *, per_channel=True, bits=8):
+    """Return the float32 weight scale [N] of ``weight`` [K, N] (per-tensor: N equal values).
+
+    ``bits``-wide weights use the restricted symmetric range ``±(2^(bits-1) - 1)`` (ORT's rule
+    generalised: 127 for int8, 7 for int4, 32767 for int16).
+    """
+    wmax = (1 << (bits - 1)) - 1
     w32 = np.asarray(weight, dtype=np.float32)
     absmax = np.abs(w32).max(axis=0) if per_channel else np.full(w32.shape[1], np.abs(w32).max())
-    scale64 = (2.0 * absmax.astype(np.float64)) / (2 * _WMAX)
+    scale64 = (2.0 * absmax.astype(np.float64)) / (2 * wmax)
     return np.where(scale64 < np.finfo(np.float32).tiny, 1.0, scale64).astype(np.float32)
 
 
-def quantize_weights(weight, *, per_channel=True):
-    """Return ``(w_q int8 [K, N], scale float32 [N])`` for the float weight ``[K, N]``."""
+def quantize_weights(weight, *, per_channel=True, bits=8):
+    """Return ``(w_q [K, N], scale float32 [N])`` for the float weight ``[K, N]``.
+
+    ``w_q`` is int8 for 4- and 8-bit weights, int16 for 16-bit ones.
+    """
+    wmax = (1 << (bits - 1)) - 1
     w32 = np.asarray(weight, dtype=np.float32)
-    scale = weight_qparams(w32, per_channel=per_channel)
-    w_q = np.clip(np.round(w32 / scale), -_WMAX, _WMAX).astype(np.int8)
+    scale = weight_qparams(w32, per_channel=per_channel, bits=bits)
+    w_q = np.clip(np.round(w32 / scale), -wmax, wmax).astype(np.int8 if bits <= 8 else np.int16)
     return w_q, scale
 
 
