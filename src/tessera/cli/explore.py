@@ -92,9 +92,13 @@ def run(args) -> int:
 
     from tessera.explore import (check_rtl, choose_rtl_points, format_table, load_workload,
                                  run_sweep, write_reports)
-    if args.batch < 1:
-        raise ValueError(f"--batch must be a positive integer, not {args.batch}")
+    from tessera.explore.sweep import check_points
+    for name in ("batch", "workers", "rtl_rows"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, not {value}")
     points = _grid(args)
+    check_points(points, args.mode)
     out_dir = Path(args.output)
     print(f"Sweeping {len(points)} design points of {args.model}; reports and cache in "
           f"{out_dir}", file=sys.stderr)

@@ -115,7 +115,8 @@ def build_point(point, config, cache_root, *, seed=1):
         report = build_bitstream(point.board, config, point.clock_mhz, out_dir, seed=seed)
     except BuildError as e:
         message = str(e)
-        if message.startswith("The design does not fit"):    # nextpnr ran out of cells
+        # nextpnr ran out of cells (BuildError.overflow names them in newer tessera.hw.build)
+        if getattr(e, "overflow", None) or message.startswith("The design does not fit"):
             record = _no_fit(message)
             write_json(out_dir / _BUILD_RECORD, record)
             return {**record, "cached": False, "dir": str(out_dir)}

@@ -23,6 +23,9 @@ __all__ = ["DesignPoint", "make_grid", "parse_int_list", "check_bits", "SUPPORTE
 #: Operand widths the sweep knows how to ask for (hardware and quantizer must both accept them).
 SUPPORTED_BITS = (4, 8, 16)
 
+#: Configuration fields derived from the operand widths when unset (``None``).
+_DERIVED_FIELDS = ("acc_bits", "lut")
+
 #: Names the quantizer may give its operand-width parameter once it has one.
 _WIDTH_PARAMETERS = ("bits", "weight_bits")
 
@@ -62,10 +65,21 @@ class DesignPoint:
         ValueError
             The configuration rejects the shape or the width (the message says why).
         """
+        import dataclasses
+
         from tessera.hw.boards import get_board
         base = get_board(self.board).config
-        return base.replace(rows=self.rows, cols=self.cols, input_bits=self.bits,
-                            weight_bits=self.bits)
+        changes = {"rows": self.rows, "cols": self.cols, "input_bits": self.bits,
+                   "weight_bits": self.bits}
+        if self.bits != base.input_bits:
+            # Fields the configuration derives from the operand widths when left unset (the
+            # accumulator width, the lookup table) are derived again for the new width.
+            changes.update({f.name: None for f in dataclasses.fields(base)
+                            if f.name in _DERIVED_FIELDS and f.default is None})
+        try:
+            return base.replace(**changes)
+        except ValueError as e:
+            raise ValueError(f"{self.label}: {e}") from None
 
     def to_dict(self) -> dict:
         """Return the point as a JSON-compatible dict."""

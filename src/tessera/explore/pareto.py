@@ -4,8 +4,9 @@ Point *a* dominates point *b* when *a* is at least as good as *b* on every objec
 strictly better on one. The front is the set of points that no point dominates. Objectives are
 ``(field, sense)`` pairs, ``sense`` being ``"max"`` or ``"min"``; the default is accuracy (max),
 latency in µs at the achieved Fmax (min) and LUTs (min). Points without a value for an
-objective (a design that does not fit, or a sweep without builds) take no part; a sweep without
-builds uses latency in cycles instead of µs and no LUTs.
+objective take no part, and neither do points whose build status is "does not fit" or
+"failed" (they cannot be realised); a sweep without builds uses latency in cycles instead of
+µs and no LUTs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ def _check_objectives(objectives):
                              f"{entry!r}")
 
 
+#: Build statuses of points that cannot be realised (never on the front).
+_UNREALISABLE = ("does not fit", "failed")
+
+
 def _vector(record, objectives):
+    if record.get("status") in _UNREALISABLE:
+        return None
     values = []
     for name, sense in objectives:
         value = record.get(name)

@@ -123,7 +123,8 @@ def load_float_layers(model, calibration=None):
         if kind != "float":
             raise ValueError(f"{path} is an already quantized ONNX model; tessera explore "
                              "re-quantizes for every width, so give the float model")
-        return source, _layers_from_float(payload)
+        from tessera.quantize import import_model
+        return source, _layers_from_float(import_model(payload))
     raise ValueError(f"Cannot sweep {path}: give digits, a float .onnx file or an .npz of float "
                      f"layers (w0, b0, act0, ...)")
 

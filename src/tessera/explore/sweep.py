@@ -20,7 +20,7 @@ from .evaluate import BUILD_OK, evaluate_point
 from .executors import run_tasks
 from .pareto import mark_front
 
-__all__ = ["SweepResult", "run_sweep", "check_rtl", "choose_rtl_points"]
+__all__ = ["SweepResult", "run_sweep", "check_points", "check_rtl", "choose_rtl_points"]
 
 
 @dataclass
@@ -58,6 +58,16 @@ def _evaluate_task(task, shared):
                           batch=task["batch"], seed=task["seed"], build=task["build"])
 
 
+def check_points(points, mode):
+    """Raise ``ValueError`` if a point's configuration does not build requant ``mode``."""
+    for point in points:
+        config = point.config()
+        if not config.supports(mode):
+            raise ValueError(f"{point.label}: the board's configuration builds requant mode(s) "
+                             f"{', '.join(config.requant_modes)} only, not {mode!r}; use --mode "
+                             f"{config.requant_modes[0]} or another board")
+
+
 def run_sweep(points, workload, cache_dir, *, mode="onnx", batch=64, seed=1, build=True,
               workers=None, scheduler=None, progress=None):
     """Evaluate ``points`` on ``workload``, reusing and filling the cache in ``cache_dir``.
@@ -77,6 +87,7 @@ def run_sweep(points, workload, cache_dir, *, mode="onnx", batch=64, seed=1, bui
         finished so far stay cached.
     """
     start = time.monotonic()
+    check_points(points, mode)
     cache = ResultCache(cache_dir)
     keys = [point_key(p, p.config().hash_hex, workload.model_hash, workload.data_hash,
                       mode=mode, batch=batch, seed=seed) for p in points]
