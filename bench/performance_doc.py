@@ -1,0 +1,178 @@
+"""Render docs/performance.md from the figures ``bench/run_all.py`` collected.
+
+Only formatting: every number on the page comes from a benchmark's JSON output (or a saved
+build report); a benchmark that failed or was not run is named with the reason.
+"""
+
+from __future__ import annotations
+
+__all__ = ["render"]
+
+_TITLES = {
+    "utilisation": "bench/bench_utilisation.py", "rtl": "bench/bench_rtl.py",
+    "boards": "bench/boards.py", "accuracy": "bench/bench_accuracy.py",
+    "numerics": "bench/bench_numerics.py", "quantize": "bench/bench_quantize.py",
+    "compile": "bench/bench_compile.py", "emulator": "bench/bench_emulator.py",
+    "requant": "bench/bench_requant_exhaustive.py",
+}
+
+
+def _table(head, rows):
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _data(results, name):
+    bench = results["benches"].get(name)
+    return bench["data"] if bench and bench["ok"] else None
+
+
+def _source(results, name):
+    bench = results["benches"].get(name)
+    if bench is None:
+        return f"*Not run (`{_TITLES[name]}`).*"
+    quick = " with `--quick`" if bench.get("quick") else ""
+    return f"*From `{_TITLES[name]}`{quick}, {bench.get('date', '')}, {bench['seconds']} s.*"
+
+
+def _utilisation(results):
+    lines = ["## Array utilisation per GEMM shape", ""]
+    data = _data(results, "utilisation")
+    if data:
+        lines += ["Emulator cycle model (equal to the RTL counters): utilisation over compute "
+                  "cycles, and end to end including the loads and stores over the byte-stream "
+                  "link (1 byte per cycle each way). Buffers hold every operand (resident "
+                  "weights).", ""]
+        lines += _table(("array", "M×K×N", "cycles", "util (compute)", "util (end to end)"),
+                        [(r["array"], r["shape"].replace("x", "×"), f"{r['cycles']:,}",
+                          f"{r['utilisation_compute']:.3f}",
+                          f"{r['utilisation_end_to_end']:.3f}") for r in data["rows"]])
+        lines += ["", _source(results, "utilisation"), ""]
+    rtl = _data(results, "rtl")
+    if rtl and rtl.get("gemm"):
+        lines += ["Measured on the RTL (hardware counters):", ""]
+        lines += _table(("simulator", "M×K×N on 8×8", "util (compute)", "util (end to end)",
+                         "counters = emulator"),
+                        [(sim, g["shape"], f"{g['utilisation_compute']:.3f}",
+                          f"{g['utilisation_end_to_end']:.3f}",
+                          "yes" if all(c["exact"] for c in g["counters"].values()) else "NO")
+                         for sim, g in rtl["gemm"].items()])
+        lines += ["", _source(results, "rtl"), ""]
+    return lines
+
+
+def _speed(results):
+    lines = ["## Simulation speed", ""]
+    rtl, emu = _data(results, "rtl"), _data(results, "emulator")
+    rows = []
+    if rtl:
+        rows += [(f"RTL, {name}", f"{cps:,.0f} cycles/s") for name, cps in rtl["speed"].items()]
+        rows += [(f"RTL build, {name}", f"{t:.1f} s") for name, t in rtl["builds"].items()]
+    if emu:
+        rows.append((f"emulator, digits {emu['config']} ({emu['images']} images)",
+                     f"{emu['images_per_s']:,.0f} images/s "
+                     f"({emu['cycles_per_image']:.0f} cycles/image)"))
+    if rows:
+        lines += _table(("what", "speed"), rows) + [""]
+    lines += [_source(results, "rtl"), _source(results, "emulator"), ""]
+    return lines
+
+
+def _boards(results):
+    lines = ["## Resources and Fmax per board", ""]
+    data = _data(results, "boards")
+    if not data:
+        return lines + [_source(results, "boards"), ""]
+    rows = []
+    for r in data:
+        res = r["resources"]
+        use = lambda k: f"{res[k]['used']}/{res[k]['available']}" if k in res else ""  # noqa
+        fmax = min((f for n, f in r["fmax_mhz"].items() if n in r["constraint_mhz"]),
+                   default=min(r["fmax_mhz"].values(), default=0.0))
+        rows.append((r["board"], r["design"], f"{r['config']['rows']}×{r['config']['cols']}",
+                     use("lut4"), use("ff"), use("dsp"), use("bram"), f"{fmax:.1f}",
+                     f"{r['target_mhz']:g}", "met" if r["timing_met"] else "NOT met"))
+    lines += _table(("board", "design", "array", "LUT4", "FF", "DSP", "BRAM", "Fmax MHz",
+                     "target MHz", "timing"), rows)
+    return lines + ["", "Details and critical paths: [boards.md](boards.md). "
+                    + _source(results, "boards"), ""]
+
+
+def _accuracy(results):
+    lines = ["## Accuracy per model and operand width", ""]
+    data = _data(results, "accuracy")
+    if data:
+        rows = []
+        for r in data["rows"]:
+            if r["status"] != "ok":
+                rows.append((r["model"], r["mode"], f"int{r['bits']}",
+                             f"{r['float_accuracy']:.2%}", "not implemented yet", "", ""))
+                continue
+            rows.append((r["model"], r["mode"], f"int{r['bits']}", f"{r['float_accuracy']:.2%}",
+                         f"{r['reference_accuracy']:.2%}", f"{r['emulator_accuracy']:.2%}",
+                         "yes" if r["bit_exact"] else "NO"))
+        lines += _table(("model", "mode", "width", "float", "quantized (NumPy)",
+                         "emulator", "bit-exact"), rows)
+        lines += ["", f"Test splits of the scikit-learn data sets; emulator of an "
+                  f"{data['config']} array. " + _source(results, "accuracy"), ""]
+    else:
+        lines += [_source(results, "accuracy"), ""]
+    return lines
+
+
+def _host(results):
+    lines = ["## Host-side speed", ""]
+    rows = []
+    num = _data(results, "numerics")
+    if num:
+        rows.append((f"quantized_linear {num['size']}³ (onnx)", f"{num['ours_onnx_s'] * 1e3:.1f} ms",
+                     f"{num['ratio_onnx_vs_ort_1thread']:.2f}× ONNX Runtime QGemm (1 thread)"))
+    q = _data(results, "quantize")
+    if q:
+        rows.append((f"quantize MLP {'-'.join(map(str, q['sizes']))}",
+                     f"{q['quantize_per_channel_minmax_s'] * 1e3:.1f} ms",
+                     f"{q['parameters']:,} parameters"))
+    comp = _data(results, "compile")
+    if comp:
+        for r in comp["results"]:
+            rows.append((f"compile {r['model']}", f"{r['compile_s'] * 1e3:.1f} ms",
+                         f"{r['frames']} frames, {r['instructions']} instructions"))
+    emu = _data(results, "emulator")
+    if emu:
+        rows.append((f"emulator, digits ({emu['images']} images, {emu['config']})",
+                     f"{emu['warm_run_s_best'] * 1e3:.0f} ms",
+                     f"accuracy {emu['accuracy']:.2%}, bit-exact {emu['bit_exact']}"))
+    req = _data(results, "requant")
+    if req:
+        rows.append((f"PostProcessor on Verilator, {req['elements']:,} elements",
+                     f"{req['simulation_s']:.2f} s",
+                     f"{req['mismatch_numerics']} mismatches vs numerics, "
+                     f"{req['mismatch_oracle']} vs the independent oracle"))
+    if rows:
+        lines += _table(("what", "time", "notes"), rows) + [""]
+    lines += [_source(results, n) for n in ("numerics", "quantize", "compile", "requant")]
+    return lines + [""]
+
+
+def render(results) -> str:
+    """Return docs/performance.md for ``results`` (the contents of performance.json)."""
+    lines = ["# Performance", "",
+             "<!-- Generated by bench/run_all.py (make bench) from "
+             "bench/results/performance.json; do not edit by hand. -->", "",
+             "Regenerate with `make bench` (everything, including bitstream builds of every "
+             "board: tens of minutes) or `.venv/bin/python bench/run_all.py --quick` (small "
+             "sizes, saved board reports). The design-space sweep of array sizes and widths "
+             "on your own model is `tessera explore` ([explore.md](explore.md)).", ""]
+    for section in (_utilisation, _speed, _boards, _accuracy, _host):
+        lines += section(results)
+    failed = [(n, b) for n, b in results["benches"].items() if not b["ok"]]
+    if failed:
+        lines += ["## Benchmarks that did not run", ""]
+        for name, bench in failed:
+            reason = bench["error"].splitlines()
+            lines.append(f"- `{_TITLES.get(name, name)}`: {reason[0] if reason else ''}"
+                         + (f" (last line: `{reason[-1].strip()}`)" if len(reason) > 1 else ""))
+        lines.append("")
+    return "\n".join(lines)
