@@ -25,6 +25,7 @@ from tessera.hw.report import BuildReport
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "boards"
+FAILURES = RESULTS / "failed"
 DOCS = ROOT / "docs" / "boards.md"
 
 
@@ -38,11 +39,20 @@ def run_builds(boards, designs, *, seed=1):
             start = time.monotonic()
             print(f"{name} / {design}: building in {out.relative_to(ROOT)} ...", file=sys.stderr,
                   flush=True)
+            failure = FAILURES / f"{name}-{design}.json"
             try:
                 report = build_bitstream(name, out_dir=out, design=design, seed=seed)
             except BuildError as e:
                 print(f"{name} / {design}: FAILED\n{e}", file=sys.stderr)
+                FAILURES.mkdir(parents=True, exist_ok=True)
+                config = BOARDS[name].config
+                failure.write_text(json.dumps({
+                    "board": name, "device": BOARDS[name].device, "design": design,
+                    "config": config.to_dict(), "config_hash": config.hash_hex,
+                    "error": str(e).splitlines()[0], "overflow": e.overflow}, indent=2) + "\n")
+                (RESULTS / f"{name}-{design}.json").unlink(missing_ok=True)
                 continue
+            failure.unlink(missing_ok=True)
             report.save(RESULTS / f"{name}-{design}.json")
             print(f"{name} / {design}: {report.fmax_design_mhz:.1f} MHz "
                   f"({'met' if report.timing_met else 'NOT met'}), "
@@ -56,6 +66,22 @@ def load_reports():
     order = {name: i for i, name in enumerate(BOARDS)}
     reports = [BuildReport.load(p) for p in sorted(RESULTS.glob("*.json"))]
     return sorted(reports, key=lambda r: (order.get(r.board, 99), r.design != "accelerator"))
+
+
+def load_failures():
+    """Return the saved records of builds that did not fit or failed."""
+    return [json.loads(p.read_text()) for p in sorted(FAILURES.glob("*.json"))]
+
+
+def _failures(failures):
+    if not failures:
+        return "Every build listed above completed."
+    lines = ["Builds that did not complete (the message is the flow's own):", ""]
+    for f in failures:
+        c = f["config"]
+        lines.append(f"- **{f['board']}** / {f['design']}, {c['rows']}×{c['cols']}, requant "
+                     f"{'+'.join(c['requant_modes'])}: {f['error']}")
+    return "\n".join(lines)
 
 
 def _cell(report, resource):
@@ -107,8 +133,8 @@ def _presets():
     return "\n".join(lines)
 
 
-def render_docs(reports):
-    """Return the text of docs/boards.md for ``reports``."""
+def render_docs(reports, failures=()):
+    """Return the text of docs/boards.md for ``reports`` (and failed builds)."""
     tools = sorted({v for r in reports for v in r.tools.values()})
     text = f"""# Boards
 
@@ -135,9 +161,11 @@ the tools run, with the nearest configuration that fits.
 {_presets()}
 
 The UART runs at {DEFAULT_BAUD} baud by default (`--baud`), 8N1. On the iCE40UP5K all eight
-SB_MAC16 blocks are MACs (2×4); the requant unit's 24×24 and 32×32 products are built from logic
-(Yosys `booth` before `synth_ice40 -dsp`). On the ECP5 each MAC is one MULT18X18D and the requant
-products take eight more.
+SB_MAC16 blocks are MACs (2×4): every other multiplication (the requant unit's 24×24 mantissa
+product, address arithmetic) is turned into logic by Yosys `booth` before `synth_ice40 -dsp`,
+and the preset builds requant mode `onnx` only (the 32×32 product of mode `tflite` costs about
+2500 LUT4 as logic). On the ECP5 each MAC is one MULT18X18D and the requant products take a few
+more (the pre-build check counts four per mode).
 
 ## Measured results
 
@@ -150,6 +178,8 @@ clock at the PLL output. Tools: {", ".join(tools) if tools else "–"}.
 Critical paths (nextpnr; source cell → destination cell, path delay):
 
 {_critical_paths(reports)}
+
+{_failures(failures)}
 
 ## Programming
 
@@ -196,9 +226,9 @@ configuration, so pass the same `--config` file to `tessera build` and to
     return text
 
 
-def write_docs(reports, path=DOCS):
+def write_docs(reports, failures=(), path=DOCS):
     """Write docs/boards.md (or ``path``) from ``reports``; return the path."""
-    Path(path).write_text(render_docs(reports), encoding="utf-8")
+    Path(path).write_text(render_docs(reports, failures), encoding="utf-8")
     return Path(path)
 
 
@@ -216,7 +246,7 @@ def main(argv=None):
     if not args.docs_only:
         run_builds(args.boards.split(","), args.designs.split(","), seed=args.seed)
     reports = load_reports()
-    path = write_docs(reports)
+    path = write_docs(reports, load_failures())
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:

@@ -40,17 +40,29 @@ _BRAM_SHAPES = {
 #: are built from logic so that all SB_MAC16 serve the array (see ``_ICE40_SCRIPT``).
 _REQUANT_DSP = {"ice40": {"onnx": 0, "tflite": 0}, "ecp5": {"onnx": 4, "tflite": 4}}
 
-#: Yosys commands run before ``synth_ice40 -dsp``: multiplications wider than an SB_MAC16
-#: operand (the requant unit's) become Booth-encoded logic, so the DSP blocks go to the MACs
-#: (``booth`` skips modules that still contain processes, hence ``proc`` first).
-_ICE40_SCRIPT = "proc; booth t:$mul r:A_WIDTH>16 %i t:$mul r:B_WIDTH>16 %i %u"
+#: Yosys commands run before ``synth_ice40 -dsp``: every multiplication that is not a MAC of the
+#: array (``input_bits`` x ``weight_bits``) becomes Booth-encoded logic, so that the scarce
+#: SB_MAC16 blocks all go to the array (``booth`` skips modules that still contain processes,
+#: hence ``proc`` first).
+_ICE40_SCRIPT = ("proc; booth t:$mul t:$mul r:A_WIDTH={a} %i r:B_WIDTH={b} %i %d")
 
 #: Cell types nextpnr names in its utilisation table, for the "does not fit" message.
 _UTIL_LINE = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
 
 
 class BuildError(RuntimeError):
-    """A build could not start or a tool failed; the message says why and what to do."""
+    """A build could not start or a tool failed; the message says why and what to do.
+
+    Attributes
+    ----------
+    overflow : dict
+        For a design that does not fit: ``{nextpnr cell type: {"used": n, "available": n}}`` of
+        the exhausted resources (empty otherwise).
+    """
+
+    def __init__(self, message, *, overflow=None):
+        super().__init__(message)
+        self.overflow = dict(overflow or {})
 
 
 def _bram_blocks(family, width, depth):
@@ -154,6 +166,7 @@ def _tail(text, lines=15):
 
 
 def _failure_message(board, build_dir, returncode):
+    """Return the :class:`BuildError` for a failed tool run, from the logs it left."""
     tim, rpt, out = build_dir / f"{_NAME}.tim", build_dir / f"{_NAME}.rpt", build_dir / "build.log"
     synthesised = rpt.exists() and "End of script" in rpt.read_text(errors="replace")
     stage = "yosys" if not synthesised else "nextpnr" if not (build_dir / f"{_NAME}.asc").exists() \
@@ -162,14 +175,50 @@ def _failure_message(board, build_dir, returncode):
     text = log.read_text(errors="replace") if log.exists() else ""
     if not text.strip():  # the tool stopped before writing its log: its stderr is all there is
         log, text = out, out.read_text(errors="replace") if out.exists() else ""
-    over = [f"{cell} {used}/{avail}" for cell, used, avail, _ in _UTIL_LINE.findall(text)
-            if int(used) > int(avail)]
+    over = {cell: {"used": int(used), "available": int(avail)}
+            for cell, used, avail, _ in _UTIL_LINE.findall(text) if int(used) > int(avail)}
     if over:
-        return (f"The design does not fit the {board.device}: {', '.join(over)} (used/available). "
-                f"Use a smaller configuration (fewer rows/cols or shallower buffers).\n"
-                f"Last lines of {log.name}:\n{_tail(text)}")
-    return (f"{stage} failed (exit status {returncode}). Last lines of {log.name} in "
-            f"{build_dir}:\n{_tail(text)}")
+        listed = ", ".join(f"{cell} {u['used']}/{u['available']}" for cell, u in over.items())
+        return BuildError(
+            f"The design does not fit the {board.device}: {listed} (used/available). "
+            f"Use a smaller configuration (fewer rows/cols or shallower buffers).\n"
+            f"Last lines of {log.name}:\n{_tail(text)}", overflow=over)
+    return BuildError(f"{stage} failed (exit status {returncode}). Last lines of {log.name} in "
+                      f"{build_dir}:\n{_tail(text)}")
+
+
+def _abc9_crashed(build_dir):
+    rpt = build_dir / f"{_NAME}.rpt"
+    if not rpt.exists():
+        return False
+    tail = rpt.read_text(errors="replace")[-3000:]
+    return "ABC_OPS_REINTEGRATE" in tail and "ERROR: Assert" in tail
+
+
+def _run_plan(board, top, build_dir, overrides, tools, progress, start):
+    """Write the build plan into ``build_dir``, run its script; return the exit status."""
+    for stale in (f"{_NAME}.tim", f"{_NAME}.rpt", f"{_NAME}.asc", f"{_NAME}.config"):
+        (build_dir / stale).unlink(missing_ok=True)
+    platform = board.make_platform()
+    plan = platform.build(top, name=_NAME, do_build=False, **overrides)
+    # Equivalent to plan.execute_local(build_dir, env=...), with the output captured to a log
+    # so that progress can be shown and a failure reported with the relevant lines.
+    plan.extract(str(build_dir))
+    with open(build_dir / "build.log", "w") as log:
+        proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=build_dir, stdout=log,
+                                stderr=subprocess.STDOUT, env=tool_environment(tools))
+        while True:
+            try:
+                proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if progress:
+                    progress(_progress_stage(build_dir), time.monotonic() - start)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+    return proc.returncode
 
 
 def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, design="accelerator",
@@ -222,30 +271,22 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
     overrides = {"nextpnr_opts": f"--report {_NAME}.report.json --detailed-timing-report "
                                  f"--timing-allow-fail --seed {seed}"}
     if board.family == "ice40":
-        overrides.update(synth_opts="-dsp", script_after_read=_ICE40_SCRIPT)
-    platform = board.make_platform()
-    plan = platform.build(top, name=_NAME, do_build=False, **overrides)
-    # Equivalent to plan.execute_local(build_dir, env=...), with the output captured to a log
-    # so that progress can be shown and a failure reported with the relevant lines.
-    plan.extract(str(build_dir))
+        overrides.update(synth_opts="-dsp", script_after_read=_ICE40_SCRIPT.format(
+            a=config.input_bits, b=config.weight_bits))
     start = time.monotonic()
-    with open(build_dir / "build.log", "w") as log:
-        proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=build_dir, stdout=log,
-                                stderr=subprocess.STDOUT, env=tool_environment(tools))
-        while True:
-            try:
-                proc.wait(timeout=1.0)
-                break
-            except subprocess.TimeoutExpired:
-                if progress:
-                    progress(_progress_stage(build_dir), time.monotonic() - start)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
+    returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
+    if returncode != 0 and _abc9_crashed(build_dir):
+        # Yosys 0.70's ABC9 trips an internal assertion on some large ECP5 netlists; the
+        # classic ABC flow maps the same design.
+        if progress:
+            progress("synthesising again without ABC9 (Yosys ABC9 crashed)",
+                     time.monotonic() - start)
+        overrides["synth_opts"] = (overrides.get("synth_opts", "") + " -noabc9").strip()
+        top = BoardTop(board, config, clock_mhz=clock_mhz, baud=baud, design=design)
+        returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
     elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        raise BuildError(_failure_message(board, build_dir, proc.returncode))
+    if returncode != 0:
+        raise _failure_message(board, build_dir, returncode)
 
     report_path = build_dir / f"{_NAME}.report.json"
     if not report_path.exists():
@@ -262,7 +303,9 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
         resources=resources, fmax_mhz=fmax, constraint_mhz=constraint,
         timing_met=bool(constraint) and all(fmax.get(n, 0) >= c for n, c in constraint.items()),
         critical_path=path, elapsed_s=round(elapsed, 1),
-        tools={t.name: t.version or t.command for t in tools.values()},
+        tools={t.name: (t.version or t.command) + (f" (synth options: {overrides['synth_opts']})"
+                                                   if t.name == "yosys" and "synth_opts" in
+                                                   overrides else "") for t in tools.values()},
         bitstream=f"{_NAME}.{board.bitstream_ext}")
     report.save(build_dir / "report.json")
     if progress:

@@ -20,7 +20,7 @@ def test_docs_match_the_saved_reports():
     reports = bench.load_reports()
     assert reports, "bench/results/boards/*.json is empty: run bench/boards.py"
     text = (ROOT / "docs" / "boards.md").read_text(encoding="utf-8")
-    assert text == bench.render_docs(reports), \
+    assert text == bench.render_docs(reports, bench.load_failures()), \
         "docs/boards.md is out of date or edited by hand: run bench/boards.py --docs-only"
 
 

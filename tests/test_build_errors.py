@@ -158,3 +158,35 @@ def test_host_library_does_not_import_amaranth():
     code = ("import sys, tessera.cli.build; "
             "assert 'amaranth' not in sys.modules, 'tessera.cli.build imported amaranth'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_does_not_fit_message_from_nextpnr_log(tmp_path):
+    """The lines are nextpnr 0.11's own (from an accelerator build that overflowed a UP5K)."""
+    (tmp_path / "top.rpt").write_text("...\nEnd of script. Logfile hash: 1234\n")
+    (tmp_path / "top.tim").write_text(
+        "Info: Device utilisation:\n"
+        "Info: \t         ICESTORM_LC:    6704/   5280   126%\n"
+        "Info: \t        ICESTORM_RAM:      19/     30    63%\n"
+        "Info: \t        ICESTORM_DSP:       9/      8   112%\n"
+        "Info: Placed 9 cells based on constraints.\n"
+        "ERROR: Unable to place cell 'design.core.array.a_SB_DFFSR_Q_14_DFFLC', no BELs "
+        "remaining to implement cell type 'ICESTORM_LC'\n0 warnings, 1 error\n")
+    error = build._failure_message(get_board("icebreaker"), tmp_path, 1)
+    assert isinstance(error, BuildError)
+    assert str(error).splitlines()[0] == (
+        "The design does not fit the iCE40UP5K: ICESTORM_LC 6704/5280, ICESTORM_DSP 9/8 "
+        "(used/available). Use a smaller configuration (fewer rows/cols or shallower buffers).")
+    assert error.overflow == {"ICESTORM_LC": {"used": 6704, "available": 5280},
+                              "ICESTORM_DSP": {"used": 9, "available": 8}}
+    assert str(error).endswith("    0 warnings, 1 error")
+
+
+def test_abc9_crash_is_recognised(tmp_path):
+    """Yosys 0.70's ABC9 assertion (seen on the ULX3S-85F accelerator) triggers the retry."""
+    (tmp_path / "top.rpt").write_text(
+        "2.46.15.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into "
+        "module).\n<suppressed ~72434 debug messages>\nERROR: Assert `GetSize(conn.first) == "
+        "GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n")
+    assert build._abc9_crashed(tmp_path)
+    (tmp_path / "top.rpt").write_text("ERROR: Module `\\\\top' referenced but not found\n")
+    assert not build._abc9_crashed(tmp_path)
