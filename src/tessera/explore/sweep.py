@@ -20,7 +20,8 @@ from .evaluate import BUILD_OK, evaluate_point
 from .executors import run_tasks
 from .pareto import mark_front
 
-__all__ = ["SweepResult", "run_sweep", "check_points", "check_rtl", "choose_rtl_points"]
+__all__ = ["SweepResult", "run_sweep", "check_points", "check_rtl", "choose_rtl_points",
+           "EXACT_COUNTERS", "CYCLES_TOLERANCE"]
 
 
 @dataclass
@@ -136,11 +137,21 @@ def choose_rtl_points(records, count=2):
     return sorted(picks[:count])
 
 
+#: Counters the RTL must reproduce exactly (work done and bytes moved).
+EXACT_COUNTERS = ("compute_cycles", "macs", "stall_cycles", "rx_bytes", "tx_bytes")
+
+#: Largest relative difference accepted between the RTL's and the model's total ``cycles``:
+#: the simulation bridge runs the clock for a few cycles while a frame is on its way, which the
+#: model (an idealised link) does not count (measured: +1.9 % to +2.5 % on the digits MLP).
+CYCLES_TOLERANCE = 0.05
+
+
 def check_rtl(record, workload, *, rows=8, simulator=None):
     """Run ``rows`` test rows on the emulator and on the RTL of ``record``'s configuration.
 
-    Returns a dict: ``outputs_identical``, ``counters_identical``, both counter sets and the
-    RTL wall time. The comparison is exact (the RTL is built to match the cycle model).
+    Returns a dict: ``outputs_identical`` (bit for bit), ``counters_identical`` (every counter
+    of :data:`EXACT_COUNTERS`), ``cycles_rel_diff`` (RTL vs model), ``ok`` (all of it, with the
+    total cycles within :data:`CYCLES_TOLERANCE`), both counter sets and the RTL wall time.
     """
     import tessera
     from tessera.spec import AcceleratorConfig
@@ -159,8 +170,12 @@ def check_rtl(record, workload, *, rows=8, simulator=None):
             counters = dev.counters()
         results[name] = (out, counters, time.monotonic() - start)
     (emu_out, emu_counters, _), (rtl_out, rtl_counters, rtl_s) = results["emu"], results["rtl"]
+    outputs_identical = bool(np.array_equal(emu_out, rtl_out))
+    counters_identical = all(emu_counters[k] == rtl_counters[k] for k in EXACT_COUNTERS)
+    rel = (rtl_counters["cycles"] - emu_counters["cycles"]) / max(emu_counters["cycles"], 1)
     return {"rows": int(len(x_q)), "target": "sim" + (f":{simulator}" if simulator else ""),
-            "outputs_identical": bool(np.array_equal(emu_out, rtl_out)),
-            "counters_identical": emu_counters == rtl_counters,
+            "outputs_identical": outputs_identical, "counters_identical": counters_identical,
+            "cycles_rel_diff": rel,
+            "ok": outputs_identical and counters_identical and abs(rel) <= CYCLES_TOLERANCE,
             "emu_counters": emu_counters, "rtl_counters": rtl_counters,
             "rtl_wall_s": round(rtl_s, 1)}
