@@ -127,7 +127,8 @@ def _host(results):
     rows = []
     num = _data(results, "numerics")
     if num:
-        rows.append((f"quantized_linear {num['size']}³ (onnx)", f"{num['ours_onnx_s'] * 1e3:.1f} ms",
+        rows.append((f"quantized_linear {num['size']}³ (onnx)",
+                     f"{num['ours_onnx_s'] * 1e3:.1f} ms",
                      f"{num['ratio_onnx_vs_ort_1thread']:.2f}× ONNX Runtime QGemm (1 thread)"))
     q = _data(results, "quantize")
     if q:

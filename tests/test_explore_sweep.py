@@ -162,3 +162,22 @@ def test_interrupted_sweep_resumes_with_the_remaining_points(pool_sweep, workloa
                                     "hardware multipliers (8x2 MACs) but the iCE40UP5K has 8")
     assert big["lut4"] is None and big["latency_us"] is None and not big["pareto"]
     assert big["accuracy"] == result.records[0]["accuracy"]    # the emulator still ran it
+
+
+def test_failed_builds_and_emulator_only_records_are_redone(workload, tmp_path):
+    from tessera.explore import point_key
+    (point,) = make_grid([BOARD], [8], [2], [8])       # refused before any tool runs
+    key = point_key(point, point.config().hash_hex, workload.model_hash, workload.data_hash,
+                    mode="onnx", batch=64, seed=1)
+    cache = ResultCache(tmp_path)
+    emulated = run_sweep([point], workload, tmp_path, build=False, workers=1)
+    assert emulated.records[0]["status"] is None and cache.keys() == [key]
+    # An emulator-only record answers an emulator-only sweep, not one with builds ...
+    assert run_sweep([point], workload, tmp_path, build=False, workers=1).evaluated == 0
+    built = run_sweep([point], workload, tmp_path, workers=1)
+    assert built.evaluated == 1 and built.records[0]["status"] == "does not fit"
+    # ... and a build that failed (a tool error, not "does not fit") is tried again.
+    cache.put(key, {**built.records[0], "status": "failed", "reason": "yosys crashed"})
+    again = run_sweep([point], workload, tmp_path, workers=1)
+    assert again.evaluated == 1 and again.records[0]["status"] == "does not fit"
+    assert run_sweep([point], workload, tmp_path, workers=1).evaluated == 0

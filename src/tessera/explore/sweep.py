@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cache import ResultCache, point_key
-from .evaluate import BUILD_OK, evaluate_point
+from .evaluate import BUILD_FAILED, BUILD_OK, evaluate_point
 from .executors import run_tasks
 from .pareto import mark_front
 
@@ -93,8 +93,10 @@ def run_sweep(points, workload, cache_dir, *, mode="onnx", batch=64, seed=1, bui
     keys = [point_key(p, p.config().hash_hex, workload.model_hash, workload.data_hash,
                       mode=mode, batch=batch, seed=seed) for p in points]
     records = [cache.get(key) for key in keys]
-    # A cached record with a build answers an emulator-only sweep too, but not the reverse.
-    missing = [i for i, r in enumerate(records) if r is None or (build and r["status"] is None)]
+    # A cached record with a build answers an emulator-only sweep too, but not the reverse; a
+    # build that failed (not "does not fit": a tool error) is tried again.
+    missing = [i for i, r in enumerate(records)
+               if r is None or (build and r["status"] in (None, BUILD_FAILED))]
     cached = len(points) - len(missing)
     done = 0
     if progress:
