@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["COLUMNS", "table_rows", "format_markdown", "format_table", "write_reports"]
+__all__ = ["COLUMNS", "table_rows", "objectives_text", "format_markdown", "format_table",
+           "write_reports"]
 
 #: ``(heading, field, format)`` of the table columns.
 COLUMNS = (
@@ -27,6 +28,17 @@ COLUMNS = (
     ("inf/s", "throughput_ips", "{:,.0f}"),
     ("Pareto", "pareto", None),
 )
+
+
+_OBJECTIVE_NAMES = {"accuracy": "accuracy", "latency_us": "latency", "lut4": "LUTs",
+                   "latency_cycles": "latency in cycles"}
+
+
+def objectives_text(records) -> str:
+    """Return the front's objectives as text, e.g. ``"accuracy ↑, latency ↓, LUTs ↓"``."""
+    from .pareto import objectives_for
+    return ", ".join(f"{_OBJECTIVE_NAMES.get(name, name)} {'↑' if sense == 'max' else '↓'}"
+                     for name, sense in objectives_for(records))
 
 
 def _cell(record, field, fmt):
@@ -66,7 +78,7 @@ def format_markdown(result) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     front = [r["label"] for r in records if r.get("pareto")]
-    lines += ["", "Pareto front (accuracy ↑, latency ↓, LUTs ↓): "
+    lines += ["", f"Pareto front ({objectives_text(records)}): "
               + (", ".join(front) if front else "empty (no point has every figure)") + "."]
     notes = _notes(records)
     if notes:
