@@ -1,4 +1,4 @@
-"""Exact integer (int4/int8/int16 operand) matrix products, zero-point folding and accumulator bounds.
+"""Exact int4/int8/int16 matrix products, zero-point folding and accumulator bounds.
 
 NumPy's integer ``@`` does not use BLAS and is about two orders of magnitude slower than a float
 GEMM, so :func:`integer_matmul` runs on float BLAS wherever the result is *provably* exact: every

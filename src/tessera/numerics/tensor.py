@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_bits, check_mode, check_scale, check_zero_point, int_range, storage_dtype
+from ._checks import (check_bits, check_mode, check_scale, check_zero_point, int_range,
+                      storage_dtype)
 from .rounding import round_half_away
 
 __all__ = ["quantize_tensor", "dequantize_tensor", "make_lut"]

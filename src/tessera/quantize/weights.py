@@ -1,4 +1,4 @@
-"""Symmetric intN (4/8/16-bit) weights and int32 biases, computed as ONNX Runtime's static quantizer does.
+"""Symmetric intN weights and int32 biases, computed as ONNX Runtime's static quantizer does.
 
 Weights (symmetric, zero point 0, restricted range ``-127 .. 127`` — ORT's
 ``ONNX_INT_TYPE_SYMMETRIC_RANGE`` for int8 and TFLite's int8 weight spec alike; -128 is never

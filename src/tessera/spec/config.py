@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
+           "DEVICE_OPERAND_BITS", "DEVICE_ACC_BITS",
            "operand_range", "pack_operands", "unpack_operands"]
 
 #: Requantization modes, in the order of their encoding in the ``POST`` instruction.
@@ -31,6 +32,12 @@ OPERAND_BITS = (4, 8, 16)
 
 #: Accumulator widths the stack implements.
 ACC_BITS = (32, 48)
+
+#: Widths the device side (compiler, emulator, gateware) implements today. The numerics reference
+#: and the quantizer implement every width of OPERAND_BITS/ACC_BITS; a configuration is refused
+#: until the whole device stack runs it, so no layer ever half-supports a width.
+DEVICE_OPERAND_BITS = (8,)
+DEVICE_ACC_BITS = (32,)
 
 _MAX_ADDR_DEPTH = 1 << 16  # buffer addresses are 16-bit fields in the ISA
 
@@ -102,6 +109,18 @@ class AcceleratorConfig:
             if isinstance(value, bool) or value not in OPERAND_BITS:
                 raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}")
         self._resolve_widths()
+        for name in ("input_bits", "weight_bits"):
+            value = getattr(self, name)
+            if value not in DEVICE_OPERAND_BITS:
+                raise ValueError(
+                    f"{name}={value} is not implemented by the compiler, emulator and gateware "
+                    f"yet (they run {'/'.join(map(str, DEVICE_OPERAND_BITS))}-bit operands); "
+                    f"tessera.quantize(bits={value}) and tessera.numerics model {value}-bit "
+                    "layers on the host")
+        if self.acc_bits not in DEVICE_ACC_BITS:
+            raise ValueError(f"acc_bits={self.acc_bits} is not implemented by the compiler, "
+                             f"emulator and gateware yet (they run "
+                             f"{'/'.join(map(str, DEVICE_ACC_BITS))}-bit accumulators)")
         _check_int("act_depth", self.act_depth, lo=1, hi=_MAX_ADDR_DEPTH,
                    what="Activation buffer depth")
         _check_int("weight_depth", self.weight_depth, lo=1, hi=_MAX_ADDR_DEPTH,
