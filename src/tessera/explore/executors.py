@@ -71,7 +71,15 @@ def _dask(fn, tasks, shared, scheduler):
     except ImportError:
         raise ImportError("--scheduler needs dask.distributed: pip install 'tessera[explore]' "
                           "(or pip install 'dask[distributed]')") from None
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler, timeout="30s")
+    if isinstance(scheduler, Client):
+        client = scheduler
+    else:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as e:
+            raise OSError(f"Cannot reach the Dask scheduler at {scheduler} ({e}); start one "
+                          "with 'dask scheduler' and workers with 'dask worker ADDRESS', or "
+                          "drop --scheduler to run on local processes") from None
     try:
         shared_future = client.scatter(shared, broadcast=True)
         futures = client.map(fn, tasks, shared=shared_future, pure=False)
