@@ -109,6 +109,8 @@ def test_model_and_data_files_hash_like_the_builtin(digits, tmp_path, capsys):
     assert second["points"] == first["points"]
     assert second["info"]["model"] == "mlp.npz"
     assert [r["status"] for r in first["points"]] == [None, None]     # no builds asked for
+    from tessera.explore.evaluate import RECORD_FIELDS
+    assert set(first["points"][0]) == set(RECORD_FIELDS) | {"key", "pareto"}
     assert all(r["pareto"] == (r["latency_cycles"] == min(p["latency_cycles"]
                                                            for p in first["points"]))
                for r in first["points"])

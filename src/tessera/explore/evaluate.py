@@ -37,12 +37,13 @@ NO_FIT = "does not fit"
 #: Build status of a point whose build failed for another reason.
 BUILD_FAILED = "failed"
 
-#: Top-level fields of a point record.
+#: Top-level fields of a point record (the sweep adds ``key`` and ``pareto``, and
+#: ``rtl_check`` for points checked on the RTL).
 RECORD_FIELDS = (
     "point", "label", "config", "config_hash", "mode", "accuracy", "outputs_identical",
     "cycles_per_inference", "latency_cycles", "setup_cycles", "utilisation", "macs_per_inference",
-    "status", "reason", "lut4", "ff", "dsp", "bram", "fmax_mhz", "target_mhz", "timing_met",
-    "latency_us", "throughput_ips", "build", "elapsed_s",
+    "counters", "status", "reason", "lut4", "ff", "dsp", "bram", "fmax_mhz", "target_mhz",
+    "timing_met", "latency_us", "throughput_ips", "build", "elapsed_s",
 )
 
 _BUILD_RECORD = "does-not-fit.json"
