@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
@@ -36,6 +38,5 @@ def test_utilisation_bench_renders_into_the_page():
 def test_last_json_takes_the_last_json_line():
     assert run_all._last_json('{"a": 1}') == {"a": 1}
     assert run_all._last_json('text\n{"b": 2}\n') == {"b": 2}
-    import pytest
     with pytest.raises(ValueError, match="^no JSON in its output$"):
         run_all._last_json("Traceback ...\nError")
