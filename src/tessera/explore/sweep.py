@@ -100,8 +100,9 @@ def run_sweep(points, workload, cache_dir, *, mode="onnx", batch=64, seed=1, bui
     cached = len(points) - len(missing)
     done = 0
     if progress:
+        pending = set(missing)
         for i, record in enumerate(records):
-            if i not in missing:
+            if i not in pending:
                 done += 1
                 progress(record, done, len(points), True)
     tasks = [{"point": points[i].to_dict(), "cache_root": str(cache.root), "mode": mode,
