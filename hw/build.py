@@ -183,8 +183,10 @@ def _failure_message(board, build_dir, returncode):
             f"The design does not fit the {board.device}: {listed} (used/available). "
             f"Use a smaller configuration (fewer rows/cols or shallower buffers).\n"
             f"Last lines of {log.name}:\n{_tail(text)}", overflow=over)
-    return BuildError(f"{stage} failed (exit status {returncode}). Last lines of {log.name} in "
-                      f"{build_dir}:\n{_tail(text)}")
+    errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR:")]
+    reason = f": {errors[-1]}" if errors else ""
+    return BuildError(f"{stage} failed (exit status {returncode}){reason}\nLast lines of "
+                      f"{log.name} in {build_dir}:\n{_tail(text)}")
 
 
 def _abc9_crashed(build_dir):

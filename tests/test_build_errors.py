@@ -124,7 +124,8 @@ def test_nextpnr_failure_shows_the_log_tail(monkeypatch, tmp_path):
     with pytest.raises(BuildError) as exc:
         build_bitstream("icebreaker", out_dir=tmp_path / "b", design="loopback")
     message = str(exc.value)
-    assert message.startswith("nextpnr failed (exit status 125). Last lines of top.tim in ")
+    assert message.startswith("nextpnr failed (exit status 125): ERROR: Loading PCF failed.\n"
+                              "Last lines of top.tim in ")
     assert message.endswith("    ERROR: package does not have a pin named '99' (on line 4)\n"
                             "    ERROR: Loading PCF failed.\n"
                             "    0 warnings, 2 errors")
