@@ -70,7 +70,8 @@ def test_divisor_errors(clock_hz, baud, message):
 def test_bad_divisor():
     with pytest.raises(ValueError) as exc:
         UARTReceiver(divisor=3)
-    assert str(exc.value) == "Divisor must be an integer of at least 4 (clock cycles per bit), not 3"
+    assert str(exc.value) == \
+        "Divisor must be an integer of at least 4 (clock cycles per bit), not 3"
     with pytest.raises(ValueError):
         UARTTransmitter(divisor=8.0)
 
