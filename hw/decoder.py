@@ -1,4 +1,4 @@
-"""Instruction decode and validation: the executor's error table, combinationally.
+"""Instruction decode and validation: the executor's error table, pipelined over the fetch.
 
 ``docs/isa.md`` fixes which status an instruction earns and in which order the checks apply
 (the emulator, :mod:`tessera.runtime.machine`, implements the same order):
@@ -13,9 +13,19 @@
 
 (An instruction with fewer than 16 bytes left in the frame is caught by the executor before it
 is decoded.) Every layout comes from :data:`tessera.hw.layouts.INSN_LAYOUTS`.
+
+Timing: the executor reads an instruction one byte per cycle. Every named field of every
+instruction lies in its first :data:`HEAD_BYTES` bytes (checked at import), so the decode runs
+as a three-step pipeline in the cycles that present the last :data:`DECODE_STEPS` bytes, which
+can only be padding: step 1 registers the field checks, the range sums ``start + count`` and the
+``LOAD`` payload length ``count * entry_bytes`` (shifts and adds of elaboration-time constants,
+no multiplier); step 2 registers the range and length compares; step 3 registers the status by
+priority. The status is therefore ready, from registers, in the cycle after the 16th byte,
+exactly when the unpipelined decode was: the executor's timing (16 cycles per instruction) is
+unchanged.
 """
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,11 +35,53 @@ from tessera.spec.protocol import Status
 
 from .layouts import INSN_LAYOUTS
 
-__all__ = ["InstructionDecoder"]
+__all__ = ["DECODE_STEPS", "HEAD_BYTES", "InstructionDecoder", "times_const"]
+
+#: Pipeline steps of the decode (the last ``DECODE_STEPS`` bytes of an instruction are padding).
+DECODE_STEPS = 3
+#: Bytes of an instruction that hold named fields (the rest must be zero).
+HEAD_BYTES = isa.INSN_BYTES - DECODE_STEPS
+
+
+def _named_field_end(layout):
+    end = 0
+    for name, field in layout:
+        if not name.startswith("_"):
+            end = max(end, field.offset + field.shape.width)
+    return end
+
+
+for _op, _layout in INSN_LAYOUTS.items():
+    if _named_field_end(_layout) > HEAD_BYTES * 8:
+        raise ValueError(
+            f"{_op.name}: a named field ends at bit {_named_field_end(_layout)}, after the first "
+            f"{HEAD_BYTES} bytes; the pipelined decoder needs the last {DECODE_STEPS} bytes of "
+            f"every instruction to be padding (lower DECODE_STEPS in hw/decoder.py)")
+
+
+def times_const(value, factor):
+    """Return ``value * factor`` for a constant ``factor`` as shifts and adds (no multiplier).
+
+    Parameters
+    ----------
+    value : amaranth value
+        Unsigned operand.
+    factor : int
+        Non-negative elaboration-time constant.
+    """
+    if factor < 0:
+        raise ValueError(f"times_const needs a non-negative factor, not {factor}")
+    terms = [value << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
+    if not terms:
+        return Const(0, 1)
+    result = terms[0]
+    for term in terms[1:]:
+        result = result + term
+    return result
 
 
 class InstructionDecoder(wiring.Component):
-    """Check one 128-bit instruction against the configuration (purely combinational).
+    """Check one 128-bit instruction against the configuration, in three pipelined steps.
 
     Parameters
     ----------
@@ -37,24 +89,33 @@ class InstructionDecoder(wiring.Component):
 
     Members
     -------
-    insn : In(128)
-        The instruction word (little-endian bytes, first byte lowest).
-    remaining : In(16)
-        Frame bytes after the instruction (``length - offset - 16``).
+    head : In(HEAD_BYTES * 8)
+        The instruction's first :data:`HEAD_BYTES` bytes (first byte lowest), sampled in step 1.
+    tail : In(8)
+        The instruction byte read in the current step (bytes ``HEAD_BYTES`` .. 15).
+    left : In(16)
+        Frame bytes after the instruction (``length - offset - 16``), sampled in step 2.
+    step : In(DECODE_STEPS)
+        One bit per step: ``step[i]`` in the cycle byte ``HEAD_BYTES + i`` is read.
     status : Out(8)
-        ``Status.OK`` or the first failing check's status.
+        ``Status.OK`` or the first failing check's status (registered, valid after step 3).
+    ok : Out(1)
+        ``status == Status.OK`` (registered).
     opcode : Out(4)
     entry_bytes : Out(range(max_entry + 1))
-        ``LOAD``: bytes per entry of the addressed buffer.
+        ``LOAD``: bytes per entry of the addressed buffer (registered in step 1).
     """
 
     def __init__(self, config):
         self._config = config
         self._max_entry = max(config.entry_bytes(b) for b in Buffer)
         super().__init__({
-            "insn": In(isa.INSN_BYTES * 8),
-            "remaining": In(16),
+            "head": In(HEAD_BYTES * 8),
+            "tail": In(8),
+            "left": In(16),
+            "step": In(DECODE_STEPS),
             "status": Out(8),
+            "ok": Out(1),
             "opcode": Out(4),
             "entry_bytes": Out(range(self._max_entry + 1)),
         })
@@ -62,81 +123,116 @@ class InstructionDecoder(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        view = {op: layout(self.insn) for op, layout in INSN_LAYOUTS.items()}
-        m.d.comb += self.opcode.eq(self.insn[0:4])
+        word = Cat(self.head, Const(0, (isa.INSN_BYTES - HEAD_BYTES) * 8))
+        view = {op: layout(word) for op, layout in INSN_LAYOUTS.items()}
+        load, gemm, post, store = (view[Opcode.LOAD], view[Opcode.GEMM], view[Opcode.POST],
+                                   view[Opcode.STORE])
+        opcode = self.head[0:4]
+        step1, step2, step3 = self.step[0], self.step[1], self.step[2]
 
         def pad_bad(op):
             # Padding fields and the tail after the last field (``struct_layout`` names them
-            # with a leading underscore) must be zero.
+            # with a leading underscore) must be zero; the tail's last bytes are checked on
+            # ``tail`` in each step.
             result = Const(0, 1)
             for name in INSN_LAYOUTS[op].members:
                 if name.startswith("_"):
                     result = result | (view[op][name] != 0)
             return result
 
-        def out_of(start, count, depth):
-            # start + count > depth, computed without wrap-around (17 bits)
-            return (start + count) > depth
-
-        load, gemm, post, store = (view[Opcode.LOAD], view[Opcode.GEMM], view[Opcode.POST],
-                                   view[Opcode.STORE])
-
-        # LOAD
-        depth = Signal(17)
-        entry = Signal(range(self._max_entry + 1))
-        with m.Switch(load.buffer):
-            for buffer in Buffer:
-                with m.Case(buffer):
-                    m.d.comb += [depth.eq(cfg.depth(buffer)), entry.eq(cfg.entry_bytes(buffer))]
-        m.d.comb += self.entry_bytes.eq(entry)
+        # -- step 1: field checks, range sums, payload length -----------------------------------
         load_field = (load.buffer > max(Buffer)) | (load.count == 0)
         if not cfg.lut:
             load_field = load_field | (load.buffer == Buffer.LUT)
-        load_addr = out_of(load.addr, load.count, depth)
-        load_late = (load.count * entry) > self.remaining
-
-        # GEMM
         gemm_field = ((gemm.k == 0) | (gemm.m_rows == 0) | (gemm.m_rows > cfg.rows) |
                       (gemm.n_cols == 0) | (gemm.n_cols > cfg.cols))
-        gemm_addr = (out_of(gemm.a_addr, gemm.k, cfg.act_depth) |
-                     out_of(gemm.w_addr, gemm.k, cfg.weight_depth) |
-                     out_of(gemm.out_addr, gemm.n_cols, cfg.act_depth) |
-                     out_of(gemm.param_addr, gemm.n_cols, cfg.param_depth))
-
-        # POST
         post_field = Const(0, 1)
         for mode in Mode:
             if not cfg.supports(mode.label):
                 post_field = post_field | (post.mode == mode)
         if not cfg.lut:
             post_field = post_field | post.lut
-
-        # STORE
         store_field = store.count == 0
-        store_addr = out_of(store.addr, store.count, cfg.act_depth)
-        store_late = (self.remaining != 0) | (store.count * cfg.act_entry_bytes > cfg.max_payload)
+        fields = {Opcode.LOAD: load_field, Opcode.GEMM: gemm_field, Opcode.POST: post_field,
+                  Opcode.STORE: store_field}
 
-        checks = {
-            Opcode.LOAD: (load_field, load_addr, load_late, Status.TRUNCATED),
-            Opcode.GEMM: (gemm_field, gemm_addr, Const(0, 1), Status.OK),
-            Opcode.POST: (post_field, Const(0, 1), Const(0, 1), Status.OK),
-            Opcode.STORE: (store_field, store_addr, store_late, Status.STORE_NOT_LAST),
-        }
-        with m.Switch(self.opcode):
+        op_r = Signal(4)
+        bad_op = Signal()
+        field_bad = Signal()
+        tail_bad = Signal()
+        buffer = Signal(4)
+        entry = Signal(range(self._max_entry + 1))
+        payload = Signal(16 + self._max_entry.bit_length())
+        load_end, store_end = Signal(17), Signal(17)
+        gemm_ends = [Signal(17, name=f"gemm_end_{i}") for i in range(4)]
+        store_big = Signal()
+        m.d.comb += [self.opcode.eq(op_r), self.entry_bytes.eq(entry)]
+
+        field_now = Signal()
+        entry_now = Signal.like(entry)
+        payload_now = Signal.like(payload)
+        with m.Switch(opcode):
             for op in Opcode:
-                field, addr, late, late_status = checks.get(
-                    op, (Const(0, 1), Const(0, 1), Const(0, 1), Status.OK))
                 with m.Case(op):
-                    with m.If(pad_bad(op)):
-                        m.d.comb += self.status.eq(Status.BAD_FIELD)
-                    with m.Elif(field):
-                        m.d.comb += self.status.eq(Status.BAD_FIELD)
-                    with m.Elif(addr):
-                        m.d.comb += self.status.eq(Status.BAD_ADDRESS)
-                    with m.Elif(late):
-                        m.d.comb += self.status.eq(late_status)
-                    with m.Else():
-                        m.d.comb += self.status.eq(Status.OK)
-            with m.Default():
-                m.d.comb += self.status.eq(Status.BAD_OPCODE)
+                    m.d.comb += field_now.eq(pad_bad(op) | fields.get(op, Const(0, 1)))
+        with m.Switch(load.buffer):
+            for buf in Buffer:
+                with m.Case(buf):
+                    size = cfg.entry_bytes(buf)
+                    m.d.comb += [entry_now.eq(size), payload_now.eq(times_const(load.count, size))]
+        with m.If(step1):
+            m.d.sync += [
+                op_r.eq(opcode),
+                bad_op.eq(opcode > max(Opcode)),
+                field_bad.eq(field_now),
+                tail_bad.eq(self.tail != 0),
+                buffer.eq(load.buffer), entry.eq(entry_now), payload.eq(payload_now),
+                load_end.eq(load.addr + load.count),
+                store_end.eq(store.addr + store.count),
+                gemm_ends[0].eq(gemm.a_addr + gemm.k),
+                gemm_ends[1].eq(gemm.w_addr + gemm.k),
+                gemm_ends[2].eq(gemm.out_addr + gemm.n_cols),
+                gemm_ends[3].eq(gemm.param_addr + gemm.n_cols),
+                # count * act_entry_bytes > max_payload, without the product
+                store_big.eq(store.count > cfg.max_payload // cfg.act_entry_bytes),
+            ]
+
+        # -- step 2: range and length compares ----------------------------------------------------
+        addr_bad = Signal()
+        late = Signal()
+        load_depth_bad = Signal()
+        with m.Switch(buffer):
+            for buf in Buffer:
+                with m.Case(buf):
+                    m.d.comb += load_depth_bad.eq(load_end > cfg.depth(buf))
+        gemm_depths = (cfg.act_depth, cfg.weight_depth, cfg.act_depth, cfg.param_depth)
+        gemm_addr_bad = Const(0, 1)
+        for end, depth in zip(gemm_ends, gemm_depths):
+            gemm_addr_bad = gemm_addr_bad | (end > depth)
+        with m.If(step2):
+            m.d.sync += tail_bad.eq(tail_bad | (self.tail != 0))
+            with m.Switch(op_r):
+                with m.Case(Opcode.LOAD):
+                    m.d.sync += [addr_bad.eq(load_depth_bad), late.eq(payload > self.left)]
+                with m.Case(Opcode.GEMM):
+                    m.d.sync += [addr_bad.eq(gemm_addr_bad), late.eq(0)]
+                with m.Case(Opcode.STORE):
+                    m.d.sync += [addr_bad.eq(store_end > cfg.act_depth),
+                                 late.eq((self.left != 0) | store_big)]
+                with m.Default():
+                    m.d.sync += [addr_bad.eq(0), late.eq(0)]
+
+        # -- step 3: the status, by priority ------------------------------------------------------
+        late_status = Mux(op_r == Opcode.LOAD, Status.TRUNCATED, Status.STORE_NOT_LAST)
+        with m.If(step3):
+            with m.If(bad_op):
+                m.d.sync += [self.status.eq(Status.BAD_OPCODE), self.ok.eq(0)]
+            with m.Elif(field_bad | tail_bad | (self.tail != 0)):
+                m.d.sync += [self.status.eq(Status.BAD_FIELD), self.ok.eq(0)]
+            with m.Elif(addr_bad):
+                m.d.sync += [self.status.eq(Status.BAD_ADDRESS), self.ok.eq(0)]
+            with m.Elif(late):
+                m.d.sync += [self.status.eq(late_status), self.ok.eq(0)]
+            with m.Else():
+                m.d.sync += [self.status.eq(Status.OK), self.ok.eq(1)]
         return m

@@ -18,9 +18,10 @@ hands one response to the :class:`~tessera.hw.link.FrameSender`. Request handlin
   as they are once the request is received; ``CLEAR_COUNTERS`` clears before answering.
 
 Timing (the emulator's cycle model, ``docs/architecture.md``): the frame buffer is read one byte
-per cycle; an instruction is decoded in the cycle after its 16th byte, and when it completes in
-that cycle the first byte of the next one is read at the same time, so an instruction costs 16
-cycles and a ``LOAD`` one more per payload byte. A ``GEMM`` is offered to the Core in its decode
+per cycle; an instruction is decoded while its last (padding) bytes are read, a pipeline in
+:mod:`tessera.hw.decoder` whose status is registered by the cycle after the 16th byte; when the
+instruction completes in that cycle the first byte of the next one is read at the same time, so
+an instruction costs 16 cycles and a ``LOAD`` one more per payload byte. A ``GEMM`` is offered to the Core in its decode
 cycle and held until accepted.
 """
 
@@ -34,7 +35,7 @@ from tessera.spec.isa import Opcode
 from tessera.spec.protocol import Kind, Status
 
 from .core import GEMM_COMMAND, write_width
-from .decoder import InstructionDecoder
+from .decoder import DECODE_STEPS, HEAD_BYTES, InstructionDecoder, times_const
 from .layouts import INSN_LAYOUTS, READ_REQUEST
 from .link import FRAME_INFO, RESPONSE_HEADER
 
@@ -133,7 +134,17 @@ class Executor(wiring.Component):
         insn = Signal(isa.INSN_BYTES * 8)
         fetched = Signal(range(isa.INSN_BYTES + 1))
         insn_offset = Signal(16)
-        m.d.comb += [decoder.insn.eq(insn), decoder.remaining.eq(length - pos)]
+        insn_left = Signal(16)     # frame bytes after the instruction being fetched
+        # The decode pipeline runs while the last DECODE_STEPS bytes (padding) are read: the
+        # first HEAD_BYTES bytes are then the top of the shift register.
+        in_fetch = Signal()
+        m.d.comb += [
+            decoder.head.eq(insn[-HEAD_BYTES * 8:]),
+            decoder.tail.eq(byte),
+            decoder.left.eq(insn_left),
+            decoder.step.eq(Cat(*[in_fetch & (fetched == HEAD_BYTES + i)
+                                  for i in range(DECODE_STEPS)])),
+        ]
         gemm = INSN_LAYOUTS[Opcode.GEMM](insn)
         load = INSN_LAYOUTS[Opcode.LOAD](insn)
         post = INSN_LAYOUTS[Opcode.POST](insn)
@@ -224,7 +235,8 @@ class Executor(wiring.Component):
                 record_error(Status.TRUNCATED, at, byte[0:4])
             with m.Else():
                 m.d.comb += take.eq(1)
-                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(1), insn_offset.eq(at)]
+                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(1), insn_offset.eq(at),
+                             insn_left.eq(length - at - isa.INSN_BYTES)]
                 m.next = "FETCH"
 
         with m.FSM(name="executor") as fsm:
@@ -278,8 +290,9 @@ class Executor(wiring.Component):
                     m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
                 with m.Else():
                     request = READ_REQUEST(insn[-protocol.READ_LAYOUT.width:])
+                    # count * rows > max_payload, without the product
                     with m.If((request.count == 0) |
-                              (request.count * rows > cfg.max_payload)):
+                              (request.count > cfg.max_payload // rows)):
                         respond_error(Status.BAD_FIELD)
                     with m.Elif(request.addr + request.count > cfg.act_depth):
                         respond_error(Status.BAD_ADDRESS)
@@ -289,20 +302,20 @@ class Executor(wiring.Component):
             with m.State("READ_WAIT"):
                 with m.If(self.core_idle):
                     m.d.sync += [status.eq(Status.OK), resp_act.eq(1), act_addr.eq(store_addr),
-                                 resp_length.eq(store_count * rows)]
+                                 resp_length.eq(times_const(store_count, rows))]
                     m.next = "RESPOND"
 
             # -- EXEC ---------------------------------------------------------------------------
             with m.State("FIRST"):
                 next_instruction(pos)
             with m.State("FETCH"):
-                m.d.comb += take.eq(1)
+                m.d.comb += [take.eq(1), in_fetch.eq(1)]
                 m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
                 with m.If(fetched == isa.INSN_BYTES - 1):
                     m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 opcode = decoder.opcode
-                with m.If(decoder.status != Status.OK):
+                with m.If(~decoder.ok):
                     record_error(decoder.status, insn_offset, opcode)
                 with m.Elif(opcode == Opcode.LOAD):
                     entry = decoder.entry_bytes
@@ -355,7 +368,7 @@ class Executor(wiring.Component):
                     m.next = "RESPOND"
                 with m.Else():
                     m.d.sync += [act_addr.eq(store_addr), resp_act.eq(store_valid),
-                                 resp_length.eq(Mux(store_valid, store_count * rows, 0))]
+                                 resp_length.eq(Mux(store_valid, times_const(store_count, rows), 0))]
                     m.next = "READ_WAIT_EXEC"
             with m.State("READ_WAIT_EXEC"):
                 with m.If(self.core_idle):
