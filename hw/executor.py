@@ -118,6 +118,7 @@ class Executor(wiring.Component):
 
         # -- frame-buffer byte reader: `byte` is the payload byte at offset `pos` -----------
         pos = Signal(16)
+        rest = Signal(16)      # length - pos, kept as a register (no subtract in the decisions)
         byte = self.buf_rd_data
         take = Signal()        # consume `byte`; the next one is presented next cycle
         seek = Signal()        # present offset 0 next cycle
@@ -126,9 +127,9 @@ class Executor(wiring.Component):
             self.buf_rd_addr.eq(Mux(seek, 0, pos + 1)),
         ]
         with m.If(seek):
-            m.d.sync += pos.eq(0)
+            m.d.sync += [pos.eq(0), rest.eq(length)]
         with m.Elif(take):
-            m.d.sync += pos.eq(pos + 1)
+            m.d.sync += [pos.eq(pos + 1), rest.eq(rest - 1)]
 
         # -- instruction register and decode --------------------------------------------------
         insn = Signal(isa.INSN_BYTES * 8)
@@ -226,17 +227,17 @@ class Executor(wiring.Component):
             m.d.sync += [status.eq(code), err_offset.eq(offset), err_opcode.eq(opcode)]
             m.next = "FINISH"
 
-        def next_instruction(at):
-            """Start the instruction at offset ``at`` (= ``pos``), or end the program."""
-            with m.If(at == length):
+        def next_instruction():
+            """Start the instruction at offset ``pos``, or end the program."""
+            with m.If(rest == 0):
                 m.d.sync += status.eq(Status.OK)
                 m.next = "FINISH"
-            with m.Elif(length - at < isa.INSN_BYTES):
-                record_error(Status.TRUNCATED, at, byte[0:4])
+            with m.Elif(rest < isa.INSN_BYTES):
+                record_error(Status.TRUNCATED, pos, byte[0:4])
             with m.Else():
                 m.d.comb += take.eq(1)
-                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(1), insn_offset.eq(at),
-                             insn_left.eq(length - at - isa.INSN_BYTES)]
+                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(1), insn_offset.eq(pos),
+                             insn_left.eq(rest - isa.INSN_BYTES)]
                 m.next = "FETCH"
 
         with m.FSM(name="executor") as fsm:
@@ -307,7 +308,7 @@ class Executor(wiring.Component):
 
             # -- EXEC ---------------------------------------------------------------------------
             with m.State("FIRST"):
-                next_instruction(pos)
+                next_instruction()
             with m.State("FETCH"):
                 m.d.comb += [take.eq(1), in_fetch.eq(1)]
                 m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
@@ -330,26 +331,26 @@ class Executor(wiring.Component):
                 with m.Elif(opcode == Opcode.GEMM):
                     m.d.comb += self.o_cmd.valid.eq(~wr_pending)
                     with m.If(self.o_cmd.valid & self.o_cmd.ready):
-                        next_instruction(pos)
+                        next_instruction()
                 with m.Elif(opcode == Opcode.POST):
                     m.d.sync += [post_state["mode"].eq(post.mode), post_state["lut"].eq(post.lut),
                                  post_state["zero_point"].eq(post.zero_point),
                                  post_state["lo"].eq(post.lo), post_state["hi"].eq(post.hi)]
-                    next_instruction(pos)
+                    next_instruction()
                 with m.Elif(opcode == Opcode.STORE):
                     m.d.sync += [store_valid.eq(1), store_addr.eq(store.addr),
                                  store_count.eq(store.count), status.eq(Status.OK)]
                     m.next = "FINISH"
                 with m.Elif(opcode == Opcode.SYNC):
                     with m.If(self.core_idle & ~wr_pending):
-                        next_instruction(pos)
+                        next_instruction()
                 with m.Else():   # NOP
-                    next_instruction(pos)
+                    next_instruction()
             with m.State("LOAD"):
                 with m.If(gather_byte(ld_index, ld_entry, ld_addr, ld_left, ld_buffer)):
                     m.next = "NEXT"
             with m.State("NEXT"):
-                next_instruction(pos)
+                next_instruction()
 
             with m.State("FINISH"):
                 # Every EXEC is answered once the Core is idle (and the last LOAD entry written).
