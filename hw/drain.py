@@ -10,9 +10,10 @@ multiplexer. Results are collected by ``tag`` into an entry (bytes ``r >= m_rows
 result carrying ``last`` completes the entry, which is written to ``ACT[out_addr + c]`` in the next
 cycle (the write has priority over the host on the ACT write port).
 
-The drain occupies itself for exactly ``m_rows*n_cols + DRAIN_OVERHEAD_CYCLES`` cycles, *h ...
-h + elements + DRAIN_OVERHEAD_CYCLES - 1*; ``i_cmd.ready`` (and with it the next hand-off) comes
-back in the cycle after. The last write happens ``PostProcessor.latency + 1`` cycles after the
+The drain occupies itself for exactly ``m_rows*n_cols*c + DRAIN_OVERHEAD_CYCLES`` cycles, *h ... h +
+elements*c + DRAIN_OVERHEAD_CYCLES - 1*, with ``c = config.requant_cycles`` (an iterative requant
+multiplier accepts one element every ``c`` cycles); ``i_cmd.ready`` (and with it the next hand-off)
+comes back in the cycle after. The last write happens ``PostProcessor.latency + 1`` cycles after the
 last element is sent, so the overhead must be at least ``latency + 2``; shorter pipelines are
 padded, so the timing constant does not depend on the PostProcessor's implementation.
 """
@@ -94,7 +95,8 @@ class Drain(wiring.Component):
         rows = config.rows
 
         cmd = Signal(DRAIN_COMMAND)
-        timer = Signal(16 + 1)            # cycles of the drain left after this one
+        cpe = config.requant_cycles
+        timer = Signal(range((1 << 16) * cpe + DRAIN_OVERHEAD_CYCLES))  # cycles left after this
         active = Signal()                 # elements left to send
         row = Signal(range(max(rows, 2)))
         col = Signal(8)
@@ -119,7 +121,8 @@ class Drain(wiring.Component):
 
         # Timer: the drain's fixed duration.
         with m.If(start):
-            m.d.sync += timer.eq(self.i_cmd.payload.elements + (DRAIN_OVERHEAD_CYCLES - 1))
+            m.d.sync += timer.eq(self.i_cmd.payload.elements * cpe
+                                 + (DRAIN_OVERHEAD_CYCLES - 1))
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
 

@@ -7,9 +7,9 @@ Computes ``tessera.numerics.postprocess`` of ``wrap32(acc + bias)`` (docs/isa.md
 stage  work
 ====== ==================================================================================
 0      ``a = wrap32(acc + bias)``; capture the per-element parameters
-1..4   requant, mode "onnx" (:class:`OnnxRequant`) and/or "tflite" (:class:`TfliteRequant`)
+1..6   requant, mode "onnx" (:class:`OnnxRequant`) and/or "tflite" (:class:`TfliteRequant`)
        in parallel, then the mode select; result saturated to int16
-5      ``+ zero_point``, clamp, optional LUT (:class:`Activation`)
+7      ``+ zero_point``, clamp, optional LUT (:class:`Activation`)
 ====== ==================================================================================
 
 Flow control: the whole pipeline advances in a cycle when its output register is empty or
@@ -17,6 +17,11 @@ being taken (``~o.valid | o.ready``), and holds otherwise. ``i.ready`` is that a
 so the producer may present ``valid`` whenever it has data (lib.stream rules: ``o.valid`` never
 depends on ``o.ready`` combinationally, only ``i.ready`` does). With ``o.ready`` held high the
 output for an input accepted in cycle *t* is valid in cycle *t* + :attr:`PostProcessor.latency`.
+
+With ``config.requant_cycles = c > 1`` the onnx mantissa product is iterative: while it works on
+an element (``c - 1`` cycles per element) the whole pipeline holds (``i.ready`` low), so a
+stream of elements costs exactly ``c`` cycles each and an element's result still appears
+``latency`` advancing cycles after its transfer.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -115,14 +120,18 @@ class PostProcessor(wiring.Component):
         requant_latency = OnnxRequant.latency
 
         advance = Signal()
+        hold = Signal()                  # the iterative multiplier needs this cycle
         valid = Signal(self.latency)
         m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
+            advance.eq((~self.o.valid | self.o.ready) & ~hold),
             self.i.ready.eq(advance),
             self.o.valid.eq(valid[-1]),
         ]
         with m.If(advance):
             m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
+        with m.Elif(self.o.ready):
+            # Held by the iterative multiplier: the output register is still taken.
+            m.d.sync += valid[-1].eq(0)
 
         def delayed(value, cycles, name):
             # A chain of enabled registers: `value` as it was `cycles` advances ago.
@@ -143,12 +152,14 @@ class PostProcessor(wiring.Component):
                 a.eq(p.acc + p.bias),    # 33-bit sum, low 32 bits kept: int32 wrap
             ]
 
-        # ---- stages 1..4: requant ----------------------------------------------------------
+        # ---- stages 1..6: requant ----------------------------------------------------------
         results = {}
         if "onnx" in config.requant_modes:
-            m.submodules.onnx = onnx = OnnxRequant()
+            m.submodules.onnx = onnx = OnnxRequant(config.requant_cycles)
             m.d.comb += [
                 onnx.en.eq(advance),
+                onnx.valid.eq(valid[0]),
+                hold.eq(onnx.hold),
                 onnx.a.eq(a),
                 onnx.multiplier.eq(stage0.multiplier),
             ]
@@ -170,7 +181,7 @@ class PostProcessor(wiring.Component):
             m.d.comb += requant.eq(Mux(mode == isa.Mode.TFLITE, results[isa.Mode.TFLITE],
                                        results[isa.Mode.ONNX]))
 
-        # ---- stage 5: zero point, clamp, LUT -------------------------------------------------
+        # ---- stage 7: zero point, clamp, LUT -------------------------------------------------
         m.submodules.activation = activation = Activation(lut=config.lut)
         m.d.comb += [
             activation.en.eq(advance),

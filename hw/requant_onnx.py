@@ -1,16 +1,25 @@
 """Requantization mode "onnx" in integer logic: ``rint(float32(a) * M)``.
 
 NUMERICS.md defines the mode with float32 arithmetic; this unit reproduces it bit for bit with
-integers only, in four registered stages (one result per enabled cycle):
+integers only, in six registered stages (one result per enabled cycle, or one per ``cycles``
+cycles with the iterative multiplier):
 
-1. int32 → float32: sign, magnitude, leading-zero count and normalisation (one log-shifter that
-   yields both), round-to-nearest-even of the 8 bits below the 24-bit mantissa, carry into the
-   exponent.
-2. 24×24-bit mantissa product (one 48-bit multiplier) and the exponent sum.
-3. Normalisation of the product (it lies in [2^46, 2^48): at most one bit of shift) and
-   round-to-nearest-even to a 24-bit mantissa, again with the carry into the exponent — this is
-   the float32 rounding of the multiply.
-4. Rounding of that float32 to an integer, ties to even, saturated to int16.
+1. Sign and magnitude ``|a|`` (32 unsigned bits; ``|INT32_MIN| = 2^31`` fits); fields of ``M``.
+2. Leading-zero normalisation of ``|a|`` (one log shifter yields the shifted value and the
+   count): ``norm = |a| << lz`` has its leading one at bit 31.
+3. The mantissa product. ``float32(|a|) = (hi + r) * 2^(8 - lz)`` with ``hi = norm[8:32]`` and
+   the round-to-nearest-even increment ``r = guard & (sticky | hi[0])`` (guard ``norm[7]``,
+   sticky ``norm[0:7] != 0``). The increment is never applied to ``hi``: the product is
+   ``(hi + r) * mm = hi * mm + r * mm``, and a carry out (``hi + r = 2^24``) needs no
+   renormalisation because ``2^24 * mm < 2^48`` is still a valid product for stage 5. With
+   ``cycles == 1`` this stage registers four partial products of at most 17x17 bits (one ECP5
+   MULT18X18D each, registered inputs and outputs); with ``cycles > 1`` it is an iterative
+   digit-serial multiplier (see :class:`OnnxRequant`).
+4. Sum of the partial products and ``r * mm``: the exact 48-bit product ``P``.
+5. Normalisation of ``P`` (it lies in [2^46, 2^48): at most one bit of shift) and
+   round-to-nearest-even to a 24-bit mantissa, with the carry into the exponent — the float32
+   rounding of the multiply.
+6. Rounding of that float32 to an integer, ties to even, and the sign, saturated to int16.
 
 Why saturating to int16 loses nothing: the result only feeds ``clamp(v + zero_point, lo, hi)``
 with ``zero_point``, ``lo``, ``hi`` in [-128, 127]. Any ``v >= 256`` gives ``v + zero_point >= 128
@@ -19,18 +28,22 @@ with ``zero_point``, ``lo``, ``hi`` in [-128, 127]. Any ``v >= 256`` gives ``v +
 unbounded reference returns, while ``|v| < 2^15`` passes unchanged.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["OnnxRequant", "REQUANT_BITS", "normalise_int"]
+__all__ = ["OnnxRequant", "REQUANT_BITS", "normalise_int", "MANTISSA_BITS"]
 
 #: Width of the saturated requant result shared by both modes (see the module docstring).
 REQUANT_BITS = 16
 
+#: Bits of a float32 mantissa with its hidden one: the width of both product operands.
+MANTISSA_BITS = 24
+
 _SAT_MAX = (1 << (REQUANT_BITS - 1)) - 1
 _SAT_MIN = -(1 << (REQUANT_BITS - 1))
 _F32_BIAS = 127
+_SPLIT = 17   # partial products of at most 17x17 unsigned bits fit an 18x18 signed multiplier
 
 
 def normalise_int(m, value):
@@ -68,10 +81,26 @@ class OnnxRequant(wiring.Component):
     the float32 product of non-zero operands is never subnormal. Products at or beyond 2^15
     saturate, which also covers float32 overflow to infinity.
 
+    Parameters
+    ----------
+    cycles : int
+        Cycles per element of the mantissa product (1 to 24). 1: a fully pipelined product
+        (four hardware multipliers). ``c > 1``: an iterative multiplier that adds one
+        ``ceil(24 / c)``-bit digit of ``M``'s mantissa per cycle, most significant first
+        (Horner: ``P = (P << d) + hi * digit``), so only a ``24 x d`` product is built. Stage 3
+        then holds its element for ``c - 1`` extra cycles: :attr:`hold` is high in them and the
+        caller must keep ``en`` low (the whole pipeline freezes), so every element costs exactly
+        ``c - 1`` frozen cycles.
+
     Members
     -------
     en : In(1)
         Pipeline enable: all stages advance in a cycle with ``en`` set, hold otherwise.
+    valid : In(1)
+        The operands are an element (only used with ``cycles > 1``, to know when stage 3 works).
+    hold : Out(1)
+        Stage 3 needs more cycles for its element; ``en`` must be low (always 0 if
+        ``cycles == 1``).
     a : In(signed(32))
         Accumulator (bias already added).
     multiplier : In(32)
@@ -82,110 +111,200 @@ class OnnxRequant(wiring.Component):
     """
 
     #: Enabled cycles from operands to :attr:`result`.
-    latency = 4
+    latency = 6
 
-    en: In(1)
-    a: In(signed(32))
-    multiplier: In(32)
-    result: Out(signed(REQUANT_BITS))
+    def __init__(self, cycles=1):
+        if isinstance(cycles, bool) or not isinstance(cycles, int) \
+                or not 1 <= cycles <= MANTISSA_BITS:
+            self._MustUse__silence = True   # a rejected component is not an unused one
+            raise ValueError(f"Requant cycles per element must be an integer from 1 to "
+                             f"{MANTISSA_BITS}, not {cycles!r}")
+        self._cycles = cycles
+        super().__init__({
+            "en": In(1),
+            "valid": In(1),
+            "hold": Out(1),
+            "a": In(signed(32)),
+            "multiplier": In(32),
+            "result": Out(signed(REQUANT_BITS)),
+        })
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per element of the mantissa product."""
+        return self._cycles
 
     def elaborate(self, platform):
         m = Module()
         en = self.en
 
-        # ---- stage 1: int32 -> float32 (round to nearest even) ---------------------------
+        # ---- stage 1: sign, magnitude, fields of M -----------------------------------------
         a_neg = self.a < 0
-        # |a| in 32 unsigned bits; |INT32_MIN| = 2^31 fits.
-        magnitude = Signal(32)
-        m.d.comb += magnitude.eq(Mux(a_neg, -self.a, self.a))
-        norm, lz = normalise_int(m, magnitude)
-        # Keep norm[8:32] (24 bits with the leading one); round on norm[7] (guard) and
-        # norm[0:7] (sticky), ties to the even mantissa.
-        a_round = norm[7] & (norm[0:7].any() | norm[8])
-        a_mant_sum = Signal(25)
-        m.d.comb += a_mant_sum.eq(norm[8:32] + a_round)
-        a_carry = a_mant_sum[24]   # mantissa overflowed to 2^24: renormalise to 2^23, exp + 1
-
+        m_exp = self.multiplier[23:31]
+        s1_valid = Signal()
         s1_sign = Signal()
         s1_zero = Signal()
-        s1_mant_a = Signal(24)
-        s1_exp_a = Signal(6)       # unbiased exponent of float32(a): 0 .. 31
-        s1_mant_m = Signal(24)
+        s1_mag = Signal(32)        # |a|; |INT32_MIN| = 2^31 fits
+        s1_mant_m = Signal(MANTISSA_BITS)
         s1_exp_m = Signal(8)       # biased exponent field of M
-        m_exp = self.multiplier[23:31]
         with m.If(en):
             m.d.sync += [
+                s1_valid.eq(self.valid),
                 s1_sign.eq(a_neg ^ self.multiplier[31]),
                 # A zero or subnormal M gives rint(...) = 0 (see the class docstring).
-                s1_zero.eq((magnitude == 0) | (m_exp == 0)),
-                s1_mant_a.eq(Mux(a_carry, 1 << 23, a_mant_sum[0:24])),
-                s1_exp_a.eq(31 - lz + a_carry),
+                s1_zero.eq((self.a == 0) | (m_exp == 0)),
+                s1_mag.eq(Mux(a_neg, -self.a, self.a)),
                 s1_mant_m.eq(Cat(self.multiplier[0:23], Const(1, 1))),
                 s1_exp_m.eq(m_exp),
             ]
 
-        # ---- stage 2: 24x24 mantissa product -----------------------------------------------
+        # ---- stage 2: leading-zero normalisation -------------------------------------------
+        norm, lz = normalise_int(m, s1_mag)
+        s2_valid = Signal()
         s2_sign = Signal()
         s2_zero = Signal()
-        s2_product = Signal(48)    # in [2^46, 2^48)
-        s2_exp_sum = Signal(9)     # exp_a + biased exp_m
+        s2_hi = Signal(MANTISSA_BITS)   # norm[8:32]: float32(|a|) truncated
+        s2_low = Signal(8)              # norm[0:8]: guard and sticky bits
+        s2_exp_sum = Signal(9)          # unbiased exp of |a| (31 - lz) + biased exp of M
+        s2_mant_m = Signal(MANTISSA_BITS)
         with m.If(en):
             m.d.sync += [
+                s2_valid.eq(s1_valid),
                 s2_sign.eq(s1_sign),
                 s2_zero.eq(s1_zero),
-                s2_product.eq(s1_mant_a * s1_mant_m),
-                s2_exp_sum.eq(s1_exp_a + s1_exp_m),
+                s2_hi.eq(norm[8:32]),
+                s2_low.eq(norm[0:8]),
+                s2_exp_sum.eq((31 - lz) + s1_exp_m),
+                s2_mant_m.eq(s1_mant_m),
             ]
 
-        # ---- stage 3: normalise the product and round it to float32 (ties to even) --------
-        # float32(a) * M = product * 2^(exp_a - 23 + exp_m - 127 - 23). With the product's
-        # leading one at bit 47 the kept mantissa is product[24:48] and the value is
-        # 1.f * 2^(exp_a + exp_m - 126); at bit 46 it is product[23:47] and 2^(... - 127).
-        top = s2_product[47]
-        p_mant = Mux(top, s2_product[24:48], s2_product[23:47])
-        p_guard = Mux(top, s2_product[23], s2_product[22])
-        p_sticky = Mux(top, s2_product[0:23].any(), s2_product[0:22].any())
-        p_mant_sum = Signal(25)
-        m.d.comb += p_mant_sum.eq(p_mant + (p_guard & (p_sticky | p_mant[0])))
-        p_carry = p_mant_sum[24]
-
+        # ---- stage 3: mantissa product terms ------------------------------------------------
+        # Round-to-nearest-even increment of float32(|a|), applied as + r * mm (docstring).
+        a_round = s2_low[7] & (s2_low[0:7].any() | s2_hi[0])
         s3_sign = Signal()
         s3_zero = Signal()
-        s3_mant = Signal(24)
-        s3_exp = Signal(signed(11))  # unbiased exponent x of the float32 product: -126 .. 162
+        s3_exp_sum = Signal(9)
+        s3_round_term = Signal(MANTISSA_BITS)
         with m.If(en):
             m.d.sync += [
                 s3_sign.eq(s2_sign),
                 s3_zero.eq(s2_zero),
-                s3_mant.eq(Mux(p_carry, 1 << 23, p_mant_sum[0:24])),
-                s3_exp.eq(s2_exp_sum - _F32_BIAS + top + p_carry),
+                s3_exp_sum.eq(s2_exp_sum),
+                s3_round_term.eq(Mux(a_round, s2_mant_m, 0)),
+            ]
+        if self._cycles == 1:
+            terms = self._pipelined_terms(m, s2_hi, s2_mant_m)
+        else:
+            terms = self._iterative_terms(m, s2_valid, s2_hi, s2_mant_m)
+
+        # ---- stage 4: the exact product P = (hi + r) * mm in [2^46, 2^48) -------------------
+        s4_sign = Signal()
+        s4_zero = Signal()
+        s4_exp_sum = Signal(9)
+        s4_product = Signal(48)
+        total = s3_round_term
+        for term in terms:
+            total = total + term
+        with m.If(en):
+            m.d.sync += [
+                s4_sign.eq(s3_sign),
+                s4_zero.eq(s3_zero),
+                s4_exp_sum.eq(s3_exp_sum),
+                s4_product.eq(total[0:48]),
             ]
 
-        # ---- stage 4: rint (ties to even) and saturation ------------------------------------
+        # ---- stage 5: normalise the product and round it to float32 (ties to even) --------
+        # float32(a) * M = P * 2^(exp_a - 23 + exp_m - 127 - 23). With P's leading one at bit
+        # 47 the kept mantissa is P[24:48] and the value is 1.f * 2^(exp_a + exp_m - 126); at
+        # bit 46 it is P[23:47] and 2^(... - 127).
+        top = s4_product[47]
+        p_mant = Mux(top, s4_product[24:48], s4_product[23:47])
+        p_guard = Mux(top, s4_product[23], s4_product[22])
+        p_sticky = Mux(top, s4_product[0:23].any(), s4_product[0:22].any())
+        p_mant_sum = Signal(25)
+        m.d.comb += p_mant_sum.eq(p_mant + (p_guard & (p_sticky | p_mant[0])))
+        p_carry = p_mant_sum[24]
+
+        s5_sign = Signal()
+        s5_zero = Signal()
+        s5_mant = Signal(MANTISSA_BITS)
+        s5_exp = Signal(signed(11))  # unbiased exponent x of the float32 product: -126 .. 162
+        with m.If(en):
+            m.d.sync += [
+                s5_sign.eq(s4_sign),
+                s5_zero.eq(s4_zero),
+                s5_mant.eq(Mux(p_carry, 1 << 23, p_mant_sum[0:24])),
+                s5_exp.eq(s4_exp_sum - _F32_BIAS + top + p_carry),
+            ]
+
+        # ---- stage 6: rint (ties to even), sign and saturation -----------------------------
         # y = mant * 2^(x - 23). For -1 <= x <= 14 shift left by x + 1 (0..15): then
         # floor(2y) = L >> 23, so L[23] is the half bit (guard), L[0:23] the sticky bits and
         # L[24:39] = floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means
-        # |y| < 0.5 (rounds to 0).
-        saturate = s3_exp >= REQUANT_BITS - 1
-        underflow = s3_exp < -1
+        # |y| < 0.5 (rounds to 0). The sign is applied in the rounding adder:
+        # -(f + u) = ~f + ~u, so the value is (f ^ s) + (u ^ s) with s the sign.
+        saturate = s5_exp >= REQUANT_BITS - 1
+        underflow = s5_exp < -1
         left = Signal(4)
         shifted = Signal(24 + 15)
         m.d.comb += [
-            left.eq(s3_exp + 1),
-            shifted.eq(s3_mant << left),
+            left.eq(s5_exp + 1),
+            shifted.eq(s5_mant << left),
         ]
         floor_mag = shifted[24:39]
         round_up = shifted[23] & (shifted[0:23].any() | floor_mag[0])
-        rounded = Signal(REQUANT_BITS)    # 0 .. 2^15
-        m.d.comb += rounded.eq(floor_mag + round_up)
+        signs = s5_sign.replicate(REQUANT_BITS + 1)
+        signed_value = Signal(signed(REQUANT_BITS + 1))   # -2^15 .. 2^15
+        m.d.comb += signed_value.eq(
+            (Cat(floor_mag, Const(0, 2)) ^ signs).as_signed() + (round_up ^ s5_sign))
 
         with m.If(en):
-            with m.If(s3_zero | underflow):
+            with m.If(s5_zero | underflow):
                 m.d.sync += self.result.eq(0)
             with m.Elif(saturate):
-                m.d.sync += self.result.eq(Mux(s3_sign, _SAT_MIN, _SAT_MAX))
-            with m.Elif(s3_sign):
-                m.d.sync += self.result.eq(-rounded)   # -2^15 is representable
+                m.d.sync += self.result.eq(Mux(s5_sign, _SAT_MIN, _SAT_MAX))
             with m.Else():
-                m.d.sync += self.result.eq(Mux(rounded[REQUANT_BITS - 1], _SAT_MAX, rounded))
+                m.d.sync += self.result.eq(
+                    Mux(signed_value > _SAT_MAX, _SAT_MAX, signed_value[0:REQUANT_BITS]))
         return m
+
+    def _pipelined_terms(self, m, hi, mm):
+        # Four registered partial products, each at most 17x17 unsigned bits: hi = h1*2^17 + h0,
+        # mm = m1*2^17 + m0. h1*m1 (bits 34..47) and h0*m0 (bits 0..33) do not overlap and are
+        # concatenated; the cross products are shifted by 17.
+        h0, h1 = hi[:_SPLIT], hi[_SPLIT:]
+        m0, m1 = mm[:_SPLIT], mm[_SPLIT:]
+        p00 = Signal(2 * _SPLIT)
+        p11 = Signal(2 * (MANTISSA_BITS - _SPLIT))
+        p01 = Signal(MANTISSA_BITS)
+        p10 = Signal(MANTISSA_BITS)
+        with m.If(self.en):
+            m.d.sync += [p00.eq(h0 * m0), p11.eq(h1 * m1), p01.eq(h0 * m1), p10.eq(h1 * m0)]
+        return [Cat(p00, p11), p01 << _SPLIT, p10 << _SPLIT]
+
+    def _iterative_terms(self, m, valid, hi, mm):
+        # Horner over the digits of mm, most significant first: in the step-th cycle of an
+        # element, partial <- (partial << d) + hi * digit[c - 1 - step]; the last step (which
+        # is the cycle the pipeline may advance in) registers the complete product.
+        cycles = self._cycles
+        digit_bits = -(-MANTISSA_BITS // cycles)
+        padded = Signal(digit_bits * cycles)
+        m.d.comb += padded.eq(mm)
+        step = Signal(range(cycles))
+        partial = Signal(48)
+        last = step == cycles - 1
+        index = Signal(range(cycles))     # the digit used in this step
+        m.d.comb += index.eq(cycles - 1 - step)
+        digit = padded.word_select(index, digit_bits)
+        previous = Mux(step == 0, 0, partial)
+        running = Signal(48 + digit_bits)
+        m.d.comb += [
+            running.eq((previous << digit_bits) + hi * digit),
+            self.hold.eq(valid & ~last),
+        ]
+        with m.If(valid & ~last):
+            m.d.sync += [partial.eq(running), step.eq(step + 1)]
+        product = Signal(48)
+        with m.If(self.en):
+            m.d.sync += [product.eq(running), step.eq(0)]
+        return [product]

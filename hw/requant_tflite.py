@@ -1,22 +1,23 @@
 """Requantization mode "tflite": gemmlowp fixed point with double rounding.
 
 ``requant(a) = RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))`` with the C semantics of
-NUMERICS.md, in four registered stages (one result per enabled cycle):
+NUMERICS.md, in six registered stages (one result per enabled cycle):
 
 1. Left shift with int32 wrap-around; the right-shift amount ``k = max(-e, 0)``.
-2. The signed 32×32 → 64-bit product ``p = x * m0`` and the INT32_MIN × INT32_MIN flag.
-3. SRDHM. C computes ``(p + nudge) / 2^31`` truncating toward zero, with ``nudge = 2^30`` for
-   ``p >= 0`` and ``1 - 2^30`` otherwise. For ``p >= 0`` that is ``floor((p + 2^30) / 2^31)``.
-   For ``p < 0`` the dividend ``t = p + 1 - 2^30`` is negative, and truncation of a negative
-   ``t`` equals ``floor((t + 2^31 - 1) / 2^31) = floor((p + 2^30) / 2^31)``. Both branches are
-   the same expression, so the hardware adds ``2^30`` and takes bits [31:63] — one adder, no
+2. Four partial products of the signed 32×32 → 64-bit product ``p = x * m0`` (16-bit halves,
+   one 18×18 hardware multiplier each, registered in and out) and the INT32_MIN × INT32_MIN flag.
+3. Their sum and SRDHM. C computes ``(p + nudge) / 2^31`` truncating toward zero, with ``nudge =
+   2^30`` for ``p >= 0`` and ``1 - 2^30`` otherwise. For ``p >= 0`` that is ``floor((p + 2^30) /
+   2^31)``. For ``p < 0`` the dividend ``t = p + 1 - 2^30`` is negative, and truncation of a
+   negative ``t`` equals ``floor((t + 2^31 - 1) / 2^31) = floor((p + 2^30) / 2^31)``. Both branches
+   are the same expression, so the hardware adds ``2^30`` and takes bits [31:63] — one adder, no
    sign-dependent nudge. ``x == m0 == INT32_MIN`` (the only product that does not fit) gives
    INT32_MAX as in gemmlowp.
-4. RDBPOT, ties away from zero: ``(s >> k) + ((s & mask) > (mask >> 1) + (s < 0))`` equals
-   ``(s + 2^(k-1) - (s < 0)) >> k`` for ``k >= 1`` (the remainder test is ``rem >= half`` for
-   ``s >= 0`` and ``rem >= half + 1`` for ``s < 0``; adding that threshold's complement before
-   the floor shift carries exactly when the test holds), and ``s`` for ``k = 0``. Saturated to
-   int16 (exact after the zero point and clamp, see :mod:`tessera.hw.requant_onnx`).
+4.–6. RDBPOT, ties away from zero (addend, shift, saturation): ``(s >> k) + ((s & mask) > (mask >>
+   1) + (s < 0))`` equals ``(s + 2^(k-1) - (s < 0)) >> k`` for ``k >= 1`` (the remainder test is
+   ``rem >= half`` for ``s >= 0`` and ``rem >= half + 1`` for ``s < 0``; adding that threshold's
+   complement before the floor shift carries exactly when the test holds), and ``s`` for ``k = 0``.
+   Saturated to int16 (exact after the zero point and clamp, see :mod:`tessera.hw.requant_onnx`).
 
 The multiplier bits are read as a C ``int32_t`` (in-contract ``m0`` is 0 or in
 ``[2^30, 2^31)``). Shifts outside the contract's ``[-31, 30]`` still give the exact value of the
@@ -24,7 +25,7 @@ formula with unbounded integers (a left shift by 32 or more wraps to 0, a right 
 more rounds every int32 to 0).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,7 +59,7 @@ class TfliteRequant(wiring.Component):
     """
 
     #: Enabled cycles from operands to :attr:`result`.
-    latency = 4
+    latency = 6
 
     en: In(1)
     a: In(signed(32))
@@ -88,20 +89,33 @@ class TfliteRequant(wiring.Component):
                 s1_right.eq(Mux(e < -_MAX_RIGHT, _MAX_RIGHT, Mux(e < 0, -e, 0))),
             ]
 
-        # ---- stage 2: 32x32 -> 64 product ---------------------------------------------------
-        s2_product = Signal(signed(64))
+        # ---- stage 2: partial products of the signed 32x32 product --------------------------
+        # x = xh*2^16 + xl and m0 = mh*2^16 + ml with xh, mh signed and xl, ml unsigned 16-bit
+        # halves: each partial product fits one 18x18 signed multiplier (ECP5 MULT18X18D) with
+        # registered inputs and outputs.
+        xl, xh = s1_x[:16], s1_x[16:].as_signed()
+        ml, mh = s1_m0[:16], s1_m0[16:].as_signed()
+        s2_ll = Signal(32)
+        s2_hh = Signal(signed(32))
+        s2_hl = Signal(signed(33))
+        s2_lh = Signal(signed(33))
         s2_overflow = Signal()
         s2_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s2_product.eq(s1_x * s1_m0),
+                s2_ll.eq(xl * ml),
+                s2_hh.eq(xh * mh),
+                s2_hl.eq(xh * ml),
+                s2_lh.eq(xl * mh),
                 s2_overflow.eq((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN)),
                 s2_right.eq(s1_right),
             ]
 
         # ---- stage 3: SRDHM = floor((p + 2^30) / 2^31) (see the module docstring) ---------
-        nudged = Signal(signed(65))
-        m.d.comb += nudged.eq(s2_product + (1 << 30))
+        # The nudge 2^30 is one more operand of the partial-product sum.
+        nudged = Signal(signed(66))
+        m.d.comb += nudged.eq(Cat(s2_ll, s2_hh).as_signed() + (s2_hl << 16) + (s2_lh << 16)
+                              + (1 << 30))
         s3_high = Signal(signed(32))
         s3_right = Signal.like(s1_right)
         with m.If(en):
@@ -110,14 +124,25 @@ class TfliteRequant(wiring.Component):
                 s3_right.eq(s2_right),
             ]
 
-        # ---- stage 4: RDBPOT (ties away from zero) and saturation --------------------------
+        # ---- stage 4: RDBPOT's rounding addend (ties away from zero) -----------------------
         k = s3_right
         half = Signal(_MAX_RIGHT)          # 2^(k-1), or 0 for k = 0
         m.d.comb += half.eq((Const(1, _MAX_RIGHT + 1) << k) >> 1)
-        biased = Signal(signed(35))
-        m.d.comb += biased.eq(s3_high + half - ((s3_high < 0) & (k != 0)))
-        rounded = Signal(signed(33))
-        m.d.comb += rounded.eq(biased >> k)
+        s4_biased = Signal(signed(35))
+        s4_right = Signal.like(s1_right)
+        with m.If(en):
+            m.d.sync += [
+                s4_biased.eq(s3_high + half - ((s3_high < 0) & (k != 0))),
+                s4_right.eq(s3_right),
+            ]
+
+        # ---- stage 5: RDBPOT's floor shift -----------------------------------------------------
+        s5_rounded = Signal(signed(33))
+        with m.If(en):
+            m.d.sync += s5_rounded.eq(s4_biased >> s4_right)
+
+        # ---- stage 6: saturation to int16 ---------------------------------------------------
+        rounded = s5_rounded
         with m.If(en):
             m.d.sync += self.result.eq(
                 Mux(rounded > _SAT_MAX, _SAT_MAX, Mux(rounded < _SAT_MIN, _SAT_MIN, rounded)))

@@ -115,6 +115,8 @@ CONFIGS = {
     "both+lut": AcceleratorConfig(),
     "onnx": AcceleratorConfig(requant_modes=("onnx",), lut=False),
     "tflite+lut": AcceleratorConfig(requant_modes=("tflite",)),
+    "onnx-iterative3": AcceleratorConfig(requant_modes=("onnx",), lut=False, requant_cycles=3),
+    "onnx-iterative7+lut": AcceleratorConfig(requant_modes=("onnx",), requant_cycles=7),
 }
 
 
@@ -122,7 +124,7 @@ CONFIGS = {
 def test_stream_with_backpressure(name):
     config = CONFIGS[name]
     rng = np.random.default_rng(sum(map(ord, name)))
-    n = 1500 if name == "both+lut" else 500
+    n = 1500 if name == "both+lut" else 500 if CONFIGS[name].requant_cycles == 1 else 300
     elements = _elements(rng, config, n)
     table = rng.integers(-128, 128, 256).astype(np.int8) if config.lut else None
     by_numerics, by_oracle = _expected(elements, table)
@@ -162,6 +164,45 @@ def test_full_throughput_and_latency():
     np.testing.assert_array_equal([v for _, v in events], expected)
 
 
+@pytest.mark.parametrize("cycles", [2, 3, 24])
+def test_iterative_throughput_and_latency(cycles):
+    # With o.ready held and an element always offered, the iterative multiplier takes exactly
+    # `cycles` cycles per element: the figure the drain's cycle model (elements * cycles +
+    # overhead) rests on.
+    config = AcceleratorConfig(requant_modes=("onnx",), requant_cycles=cycles)
+    dut = PostProcessor(config)
+    rng = np.random.default_rng(cycles)
+    elements = _elements(rng, config, 20)
+    expected, _ = _expected(elements, np.zeros(256, dtype=np.int8))
+    accepted, events = [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(len(elements) * cycles + dut.latency + 2):
+            index = len(accepted)
+            if index < len(elements):
+                ctx.set(dut.i.payload, POSTPROC_IN.const(elements[index]))
+            ctx.set(dut.i.valid, index < len(elements))
+            _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload)
+            if i_ready and index < len(elements):
+                accepted.append(cycle)
+            if o_valid:
+                events.append((cycle, o_payload.value))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert len(accepted) == len(elements)
+    # Every element freezes the pipeline for cycles - 1 cycles, wherever the others are, so
+    # the last result comes (E - 1) advancing cycles + latency + E * (cycles - 1) frozen ones
+    # after the first transfer.
+    assert len(events) == len(elements)
+    assert events[-1][0] == len(elements) * cycles + dut.latency - 1
+    np.testing.assert_array_equal([v for _, v in events], expected)
+
+
 def test_ports_follow_the_config():
     with_lut = PostProcessor(AcceleratorConfig())
     without = PostProcessor(AcceleratorConfig(lut=False))
@@ -171,7 +212,7 @@ def test_ports_follow_the_config():
     assert "lut_wr_en" not in without.signature.members
     assert with_lut.signature.members["i"].signature.members["payload"].shape == POSTPROC_IN
     assert with_lut.signature.members["o"].signature.members["payload"].shape == POSTPROC_OUT
-    assert PostProcessor.latency == 6
+    assert PostProcessor.latency == 8
     assert list(POSTPROC_IN.members) == ["acc", "bias", "multiplier", "shift", "mode", "lut",
                                          "zero_point", "lo", "hi", "tag", "last"]
 

@@ -47,6 +47,64 @@ def run_pipeline(dut, inputs, *, stall_every=0):
     return np.array(results, dtype=np.int64)
 
 
+def run_iterative(dut, inputs, *, stall_every=0):
+    """Like :func:`run_pipeline` for an iterative unit: ``en`` is also low while ``hold``.
+
+    While the unit holds, or every ``stall_every``-th cycle, the operands are garbage.
+    Returns the results and the number of cycles taken.
+    """
+    n = len(next(iter(inputs.values())))
+    results = []
+    cycles = []
+
+    async def testbench(ctx):
+        cycle = index = 0
+        while len(results) < n:
+            stalled = bool(stall_every) and cycle % stall_every == stall_every - 1
+            hold = ctx.get(dut.hold)
+            enabled = not stalled and not hold
+            ctx.set(dut.en, enabled)
+            ctx.set(dut.valid, index < n)
+            for name, values in inputs.items():
+                port = getattr(dut, name)
+                ctx.set(port, int(values[min(index, n - 1)]) if enabled else -1)
+            await ctx.tick()
+            if enabled:
+                index += 1
+                if index >= dut.latency:
+                    results.append(ctx.get(dut.result))
+            cycle += 1
+        cycles.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(results, dtype=np.int64), cycles[0]
+
+
+@pytest.mark.parametrize("cycles", [2, 3, 5, 24])
+def test_onnx_iterative_matches_float32_and_numerics(cycles):
+    # Every digit size (24/c rounded up; 5 leaves a short top digit) and enable stalls in the
+    # middle of an element's iterations.
+    rng = np.random.default_rng(20240601 + cycles)
+    a, bits = onnx_vectors(rng, 400)
+    for stall_every in (0, 3):
+        got, taken = run_iterative(OnnxRequant(cycles), {"a": a, "multiplier": bits},
+                                   stall_every=stall_every)
+        np.testing.assert_array_equal(got, onnx_oracle(a, bits))
+        np.testing.assert_array_equal(got, _numerics_sat16(a, bits, np.zeros_like(a), "onnx"))
+        if not stall_every:   # exactly `cycles` per element plus the pipeline fill
+            assert taken == len(a) * cycles + OnnxRequant.latency - 1
+
+
+def test_onnx_rejects_bad_cycles():
+    for bad in (0, 25, 2.0, True):
+        with pytest.raises(ValueError, match="Requant cycles per element must be an integer "
+                                             "from 1 to 24"):
+            OnnxRequant(bad)
+
+
 def _numerics_sat16(acc, multiplier, shift, mode):
     got = numerics.requantize(np.asarray(acc, dtype=np.int32), np.asarray(multiplier, np.uint32),
                               np.asarray(shift, dtype=np.int8), mode)

@@ -11,9 +11,10 @@ The model follows ``docs/architecture.md`` with the constants of :mod:`tessera.s
   (``compute_cycles``) and does ``m_rows * n_cols * k`` useful MACs (``macs``); its nominal
   hand-off cycle is ``A + k + GEMM_OVERHEAD_CYCLES``. With ``drain`` the hand-off waits while the
   previous drain is still busy (``stall_cycles``): ``H = max(nominal, drain_free)``, and the drain
-  then occupies the drain unit until ``drain_free = H + m_rows * n_cols +
-  DRAIN_OVERHEAD_CYCLES``. The engine accepts the next GEMM from cycle *H* and reports idle from
-  ``H + 1`` (the cycle-by-cycle table of ``docs/architecture.md``).
+  then occupies the drain unit until ``drain_free = H + m_rows * n_cols * requant_cycles +
+  DRAIN_OVERHEAD_CYCLES`` (``requant_cycles`` of the configuration, 1 unless an iterative
+  requant multiplier is built). The engine accepts the next GEMM from cycle *H* and reports
+  idle from ``H + 1`` (the cycle-by-cycle table of ``docs/architecture.md``).
 - ``SYNC``, ``STORE`` and the end of every ``EXEC`` frame wait until the engine and the drain are
   idle, so no work is ever in flight while the host link is idle: every counter is a
   deterministic function of the request stream, identical in the emulator and the RTL.
@@ -43,10 +44,13 @@ class CycleModel:
     ----------
     counter_bits : int
         Width of the hardware counters; values wrap modulo ``2**counter_bits``.
+    requant_cycles : int
+        Cycles the drain spends per element (``AcceleratorConfig.requant_cycles``).
     """
 
-    def __init__(self, counter_bits=48):
+    def __init__(self, counter_bits=48, requant_cycles=1):
         self._mask = (1 << counter_bits) - 1
+        self._requant_cycles = requant_cycles
         self.now = 0              # executor time, in cycles since power-up
         self.engine_free_at = 0   # when the engine can accept the next GEMM (hand-off cycle H)
         self.engine_idle_at = 0   # when the engine reports idle (H + 1)
@@ -86,7 +90,8 @@ class CycleModel:
         if drain:
             handoff = max(done, self.drain_free_at)
             self._events["stall_cycles"] += handoff - done
-            self.drain_free_at = handoff + m_rows * n_cols + timing.DRAIN_OVERHEAD_CYCLES
+            self.drain_free_at = (handoff + m_rows * n_cols * self._requant_cycles
+                                  + timing.DRAIN_OVERHEAD_CYCLES)
             self.engine_free_at = handoff
         else:
             self.engine_free_at = handoff = done

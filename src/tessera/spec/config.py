@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
-           "DEVICE_OPERAND_BITS", "DEVICE_ACC_BITS",
+           "DEVICE_OPERAND_BITS", "DEVICE_ACC_BITS", "MAX_REQUANT_CYCLES",
            "operand_range", "pack_operands", "unpack_operands"]
 
 #: Requantization modes, in the order of their encoding in the ``POST`` instruction.
@@ -40,6 +40,12 @@ DEVICE_OPERAND_BITS = (8,)
 DEVICE_ACC_BITS = (32,)
 
 _MAX_ADDR_DEPTH = 1 << 16  # buffer addresses are 16-bit fields in the ISA
+
+#: Largest ``requant_cycles``: one bit of the 24-bit mantissa per cycle.
+MAX_REQUANT_CYCLES = 24
+
+#: Fields :meth:`AcceleratorConfig.to_dict` omits at these (default) values.
+_OMITTED_AT_DEFAULT = {"requant_cycles": 1}
 
 
 def _check_int(name, value, *, lo, hi=None, what):
@@ -83,6 +89,13 @@ class AcceleratorConfig:
         Unset: built when ``input_bits == 8``.
     counter_bits : int
         Width of each performance counter.
+    requant_cycles : int
+        Cycles per element of the requant unit's mantissa product, 1 to 24 (mode ``"onnx"``
+        only). 1: fully pipelined, one element per cycle, the product on hardware multipliers.
+        ``c > 1``: an iterative multiplier adds one ``ceil(24 / c)``-bit digit per cycle, so
+        only a ``24 x ceil(24 / c)`` product is built (for parts whose multipliers all serve
+        the MAC array); a drain then takes ``m_rows * n_cols * c + DRAIN_OVERHEAD_CYCLES``
+        cycles. Left out of :meth:`to_dict` (and so of :attr:`hash`) when 1.
     rx_timeout_cycles : int
         Idle cycles after which a partially received frame is discarded.
     """
@@ -100,6 +113,7 @@ class AcceleratorConfig:
     lut: bool = None
     counter_bits: int = 48
     rx_timeout_cycles: int = 1 << 20
+    requant_cycles: int = 1
 
     def __post_init__(self):
         _check_int("rows", self.rows, lo=1, hi=64, what="Row count")
@@ -155,6 +169,12 @@ class AcceleratorConfig:
         _check_int("counter_bits", self.counter_bits, lo=16, hi=64, what="Counter width")
         _check_int("rx_timeout_cycles", self.rx_timeout_cycles, lo=16, hi=(1 << 32) - 1,
                    what="Receive timeout")
+        _check_int("requant_cycles", self.requant_cycles, lo=1, hi=MAX_REQUANT_CYCLES,
+                   what="Requant cycles per element")
+        if self.requant_cycles > 1 and "tflite" in self.requant_modes:
+            raise ValueError(f"requant_cycles={self.requant_cycles} (an iterative requant "
+                             f"multiplier) is implemented for mode 'onnx' only; use "
+                             f"requant_modes=('onnx',) or requant_cycles=1")
 
     def _resolve_widths(self):
         """Pick ``acc_bits`` when it is ``None``, then check it can hold the products."""
@@ -250,6 +270,12 @@ class AcceleratorConfig:
         """Return the configuration as a JSON-compatible dict."""
         d = dataclasses.asdict(self)
         d["requant_modes"] = list(self.requant_modes)
+        # Fields added after the first release are left out at their default value, so the
+        # canonical JSON and the hash of every configuration that does not use them stay
+        # unchanged.
+        for name, default in _OMITTED_AT_DEFAULT.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod

@@ -14,10 +14,11 @@ __all__ = [
 #: for ``k + this`` cycles after the cycle in which it is accepted.
 GEMM_OVERHEAD_CYCLES = 3
 
-#: Cycles of one drain beyond its ``m_rows * n_cols`` post-processing issue slots: the hand-off
-#: cycle, the PostProcessor latency (6) and the final write-back (``hw/drain.py``). A drain
-#: occupies the drain unit for ``m_rows * n_cols + this`` cycles from its hand-off cycle.
-DRAIN_OVERHEAD_CYCLES = 8
+#: Cycles of one drain beyond its ``m_rows * n_cols * requant_cycles`` post-processing issue
+#: slots: the hand-off cycle, the PostProcessor latency (8) and the final write-back
+#: (``hw/drain.py``). A drain occupies the drain unit for ``m_rows * n_cols * requant_cycles +
+#: this`` cycles from its hand-off cycle (``AcceleratorConfig.requant_cycles``, usually 1).
+DRAIN_OVERHEAD_CYCLES = 10
 
 #: Bytes the stream host port moves per cycle in each direction.
 LINK_BYTES_PER_CYCLE = 1
