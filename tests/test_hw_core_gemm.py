@@ -37,13 +37,14 @@ class Command:
     hi: int = 127
 
 
-def model_timeline(commands):
+def model_timeline(commands, requant_cycles=1):
     """Return (accept cycles, idle cycle, stall cycles) of back-to-back commands from cycle 0.
 
     The model of docs/architecture.md: a command is accepted when the engine is free (at the
     earliest in the hand-off cycle of the previous one), its hand-off is nominally ``k +
     GEMM_OVERHEAD_CYCLES`` cycles after its acceptance and waits for the drain to be free; a drain
-    occupies ``m_rows*n_cols + DRAIN_OVERHEAD_CYCLES`` cycles from its hand-off cycle.
+    occupies ``m_rows*n_cols*requant_cycles + DRAIN_OVERHEAD_CYCLES`` cycles from its hand-off
+    cycle.
     """
     accepts, stall, free, drain_free, handoff = [], 0, 0, 0, None
     for cmd in commands:
@@ -53,7 +54,8 @@ def model_timeline(commands):
         if cmd.drain:
             stall += max(0, drain_free - handoff)
             handoff = max(handoff, drain_free)
-            drain_free = handoff + cmd.m_rows * cmd.n_cols + DRAIN_OVERHEAD_CYCLES
+            drain_free = (handoff + cmd.m_rows * cmd.n_cols * requant_cycles
+                          + DRAIN_OVERHEAD_CYCLES)
         free = handoff
     return accepts, max(handoff, drain_free), stall
 
@@ -206,7 +208,7 @@ def run_core(config, build, seed):
         np.testing.assert_array_equal(entry_bytes(results["act"][addr], config.rows), want,
                                       err_msg=f"ACT[{addr}]")
     commands = scenario.commands
-    accepts, idle_at, stall = model_timeline(commands)
+    accepts, idle_at, stall = model_timeline(commands, config.requant_cycles)
     assert results["accepts"] == accepts
     assert results["idle_at"] == idle_at
     assert results["stall"] == stall
@@ -225,6 +227,7 @@ CONFIGS = {
     "2x4": _small(2, 4),
     "4x4-onnx": _small(4, 4, requant_modes=("onnx",), lut=False),
     "3x5-tflite": _small(3, 5, requant_modes=("tflite",)),
+    "2x4-iterative3": _small(2, 4, requant_modes=("onnx",), requant_cycles=3),
 }
 
 
@@ -243,7 +246,7 @@ def test_full_tiles_back_to_back(name):
     assert results["stall"] > 0
 
 
-@pytest.mark.parametrize("name", ["2x4", "3x5-tflite"])
+@pytest.mark.parametrize("name", ["2x4", "3x5-tflite", "2x4-iterative3"])
 def test_k_split_and_partial_tiles(name):
     # K split across GEMMs (clear only on the first, drain only on the last), partial tiles, and
     # a tile that keeps accumulating after being drained.
