@@ -22,7 +22,8 @@ LUT_DEPTH = 256
 class Activation(wiring.Component):
     """Zero point, clamp to ``[lo, hi]`` and optional 256-entry int8 lookup table.
 
-    The clamp is ``min(max(v + zero_point, lo), hi)`` (callers guarantee ``lo <= hi``).
+    The clamp is ``min(max(v + zero_point, lo), hi)`` (exact for any ``lo``, ``hi``; callers
+    keep ``lo <= hi``).
     The table powers up all-zero; it is written through the ``lut_wr_*`` port (host ``LOAD`` to
     the ``LUT`` buffer) and its contents survive reset.
 
@@ -81,14 +82,23 @@ class Activation(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # v is saturated to int16, so v + zero_point fits 17 bits without wrapping.
+        # min(max(x, lo), hi) with x = v + zero_point, evaluated with the comparisons moved to
+        # v's side: x > hi iff v > hi - zp and x < lo iff v < lo - zp. The bounds depend only
+        # on the parameters, so the add and both comparisons run in parallel (one carry chain
+        # deep, not three). If x > hi the result is hi; otherwise, if x < lo it is
+        # min(lo, hi); otherwise x. v is saturated to int16, so v + zero_point fits 17 bits.
         shifted = Signal(signed(REQUANT_BITS + 1))
-        low_clamped = Signal(signed(REQUANT_BITS + 1))
+        lo_bound = Signal(signed(10))
+        hi_bound = Signal(signed(10))
+        lo_result = Signal(signed(8))
         clamped = Signal(signed(8))
         m.d.comb += [
             shifted.eq(self.value + self.zero_point),
-            low_clamped.eq(Mux(shifted < self.lo, self.lo, shifted)),
-            clamped.eq(Mux(low_clamped > self.hi, self.hi, low_clamped)),
+            lo_bound.eq(self.lo - self.zero_point),
+            hi_bound.eq(self.hi - self.zero_point),
+            lo_result.eq(Mux(self.lo > self.hi, self.hi, self.lo)),
+            clamped.eq(Mux(self.value > hi_bound, self.hi,
+                           Mux(self.value < lo_bound, lo_result, shifted[0:8].as_signed()))),
         ]
 
         plain = Signal(signed(8))

@@ -225,16 +225,25 @@ class OnnxRequant(wiring.Component):
         m.d.comb += p_mant_sum.eq(p_mant + (p_guard & (p_sticky | p_mant[0])))
         p_carry = p_mant_sum[24]
 
+        # The unbiased exponent of the float32 product is x = exp_sum - 127 + top + carry.
+        # Stage 6 needs x + 1 (its shift), x >= 15 (saturate) and x <= -2 (rounds to 0): they
+        # are formed here for both values of the late rounding carry, which then only selects.
+        x0 = Signal(signed(11))
+        m.d.comb += x0.eq(s4_exp_sum - _F32_BIAS + top)
         s5_sign = Signal()
         s5_zero = Signal()
         s5_mant = Signal(MANTISSA_BITS)
-        s5_exp = Signal(signed(11))  # unbiased exponent x of the float32 product: -126 .. 162
+        s5_left = Signal(4)          # x + 1, used when -1 <= x <= 14
+        s5_saturate = Signal()       # x >= 15
+        s5_underflow = Signal()      # x <= -2
         with m.If(en):
             m.d.sync += [
                 s5_sign.eq(s4_sign),
                 s5_zero.eq(s4_zero),
                 s5_mant.eq(Mux(p_carry, 1 << 23, p_mant_sum[0:24])),
-                s5_exp.eq(s4_exp_sum - _F32_BIAS + top + p_carry),
+                s5_left.eq(Mux(p_carry, x0 + 2, x0 + 1)),
+                s5_saturate.eq(Mux(p_carry, x0 >= REQUANT_BITS - 2, x0 >= REQUANT_BITS - 1)),
+                s5_underflow.eq(Mux(p_carry, x0 < -2, x0 < -1)),
             ]
 
         # ---- stage 6: rint (ties to even), sign and saturation -----------------------------
@@ -243,14 +252,8 @@ class OnnxRequant(wiring.Component):
         # L[24:39] = floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means
         # |y| < 0.5 (rounds to 0). The sign is applied in the rounding adder:
         # -(f + u) = ~f + ~u, so the value is (f ^ s) + (u ^ s) with s the sign.
-        saturate = s5_exp >= REQUANT_BITS - 1
-        underflow = s5_exp < -1
-        left = Signal(4)
         shifted = Signal(24 + 15)
-        m.d.comb += [
-            left.eq(s5_exp + 1),
-            shifted.eq(s5_mant << left),
-        ]
+        m.d.comb += shifted.eq(s5_mant << s5_left)
         floor_mag = shifted[24:39]
         round_up = shifted[23] & (shifted[0:23].any() | floor_mag[0])
         signs = s5_sign.replicate(REQUANT_BITS + 1)
@@ -258,14 +261,16 @@ class OnnxRequant(wiring.Component):
         m.d.comb += signed_value.eq(
             (Cat(floor_mag, Const(0, 2)) ^ signs).as_signed() + (round_up ^ s5_sign))
 
+        # Only a positive f + u = 2^15 leaves int16 (bit 15 set on a non-negative value).
+        too_big = ~s5_sign & signed_value[REQUANT_BITS - 1]
         with m.If(en):
-            with m.If(s5_zero | underflow):
+            with m.If(s5_zero | s5_underflow):
                 m.d.sync += self.result.eq(0)
-            with m.Elif(saturate):
+            with m.Elif(s5_saturate):
                 m.d.sync += self.result.eq(Mux(s5_sign, _SAT_MIN, _SAT_MAX))
             with m.Else():
                 m.d.sync += self.result.eq(
-                    Mux(signed_value > _SAT_MAX, _SAT_MAX, signed_value[0:REQUANT_BITS]))
+                    Mux(too_big, _SAT_MAX, signed_value[0:REQUANT_BITS]))
         return m
 
     def _pipelined_terms(self, m, hi, mm):

@@ -48,3 +48,8 @@ def test_drain_takes_elements_times_cycles_plus_overhead(cycles):
     drain = 2 * 3 * cycles + timing.DRAIN_OVERHEAD_CYCLES
     stall = max(0, drain - (1 + timing.GEMM_OVERHEAD_CYCLES))
     assert model.counters()["stall_cycles"] == stall
+
+
+def test_with_widths_keeps_the_iterative_multiplier():
+    c = AcceleratorConfig(requant_modes=("onnx",), requant_cycles=8)
+    assert c.with_widths(8) == c

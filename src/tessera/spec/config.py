@@ -221,9 +221,10 @@ class AcceleratorConfig:
         """
         weight_bits = input_bits if weight_bits is None else weight_bits
         probe = self.replace(input_bits=input_bits, weight_bits=weight_bits, acc_bits=None,
-                             requant_modes=None, lut=None)
+                             requant_modes=None, lut=None, requant_cycles=1)
         modes = tuple(m for m in self.requant_modes if probe.supports(m)) or probe.requant_modes
-        return probe.replace(requant_modes=modes, lut=self.lut and probe.lut)
+        return probe.replace(requant_modes=modes, lut=self.lut and probe.lut,
+                             requant_cycles=self.requant_cycles)
 
     @property
     def param_entry_bytes(self) -> int:
