@@ -13,10 +13,26 @@ from amaranth.lib.wiring import In, Out
 
 from .requant_onnx import REQUANT_BITS
 
-__all__ = ["Activation", "LUT_DEPTH"]
+__all__ = ["Activation", "LUT_DEPTH", "clamp_bounds", "BOUND_BITS"]
 
 #: Entries of the activation lookup table (one per int8 value, index ``y + 128``).
 LUT_DEPTH = 256
+
+#: Width of the shifted clamp bounds ``lo - zero_point``, ``hi - zero_point`` (-255 .. 255).
+BOUND_BITS = 10
+
+
+def clamp_bounds(zero_point, lo, hi):
+    """Return ``{"lo_bound", "hi_bound", "lo_value"}`` for :class:`Activation`'s ports.
+
+    ``lo_bound = lo - zero_point``, ``hi_bound = hi - zero_point`` and ``lo_value = min(lo,
+    hi)``: the result of the clamp when ``v + zero_point < lo``. Works on Amaranth values (the
+    PostProcessor registers them a stage ahead) and on Python ints (tests).
+    """
+    if all(isinstance(x, int) for x in (zero_point, lo, hi)):
+        return {"lo_bound": lo - zero_point, "hi_bound": hi - zero_point, "lo_value": min(lo, hi)}
+    return {"lo_bound": lo - zero_point, "hi_bound": hi - zero_point,
+            "lo_value": Mux(lo > hi, hi, lo)}
 
 
 class Activation(wiring.Component):
@@ -39,8 +55,12 @@ class Activation(wiring.Component):
         Pipeline enable: the stage advances in a cycle with ``en`` set, holds otherwise.
     value : In(signed(REQUANT_BITS))
         Saturated requant result.
-    zero_point, lo, hi : In(signed(8))
-        Output zero point and clamp bounds.
+    zero_point, hi : In(signed(8))
+        Output zero point and upper clamp bound.
+    lo_bound, hi_bound : In(signed(BOUND_BITS))
+        ``lo - zero_point`` and ``hi - zero_point`` (:func:`clamp_bounds`).
+    lo_value : In(signed(8))
+        ``min(lo, hi)`` (:func:`clamp_bounds`).
     use_lut : In(1)
         Apply the lookup table to this element.
     result : Out(signed(8))
@@ -65,8 +85,10 @@ class Activation(wiring.Component):
             "en": In(1),
             "value": In(signed(REQUANT_BITS)),
             "zero_point": In(signed(8)),
-            "lo": In(signed(8)),
             "hi": In(signed(8)),
+            "lo_bound": In(signed(BOUND_BITS)),
+            "hi_bound": In(signed(BOUND_BITS)),
+            "lo_value": In(signed(8)),
             "use_lut": In(1),
             "result": Out(signed(8)),
         }
@@ -87,18 +109,14 @@ class Activation(wiring.Component):
         # on the parameters, so the add and both comparisons run in parallel (one carry chain
         # deep, not three). If x > hi the result is hi; otherwise, if x < lo it is
         # min(lo, hi); otherwise x. v is saturated to int16, so v + zero_point fits 17 bits.
+        # The bounds come precomputed (clamp_bounds) from an earlier pipeline stage.
         shifted = Signal(signed(REQUANT_BITS + 1))
-        lo_bound = Signal(signed(10))
-        hi_bound = Signal(signed(10))
-        lo_result = Signal(signed(8))
         clamped = Signal(signed(8))
         m.d.comb += [
             shifted.eq(self.value + self.zero_point),
-            lo_bound.eq(self.lo - self.zero_point),
-            hi_bound.eq(self.hi - self.zero_point),
-            lo_result.eq(Mux(self.lo > self.hi, self.hi, self.lo)),
-            clamped.eq(Mux(self.value > hi_bound, self.hi,
-                           Mux(self.value < lo_bound, lo_result, shifted[0:8].as_signed()))),
+            clamped.eq(Mux(self.value > self.hi_bound, self.hi,
+                           Mux(self.value < self.lo_bound, self.lo_value,
+                               shifted[0:8].as_signed()))),
         ]
 
         plain = Signal(signed(8))

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from tessera.spec import AcceleratorConfig, isa
 
-from .activation import Activation
+from .activation import Activation, clamp_bounds
 from .layouts import INSN_LAYOUTS, PARAM_ENTRY, TAIL_FIELD
 from .requant_onnx import OnnxRequant
 from .requant_tflite import TfliteRequant
@@ -187,10 +187,16 @@ class PostProcessor(wiring.Component):
             activation.en.eq(advance),
             activation.value.eq(requant),
             activation.zero_point.eq(delayed(stage0.zero_point, requant_latency, "zero_point")),
-            activation.lo.eq(delayed(stage0.lo, requant_latency, "lo")),
             activation.hi.eq(delayed(stage0.hi, requant_latency, "hi")),
             activation.use_lut.eq(delayed(stage0.lut, requant_latency, "use_lut")),
         ]
+        # The clamp bounds depend on the parameters only: formed from stage 0's registers and
+        # carried along, so the activation stage compares without subtracting first.
+        for name, value in clamp_bounds(stage0.zero_point, stage0.lo, stage0.hi).items():
+            port = getattr(activation, name)
+            bound = Signal.like(port, name=f"{name}_s1")
+            m.d.comb += bound.eq(value)
+            m.d.comb += port.eq(delayed(bound, requant_latency, name))
         if config.lut:
             m.d.comb += [
                 activation.lut_wr_en.eq(self.lut_wr_en),

@@ -8,7 +8,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from tessera import numerics
-from tessera.hw.activation import Activation
+from tessera.hw.activation import Activation, clamp_bounds
 from tessera.hw.requant_onnx import OnnxRequant
 from tessera.hw.requant_tflite import TfliteRequant
 
@@ -246,9 +246,11 @@ def test_activation(lut):
             ctx.set(dut.lut_wr_en, 0)
         ctx.set(dut.en, 1)
         for i in range(len(value)):
-            for name, values in (("value", value), ("zero_point", zero_point), ("lo", lo),
-                                 ("hi", hi), ("use_lut", use_lut)):
+            for name, values in (("value", value), ("zero_point", zero_point), ("hi", hi),
+                                 ("use_lut", use_lut)):
                 ctx.set(getattr(dut, name), int(values[i]))
+            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
+                ctx.set(getattr(dut, name), bound)
             await ctx.tick()
             results.append(ctx.get(dut.result))
 
