@@ -109,14 +109,17 @@ def _ecp5(lut4, dsp, bram):
 
 
 # The iCE40UP5K: every SB_MAC16 is a MAC (2x4), so the requant unit's wide products are built
-# from logic (see tessera.hw.build). Only mode "onnx" is built: its 24x24 mantissa product costs
-# ~600 LUT4 that way, the 32x32 product of mode "tflite" ~2500 more, which the 5280 LUT4 of the
-# part cannot hold next to the rest (Core alone, both modes: 5103 LUT4; onnx only: 2573).
+# from logic (see tessera.hw.build). Only mode "onnx" is built, with the iterative mantissa
+# multiplier (requant_cycles=8: one 3-bit digit per cycle, a 24x3 product instead of a 24x24 one
+# of ~900 LUT4; a drain costs 8 cycles per element) and 32-bit performance counters: with the
+# pipelined product and 48-bit counters the 2x4 accelerator took 6884/5280 logic cells. The
+# 32x32 product of mode "tflite" would cost ~2500 LUT4 more.
 # Buffers leave the block RAMs some headroom: ACT 16 b x 1024 = 4 EBR, WGT 32 b x 1024 = 8 EBR,
 # PARAM 72 b x 256 = 5 EBR, LUT 1 EBR, frame buffers 2-4 EBR.
 _ICEBREAKER_CONFIG = AcceleratorConfig(rows=2, cols=4, act_depth=1024, weight_depth=1024,
                                        param_depth=256, max_payload=1024,
-                                       requant_modes=("onnx",))
+                                       requant_modes=("onnx",), requant_cycles=8,
+                                       counter_bits=32)
 
 _ULX3S = dict(platform_module="amaranth_boards.ulx3s", osc_mhz=25.0,
               uart="FT231X on the US1 USB port (/dev/ttyUSB0)",

@@ -121,8 +121,10 @@ class Drain(wiring.Component):
 
         # Timer: the drain's fixed duration.
         with m.If(start):
-            m.d.sync += timer.eq(self.i_cmd.payload.elements * cpe
-                                 + (DRAIN_OVERHEAD_CYCLES - 1))
+            # elements * cpe as shifts and adds (no hardware multiplier for a constant).
+            scaled = sum(self.i_cmd.payload.elements << b for b in range(cpe.bit_length())
+                         if cpe >> b & 1)
+            m.d.sync += timer.eq(scaled + (DRAIN_OVERHEAD_CYCLES - 1))
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
 

@@ -252,10 +252,24 @@ class OnnxRequant(wiring.Component):
         # L[24:39] = floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means
         # |y| < 0.5 (rounds to 0). The sign is applied in the rounding adder:
         # -(f + u) = ~f + ~u, so the value is (f ^ s) + (u ^ s) with s the sign.
+        # The rounding bits are read from the mantissa through masks decoded from the shift
+        # (each mask bit is one 4-input function of it), in parallel with the shifter:
+        # L[23] = mant[23 - left], L[0:23] = mant[0:23 - left], L[24] = mant[24 - left].
         shifted = Signal(24 + 15)
-        m.d.comb += shifted.eq(s5_mant << s5_left)
+        sticky_mask = Signal(23)
+        half_mask = Signal(24)
+        odd_mask = Signal(24)
+        m.d.comb += [
+            shifted.eq(s5_mant << s5_left),
+            sticky_mask.eq(Const((1 << 23) - 1, 23) >> s5_left),
+            half_mask.eq(Const(1 << 23, 24) >> s5_left),
+            odd_mask.eq(Const(1 << 24, 25) >> s5_left),
+        ]
         floor_mag = shifted[24:39]
-        round_up = shifted[23] & (shifted[0:23].any() | floor_mag[0])
+        half = (s5_mant & half_mask).any()
+        sticky = (s5_mant[0:23] & sticky_mask).any()
+        odd = (s5_mant & odd_mask).any()
+        round_up = half & (sticky | odd)
         signs = s5_sign.replicate(REQUANT_BITS + 1)
         signed_value = Signal(signed(REQUANT_BITS + 1))   # -2^15 .. 2^15
         m.d.comb += signed_value.eq(
@@ -302,9 +316,12 @@ class OnnxRequant(wiring.Component):
         m.d.comb += index.eq(cycles - 1 - step)
         digit = padded.word_select(index, digit_bits)
         previous = Mux(step == 0, 0, partial)
+        # hi * digit as explicit shift-and-add (d AND rows): logic by construction, so a
+        # small part never spends a hardware multiplier on it.
+        digit_product = sum(Mux(digit[b], hi, 0) << b for b in range(digit_bits))
         running = Signal(48 + digit_bits)
         m.d.comb += [
-            running.eq((previous << digit_bits) + hi * digit),
+            running.eq((previous << digit_bits) + digit_product),
             self.hold.eq(valid & ~last),
         ]
         with m.If(valid & ~last):
