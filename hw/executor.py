@@ -25,7 +25,7 @@ an instruction costs 16 cycles and a ``LOAD`` one more per payload byte. A ``GEM
 cycle and held until accepted.
 """
 
-from amaranth.hdl import C, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -115,6 +115,11 @@ class Executor(wiring.Component):
         length = Signal(16)
         rx_status = Signal(8)
         held = Signal()        # the receiver's frame has not been released yet
+        # the request's classification, registered when it is taken (decided on in DISPATCH)
+        rx_bad, kind_bad, length_bad, repeat = Signal(), Signal(), Signal(), Signal()
+        is_kind = {k: Signal(name=f"is_{k.name.lower()}")
+                   for k in (Kind.HELLO, Kind.READ, Kind.COUNTERS, Kind.CLEAR_COUNTERS)}
+        read_room = Signal(signed(18))   # act_depth - addr of a READ request
 
         # -- frame-buffer byte reader: `byte` is the payload byte at offset `pos` -----------
         pos = Signal(16)
@@ -243,36 +248,46 @@ class Executor(wiring.Component):
         with m.FSM(name="executor") as fsm:
             with m.State("IDLE"):
                 with m.If(self.i_frame.valid & ~held):
+                    # The request is classified here, into registers, so that DISPATCH decides
+                    # from flags (the dedup state cannot change between the two cycles).
                     info = self.i_frame.payload
                     m.d.sync += [kind.eq(info.kind), seq.eq(info.seq), length.eq(info.length),
-                                 rx_status.eq(info.status), held.eq(1)]
+                                 rx_status.eq(info.status), held.eq(1),
+                                 rx_bad.eq(info.status != Status.OK),
+                                 kind_bad.eq((info.kind == 0) | (info.kind > max(Kind))),
+                                 length_bad.eq(
+                                     ((info.kind == Kind.READ) &
+                                      (info.length != protocol.READ_LAYOUT.nbytes)) |
+                                     ((info.kind != Kind.READ) & (info.kind != Kind.EXEC) &
+                                      (info.length != 0))),
+                                 repeat.eq(last_valid & (info.seq == last["seq"]))]
+                    m.d.sync += [is_kind[k].eq(info.kind == k) for k in is_kind]
                     m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
-                with m.If(rx_status != Status.OK):
+                with m.If(rx_bad):
                     respond_error(rx_status)
-                with m.Elif((kind == 0) | (kind > max(Kind))):
+                with m.Elif(kind_bad):
                     respond_error(Status.BAD_KIND)
-                with m.Elif(((kind == Kind.READ) & (length != protocol.READ_LAYOUT.nbytes)) |
-                            ((kind != Kind.READ) & (kind != Kind.EXEC) & (length != 0))):
+                with m.Elif(length_bad):
                     respond_error(Status.BAD_LENGTH)
-                with m.Elif(kind == Kind.HELLO):
+                with m.Elif(is_kind[Kind.HELLO]):
                     m.d.sync += [last_valid.eq(0), status.eq(Status.OK), vec.eq(id_record),
                                  resp_length.eq(protocol.ID_LAYOUT.nbytes), resp_act.eq(0)]
                     m.next = "RESPOND"
-                with m.Elif(kind == Kind.COUNTERS):
+                with m.Elif(is_kind[Kind.COUNTERS]):
                     m.d.sync += [status.eq(Status.OK), vec.eq(counters), resp_act.eq(0),
                                  resp_length.eq(_COUNTER_BYTES * len(protocol.COUNTER_NAMES))]
                     m.next = "RESPOND"
-                with m.Elif(kind == Kind.CLEAR_COUNTERS):
+                with m.Elif(is_kind[Kind.CLEAR_COUNTERS]):
                     m.d.comb += self.counters_clear.eq(1)
                     m.d.sync += [status.eq(Status.OK), resp_length.eq(0), resp_act.eq(0)]
                     m.next = "RESPOND"
-                with m.Elif(kind == Kind.READ):
+                with m.Elif(is_kind[Kind.READ]):
                     m.d.comb += seek.eq(1)
                     m.d.sync += fetched.eq(0)
                     m.next = "READ_REQUEST"
-                with m.Elif(last_valid & (seq == last["seq"])):
+                with m.Elif(repeat):
                     m.d.sync += [status.eq(last["status"]), err_offset.eq(last["offset"]),
                                  err_opcode.eq(last["opcode"]),
                                  store_valid.eq(last["store_valid"]),
@@ -289,13 +304,17 @@ class Executor(wiring.Component):
                 m.d.comb += take.eq(fetched != protocol.READ_LAYOUT.nbytes)
                 with m.If(take):
                     m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
-                with m.Else():
+                # addr (bytes 0-1) is complete while byte 2 is read: the room above it is
+                # registered then, so the final range check is one compare (no add)
+                with m.If(fetched == 2):
+                    m.d.sync += read_room.eq(C(cfg.act_depth, signed(18)) - insn[-16:])
+                with m.If(~take):
                     request = READ_REQUEST(insn[-protocol.READ_LAYOUT.width:])
                     # count * rows > max_payload, without the product
                     with m.If((request.count == 0) |
                               (request.count > cfg.max_payload // rows)):
                         respond_error(Status.BAD_FIELD)
-                    with m.Elif(request.addr + request.count > cfg.act_depth):
+                    with m.Elif(request.count > read_room):
                         respond_error(Status.BAD_ADDRESS)
                     with m.Else():
                         m.d.sync += [store_addr.eq(request.addr), store_count.eq(request.count)]

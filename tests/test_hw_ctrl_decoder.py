@@ -1,5 +1,5 @@
-"""hw/decoder.py: the pipelined instruction decode (checks spread over the last, padding bytes)
-against the emulator, at the pipeline's byte boundaries, and the constant multiplier."""
+"""hw/decoder.py and hw/executor.py: the pipelined instruction decode (checks spread over the last,
+padding bytes) and the registered request checks against the emulator, and the constant multiplier."""
 
 import pytest
 from amaranth.hdl import Const, Module, Signal
@@ -91,3 +91,23 @@ def test_times_const_is_the_product(factor):
 def test_times_const_refuses_a_negative_factor():
     with pytest.raises(ValueError, match="non-negative factor, not -2"):
         times_const(Const(3, 4), -2)
+
+
+def test_read_ranges_and_request_classes_equal_the_emulator():
+    # READ checks count > act_depth - addr with the room registered while the request is read:
+    # the last entry, one past it, an address above the buffer and the largest address.
+    def read(seq, addr, count):
+        return encode_frame(Kind.READ, seq, addr.to_bytes(2, "little") +
+                            count.to_bytes(2, "little"))
+    depth = CFG.act_depth
+    requests = [read(1, depth - 2, 2), read(2, depth - 2, 3), read(3, depth + 5, 1),
+                read(4, 0xFFFF, 1), read(5, 0, 48), read(6, 0, 49),
+                encode_frame(Kind.EXEC, 7, _enc(Nop())), encode_frame(Kind.EXEC, 7, b""),
+                encode_frame(Kind.HELLO, 8), encode_frame(Kind.EXEC, 7, b""),
+                encode_frame(Kind.COUNTERS, 9, b"\x00"), encode_frame(0x06, 10)]
+    rtl = run_rtl(requests, CFG)
+    assert rtl == run_emulator(requests, CFG)
+    kinds = [parse(r, CFG).kind for r in rtl]
+    assert kinds == [Status.OK, Status.BAD_ADDRESS, Status.BAD_ADDRESS, Status.BAD_ADDRESS,
+                     Status.OK, Status.BAD_FIELD, Status.OK, Status.OK, Status.OK, Status.OK,
+                     Status.BAD_LENGTH, Status.BAD_KIND]
