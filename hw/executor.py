@@ -152,7 +152,6 @@ class Executor(wiring.Component):
                                   for i in range(DECODE_STEPS)])),
         ]
         gemm = INSN_LAYOUTS[Opcode.GEMM](insn)
-        load = INSN_LAYOUTS[Opcode.LOAD](insn)
         post = INSN_LAYOUTS[Opcode.POST](insn)
         store = INSN_LAYOUTS[Opcode.STORE](insn)
 
@@ -177,6 +176,15 @@ class Executor(wiring.Component):
         ld_buffer = Signal(2)
         wr_pending = Signal()
         m.d.comb += self.wr_en.eq(wr_pending)
+        # Preset the LOAD state from the instruction while it is decoded (whatever its opcode;
+        # nothing uses ld_* between instructions), so that EXECUTE does not choose between the
+        # instruction's fields and the registers.
+        head_load = INSN_LAYOUTS[Opcode.LOAD](Cat(decoder.head, C(0, (isa.INSN_BYTES - HEAD_BYTES) * 8)))
+        with m.If(decoder.step[0]):
+            m.d.sync += [ld_index.eq(0), ld_addr.eq(head_load.addr), ld_left.eq(head_load.count),
+                         ld_buffer.eq(head_load.buffer)]
+        with m.If(decoder.step[1]):
+            m.d.sync += ld_entry.eq(decoder.entry_bytes)
         with m.If(wr_pending & self.wr_ready):
             m.d.sync += wr_pending.eq(0)
 
@@ -338,14 +346,11 @@ class Executor(wiring.Component):
                 with m.If(~decoder.ok):
                     record_error(decoder.status, insn_offset, opcode)
                 with m.Elif(opcode == Opcode.LOAD):
-                    entry = decoder.entry_bytes
-                    with m.If(gather_byte(0, entry, load.addr, load.count, load.buffer)):
+                    # ld_* were preset during the decode: the first payload byte is gathered
+                    # exactly like the others
+                    with m.If(gather_byte(ld_index, ld_entry, ld_addr, ld_left, ld_buffer)):
                         m.next = "NEXT"
-                    with m.Elif(take):
-                        m.next = "LOAD"
                     with m.Else():
-                        m.d.sync += [ld_index.eq(0), ld_entry.eq(entry), ld_addr.eq(load.addr),
-                                     ld_left.eq(load.count), ld_buffer.eq(load.buffer)]
                         m.next = "LOAD"
                 with m.Elif(opcode == Opcode.GEMM):
                     m.d.comb += self.o_cmd.valid.eq(~wr_pending)
