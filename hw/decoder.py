@@ -20,7 +20,8 @@ as a three-step pipeline in the cycles that present the last :data:`DECODE_STEPS
 can only be padding: step 1 registers the field checks, the range sums ``start + count`` and the
 ``LOAD`` payload length ``count * entry_bytes`` (shifts and adds of elaboration-time constants,
 no multiplier); step 2 registers the range and length compares; step 3 registers the status by
-priority. The status is therefore ready, from registers, in the cycle after the 16th byte,
+priority (the last byte, which comes straight from the frame buffer, only as a flag that one gate
+folds into ``ok``/``status``). The status is therefore ready, from registers, in the cycle after the 16th byte,
 exactly when the unpipelined decode was: the executor's timing (16 cycles per instruction) is
 unchanged.
 """
@@ -98,9 +99,9 @@ class InstructionDecoder(wiring.Component):
     step : In(DECODE_STEPS)
         One bit per step: ``step[i]`` in the cycle byte ``HEAD_BYTES + i`` is read.
     status : Out(8)
-        ``Status.OK`` or the first failing check's status (registered, valid after step 3).
+        ``Status.OK`` or the first failing check's status (from registers, valid after step 3).
     ok : Out(1)
-        ``status == Status.OK`` (registered).
+        ``status == Status.OK`` (from registers).
     opcode : Out(4)
     entry_bytes : Out(range(max_entry + 1))
         ``LOAD``: bytes per entry of the addressed buffer (registered in step 1).
@@ -223,16 +224,29 @@ class InstructionDecoder(wiring.Component):
                     m.d.sync += [addr_bad.eq(0), late.eq(0)]
 
         # -- step 3: the status, by priority ------------------------------------------------------
+        # The last byte arrives from the frame buffer's read port in this step: it is only
+        # registered (as a flag) and folded into the outputs with one gate.
         late_status = Mux(op_r == Opcode.LOAD, Status.TRUNCATED, Status.STORE_NOT_LAST)
+        status = Signal(8)
+        last_bad = Signal()
         with m.If(step3):
+            m.d.sync += last_bad.eq(self.tail != 0)
             with m.If(bad_op):
-                m.d.sync += [self.status.eq(Status.BAD_OPCODE), self.ok.eq(0)]
-            with m.Elif(field_bad | tail_bad | (self.tail != 0)):
-                m.d.sync += [self.status.eq(Status.BAD_FIELD), self.ok.eq(0)]
+                m.d.sync += status.eq(Status.BAD_OPCODE)
+            with m.Elif(field_bad | tail_bad):
+                m.d.sync += status.eq(Status.BAD_FIELD)
             with m.Elif(addr_bad):
-                m.d.sync += [self.status.eq(Status.BAD_ADDRESS), self.ok.eq(0)]
+                m.d.sync += status.eq(Status.BAD_ADDRESS)
             with m.Elif(late):
-                m.d.sync += [self.status.eq(late_status), self.ok.eq(0)]
+                m.d.sync += status.eq(late_status)
             with m.Else():
-                m.d.sync += [self.status.eq(Status.OK), self.ok.eq(1)]
+                m.d.sync += status.eq(Status.OK)
+        with m.If(last_bad & (status != Status.BAD_OPCODE)):
+            m.d.comb += self.status.eq(Status.BAD_FIELD)
+        with m.Else():
+            m.d.comb += self.status.eq(status)
+        ok = Signal()
+        with m.If(step3):
+            m.d.sync += ok.eq(~bad_op & ~field_bad & ~tail_bad & ~addr_bad & ~late)
+        m.d.comb += self.ok.eq(ok & ~last_bad)
         return m
