@@ -231,9 +231,13 @@ class Executor(wiring.Component):
         counters = Cat(*(Cat(self.counters[i], C(0, 8 * _COUNTER_BYTES - cfg.counter_bits))
                          for i in range(len(protocol.COUNTER_NAMES))))
 
-        def respond_error(code):
-            m.d.sync += [status.eq(code), vec.eq(0), resp_length.eq(protocol.ERROR_LAYOUT.nbytes),
+        def respond_error(code, *, zero=True):
+            # An all-zero ErrorRecord; ``zero=False`` where ``vec`` was zeroed beforehand (keeps
+            # late decisions off the enable of the wide ``vec`` register).
+            m.d.sync += [status.eq(code), resp_length.eq(protocol.ERROR_LAYOUT.nbytes),
                          resp_act.eq(0)]
+            if zero:
+                m.d.sync += vec.eq(0)
             m.next = "RESPOND"
 
         def record_error(code, offset, opcode):
@@ -293,7 +297,7 @@ class Executor(wiring.Component):
                     m.next = "RESPOND"
                 with m.Elif(is_kind[Kind.READ]):
                     m.d.comb += seek.eq(1)
-                    m.d.sync += fetched.eq(0)
+                    m.d.sync += [fetched.eq(0), vec.eq(0)]
                     m.next = "READ_REQUEST"
                 with m.Elif(repeat):
                     m.d.sync += [status.eq(last["status"]), err_offset.eq(last["offset"]),
@@ -321,9 +325,9 @@ class Executor(wiring.Component):
                     # count * rows > max_payload, without the product
                     with m.If((request.count == 0) |
                               (request.count > cfg.max_payload // rows)):
-                        respond_error(Status.BAD_FIELD)
+                        respond_error(Status.BAD_FIELD, zero=False)
                     with m.Elif(request.count > read_room):
-                        respond_error(Status.BAD_ADDRESS)
+                        respond_error(Status.BAD_ADDRESS, zero=False)
                     with m.Else():
                         m.d.sync += [store_addr.eq(request.addr), store_count.eq(request.count)]
                         m.next = "READ_WAIT"
