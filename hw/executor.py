@@ -151,9 +151,17 @@ class Executor(wiring.Component):
             decoder.step.eq(Cat(*[in_fetch & (fetched == HEAD_BYTES + i)
                                   for i in range(DECODE_STEPS)])),
         ]
-        gemm = INSN_LAYOUTS[Opcode.GEMM](insn)
-        post = INSN_LAYOUTS[Opcode.POST](insn)
-        store = INSN_LAYOUTS[Opcode.STORE](insn)
+        # `insn` shifts in the read-port byte every cycle (no enable on 128 flip-flops): the
+        # last bytes shifted in are always the ones read last. The fields an instruction acts on
+        # are latched in `word` in the decode's first step (every named field is in its head).
+        m.d.sync += insn.eq(Cat(insn[8:], byte))
+        word = Signal(HEAD_BYTES * 8)
+        with m.If(decoder.step[0]):
+            m.d.sync += word.eq(decoder.head)
+        word_full = Cat(word, C(0, (isa.INSN_BYTES - HEAD_BYTES) * 8))
+        gemm = INSN_LAYOUTS[Opcode.GEMM](word_full)
+        post = INSN_LAYOUTS[Opcode.POST](word_full)
+        store = INSN_LAYOUTS[Opcode.STORE](word_full)
 
         post_state = {  # reset state: onnx, no LUT, zero point 0, full range (docs/isa.md)
             "mode": Signal(1), "lut": Signal(1), "zero_point": Signal(8, init=0),
@@ -253,7 +261,7 @@ class Executor(wiring.Component):
                 record_error(Status.TRUNCATED, pos, byte[0:4])
             with m.Else():
                 m.d.comb += take.eq(1)
-                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(1), insn_offset.eq(pos),
+                m.d.sync += [fetched.eq(1), insn_offset.eq(pos),
                              insn_left.eq(rest - isa.INSN_BYTES)]
                 m.next = "FETCH"
 
@@ -315,7 +323,7 @@ class Executor(wiring.Component):
             with m.State("READ_REQUEST"):
                 m.d.comb += take.eq(fetched != protocol.READ_LAYOUT.nbytes)
                 with m.If(take):
-                    m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
+                    m.d.sync += fetched.eq(fetched + 1)
                 # addr (bytes 0-1) is complete while byte 2 is read: the room above it is
                 # registered then, so the final range check is one compare (no add)
                 with m.If(fetched == 2):
@@ -342,7 +350,7 @@ class Executor(wiring.Component):
                 next_instruction()
             with m.State("FETCH"):
                 m.d.comb += [take.eq(1), in_fetch.eq(1)]
-                m.d.sync += [insn.eq(Cat(insn[8:], byte)), fetched.eq(fetched + 1)]
+                m.d.sync += fetched.eq(fetched + 1)
                 with m.If(fetched == isa.INSN_BYTES - 1):
                     m.next = "EXECUTE"
             with m.State("EXECUTE"):
