@@ -91,7 +91,8 @@ class PostProcessor(wiring.Component):
         Entry value, int8 bits.
     """
 
-    #: Cycles from a transfer on ``i`` to ``o.valid`` of its result when ``o.ready`` is held.
+    #: Cycles from a transfer on ``i`` to ``o.valid`` of its result when ``o.ready`` is held
+    #: (``requant_cycles == 1``; an instance's own ``latency`` is at most this).
     latency = 1 + OnnxRequant.latency + Activation.latency
 
     def __init__(self, config):
@@ -101,6 +102,9 @@ class PostProcessor(wiring.Component):
                             f"not {type(config).__name__}")
         assert OnnxRequant.latency == TfliteRequant.latency
         self._config = config
+        #: This instance's latency: the class value, or less with the iterative multiplier
+        #: (which leaves some stages unregistered; the drain pads a shorter pipeline).
+        self.latency = 1 + OnnxRequant.latency_for(config.requant_cycles) + Activation.latency
         members = {
             "i": In(stream.Signature(POSTPROC_IN)),
             "o": Out(stream.Signature(POSTPROC_OUT)),
@@ -117,7 +121,7 @@ class PostProcessor(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self._config
-        requant_latency = OnnxRequant.latency
+        requant_latency = self.latency - 1 - Activation.latency
 
         advance = Signal()
         hold = Signal()                  # the iterative multiplier needs this cycle

@@ -28,6 +28,8 @@ with ``zero_point``, ``lo``, ``hi`` in [-128, 127]. Any ``v >= 256`` gives ``v +
 unbounded reference returns, while ``|v| < 2^15`` passes unchanged.
 """
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -110,8 +112,14 @@ class OnnxRequant(wiring.Component):
         :attr:`latency` enabled cycles earlier (a register output).
     """
 
-    #: Enabled cycles from operands to :attr:`result`.
+    #: Enabled cycles from operands to :attr:`result` with ``cycles == 1`` (instances: see
+    #: :attr:`latency` of the instance, 4 with the iterative multiplier).
     latency = 6
+
+    #: Stages left without their output register when the multiplier is iterative: a unit that
+    #: takes ``cycles`` cycles per element gains nothing from them and they cost 126 flip-flops
+    #: (plus the PostProcessor's delay lines) on the small parts that need it.
+    _ITERATIVE_COMBINATIONAL = (1, 4)
 
     def __init__(self, cycles=1):
         if isinstance(cycles, bool) or not isinstance(cycles, int) \
@@ -120,6 +128,9 @@ class OnnxRequant(wiring.Component):
             raise ValueError(f"Requant cycles per element must be an integer from 1 to "
                              f"{MANTISSA_BITS}, not {cycles!r}")
         self._cycles = cycles
+        self._combinational = self._ITERATIVE_COMBINATIONAL if cycles > 1 else ()
+        #: Enabled cycles from operands to :attr:`result` of this instance.
+        self.latency = self.latency_for(cycles)
         super().__init__({
             "en": In(1),
             "valid": In(1),
@@ -147,8 +158,8 @@ class OnnxRequant(wiring.Component):
         s1_mag = Signal(32)        # |a|; |INT32_MIN| = 2^31 fits
         s1_mant_m = Signal(MANTISSA_BITS)
         s1_exp_m = Signal(8)       # biased exponent field of M
-        with m.If(en):
-            m.d.sync += [
+        with self._stage(m, 1) as domain:
+            domain += [
                 s1_valid.eq(self.valid),
                 s1_sign.eq(a_neg ^ self.multiplier[31]),
                 # A zero or subnormal M gives rint(...) = 0 (see the class docstring).
@@ -205,8 +216,8 @@ class OnnxRequant(wiring.Component):
         total = s3_round_term
         for term in terms:
             total = total + term
-        with m.If(en):
-            m.d.sync += [
+        with self._stage(m, 4) as domain:
+            domain += [
                 s4_sign.eq(s3_sign),
                 s4_zero.eq(s3_zero),
                 s4_exp_sum.eq(s3_exp_sum),
@@ -286,6 +297,21 @@ class OnnxRequant(wiring.Component):
                 m.d.sync += self.result.eq(
                     Mux(too_big, _SAT_MAX, signed_value[0:REQUANT_BITS]))
         return m
+
+    @classmethod
+    def latency_for(cls, cycles):
+        """Return the latency of ``OnnxRequant(cycles)`` (enabled cycles, holds excluded)."""
+        return cls.latency - (len(cls._ITERATIVE_COMBINATIONAL) if cycles > 1 else 0)
+
+    @contextmanager
+    def _stage(self, m, number):
+        # The domain a stage's outputs are assigned in: registered under `en`, or
+        # combinational for the stages an iterative unit leaves unregistered.
+        if number in self._combinational:
+            yield m.d.comb
+        else:
+            with m.If(self.en):
+                yield m.d.sync
 
     def _pipelined_terms(self, m, hi, mm):
         # Four registered partial products, each at most 17x17 unsigned bits: hi = h1*2^17 + h0,
