@@ -176,7 +176,8 @@ class OnnxRequant(wiring.Component):
         s2_zero = Signal()
         s2_hi = Signal(MANTISSA_BITS)   # norm[8:32]: float32(|a|) truncated
         s2_low = Signal(8)              # norm[0:8]: guard and sticky bits
-        s2_exp_sum = Signal(9)          # unbiased exp of |a| (31 - lz) + biased exp of M
+        s2_lz = Signal(5)               # leading zeros of |a|
+        s2_exp_m = Signal(8)
         s2_mant_m = Signal(MANTISSA_BITS)
         with m.If(en):
             m.d.sync += [
@@ -185,7 +186,8 @@ class OnnxRequant(wiring.Component):
                 s2_zero.eq(s1_zero),
                 s2_hi.eq(norm[8:32]),
                 s2_low.eq(norm[0:8]),
-                s2_exp_sum.eq((31 - lz) + s1_exp_m),
+                s2_lz.eq(lz),
+                s2_exp_m.eq(s1_exp_m),
                 s2_mant_m.eq(s1_mant_m),
             ]
 
@@ -200,7 +202,8 @@ class OnnxRequant(wiring.Component):
             m.d.sync += [
                 s3_sign.eq(s2_sign),
                 s3_zero.eq(s2_zero),
-                s3_exp_sum.eq(s2_exp_sum),
+                # unbiased exponent of |a| (31 - lz) + biased exponent of M
+                s3_exp_sum.eq((31 - s2_lz) + s2_exp_m),
                 s3_round_term.eq(Mux(a_round, s2_mant_m, 0)),
             ]
         if self._cycles == 1:
@@ -286,16 +289,19 @@ class OnnxRequant(wiring.Component):
         m.d.comb += signed_value.eq(
             (Cat(floor_mag, Const(0, 2)) ^ signs).as_signed() + (round_up ^ s5_sign))
 
-        # Only a positive f + u = 2^15 leaves int16 (bit 15 set on a non-negative value).
-        too_big = ~s5_sign & signed_value[REQUANT_BITS - 1]
+        # Only a positive f + u = 2^15 (f all ones, rounded up) leaves int16; detected beside
+        # the adder, so the adder's sum passes one multiplexer only.
+        too_big = ~s5_sign & floor_mag.all() & round_up
+        special = Signal()
+        special_value = Signal(signed(REQUANT_BITS))
+        m.d.comb += [
+            special.eq(s5_zero | s5_underflow | s5_saturate | too_big),
+            special_value.eq(Mux(s5_zero | s5_underflow, 0,
+                                 Mux(s5_saturate & s5_sign, _SAT_MIN, _SAT_MAX))),
+        ]
         with m.If(en):
-            with m.If(s5_zero | s5_underflow):
-                m.d.sync += self.result.eq(0)
-            with m.Elif(s5_saturate):
-                m.d.sync += self.result.eq(Mux(s5_sign, _SAT_MIN, _SAT_MAX))
-            with m.Else():
-                m.d.sync += self.result.eq(
-                    Mux(too_big, _SAT_MAX, signed_value[0:REQUANT_BITS]))
+            m.d.sync += self.result.eq(
+                Mux(special, special_value, signed_value[0:REQUANT_BITS]))
         return m
 
     @classmethod
