@@ -333,9 +333,13 @@ def run_test(sim: SimBuild, test_module: str, *, test_dir, config=None, extra_en
             build_dir=sim.build_dir,
             test_dir=test_dir, extra_env=env, testcase=testcase, seed=seed,
             timescale=("1ns", "1ps"), log_file=log_file)
-    except SystemExit as e:
-        raise AssertionError(f"cocotb run of {test_module} on {sim.simulator} failed "
-                             f"(exit {e.code}); log tail:\n{_tail(log_file)}") from None
+    except SystemExit as e:      # the runner exits when a test failed or the simulator died
+        # Under pytest the runner names the file after the current test.
+        found = sorted(test_dir.glob("*.xml"), key=lambda p: p.stat().st_mtime)
+        results = found[-1] if found else None
+        if results is None:
+            raise AssertionError(f"cocotb run of {test_module} on {sim.simulator} failed "
+                                 f"(exit {e.code}); log tail:\n{_tail(log_file)}") from None
     finally:
         sys.path[:] = saved_path
     total, failed = get_results(results)

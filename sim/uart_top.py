@@ -7,7 +7,6 @@ same at any divisor. :mod:`bridge_uart` connects its pins to a pseudo-terminal, 
 ``serial://`` transport (pyserial) talks to it exactly as to a board.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 
