@@ -277,6 +277,14 @@ _MAKE_VARIABLES = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_SLOW=-O0", "OPT_FAST=-O1"
 
 
 def _build_args(simulator) -> list:
+    if simulator == "icarus":
+        # Yosys's Verilog starts every combinational ``always @*`` block through a dummy
+        # trigger ``reg ... = 0``: under Verilog-2005 semantics that declaration initialiser is
+        # an X -> 0 event at time zero and runs each block once. cocotb compiles with
+        # ``-g2012``, under which Icarus applies initialisers before time zero without an
+        # event, so blocks whose inputs never change (registers held at their reset value)
+        # leave their outputs X and the accelerator never answers. The later flag wins.
+        return ["-g2005"]
     if simulator != "verilator":
         return []
     # Amaranth's Verilog trips Verilator's WIDTH lint; -O3 is Verilator's own optimiser.

@@ -3,7 +3,8 @@ counters -- each response checked byte for byte against the emulator (see ``sim/
 
 Every configuration is built once per session (and cached across sessions by the Verilog's
 hash); the cocotb modules of ``sim/`` run against it with pytest's ``tmp_path`` as test dir.
-Verilator runs every configuration; with ``SIM=icarus``, Icarus runs the small one.
+Verilator runs every configuration; Icarus (when installed, or alone with ``SIM=icarus``) runs
+the small one.
 """
 
 import pytest
