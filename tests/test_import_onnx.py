@@ -146,14 +146,15 @@ def test_export_refuses_tflite_mode(digits):
 
 
 @pytest.mark.slow
-def test_rtl_simulation_runs_imported_model(tmp_path):
-    """RTL simulation (tessera.connect("sim")) on the crafted ORT layer: small, a few seconds.
-
-    Skipped until the simulation top level (``tessera.hw.top``, other engineers) exists.
-    """
-    pytest.importorskip("tessera.hw.top", reason="RTL top level not in the tree yet")
-    x = _crafted_qgemm(tmp_path / "crafted.onnx")[:16]
-    qmodel = tessera.quantize(tmp_path / "crafted.onnx")
-    expected = ort_session(tmp_path / "crafted.onnx").run(None, {"x": x})[0]
+def test_rtl_simulation_runs_ort_quantized_digits(digits, tmp_path):
+    """The digits MLP quantized by onnxruntime (QDQ, per-channel, with a sigmoid LUT layer) runs
+    on the RTL (``tessera.connect("sim")``) with outputs equal to ORT's, bit for bit."""
+    weights, x_train, x = digits
+    model = float_onnx(weights, ["relu", "sigmoid", None])
+    path = ort_quantize(model, x_train[:400], tmp_path / "q.onnx", fmt="QDQ",
+                        activations="int8", per_channel=True, tmp_path=tmp_path)
+    qmodel = tessera.quantize(str(path))
+    rows = np.r_[0:24, len(x) - 60:len(x)]            # plain, saturating and random inputs
+    expected = ort_session(path).run(None, {"x": x[rows]})[0]
     with tessera.connect("sim") as dev:
-        np.testing.assert_array_equal(dev.run(qmodel, x, raw=True), expected)
+        np.testing.assert_array_equal(dev.run(qmodel, x[rows]), expected)
