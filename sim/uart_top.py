@@ -18,13 +18,17 @@ from amaranth.lib.wiring import In, Out
 from tessera.hw.top import Accelerator
 from tessera.hw.uart import UARTStream
 
-__all__ = ["UART_TOPLEVEL", "DEFAULT_DIVISOR", "UartSimTop", "generate_uart_verilog"]
+__all__ = ["UART_TOPLEVEL", "DEFAULT_DIVISOR", "CHARACTER_BITS", "UartSimTop",
+           "generate_uart_verilog"]
 
 #: Verilog module name of the UART simulation top.
 UART_TOPLEVEL = "tessera_uart_top"
 
 #: Clock cycles per bit used by the UART-in-the-loop tests.
 DEFAULT_DIVISOR = 8
+
+#: Bit times of one 8N1 character (start, eight data, stop).
+CHARACTER_BITS = 10
 
 
 class UartSimTop(wiring.Component):
@@ -44,6 +48,13 @@ class UartSimTop(wiring.Component):
         Serial output (idle high).
     busy : Out(1)
         The accelerator or either UART direction is busy.
+
+    Raises
+    ------
+    ValueError
+        If ``config.rx_timeout_cycles`` is not longer than one 8N1 character (``10 * divisor``
+        cycles): the frame receiver would drop every partial header between two bytes, and the
+        device would never answer.
     """
 
     rx: In(1, init=1)
@@ -51,6 +62,15 @@ class UartSimTop(wiring.Component):
     busy: Out(1)
 
     def __init__(self, config, *, divisor=DEFAULT_DIVISOR):
+        char_cycles = CHARACTER_BITS * divisor
+        if config.rx_timeout_cycles <= char_cycles:
+            self._MustUse__silence = True  # a rejected component is not an unused one
+            raise ValueError(
+                f"rx_timeout_cycles={config.rx_timeout_cycles} is too short for a UART with "
+                f"divisor {divisor}: one 8N1 character takes {char_cycles} cycles, so the frame "
+                f"receiver would time out between every two bytes; use a configuration with "
+                f"rx_timeout_cycles well above {char_cycles} (e.g. the default {1 << 20}) or a "
+                f"smaller divisor")
         self.config = config
         self.divisor = divisor
         super().__init__()

@@ -9,22 +9,29 @@ Kept to a few frames: HELLO, a small model's setup and program frames, the count
 import numpy as np
 import pytest
 
-from sim_helpers import CONFIGS, build, simulators
+from sim_helpers import CONFIGS, simulators
 
 import tessera
+from tessera.sim import runner
 from tessera.sim.uart_loop import UartSimulation
+from tessera.sim.uart_top import DEFAULT_DIVISOR, UartSimTop
 
-CONFIG = CONFIGS["2x4"]
+#: The small 2x4 configuration with a board-like receive timeout: its 64-cycle one (for the
+#: byte-stream truncated-frame test) is shorter than one UART character (10 * divisor cycles).
+CONFIG = CONFIGS["2x4"].replace(rx_timeout_cycles=1 << 20)
+
+
+def test_uart_top_rejects_timeout_shorter_than_a_character():
+    with pytest.raises(ValueError, match=r"rx_timeout_cycles=64 is too short for a UART with "
+                                         r"divisor 8: one 8N1 character takes 80 cycles"):
+        UartSimTop(CONFIGS["2x4"], divisor=DEFAULT_DIVISOR)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="unresolved: the RTL UART top does not answer HELLO through the pty "
-                          "(the same bridge and pty path echo correctly with hw.boards' "
-                          "LoopbackDesign behind the UART); under investigation", strict=False)
 def test_serial_transport_through_rtl_uart():
     pytest.importorskip("serial", reason="pyserial is the serial transport's dependency")
     simulator = simulators()[0]
-    build("2x4", simulator, "uart")
+    runner.build(CONFIG, simulator, design="uart")
     rng = np.random.default_rng(0)
     layers = [(rng.normal(0, 0.5, (6, 5)), rng.normal(0, 0.1, 5), "relu"),
               (rng.normal(0, 0.5, (5, 3)), None, "none")]
