@@ -2,15 +2,21 @@
 
 One *step* broadcasts an activation per row and a weight per column to every MAC,
 ``acc[r][c] += a[r] * w[c]`` (docs/architecture.md explains why the array is not systolic). A
-step presented on the inputs in cycle *t* is registered and accumulated at the end of *t + 1*:
-:attr:`MacArray.latency` is 2 from the operands to the updated accumulators being visible.
+step presented on the inputs in cycle *t* is registered at the end of *t*, multiplied into a
+product register at the end of *t + 1* and accumulated at the end of *t + 2*:
+:attr:`MacArray.latency` is 3 from the operands to the updated accumulators being visible. The
+operand broadcast (a weight to every row, an activation to every column, across the die on a big
+array) and the multiply share one cycle, the accumulator's carry chain has the next one to itself.
 
 A step with ``clear`` starts from its product instead of adding to the accumulators. It is built
-as a synchronous reset of the accumulators in the cycle the step is registered, so that each
-accumulator stays the plain ``acc <= acc + a*b`` that Yosys absorbs into an iCE40 SB_MAC16
-(a ``Mux(clear, 0, acc)`` in front of the adder costs 32 LUTs per MAC: measured with YoWASP
-``synth_ice40 -dsp`` on this array at 2x4, 230 SB_LUT4 + 8 SB_MAC16 with the reset against 486
-SB_LUT4 + 8 SB_MAC16 with the multiplexer). The price is one rule: a ``clear`` step must not be
+as a synchronous reset of the accumulators in the cycle the step is multiplied, so that each
+accumulator stays a plain ``acc <= acc + p`` (a ``Mux(clear, 0, acc)`` in front of the adder
+costs 32 LUTs per MAC: measured with YoWASP ``synth_ice40 -dsp`` on the unpipelined array at 2x4,
+230 SB_LUT4 + 8 SB_MAC16 with the reset against 486 SB_LUT4 + 8 SB_MAC16 with the multiplexer).
+Neither Yosys flow packs the product register into the DSP (ECP5 MULT18X18D output register,
+iCE40 SB_MAC16 pipeline register): it is fabric flip-flops, and on the iCE40 the SB_MAC16 now
+holds only the multiplier, the adder being LUTs (whole iCEBreaker 2x4 build: 5744 ICESTORM_LC
+and 8 SB_MAC16, against 5748 before the product register). The price is one rule: a ``clear`` step must not be
 presented in the cycle right after another step (the GEMM engine always leaves a gap between
 GEMMs, so it never does).
 
@@ -44,7 +50,7 @@ class MacArray(wiring.Component):
     w : In(ArrayLayout(signed(8), cols))
         Weight of each column for the step.
     step : In(1)
-        ``a`` and ``w`` form a step this cycle; it is accumulated at the end of the next cycle.
+        ``a`` and ``w`` form a step this cycle; it is accumulated ``latency - 1`` cycles later.
     clear : In(1)
         With ``step``: the step starts from its product (the accumulators restart).
     shadow_load : In(1)
@@ -60,7 +66,7 @@ class MacArray(wiring.Component):
 
     #: Cycles from a step on the inputs to the updated accumulators (and a ``shadow_load`` in
     #: that cycle capturing them).
-    latency = 2
+    latency = 3
 
     def __init__(self, config):
         self._config = config
@@ -90,20 +96,32 @@ class MacArray(wiring.Component):
         step = Signal()
         m.d.sync += [a.eq(self.a), w.eq(self.w), step.eq(self.step)]
 
+        # Product register stage: each MAC's a*w is registered and accumulated in the next
+        # cycle, so the multiply and the accumulator's carry chain are not in one cycle. No
+        # reset: a product only reaches an accumulator with `product_step`.
+        product = [[Signal(signed(16), name=f"p_{r}_{c}", reset_less=True) for c in range(cols)]
+                   for r in range(rows)]
+        product_step = Signal()
+        for r in range(rows):
+            for c in range(cols):
+                m.d.sync += product[r][c].eq(a[r] * w[c])
+        m.d.sync += product_step.eq(step)
+
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(cols)]
                for r in range(rows)]
         shadow = [[Signal(signed(32), name=f"shadow_{r}_{c}") for c in range(cols)]
                   for r in range(rows)]
 
-        # Each accumulator is `acc <= acc + a*w` in its own module; the clear is a synchronous
-        # reset of that module in the cycle the clearing step is registered.
+        # Each accumulator is `acc <= acc + product` in its own module; the clear is a
+        # synchronous reset of that module in the cycle the clearing step's product is computed
+        # (registered from the step's `clear`, so no combinational path reaches the resets).
         restart = Signal()
-        m.d.comb += restart.eq(self.step & self.clear)
+        m.d.sync += restart.eq(self.step & self.clear)
         for r in range(rows):
             for c in range(cols):
                 mac = Module()
-                with mac.If(step):
-                    mac.d.sync += acc[r][c].eq(acc[r][c] + a[r] * w[c])
+                with mac.If(product_step):
+                    mac.d.sync += acc[r][c].eq(acc[r][c] + product[r][c])
                 m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
 
         for r in range(rows):

@@ -1,7 +1,7 @@
 """The GEMM engine: reads the operands of one ``GEMM`` command and steps the MAC array.
 
 A command is accepted in cycle *T* (``i_cmd`` transfer) and occupies the array for exactly
-``k + GEMM_OVERHEAD_CYCLES`` cycles, *T+1 ... T+k+3*:
+``k + GEMM_OVERHEAD_CYCLES`` cycles, *T+1 ... T+k+4*:
 
 ==============  ==========================================================================
 cycle           what happens
@@ -9,16 +9,17 @@ cycle           what happens
 T               ``i_cmd`` transfer; the command is latched (not counted as compute)
 T+1 ... T+k     read ``ACT[a_addr+i]`` and ``WGT[w_addr+i]`` for ``i = 0 ... k-1``
 T+2 ... T+k+1   read data valid: step ``i`` presented to the array (``clear`` on step 0)
-T+3 ... T+k+2   the array accumulates step ``i`` (``ev_macs = m_rows*n_cols``)
-T+k+3           hand-off: with ``drain``, the accumulators are copied to the shadow and
+T+3 ... T+k+2   the array multiplies step ``i`` (``ev_macs = m_rows*n_cols``)
+T+4 ... T+k+3   the array accumulates step ``i``
+T+k+4           hand-off: with ``drain``, the accumulators are copied to the shadow and
                 the drain starts (``o_drain`` transfer); a new command may be accepted
 ==============  ==========================================================================
 
-``ev_compute`` is high in the ``k + 3`` cycles T+1 ... T+k+3. If the drain is still busy with the
-previous tile at T+k+3, the hand-off waits: each waiting cycle has ``ev_stall`` high and
+``ev_compute`` is high in the ``k + 4`` cycles T+1 ... T+k+4. If the drain is still busy with the
+previous tile at T+k+4, the hand-off waits: each waiting cycle has ``ev_stall`` high and
 ``ev_compute`` low, and the cycle in which the hand-off finally happens counts as compute. The
 next command is accepted in the hand-off cycle at the earliest, so back-to-back GEMMs keep the
-array busy except for the 3 overhead cycles of each.
+array busy except for the 4 overhead cycles of each.
 """
 
 from amaranth import Const, Module, Mux, Signal, unsigned
@@ -56,7 +57,8 @@ DRAIN_COMMAND = data.StructLayout({
 })
 
 # Cycles between the last operand read and the hand-off cycle: the read itself, then the
-# array's operand register (MacArray.latency counts from the read data to the accumulators).
+# array's operand and product registers (MacArray.latency counts from the read data to the
+# accumulators).
 _FLUSH_CYCLES = MacArray.latency
 
 
@@ -126,7 +128,8 @@ class GemmEngine(wiring.Component):
         flush = Signal(range(_FLUSH_CYCLES))    # cycles after the last read, minus one
         first = Signal()                        # the next read is step 0
 
-        # Pipeline of the steps: read issued (cycle t) -> data valid (t+1) -> accumulated (t+2).
+        # Pipeline of the steps: read issued (cycle t) -> data valid (t+1) -> multiplied (t+2, counted
+        # as the step's MACs) -> accumulated (t+3, in the array).
         issue = Signal()
         data_valid = Signal()
         data_first = Signal()

@@ -49,8 +49,9 @@ def test_accumulate_clear_and_drain(rows, cols):
             ctx.set(dut.step, 0)
             ctx.set(dut.clear, 0)
             if gap:
-                # The last step is accumulated at the end of the next cycle: hand off then.
-                await ctx.tick()
+                # The last step is accumulated MacArray.latency - 1 cycles later: hand off then.
+                for _ in range(MacArray.latency - 1):
+                    await ctx.tick()
                 ctx.set(dut.shadow_load, 1)
                 await ctx.tick()
                 ctx.set(dut.shadow_load, 0)
@@ -102,7 +103,8 @@ def test_shadow_load_while_next_tile_accumulates():
         await ctx.tick()
         ctx.set(dut.step, 0)
         ctx.set(dut.clear, 0)
-        await ctx.tick()                  # last step accumulates at the end of this cycle
+        for _ in range(MacArray.latency - 1):
+            await ctx.tick()              # last step accumulates at the end of the last one
         ctx.set(dut.shadow_load, 1)
         step([2, 2], [2, 2], 1)           # next tile's clearing step in the hand-off cycle
         await ctx.tick()

@@ -10,9 +10,10 @@ __all__ = [
 ]
 
 #: Compute cycles of one GEMM beyond its ``k`` accumulation steps: the last operand read's data
-#: cycle, its accumulate cycle and the hand-off cycle (``hw/gemm.py``). A GEMM occupies the array
+#: cycle, its multiply cycle (the array's product register), its accumulate cycle and the hand-off
+#: cycle (``hw/gemm.py``). A GEMM occupies the array
 #: for ``k + this`` cycles after the cycle in which it is accepted.
-GEMM_OVERHEAD_CYCLES = 3
+GEMM_OVERHEAD_CYCLES = 4
 
 #: Cycles of one drain beyond its ``m_rows * n_cols * requant_cycles`` post-processing issue
 #: slots: the hand-off cycle, the PostProcessor latency (8) and the final write-back
