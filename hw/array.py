@@ -15,8 +15,9 @@ costs 32 LUTs per MAC: measured with YoWASP ``synth_ice40 -dsp`` on the unpipeli
 230 SB_LUT4 + 8 SB_MAC16 with the reset against 486 SB_LUT4 + 8 SB_MAC16 with the multiplexer).
 Neither Yosys flow packs the product register into the DSP (ECP5 MULT18X18D output register,
 iCE40 SB_MAC16 pipeline register): it is fabric flip-flops, and on the iCE40 the SB_MAC16 now
-holds only the multiplier, the adder being LUTs (whole iCEBreaker 2x4 build: 5744 ICESTORM_LC
-and 8 SB_MAC16, against 5748 before the product register). The price is one rule: a ``clear`` step must not be
+holds only the multiplier, the adder being LUTs (whole iCEBreaker 2x4 build: 5886 ICESTORM_LC
+and 8 SB_MAC16, against 5748 before the product register; 5744 with a reset-less product
+register, see below). The price is one rule: a ``clear`` step must not be
 presented in the cycle right after another step (the GEMM engine always leaves a gap between
 GEMMs, so it never does).
 
@@ -97,9 +98,10 @@ class MacArray(wiring.Component):
         m.d.sync += [a.eq(self.a), w.eq(self.w), step.eq(self.step)]
 
         # Product register stage: each MAC's a*w is registered and accumulated in the next
-        # cycle, so the multiply and the accumulator's carry chain are not in one cycle. No
-        # reset: a product only reaches an accumulator with `product_step`.
-        product = [[Signal(signed(16), name=f"p_{r}_{c}", reset_less=True) for c in range(cols)]
+        # cycle, so the multiply and the accumulator's carry chain are not in one cycle. (It
+        # keeps the domain reset although a product only reaches an accumulator with
+        # `product_step`: without it, Yosys 0.70's ABC9 crashed on the ULX3S-85F build.)
+        product = [[Signal(signed(16), name=f"p_{r}_{c}") for c in range(cols)]
                    for r in range(rows)]
         product_step = Signal()
         for r in range(rows):
