@@ -63,7 +63,20 @@ def _check_divisor(component, divisor):
     return divisor
 
 
-class UARTReceiver(wiring.Component):
+class _UARTComponent(wiring.Component):
+    """Shared constructor of the UART components: a validated, read-only bit divisor."""
+
+    def __init__(self, *, divisor):
+        self._divisor = _check_divisor(self, divisor)
+        super().__init__()
+
+    @property
+    def divisor(self):
+        """Clock cycles per bit."""
+        return self._divisor
+
+
+class UARTReceiver(_UARTComponent):
     """8N1 receiver: serial pin in, byte stream out.
 
     Parameters
@@ -91,15 +104,6 @@ class UARTReceiver(wiring.Component):
     framing_error: Out(1)
     overrun: Out(1)
     busy: Out(1)
-
-    def __init__(self, *, divisor):
-        self._divisor = _check_divisor(self, divisor)
-        super().__init__()
-
-    @property
-    def divisor(self):
-        """Clock cycles per bit."""
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -161,7 +165,7 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_UARTComponent):
     """8N1 transmitter: byte stream in, serial pin out.
 
     Parameters
@@ -183,15 +187,6 @@ class UARTTransmitter(wiring.Component):
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
     busy: Out(1)
-
-    def __init__(self, *, divisor):
-        self._divisor = _check_divisor(self, divisor)
-        super().__init__()
-
-    @property
-    def divisor(self):
-        """Clock cycles per bit."""
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -224,7 +219,7 @@ class UARTTransmitter(wiring.Component):
         return m
 
 
-class UARTStream(wiring.Component):
+class UARTStream(_UARTComponent):
     """A full-duplex 8N1 UART: a :class:`UARTReceiver` and a :class:`UARTTransmitter`.
 
     Parameters
@@ -255,15 +250,6 @@ class UARTStream(wiring.Component):
     framing_error: Out(1)
     overrun: Out(1)
     busy: Out(1)
-
-    def __init__(self, *, divisor):
-        self._divisor = _check_divisor(self, divisor)
-        super().__init__()
-
-    @property
-    def divisor(self):
-        """Clock cycles per bit."""
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
