@@ -7,9 +7,9 @@ maximum magnitude over all int8 inputs; a layer is accepted iff that bound is at
 ``2**31 - 1``. Intermediate partial sums may wrap in two's complement without harm: the final
 sum is exact modulo 2^32 and provably in range.
 
-The quantizer refuses such a layer when it is built; the compiler calls
-:meth:`tessera.quantize.QuantizedLayer.folded_bias` (which runs this proof) to get the bias it
-loads into the parameter buffer, so the check lives in one place.
+:meth:`tessera.quantize.QuantizedLayer.folded_bias` runs this proof. The compiler still proves
+the same bound itself (``tessera.compiler.lowering._check_overflow``, which also covers bare GEMMs
+built from raw hardware values) with its own message; merging the two is a known follow-up.
 """
 
 from __future__ import annotations
