@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from tessera.spec import AcceleratorConfig
 
 from .clocking import PLLClockDomain
-from .uart import UARTStream, uart_divisor
+from .uart import UARTStream, check_rx_timeout, uart_divisor
 
 __all__ = ["Board", "BOARDS", "DESIGNS", "DEFAULT_BAUD", "get_board", "LoopbackDesign",
            "BoardTop"]
@@ -276,6 +276,8 @@ class BoardTop(wiring.Component):
         search = ice40_pll_params if self.board.family == "ice40" else ecp5_pll_params
         self.clock_mhz = float(search(self.board.osc_mhz, target).fout_mhz)
         self.divisor = uart_divisor(self.clock_hz, baud)
+        if design == "accelerator":
+            check_rx_timeout(self.config.rx_timeout_cycles, self.divisor)
 
     @property
     def clock_hz(self):

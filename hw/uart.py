@@ -17,7 +17,8 @@ from amaranth.lib import wiring, stream
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["uart_divisor", "UARTReceiver", "UARTTransmitter", "UARTStream", "MIN_DIVISOR"]
+__all__ = ["uart_divisor", "check_rx_timeout", "UARTReceiver", "UARTTransmitter", "UARTStream",
+           "MIN_DIVISOR", "CHARACTER_BITS"]
 
 #: Fewest clock cycles per bit the receiver supports (it needs a half-bit re-check of the start
 #: bit and room for the two-flip-flop synchroniser delay).
@@ -26,6 +27,9 @@ MIN_DIVISOR = 4
 #: Largest baud-rate error accepted by :func:`uart_divisor` (the receiver tolerates about twice
 #: this, the rest is left for the far end's own clock error).
 MAX_BAUD_ERROR = 0.02
+
+#: Bit times in one 8N1 character (start, eight data bits, stop).
+CHARACTER_BITS = 10
 
 
 def uart_divisor(clock_hz, baud):
@@ -53,6 +57,26 @@ def uart_divisor(clock_hz, baud):
                          f"({error:.1%} off, at most {MAX_BAUD_ERROR:.0%} allowed); choose a baud "
                          f"rate near {clock_hz / divisor:.0f} or {clock_hz / (divisor + 1):.0f}")
     return divisor
+
+
+def check_rx_timeout(rx_timeout_cycles, divisor):
+    """Check that a frame receiver's timeout outlasts one UART character.
+
+    Raises
+    ------
+    ValueError
+        If ``rx_timeout_cycles`` is not longer than one 8N1 character (``CHARACTER_BITS *
+        divisor`` cycles): the frame receiver would drop every partial header between two bytes,
+        and the device would never answer.
+    """
+    char_cycles = CHARACTER_BITS * divisor
+    if rx_timeout_cycles <= char_cycles:
+        raise ValueError(
+            f"rx_timeout_cycles={rx_timeout_cycles} is too short for a UART with divisor "
+            f"{divisor}: one 8N1 character takes {char_cycles} cycles, so the frame receiver "
+            f"would time out between every two bytes; use a configuration with "
+            f"rx_timeout_cycles well above {char_cycles} (e.g. the default {1 << 20}) or a "
+            f"faster baud rate")
 
 
 def _check_divisor(component, divisor):

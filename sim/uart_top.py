@@ -16,7 +16,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tessera.hw.top import Accelerator
-from tessera.hw.uart import UARTStream
+from tessera.hw.uart import CHARACTER_BITS, UARTStream, check_rx_timeout
 
 __all__ = ["UART_TOPLEVEL", "DEFAULT_DIVISOR", "CHARACTER_BITS", "UartSimTop",
            "generate_uart_verilog"]
@@ -26,9 +26,6 @@ UART_TOPLEVEL = "tessera_uart_top"
 
 #: Clock cycles per bit used by the UART-in-the-loop tests.
 DEFAULT_DIVISOR = 8
-
-#: Bit times of one 8N1 character (start, eight data, stop).
-CHARACTER_BITS = 10
 
 
 class UartSimTop(wiring.Component):
@@ -62,15 +59,11 @@ class UartSimTop(wiring.Component):
     busy: Out(1)
 
     def __init__(self, config, *, divisor=DEFAULT_DIVISOR):
-        char_cycles = CHARACTER_BITS * divisor
-        if config.rx_timeout_cycles <= char_cycles:
+        try:
+            check_rx_timeout(config.rx_timeout_cycles, divisor)
+        except ValueError:
             self._MustUse__silence = True  # a rejected component is not an unused one
-            raise ValueError(
-                f"rx_timeout_cycles={config.rx_timeout_cycles} is too short for a UART with "
-                f"divisor {divisor}: one 8N1 character takes {char_cycles} cycles, so the frame "
-                f"receiver would time out between every two bytes; use a configuration with "
-                f"rx_timeout_cycles well above {char_cycles} (e.g. the default {1 << 20}) or a "
-                f"smaller divisor")
+            raise
         self.config = config
         self.divisor = divisor
         super().__init__()

@@ -90,6 +90,18 @@ def test_clock_and_baud_are_checked_up_front():
     assert str(exc.value) == "Unknown design 'blinky'; choose one of accelerator, loopback"
 
 
+def test_rx_timeout_shorter_than_a_uart_character_is_refused():
+    # 30 MHz at 115200 baud: 260 cycles per bit, 2600 per character.
+    config = get_board("icebreaker").config.replace(rx_timeout_cycles=2000)
+    with pytest.raises(ValueError) as exc:
+        BoardTop("icebreaker", config, baud=115200)
+    assert str(exc.value).startswith(
+        "rx_timeout_cycles=2000 is too short for a UART with divisor 260: one 8N1 character "
+        "takes 2600 cycles")
+    BoardTop("icebreaker", config.replace(rx_timeout_cycles=2601), baud=115200)
+    BoardTop("icebreaker", config, baud=115200, design="loopback")  # no frame receiver
+
+
 def test_missing_tool(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("NEXTPNR_ECP5", raising=False)
