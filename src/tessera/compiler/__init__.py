@@ -1,7 +1,7 @@
 """The Tessera compiler: a quantized model becomes encoded programs for one accelerator.
 
 ``compile_model(qmodel, config)`` lowers every layer (folded bias, hardware requant parameters,
-clamp bounds, LUT, int32 overflow proof), allocates the on-chip buffers, tiles the GEMMs, emits
+clamp bounds, LUT, accumulator overflow proof at the configured widths), allocates the on-chip buffers, tiles the GEMMs, emits
 instructions with hazard ``SYNC``s and packs them into EXEC payloads. See docs/compiler.md.
 """
 
@@ -9,6 +9,7 @@ from .alloc import Allocation, LayerAlloc, WeightPlan, allocate
 from .disasm import disassemble, format_instruction
 from .lowering import HardwareLayer, hardware_layer, lower_layer, lower_model
 from .model import CompiledModel, compile_gemm, compile_model
+from .packing import operand_dtype, pack_entries, unpack_entries
 from .program import Program, StoreTarget, assemble_outputs
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "HardwareLayer", "hardware_layer", "lower_layer", "lower_model",
     "Allocation", "LayerAlloc", "WeightPlan", "allocate",
     "disassemble", "format_instruction",
+    "pack_entries", "unpack_entries", "operand_dtype",
 ]

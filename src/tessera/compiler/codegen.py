@@ -22,6 +22,7 @@ import numpy as np
 from ..spec import isa
 from ..spec.isa import Buffer
 from .ops import GemmOp, LoadOp, PostOp, StoreOp
+from .packing import operand_dtype, pack_entries
 from .program import StoreTarget
 from .tiling import split_fixed
 
@@ -31,12 +32,15 @@ __all__ = ["WeightTiles", "setup_ops", "chunk_ops", "pack_input"]
 class WeightTiles:
     """Packed WGT payloads of every layer, column tile and K part (built once, cached).
 
-    A WGT entry is ``cols`` bytes: byte *c* is column ``n0 + c`` of one *k*; columns beyond the
-    layer's N (or beyond ``tile_n``) are zero.
+    A WGT entry is ``cols`` operands of ``config.weight_bits`` packed by
+    :func:`tessera.spec.pack_operands`: operand *c* is column ``n0 + c`` of one *k*; columns
+    beyond the layer's N (or beyond ``tile_n``) are zero.
     """
 
     def __init__(self, layers, alloc, config):
         self._layers, self._alloc, self.cols = layers, alloc, config.cols
+        self.bits = config.weight_bits
+        self.entry_bytes = config.weight_entry_bytes
         self._cache = {}
 
     def tile(self, index, j, k0=0, k_len=None) -> bytes:
@@ -47,9 +51,9 @@ class WeightTiles:
             layer = self._layers[index]
             n0, n_cols = self._alloc.layers[index].n_tiles[j]
             k_len = layer.k - k0 if k_len is None else k_len
-            block = np.zeros((k_len, self.cols), dtype=np.int8)
+            block = np.zeros((k_len, self.cols), dtype=operand_dtype(self.bits))
             block[:, :n_cols] = layer.weight[k0:k0 + k_len, n0:n0 + n_cols]
-            data = self._cache[key] = block.tobytes()
+            data = self._cache[key] = pack_entries(block, self.bits)
         return data
 
 
@@ -59,8 +63,8 @@ def setup_ops(layers, alloc, weights) -> list:
     if alloc.weights_resident:
         for i, la in enumerate(alloc.layers):
             payload = b"".join(weights.tile(i, j) for j in range(len(la.n_tiles)))
-            ops.append(LoadOp(Buffer.WGT, la.weights.addrs[0], len(payload) // weights.cols,
-                              payload=payload))
+            ops.append(LoadOp(Buffer.WGT, la.weights.addrs[0],
+                              len(payload) // weights.entry_bytes, payload=payload))
     if alloc.params_resident:
         for layer, la in zip(layers, alloc.layers):
             ops.append(LoadOp(Buffer.PARAM, la.param_base, layer.n,
@@ -155,10 +159,14 @@ def chunk_ops(layers, alloc, weights, config, tiles, last_rows) -> list:
     return ops
 
 
-def pack_input(x_q, tiles, rows) -> bytes:
-    """Return the ACT bytes of a chunk: tile *t*, entry *k*, byte *r* = ``x_q[t*rows + r, k]``."""
+def pack_input(x_q, tiles, rows, bits=8) -> bytes:
+    """Return the ACT bytes of a chunk: tile *t*, entry *k*, operand *r* = ``x_q[t*rows + r, k]``.
+
+    Entries are ``rows`` operands of ``bits`` packed by :func:`tessera.spec.pack_operands`.
+    """
     m, k = x_q.shape
-    padded = np.zeros((tiles * rows, k), dtype=np.int8)
+    padded = np.zeros((tiles * rows, k), dtype=operand_dtype(bits))
     padded[:m] = x_q
-    return padded.reshape(tiles, rows, k).transpose(0, 2, 1).tobytes()
+    entries = padded.reshape(tiles, rows, k).transpose(0, 2, 1).reshape(tiles * k, rows)
+    return pack_entries(entries, bits)
 

@@ -16,7 +16,8 @@ from .alloc import allocate
 from .codegen import WeightTiles, chunk_ops, pack_input, setup_ops
 from .framing import frame_ops
 from .hazards import insert_syncs
-from .lowering import check_supported, hardware_layer, lower_model
+from .lowering import check_supported, check_widths, hardware_layer, lower_model
+from .packing import check_operand_block, operand_dtype
 from .program import Program, StoreTarget
 
 __all__ = ["CompiledModel", "compile_model", "compile_gemm"]
@@ -97,7 +98,8 @@ class CompiledModel:
             sizes = template.frame_bytes
             frames += count * len(sizes)
             request += count * (sum(sizes) + FRAME_OVERHEAD * len(sizes))
-            store_bytes = sum(t.n_count for t in template.stores.values()) * self.config.rows
+            store_bytes = (sum(t.n_count for t in template.stores.values())
+                           * self.config.act_entry_bytes)
             response += count * (store_bytes + FRAME_OVERHEAD * len(sizes))
         return {"request": request, "response": response, "total": request + response,
                 "frames": frames}
@@ -181,24 +183,30 @@ class CompiledModel:
         return [(self._template(*key), count) for key, count in counts.items()]
 
     def program(self, x_q) -> Program:
-        """Return the per-batch :class:`Program` for the int8 input ``x_q [M, K]`` (any M >= 1).
+        """Return the per-batch :class:`Program` for the input ``x_q [M, K]`` (any M >= 1).
+
+        ``x_q`` holds ``config.input_bits``-wide operands: int8 up to 8 bits, int16 for 16.
 
         Raises
         ------
         ValueError
-            ``x_q`` is not a non-empty int8 ``[M, K]`` array with the model's K.
+            ``x_q`` is not a non-empty ``[M, K]`` array of that dtype with the model's K, or
+            holds a value outside the input width.
         """
         x_q = np.asarray(x_q)
         k = self.in_features
-        if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != k or x_q.shape[0] < 1:
-            raise ValueError(f"Program input must be a non-empty int8 array [M, {k}], not "
+        bits = self.config.input_bits
+        dtype = operand_dtype(bits)
+        if x_q.dtype != dtype or x_q.ndim != 2 or x_q.shape[1] != k or x_q.shape[0] < 1:
+            raise ValueError(f"Program input must be a non-empty {dtype} array [M, {k}], not "
                              f"{x_q.dtype} {x_q.shape}; quantize float data with "
                              f"qmodel.quantize_input(x)")
+        check_operand_block("Program input", x_q, bits)
         m = x_q.shape[0]
         frames, stores, n_insns = [], {}, 0
         for m0, m_chunk, tiles, last in self._chunk_shapes(m):
             template = self._template(tiles, last)
-            x_bytes = pack_input(x_q[m0:m0 + m_chunk], tiles, self.config.rows)
+            x_bytes = pack_input(x_q[m0:m0 + m_chunk], tiles, self.config.rows, bits)
             base = len(frames)
             frames += template.render(x_bytes)
             for index, t in template.stores.items():
@@ -207,13 +215,13 @@ class CompiledModel:
             n_insns += template.n_instructions
         return Program(frames=frames, stores=stores, out_shape=(m, self.out_features),
                        macs=m * self.macs_per_row, rows=self.config.rows,
-                       n_instructions=n_insns)
+                       n_instructions=n_insns, bits=self.config.output_bits)
 
     def reference(self, x_q) -> np.ndarray:
-        """Return the int8 output the hardware must produce, from the lowered layers.
+        """Return the output the hardware must produce, from the lowered layers.
 
         Computed with :mod:`tessera.numerics` exactly as docs/isa.md defines a drain
-        (``wrap32(acc + bias)``, requant, zero point, clamp, LUT), independently of the
+        (``wrap(acc + bias)`` at ``acc_bits``, requant, zero point, clamp, LUT), independently of the
         schedule; equal to ``qmodel.predict(x_q, raw=True)`` for compiled quantized models.
         """
         y = np.asarray(x_q)
@@ -233,24 +241,34 @@ def compile_model(qmodel, config) -> CompiledModel:
     Raises
     ------
     OverflowError
-        A layer's int32 accumulator could overflow (the message names the layer, K and the fix).
+        A layer's ``acc_bits`` accumulator could overflow (the message names the layer, K and
+        the fix).
     ValueError
-        The model needs a feature the configuration lacks (``requant_modes``, ``lut``), or a
-        layer cannot run even one row tile (the message names ``act_depth``).
+        The model's operand widths differ from the configuration's (activations must be
+        ``input_bits`` wide, weights at most ``weight_bits``), the model needs a feature the
+        configuration lacks (``requant_modes``, ``lut``), or a layer cannot run even one row
+        tile (the message names ``act_depth``).
     """
-    return CompiledModel(lower_model(qmodel), config, qmodel=qmodel)
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
+    layers = getattr(qmodel, "layers", None)
+    if layers:
+        check_widths(layers, config)   # before lowering: a width mismatch is the real error
+    return CompiledModel(lower_model(qmodel, acc_bits=config.acc_bits), config, qmodel=qmodel)
 
 
 def compile_gemm(weight, bias, multiplier, shift, config, *, mode="onnx", zero_point=0,
-                 lo=-128, hi=127, lut=None, name="gemm") -> CompiledModel:
+                 lo=None, hi=None, lut=None, name="gemm") -> CompiledModel:
     """Compile one bare GEMM layer from raw hardware values (benchmarks, RTL tests).
 
-    ``y = post(wrap32(x @ weight + bias))`` exactly as a drain computes it (docs/isa.md); no
+    ``y = post(wrap(x @ weight + bias))`` exactly as a drain computes it (docs/isa.md); no
     input zero point is folded. Use :meth:`CompiledModel.reference` as the expected output.
+    The operand and accumulator widths are the configuration's; ``lo``/``hi`` default to the
+    ends of the ``config.output_bits`` range.
 
     Parameters
     ----------
-    weight : int8 [K, N]
+    weight : [K, N] of ``config.weight_bits`` operands (int8 up to 8 bits, int16 for 16)
     bias : int32 [N]
     multiplier, shift : [N] or scalar
         Hardware requant encoding (:func:`tessera.numerics.requant_multipliers`).
@@ -258,6 +276,9 @@ def compile_gemm(weight, bias, multiplier, shift, config, *, mode="onnx", zero_p
     mode, zero_point, lo, hi, lut, name
         Post state and layer name (see :func:`tessera.compiler.lowering.hardware_layer`).
     """
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
     layer = hardware_layer(weight, bias, multiplier, shift, mode=mode, zero_point=zero_point,
-                           lo=lo, hi=hi, lut=lut, name=name)
+                           lo=lo, hi=hi, lut=lut, name=name, input_bits=config.input_bits,
+                           weight_bits=config.weight_bits, acc_bits=config.acc_bits)
     return CompiledModel([layer], config)

@@ -1,5 +1,5 @@
 """What the compiler hands to a device: EXEC payloads, where their STORE data goes, and how to
-put the responses back together into the int8 output.
+put the responses back together into the output (``config.output_bits``-wide operands).
 
 A :class:`Program` is one batch worth of ``EXEC`` payloads. Each payload holds whole encoded
 instructions (``LOAD`` payloads included) and is at most ``config.max_payload`` bytes; a frame
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .packing import entry_bytes, operand_dtype, unpack_entries
+
 __all__ = ["StoreTarget", "Program", "assemble_outputs"]
 
 
@@ -20,8 +22,9 @@ __all__ = ["StoreTarget", "Program", "assemble_outputs"]
 class StoreTarget:
     """Where the response of a ``STORE`` frame belongs in the output.
 
-    The response is ``n_count`` activation entries of ``rows`` bytes each; byte *r* of entry *e*
-    is ``out[m_start + r, n_start + e]`` for ``r < m_rows`` (the other bytes are padding rows).
+    The response is ``n_count`` activation entries of ``rows`` operands each (packed by
+    :func:`tessera.spec.pack_operands`); operand *r* of entry *e* is
+    ``out[m_start + r, n_start + e]`` for ``r < m_rows`` (the others are padding rows).
 
     Parameters
     ----------
@@ -49,13 +52,15 @@ class Program:
     stores : dict of int to StoreTarget
         Frame index -> where that frame's STORE response bytes go.
     out_shape : tuple of int
-        ``(M, N_out)`` of the int8 output.
+        ``(M, N_out)`` of the output.
     macs : int
         Useful multiply-accumulates of the batch (padding rows and columns not counted).
     rows : int
-        ``config.rows``: the bytes per activation entry in a STORE response.
+        ``config.rows``: the operands per activation entry in a STORE response.
     n_instructions : int
         Instructions in all frames (``LOAD`` payloads not counted).
+    bits : int
+        ``config.output_bits``: the width of each output operand (4, 8 or 16).
     """
 
     frames: list
@@ -64,6 +69,12 @@ class Program:
     macs: int
     rows: int = 0
     n_instructions: int = 0
+    bits: int = 8
+
+    @property
+    def entry_bytes(self) -> int:
+        """Bytes of one activation entry in a STORE response (``ceil(rows * bits / 8)``)."""
+        return entry_bytes(self.rows, self.bits)
 
     @property
     def request_bytes(self) -> int:
@@ -73,11 +84,13 @@ class Program:
     @property
     def response_bytes(self) -> int:
         """Payload bytes of all STORE responses."""
-        return sum(t.n_count for t in self.stores.values()) * self.rows
+        return sum(t.n_count for t in self.stores.values()) * self.entry_bytes
 
 
 def assemble_outputs(program: Program, responses: dict) -> np.ndarray:
-    """Return the int8 output ``(M, N_out)`` built from the STORE responses.
+    """Return the output ``(M, N_out)`` built from the STORE responses.
+
+    The output holds ``program.bits``-wide operands: int8 up to 8 bits, int16 for 16.
 
     Parameters
     ----------
@@ -95,18 +108,19 @@ def assemble_outputs(program: Program, responses: dict) -> np.ndarray:
     rows = program.rows
     if rows <= 0:
         raise ValueError("Program.rows must be the accelerator's row count (set by the compiler)")
-    out = np.zeros(program.out_shape, dtype=np.int8)
+    size = program.entry_bytes
+    out = np.zeros(program.out_shape, dtype=operand_dtype(program.bits))
     covered = np.zeros(program.out_shape, dtype=bool)
     for index, target in program.stores.items():
         if index not in responses:
             raise ValueError(f"No response for frame {index}, which ends with a STORE of "
                              f"{target.n_count} entries; pass the response of every STORE frame")
         data = responses[index]
-        expected = target.n_count * rows
+        expected = target.n_count * size
         if len(data) != expected:
             raise ValueError(f"Response of frame {index} is {len(data)} bytes but its STORE "
-                             f"returns {target.n_count} entries x {rows} bytes = {expected}")
-        block = np.frombuffer(bytes(data), dtype=np.int8).reshape(target.n_count, rows)
+                             f"returns {target.n_count} entries x {size} bytes = {expected}")
+        block = unpack_entries(data, target.n_count, rows, program.bits)
         m0, n0 = target.m_start, target.n_start
         out[m0:m0 + target.m_rows, n0:n0 + target.n_count] = block[:, :target.m_rows].T
         covered[m0:m0 + target.m_rows, n0:n0 + target.n_count] = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tessera.compiler.packing import operand_dtype, unpack_entries
 from tessera.spec import AcceleratorConfig, isa
 from tessera.spec.protocol import READ_LAYOUT, Kind, decode_counters, decode_id
 
@@ -101,16 +102,20 @@ class Device:
     def run(self, qmodel, x, *, raw=False):
         """Run ``qmodel`` on the batch ``x`` and return its output.
 
-        The result equals ``qmodel.predict(x, raw=raw)`` bit for bit.
+        The result equals ``qmodel.predict(x, raw=raw)`` bit for bit. The model's activations
+        must be ``config.input_bits`` wide and its weights at most ``config.weight_bits`` (quantize
+        with ``tessera.quantize(..., bits=config.input_bits)``).
 
         Parameters
         ----------
         qmodel : tessera.QuantizedModel
         x : numpy.ndarray
-            float [M, in_features]; with ``raw=True`` int8 [M, in_features] already quantized
-            with the model's input scale and zero point.
+            float [M, in_features]; with ``raw=True`` the quantized input [M, in_features]
+            (int8 for 4- and 8-bit activations, int16 for 16-bit ones) already quantized with
+            the model's input scale and zero point.
         raw : bool
-            Return the int8 output instead of the dequantized float32 one.
+            Return the quantized output (dtype as the raw input) instead of the dequantized
+            float32 one.
         """
         self._check_open()
         for attr in ("layers", "quantize_input", "dequantize_output", "in_features"):
@@ -118,18 +123,19 @@ class Device:
                 raise TypeError(f"run() needs a tessera.QuantizedModel (from tessera.quantize), "
                                 f"not {type(qmodel).__name__}")
         k = qmodel.in_features
+        compiled = self._compile(qmodel)   # first: it says when the model's widths do not fit
         if raw:
             x_q = np.asarray(x)
-            if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != k:
-                raise ValueError(f"With raw=True the input must be an int8 array [M, {k}], not "
-                                 f"{x_q.dtype} {x_q.shape}; pass float data with raw=False to "
-                                 f"quantize it with the model's input scale")
+            dtype = operand_dtype(self.config.input_bits)
+            if x_q.dtype != dtype or x_q.ndim != 2 or x_q.shape[1] != k:
+                raise ValueError(f"With raw=True the input must be an {dtype} array [M, {k}], "
+                                 f"not {x_q.dtype} {x_q.shape}; pass float data with raw=False "
+                                 f"to quantize it with the model's input scale")
         else:
             x_q = qmodel.quantize_input(x)
         if x_q.shape[0] == 0:
             raise ValueError(f"The input batch is empty (shape {x_q.shape}); pass at least one "
                              f"row")
-        compiled = self._compile(qmodel)
         if self._resident is not compiled:
             self._resident = None
             try:
@@ -143,7 +149,7 @@ class Device:
         return y_q if raw else qmodel.dequantize_output(y_q)
 
     def execute(self, program) -> np.ndarray:
-        """Send the frames of a compiled :class:`~tessera.compiler.Program`; return int8 output.
+        """Send the frames of a compiled :class:`~tessera.compiler.Program`; return its output.
 
         Either the whole output is returned or an exception is raised; never a partial result.
         """
@@ -168,14 +174,18 @@ class Device:
         return self.link.request(Kind.EXEC, frame)
 
     def read(self, addr: int, count: int) -> np.ndarray:
-        """Return activation-buffer entries ``addr .. addr+count-1`` as int8 [count, rows]."""
+        """Return activation-buffer entries ``addr .. addr+count-1`` as operands [count, rows].
+
+        int8 for 4- and 8-bit activations, int16 for 16-bit ones (see
+        :func:`tessera.spec.pack_operands`).
+        """
         self._check_open()
         payload = READ_LAYOUT.to_bytes(addr=addr, count=count)
         data = self.link.request(Kind.READ, payload)
         if len(data) != count * self.config.act_entry_bytes:
             raise LinkError(f"READ of {count} entries returned {len(data)} bytes, expected "
                             f"{count * self.config.act_entry_bytes}")
-        return np.frombuffer(data, dtype=np.int8).reshape(count, self.config.rows).copy()
+        return unpack_entries(data, count, self.config.rows, self.config.input_bits)
 
     # -- counters ------------------------------------------------------------------------------
 

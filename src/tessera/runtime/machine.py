@@ -10,11 +10,17 @@ Instructions are checked in this order, and the first failing check gives the st
 1. fewer than 16 bytes left: ``TRUNCATED``;
 2. opcode above 5: ``BAD_OPCODE``;
 3. ``BAD_FIELD``: non-zero padding, then the fields (``LOAD``: buffer, LUT present, count;
-   ``GEMM``: k, m_rows, n_cols; ``POST``: mode built, LUT present; ``STORE``: count);
+   ``GEMM``: k, m_rows, n_cols; ``POST``: mode built, LUT present, ``zero_point``/``lo``/``hi``
+   in the ``output_bits`` range; ``STORE``: count);
 4. ``BAD_ADDRESS``: every buffer range (``GEMM``: ``a_addr+k``, ``w_addr+k``, ``out_addr+n_cols``,
    ``param_addr+n_cols``, whether or not it drains);
 5. ``LOAD`` payload past the end of the frame: ``TRUNCATED``; ``STORE`` not last or larger than
    ``max_payload``: ``STORE_NOT_LAST``.
+
+Operands are ``input_bits``/``weight_bits`` wide: the buffers hold them unpacked (int8 up to 8
+bits, int16 for 16; entries are packed and unpacked with :func:`tessera.spec.pack_operands`'s
+rule at ``LOAD``, ``STORE`` and ``READ``), accumulators wrap at ``acc_bits`` and the drain writes
+``output_bits``-wide results.
 
 The drain is computed when the ``GEMM`` is issued; :class:`HazardTracker` guarantees that this
 equals what the asynchronous hardware computes, by refusing every program whose result would
@@ -28,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tessera import numerics
-from tessera.spec import PARAM_ENTRY_BYTES, isa
+from tessera.compiler.lowering import wrap_accumulator
+from tessera.compiler.packing import operand_dtype, pack_entries, unpack_entries
+from tessera.spec import PARAM_ENTRY_BYTES, isa, operand_range
 from tessera.spec.isa import Buffer, Mode, Opcode
 from tessera.spec.protocol import Status
 
@@ -48,7 +56,8 @@ _PADS = {op: [f.name for f in layout if f.name.startswith("_")]
 
 @dataclass(frozen=True)
 class PostState:
-    """Post-processing state set by ``POST`` (reset value: onnx, no LUT, zp 0, full range)."""
+    """Post-processing state set by ``POST`` (reset value: onnx, no LUT, zp 0, the full
+    ``output_bits`` range; the defaults here are the int8 one)."""
 
     mode: Mode = Mode.ONNX
     lut: bool = False
@@ -82,12 +91,14 @@ class Machine:
 
     def __init__(self, config):
         self.config = config
-        self.act = np.zeros((config.act_depth, config.rows), dtype=np.int8)
-        self.wgt = np.zeros((config.weight_depth, config.cols), dtype=np.int8)
+        self.act = np.zeros((config.act_depth, config.rows), dtype=operand_dtype(config.input_bits))
+        self.wgt = np.zeros((config.weight_depth, config.cols),
+                            dtype=operand_dtype(config.weight_bits))
         self.param = np.zeros(config.param_depth, dtype=PARAM_DTYPE)
         self.lut = np.zeros(256, dtype=np.int8)
         self.acc = np.zeros((config.rows, config.cols), dtype=np.int64)
-        self.post = PostState()
+        lo, hi = operand_range(config.output_bits)
+        self.post = PostState(lo=lo, hi=hi)   # reset: the full output range
         self.hazards = HazardTracker()
 
     # -- program execution -----------------------------------------------------------------
@@ -158,9 +169,9 @@ class Machine:
         cycles.fetch(size)
         data = program[nxt:nxt + size]
         if buffer == Buffer.ACT:
-            self.act[addr:addr + count] = np.frombuffer(data, np.int8).reshape(count, cfg.rows)
+            self.act[addr:addr + count] = unpack_entries(data, count, cfg.rows, cfg.input_bits)
         elif buffer == Buffer.WGT:
-            self.wgt[addr:addr + count] = np.frombuffer(data, np.int8).reshape(count, cfg.cols)
+            self.wgt[addr:addr + count] = unpack_entries(data, count, cfg.cols, cfg.weight_bits)
         elif buffer == Buffer.PARAM:
             self.param[addr:addr + count] = np.frombuffer(data, PARAM_DTYPE)
         else:
@@ -184,14 +195,15 @@ class Machine:
         a = self.act[f["a_addr"]:f["a_addr"] + k]
         w = self.wgt[f["w_addr"]:f["w_addr"] + k]
         product = numerics.integer_matmul(np.ascontiguousarray(a.T), w)
-        self.acc = numerics.wrap_int32(product if f["clear"] else self.acc + product)
+        self.acc = wrap_accumulator(product if f["clear"] else self.acc + product, cfg.acc_bits)
         if drain:
             self._drain(pos, f["out_addr"], f["param_addr"], m_rows, n_cols)
 
     def _drain(self, pos, out_addr, param_addr, m_rows, n_cols):
         post = self.post
         params = self.param[param_addr:param_addr + n_cols]
-        acc = numerics.wrap_int32(self.acc[:m_rows, :n_cols] + params["bias"].astype(np.int64))
+        acc = wrap_accumulator(self.acc[:m_rows, :n_cols] + params["bias"].astype(np.int64),
+                               self.config.acc_bits)
         mode = post.mode.label
         if not self.config.supports(mode):
             raise ParameterError(
@@ -204,7 +216,9 @@ class Machine:
         try:
             y = numerics.postprocess(acc, params["multiplier"], params["shift"], mode=mode,
                                      zero_point=post.zero_point, lo=post.lo, hi=post.hi,
-                                     lut=self.lut if post.lut else None)
+                                     lut=self.lut if post.lut else None,
+                                     bits=self.config.output_bits,
+                                     acc_bits=self.config.acc_bits)
         except ValueError as e:
             raise ParameterError(
                 f"GEMM at byte {pos} drains with PARAM[{param_addr}:{param_addr + n_cols}] "
@@ -216,6 +230,9 @@ class Machine:
     def _post(self, f):
         mode = Mode(f["mode"])
         if not self.config.supports(mode.label) or (f["lut"] and not self.config.lut):
+            raise _Fail(Status.BAD_FIELD)
+        lo, hi = operand_range(self.config.output_bits)
+        if any(not lo <= f[name] <= hi for name in ("zero_point", "lo", "hi")):
             raise _Fail(Status.BAD_FIELD)
         self.post = PostState(mode, bool(f["lut"]), f["zero_point"], f["lo"], f["hi"])
 
@@ -230,4 +247,4 @@ class Machine:
 
     def read_act(self, addr: int, count: int) -> bytes:
         """Return activation entries ``addr .. addr+count-1`` as the device sends them."""
-        return self.act[addr:addr + count].tobytes()
+        return pack_entries(self.act[addr:addr + count], self.config.input_bits)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 __all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
            "DEVICE_OPERAND_BITS", "DEVICE_ACC_BITS", "MAX_REQUANT_CYCLES",
-           "operand_range", "pack_operands", "unpack_operands"]
+           "device_supports", "operand_range", "pack_operands", "unpack_operands"]
 
 #: Requantization modes, in the order of their encoding in the ``POST`` instruction.
 REQUANT_MODES = ("onnx", "tflite")
@@ -33,9 +33,13 @@ OPERAND_BITS = (4, 8, 16)
 #: Accumulator widths the stack implements.
 ACC_BITS = (32, 48)
 
-#: Widths the device side (compiler, emulator, gateware) implements today. The numerics reference
-#: and the quantizer implement every width of OPERAND_BITS/ACC_BITS; a configuration is refused
-#: until the whole device stack runs it, so no layer ever half-supports a width.
+#: Widths the whole device side (compiler, emulator *and* gateware) runs today, read by
+#: :func:`device_supports`. The numerics reference and the quantizer implement every width of
+#: OPERAND_BITS/ACC_BITS, and the compiler and the emulator implement 4/8/16-bit operands and
+#: 32/48-bit accumulators; a configuration is refused until the gateware runs its widths too, so
+#: no layer ever half-supports a width. Tests of the host half may widen these tuples with
+#: pytest's ``monkeypatch.setattr(tessera.spec.config, "DEVICE_OPERAND_BITS", (4, 8))``
+#: (:func:`device_supports` reads them at call time).
 DEVICE_OPERAND_BITS = (8,)
 DEVICE_ACC_BITS = (32,)
 
@@ -46,6 +50,16 @@ MAX_REQUANT_CYCLES = 24
 
 #: Fields :meth:`AcceleratorConfig.to_dict` omits at these (default) values.
 _OMITTED_AT_DEFAULT = {"requant_cycles": 1}
+
+
+def device_supports(bits, *, accumulator=False) -> bool:
+    """Return whether the device stack runs ``bits``-wide operands (or accumulators).
+
+    Reads :data:`DEVICE_OPERAND_BITS` (:data:`DEVICE_ACC_BITS` with ``accumulator=True``) when
+    called, so a test may widen the tuple with ``monkeypatch`` to exercise the host half of a
+    width before the gateware runs it.
+    """
+    return bits in (DEVICE_ACC_BITS if accumulator else DEVICE_OPERAND_BITS)
 
 
 def _check_int(name, value, *, lo, hi=None, what):
@@ -125,15 +139,15 @@ class AcceleratorConfig:
         self._resolve_widths()
         for name in ("input_bits", "weight_bits"):
             value = getattr(self, name)
-            if value not in DEVICE_OPERAND_BITS:
+            if not device_supports(value):
                 raise ValueError(
-                    f"{name}={value} is not implemented by the compiler, emulator and gateware "
-                    f"yet (they run {'/'.join(map(str, DEVICE_OPERAND_BITS))}-bit operands); "
+                    f"{name}={value} is not implemented by the gateware yet (the device stack "
+                    f"runs {'/'.join(map(str, DEVICE_OPERAND_BITS))}-bit operands); "
                     f"tessera.quantize(bits={value}) and tessera.numerics model {value}-bit "
                     "layers on the host")
-        if self.acc_bits not in DEVICE_ACC_BITS:
-            raise ValueError(f"acc_bits={self.acc_bits} is not implemented by the compiler, "
-                             f"emulator and gateware yet (they run "
+        if not device_supports(self.acc_bits, accumulator=True):
+            raise ValueError(f"acc_bits={self.acc_bits} is not implemented by the gateware yet "
+                             f"(the device stack runs "
                              f"{'/'.join(map(str, DEVICE_ACC_BITS))}-bit accumulators)")
         _check_int("act_depth", self.act_depth, lo=1, hi=_MAX_ADDR_DEPTH,
                    what="Activation buffer depth")

@@ -1,0 +1,309 @@
+"""Operand widths on the host half of the device stack: compiler and emulator run 4-bit (and
+mixed 4/8-bit) configurations bit for bit against the NumPy reference.
+
+The configuration refuses widths the gateware does not run yet (``DEVICE_OPERAND_BITS``); these
+tests widen the gate with ``monkeypatch`` (fixture ``device_widths``), as
+``tessera/spec/config.py`` documents, so that they exercise the compiler and the emulator alone.
+"""
+
+import numpy as np
+import pytest
+
+import tessera
+import tessera.spec.config as spec_config
+from tessera import numerics
+from tessera.compiler import compile_gemm, compile_model
+from tessera.compiler.packing import pack_entries, unpack_entries
+from tessera.runtime import Emulator
+from tessera.spec import AcceleratorConfig, isa, operand_range, pack_operands, unpack_operands
+from tessera.spec.isa import Buffer
+from tessera.spec.protocol import FRAME_OVERHEAD, Kind, Status
+
+from compiler_helpers import check_structure, hazards
+from runtime_helpers import error_record, request
+
+SMALL = dict(rows=3, cols=5, act_depth=200, weight_depth=100, param_depth=40, max_payload=128)
+TINY = dict(rows=2, cols=3, act_depth=64, weight_depth=16, param_depth=8, max_payload=64)
+
+
+@pytest.fixture
+def device_widths(monkeypatch):
+    """Let configurations with 4/8/16-bit operands and 32/48-bit accumulators be built."""
+    monkeypatch.setattr(spec_config, "DEVICE_OPERAND_BITS", (4, 8, 16))
+    monkeypatch.setattr(spec_config, "DEVICE_ACC_BITS", (32, 48))
+
+
+def _dtype(bits):
+    return np.int8 if bits <= 8 else np.int16
+
+
+def _random_operands(rng, shape, bits):
+    lo, hi = operand_range(bits)
+    return rng.integers(lo, hi + 1, shape).astype(_dtype(bits))
+
+
+def _mlp(rng, sizes, activations, *, bits, weight_bits, mode):
+    layers = []
+    for k, n, act in zip(sizes, sizes[1:], activations):
+        layers.append((rng.normal(0, 1 / np.sqrt(k), (k, n)), rng.normal(0, 0.2, n), act))
+    return tessera.quantize(layers, calibration=rng.normal(0, 1, (64, sizes[0])), mode=mode,
+                            bits=bits, weight_bits=weight_bits)
+
+
+def _run(config, qmodel, x, *, raw=True):
+    with tessera.connect("emu", config=config) as dev:
+        return dev.run(qmodel, x, raw=raw)
+
+
+# -- packing ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [4, 8, 16])
+@pytest.mark.parametrize("lanes", [1, 2, 3, 5, 8])
+def test_block_packing_is_the_spec_packing(bits, lanes):
+    rng = np.random.default_rng(bits * 10 + lanes)
+    lo, hi = operand_range(bits)
+    values = _random_operands(rng, (9, lanes), bits)
+    values[0], values[1] = lo, hi            # the extremes, sign bits set and clear
+    data = pack_entries(values, bits)
+    assert data == b"".join(pack_operands(row, bits) for row in values)
+    np.testing.assert_array_equal(unpack_entries(data, 9, lanes, bits), values)
+    size = (lanes * bits + 7) // 8
+    for e, row in enumerate(values):
+        assert unpack_operands(data[e * size:(e + 1) * size], lanes, bits) == row.tolist()
+
+
+def test_four_bit_entry_layout():
+    """Operand 2j in the low nibble of byte j; an odd final operand leaves a zero high nibble."""
+    data = pack_entries(np.array([[1, -2, 7], [-8, 0, -1]], dtype=np.int8), 4)
+    assert data == bytes([0xE1, 0x07, 0x08, 0x0F])
+
+
+def test_unpack_length_checked():
+    with pytest.raises(ValueError, match=r"^2 entries of 3 4-bit operands are 4 bytes, not 3$"):
+        unpack_entries(b"abc", 2, 3, 4)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+def test_digits_mlp_at_4_bits(device_widths):
+    from tessera.cli.demo import train_digits_mlp
+    clf, x_train, x_test, _, y_test = train_digits_mlp(0)
+    qmodel = tessera.quantize(clf, calibration=x_train, bits=4)
+    config = AcceleratorConfig(input_bits=4, weight_bits=4)
+    assert config.act_entry_bytes == 4 and config.weight_entry_bytes == 4
+    x_q = qmodel.quantize_input(x_test)
+    y = _run(config, qmodel, x_q)
+    np.testing.assert_array_equal(y, qmodel.predict(x_q, raw=True))
+    assert y.dtype == np.int8 and -8 <= y.min() and y.max() <= 7
+    assert np.mean(np.argmax(y, axis=1) == y_test) >= 0.9
+    np.testing.assert_array_equal(_run(config, qmodel, x_test[:50], raw=False),
+                                  qmodel.predict(x_test[:50]))
+
+
+@pytest.mark.parametrize("bits, weight_bits", [(4, 4), (4, 8), (8, 4)])
+@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+@pytest.mark.parametrize("shape", ["small", "tiny"])
+def test_mlp_bit_exact(device_widths, bits, weight_bits, mode, shape):
+    config = AcceleratorConfig(**(SMALL if shape == "small" else TINY), input_bits=bits,
+                               weight_bits=weight_bits)
+    rng = np.random.default_rng(bits * 100 + weight_bits + (mode == "tflite"))
+    qmodel = _mlp(rng, [23, 17, 9, 4], ["relu", "relu6", "none"], bits=bits,
+                  weight_bits=weight_bits, mode=mode)
+    compiled = compile_model(qmodel, config)
+    for m in (1, 7, 41):
+        x_q = _random_operands(rng, (m, 23), bits)
+        expected = qmodel.predict(x_q, raw=True)
+        np.testing.assert_array_equal(compiled.reference(x_q), expected)
+        np.testing.assert_array_equal(_run(config, qmodel, x_q), expected)
+    program = compiled.program(x_q)
+    assert hazards(check_structure(program.frames, config, program.stores)) == []
+
+
+def test_narrower_weights_run_on_a_wider_array(device_widths):
+    """A model with 4-bit weights runs exactly on an 8-bit weight array (the default config)."""
+    rng = np.random.default_rng(5)
+    qmodel = _mlp(rng, [10, 8, 3], ["relu", "none"], bits=8, weight_bits=4, mode="onnx")
+    x_q = _random_operands(rng, (11, 10), 8)
+    np.testing.assert_array_equal(_run(AcceleratorConfig(**SMALL), qmodel, x_q),
+                                  qmodel.predict(x_q, raw=True))
+
+
+# -- bare GEMMs with extreme operands ------------------------------------------------------------
+
+def _expected_gemm(x_q, w, bias, mult, shift, *, mode, zero_point, lo, hi, bits, acc_bits):
+    """Independent oracle: exact integers, the drain's wrap, then numerics.postprocess."""
+    acc = x_q.astype(np.int64) @ w.astype(np.int64) + bias.astype(np.int64)
+    half = 1 << (acc_bits - 1)
+    acc = (acc + half) % (2 * half) - half
+    return numerics.postprocess(acc, mult, shift, mode=mode, zero_point=zero_point, lo=lo,
+                                hi=hi, bits=bits, acc_bits=acc_bits)
+
+
+@pytest.mark.parametrize("bits, weight_bits", [(4, 4), (4, 8), (8, 4)])
+@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
+    """Full-scale operands of both signs, K beyond one weight slot (split), M and N not
+    multiples of the array, per-channel requant, a non-zero zero point and a narrow clamp."""
+    config = AcceleratorConfig(**TINY, input_bits=bits, weight_bits=weight_bits)
+    rng = np.random.default_rng(bits + 2 * weight_bits + (mode == "tflite"))
+    k, n, m = 37, 7, 9
+    w_lo, w_hi = operand_range(weight_bits)
+    x_lo, x_hi = operand_range(bits)
+    w = np.where(rng.random((k, n)) < 0.5, w_lo, w_hi).astype(_dtype(weight_bits))
+    w[:, -1] = _random_operands(rng, k, weight_bits)
+    bias = rng.integers(-5000, 5000, n, dtype=np.int32)
+    scale = np.float32(2.0) ** -rng.integers(3, 9, n).astype(np.float32)
+    mult, shift = numerics.requant_multipliers(np.float32(1.0), scale, np.float32(1.0), mode)
+    zero_point, lo, hi = 1, x_lo + 1, x_hi - 1
+    compiled = compile_gemm(w, bias, mult, shift, config, mode=mode, zero_point=zero_point,
+                            lo=lo, hi=hi)
+    assert len(compiled.allocation.layers[0].weights.k_parts) > 1   # K split across GEMMs
+    x_q = np.where(w[:, :1].T > 0, x_hi, x_lo).astype(_dtype(bits)).repeat(m, axis=0)
+    x_q[1::2] = _random_operands(rng, (m // 2, k), bits)
+    x_q[2] = x_lo
+    with tessera.connect("emu", config=config) as dev:
+        for frame in compiled.setup_frames:
+            dev.link.request(Kind.EXEC, frame)
+        y = dev.execute(compiled.program(x_q))
+    expected = _expected_gemm(x_q, w, bias, mult, shift, mode=mode, zero_point=zero_point,
+                              lo=lo, hi=hi, bits=bits, acc_bits=config.acc_bits)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(compiled.reference(x_q), expected)
+    assert (y == lo).any() and (y == hi).any()     # the clamp is exercised at both ends
+
+
+def test_link_bytes_are_the_packed_entries(device_widths):
+    """rx/tx byte counters equal the compiler's link cost, with 4-bit entries on the wire."""
+    config = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
+    rng = np.random.default_rng(8)
+    qmodel = _mlp(rng, [20, 13, 5], ["relu", "none"], bits=4, weight_bits=4, mode="onnx")
+    compiled = compile_model(qmodel, config)
+    x_q = _random_operands(rng, (10, 20), 4)
+    program = compiled.program(x_q)
+    with tessera.connect("emu", config=config) as dev:
+        for frame in compiled.setup_frames:
+            dev.link.request(Kind.EXEC, frame)
+        dev.clear_counters()
+        dev.execute(program)
+        counters = dev.counters()
+    link = compiled.link_bytes(10)
+    assert counters["rx_bytes"] == link["request"] + FRAME_OVERHEAD     # + the COUNTERS request
+    assert counters["tx_bytes"] == link["response"] + FRAME_OVERHEAD    # + the clear's answer
+    assert config.act_entry_bytes == 2                                  # 3 rows x 4 bits
+    assert program.response_bytes == 4 * 5 * 2                          # 4 row tiles x N=5
+
+
+# -- the emulator's ISA at 4 bits -------------------------------------------------------------
+
+def test_emulator_loads_stores_and_reads_packed_entries(device_widths):
+    config = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
+    emu = Emulator(config)
+    entries = np.array([[-8, 7, 3], [1, -1, 0]], dtype=np.int8)
+    payload = pack_entries(entries, 4)
+    assert len(payload) == 2 * config.act_entry_bytes == 4
+    frame = isa.Load(Buffer.ACT, 10, 2, payload).encode() + isa.Store(10, 2).encode()
+    assert request(emu, Kind.EXEC, frame) == (Status.OK, payload)
+    np.testing.assert_array_equal(emu.machine.act[10:12], entries)
+    with tessera.connect("emu", config=config) as dev:
+        dev.link.request(Kind.EXEC, isa.Load(Buffer.ACT, 3, 2, payload).encode())
+        np.testing.assert_array_equal(dev.read(3, 2), entries)
+
+
+def test_emulator_reset_post_state_is_the_output_range(device_widths):
+    emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
+    assert (emu.machine.post.lo, emu.machine.post.hi) == (-8, 7)
+
+
+@pytest.mark.parametrize("field, value", [("zero_point", 8), ("zero_point", -9), ("lo", -9),
+                                          ("hi", 8), ("lo", 100), ("hi", -128)])
+def test_emulator_refuses_post_outside_the_output_range(device_widths, field, value):
+    emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
+    post = {"zero_point": 0, "lo": -8, "hi": 7, field: value}
+    frame = isa.Nop().encode() + isa.Post(**post).encode()
+    status, payload = request(emu, Kind.EXEC, frame)
+    assert status == Status.BAD_FIELD
+    assert error_record(payload) == (16, isa.Opcode.POST)
+    assert (emu.machine.post.lo, emu.machine.post.hi) == (-8, 7)   # the post state is kept
+
+
+def test_emulator_accepts_post_at_the_range_ends(device_widths):
+    emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
+    assert request(emu, Kind.EXEC, isa.Post(zero_point=-8, lo=-8, hi=7).encode()) == \
+        (Status.OK, b"")
+    assert (emu.machine.post.zero_point, emu.machine.post.lo, emu.machine.post.hi) == (-8, -8, 7)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+def test_gate_refuses_four_bits_without_the_gateware():
+    with pytest.raises(ValueError, match=r"^input_bits=4 is not implemented by the gateware yet"):
+        AcceleratorConfig(input_bits=4, weight_bits=4)
+
+
+def test_model_width_must_match_the_configuration(device_widths):
+    rng = np.random.default_rng(9)
+    q4 = _mlp(rng, [6, 4, 2], ["relu", "none"], bits=4, weight_bits=4, mode="onnx")
+    with pytest.raises(ValueError, match=(
+            r"^Layer 'fc0' has 4-bit activations but the accelerator configuration has "
+            r"input_bits=8: quantize the model with tessera\.quantize\(\.\.\., bits=8\), or "
+            r"compile for a configuration with input_bits=4 \(config\.with_widths\(4, 4\)\)$")):
+        compile_model(q4, AcceleratorConfig())
+    q8 = _mlp(rng, [6, 4, 2], ["relu", "none"], bits=4, weight_bits=8, mode="onnx")
+    with pytest.raises(ValueError, match=(
+            r"^Layer 'fc0' has 8-bit weights but the accelerator configuration has "
+            r"weight_bits=4: quantize the model with tessera\.quantize\(\.\.\., weight_bits=4\), "
+            r"or compile for a configuration with weight_bits=8$")):
+        compile_model(q8, AcceleratorConfig(input_bits=4, weight_bits=4))
+    with tessera.connect("emu") as dev:
+        with pytest.raises(ValueError, match=r"^Layer 'fc0' has 4-bit activations"):
+            dev.run(q4, np.zeros((1, 6), dtype=np.int8), raw=True)
+
+
+def test_program_input_must_fit_the_width(device_widths):
+    rng = np.random.default_rng(10)
+    qmodel = _mlp(rng, [6, 4, 2], ["relu", "none"], bits=4, weight_bits=4, mode="onnx")
+    compiled = compile_model(qmodel, AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
+    x_q = np.zeros((2, 6), dtype=np.int8)
+    x_q[1, 3] = 8
+    with pytest.raises(ValueError, match=r"^Program input holds 8, outside the 4-bit operand "
+                                         r"range \[-8, 7\]$"):
+        compiled.program(x_q)
+
+
+def test_bare_gemm_values_must_fit_the_widths(device_widths):
+    config = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
+    w = np.ones((4, 2), dtype=np.int8)
+    bias = np.zeros(2, dtype=np.int32)
+    mult = np.float32(0.5).view(np.uint32)
+    with pytest.raises(ValueError, match=r"^Layer 'gemm': weight holds -9, outside the 4-bit "
+                                         r"operand range \[-8, 7\]$"):
+        compile_gemm(np.full((4, 2), -9, dtype=np.int8), bias, mult, 0, config)
+    for what, kwargs in (("zero_point", {"zero_point": 8}), ("lo", {"lo": -9}),
+                         ("hi", {"hi": 100})):
+        shown = list(kwargs.values())[0]
+        with pytest.raises(ValueError, match=rf"^Layer 'gemm': {what} must be an integer from "
+                                             rf"-8 to 7 \(the 4-bit output range\), not "
+                                             rf"{shown}$"):
+            compile_gemm(w, bias, mult, 0, config, **kwargs)
+
+
+def test_overflow_proof_at_the_configured_widths(device_widths):
+    """The proof ranges over the configured input width: a bias that leaves room for 4-bit
+    inputs overflows with 8-bit ones, and one more unit overflows at 4 bits too."""
+    k = 16
+    w = np.full((k, 1), -7, dtype=np.int8)
+    worst = 8 * 7 * k                    # x = -8 everywhere: sum_k x * w
+    mult = np.float32(1e-6).view(np.uint32)
+    four = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
+    fits = np.array([(1 << 31) - 1 - worst], dtype=np.int32)
+    compiled = compile_gemm(w, fits, mult, 0, four)
+    assert compiled.layers[0].acc_bound == (1 << 31) - 1
+    with pytest.raises(OverflowError, match=(
+            rf"^Layer 'gemm' \(K={k}\): the int32 accumulator x @ w \+ bias can reach "
+            rf"{(1 << 31)} in magnitude for 4-bit inputs x and 4-bit weights w, which does not "
+            rf"fit int32 \(\|acc\| < 2\*\*31\); .* or split the layer into layers of fewer "
+            rf"than {k} inputs, or use acc_bits=48 with mode 'onnx'$")):
+        compile_gemm(w, fits + 1, mult, 0, four)
+    with pytest.raises(OverflowError, match=rf"can reach {(1 << 31) - 1 - worst + 128 * 7 * k} "
+                                            rf"in magnitude for 8-bit inputs x and 8-bit"):
+        compile_gemm(w, fits, mult, 0, AcceleratorConfig(**SMALL))
