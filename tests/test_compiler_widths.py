@@ -1,5 +1,6 @@
-"""Operand widths on the host half of the device stack: compiler and emulator run 4-bit (and
-mixed 4/8-bit) configurations bit for bit against the NumPy reference.
+"""Operand widths on the host half of the device stack: compiler and emulator run 4-, 8- and
+16-bit operands (mixed too) with 32- and 48-bit accumulators bit for bit against the NumPy
+reference.
 
 The configuration refuses widths the gateware does not run yet (``DEVICE_OPERAND_BITS``); these
 tests widen the gate with ``monkeypatch`` (fixture ``device_widths``), as
@@ -100,12 +101,17 @@ def test_digits_mlp_at_4_bits(device_widths):
                                   qmodel.predict(x_test[:50]))
 
 
-@pytest.mark.parametrize("bits, weight_bits", [(4, 4), (4, 8), (8, 4)])
-@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+WIDTHS = [(4, 4), (4, 8), (8, 4), (16, 16), (16, 8), (8, 16), (16, 4)]
+CASES = [(b, w, mode) for b, w in WIDTHS for mode in ("onnx", "tflite")
+         if mode == "onnx" or b + w <= 24]     # tflite needs acc_bits 32
+
+
+@pytest.mark.parametrize("bits, weight_bits, mode", CASES)
 @pytest.mark.parametrize("shape", ["small", "tiny"])
 def test_mlp_bit_exact(device_widths, bits, weight_bits, mode, shape):
     config = AcceleratorConfig(**(SMALL if shape == "small" else TINY), input_bits=bits,
                                weight_bits=weight_bits)
+    assert config.acc_bits == (48 if bits + weight_bits > 24 else 32)
     rng = np.random.default_rng(bits * 100 + weight_bits + (mode == "tflite"))
     qmodel = _mlp(rng, [23, 17, 9, 4], ["relu", "relu6", "none"], bits=bits,
                   weight_bits=weight_bits, mode=mode)
@@ -117,6 +123,28 @@ def test_mlp_bit_exact(device_widths, bits, weight_bits, mode, shape):
         np.testing.assert_array_equal(_run(config, qmodel, x_q), expected)
     program = compiled.program(x_q)
     assert hazards(check_structure(program.frames, config, program.stores)) == []
+
+
+def test_digits_mlp_at_16_bits(device_widths):
+    from tessera.cli.demo import train_digits_mlp
+    clf, x_train, x_test, _, y_test = train_digits_mlp(0)
+    qmodel = tessera.quantize(clf, calibration=x_train, bits=16)
+    config = AcceleratorConfig(input_bits=16, weight_bits=16)
+    assert (config.acc_bits, config.requant_modes, config.lut) == (48, ("onnx",), False)
+    x_q = qmodel.quantize_input(x_test)
+    y = _run(config, qmodel, x_q)
+    np.testing.assert_array_equal(y, qmodel.predict(x_q, raw=True))
+    assert y.dtype == np.int16 and np.abs(y).max() > 127      # really 16-bit outputs
+    assert np.mean(np.argmax(y, axis=1) == y_test) >= 0.95
+
+
+def test_eight_bit_model_on_48_bit_accumulators(device_widths):
+    rng = np.random.default_rng(4)
+    qmodel = _mlp(rng, [12, 9, 4], ["relu", "none"], bits=8, weight_bits=8, mode="onnx")
+    config = AcceleratorConfig(**SMALL, acc_bits=48)
+    x_q = _random_operands(rng, (17, 12), 8)
+    np.testing.assert_array_equal(_run(config, qmodel, x_q), qmodel.predict(x_q, raw=True))
+    assert compile_model(qmodel, config).layers[0].acc_bits == 48
 
 
 def test_narrower_weights_run_on_a_wider_array(device_widths):
@@ -139,8 +167,7 @@ def _expected_gemm(x_q, w, bias, mult, shift, *, mode, zero_point, lo, hi, bits,
                                 hi=hi, bits=bits, acc_bits=acc_bits)
 
 
-@pytest.mark.parametrize("bits, weight_bits", [(4, 4), (4, 8), (8, 4)])
-@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+@pytest.mark.parametrize("bits, weight_bits, mode", CASES)
 def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
     """Full-scale operands of both signs, K beyond one weight slot (split), M and N not
     multiples of the array, per-channel requant, a non-zero zero point and a narrow clamp."""
@@ -152,7 +179,9 @@ def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
     w = np.where(rng.random((k, n)) < 0.5, w_lo, w_hi).astype(_dtype(weight_bits))
     w[:, -1] = _random_operands(rng, k, weight_bits)
     bias = rng.integers(-5000, 5000, n, dtype=np.int32)
-    scale = np.float32(2.0) ** -rng.integers(3, 9, n).astype(np.float32)
+    # Dyadic scales (exact ties) that map K * full-scale products onto a few output ranges.
+    exponent = weight_bits + rng.integers(0, 4, n)
+    scale = (np.float32(2.0) ** -exponent.astype(np.float32)).astype(np.float32)
     mult, shift = numerics.requant_multipliers(np.float32(1.0), scale, np.float32(1.0), mode)
     zero_point, lo, hi = 1, x_lo + 1, x_hi - 1
     compiled = compile_gemm(w, bias, mult, shift, config, mode=mode, zero_point=zero_point,
@@ -160,7 +189,7 @@ def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
     assert len(compiled.allocation.layers[0].weights.k_parts) > 1   # K split across GEMMs
     x_q = np.where(w[:, :1].T > 0, x_hi, x_lo).astype(_dtype(bits)).repeat(m, axis=0)
     x_q[1::2] = _random_operands(rng, (m // 2, k), bits)
-    x_q[2] = x_lo
+    x_q[2] = np.where(w[:, 0] > 0, x_lo, x_hi)      # the most negative accumulator of column 0
     with tessera.connect("emu", config=config) as dev:
         for frame in compiled.setup_frames:
             dev.link.request(Kind.EXEC, frame)
@@ -170,6 +199,11 @@ def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(compiled.reference(x_q), expected)
     assert (y == lo).any() and (y == hi).any()     # the clamp is exercised at both ends
+    acc = np.abs(x_q.astype(np.int64) @ w.astype(np.int64)).max()
+    if config.acc_bits == 48:
+        assert acc >= 1 << 31    # beyond int32: a 32-bit datapath would wrap
+    if bits + weight_bits >= 24:
+        assert acc > 1 << 24     # float32(acc) rounds in mode onnx
 
 
 def test_link_bytes_are_the_packed_entries(device_widths):
@@ -226,11 +260,23 @@ def test_emulator_refuses_post_outside_the_output_range(device_widths, field, va
     assert (emu.machine.post.lo, emu.machine.post.hi) == (-8, 7)   # the post state is kept
 
 
-def test_emulator_accepts_post_at_the_range_ends(device_widths):
-    emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
-    assert request(emu, Kind.EXEC, isa.Post(zero_point=-8, lo=-8, hi=7).encode()) == \
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_emulator_accepts_post_at_the_range_ends(device_widths, bits):
+    emu = Emulator(AcceleratorConfig(**SMALL, input_bits=bits, weight_bits=8))
+    lo, hi = operand_range(bits)
+    assert (emu.machine.post.lo, emu.machine.post.hi) == (lo, hi)      # reset state
+    assert request(emu, Kind.EXEC, isa.Post(zero_point=lo, lo=hi, hi=hi).encode()) == \
         (Status.OK, b"")
-    assert (emu.machine.post.zero_point, emu.machine.post.lo, emu.machine.post.hi) == (-8, -8, 7)
+    assert (emu.machine.post.zero_point, emu.machine.post.lo, emu.machine.post.hi) == \
+        (lo, hi, hi)
+
+
+def test_int8_emulator_refuses_wide_post_values():
+    """ISA version 2 encodes s16 values; an 8-bit device refuses those outside int8."""
+    emu = Emulator(AcceleratorConfig(**SMALL))
+    status, payload = request(emu, Kind.EXEC, isa.Post(zero_point=128).encode())
+    assert status == Status.BAD_FIELD and error_record(payload) == (0, isa.Opcode.POST)
+    assert request(emu, Kind.EXEC, isa.Post(hi=-128).encode(), seq=1) == (Status.OK, b"")
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -31,6 +31,18 @@ def test_gemm_bit_positions():
     assert word >> 104 == 0
 
 
+def test_post_bit_positions():
+    """ISA version 2: zero_point, lo, hi are s16 (16-bit outputs), after mode, lut and padding."""
+    word = int.from_bytes(encode(Post(mode=Mode.TFLITE, lut=True, zero_point=-2, lo=-32768,
+                                      hi=0x1234)), "little")
+    assert word & 0xF == Opcode.POST
+    assert (word >> 4) & 1 == 1 and (word >> 5) & 1 == 1 and (word >> 6) & 3 == 0
+    assert (word >> 8) & 0xFFFF == 0xFFFE
+    assert (word >> 24) & 0xFFFF == 0x8000
+    assert (word >> 40) & 0xFFFF == 0x1234
+    assert word >> 56 == 0
+
+
 def test_random_round_trips():
     rng = random.Random(1)
     for _ in range(500):
@@ -41,8 +53,8 @@ def test_random_round_trips():
                          n_cols=rng.randrange(256), clear=rng.random() < .5,
                          drain=rng.random() < .5),
             lambda: Post(mode=rng.choice(list(Mode)), lut=rng.random() < .5,
-                         zero_point=rng.randrange(-128, 128), lo=rng.randrange(-128, 128),
-                         hi=rng.randrange(-128, 128)),
+                         zero_point=rng.randrange(-1 << 15, 1 << 15),
+                         lo=rng.randrange(-1 << 15, 1 << 15), hi=rng.randrange(-1 << 15, 1 << 15)),
             lambda: Store(addr=rng.randrange(1 << 16), count=rng.randrange(1 << 16)),
             lambda: Load(Buffer(rng.randrange(4)), rng.randrange(1 << 16), rng.randrange(1 << 16)),
             lambda: Sync(), lambda: Nop(),
@@ -53,8 +65,9 @@ def test_random_round_trips():
 def test_out_of_range_field_is_refused():
     with pytest.raises(ValueError, match=r"Gemm.k must be in \[0, 65535\], not 65536"):
         encode(Gemm(a_addr=0, w_addr=0, k=65536))
-    with pytest.raises(ValueError, match=r"Post.zero_point must be in \[-128, 127\], not 128"):
-        encode(Post(zero_point=128))
+    with pytest.raises(ValueError, match=r"Post.zero_point must be in \[-32768, 32767\], "
+                                         r"not 32768"):
+        encode(Post(zero_point=32768))
 
 
 def test_decode_program_attaches_payloads_and_reports_truncation():

@@ -1,8 +1,9 @@
 """The Tessera compiler: a quantized model becomes encoded programs for one accelerator.
 
 ``compile_model(qmodel, config)`` lowers every layer (folded bias, hardware requant parameters,
-clamp bounds, LUT, accumulator overflow proof at the configured widths), allocates the on-chip buffers, tiles the GEMMs, emits
-instructions with hazard ``SYNC``s and packs them into EXEC payloads. See docs/compiler.md.
+clamp bounds, LUT, accumulator overflow proof at the configured widths), allocates the on-chip
+buffers, tiles the GEMMs, emits instructions with hazard ``SYNC``s and packs them (entries at the
+configured operand widths) into EXEC payloads. See docs/compiler.md.
 """
 
 from .alloc import Allocation, LayerAlloc, WeightPlan, allocate

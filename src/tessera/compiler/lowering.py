@@ -110,7 +110,7 @@ class HardwareLayer:
 
 
 def wrap_accumulator(values, acc_bits) -> np.ndarray:
-    """Return int64 ``values`` wrapped to ``acc_bits``-wide two's complement (the hardware adder)."""
+    """Return int64 ``values`` wrapped to ``acc_bits``-wide two's complement (the hardware)."""
     half = np.int64(1) << np.int64(acc_bits - 1)
     return (np.asarray(values, dtype=np.int64) + half) % (2 * half) - half
 

@@ -221,8 +221,8 @@ class CompiledModel:
         """Return the output the hardware must produce, from the lowered layers.
 
         Computed with :mod:`tessera.numerics` exactly as docs/isa.md defines a drain
-        (``wrap(acc + bias)`` at ``acc_bits``, requant, zero point, clamp, LUT), independently of the
-        schedule; equal to ``qmodel.predict(x_q, raw=True)`` for compiled quantized models.
+        (``wrap(acc + bias)`` at ``acc_bits``, requant, zero point, clamp, LUT), independently of
+        the schedule; equal to ``qmodel.predict(x_q, raw=True)`` for compiled quantized models.
         """
         y = np.asarray(x_q)
         for layer in self.layers:

@@ -20,7 +20,9 @@ __all__ = [
 ]
 
 #: Bumped whenever an encoding or a semantic of the ISA or protocol changes.
-ISA_VERSION = 1
+#: 2: ``POST`` ``zero_point``/``lo``/``hi`` widened from s8 to s16 (16-bit outputs), operand
+#: entries packed at the configured widths, ``POST`` values outside the output range refused.
+ISA_VERSION = 2
 
 INSN_BYTES = 16
 _INSN_BITS = INSN_BYTES * 8
@@ -36,8 +38,8 @@ class Opcode(enum.IntEnum):
 
 
 class Buffer(enum.IntEnum):
-    ACT = 0    # activations / layer outputs: entry = rows x int8
-    WGT = 1    # weights: entry = cols x int8
+    ACT = 0    # activations / layer outputs: entry = rows x input_bits (config.pack_operands)
+    WGT = 1    # weights: entry = cols x weight_bits (config.pack_operands)
     PARAM = 2  # per-channel bias (s32), multiplier (u32), shift (s8)
     LUT = 3    # activation lookup table: entry = one int8, index = input + 128
 
@@ -77,8 +79,9 @@ LAYOUTS = {
     Opcode.POST: _insn(
         "Post",
         Field("mode", 1), Field("lut", 1), Field("_pad0", 2),
-        Field("zero_point", 8, signed=True), Field("lo", 8, signed=True),
-        Field("hi", 8, signed=True),
+        # s16: wide enough for 16-bit outputs; each must lie in the output_bits range.
+        Field("zero_point", 16, signed=True), Field("lo", 16, signed=True),
+        Field("hi", 16, signed=True),
     ),
     Opcode.STORE: _insn("Store", Field("_pad0", 4), Field("addr", 16), Field("count", 16)),
     Opcode.SYNC: _insn("Sync"),
@@ -150,7 +153,11 @@ class Gemm(Instruction):
 
 @dataclass(frozen=True)
 class Post(Instruction):
-    """Set the post-processing state used by subsequently issued GEMM drains."""
+    """Set the post-processing state used by subsequently issued GEMM drains.
+
+    ``zero_point``, ``lo`` and ``hi`` are s16 fields whose values must lie in the configuration's
+    ``output_bits`` range (the defaults are the int8 one).
+    """
 
     opcode = Opcode.POST
     mode: Mode = Mode.ONNX
