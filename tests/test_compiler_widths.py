@@ -34,6 +34,12 @@ def device_widths(monkeypatch):
     monkeypatch.setattr(spec_config, "DEVICE_ACC_BITS", (32, 48))
 
 
+@pytest.fixture(scope="module")
+def digits():
+    from tessera.cli.demo import train_digits_mlp
+    return train_digits_mlp(0)
+
+
 def _dtype(bits):
     return np.int8 if bits <= 8 else np.int16
 
@@ -86,9 +92,8 @@ def test_unpack_length_checked():
 
 # -- models -------------------------------------------------------------------------------------
 
-def test_digits_mlp_at_4_bits(device_widths):
-    from tessera.cli.demo import train_digits_mlp
-    clf, x_train, x_test, _, y_test = train_digits_mlp(0)
+def test_digits_mlp_at_4_bits(device_widths, digits):
+    clf, x_train, x_test, _, y_test = digits
     qmodel = tessera.quantize(clf, calibration=x_train, bits=4)
     config = AcceleratorConfig(input_bits=4, weight_bits=4)
     assert config.act_entry_bytes == 4 and config.weight_entry_bytes == 4
@@ -125,9 +130,8 @@ def test_mlp_bit_exact(device_widths, bits, weight_bits, mode, shape):
     assert hazards(check_structure(program.frames, config, program.stores)) == []
 
 
-def test_digits_mlp_at_16_bits(device_widths):
-    from tessera.cli.demo import train_digits_mlp
-    clf, x_train, x_test, _, y_test = train_digits_mlp(0)
+def test_digits_mlp_at_16_bits(device_widths, digits):
+    clf, x_train, x_test, _, y_test = digits
     qmodel = tessera.quantize(clf, calibration=x_train, bits=16)
     config = AcceleratorConfig(input_bits=16, weight_bits=16)
     assert (config.acc_bits, config.requant_modes, config.lut) == (48, ("onnx",), False)
@@ -206,13 +210,14 @@ def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
         assert acc > 1 << 24     # float32(acc) rounds in mode onnx
 
 
-def test_link_bytes_are_the_packed_entries(device_widths):
-    """rx/tx byte counters equal the compiler's link cost, with 4-bit entries on the wire."""
-    config = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
+@pytest.mark.parametrize("bits, entry_bytes", [(4, 2), (8, 3), (16, 6)])
+def test_link_bytes_are_the_packed_entries(device_widths, bits, entry_bytes):
+    """rx/tx byte counters equal the compiler's link cost, with packed entries on the wire."""
+    config = AcceleratorConfig(**SMALL, input_bits=bits, weight_bits=bits)
     rng = np.random.default_rng(8)
-    qmodel = _mlp(rng, [20, 13, 5], ["relu", "none"], bits=4, weight_bits=4, mode="onnx")
+    qmodel = _mlp(rng, [20, 13, 5], ["relu", "none"], bits=bits, weight_bits=bits, mode="onnx")
     compiled = compile_model(qmodel, config)
-    x_q = _random_operands(rng, (10, 20), 4)
+    x_q = _random_operands(rng, (10, 20), bits)
     program = compiled.program(x_q)
     with tessera.connect("emu", config=config) as dev:
         for frame in compiled.setup_frames:
@@ -223,18 +228,21 @@ def test_link_bytes_are_the_packed_entries(device_widths):
     link = compiled.link_bytes(10)
     assert counters["rx_bytes"] == link["request"] + FRAME_OVERHEAD     # + the COUNTERS request
     assert counters["tx_bytes"] == link["response"] + FRAME_OVERHEAD    # + the clear's answer
-    assert config.act_entry_bytes == 2                                  # 3 rows x 4 bits
-    assert program.response_bytes == 4 * 5 * 2                          # 4 row tiles x N=5
+    assert config.act_entry_bytes == entry_bytes                        # 3 rows x bits
+    assert program.response_bytes == 4 * 5 * entry_bytes                # 4 row tiles x N=5
+    assert compiled.setup_bytes == sum(len(f) + 2 * FRAME_OVERHEAD for f in compiled.setup_frames)
 
 
 # -- the emulator's ISA at 4 bits -------------------------------------------------------------
 
-def test_emulator_loads_stores_and_reads_packed_entries(device_widths):
-    config = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
+@pytest.mark.parametrize("bits", [4, 16])
+def test_emulator_loads_stores_and_reads_packed_entries(device_widths, bits):
+    config = AcceleratorConfig(**SMALL, input_bits=bits, weight_bits=bits)
     emu = Emulator(config)
-    entries = np.array([[-8, 7, 3], [1, -1, 0]], dtype=np.int8)
-    payload = pack_entries(entries, 4)
-    assert len(payload) == 2 * config.act_entry_bytes == 4
+    lo, hi = operand_range(bits)
+    entries = np.array([[lo, hi, 3], [1, -1, 0]], dtype=_dtype(bits))
+    payload = pack_entries(entries, bits)
+    assert len(payload) == 2 * config.act_entry_bytes == 2 * ((3 * bits + 7) // 8)
     frame = isa.Load(Buffer.ACT, 10, 2, payload).encode() + isa.Store(10, 2).encode()
     assert request(emu, Kind.EXEC, frame) == (Status.OK, payload)
     np.testing.assert_array_equal(emu.machine.act[10:12], entries)
