@@ -4,6 +4,11 @@
 (docs/isa.md). One registered stage: the clamp feeds the address of the table's synchronous read
 port, whose output register is the stage register of the LUT path; a plain register holds the
 clamped value for the other path.
+
+The result is the layer output width (``config.output_bits``) wide. The compiler keeps
+``zero_point``, ``lo`` and ``hi`` within the output range (``tessera.numerics.postprocess``
+refuses anything else), so the clamped value always fits it: narrower outputs only narrow the
+result lane, the clamp itself works on the full ``POST`` fields.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -11,14 +16,17 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .requant_onnx import REQUANT_BITS
+from tessera.spec.config import OPERAND_BITS
+
+from .requant_onnx import requant_bits
 
 __all__ = ["Activation", "LUT_DEPTH", "clamp_bounds", "BOUND_BITS"]
 
 #: Entries of the activation lookup table (one per int8 value, index ``y + 128``).
 LUT_DEPTH = 256
 
-#: Width of the shifted clamp bounds ``lo - zero_point``, ``hi - zero_point`` (-255 .. 255).
+#: Width of the shifted clamp bounds ``lo - zero_point``, ``hi - zero_point`` (-255 .. 255)
+#: with 8-bit outputs; ``bits + 2`` for ``bits``-wide ones.
 BOUND_BITS = 10
 
 
@@ -48,22 +56,26 @@ class Activation(wiring.Component):
     lut : bool
         Whether the lookup table is built. Without it ``use_lut`` is ignored and the write port
         is absent.
+    bits : int, optional
+        Width of :attr:`result` (the layer output width, 4, 8 or 16; default 8). The table
+        needs 8. The clamp result is exact when ``lo`` and ``hi`` lie in the ``bits`` range.
 
     Members
     -------
     en : In(1)
         Pipeline enable: the stage advances in a cycle with ``en`` set, holds otherwise.
-    value : In(signed(REQUANT_BITS))
-        Saturated requant result.
-    zero_point, hi : In(signed(8))
+    value : In(signed(requant_bits(bits)))
+        Saturated requant result (16 bits up to 8-bit outputs, 24 for 16-bit ones).
+    zero_point, hi : In(signed(bits))
         Output zero point and upper clamp bound.
-    lo_bound, hi_bound : In(signed(BOUND_BITS))
-        ``lo - zero_point`` and ``hi - zero_point`` (:func:`clamp_bounds`).
-    lo_value : In(signed(8))
+    lo_bound, hi_bound : In(signed(bits + 2))
+        ``lo - zero_point`` and ``hi - zero_point`` (:func:`clamp_bounds`; ``BOUND_BITS`` wide
+        with 8-bit outputs).
+    lo_value : In(signed(bits))
         ``min(lo, hi)`` (:func:`clamp_bounds`).
     use_lut : In(1)
         Apply the lookup table to this element.
-    result : Out(signed(8))
+    result : Out(signed(bits))
         The activation of the operands presented :attr:`latency` enabled cycles earlier.
     lut_wr_en : In(1)
         Write ``lut_wr_data`` to entry ``lut_wr_addr`` (only with ``lut=True``).
@@ -76,21 +88,29 @@ class Activation(wiring.Component):
     #: Enabled cycles from operands to :attr:`result`.
     latency = 1
 
-    def __init__(self, *, lut):
+    def __init__(self, *, lut, bits=8):
         if not isinstance(lut, bool):
             self._MustUse__silence = True   # a rejected component is not an unused one
             raise TypeError(f"lut must be True or False, not {lut!r}")
+        if isinstance(bits, bool) or bits not in OPERAND_BITS:
+            self._MustUse__silence = True
+            raise ValueError(f"Output width must be one of {OPERAND_BITS}, not {bits!r}")
+        if lut and bits != 8:
+            self._MustUse__silence = True
+            raise ValueError(f"The lookup table needs 8-bit outputs, not {bits}-bit ones; "
+                             "build the activation with lut=False")
         self._lut = lut
+        self._bits = bits
         members = {
             "en": In(1),
-            "value": In(signed(REQUANT_BITS)),
-            "zero_point": In(signed(8)),
-            "hi": In(signed(8)),
-            "lo_bound": In(signed(BOUND_BITS)),
-            "hi_bound": In(signed(BOUND_BITS)),
-            "lo_value": In(signed(8)),
+            "value": In(signed(requant_bits(bits))),
+            "zero_point": In(signed(bits)),
+            "hi": In(signed(bits)),
+            "lo_bound": In(signed(bits + 2)),
+            "hi_bound": In(signed(bits + 2)),
+            "lo_value": In(signed(bits)),
             "use_lut": In(1),
-            "result": Out(signed(8)),
+            "result": Out(signed(bits)),
         }
         if lut:
             members.update(lut_wr_en=In(1), lut_wr_addr=In(8), lut_wr_data=In(8))
@@ -101,6 +121,11 @@ class Activation(wiring.Component):
         """Whether the lookup table is built."""
         return self._lut
 
+    @property
+    def bits(self) -> int:
+        """Width of :attr:`result`."""
+        return self._bits
+
     def elaborate(self, platform):
         m = Module()
 
@@ -110,16 +135,18 @@ class Activation(wiring.Component):
         # deep, not three). If x > hi the result is hi; otherwise, if x < lo it is
         # min(lo, hi); otherwise x. v is saturated to int16, so v + zero_point fits 17 bits.
         # The bounds come precomputed (clamp_bounds) from an earlier pipeline stage.
-        shifted = Signal(signed(REQUANT_BITS + 1))
-        clamped = Signal(signed(8))
+        # Only the low `bits` bits of x are kept (in the clamp's range it fits them).
+        bits = self._bits
+        shifted = Signal(signed(len(self.value) + 1))
+        clamped = Signal(signed(bits))
         m.d.comb += [
             shifted.eq(self.value + self.zero_point),
             clamped.eq(Mux(self.value > self.hi_bound, self.hi,
                            Mux(self.value < self.lo_bound, self.lo_value,
-                               shifted[0:8].as_signed()))),
+                               shifted[0:bits].as_signed()))),
         ]
 
-        plain = Signal(signed(8))
+        plain = Signal(signed(bits))
         with m.If(self.en):
             m.d.sync += plain.eq(clamped)
 

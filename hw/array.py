@@ -1,4 +1,9 @@
-"""The outer-product MAC array: ``rows x cols`` int8 multiply-accumulates into int32.
+"""The outer-product MAC array: ``rows x cols`` multiply-accumulates of signed operands.
+
+Operands are ``config.input_bits`` (activations) and ``config.weight_bits`` (weights) wide, each
+product ``input_bits + weight_bits`` bits, the accumulators and their shadow ``config.acc_bits``
+(int8 x int8 into int32 at the default configuration; 4, 8 or 16-bit operands, 32 or 48-bit
+accumulators, see :class:`tessera.spec.AcceleratorConfig`).
 
 One *step* broadcasts an activation per row and a weight per column to every MAC,
 ``acc[r][c] += a[r] * w[c]`` (docs/architecture.md explains why the array is not systolic). A
@@ -24,9 +29,9 @@ GEMMs, so it never does).
 Next to the accumulators sits a *shadow* copy that the drain empties while the array already
 accumulates the next tile: ``shadow_load`` copies every accumulator in one cycle. The shadow is
 read through a single output, ``head`` (``shadow[0][0]``), and moved with two shifts so that no
-``rows*cols``-way 32-bit multiplexer is needed: ``shift_row`` moves column 0 up by one row, and
-``shift_col`` moves every column left by one (column ``c`` takes column ``c + 1``). Draining
-``m_rows`` rows of a column is ``m_rows - 1`` row shifts followed by one column shift.
+``rows*cols``-way ``acc_bits``-wide multiplexer is needed: ``shift_row`` moves column 0 up by one
+row, and ``shift_col`` moves every column left by one (column ``c`` takes column ``c + 1``).
+Draining ``m_rows`` rows of a column is ``m_rows - 1`` row shifts followed by one column shift.
 """
 
 from amaranth import Module, ResetInserter, Signal, signed
@@ -37,18 +42,18 @@ __all__ = ["MacArray"]
 
 
 class MacArray(wiring.Component):
-    """``rows x cols`` int8 MACs with int32 accumulators and a shifting shadow copy.
+    """``rows x cols`` MACs with ``acc_bits`` accumulators and a shifting shadow copy.
 
     Parameters
     ----------
     config : AcceleratorConfig
-        Gives ``rows`` and ``cols``.
+        Gives ``rows``, ``cols``, ``input_bits``, ``weight_bits`` and ``acc_bits``.
 
     Members
     -------
-    a : In(ArrayLayout(signed(8), rows))
+    a : In(ArrayLayout(signed(input_bits), rows))
         Activation of each row for the step.
-    w : In(ArrayLayout(signed(8), cols))
+    w : In(ArrayLayout(signed(weight_bits), cols))
         Weight of each column for the step.
     step : In(1)
         ``a`` and ``w`` form a step this cycle; it is accumulated ``latency - 1`` cycles later.
@@ -61,7 +66,7 @@ class MacArray(wiring.Component):
     shift_col : In(1)
         Shift the shadow left by one column (``shadow[r][c] <= shadow[r][c+1]``); takes
         precedence over ``shift_row``. ``shadow_load`` takes precedence over both.
-    head : Out(signed(32))
+    head : Out(signed(acc_bits))
         ``shadow[0][0]``.
     """
 
@@ -72,14 +77,14 @@ class MacArray(wiring.Component):
     def __init__(self, config):
         self._config = config
         super().__init__({
-            "a": In(data.ArrayLayout(signed(8), config.rows)),
-            "w": In(data.ArrayLayout(signed(8), config.cols)),
+            "a": In(data.ArrayLayout(signed(config.input_bits), config.rows)),
+            "w": In(data.ArrayLayout(signed(config.weight_bits), config.cols)),
             "step": In(1),
             "clear": In(1),
             "shadow_load": In(1),
             "shift_row": In(1),
             "shift_col": In(1),
-            "head": Out(signed(32)),
+            "head": Out(signed(config.acc_bits)),
         })
 
     @property
@@ -90,6 +95,8 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._config.rows, self._config.cols
+        product_bits = self._config.input_bits + self._config.weight_bits
+        acc_bits = self._config.acc_bits
 
         # Operand register stage: shared by a row (a) or a column (w) of MACs.
         a = Signal.like(self.a)
@@ -101,7 +108,7 @@ class MacArray(wiring.Component):
         # cycle, so the multiply and the accumulator's carry chain are not in one cycle. (It
         # keeps the domain reset although a product only reaches an accumulator with
         # `product_step`: without it, Yosys 0.70's ABC9 crashed on the ULX3S-85F build.)
-        product = [[Signal(signed(16), name=f"p_{r}_{c}") for c in range(cols)]
+        product = [[Signal(signed(product_bits), name=f"p_{r}_{c}") for c in range(cols)]
                    for r in range(rows)]
         product_step = Signal()
         for r in range(rows):
@@ -109,9 +116,9 @@ class MacArray(wiring.Component):
                 m.d.sync += product[r][c].eq(a[r] * w[c])
         m.d.sync += product_step.eq(step)
 
-        acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(cols)]
+        acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}") for c in range(cols)]
                for r in range(rows)]
-        shadow = [[Signal(signed(32), name=f"shadow_{r}_{c}") for c in range(cols)]
+        shadow = [[Signal(signed(acc_bits), name=f"shadow_{r}_{c}") for c in range(cols)]
                   for r in range(rows)]
 
         # Each accumulator is `acc <= acc + product` in its own module; the clear is a

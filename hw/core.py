@@ -4,7 +4,7 @@
 PARAM memories, the :class:`~tessera.hw.gemm.GemmEngine` stepping the
 :class:`~tessera.hw.array.MacArray`, the :class:`~tessera.hw.drain.Drain` that takes a finished
 tile's shadow accumulators through the :class:`~tessera.hw.postproc.PostProcessor` and writes the
-int8 results back into ACT. Its ports are the ones agreed in HW_INTERFACES.md; the cycle behaviour
+``output_bits``-wide results back into ACT. Its ports are the ones agreed in HW_INTERFACES.md; the cycle behaviour
 is the model of ``tessera.spec.timing`` (hw/gemm.py and hw/drain.py give it cycle by cycle).
 """
 
@@ -17,16 +17,20 @@ from tessera.spec import isa
 
 from .array import MacArray
 from .drain import Drain
-from .gemm import GEMM_COMMAND, GemmEngine
+from .gemm import GEMM_COMMAND, GemmEngine, gemm_command
 from .layouts import PARAM_ENTRY
 from .postproc import PostProcessor
 
-__all__ = ["Core", "GEMM_COMMAND", "write_width"]
+__all__ = ["Core", "GEMM_COMMAND", "gemm_command", "write_width"]
 
 
 def write_width(config) -> int:
-    """Return the width of the host write port's data: ``max(rows*8, cols*8, 72)``."""
-    return max(config.rows * 8, config.cols * 8, PARAM_ENTRY.size)
+    """Return the width of the host write port's data: the widest entry, in whole bytes.
+
+    ``8 * max(act_entry_bytes, weight_entry_bytes)`` or the 72-bit PARAM entry, whichever is
+    wider (``max(rows*8, cols*8, 72)`` with 8-bit operands).
+    """
+    return max(8 * config.act_entry_bytes, 8 * config.weight_entry_bytes, PARAM_ENTRY.size)
 
 
 class Core(wiring.Component):
@@ -35,24 +39,29 @@ class Core(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
-        Array shape, buffer depths, requant modes and LUT.
+        Array shape, operand and accumulator widths, buffer depths, requant modes and LUT.
 
     Members
     -------
-    i_cmd : In(stream.Signature(GEMM_COMMAND))
+    i_cmd : In(stream.Signature(gemm_command(config)))
         GEMM commands (fields validated by the executor); accepted when the engine can take one.
     idle : Out(1)
         No GEMM running or waiting to hand off, and the drain idle (all results written).
     wr_en, wr_buffer, wr_addr, wr_data : In
         Host write of one entry of ACT, WGT, PARAM or LUT (:class:`tessera.spec.isa.Buffer`);
-        happens in a cycle with ``wr_en & wr_ready``. Entry byte *i* is ``wr_data[8i:8i+8]``;
-        a PARAM entry is ``PARAM_ENTRY`` bits; a LUT entry ``wr_data[0:8]``.
+        happens in a cycle with ``wr_en & wr_ready``. Entry byte *i* is ``wr_data[8i:8i+8]``:
+        the bytes of :func:`tessera.spec.config.pack_operands`, so an ACT entry is
+        ``wr_data[:rows*input_bits]`` (operand *r* in bits ``[r*input_bits, (r+1)*input_bits)``,
+        the padding nibble of an odd count of 4-bit operands dropped), a WGT entry
+        ``wr_data[:cols*weight_bits]``, a PARAM entry ``PARAM_ENTRY`` bits, a LUT entry
+        ``wr_data[0:8]``.
     wr_ready : Out(1)
         Low in the cycles the drain writes ACT (it has priority on the ACT write port).
     rd_en, rd_addr : In
         Host read of ACT (only while ``idle``).
-    rd_data : Out(rows*8)
-        The entry addressed in the cycle of ``rd_en``, valid the cycle after.
+    rd_data : Out(8*act_entry_bytes)
+        The entry addressed in the cycle of ``rd_en``, valid the cycle after, as its
+        ``act_entry_bytes`` bytes (padding bits zero).
     ev_compute, ev_stall, ev_macs : Out
         Per-cycle counter events: array occupied by a GEMM; finished GEMM waiting for the drain;
         useful MACs.
@@ -61,7 +70,7 @@ class Core(wiring.Component):
     def __init__(self, config):
         self._config = config
         members = {
-            "i_cmd": In(stream.Signature(GEMM_COMMAND)),
+            "i_cmd": In(stream.Signature(gemm_command(config))),
             "idle": Out(1),
             "wr_en": In(1),
             "wr_buffer": In(2),
@@ -70,7 +79,7 @@ class Core(wiring.Component):
             "wr_ready": Out(1),
             "rd_en": In(1),
             "rd_addr": In(16),
-            "rd_data": Out(config.rows * 8),
+            "rd_data": Out(8 * config.act_entry_bytes),
             "ev_compute": Out(1),
             "ev_stall": Out(1),
             "ev_macs": Out(range(config.rows * config.cols + 1)),
@@ -87,8 +96,9 @@ class Core(wiring.Component):
         config = self._config
         rows, cols = config.rows, config.cols
 
-        m.submodules.act = act = Memory(shape=rows * 8, depth=config.act_depth, init=[])
-        m.submodules.wgt = wgt = Memory(shape=cols * 8, depth=config.weight_depth, init=[])
+        act_bits, wgt_bits = rows * config.input_bits, cols * config.weight_bits
+        m.submodules.act = act = Memory(shape=act_bits, depth=config.act_depth, init=[])
+        m.submodules.wgt = wgt = Memory(shape=wgt_bits, depth=config.weight_depth, init=[])
         m.submodules.param = param = Memory(shape=PARAM_ENTRY, depth=config.param_depth,
                                             init=[])
         act_rd, act_wr = act.read_port(), act.write_port()
@@ -134,10 +144,10 @@ class Core(wiring.Component):
             host_write.eq(self.wr_en & self.wr_ready),
             act_wr.en.eq(drain.wr_en | (host_write & (self.wr_buffer == isa.Buffer.ACT))),
             act_wr.addr.eq(Mux(drain.wr_en, drain.wr_addr, self.wr_addr)),
-            act_wr.data.eq(Mux(drain.wr_en, drain.wr_data, self.wr_data[:rows * 8])),
+            act_wr.data.eq(Mux(drain.wr_en, drain.wr_data, self.wr_data[:act_bits])),
             wgt_wr.en.eq(host_write & (self.wr_buffer == isa.Buffer.WGT)),
             wgt_wr.addr.eq(self.wr_addr),
-            wgt_wr.data.eq(self.wr_data[:cols * 8]),
+            wgt_wr.data.eq(self.wr_data[:wgt_bits]),
             param_wr.en.eq(host_write & (self.wr_buffer == isa.Buffer.PARAM)),
             param_wr.addr.eq(self.wr_addr),
             param_wr.data.eq(self.wr_data[:PARAM_ENTRY.size]),

@@ -6,7 +6,8 @@
 1. opcode above 5 -> ``BAD_OPCODE``;
 2. non-zero padding (a ``_pad*`` field or any bit after the last field) -> ``BAD_FIELD``;
 3. the field checks (``LOAD``: buffer, LUT present, count; ``GEMM``: k, m_rows, n_cols;
-   ``POST``: mode built, LUT present; ``STORE``: count) -> ``BAD_FIELD``;
+   ``POST``: mode built, LUT present, ``zero_point``/``lo``/``hi`` in the ``output_bits``
+   range; ``STORE``: count) -> ``BAD_FIELD``;
 4. buffer ranges (a ``GEMM`` checks all four, drain or not) -> ``BAD_ADDRESS``;
 5. a ``LOAD`` payload past the end of the frame -> ``TRUNCATED``; a ``STORE`` that is not last or
    asks for more than ``max_payload`` bytes -> ``STORE_NOT_LAST``.
@@ -30,7 +31,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.spec import isa
+from tessera.spec import isa, operand_range
 from tessera.spec.isa import Buffer, Mode, Opcode
 from tessera.spec.protocol import Status
 
@@ -153,6 +154,13 @@ class InstructionDecoder(wiring.Component):
                 post_field = post_field | (post.mode == mode)
         if not cfg.lut:
             post_field = post_field | post.lut
+        # zero_point, lo and hi must lie in the output range; only a field wider than the
+        # output (4-bit outputs in s8 fields) can leave it, so 8-bit outputs build nothing here.
+        out_lo, out_hi = operand_range(cfg.output_bits)
+        for name in ("zero_point", "lo", "hi"):
+            value = post[name]
+            if len(value) > cfg.output_bits:
+                post_field = post_field | (value < out_lo) | (value > out_hi)
         store_field = store.count == 0
         fields = {Opcode.LOAD: load_field, Opcode.GEMM: gemm_field, Opcode.POST: post_field,
                   Opcode.STORE: store_field}

@@ -6,7 +6,9 @@ PostProcessor, column by column: for ``c < n_cols``, ``r < m_rows``, element ``(
 in cycle ``h + 1 + c*m_rows + r`` with ``PARAM[param_addr + c]``, the post state captured with the
 command, ``tag = r`` and ``last`` on the final row of the column. The shadow is walked by shifting
 it (:class:`~tessera.hw.array.MacArray` ``shift_row``/``shift_col``), never through a wide
-multiplexer. Results are collected by ``tag`` into an entry (bytes ``r >= m_rows`` zero); the
+multiplexer. Results are collected by ``tag`` into an entry (``config.output_bits`` two's
+complement bits per row, in the packing of :func:`tessera.spec.config.pack_operands`; rows
+``r >= m_rows`` zero); the
 result carrying ``last`` completes the entry, which is written to ``ACT[out_addr + c]`` in the next
 cycle (the write has priority over the host on the ACT write port).
 
@@ -24,9 +26,9 @@ from amaranth.lib.wiring import In, Out
 
 from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES
 
-from .gemm import DRAIN_COMMAND
+from .gemm import drain_command
 from .layouts import PARAM_ENTRY
-from .postproc import POSTPROC_IN, POSTPROC_OUT
+from .postproc import postproc_layouts
 
 __all__ = ["Drain"]
 
@@ -37,15 +39,15 @@ class Drain(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
-        Gives the array shape and the ACT/PARAM depths.
+        Gives the array shape, the accumulator and output widths and the ACT/PARAM depths.
     postproc_latency : int
         :attr:`PostProcessor.latency`; must not exceed ``DRAIN_OVERHEAD_CYCLES - 2``.
 
     Members
     -------
-    i_cmd : In(stream.Signature(DRAIN_COMMAND))
+    i_cmd : In(stream.Signature(drain_command(config)))
         Hand-off from the GEMM engine; ready when the previous drain's time is over.
-    head : In(signed(32))
+    head : In(signed(acc_bits))
         The shadow's ``[0][0]`` accumulator.
     shift_row, shift_col : Out(1)
         Shadow shifts (see :class:`~tessera.hw.array.MacArray`).
@@ -53,12 +55,13 @@ class Drain(wiring.Component):
         PARAM read port address (synchronous read).
     param_data : In(PARAM_ENTRY)
         PARAM read port data.
-    o_post : Out(stream.Signature(POSTPROC_IN))
+    o_post : Out(stream.Signature(postproc_layouts(config)[0]))
         To the PostProcessor's ``i``.
-    i_post : In(stream.Signature(POSTPROC_OUT))
+    i_post : In(stream.Signature(postproc_layouts(config)[1]))
         From the PostProcessor's ``o`` (always ready).
     wr_en, wr_addr, wr_data : Out
-        ACT write request (this cycle; takes priority over the host).
+        ACT write request (this cycle; takes priority over the host); ``wr_data`` is
+        ``rows * output_bits`` wide, row *r* in bits ``[r*output_bits, (r+1)*output_bits)``.
     busy : Out(1)
         A drain is in progress.
     """
@@ -74,18 +77,19 @@ class Drain(wiring.Component):
                              f"constant (and the emulator follows) or shorten the pipeline")
         self._config = config
         self._latency = postproc_latency
+        post_in, post_out = postproc_layouts(config)
         super().__init__({
-            "i_cmd": In(stream.Signature(DRAIN_COMMAND)),
-            "head": In(signed(32)),
+            "i_cmd": In(stream.Signature(drain_command(config))),
+            "head": In(signed(config.acc_bits)),
             "shift_row": Out(1),
             "shift_col": Out(1),
             "param_addr": Out(range(config.param_depth)),
             "param_data": In(PARAM_ENTRY),
-            "o_post": Out(stream.Signature(POSTPROC_IN)),
-            "i_post": In(stream.Signature(POSTPROC_OUT)),
+            "o_post": Out(stream.Signature(post_in)),
+            "i_post": In(stream.Signature(post_out)),
             "wr_en": Out(1),
             "wr_addr": Out(range(config.act_depth)),
-            "wr_data": Out(config.rows * 8),
+            "wr_data": Out(config.rows * config.output_bits),
             "busy": Out(1),
         })
 
@@ -94,7 +98,7 @@ class Drain(wiring.Component):
         config = self._config
         rows = config.rows
 
-        cmd = Signal(DRAIN_COMMAND)
+        cmd = Signal(drain_command(config))
         cpe = config.requant_cycles
         timer = Signal(range((1 << 16) * cpe + DRAIN_OVERHEAD_CYCLES))  # cycles left after this
         active = Signal()                 # elements left to send
@@ -103,7 +107,7 @@ class Drain(wiring.Component):
         p_addr = Signal(16)               # PARAM address of the column being sent
         in_flight = Signal(range(max(2, 2 * (self._latency + 2))))
         out_ptr = Signal(16)
-        entry = Signal(data.ArrayLayout(8, rows))
+        entry = Signal(data.ArrayLayout(config.output_bits, rows))
         wr_pending = Signal()
 
         start = Signal()
@@ -176,7 +180,7 @@ class Drain(wiring.Component):
         with m.Elif(~send & receive):
             m.d.sync += in_flight.eq(in_flight - 1)
 
-        # Collecting side: bytes by tag; the column's last result completes the entry.
+        # Collecting side: results by tag; the column's last result completes the entry.
         result = self.i_post.payload
         completed = Signal.like(entry)
         m.d.comb += [self.i_post.ready.eq(1), completed.eq(entry)]

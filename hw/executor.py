@@ -31,10 +31,11 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from tessera.spec import isa, protocol
+from tessera.spec.config import operand_range
 from tessera.spec.isa import Opcode
 from tessera.spec.protocol import Kind, Status
 
-from .core import GEMM_COMMAND, write_width
+from .core import gemm_command, write_width
 from .decoder import DECODE_STEPS, HEAD_BYTES, InstructionDecoder, times_const
 from .layouts import INSN_LAYOUTS, READ_REQUEST
 from .link import FRAME_INFO, RESPONSE_HEADER
@@ -61,7 +62,7 @@ class Executor(wiring.Component):
     o_resp : Out(stream.Signature(RESPONSE_HEADER))
         Response header, then ``length`` bytes on ``o_payload``.
     o_payload : Out(stream.Signature(8))
-    o_cmd : Out(stream.Signature(GEMM_COMMAND))
+    o_cmd : Out(stream.Signature(gemm_command(config)))
         GEMM commands to the Core, with the post state current at issue.
     core_idle : In(1)
     wr_en, wr_buffer, wr_addr, wr_data : Out
@@ -69,7 +70,7 @@ class Executor(wiring.Component):
     wr_ready : In(1)
     rd_en, rd_addr : Out
         ACT reads through the Core's host read port (only while the Core is idle).
-    rd_data : In(rows*8)
+    rd_data : In(8*act_entry_bytes)
     counters : In(data.ArrayLayout(counter_bits, 6))
         The performance counters (``protocol.COUNTER_NAMES`` order).
     counters_clear : Out(1)
@@ -88,7 +89,7 @@ class Executor(wiring.Component):
             "buf_rd_data": In(8),
             "o_resp": Out(stream.Signature(RESPONSE_HEADER)),
             "o_payload": Out(stream.Signature(8)),
-            "o_cmd": Out(stream.Signature(GEMM_COMMAND)),
+            "o_cmd": Out(stream.Signature(gemm_command(config))),
             "core_idle": In(1),
             "wr_en": Out(1),
             "wr_buffer": Out(2),
@@ -97,7 +98,7 @@ class Executor(wiring.Component):
             "wr_ready": In(1),
             "rd_en": Out(1),
             "rd_addr": Out(16),
-            "rd_data": In(config.rows * 8),
+            "rd_data": In(8 * config.act_entry_bytes),
             "counters": In(data.ArrayLayout(config.counter_bits, len(protocol.COUNTER_NAMES))),
             "counters_clear": Out(1),
             "busy": Out(1),
@@ -105,7 +106,7 @@ class Executor(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        rows = cfg.rows
+        entry_bytes = cfg.act_entry_bytes   # bytes of an ACT entry in READ/STORE responses
         m = Module()
         m.submodules.decoder = decoder = InstructionDecoder(cfg)
 
@@ -163,9 +164,14 @@ class Executor(wiring.Component):
         post = INSN_LAYOUTS[Opcode.POST](word_full)
         store = INSN_LAYOUTS[Opcode.STORE](word_full)
 
-        post_state = {  # reset state: onnx, no LUT, zero point 0, full range (docs/isa.md)
-            "mode": Signal(1), "lut": Signal(1), "zero_point": Signal(8, init=0),
-            "lo": Signal(8, init=0x80), "hi": Signal(8, init=0x7F),
+        # reset state: onnx, no LUT, zero point 0, the full output range (docs/isa.md). The
+        # values are kept output_bits wide: the decoder refuses a POST whose values leave the
+        # output range, so the low bits of the (wider) fields are the whole value.
+        out_lo, out_hi = operand_range(cfg.output_bits)
+        out = signed(cfg.output_bits)
+        post_state = {
+            "mode": Signal(1), "lut": Signal(1), "zero_point": Signal(out),
+            "lo": Signal(out, init=out_lo), "hi": Signal(out, init=out_hi),
         }
         cmd = self.o_cmd.payload
         for name in ("a_addr", "w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols",
@@ -228,13 +234,13 @@ class Executor(wiring.Component):
                 "store_valid": Signal(), "store_addr": Signal(16), "store_count": Signal(16)}
 
         vec_width = max(_COUNTER_BYTES * 8 * len(protocol.COUNTER_NAMES),
-                        protocol.ID_LAYOUT.width, protocol.ERROR_LAYOUT.width, rows * 8)
+                        protocol.ID_LAYOUT.width, protocol.ERROR_LAYOUT.width, 8 * entry_bytes)
         vec = Signal(vec_width)          # bytes to send, lowest first
         resp_length = Signal(16)
         resp_left = Signal(16)           # payload bytes still to send
         resp_act = Signal()              # the payload is ACT entries
         act_addr = Signal(16)
-        entry_left = Signal(range(rows + 1))
+        entry_left = Signal(range(entry_bytes + 1))
         id_record = int.from_bytes(protocol.encode_id(cfg), "little")
         counters = Cat(*(Cat(self.counters[i], C(0, 8 * _COUNTER_BYTES - cfg.counter_bits))
                          for i in range(len(protocol.COUNTER_NAMES))))
@@ -330,9 +336,9 @@ class Executor(wiring.Component):
                     m.d.sync += read_room.eq(C(cfg.act_depth, signed(18)) - insn[-16:])
                 with m.If(~take):
                     request = READ_REQUEST(insn[-protocol.READ_LAYOUT.width:])
-                    # count * rows > max_payload, without the product
+                    # count * entry_bytes > max_payload, without the product
                     with m.If((request.count == 0) |
-                              (request.count > cfg.max_payload // rows)):
+                              (request.count > cfg.max_payload // entry_bytes)):
                         respond_error(Status.BAD_FIELD, zero=False)
                     with m.Elif(request.count > read_room):
                         respond_error(Status.BAD_ADDRESS, zero=False)
@@ -342,7 +348,7 @@ class Executor(wiring.Component):
             with m.State("READ_WAIT"):
                 with m.If(self.core_idle):
                     m.d.sync += [status.eq(Status.OK), resp_act.eq(1), act_addr.eq(store_addr),
-                                 resp_length.eq(times_const(store_count, rows))]
+                                 resp_length.eq(times_const(store_count, entry_bytes))]
                     m.next = "RESPOND"
 
             # -- EXEC ---------------------------------------------------------------------------
@@ -405,7 +411,8 @@ class Executor(wiring.Component):
                     m.next = "RESPOND"
                 with m.Else():
                     m.d.sync += [act_addr.eq(store_addr), resp_act.eq(store_valid),
-                                 resp_length.eq(Mux(store_valid, times_const(store_count, rows), 0))]
+                                 resp_length.eq(Mux(store_valid,
+                                                    times_const(store_count, entry_bytes), 0))]
                     m.next = "READ_WAIT_EXEC"
             with m.State("READ_WAIT_EXEC"):
                 with m.If(self.core_idle):
@@ -435,7 +442,7 @@ class Executor(wiring.Component):
                 m.next = "ACT_LATCH"
             with m.State("ACT_LATCH"):
                 m.d.sync += [vec.eq(self.rd_data), act_addr.eq(act_addr + 1),
-                             entry_left.eq(rows)]
+                             entry_left.eq(entry_bytes)]
                 m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += [self.o_payload.valid.eq(1), self.o_payload.payload.eq(vec[0:8])]

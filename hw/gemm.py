@@ -26,13 +26,13 @@ from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.spec import BitLayout, isa
+from tessera.spec import AcceleratorConfig, BitLayout, Field, isa
 from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
 
 from .array import MacArray
 from .layouts import struct_layout
 
-__all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "GemmEngine"]
+__all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "GemmEngine", "gemm_command", "drain_command"]
 
 
 def _fields(opcode, names):
@@ -40,21 +40,43 @@ def _fields(opcode, names):
     return tuple(layout.field(name) for name in names)
 
 
-_POST_STATE = _fields(isa.Opcode.POST, ("mode", "lut", "zero_point", "lo", "hi"))
+_POST_STATE = ("mode", "lut", "zero_point", "lo", "hi")
 
-#: One GEMM command as the executor hands it to the core: the ``GEMM`` instruction's fields plus
-#: the post state captured at issue (fields declared in :mod:`tessera.spec.isa`).
-GEMM_COMMAND = struct_layout(BitLayout("GemmCommand", _fields(isa.Opcode.GEMM, (
-    "a_addr", "w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols", "clear", "drain",
-)) + _POST_STATE))
 
-#: What the GEMM engine hands to the drain with the accumulators: where the tile goes, its
-#: parameters and post state, and ``elements = m_rows * n_cols``.
-DRAIN_COMMAND = data.StructLayout({
-    **{name: GEMM_COMMAND[name].shape for name in ("out_addr", "param_addr", "m_rows", "n_cols")},
-    "elements": unsigned(16),
-    **{field.name: GEMM_COMMAND[field.name].shape for field in _POST_STATE},
-})
+def _post_state(config):
+    # mode and lut as POST declares them; zero_point, lo and hi narrowed to the output width
+    # (the decoder refuses POST values outside the output range, so nothing is lost).
+    return _fields(isa.Opcode.POST, ("mode", "lut")) + tuple(
+        Field(name, config.output_bits, signed=True) for name in ("zero_point", "lo", "hi"))
+
+
+def gemm_command(config) -> data.StructLayout:
+    """Return the layout of one GEMM command as the executor hands it to the core.
+
+    The ``GEMM`` instruction's fields (declared in :mod:`tessera.spec.isa`) plus the post state
+    captured at issue, whose ``zero_point``, ``lo`` and ``hi`` are ``config.output_bits`` wide.
+    """
+    return struct_layout(BitLayout("GemmCommand", _fields(isa.Opcode.GEMM, (
+        "a_addr", "w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols", "clear", "drain",
+    )) + _post_state(config)))
+
+
+def drain_command(config) -> data.StructLayout:
+    """Return the layout of what the GEMM engine hands to the drain with the accumulators.
+
+    Where the tile goes, its parameters and post state, and ``elements = m_rows * n_cols``.
+    """
+    command = gemm_command(config)
+    return data.StructLayout({
+        **{name: command[name].shape for name in ("out_addr", "param_addr", "m_rows", "n_cols")},
+        "elements": unsigned(16),
+        **{name: command[name].shape for name in _POST_STATE},
+    })
+
+
+#: :func:`gemm_command` and :func:`drain_command` of a configuration with 8-bit outputs.
+GEMM_COMMAND = gemm_command(AcceleratorConfig())
+DRAIN_COMMAND = drain_command(AcceleratorConfig())
 
 # Cycles between the last operand read and the hand-off cycle: the read itself, then the
 # array's operand and product registers (MacArray.latency counts from the read data to the
@@ -68,20 +90,22 @@ class GemmEngine(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
-        Gives the array shape and the ACT/WGT depths (address widths).
+        Gives the array shape, the operand widths and the ACT/WGT depths (address widths).
 
     Members
     -------
-    i_cmd : In(stream.Signature(GEMM_COMMAND))
+    i_cmd : In(stream.Signature(gemm_command(config)))
         Commands; ready in idle or in the hand-off cycle of the running command.
-    o_drain : Out(stream.Signature(DRAIN_COMMAND))
+    o_drain : Out(stream.Signature(drain_command(config)))
         Hand-off to the drain; valid in the hand-off cycle of a command with ``drain``.
-    act_addr, act_data : Out(range(act_depth)), In(rows*8)
-        ACT read port (synchronous: data the cycle after the address).
+    act_addr, act_data : Out(range(act_depth)), In(rows*input_bits)
+        ACT read port (synchronous: data the cycle after the address); operand *r* is
+        ``act_data[r*input_bits:(r+1)*input_bits]`` (the packing of
+        :func:`tessera.spec.config.pack_operands`).
     act_reading : Out(1)
         ``act_addr`` is in use (the core gives the ACT read port to the host otherwise).
-    wgt_addr, wgt_data : Out(range(weight_depth)), In(cols*8)
-        WGT read port.
+    wgt_addr, wgt_data : Out(range(weight_depth)), In(cols*weight_bits)
+        WGT read port; weight *c* is ``wgt_data[c*weight_bits:(c+1)*weight_bits]``.
     step, clear, a, w, shadow_load : Out
         Array controls (see :class:`~tessera.hw.array.MacArray`).
     busy : Out(1)
@@ -95,17 +119,17 @@ class GemmEngine(wiring.Component):
         self._config = config
         rows, cols = config.rows, config.cols
         super().__init__({
-            "i_cmd": In(stream.Signature(GEMM_COMMAND)),
-            "o_drain": Out(stream.Signature(DRAIN_COMMAND)),
+            "i_cmd": In(stream.Signature(gemm_command(config))),
+            "o_drain": Out(stream.Signature(drain_command(config))),
             "act_addr": Out(range(config.act_depth)),
-            "act_data": In(rows * 8),
+            "act_data": In(rows * config.input_bits),
             "act_reading": Out(1),
             "wgt_addr": Out(range(config.weight_depth)),
-            "wgt_data": In(cols * 8),
+            "wgt_data": In(cols * config.weight_bits),
             "step": Out(1),
             "clear": Out(1),
-            "a": Out(data.ArrayLayout(unsigned(8), rows)),
-            "w": Out(data.ArrayLayout(unsigned(8), cols)),
+            "a": Out(data.ArrayLayout(unsigned(config.input_bits), rows)),
+            "w": Out(data.ArrayLayout(unsigned(config.weight_bits), cols)),
             "shadow_load": Out(1),
             "busy": Out(1),
             "ev_compute": Out(1),
@@ -120,7 +144,7 @@ class GemmEngine(wiring.Component):
         config = self._config
         rows, cols = config.rows, config.cols
 
-        cmd = Signal(GEMM_COMMAND)
+        cmd = Signal(gemm_command(config))
         macs_per_step = Signal(range(rows * cols + 1))
         a_ptr = Signal(16)
         w_ptr = Signal(16)

@@ -1,14 +1,16 @@
-"""The post-processor: one int32 accumulator in, one int8 activation out, every cycle.
+"""The post-processor: one accumulator in, one ``output_bits`` activation out, every cycle.
 
-Computes ``tessera.numerics.postprocess`` of ``wrap32(acc + bias)`` (docs/isa.md,
-"Post-processing (drain) of one accumulator") as a stall-able pipeline:
+Computes ``tessera.numerics.postprocess`` of ``wrap(acc + bias)`` (two's complement at
+``config.acc_bits``; docs/isa.md, "Post-processing (drain) of one accumulator") at
+``config.output_bits`` as a stall-able pipeline:
 
 ====== ==================================================================================
 stage  work
 ====== ==================================================================================
-0      ``a = wrap32(acc + bias)``; capture the per-element parameters
+0      ``a = wrap(acc + bias)`` at ``acc_bits``; capture the per-element parameters
 1..6   requant, mode "onnx" (:class:`OnnxRequant`) and/or "tflite" (:class:`TfliteRequant`)
-       in parallel, then the mode select; result saturated to int16
+       in parallel, then the mode select; result saturated to int16 (int24 for 16-bit
+       outputs, :func:`~tessera.hw.requant_onnx.requant_bits`)
 7      ``+ zero_point``, clamp, optional LUT (:class:`Activation`)
 ====== ==================================================================================
 
@@ -32,39 +34,50 @@ from tessera.spec import AcceleratorConfig, isa
 
 from .activation import Activation, clamp_bounds
 from .layouts import INSN_LAYOUTS, PARAM_ENTRY, TAIL_FIELD
-from .requant_onnx import OnnxRequant
+from .requant_onnx import OnnxRequant, requant_bits
 from .requant_tflite import TfliteRequant
 
-__all__ = ["PostProcessor", "POSTPROC_IN", "POSTPROC_OUT", "TAG_BITS"]
+__all__ = ["PostProcessor", "POSTPROC_IN", "POSTPROC_OUT", "TAG_BITS", "postproc_layouts"]
 
 #: Width of the opaque tag passed through with each element.
 TAG_BITS = 8
 
 
-def _post_fields():
-    # The post state fields exactly as the POST instruction declares them (mode, lut,
-    # zero_point, lo, hi), without the opcode and padding.
+def _post_fields(config):
+    # The post state fields of the POST instruction (mode, lut, zero_point, lo, hi), without
+    # the opcode and padding; zero_point, lo and hi narrowed to the output width (the decoder
+    # refuses values outside the output range).
     layout = INSN_LAYOUTS[isa.Opcode.POST]
-    return {name: shape for name, shape in layout.members.items()
+    return {name: signed(config.output_bits) if name in ("zero_point", "lo", "hi") else shape
+            for name, shape in layout.members.items()
             if name != "opcode" and not name.startswith("_") and name != TAIL_FIELD}
 
 
-#: Payload of :attr:`PostProcessor.i`: the accumulator, its channel's PARAM entry (bias,
-#: multiplier, shift), the post state captured at GEMM issue, and the pass-through tag/last.
-POSTPROC_IN = data.StructLayout({
-    "acc": signed(32),
-    **PARAM_ENTRY.members,
-    **_post_fields(),
-    "tag": unsigned(TAG_BITS),
-    "last": unsigned(1),
-})
+def postproc_layouts(config) -> tuple:
+    """Return ``(in_layout, out_layout)``, the payloads of a PostProcessor for ``config``.
 
-#: Payload of :attr:`PostProcessor.o`.
-POSTPROC_OUT = data.StructLayout({
-    "value": signed(8),
-    "tag": unsigned(TAG_BITS),
-    "last": unsigned(1),
-})
+    In: the accumulator (``signed(config.acc_bits)``), its channel's PARAM entry (bias,
+    multiplier, shift), the post state captured at GEMM issue, and the pass-through tag/last.
+    Out: the result (``signed(config.output_bits)``), tag and last.
+    """
+    layout_in = data.StructLayout({
+        "acc": signed(config.acc_bits),
+        **PARAM_ENTRY.members,
+        **_post_fields(config),
+        "tag": unsigned(TAG_BITS),
+        "last": unsigned(1),
+    })
+    layout_out = data.StructLayout({
+        "value": signed(config.output_bits),
+        "tag": unsigned(TAG_BITS),
+        "last": unsigned(1),
+    })
+    return layout_in, layout_out
+
+
+#: Payloads of :attr:`PostProcessor.i` and :attr:`PostProcessor.o` with 8-bit operands and
+#: 32-bit accumulators (``postproc_layouts`` gives those of any configuration).
+POSTPROC_IN, POSTPROC_OUT = postproc_layouts(AcceleratorConfig())
 
 
 class PostProcessor(wiring.Component):
@@ -79,10 +92,11 @@ class PostProcessor(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(POSTPROC_IN))
-        Elements to post-process.
-    o : Out(stream.Signature(POSTPROC_OUT))
-        Results in input order, with ``tag`` and ``last`` of their input.
+    i : In(stream.Signature(postproc_layouts(config)[0]))
+        Elements to post-process (:data:`POSTPROC_IN` with 8-bit operands).
+    o : Out(stream.Signature(postproc_layouts(config)[1]))
+        Results in input order, with ``tag`` and ``last`` of their input (:data:`POSTPROC_OUT`
+        with 8-bit operands).
     lut_wr_en : In(1)
         Write ``lut_wr_data`` to table entry ``lut_wr_addr`` (only if ``config.lut``).
     lut_wr_addr : In(8)
@@ -105,9 +119,10 @@ class PostProcessor(wiring.Component):
         #: This instance's latency: the class value, or less with the iterative multiplier
         #: (which leaves some stages unregistered; the drain pads a shorter pipeline).
         self.latency = 1 + OnnxRequant.latency_for(config.requant_cycles) + Activation.latency
+        layout_in, layout_out = postproc_layouts(config)
         members = {
-            "i": In(stream.Signature(POSTPROC_IN)),
-            "o": Out(stream.Signature(POSTPROC_OUT)),
+            "i": In(stream.Signature(layout_in)),
+            "o": Out(stream.Signature(layout_out)),
         }
         if config.lut:
             members.update(lut_wr_en=In(1), lut_wr_addr=In(8), lut_wr_data=In(8))
@@ -146,20 +161,22 @@ class PostProcessor(wiring.Component):
                 value = reg
             return value
 
-        # ---- stage 0: a = wrap32(acc + bias), parameters ----------------------------------
+        # ---- stage 0: a = wrap(acc + bias), parameters ----------------------------------
         p = self.i.payload
-        stage0 = Signal(POSTPROC_IN)
-        a = Signal(signed(32))
+        stage0 = Signal(postproc_layouts(config)[0])
+        a = Signal(signed(config.acc_bits))
         with m.If(advance):
             m.d.sync += [
                 stage0.eq(p),
-                a.eq(p.acc + p.bias),    # 33-bit sum, low 32 bits kept: int32 wrap
+                a.eq(p.acc + p.bias),    # low acc_bits bits of the sum kept: the wrap at acc_bits
             ]
 
         # ---- stages 1..6: requant ----------------------------------------------------------
         results = {}
         if "onnx" in config.requant_modes:
-            m.submodules.onnx = onnx = OnnxRequant(config.requant_cycles)
+            m.submodules.onnx = onnx = OnnxRequant(config.requant_cycles,
+                                                   acc_bits=config.acc_bits,
+                                                   result_bits=requant_bits(config.output_bits))
             m.d.comb += [
                 onnx.en.eq(advance),
                 onnx.valid.eq(valid[0]),
@@ -169,7 +186,8 @@ class PostProcessor(wiring.Component):
             ]
             results[isa.Mode.ONNX] = onnx.result
         if "tflite" in config.requant_modes:
-            m.submodules.tflite = tflite = TfliteRequant()
+            m.submodules.tflite = tflite = TfliteRequant(
+                result_bits=requant_bits(config.output_bits))
             m.d.comb += [
                 tflite.en.eq(advance),
                 tflite.a.eq(a),
@@ -186,7 +204,8 @@ class PostProcessor(wiring.Component):
                                        results[isa.Mode.ONNX]))
 
         # ---- stage 7: zero point, clamp, LUT -------------------------------------------------
-        m.submodules.activation = activation = Activation(lut=config.lut)
+        m.submodules.activation = activation = Activation(lut=config.lut,
+                                                          bits=config.output_bits)
         m.d.comb += [
             activation.en.eq(advance),
             activation.value.eq(requant),

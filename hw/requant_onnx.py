@@ -4,14 +4,17 @@ NUMERICS.md defines the mode with float32 arithmetic; this unit reproduces it bi
 integers only, in six registered stages (one result per enabled cycle, or one per ``cycles``
 cycles with the iterative multiplier):
 
-1. Sign and magnitude ``|a|`` (32 unsigned bits; ``|INT32_MIN| = 2^31`` fits); fields of ``M``.
+1. Sign and magnitude ``|a|`` (``n`` unsigned bits for an ``n``-bit accumulator, 32 or 48;
+   ``|-2^(n-1)|`` fits); fields of ``M``.
 2. Leading-zero normalisation of ``|a|`` (one log shifter yields the shifted value and the
-   count): ``norm = |a| << lz`` has its leading one at bit 31.
-3. The mantissa product. ``float32(|a|) = (hi + r) * 2^(8 - lz)`` with ``hi = norm[8:32]`` and
-   the round-to-nearest-even increment ``r = guard & (sticky | hi[0])`` (guard ``norm[7]``,
-   sticky ``norm[0:7] != 0``). The increment is never applied to ``hi``: the product is
-   ``(hi + r) * mm = hi * mm + r * mm``, and a carry out (``hi + r = 2^24``) needs no
-   renormalisation because ``2^24 * mm < 2^48`` is still a valid product for stage 5. With
+   count): ``norm = |a| << lz`` has its leading one at bit ``n - 1``.
+3. The mantissa product. ``float32(|a|) = (hi + r) * 2^(n - 24 - lz)`` with ``hi =
+   norm[n-24:n]`` and the round-to-nearest-even increment ``r = guard & (sticky | hi[0])``
+   (guard ``norm[n-25]``, sticky ``norm[0:n-25] != 0``): the int32 -> float32 conversion, and
+   with ``n = 48`` the int48 -> float32 one, rounded as NumPy's ``astype(np.float32)`` does.
+   The increment is never applied to ``hi``: the product is ``(hi + r) * mm = hi * mm + r *
+   mm``, and a carry out (``hi + r = 2^24``) needs no renormalisation because ``2^24 * mm <
+   2^48`` is still a valid product for stage 5. With
    ``cycles == 1`` this stage registers four partial products of at most 17x17 bits (one ECP5
    MULT18X18D each, registered inputs and outputs); with ``cycles > 1`` it is an iterative
    digit-serial multiplier (see :class:`OnnxRequant`).
@@ -19,13 +22,15 @@ cycles with the iterative multiplier):
 5. Normalisation of ``P`` (it lies in [2^46, 2^48): at most one bit of shift) and
    round-to-nearest-even to a 24-bit mantissa, with the carry into the exponent — the float32
    rounding of the multiply.
-6. Rounding of that float32 to an integer, ties to even, and the sign, saturated to int16.
+6. Rounding of that float32 to an integer, ties to even, and the sign, saturated to
+   ``result_bits`` (int16 up to 8-bit outputs, :func:`requant_bits`).
 
 Why saturating to int16 loses nothing: the result only feeds ``clamp(v + zero_point, lo, hi)``
 with ``zero_point``, ``lo``, ``hi`` in [-128, 127]. Any ``v >= 256`` gives ``v + zero_point >= 128
 > hi`` and clamps to ``hi``; any ``v <= -256`` clamps to ``lo``. Saturating to
 [-2^15, 2^15 - 1] keeps every such ``v`` on the same side, so the clamp returns exactly what the
-unbounded reference returns, while ``|v| < 2^15`` passes unchanged.
+unbounded reference returns, while ``|v| < 2^15`` passes unchanged. The same holds for
+``b``-bit outputs with any saturation width of at least ``b + 2`` bits: 16-bit outputs use 24.
 """
 
 from contextlib import contextmanager
@@ -34,16 +39,24 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["OnnxRequant", "REQUANT_BITS", "normalise_int", "MANTISSA_BITS"]
+__all__ = ["OnnxRequant", "REQUANT_BITS", "normalise_int", "MANTISSA_BITS", "requant_bits"]
 
-#: Width of the saturated requant result shared by both modes (see the module docstring).
+#: Width of the saturated requant result shared by both modes up to 8-bit outputs (see the
+#: module docstring).
 REQUANT_BITS = 16
+
+
+def requant_bits(output_bits) -> int:
+    """Return the saturation width of the requant result for ``output_bits``-wide outputs.
+
+    16 for 4 and 8-bit outputs, ``output_bits + 8`` beyond: at least ``output_bits + 2``, which
+    keeps the clamp exact (module docstring).
+    """
+    return max(REQUANT_BITS, output_bits + 8)
 
 #: Bits of a float32 mantissa with its hidden one: the width of both product operands.
 MANTISSA_BITS = 24
 
-_SAT_MAX = (1 << (REQUANT_BITS - 1)) - 1
-_SAT_MIN = -(1 << (REQUANT_BITS - 1))
 _F32_BIAS = 127
 _SPLIT = 17   # partial products of at most 17x17 unsigned bits fit an 18x18 signed multiplier
 
@@ -76,12 +89,12 @@ def normalise_int(m, value):
 
 
 class OnnxRequant(wiring.Component):
-    """Pipelined ``rint(float32(a) * M)``, saturated to int16.
+    """Pipelined ``rint(float32(a) * M)``, saturated to ``result_bits`` (int16 by default).
 
-    Exact for every int32 ``a`` and every finite float32 ``M`` of either sign: zero and
-    subnormal ``M`` give 0 (``|a * M| < 2^31 * 2^-126`` rounds to 0), and since ``|a| >= 1``
-    the float32 product of non-zero operands is never subnormal. Products at or beyond 2^15
-    saturate, which also covers float32 overflow to infinity.
+    Exact for every ``acc_bits``-wide ``a`` and every finite float32 ``M`` of either sign: zero
+    and subnormal ``M`` give 0 (``|a * M| < 2^47 * 2^-126`` rounds to 0), and since ``|a| >= 1``
+    the float32 product of non-zero operands is never subnormal. Products at or beyond
+    ``2^(result_bits - 1)`` saturate, which also covers float32 overflow to infinity.
 
     Parameters
     ----------
@@ -93,6 +106,10 @@ class OnnxRequant(wiring.Component):
         then holds its element for ``c - 1`` extra cycles: :attr:`hold` is high in them and the
         caller must keep ``en`` low (the whole pipeline freezes), so every element costs exactly
         ``c - 1`` frozen cycles.
+    acc_bits : int, optional
+        Width of ``a``: 32 (default) or 48.
+    result_bits : int, optional
+        Saturation width of ``result``: 16 (default) or more (:func:`requant_bits`).
 
     Members
     -------
@@ -103,12 +120,12 @@ class OnnxRequant(wiring.Component):
     hold : Out(1)
         Stage 3 needs more cycles for its element; ``en`` must be low (always 0 if
         ``cycles == 1``).
-    a : In(signed(32))
+    a : In(signed(acc_bits))
         Accumulator (bias already added).
     multiplier : In(32)
         IEEE-754 single-precision bits of ``M``.
-    result : Out(signed(REQUANT_BITS))
-        ``clamp(rint(float32(a) * M), -2^15, 2^15 - 1)`` of the operands presented
+    result : Out(signed(result_bits))
+        ``clamp(rint(float32(a) * M), -2^(r-1), 2^(r-1) - 1)`` of the operands presented
         :attr:`latency` enabled cycles earlier (a register output).
     """
 
@@ -121,13 +138,23 @@ class OnnxRequant(wiring.Component):
     #: (plus the PostProcessor's delay lines) on the small parts that need it.
     _ITERATIVE_COMBINATIONAL = (1, 4)
 
-    def __init__(self, cycles=1):
+    def __init__(self, cycles=1, *, acc_bits=32, result_bits=REQUANT_BITS):
         if isinstance(cycles, bool) or not isinstance(cycles, int) \
                 or not 1 <= cycles <= MANTISSA_BITS:
             self._MustUse__silence = True   # a rejected component is not an unused one
             raise ValueError(f"Requant cycles per element must be an integer from 1 to "
                              f"{MANTISSA_BITS}, not {cycles!r}")
+        if acc_bits not in (32, 48):
+            self._MustUse__silence = True
+            raise ValueError(f"Accumulator width must be 32 or 48, not {acc_bits!r}")
+        if isinstance(result_bits, bool) or not isinstance(result_bits, int) \
+                or not REQUANT_BITS <= result_bits <= MANTISSA_BITS:
+            self._MustUse__silence = True
+            raise ValueError(f"Result width must be an integer from {REQUANT_BITS} to "
+                             f"{MANTISSA_BITS}, not {result_bits!r}")
         self._cycles = cycles
+        self._acc_bits = acc_bits
+        self._result_bits = result_bits
         self._combinational = self._ITERATIVE_COMBINATIONAL if cycles > 1 else ()
         #: Enabled cycles from operands to :attr:`result` of this instance.
         self.latency = self.latency_for(cycles)
@@ -135,9 +162,9 @@ class OnnxRequant(wiring.Component):
             "en": In(1),
             "valid": In(1),
             "hold": Out(1),
-            "a": In(signed(32)),
+            "a": In(signed(acc_bits)),
             "multiplier": In(32),
-            "result": Out(signed(REQUANT_BITS)),
+            "result": Out(signed(result_bits)),
         })
 
     @property
@@ -148,6 +175,10 @@ class OnnxRequant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         en = self.en
+        n = self._acc_bits             # accumulator width
+        low_bits = n - MANTISSA_BITS   # bits of |a| below the float32 mantissa
+        r_bits = self._result_bits
+        sat_max, sat_min = (1 << (r_bits - 1)) - 1, -(1 << (r_bits - 1))
 
         # ---- stage 1: sign, magnitude, fields of M -----------------------------------------
         a_neg = self.a < 0
@@ -155,7 +186,7 @@ class OnnxRequant(wiring.Component):
         s1_valid = Signal()
         s1_sign = Signal()
         s1_zero = Signal()
-        s1_mag = Signal(32)        # |a|; |INT32_MIN| = 2^31 fits
+        s1_mag = Signal(n)         # |a|; |-2^(n-1)| = 2^(n-1) fits
         s1_mant_m = Signal(MANTISSA_BITS)
         s1_exp_m = Signal(8)       # biased exponent field of M
         with self._stage(m, 1) as domain:
@@ -174,9 +205,9 @@ class OnnxRequant(wiring.Component):
         s2_valid = Signal()
         s2_sign = Signal()
         s2_zero = Signal()
-        s2_hi = Signal(MANTISSA_BITS)   # norm[8:32]: float32(|a|) truncated
-        s2_low = Signal(8)              # norm[0:8]: guard and sticky bits
-        s2_lz = Signal(5)               # leading zeros of |a|
+        s2_hi = Signal(MANTISSA_BITS)   # norm[n-24:n]: float32(|a|) truncated
+        s2_low = Signal(low_bits)       # norm[0:n-24]: guard and sticky bits
+        s2_lz = Signal(range(n))        # leading zeros of |a|
         s2_exp_m = Signal(8)
         s2_mant_m = Signal(MANTISSA_BITS)
         with m.If(en):
@@ -184,8 +215,8 @@ class OnnxRequant(wiring.Component):
                 s2_valid.eq(s1_valid),
                 s2_sign.eq(s1_sign),
                 s2_zero.eq(s1_zero),
-                s2_hi.eq(norm[8:32]),
-                s2_low.eq(norm[0:8]),
+                s2_hi.eq(norm[low_bits:n]),
+                s2_low.eq(norm[0:low_bits]),
                 s2_lz.eq(lz),
                 s2_exp_m.eq(s1_exp_m),
                 s2_mant_m.eq(s1_mant_m),
@@ -193,7 +224,7 @@ class OnnxRequant(wiring.Component):
 
         # ---- stage 3: mantissa product terms ------------------------------------------------
         # Round-to-nearest-even increment of float32(|a|), applied as + r * mm (docstring).
-        a_round = s2_low[7] & (s2_low[0:7].any() | s2_hi[0])
+        a_round = s2_low[-1] & (s2_low[:-1].any() | s2_hi[0])
         s3_sign = Signal()
         s3_zero = Signal()
         s3_exp_sum = Signal(9)
@@ -202,8 +233,8 @@ class OnnxRequant(wiring.Component):
             m.d.sync += [
                 s3_sign.eq(s2_sign),
                 s3_zero.eq(s2_zero),
-                # unbiased exponent of |a| (31 - lz) + biased exponent of M
-                s3_exp_sum.eq((31 - s2_lz) + s2_exp_m),
+                # unbiased exponent of |a| (n - 1 - lz) + biased exponent of M
+                s3_exp_sum.eq((n - 1 - s2_lz) + s2_exp_m),
                 s3_round_term.eq(Mux(a_round, s2_mant_m, 0)),
             ]
         if self._cycles == 1:
@@ -240,15 +271,16 @@ class OnnxRequant(wiring.Component):
         p_carry = p_mant_sum[24]
 
         # The unbiased exponent of the float32 product is x = exp_sum - 127 + top + carry.
-        # Stage 6 needs x + 1 (its shift), x >= 15 (saturate) and x <= -2 (rounds to 0): they
+        # Stage 6 needs x + 1 (its shift), x >= r - 1 (saturate; r = result_bits, 16 unless
+        # the outputs are 16-bit) and x <= -2 (rounds to 0): they
         # are formed here for both values of the late rounding carry, which then only selects.
         x0 = Signal(signed(11))
         m.d.comb += x0.eq(s4_exp_sum - _F32_BIAS + top)
         s5_sign = Signal()
         s5_zero = Signal()
         s5_mant = Signal(MANTISSA_BITS)
-        s5_left = Signal(4)          # x + 1, used when -1 <= x <= 14
-        s5_saturate = Signal()       # x >= 15
+        s5_left = Signal(range(r_bits))   # x + 1, used when -1 <= x <= r_bits - 2
+        s5_saturate = Signal()            # x >= r_bits - 1
         s5_underflow = Signal()      # x <= -2
         with m.If(en):
             m.d.sync += [
@@ -256,11 +288,12 @@ class OnnxRequant(wiring.Component):
                 s5_zero.eq(s4_zero),
                 s5_mant.eq(Mux(p_carry, 1 << 23, p_mant_sum[0:24])),
                 s5_left.eq(Mux(p_carry, x0 + 2, x0 + 1)),
-                s5_saturate.eq(Mux(p_carry, x0 >= REQUANT_BITS - 2, x0 >= REQUANT_BITS - 1)),
+                s5_saturate.eq(Mux(p_carry, x0 >= r_bits - 2, x0 >= r_bits - 1)),
                 s5_underflow.eq(Mux(p_carry, x0 < -2, x0 < -1)),
             ]
 
         # ---- stage 6: rint (ties to even), sign and saturation -----------------------------
+        # Written for r = 16 (r - 1 = 15; every 15 and 16 below follows r).
         # y = mant * 2^(x - 23). For -1 <= x <= 14 shift left by x + 1 (0..15): then
         # floor(2y) = L >> 23, so L[23] is the half bit (guard), L[0:23] the sticky bits and
         # L[24:39] = floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means
@@ -269,7 +302,7 @@ class OnnxRequant(wiring.Component):
         # The rounding bits are read from the mantissa through masks decoded from the shift
         # (each mask bit is one 4-input function of it), in parallel with the shifter:
         # L[23] = mant[23 - left], L[0:23] = mant[0:23 - left], L[24] = mant[24 - left].
-        shifted = Signal(24 + 15)
+        shifted = Signal(24 + r_bits - 1)
         sticky_mask = Signal(23)
         half_mask = Signal(24)
         odd_mask = Signal(24)
@@ -279,13 +312,13 @@ class OnnxRequant(wiring.Component):
             half_mask.eq(Const(1 << 23, 24) >> s5_left),
             odd_mask.eq(Const(1 << 24, 25) >> s5_left),
         ]
-        floor_mag = shifted[24:39]
+        floor_mag = shifted[24:24 + r_bits - 1]
         half = (s5_mant & half_mask).any()
         sticky = (s5_mant[0:23] & sticky_mask).any()
         odd = (s5_mant & odd_mask).any()
         round_up = half & (sticky | odd)
-        signs = s5_sign.replicate(REQUANT_BITS + 1)
-        signed_value = Signal(signed(REQUANT_BITS + 1))   # -2^15 .. 2^15
+        signs = s5_sign.replicate(r_bits + 1)
+        signed_value = Signal(signed(r_bits + 1))   # -2^(r-1) .. 2^(r-1)
         m.d.comb += signed_value.eq(
             (Cat(floor_mag, Const(0, 2)) ^ signs).as_signed() + (round_up ^ s5_sign))
 
@@ -293,15 +326,15 @@ class OnnxRequant(wiring.Component):
         # the adder, so the adder's sum passes one multiplexer only.
         too_big = ~s5_sign & floor_mag.all() & round_up
         special = Signal()
-        special_value = Signal(signed(REQUANT_BITS))
+        special_value = Signal(signed(r_bits))
         m.d.comb += [
             special.eq(s5_zero | s5_underflow | s5_saturate | too_big),
             special_value.eq(Mux(s5_zero | s5_underflow, 0,
-                                 Mux(s5_saturate & s5_sign, _SAT_MIN, _SAT_MAX))),
+                                 Mux(s5_saturate & s5_sign, sat_min, sat_max))),
         ]
         with m.If(en):
             m.d.sync += self.result.eq(
-                Mux(special, special_value, signed_value[0:REQUANT_BITS]))
+                Mux(special, special_value, signed_value[0:r_bits]))
         return m
 
     @classmethod

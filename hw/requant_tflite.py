@@ -17,7 +17,8 @@ NUMERICS.md, in six registered stages (one result per enabled cycle):
    1) + (s < 0))`` equals ``(s + 2^(k-1) - (s < 0)) >> k`` for ``k >= 1`` (the remainder test is
    ``rem >= half`` for ``s >= 0`` and ``rem >= half + 1`` for ``s < 0``; adding that threshold's
    complement before the floor shift carries exactly when the test holds), and ``s`` for ``k = 0``.
-   Saturated to int16 (exact after the zero point and clamp, see :mod:`tessera.hw.requant_onnx`).
+   Saturated to int16, or ``result_bits`` for 16-bit outputs (exact after the zero point and
+   clamp, see :mod:`tessera.hw.requant_onnx`).
 
 The multiplier bits are read as a C ``int32_t`` (in-contract ``m0`` is 0 or in
 ``[2^30, 2^31)``). Shifts outside the contract's ``[-31, 30]`` still give the exact value of the
@@ -29,19 +30,23 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .requant_onnx import REQUANT_BITS
+from .requant_onnx import MANTISSA_BITS, REQUANT_BITS
 
 __all__ = ["TfliteRequant"]
 
 _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
-_SAT_MAX = (1 << (REQUANT_BITS - 1)) - 1
-_SAT_MIN = -(1 << (REQUANT_BITS - 1))
 _MAX_RIGHT = 33   # RDBPOT by 33 or more is 0 for every int32 (and by 32 only -2^31 -> -1)
 
 
 class TfliteRequant(wiring.Component):
     """Pipelined ``RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))``, saturated to int16.
+
+    Parameters
+    ----------
+    result_bits : int, optional
+        Saturation width of ``result``: 16 (default) or more
+        (:func:`tessera.hw.requant_onnx.requant_bits`).
 
     Members
     -------
@@ -53,7 +58,7 @@ class TfliteRequant(wiring.Component):
         ``m0`` (read as a two's complement int32).
     shift : In(signed(8))
         Exponent ``e``.
-    result : Out(signed(REQUANT_BITS))
+    result : Out(signed(result_bits))
         The saturated result for the operands presented :attr:`latency` enabled cycles earlier
         (a register output).
     """
@@ -61,11 +66,20 @@ class TfliteRequant(wiring.Component):
     #: Enabled cycles from operands to :attr:`result`.
     latency = 6
 
-    en: In(1)
-    a: In(signed(32))
-    multiplier: In(32)
-    shift: In(signed(8))
-    result: Out(signed(REQUANT_BITS))
+    def __init__(self, *, result_bits=REQUANT_BITS):
+        if isinstance(result_bits, bool) or not isinstance(result_bits, int) \
+                or not REQUANT_BITS <= result_bits <= MANTISSA_BITS:
+            self._MustUse__silence = True   # a rejected component is not an unused one
+            raise ValueError(f"Result width must be an integer from {REQUANT_BITS} to "
+                             f"{MANTISSA_BITS}, not {result_bits!r}")
+        self._result_bits = result_bits
+        super().__init__({
+            "en": In(1),
+            "a": In(signed(32)),
+            "multiplier": In(32),
+            "shift": In(signed(8)),
+            "result": Out(signed(result_bits)),
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -141,9 +155,11 @@ class TfliteRequant(wiring.Component):
         with m.If(en):
             m.d.sync += s5_rounded.eq(s4_biased >> s4_right)
 
-        # ---- stage 6: saturation to int16 ---------------------------------------------------
+        # ---- stage 6: saturation to int16 (result_bits) ----------------------------------------
+        sat_max = (1 << (self._result_bits - 1)) - 1
+        sat_min = -(1 << (self._result_bits - 1))
         rounded = s5_rounded
         with m.If(en):
             m.d.sync += self.result.eq(
-                Mux(rounded > _SAT_MAX, _SAT_MAX, Mux(rounded < _SAT_MIN, _SAT_MIN, rounded)))
+                Mux(rounded > sat_max, sat_max, Mux(rounded < sat_min, sat_min, rounded)))
         return m

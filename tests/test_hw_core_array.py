@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
+from hw_core_helpers import wrap_acc
+
 from tessera.hw.array import MacArray
 from tessera.spec import AcceleratorConfig
+from tessera.spec.config import operand_range
 
 
 def drain_order(shadow, m_rows, n_cols):
@@ -16,11 +20,21 @@ def drain_order(shadow, m_rows, n_cols):
     return [int(shadow[r, c]) for c in range(n_cols) for r in range(m_rows)]
 
 
-@pytest.mark.parametrize("rows,cols", [(2, 4), (3, 5), (1, 1)])
-def test_accumulate_clear_and_drain(rows, cols):
-    config = AcceleratorConfig(rows=rows, cols=cols)
+@pytest.mark.usefixtures("all_device_widths")
+@pytest.mark.parametrize("rows,cols,input_bits,weight_bits", [
+    (2, 4, 8, 8), (3, 5, 8, 8), (1, 1, 8, 8),
+    (2, 4, 4, 4), (3, 2, 4, 8), (2, 3, 8, 4), (2, 2, 16, 16), (1, 3, 16, 8)])
+def test_accumulate_clear_and_drain(rows, cols, input_bits, weight_bits):
+    # Operands over their full ranges, the most negative pair at least once per tile (the
+    # largest product), accumulators of acc_bits (48 for 16-bit operands: long runs of
+    # -32768 * -32768 pass 2^32 and must not wrap).
+    config = AcceleratorConfig(rows=rows, cols=cols, input_bits=input_bits,
+                               weight_bits=weight_bits)
     dut = MacArray(config)
-    rng = np.random.default_rng(rows * 10 + cols)
+    assert dut.head.shape().width == config.acc_bits
+    a_lo, a_hi = operand_range(input_bits)
+    w_lo, w_hi = operand_range(weight_bits)
+    rng = np.random.default_rng(rows * 10 + cols + input_bits * weight_bits)
     # Tiles: (steps, clear on the first step, gap cycles after). A gap of 0 means the next
     # tile's steps follow directly without clear (the K split case); otherwise a clearing tile
     # leaves the gap the engine guarantees.
@@ -32,11 +46,12 @@ def test_accumulate_clear_and_drain(rows, cols):
         pending_shadow = None
         for steps, clear, gap in tiles:
             for i in range(steps):
-                a = rng.integers(-128, 128, size=rows)
-                w = rng.integers(-128, 128, size=cols)
-                # Extreme operands at least once: -128 * -128 is the largest product.
-                if i == 0:
-                    a[0], w[0] = -128, -128
+                a = rng.integers(a_lo, a_hi + 1, size=rows)
+                w = rng.integers(w_lo, w_hi + 1, size=cols)
+                # Extreme operands: -128 * -128 is the largest int8 product; with 16-bit
+                # operands row 0 / column 0 take -32768 * -32768 on every step.
+                if i == 0 or input_bits == 16:
+                    a[0], w[0] = a_lo, w_lo
                 for r in range(rows):
                     ctx.set(dut.a[r], int(a[r]))
                 for c in range(cols):
@@ -78,7 +93,9 @@ def test_accumulate_clear_and_drain(rows, cols):
     sim.run()
     assert len(seen) == 4
     for got, want in seen:
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, wrap_acc(want, config.acc_bits))
+    if input_bits == weight_bits == 16:    # the acc passed the int32 range (no wrap)
+        assert max(max(abs(v) for v in got) for got, _ in seen) >= 1 << 31
 
 
 def test_shadow_load_while_next_tile_accumulates():

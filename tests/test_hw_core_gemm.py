@@ -7,215 +7,14 @@ timing model of docs/architecture.md: when each command is accepted, when ``idle
 ``ev_compute`` / ``ev_stall`` / ``ev_macs`` totals.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from hw_core_helpers import CoreBench, Scenario, entry_values, model_timeline, run_core
 
-from tessera import numerics
-from tessera.hw.core import GEMM_COMMAND, Core, write_width
+from tessera.hw.core import Core
 from tessera.spec import AcceleratorConfig, isa
-from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES, GEMM_OVERHEAD_CYCLES
-
-
-@dataclass(frozen=True)
-class Command:
-    a_addr: int
-    w_addr: int
-    k: int
-    out_addr: int = 0
-    param_addr: int = 0
-    m_rows: int = 1
-    n_cols: int = 1
-    clear: bool = True
-    drain: bool = True
-    mode: int = 0
-    lut: bool = False
-    zero_point: int = 0
-    lo: int = -128
-    hi: int = 127
-
-
-def model_timeline(commands, requant_cycles=1):
-    """Return (accept cycles, idle cycle, stall cycles) of back-to-back commands from cycle 0.
-
-    The model of docs/architecture.md: a command is accepted when the engine is free (at the
-    earliest in the hand-off cycle of the previous one), its hand-off is nominally ``k +
-    GEMM_OVERHEAD_CYCLES`` cycles after its acceptance and waits for the drain to be free; a drain
-    occupies ``m_rows*n_cols*requant_cycles + DRAIN_OVERHEAD_CYCLES`` cycles from its hand-off
-    cycle.
-    """
-    accepts, stall, free, drain_free, handoff = [], 0, 0, 0, None
-    for cmd in commands:
-        accept = free
-        accepts.append(accept)
-        handoff = accept + cmd.k + GEMM_OVERHEAD_CYCLES
-        if cmd.drain:
-            stall += max(0, drain_free - handoff)
-            handoff = max(handoff, drain_free)
-            drain_free = (handoff + cmd.m_rows * cmd.n_cols * requant_cycles
-                          + DRAIN_OVERHEAD_CYCLES)
-        free = handoff
-    return accepts, max(handoff, drain_free), stall
-
-
-class CoreBench:
-    """Drives a Core through its ports and records every cycle's counter events."""
-
-    def __init__(self, ctx, dut):
-        self.ctx, self.dut = ctx, dut
-        self.cycle = 0
-        self.compute = self.stall = self.macs = self.write_blocked = 0
-
-    async def tick(self):
-        ctx, dut = self.ctx, self.dut
-        self.compute += ctx.get(dut.ev_compute)
-        self.stall += ctx.get(dut.ev_stall)
-        self.macs += ctx.get(dut.ev_macs)
-        self.write_blocked += not ctx.get(dut.wr_ready)
-        await ctx.tick()
-        self.cycle += 1
-
-    async def write(self, buffer, addr, entries):
-        ctx, dut = self.ctx, self.dut
-        for i, entry in enumerate(entries):
-            ctx.set(dut.wr_en, 1)
-            ctx.set(dut.wr_buffer, buffer)
-            ctx.set(dut.wr_addr, addr + i)
-            ctx.set(dut.wr_data, entry)
-            while not ctx.get(dut.wr_ready):
-                await self.tick()
-            await self.tick()
-        ctx.set(dut.wr_en, 0)
-
-    async def run(self, commands):
-        """Stream ``commands`` back to back; return their accept cycles and the idle cycle."""
-        ctx, dut = self.ctx, self.dut
-        start, accepts = self.cycle, []
-        for cmd in commands:
-            ctx.set(dut.i_cmd.payload, GEMM_COMMAND.const(vars(cmd)))
-            ctx.set(dut.i_cmd.valid, 1)
-            while not ctx.get(dut.i_cmd.ready):
-                await self.tick()
-            accepts.append(self.cycle - start)
-            await self.tick()
-        ctx.set(dut.i_cmd.valid, 0)
-        while not ctx.get(dut.idle):
-            await self.tick()
-        idle_at = self.cycle - start
-        await self.tick()   # count the events of the first idle cycle too (a final hand-off)
-        return accepts, idle_at
-
-    async def read(self, addr, count):
-        ctx, dut = self.ctx, self.dut
-        out = []
-        for i in range(count):
-            ctx.set(dut.rd_en, 1)
-            ctx.set(dut.rd_addr, addr + i)
-            await self.tick()
-            out.append(ctx.get(dut.rd_data))
-        ctx.set(dut.rd_en, 0)
-        return out
-
-
-def entries_from(matrix):
-    """Pack the rows of an int8 matrix as entries (byte i = column i)."""
-    return [int.from_bytes(row.astype(np.int8).tobytes(), "little") for row in matrix]
-
-
-def entry_bytes(value, width):
-    return np.frombuffer(value.to_bytes(width, "little"), dtype=np.int8)
-
-
-class Scenario:
-    """Random buffers for one config, commands, and the reference result of each drain."""
-
-    def __init__(self, config, rng, *, k_total):
-        self.config, self.rng = config, rng
-        self.act = rng.integers(-128, 128, size=(k_total, config.rows), dtype=np.int8)
-        self.wgt = rng.integers(-128, 128, size=(k_total, config.cols), dtype=np.int8)
-        self.bias = rng.integers(-5000, 5000, size=config.param_depth, dtype=np.int32)
-        self.lut = rng.integers(-128, 128, size=256, dtype=np.int8)
-        mode = "tflite" if "tflite" in config.requant_modes else "onnx"
-        self.mode = mode
-        y_scale = np.float32(rng.uniform(150, 400))
-        w_scale = rng.uniform(0.5, 2.0, size=config.param_depth).astype(np.float32)
-        self.multiplier, self.shift = numerics.requant_multipliers(
-            np.float32(1.0), w_scale, y_scale, mode)
-        self.commands, self.expected = [], {}
-        self.acc = np.zeros((config.rows, config.cols), dtype=np.int64)
-
-    def gemm(self, a_addr, w_addr, k, *, out_addr=0, param_addr=0, m_rows=None, n_cols=None,
-             clear=True, drain=True, lut=False, zero_point=0, lo=-128, hi=127):
-        config = self.config
-        m_rows = config.rows if m_rows is None else m_rows
-        n_cols = config.cols if n_cols is None else n_cols
-        product = numerics.integer_matmul(self.act[a_addr:a_addr + k].T,
-                                          self.wgt[w_addr:w_addr + k])
-        self.acc = product if clear else self.acc + product
-        self.commands.append(Command(
-            a_addr=a_addr, w_addr=w_addr, k=k, out_addr=out_addr, param_addr=param_addr,
-            m_rows=m_rows, n_cols=n_cols, clear=clear, drain=drain,
-            mode=int(isa.Mode.parse(self.mode)), lut=lut, zero_point=zero_point, lo=lo, hi=hi))
-        if drain:
-            cols = slice(param_addr, param_addr + n_cols)
-            acc = numerics.wrap_int32(self.acc[:, :n_cols] + self.bias[cols])
-            y = numerics.postprocess(acc, self.multiplier[cols], self.shift[cols],
-                                     mode=self.mode, zero_point=zero_point, lo=lo, hi=hi,
-                                     lut=self.lut if lut else None)
-            y[m_rows:, :] = 0
-            for c in range(n_cols):
-                self.expected[out_addr + c] = y[:, c]
-
-    async def load(self, bench):
-        config = self.config
-        await bench.write(isa.Buffer.ACT, 0, entries_from(self.act))
-        await bench.write(isa.Buffer.WGT, 0, entries_from(self.wgt))
-        params = [isa.PARAM_LAYOUT.pack(bias=int(b), multiplier=int(m), shift=int(s))
-                  for b, m, s in zip(self.bias, self.multiplier, self.shift)]
-        await bench.write(isa.Buffer.PARAM, 0, params)
-        if config.lut:
-            await bench.write(isa.Buffer.LUT, 0, [int(v) & 0xFF for v in self.lut])
-
-
-def run_core(config, build, seed):
-    rng = np.random.default_rng(seed)
-    dut = Core(config)
-    assert len(dut.wr_data) == write_width(config)
-    scenario = Scenario(config, rng, k_total=48)
-    build(scenario)
-    results = {}
-
-    async def testbench(ctx):
-        bench = CoreBench(ctx, dut)
-        await scenario.load(bench)
-        assert ctx.get(dut.idle)
-        bench.compute = bench.stall = bench.macs = bench.write_blocked = 0
-        accepts, idle_at = await bench.run(scenario.commands)
-        results.update(accepts=accepts, idle_at=idle_at, compute=bench.compute,
-                       stall=bench.stall, macs=bench.macs, write_blocked=bench.write_blocked)
-        addrs = sorted(scenario.expected)
-        got = await bench.read(addrs[0], addrs[-1] - addrs[0] + 1)
-        results["act"] = {addrs[0] + i: v for i, v in enumerate(got)}
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-
-    for addr, want in scenario.expected.items():
-        np.testing.assert_array_equal(entry_bytes(results["act"][addr], config.rows), want,
-                                      err_msg=f"ACT[{addr}]")
-    commands = scenario.commands
-    accepts, idle_at, stall = model_timeline(commands, config.requant_cycles)
-    assert results["accepts"] == accepts
-    assert results["idle_at"] == idle_at
-    assert results["stall"] == stall
-    assert results["compute"] == sum(c.k + GEMM_OVERHEAD_CYCLES for c in commands)
-    assert results["macs"] == sum(c.k * c.m_rows * c.n_cols for c in commands)
-    assert results["write_blocked"] == sum(c.n_cols for c in commands if c.drain)
-    return results
+from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
 
 
 def _small(rows, cols, **kw):
@@ -291,7 +90,7 @@ def test_utilisation_8x8_back_to_back():
     sim.add_testbench(testbench)
     sim.run()
     for i, value in enumerate(results["act"]):
-        np.testing.assert_array_equal(entry_bytes(value, 8), scenario.expected[256 + i])
+        np.testing.assert_array_equal(entry_values(value, 8), scenario.expected[256 + i])
     accepts, idle_at, stall = model_timeline(scenario.commands)
     assert (results["accepts"], results["idle_at"]) == (accepts, idle_at)
     assert accepts == [0, 256 + GEMM_OVERHEAD_CYCLES, 2 * (256 + GEMM_OVERHEAD_CYCLES)]
@@ -347,4 +146,5 @@ def test_host_writes_wait_for_the_drain_write_back():
     assert state["waited"] == 2 * config.cols
     assert state["host"] == host
     for addr, value in zip([64, 65, 66, 67, 72, 73, 74, 75], state["act"]):
-        np.testing.assert_array_equal(entry_bytes(value, config.rows), scenario.expected[addr])
+        np.testing.assert_array_equal(entry_values(value, config.rows),
+                                      scenario.expected[addr])

@@ -7,14 +7,21 @@ from amaranth.sim import Simulator
 
 from tessera import AcceleratorConfig, numerics
 from tessera.hw import postproc
-from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor
+from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor, postproc_layouts
+from tessera.spec.config import operand_range
 
+from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
 from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle, onnx_vectors,
                                 tflite_oracle, tflite_vectors, wrap32)
 
 
 def _elements(rng, config, n):
-    """Random stream elements (dicts of POSTPROC_IN fields) over the config's modes."""
+    """Random stream elements (dicts of POSTPROC_IN fields) over the config's modes.
+
+    ``zero_point``, ``lo`` and ``hi`` lie in the ``config.output_bits`` range (the compiler's
+    contract), its extremes included.
+    """
+    qmin, qmax = operand_range(config.output_bits)
     a_onnx, m_onnx = onnx_vectors(rng, n)
     a_tfl, m_tfl, e_tfl = tflite_vectors(rng, n)
     pools = {"onnx": (a_onnx, m_onnx, np.zeros_like(a_onnx)), "tflite": (a_tfl, m_tfl, e_tfl)}
@@ -31,14 +38,14 @@ def _elements(rng, config, n):
         bias = int(rng.integers(INT32_MIN, INT32_MAX + 1)) if rng.random() < 0.5 else \
             int(rng.integers(-1000, 1000))
         acc = int(wrap32(int(a_pool[j]) - bias))
-        zero_point = int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))]))
+        zero_point = int(rng.choice([qmin, qmax, 0, int(rng.integers(qmin, qmax + 1))]))
         kind = rng.integers(3)
         if kind == 0:
-            lo, hi = -128, 127
+            lo, hi = qmin, qmax
         elif kind == 1:      # relu
-            lo, hi = max(-128, zero_point), 127
+            lo, hi = max(qmin, zero_point), qmax
         else:                # relu6-like / random bounds
-            lo, hi = sorted(int(x) for x in rng.integers(-128, 128, 2))
+            lo, hi = sorted(int(x) for x in rng.integers(qmin, qmax + 1, 2))
         elements.append({
             "acc": acc, "bias": bias, "multiplier": int(m_pool[j]), "shift": int(e_pool[j]),
             "mode": int(mode == "tflite"), "lut": int(config.lut and rng.random() < 0.3),
@@ -48,7 +55,7 @@ def _elements(rng, config, n):
     return elements
 
 
-def _expected(elements, table):
+def _expected(elements, table, bits=8):
     """Per-element ``numerics.postprocess`` and, independently, the test oracles."""
     out_numerics, out_oracle = [], []
     for el in elements:
@@ -58,7 +65,7 @@ def _expected(elements, table):
         got = numerics.postprocess(
             np.array([a], dtype=np.int32), np.array([el["multiplier"]], dtype=np.uint32),
             np.array([el["shift"]], dtype=np.int8), mode=mode, zero_point=el["zero_point"],
-            lo=el["lo"], hi=el["hi"], lut=lut)
+            lo=el["lo"], hi=el["hi"], lut=lut, bits=bits)
         out_numerics.append(int(got[0]))
         if mode == "onnx":
             v = onnx_oracle([a], [el["multiplier"]])[0]
@@ -72,6 +79,7 @@ def _expected(elements, table):
 def _simulate(dut, elements, table, rng, *, p_valid, p_ready):
     """Stream ``elements`` with random gaps and random ``o.ready``; check lib.stream rules."""
     received = []
+    layout_in = postproc_layouts(dut.config)[0]
 
     async def producer(ctx):
         if table is not None:
@@ -85,7 +93,7 @@ def _simulate(dut, elements, table, rng, *, p_valid, p_ready):
             while rng.random() > p_valid:
                 ctx.set(dut.i.valid, 0)
                 await ctx.tick()
-            ctx.set(dut.i.payload, POSTPROC_IN.const(el))
+            ctx.set(dut.i.payload, layout_in.const(el))
             ctx.set(dut.i.valid, 1)
             await ctx.tick().until(dut.i.ready)
         ctx.set(dut.i.valid, 0)
@@ -130,6 +138,35 @@ def test_stream_with_backpressure(name):
     by_numerics, by_oracle = _expected(elements, table)
     np.testing.assert_array_equal(by_numerics, by_oracle)
     received = _simulate(PostProcessor(config), elements, table, rng, p_valid=0.8, p_ready=0.6)
+    values, tags, lasts = (np.array(x) for x in zip(*received))
+    np.testing.assert_array_equal(values, by_numerics)
+    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
+    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+
+
+#: Operand widths other than 8 (built inside the test, with the device width gate lifted):
+#: only the output lane narrows at 4 bits; the clamp bounds come from the 4-bit range.
+WIDTH_CONFIGS = {
+    "int4-both": dict(input_bits=4, weight_bits=4),
+    "a4w8-onnx": dict(input_bits=4, weight_bits=8, requant_modes=("onnx",)),
+    "a8w4-tflite+lut": dict(input_bits=8, weight_bits=4, requant_modes=("tflite",)),
+}
+
+
+@pytest.mark.usefixtures("all_device_widths")
+@pytest.mark.parametrize("name", WIDTH_CONFIGS)
+def test_stream_at_widths(name):
+    config = AcceleratorConfig(**WIDTH_CONFIGS[name])
+    rng = np.random.default_rng(sum(map(ord, name)))
+    elements = _elements(rng, config, 600)
+    table = rng.integers(-128, 128, 256).astype(np.int8) if config.lut else None
+    by_numerics, by_oracle = _expected(elements, table, config.output_bits)
+    np.testing.assert_array_equal(by_numerics, by_oracle)
+    qmin, qmax = operand_range(config.output_bits)
+    assert {qmin, qmax} <= set(by_numerics.tolist())
+    dut = PostProcessor(config)
+    assert dut.o.payload.value.shape().width == config.output_bits
+    received = _simulate(dut, elements, table, rng, p_valid=0.8, p_ready=0.6)
     values, tags, lasts = (np.array(x) for x in zip(*received))
     np.testing.assert_array_equal(values, by_numerics)
     np.testing.assert_array_equal(tags, [el["tag"] for el in elements])

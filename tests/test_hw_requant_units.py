@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, signed
 from amaranth.sim import Simulator
 
 from tessera import numerics
@@ -267,3 +267,52 @@ def test_activation_rejects_non_bool_lut():
     plain = Activation(lut=False)
     Fragment.get(plain, None)     # elaborates (and marks it used)
     assert "lut_wr_en" not in plain.signature.members and not plain.has_lut
+
+
+def test_activation_4bit_output_lane():
+    # 4-bit layers: zero point and bounds in [-8, 7] (the compiler's contract), requant values
+    # over the whole int16 input of the stage; the result is the 4-bit lane.
+    rng = np.random.default_rng(4)
+    value = np.concatenate([[-32768, 32767, -16, 15, -9, 8, -8, 7, 0, -1, 1],
+                            rng.integers(-24, 24, 600), rng.integers(-32768, 32768, 100)])
+    size = len(value)
+    zero_point = rng.integers(-8, 8, size)
+    zero_point[:30] = rng.choice([-8, 7, 0], 30)
+    lo, hi = np.sort(rng.integers(-8, 8, (2, size)), axis=0)
+    kind = rng.integers(0, 3, size)
+    lo = np.where(kind == 0, -8, np.where(kind == 1, np.maximum(-8, zero_point), lo))
+    hi = np.where(kind == 0, 7, hi)
+    hi = np.maximum(lo, hi)
+    expected = np.concatenate([
+        numerics.postprocess(np.array([v], dtype=np.int32), f32_bits([1.0]), np.int8([0]),
+                             mode="onnx", zero_point=int(z), lo=int(a), hi=int(b), bits=4)
+        for v, z, a, b in zip(value, zero_point, lo, hi)])
+    assert expected.min() == -8 and expected.max() == 7
+    dut = Activation(lut=False, bits=4)
+    assert dut.result.shape() == signed(4) and dut.bits == 4
+    results = []
+
+    async def testbench(ctx):
+        ctx.set(dut.en, 1)
+        for i in range(size):
+            ctx.set(dut.value, int(value[i]))
+            ctx.set(dut.zero_point, int(zero_point[i]))
+            ctx.set(dut.hi, int(hi[i]))
+            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
+                ctx.set(getattr(dut, name), bound)
+            await ctx.tick()
+            results.append(ctx.get(dut.result))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    np.testing.assert_array_equal(np.array(results), expected)
+
+
+def test_activation_rejects_bad_widths():
+    with pytest.raises(ValueError, match=r"^Output width must be one of \(4, 8, 16\), not 5$"):
+        Activation(lut=False, bits=5)
+    with pytest.raises(ValueError, match=r"^The lookup table needs 8-bit outputs, not 4-bit "
+                                         r"ones; build the activation with lut=False$"):
+        Activation(lut=True, bits=4)
