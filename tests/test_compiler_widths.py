@@ -251,6 +251,14 @@ def test_emulator_loads_stores_and_reads_packed_entries(device_widths, bits):
         np.testing.assert_array_equal(dev.read(3, 2), entries)
 
 
+def test_emulator_drops_padding_bits(device_widths):
+    """3 rows x 4 bits = 12 bits of a 2-byte entry: the padding nibble is not stored."""
+    emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
+    frame = isa.Load(Buffer.ACT, 0, 1, bytes([0x21, 0xF3])).encode() + isa.Store(0, 1).encode()
+    assert request(emu, Kind.EXEC, frame) == (Status.OK, bytes([0x21, 0x03]))
+    np.testing.assert_array_equal(emu.machine.act[0], [1, 2, 3])
+
+
 def test_emulator_reset_post_state_is_the_output_range(device_widths):
     emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
     assert (emu.machine.post.lo, emu.machine.post.hi) == (-8, 7)
