@@ -38,6 +38,8 @@ from amaranth import Module, ResetInserter, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .mac_ice40 import elaborate_ice40_array, ice40_macs_fit, is_ice40
+
 __all__ = ["MacArray"]
 
 
@@ -93,6 +95,9 @@ class MacArray(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
+        if is_ice40(platform) and ice40_macs_fit(self._config):
+            # Operands, products and accumulators inside SB_MAC16 blocks (hw/mac_ice40.py).
+            return elaborate_ice40_array(self, platform)
         m = Module()
         rows, cols = self._config.rows, self._config.cols
         product_bits = self._config.input_bits + self._config.weight_bits

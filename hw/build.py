@@ -40,11 +40,25 @@ _BRAM_SHAPES = {
 #: are built from logic so that all SB_MAC16 serve the array (see ``_ICE40_SCRIPT``).
 _REQUANT_DSP = {"ice40": {"onnx": 0, "tflite": 0}, "ecp5": {"onnx": 4, "tflite": 4}}
 
-#: Yosys commands run before ``synth_ice40 -dsp``: every multiplication that is not a MAC of the
+#: Yosys commands run before ``synth_ice40``: every multiplication that is not a MAC of the
 #: array (``input_bits`` x ``weight_bits``) becomes Booth-encoded logic, so that the scarce
 #: SB_MAC16 blocks all go to the array (``booth`` skips modules that still contain processes,
 #: hence ``proc`` first).
 _ICE40_SCRIPT = ("proc; booth t:$mul t:$mul r:A_WIDTH={a} %i r:B_WIDTH={b} %i %d")
+
+
+def _ice40_synth_opts(config):
+    """``synth_ice40`` options: ``-dsp`` only where the array's MACs are inferred.
+
+    Where :class:`~tessera.hw.mac_ice40.Ice40Macs` instantiates the SB_MAC16 blocks by hand
+    there is no multiplication left for a DSP, and ``-dsp`` must stay off: Yosys 0.70's
+    ``ice40_dsp`` pass takes every SB_MAC16 it finds as a bare multiplier and rewrites its
+    configuration (registers off, no clock), folding the shadow registers in as its output
+    register.
+    """
+    from .mac_ice40 import ice40_macs_fit
+    return "" if ice40_macs_fit(config) else "-dsp"
+
 
 #: Cell types nextpnr names in its utilisation table, for the "does not fit" message.
 _UTIL_LINE = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
@@ -273,8 +287,10 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
     overrides = {"nextpnr_opts": f"--report {_NAME}.report.json --detailed-timing-report "
                                  f"--timing-allow-fail --seed {seed}"}
     if board.family == "ice40":
-        overrides.update(synth_opts="-dsp", script_after_read=_ICE40_SCRIPT.format(
+        overrides.update(script_after_read=_ICE40_SCRIPT.format(
             a=config.input_bits, b=config.weight_bits))
+        if _ice40_synth_opts(config):
+            overrides.update(synth_opts=_ice40_synth_opts(config))
     start = time.monotonic()
     returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
     if returncode != 0 and _abc9_crashed(build_dir):
