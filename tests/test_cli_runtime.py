@@ -96,7 +96,8 @@ def test_info_text(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert f"configuration {AcceleratorConfig().hash_hex}:" in out
-    assert "8 x 8 int8 MACs (64 MACs/cycle)" in out
+    assert "8 x 8 int8 x int8 MACs (64 MACs/cycle)" in out
+    assert "ACT 2048 x 8 B (16384 B), WGT 2048 x 8 B (16384 B)" in out
 
 
 @pytest.fixture
@@ -142,7 +143,8 @@ def test_run_raw_json(saved_model, tmp_path, capsys):
     (["run", "{tmp}/missing.npz", "--input", "{tmp}/x.npy"], "missing.npz does not exist"),
     (["run", "{tmp}/model.npz", "--input", "{tmp}/nothing.npy"], "nothing.npy does not exist"),
     (["run", "{tmp}/model.npz", "--input", "{tmp}/x.npy", "--raw"],
-     "--raw needs an int8 input array, but .*x.npy holds float32"),
+     r"--raw needs the quantized input as an integer array \(int8 for 4- and 8-bit models, "
+     r"int16 for 16-bit ones\), but .*x.npy holds float32"),
     (["run", "{tmp}/model.npz", "--input", "{tmp}/x.npy", "--device", "fpga"],
      "Unknown target 'fpga'; valid targets are 'emu'"),
 ])

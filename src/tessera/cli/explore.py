@@ -30,7 +30,7 @@ def add_parser(subparsers):
     p.add_argument("--cols", default="4,8", metavar="LIST",
                    help="array columns to sweep (default 4,8)")
     p.add_argument("--bits", default="8", metavar="LIST",
-                   help="operand widths to sweep (default 8; 4 and 16 once implemented)")
+                   help="operand widths to sweep, each 4, 8 or 16 (default 8)")
     p.add_argument("--data", metavar="digits|FILE.npz",
                    help="test data: digits, or an .npz with x_train (calibration), x_test, "
                         "y_test (default: digits for the digits model)")

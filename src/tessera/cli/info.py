@@ -82,6 +82,8 @@ def gather_info(config=None) -> dict:
         tools[name] = {"path": path, "for": purpose}
     derived = {
         "peak_macs_per_cycle": config.peak_macs_per_cycle,
+        "act_entry_bytes": config.act_entry_bytes,
+        "weight_entry_bytes": config.weight_entry_bytes,
         "act_buffer_bytes": config.act_depth * config.act_entry_bytes,
         "weight_buffer_bytes": config.weight_depth * config.weight_entry_bytes,
         "param_buffer_bytes": config.param_depth * config.param_entry_bytes,
@@ -98,10 +100,12 @@ def format_info(info) -> str:
     cfg, d = info["config"], info["derived"]
     lines = [f"tessera {info['version']} (ISA version {info['isa_version']})", "",
              f"configuration {info['config_hash']}:",
-             f"  array            {cfg['rows']} x {cfg['cols']} int8 MACs "
+             f"  array            {cfg['rows']} x {cfg['cols']} "
+             f"int{cfg['input_bits']} x int{cfg['weight_bits']} MACs "
              f"({d['peak_macs_per_cycle']} MACs/cycle), int{cfg['acc_bits']} accumulators",
-             f"  buffers          ACT {cfg['act_depth']} x {cfg['rows']} B "
-             f"({d['act_buffer_bytes']} B), WGT {cfg['weight_depth']} x {cfg['cols']} B "
+             f"  buffers          ACT {cfg['act_depth']} x {d['act_entry_bytes']} B "
+             f"({d['act_buffer_bytes']} B), WGT {cfg['weight_depth']} x "
+             f"{d['weight_entry_bytes']} B "
              f"({d['weight_buffer_bytes']} B), PARAM {cfg['param_depth']} x 9 B",
              f"  requant modes    {', '.join(cfg['requant_modes'])}; "
              f"LUT {'yes' if cfg['lut'] else 'no'}",

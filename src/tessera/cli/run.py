@@ -62,8 +62,9 @@ def load_input(path, *, raw):
         raise ValueError(f"{path} is not a NumPy .npy array file ({e})") from None
     if x.ndim == 1:
         x = x[None, :]
-    if raw and x.dtype != np.int8:
-        raise ValueError(f"--raw needs an int8 input array, but {path} holds {x.dtype}")
+    if raw and x.dtype not in (np.int8, np.int16):
+        raise ValueError(f"--raw needs the quantized input as an integer array (int8 for 4- and "
+                         f"8-bit models, int16 for 16-bit ones), but {path} holds {x.dtype}")
     return x
 
 
@@ -79,7 +80,7 @@ def add_parser(subparsers):
                    help="float calibration batch (.npy [M, in_features]) to quantize a float "
                         ".onnx model")
     p.add_argument("--input", required=True, metavar="FILE",
-                   help="input batch as a .npy array [M, in_features] (float, or int8 with --raw)")
+                   help="input batch as a .npy array [M, in_features] (float, or int8/int16 with --raw)")
     p.add_argument("--device", default="emu", metavar="TARGET",
                    help="emu, sim, sim:verilator, sim:icarus or serial://PORT?baud=N "
                         "(default: emu)")

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from .cache import build_directory, write_json
-from .grid import DesignPoint, quantizer_width_parameter
+from .grid import DesignPoint
 
 __all__ = ["evaluate_point", "quantize_for_width", "emulate", "build_point", "RECORD_FIELDS",
            "NO_FIT", "BUILD_OK", "BUILD_FAILED"]
@@ -52,14 +52,8 @@ _BUILD_RECORD = "does-not-fit.json"
 def quantize_for_width(workload, bits, mode):
     """Return the :class:`~tessera.quantize.QuantizedModel` of ``workload`` at ``bits``."""
     import tessera
-    options = {}
-    if bits != 8:
-        parameter = quantizer_width_parameter()
-        if parameter is None:
-            raise ValueError(f"The quantizer makes int8 only; cannot quantize to {bits} bits")
-        options[parameter] = bits
     return tessera.quantize(list(workload.layers), calibration=workload.x_calibration,
-                            mode=mode, **options)
+                            mode=mode, bits=bits)
 
 
 def emulate(qmodel, config, x_test, y_test, batch):

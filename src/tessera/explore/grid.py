@@ -5,30 +5,21 @@ and the target clock. Its :class:`~tessera.spec.AcceleratorConfig` is the board'
 ``rows``/``cols`` and the operand widths replaced, so buffer depths, requant modes and the frame
 size stay what the board was sized for.
 
-``--bits`` maps to ``AcceleratorConfig.input_bits``/``weight_bits`` and to the quantizer's
-width. This version of the hardware and of the quantizer implements 8-bit operands only;
-:func:`check_bits` rejects other widths with a message that says so, and lets them through as
-soon as both the configuration and :func:`tessera.quantize` accept them.
+``--bits`` maps to ``AcceleratorConfig.input_bits``/``weight_bits`` (with the width-dependent
+fields derived again by :meth:`~tessera.spec.AcceleratorConfig.with_widths`) and to
+``tessera.quantize(..., bits=...)``. :func:`check_bits` refuses a width the device stack does
+not run (``tessera.spec.DEVICE_OPERAND_BITS``) with the configuration's own message.
 """
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from dataclasses import asdict, dataclass
 
-__all__ = ["DesignPoint", "make_grid", "parse_int_list", "check_bits", "SUPPORTED_BITS",
-           "quantizer_width_parameter"]
+__all__ = ["DesignPoint", "make_grid", "parse_int_list", "check_bits", "SUPPORTED_BITS"]
 
-#: Operand widths the sweep knows how to ask for (hardware and quantizer must both accept them).
+#: Operand widths the sweep knows how to ask for (the device must run them too, see check_bits).
 SUPPORTED_BITS = (4, 8, 16)
-
-#: Configuration fields derived from the operand widths when unset (``None``).
-_DERIVED_FIELDS = ("acc_bits", "lut")
-
-#: Names the quantizer may give its operand-width parameter once it has one.
-_WIDTH_PARAMETERS = ("bits", "weight_bits")
-
 
 @dataclass(frozen=True)
 class DesignPoint:
@@ -65,19 +56,14 @@ class DesignPoint:
         ValueError
             The configuration rejects the shape or the width (the message says why).
         """
-        import dataclasses
-
         from tessera.hw.boards import get_board
         base = get_board(self.board).config
-        changes = {"rows": self.rows, "cols": self.cols, "input_bits": self.bits,
-                   "weight_bits": self.bits}
-        if self.bits != base.input_bits:
-            # Fields the configuration derives from the operand widths when left unset (the
-            # accumulator width, the lookup table) are derived again for the new width.
-            changes.update({f.name: None for f in dataclasses.fields(base)
-                            if f.name in _DERIVED_FIELDS and f.default is None})
         try:
-            return base.replace(**changes)
+            # The width-dependent fields (accumulator width, requant modes the accumulator
+            # allows, the lookup table) are derived again for the point's width.
+            config = base if self.bits == base.input_bits == base.weight_bits else \
+                base.with_widths(self.bits)
+            return config.replace(rows=self.rows, cols=self.cols)
         except ValueError as e:
             raise ValueError(f"{self.label}: {e}") from None
 
@@ -117,36 +103,23 @@ def parse_int_list(text, what, *, lo=1, hi=None):
     return sorted(set(values))
 
 
-def quantizer_width_parameter():
-    """Return the name of :func:`tessera.quantize`'s operand-width parameter, or ``None``."""
-    from tessera.quantize import quantize
-    parameters = inspect.signature(quantize).parameters
-    return next((name for name in _WIDTH_PARAMETERS if name in parameters), None)
-
-
 def check_bits(bits):
-    """Raise ``ValueError`` unless every width in ``bits`` is implemented end to end.
+    """Raise ``ValueError`` unless every width in ``bits`` runs on the device stack.
 
-    A width must be accepted by :class:`~tessera.spec.AcceleratorConfig` (``input_bits`` and
-    ``weight_bits``) and by the quantizer; until both implement 4- and 16-bit operands, only 8
-    passes.
+    The quantizer makes every width of :data:`SUPPORTED_BITS`; the device (compiler, emulator,
+    gateware) runs those of :data:`tessera.spec.DEVICE_OPERAND_BITS`, and the configuration's
+    refusal says what to do for the others.
     """
     from tessera.spec import AcceleratorConfig
     for width in bits:
         if width not in SUPPORTED_BITS:
             raise ValueError(f"--bits {width}: operand widths are "
                              f"{', '.join(map(str, SUPPORTED_BITS))}")
-        if width == 8:
-            continue
         try:
-            AcceleratorConfig(input_bits=width, weight_bits=width)
+            AcceleratorConfig().with_widths(width)
         except ValueError as e:
             raise ValueError(f"--bits {width}: {width}-bit operands are not implemented yet "
-                             f"(the accelerator configuration says: {e}); sweep --bits 8 for "
-                             "now") from None
-        if quantizer_width_parameter() is None:
-            raise ValueError(f"--bits {width}: the quantizer has no operand-width option yet "
-                             "(tessera.quantize makes int8 only); sweep --bits 8 for now")
+                             f"(the accelerator configuration says: {e})") from None
 
 
 def make_grid(boards, rows, cols, bits, clock_mhz=None):
