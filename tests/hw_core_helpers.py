@@ -196,9 +196,22 @@ class Scenario:
             np.float32(1.0), w_scale, y_scale, mode)
         self.commands, self.expected = [], {}
         self.acc = np.zeros((config.rows, config.cols), dtype=np.int64)
+        self.max_abs_acc = 0     # largest |accumulator| any GEMM reached
+        self.ties = 0            # drained elements whose exact acc * M is a half-integer
+
+    def _scale(self, cols):
+        # The exact requant multiplier M of PARAM entries `cols` (float64).
+        if self.mode == "onnx":
+            return self.multiplier[cols].view(np.float32).astype(np.float64)
+        return self.multiplier[cols] * 2.0 ** (self.shift[cols].astype(np.int64) - 31)
 
     def gemm(self, a_addr, w_addr, k, *, out_addr=0, param_addr=0, m_rows=None, n_cols=None,
-             clear=True, drain=True, lut=False, zero_point=0, lo=None, hi=None):
+             clear=True, drain=True, lut=False, zero_point=0, lo=None, hi=None, tie=False):
+        """Add a command and its reference result.
+
+        ``tie`` (with ``dyadic`` scales): set the biases of its PARAM entries so that row 0's
+        ``(acc + bias) * M`` is an exact half-integer near zero in every column.
+        """
         config = self.config
         out_lo, out_hi = operand_range(config.output_bits)
         lo = out_lo if lo is None else lo
@@ -208,13 +221,19 @@ class Scenario:
         product = numerics.integer_matmul(self.act[a_addr:a_addr + k].T,
                                           self.wgt[w_addr:w_addr + k])
         self.acc = product if clear else self.acc + product
+        self.max_abs_acc = max(self.max_abs_acc, int(np.abs(self.acc).max()))
         self.commands.append(Command(
             a_addr=a_addr, w_addr=w_addr, k=k, out_addr=out_addr, param_addr=param_addr,
             m_rows=m_rows, n_cols=n_cols, clear=clear, drain=drain,
             mode=int(isa.Mode.parse(self.mode)), lut=lut, zero_point=zero_point, lo=lo, hi=hi))
         if drain:
             cols = slice(param_addr, param_addr + n_cols)
+            if tie:
+                half = (self.rng.integers(-3, 3, n_cols) + 0.5) / self._scale(cols)
+                self.bias[cols] = half.astype(np.int64) - self.acc[0, :n_cols]
             acc = wrap_acc(self.acc[:, :n_cols] + self.bias[cols], config.acc_bits)
+            scaled = acc[:m_rows] * self._scale(cols)       # exact for power-of-two scales
+            self.ties += int(np.sum(scaled - np.floor(scaled) == 0.5))
             y = numerics.postprocess(acc, self.multiplier[cols], self.shift[cols],
                                      mode=self.mode, zero_point=zero_point, lo=lo, hi=hi,
                                      lut=self.lut if lut else None, bits=config.output_bits,

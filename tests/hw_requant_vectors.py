@@ -10,11 +10,19 @@ import numpy as np
 __all__ = [
     "INT32_MIN", "INT32_MAX", "SAT16", "wrap32", "f32_bits",
     "onnx_oracle", "tflite_oracle", "onnx_vectors", "tflite_vectors",
+    "INT48_MIN", "INT48_MAX", "saturation", "onnx_oracle_wide", "onnx_vectors48",
 ]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 SAT16 = (-(1 << 15), (1 << 15) - 1)
+INT48_MIN = -(1 << 47)
+INT48_MAX = (1 << 47) - 1
+
+
+def saturation(bits):
+    """Return ``(lo, hi)`` of a signed ``bits``-wide saturation."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
 def wrap32(x):
@@ -51,10 +59,11 @@ def _tflite_one(a, m0, e):
     return (s >> right) + (1 if (s & mask) > threshold else 0)
 
 
-def tflite_oracle(a, m0, shift):
-    """``RDBPOT(SRDHM(a << max(e,0), m0), max(-e,0))`` with Python ints, saturated to int16."""
+def tflite_oracle(a, m0, shift, result_bits=16):
+    """``RDBPOT(SRDHM(a << max(e,0), m0), max(-e,0))`` with Python ints, saturated to int16
+    (``result_bits``)."""
     out = [_tflite_one(int(x), int(m), int(e)) for x, m, e in zip(a, m0, shift)]
-    return np.clip(np.array(out, dtype=np.int64), *SAT16)
+    return np.clip(np.array(out, dtype=np.int64), *saturation(result_bits))
 
 
 def _random_ints(rng, n):
@@ -186,3 +195,61 @@ def tflite_vectors(rng, n_random):
     m0 = np.concatenate([p[1] for p in parts]).astype(np.uint32)
     shift = np.concatenate([p[2] for p in parts]).astype(np.int64)
     return a, m0, shift
+
+
+def onnx_oracle_wide(a, multiplier_bits, result_bits):
+    """``rint(float32(a) * M)`` for int48 ``a``, saturated to ``result_bits``.
+
+    ``float32(a)`` is formed from the exact Python integer (``float(a)`` is exact below 2^53,
+    then one rounding to float32), independently of NumPy's int64 -> float32 cast.
+    """
+    a32 = np.array([np.float32(float(int(x))) for x in a], dtype=np.float32)
+    m = np.asarray(multiplier_bits, dtype=np.uint32).view(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.rint(a32 * m)
+    return np.clip(y, *saturation(result_bits)).astype(np.int64)
+
+
+def onnx_vectors48(rng, n_random):
+    """Return ``(a int64, multiplier bits uint32)`` with ``a`` over the int48 range.
+
+    The int48 -> float32 conversion's ties (``a`` exactly between two float32s, up to 2^47),
+    its extremes, the int32 cases of :func:`onnx_vectors` (bit-identical with a 32-bit unit),
+    product ties and near-half products moved up by up to 2^23, and random log-uniform ``a``
+    with ``M`` picked so that ``|a * M|`` lands around the 24-bit result range.
+    """
+    a32, m32 = onnx_vectors(rng, n_random // 2)
+    parts = [(a32, m32)]
+    special_a = [INT48_MAX, INT48_MIN, INT48_MIN + 1, INT48_MAX - 1, (1 << 47) - (1 << 23),
+                 (1 << 47) - (1 << 23) - 1, -(1 << 32), (1 << 32) + (1 << 8), (1 << 31),
+                 -(1 << 31) - 1, (1 << 40) + (1 << 16), (1 << 40) + 3 * (1 << 16)]
+    special_m = [1.0, 2.0 ** -24, 2.0 ** -23, 2.0 ** -40, 2.0 ** -47, 0.75 * 2.0 ** -30,
+                 2.0 ** -126, 1 / 3]
+    a_grid, m_grid = np.meshgrid(special_a, f32_bits(special_m))
+    parts.append((a_grid.ravel(), m_grid.ravel()))
+    # float32(a) ties: (24-bit mantissa * 2 + 1) * 2^j up to 2^47, with M near a power of two
+    # that puts |a * M| in [2^20, 2^24), where a float32(a) one ulp off often changes the result.
+    mant = rng.integers(1 << 23, 1 << 24, 400)
+    shift = rng.integers(0, 23, 400)
+    a = ((mant * 2 + 1) << shift) * rng.choice([-1, 1], 400)
+    bitlen = 25 + shift
+    target = rng.integers(20, 24, 400)
+    parts.append((a, f32_bits(2.0 ** (target - bitlen).astype(np.float64)
+                              * rng.choice([1.0, 0.75, 1.5, 1.25], 400))))
+    # Product ties / near-half products of the 32-bit set, a moved up by 2^s (M down by 2^s).
+    for maker in (_product_ties, _near_half_products):
+        a, m = maker(rng, 300)
+        s = rng.integers(0, 17, len(a))
+        exp = (m >> 23).astype(np.int64) - s
+        keep = (exp >= 1) & (np.abs(a) << s <= INT48_MAX)
+        parts.append(((a << s)[keep], ((exp << 23) | (m & 0x7FFFFF))[keep].astype(np.uint32)))
+    # Random: log-uniform int48 a, M placing |a * M| in [2^-3, 2^25).
+    bits = rng.integers(0, 48, n_random)
+    mag = rng.integers(0, 1 << 47, n_random, dtype=np.int64) >> (47 - bits)
+    a = np.clip(rng.choice([-1, 1], n_random) * mag, INT48_MIN, INT48_MAX)
+    exp = 127 + rng.integers(-3, 25, n_random) - bits
+    m = (np.clip(exp, 1, 127 + 23) << 23) | rng.integers(0, 1 << 23, n_random)   # M < 2^24
+    parts.append((a, m.astype(np.uint32)))
+    a = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    m = np.concatenate([p[1] for p in parts]).astype(np.uint32)
+    return a, m

@@ -11,8 +11,11 @@ from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor, postpr
 from tessera.spec.config import operand_range
 
 from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
-from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle, onnx_vectors,
-                                tflite_oracle, tflite_vectors, wrap32)
+from hw_core_helpers import wrap_acc
+from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle_wide, onnx_vectors,
+                                onnx_vectors48, tflite_oracle, tflite_vectors)
+
+from tessera.hw.requant_onnx import requant_bits
 
 
 def _elements(rng, config, n):
@@ -22,7 +25,7 @@ def _elements(rng, config, n):
     contract), its extremes included.
     """
     qmin, qmax = operand_range(config.output_bits)
-    a_onnx, m_onnx = onnx_vectors(rng, n)
+    a_onnx, m_onnx = (onnx_vectors48 if config.acc_bits == 48 else onnx_vectors)(rng, n)
     a_tfl, m_tfl, e_tfl = tflite_vectors(rng, n)
     pools = {"onnx": (a_onnx, m_onnx, np.zeros_like(a_onnx)), "tflite": (a_tfl, m_tfl, e_tfl)}
     # Keep onnx multipliers inside the contract (normal, positive, below 2^24).
@@ -34,10 +37,10 @@ def _elements(rng, config, n):
         mode = config.requant_modes[rng.integers(len(config.requant_modes))]
         a_pool, m_pool, e_pool = pools[mode]
         j = rng.integers(len(a_pool))
-        # Split a into acc + bias; sometimes through an int32 wrap of the sum.
+        # Split a into acc + bias; sometimes through a wrap of the sum (at acc_bits).
         bias = int(rng.integers(INT32_MIN, INT32_MAX + 1)) if rng.random() < 0.5 else \
             int(rng.integers(-1000, 1000))
-        acc = int(wrap32(int(a_pool[j]) - bias))
+        acc = int(wrap_acc(int(a_pool[j]) - bias, config.acc_bits))
         zero_point = int(rng.choice([qmin, qmax, 0, int(rng.integers(qmin, qmax + 1))]))
         kind = rng.integers(3)
         if kind == 0:
@@ -55,22 +58,22 @@ def _elements(rng, config, n):
     return elements
 
 
-def _expected(elements, table, bits=8):
+def _expected(elements, table, bits=8, acc_bits=32):
     """Per-element ``numerics.postprocess`` and, independently, the test oracles."""
     out_numerics, out_oracle = [], []
     for el in elements:
-        a = int(wrap32(el["acc"] + el["bias"]))
+        a = int(wrap_acc(el["acc"] + el["bias"], acc_bits))
         mode = "tflite" if el["mode"] else "onnx"
         lut = table if el["lut"] else None
         got = numerics.postprocess(
-            np.array([a], dtype=np.int32), np.array([el["multiplier"]], dtype=np.uint32),
+            np.array([a], dtype=np.int64), np.array([el["multiplier"]], dtype=np.uint32),
             np.array([el["shift"]], dtype=np.int8), mode=mode, zero_point=el["zero_point"],
-            lo=el["lo"], hi=el["hi"], lut=lut, bits=bits)
+            lo=el["lo"], hi=el["hi"], lut=lut, bits=bits, acc_bits=acc_bits)
         out_numerics.append(int(got[0]))
         if mode == "onnx":
-            v = onnx_oracle([a], [el["multiplier"]])[0]
+            v = onnx_oracle_wide([a], [el["multiplier"]], requant_bits(bits))[0]
         else:
-            v = tflite_oracle([a], [el["multiplier"]], [el["shift"]])[0]
+            v = tflite_oracle([a], [el["multiplier"]], [el["shift"]], requant_bits(bits))[0]
         y = int(np.clip(v + el["zero_point"], el["lo"], el["hi"]))
         out_oracle.append(int(lut[y + 128]) if lut is not None else y)
     return np.array(out_numerics), np.array(out_oracle)
@@ -150,6 +153,9 @@ WIDTH_CONFIGS = {
     "int4-both": dict(input_bits=4, weight_bits=4),
     "a4w8-onnx": dict(input_bits=4, weight_bits=8, requant_modes=("onnx",)),
     "a8w4-tflite+lut": dict(input_bits=8, weight_bits=4, requant_modes=("tflite",)),
+    # 16-bit outputs: 48-bit accumulators (onnx only), or 32-bit ones with 16x8 operands.
+    "int16-acc48-onnx": dict(input_bits=16, weight_bits=16),
+    "a16w8-both": dict(input_bits=16, weight_bits=8),
 }
 
 
@@ -160,7 +166,7 @@ def test_stream_at_widths(name):
     rng = np.random.default_rng(sum(map(ord, name)))
     elements = _elements(rng, config, 600)
     table = rng.integers(-128, 128, 256).astype(np.int8) if config.lut else None
-    by_numerics, by_oracle = _expected(elements, table, config.output_bits)
+    by_numerics, by_oracle = _expected(elements, table, config.output_bits, config.acc_bits)
     np.testing.assert_array_equal(by_numerics, by_oracle)
     qmin, qmax = operand_range(config.output_bits)
     assert {qmin, qmax} <= set(by_numerics.tolist())

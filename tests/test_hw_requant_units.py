@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+
 """Amaranth-simulator tests of the requant units and the activation stage, bit for bit."""
 
 from fractions import Fraction
@@ -9,11 +11,12 @@ from amaranth.sim import Simulator
 
 from tessera import numerics
 from tessera.hw.activation import Activation, clamp_bounds
-from tessera.hw.requant_onnx import OnnxRequant
+from tessera.hw.requant_onnx import OnnxRequant, requant_bits
 from tessera.hw.requant_tflite import TfliteRequant
 
 from hw_requant_vectors import (INT32_MAX, INT32_MIN, SAT16, f32_bits, onnx_oracle,
-                                onnx_vectors, tflite_oracle, tflite_vectors)
+                                onnx_oracle_wide, onnx_vectors, onnx_vectors48, saturation,
+                                tflite_oracle, tflite_vectors)
 
 
 def run_pipeline(dut, inputs, *, stall_every=0):
@@ -316,3 +319,114 @@ def test_activation_rejects_bad_widths():
     with pytest.raises(ValueError, match=r"^The lookup table needs 8-bit outputs, not 4-bit "
                                          r"ones; build the activation with lut=False$"):
         Activation(lut=True, bits=4)
+
+
+def _numerics_wide(acc, multiplier, acc_bits, result_bits):
+    got = numerics.requantize(np.asarray(acc, dtype=np.int64), np.asarray(multiplier, np.uint32),
+                              np.zeros(len(acc), dtype=np.int8), "onnx", acc_bits=acc_bits)
+    return np.clip(got, *saturation(result_bits))
+
+
+@pytest.mark.parametrize("cycles", [1, 3])
+def test_onnx_int48_matches_float32_and_numerics(cycles):
+    # 48-bit accumulators (16-bit operands): the int48 -> float32 conversion rounds to nearest
+    # even at every magnitude up to 2^47; results saturate at 24 bits (16-bit outputs).
+    rng = np.random.default_rng(4848 + cycles)
+    a, bits = onnx_vectors48(rng, 800)
+    assert np.abs(a).max() >= 1 << 46 and (np.abs(a) > 1 << 31).sum() > 800
+    dut = OnnxRequant(cycles, acc_bits=48, result_bits=24)
+    assert dut.a.shape().width == 48 and dut.result.shape().width == 24
+    runner = run_pipeline if cycles == 1 else (lambda d, i: run_iterative(d, i)[0])
+    got = runner(dut, {"a": a, "multiplier": bits})
+    want = onnx_oracle_wide(a, bits, 24)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, _numerics_wide(a, bits, 48, 24))
+    # The stimulus reaches both saturation ends and many results strictly inside them.
+    assert want.min() == -(1 << 23) and want.max() == (1 << 23) - 1
+    assert (np.abs(want) < (1 << 23) - 1).sum() > 1000
+
+
+def test_onnx_int48_inputs_discriminate():
+    # float32(a) rounded towards zero instead of to nearest even, on the int48 stimulus, must
+    # change results: the ties of the conversion are really exercised.
+    rng = np.random.default_rng(4849)
+    a, bits = onnx_vectors48(rng, 200)
+    exact = onnx_oracle_wide(a, bits, 24)
+    truncated = []
+    for x, m in zip(a.tolist(), bits.view(np.float32).tolist()):
+        mag = abs(x)
+        drop = max(0, mag.bit_length() - 24)
+        f = np.float32(((mag >> drop) << drop) * (1 if x >= 0 else -1))
+        truncated.append(np.rint(np.float32(f) * np.float32(m)))
+    truncated = np.clip(np.array(truncated), *saturation(24))
+    assert (truncated != exact).sum() > 30
+
+
+def test_onnx_int32_with_24_bit_saturation():
+    rng = np.random.default_rng(2424)
+    a, bits = onnx_vectors(rng, 600)
+    got = run_pipeline(OnnxRequant(acc_bits=32, result_bits=24), {"a": a, "multiplier": bits})
+    np.testing.assert_array_equal(got, _numerics_wide(a, bits, 32, 24))
+    assert (np.abs(got) > SAT16[1]).any()
+
+
+def test_tflite_with_24_bit_saturation():
+    rng = np.random.default_rng(2425)
+    a, m0, e = tflite_vectors(rng, 600)
+    got = run_pipeline(TfliteRequant(result_bits=24), {"a": a, "multiplier": m0, "shift": e})
+    want = numerics.requantize(np.asarray(a, dtype=np.int32), np.asarray(m0, np.uint32),
+                               np.asarray(e, dtype=np.int8), "tflite")
+    np.testing.assert_array_equal(got, np.clip(want, *saturation(24)))
+    assert (np.abs(got) > SAT16[1]).any()
+
+
+def test_requant_width_parameters():
+    assert [requant_bits(b) for b in (4, 8, 16)] == [16, 16, 24]
+    with pytest.raises(ValueError, match=r"^Accumulator width must be 32 or 48, not 40$"):
+        OnnxRequant(acc_bits=40)
+    for bad in (15, 25, True):
+        with pytest.raises(ValueError, match=r"^Result width must be an integer from 16 to 24, "
+                                             rf"not {bad!r}$"):
+            OnnxRequant(result_bits=bad)
+        with pytest.raises(ValueError, match=r"^Result width must be an integer from 16 to 24, "
+                                             rf"not {bad!r}$"):
+            TfliteRequant(result_bits=bad)
+
+
+def test_activation_16bit_output_lane():
+    # 16-bit layers: zero point and bounds over the int16 range, requant values over int24.
+    rng = np.random.default_rng(16)
+    value = np.concatenate([[-(1 << 23), (1 << 23) - 1, -65536, 65535, -32769, 32768, -32768,
+                             32767, 0, -1, 1],
+                            rng.integers(-70000, 70000, 500),
+                            rng.integers(-(1 << 23), 1 << 23, 100)])
+    size = len(value)
+    zero_point = rng.integers(-32768, 32768, size)
+    zero_point[:30] = rng.choice([-32768, 32767, 0], 30)
+    lo, hi = np.sort(rng.integers(-32768, 32768, (2, size)), axis=0)
+    kind = rng.integers(0, 3, size)
+    lo = np.where(kind == 0, -32768, np.where(kind == 1, zero_point, lo))
+    hi = np.where(kind == 0, 32767, hi)
+    hi = np.maximum(lo, hi)
+    expected = np.clip(value + zero_point, lo, hi)
+    assert expected.min() == -32768 and expected.max() == 32767
+    dut = Activation(lut=False, bits=16)
+    assert dut.value.shape() == signed(24) and dut.result.shape() == signed(16)
+    results = []
+
+    async def testbench(ctx):
+        ctx.set(dut.en, 1)
+        for i in range(size):
+            ctx.set(dut.value, int(value[i]))
+            ctx.set(dut.zero_point, int(zero_point[i]))
+            ctx.set(dut.hi, int(hi[i]))
+            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
+                ctx.set(getattr(dut, name), bound)
+            await ctx.tick()
+            results.append(ctx.get(dut.result))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    np.testing.assert_array_equal(np.array(results), expected)
