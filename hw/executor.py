@@ -233,16 +233,21 @@ class Executor(wiring.Component):
         last = {"seq": Signal(8), "status": Signal(8), "offset": Signal(16), "opcode": Signal(4),
                 "store_valid": Signal(), "store_addr": Signal(16), "store_count": Signal(16)}
 
-        vec_width = max(_COUNTER_BYTES * 8 * len(protocol.COUNTER_NAMES),
+        # A counter is sent as a u64 but only its low `counter_bytes` are held in `vec`: the
+        # other bytes are zeros sent without shifting `vec` (`pad_phase`, the byte in the u64).
+        counter_bytes = min(_COUNTER_BYTES, (cfg.counter_bits + 7) // 8)
+        vec_width = max(counter_bytes * 8 * len(protocol.COUNTER_NAMES),
                         protocol.ID_LAYOUT.width, protocol.ERROR_LAYOUT.width, 8 * entry_bytes)
         vec = Signal(vec_width)          # bytes to send, lowest first
+        resp_counters = Signal()         # the payload is the counters (zero-padded to u64)
+        pad_phase = Signal(range(_COUNTER_BYTES))
         resp_length = Signal(16)
         resp_left = Signal(16)           # payload bytes still to send
         resp_act = Signal()              # the payload is ACT entries
         act_addr = Signal(16)
         entry_left = Signal(range(entry_bytes + 1))
         id_record = int.from_bytes(protocol.encode_id(cfg), "little")
-        counters = Cat(*(Cat(self.counters[i], C(0, 8 * _COUNTER_BYTES - cfg.counter_bits))
+        counters = Cat(*(Cat(self.counters[i], C(0, 8 * counter_bytes - cfg.counter_bits))
                          for i in range(len(protocol.COUNTER_NAMES))))
 
         def respond_error(code, *, zero=True):
@@ -288,6 +293,7 @@ class Executor(wiring.Component):
                                       (info.length != 0))),
                                  repeat.eq(last_valid & (info.seq == last["seq"]))]
                     m.d.sync += [is_kind[k].eq(info.kind == k) for k in is_kind]
+                    m.d.sync += resp_counters.eq(0)
                     m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
@@ -303,6 +309,7 @@ class Executor(wiring.Component):
                     m.next = "RESPOND"
                 with m.Elif(is_kind[Kind.COUNTERS]):
                     m.d.sync += [status.eq(Status.OK), vec.eq(counters), resp_act.eq(0),
+                                 resp_counters.eq(1),
                                  resp_length.eq(_COUNTER_BYTES * len(protocol.COUNTER_NAMES))]
                     m.next = "RESPOND"
                 with m.Elif(is_kind[Kind.CLEAR_COUNTERS]):
@@ -430,7 +437,7 @@ class Executor(wiring.Component):
                 with m.If(held):
                     m.d.sync += held.eq(0)
                 with m.If(self.o_resp.ready):
-                    m.d.sync += resp_left.eq(resp_length)
+                    m.d.sync += [resp_left.eq(resp_length), pad_phase.eq(0)]
                     with m.If(resp_length == 0):
                         m.next = "IDLE"
                     with m.Elif(resp_act):
@@ -445,10 +452,14 @@ class Executor(wiring.Component):
                              entry_left.eq(entry_bytes)]
                 m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += [self.o_payload.valid.eq(1), self.o_payload.payload.eq(vec[0:8])]
+                pad = resp_counters & (pad_phase >= counter_bytes)   # a u64's zero byte
+                m.d.comb += [self.o_payload.valid.eq(1),
+                             self.o_payload.payload.eq(Mux(pad, 0, vec[0:8]))]
                 with m.If(self.o_payload.ready):
-                    m.d.sync += [vec.eq(vec[8:]), resp_left.eq(resp_left - 1),
-                                 entry_left.eq(entry_left - 1)]
+                    m.d.sync += [resp_left.eq(resp_left - 1), entry_left.eq(entry_left - 1),
+                                 pad_phase.eq(pad_phase + 1)]
+                    with m.If(~pad):
+                        m.d.sync += vec.eq(vec[8:])
                     with m.If(resp_left == 1):
                         m.next = "IDLE"
                     with m.Elif(resp_act & (entry_left == 1)):
