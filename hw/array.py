@@ -38,6 +38,7 @@ from amaranth import Module, ResetInserter, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .mac_ecp5 import elaborate_mac_array, is_ecp5
 from .mac_ice40 import elaborate_ice40_array, ice40_macs_fit, is_ice40
 
 __all__ = ["MacArray"]
@@ -95,6 +96,9 @@ class MacArray(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
+        if is_ecp5(platform):
+            # Same cycle behaviour on hand-instantiated MULT18X18D blocks (hw/mac_ecp5.py).
+            return elaborate_mac_array(self, platform)
         if is_ice40(platform) and ice40_macs_fit(self._config):
             # Operands, products and accumulators inside SB_MAC16 blocks (hw/mac_ice40.py).
             return elaborate_ice40_array(self, platform)

@@ -1,0 +1,247 @@
+"""The MAC array on ECP5: hand-instantiated MULT18X18D with their registers, same cycle behaviour.
+
+Yosys 0.70's ``synth_ecp5`` maps ``a * w`` to a MULT18X18D but never packs the block's input or
+output registers, and the block RAM holding the operands has a 5.6 ns clock-to-output on the
+LFE5U-85F (speed 6): on the ULX3S-85F the operand broadcast across the die, the multiplier and
+the route to a fabric product register shared one cycle (18.4 ns). :func:`elaborate_mac_array`
+builds :class:`~tessera.hw.array.MacArray` for an ECP5 platform as a four-stage pipeline in
+which no combinational path holds more than one of these:
+
+==========  ==============================================================================
+end of      registered
+==========  ==========================================================================
+*t*         the step's operands, in fabric next to the block RAM outputs (``a_q``, ``w_q``)
+*t + 1*     the operands again, in each MULT18X18D's A/B input registers (the broadcast)
+*t + 2*     the product, in each MULT18X18D's output register (zero when no step)
+*t + 3*     the accumulators, ``acc <= acc + p``
+==========  ==========================================================================
+
+That is one stage more than the generic array, whose accumulators hold a step at the end of
+*t + 2*. The difference is invisible at the ports: a ``shadow_load`` copies what the
+accumulators hold *after* the cycle (``acc + p``, the adder's output) instead of what they hold
+in it, so a ``shadow_load`` in cycle *t + 3* captures the step of cycle *t*, exactly as
+:attr:`MacArray.latency` promises; a clearing step restarts the accumulators one cycle later
+than in the generic array, so the rule "no ``clear`` step right after another step" is the
+same. (A ``shadow_load`` never falls in the cycle of a restart: the GEMM engine hands a tile off
+before it reads the next one.) ``tests/test_hw_mac_ecp5.py`` runs this array and the generic
+one side by side and compares every output cycle by cycle.
+
+Operands are signed, ``input_bits`` and ``weight_bits`` wide (at most 18, the block's port
+width) and sign-extended with ``SIGNEDA``/``SIGNEDB`` high. Yosys ships only a black box of
+MULT18X18D; :data:`MULT18X18D_SIM_MODEL` is a behavioural Verilog model of the subset of the
+primitive used here (18x18 signed multiply; input, pipeline and output registers on ``CLK0``
+with a clock enable and a synchronous reset each), written from Lattice's ECP5 sysDSP usage
+guide (FPGA-TN-02205), for simulating the generated array.
+"""
+
+from amaranth import ClockSignal, Instance, Module, ResetInserter, Signal, signed
+
+__all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "is_ecp5"]
+
+#: Port width of the MULT18X18D operands.
+PORT_BITS = 18
+
+
+def is_ecp5(platform):
+    """Return whether ``platform`` is an Amaranth platform for a Lattice ECP5 device.
+
+    ``None`` (simulation, Verilog generation) is not.
+    """
+    return platform is not None and getattr(platform, "family", None) == "ecp5"
+
+
+def _mult18x18d(a18, b18, product, zero):
+    """Return a MULT18X18D computing ``product <= a18 * b18`` two clocks later, 0 when ``zero``.
+
+    A and B go through the input registers (``CE0``, never reset), the product through the
+    output register, synchronously reset by ``RST1 = zero`` in the cycle it is loaded.
+    """
+    ports = {f"i_A{i}": a18[i] for i in range(PORT_BITS)}
+    ports.update({f"i_B{i}": b18[i] for i in range(PORT_BITS)})
+    ports.update({f"i_C{i}": 0 for i in range(PORT_BITS)})
+    ports.update({f"o_P{i}": product[i] for i in range(2 * PORT_BITS)})
+    return Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+        p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+        p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+        p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST1",
+        p_GSR="DISABLED", p_RESETMODE="SYNC", p_MULT_BYPASS="DISABLED",
+        p_SOURCEB_MODE="B_SHIFT", p_CAS_MATCH_REG="FALSE",
+        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+        i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0, i_RST1=zero,
+        **ports)
+
+
+def elaborate_mac_array(array, platform):
+    """Return the :class:`~tessera.hw.array.MacArray` ``array`` built on MULT18X18D.
+
+    Drives ``array``'s own ports (the caller's ``elaborate`` returns this module), with the
+    pipeline of the module docstring.
+    """
+    config = array.config
+    rows, cols = config.rows, config.cols
+    input_bits, weight_bits = config.input_bits, config.weight_bits
+    for name, bits in (("input_bits", input_bits), ("weight_bits", weight_bits)):
+        if bits > PORT_BITS:
+            raise ValueError(f"{name}={bits} does not fit a MULT18X18D port ({PORT_BITS} "
+                             f"bits); use at most {PORT_BITS}-bit operands on ECP5")
+    product_bits = input_bits + weight_bits
+    acc_bits = array.head.shape().width
+    m = Module()
+
+    # Stage 1: operands registered once, next to the RAM outputs; sign-extended to the port.
+    a_q = [Signal(signed(PORT_BITS), name=f"a_q_{r}") for r in range(rows)]
+    w_q = [Signal(signed(PORT_BITS), name=f"w_q_{c}") for c in range(cols)]
+    m.d.sync += [a_q[r].eq(array.a[r]) for r in range(rows)]
+    m.d.sync += [w_q[c].eq(array.w[c]) for c in range(cols)]
+    # The step and its restart follow the operands; `zero` clears the output registers in the
+    # cycle a product is loaded unless that product belongs to a step.
+    step_q, step_in_dsp, restart_q, restart = Signal(), Signal(), Signal(), Signal()
+    m.d.sync += [
+        step_q.eq(array.step), step_in_dsp.eq(step_q),
+        restart_q.eq(array.step & array.clear), restart.eq(restart_q),
+    ]
+
+    # Stages 2 and 3: the broadcast into the input registers and the multiply, in the blocks.
+    product = [[Signal(2 * PORT_BITS, name=f"p_{r}_{c}") for c in range(cols)]
+               for r in range(rows)]
+    for r in range(rows):
+        for c in range(cols):
+            m.submodules[f"mult_{r}_{c}"] = _mult18x18d(a_q[r], w_q[c], product[r][c],
+                                                        ~step_in_dsp)
+
+    # Stage 4: `acc <= acc + p` (p is 0 without a step); the restart is a synchronous reset
+    # of each accumulator in the cycle before its clearing step's product arrives.
+    acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}") for c in range(cols)]
+           for r in range(rows)]
+    acc_next = [[Signal(signed(acc_bits), name=f"acc_next_{r}_{c}") for c in range(cols)]
+                for r in range(rows)]
+    shadow = [[Signal(signed(acc_bits), name=f"shadow_{r}_{c}") for c in range(cols)]
+              for r in range(rows)]
+    for r in range(rows):
+        for c in range(cols):
+            m.d.comb += acc_next[r][c].eq(acc[r][c] + product[r][c][:product_bits].as_signed())
+            mac = Module()
+            mac.d.sync += acc[r][c].eq(acc_next[r][c])
+            m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
+
+    # The shadow, as in the generic array but loaded from the adders' outputs. A load in the
+    # restart cycle copies zeros, as the generic array's accumulators hold then.
+    shadows = Module()
+    for r in range(rows):
+        for c in range(cols):
+            with shadows.If(array.shadow_load):
+                shadows.d.sync += shadow[r][c].eq(acc_next[r][c])
+            with shadows.Elif(array.shift_col):
+                if c + 1 < cols:
+                    shadows.d.sync += shadow[r][c].eq(shadow[r][c + 1])
+            if c == 0 and r + 1 < rows:
+                with shadows.If(~array.shadow_load & ~array.shift_col & array.shift_row):
+                    shadows.d.sync += shadow[r][0].eq(shadow[r + 1][0])
+    m.submodules.shadow = ResetInserter(array.shadow_load & restart)(shadows)
+    m.d.comb += array.head.eq(shadow[0][0])
+    return m
+
+
+def _model_ports():
+    inputs = ([f"{p}{i}" for p in "ABC" for i in range(PORT_BITS)]
+              + ["SIGNEDA", "SIGNEDB", "SOURCEA", "SOURCEB"]
+              + [f"{p}{i}" for p in ("CLK", "CE", "RST") for i in range(4)])
+    outputs = [f"P{i}" for i in range(2 * PORT_BITS)]
+    return inputs, outputs
+
+
+def _sim_model():
+    inputs, outputs = _model_ports()
+    a = ", ".join(f"A{i}" for i in reversed(range(PORT_BITS)))
+    b = ", ".join(f"B{i}" for i in reversed(range(PORT_BITS)))
+    p = ", ".join(f"P{i}" for i in reversed(range(2 * PORT_BITS)))
+    return f"""\
+// Behavioural model of the Lattice ECP5 MULT18X18D for simulation (tessera.hw.mac_ecp5): 18x18
+// multiply, signed per SIGNEDA/SIGNEDB; input A/B, pipeline and output registers each either
+// absent ("NONE") or clocked by CLK0, with the clock enable and synchronous reset named by
+// their _CE/_RST parameters. Other settings stop the simulation.
+module MULT18X18D({", ".join(inputs + outputs)});
+    input {", ".join(inputs)};
+    output {", ".join(outputs)};
+    parameter REG_INPUTA_CLK = "NONE";
+    parameter REG_INPUTA_CE = "CE0";
+    parameter REG_INPUTA_RST = "RST0";
+    parameter REG_INPUTB_CLK = "NONE";
+    parameter REG_INPUTB_CE = "CE0";
+    parameter REG_INPUTB_RST = "RST0";
+    parameter REG_INPUTC_CLK = "NONE";
+    parameter REG_INPUTC_CE = "CE0";
+    parameter REG_INPUTC_RST = "RST0";
+    parameter REG_PIPELINE_CLK = "NONE";
+    parameter REG_PIPELINE_CE = "CE0";
+    parameter REG_PIPELINE_RST = "RST0";
+    parameter REG_OUTPUT_CLK = "NONE";
+    parameter REG_OUTPUT_CE = "CE0";
+    parameter REG_OUTPUT_RST = "RST0";
+    parameter CLK0_DIV = "ENABLED";
+    parameter CLK1_DIV = "ENABLED";
+    parameter CLK2_DIV = "ENABLED";
+    parameter CLK3_DIV = "ENABLED";
+    parameter HIGHSPEED_CLK = "NONE";
+    parameter GSR = "ENABLED";
+    parameter CAS_MATCH_REG = "FALSE";
+    parameter SOURCEB_MODE = "B_SHIFT";
+    parameter MULT_BYPASS = "DISABLED";
+    parameter RESETMODE = "SYNC";
+
+    wire [3:0] ce = {{CE3, CE2, CE1, CE0}};
+    wire [3:0] rst = {{RST3, RST2, RST1, RST0}};
+    function integer index;  // "CE2" -> 2, "RST1" -> 1
+        input [8*4-1:0] name;
+        index = name[7:0] - "0";
+    endfunction
+    function clocked;
+        input [8*4-1:0] name;
+        clocked = name != "NONE";
+    endfunction
+
+    initial begin
+        if ((clocked(REG_INPUTA_CLK) && REG_INPUTA_CLK != "CLK0")
+                || (clocked(REG_INPUTB_CLK) && REG_INPUTB_CLK != "CLK0")
+                || (clocked(REG_PIPELINE_CLK) && REG_PIPELINE_CLK != "CLK0")
+                || (clocked(REG_OUTPUT_CLK) && REG_OUTPUT_CLK != "CLK0")
+                || RESETMODE != "SYNC" || MULT_BYPASS != "DISABLED") begin
+            $display("MULT18X18D model: unsupported configuration");
+            $finish;
+        end
+    end
+
+    wire [17:0] a_in = {{{a}}};
+    wire [17:0] b_in = {{{b}}};
+    reg [17:0] a_reg = 0, b_reg = 0;
+    reg [35:0] pipe_reg = 0, out_reg = 0;
+    always @(posedge CLK0) begin
+        if (rst[index(REG_INPUTA_RST)]) a_reg <= 0;
+        else if (ce[index(REG_INPUTA_CE)]) a_reg <= a_in;
+        if (rst[index(REG_INPUTB_RST)]) b_reg <= 0;
+        else if (ce[index(REG_INPUTB_CE)]) b_reg <= b_in;
+    end
+    wire [17:0] a = clocked(REG_INPUTA_CLK) ? a_reg : a_in;
+    wire [17:0] b = clocked(REG_INPUTB_CLK) ? b_reg : b_in;
+    wire signed [18:0] a_ext = {{SIGNEDA & a[17], a}};
+    wire signed [18:0] b_ext = {{SIGNEDB & b[17], b}};
+    wire signed [37:0] full = a_ext * b_ext;
+    wire [35:0] product = full[35:0];
+    always @(posedge CLK0) begin
+        if (rst[index(REG_PIPELINE_RST)]) pipe_reg <= 0;
+        else if (ce[index(REG_PIPELINE_CE)]) pipe_reg <= product;
+    end
+    wire [35:0] piped = clocked(REG_PIPELINE_CLK) ? pipe_reg : product;
+    always @(posedge CLK0) begin
+        if (rst[index(REG_OUTPUT_RST)]) out_reg <= 0;
+        else if (ce[index(REG_OUTPUT_CE)]) out_reg <= piped;
+    end
+    assign {{{p}}} = clocked(REG_OUTPUT_CLK) ? out_reg : piped;
+endmodule
+"""
+
+
+#: Behavioural Verilog model of MULT18X18D (see the module docstring).
+MULT18X18D_SIM_MODEL = _sim_model()

@@ -1,0 +1,202 @@
+"""MacArray on ECP5 (hand-instantiated MULT18X18D) against the generic array and NumPy.
+
+The array elaborated for an ECP5 platform (hw/mac_ecp5.py) and the generic one (platform
+``None``) are simulated side by side on Icarus, the MULT18X18D blocks by
+:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same inputs every cycle: their
+``head`` outputs must be equal in every cycle, and the tiles they drain must equal NumPy's
+``a.T @ w`` (extreme operands, long K, K split without clear, clear between tiles).
+"""
+
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
+
+from tessera.hw.array import MacArray
+from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL, elaborate_mac_array, is_ecp5
+from tessera.spec import AcceleratorConfig
+from tessera.spec.config import operand_range
+
+pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
+                                reason="Icarus Verilog (apt install iverilog) is not installed")
+
+_CONTROLS = ("step", "clear", "shadow_load", "shift_row", "shift_col")
+
+
+def _wrap(values, bits):
+    values = np.asarray(values, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
+
+
+class Stimulus:
+    """Per-cycle inputs of both arrays and the ``head`` values NumPy expects."""
+
+    def __init__(self, config):
+        self.config = config
+        self.cycles = []
+        self.expected = {}  # cycle -> head value after its clock edge
+
+    def idle(self, count=1):
+        for _ in range(count):
+            self.cycle()
+
+    def cycle(self, a=None, w=None, **controls):
+        rows, cols = self.config.rows, self.config.cols
+        self.cycles.append((np.zeros(rows, np.int64) if a is None else a,
+                            np.zeros(cols, np.int64) if w is None else w,
+                            {name: int(controls.get(name, 0)) for name in _CONTROLS}))
+
+    def tile(self, a, w, *, clear):
+        """Step through ``a`` (k x rows) and ``w`` (k x cols); return the last step's cycle."""
+        for i in range(len(a)):
+            self.cycle(a[i], w[i], step=1, clear=clear and i == 0)
+        return len(self.cycles) - 1
+
+    def drain(self, last_step, expected):
+        """Load the shadow in ``last_step + 3`` and shift every element out through ``head``."""
+        rows, cols = self.config.rows, self.config.cols
+        while len(self.cycles) < last_step + 3:
+            self.idle()
+        load = len(self.cycles)
+        self.cycle(shadow_load=1)
+        order = [(r, c) for c in range(cols) for r in range(rows)]
+        for i, (r, c) in enumerate(order):
+            self.expected[load + i] = int(expected[r, c])
+            if i + 1 < len(order):
+                self.cycle(**{"shift_col" if r == rows - 1 else "shift_row": 1})
+
+    def pack(self):
+        """Return the cycles as hex words: controls, then w, then a (MSB first)."""
+        config = self.config
+        words = []
+        for a, w, controls in self.cycles:
+            word = 0
+            for name in _CONTROLS:
+                word = (word << 1) | controls[name]
+            for value in reversed(w):
+                word = (word << config.weight_bits) | (int(value) & ((1 << config.weight_bits) - 1))
+            for value in reversed(a):
+                word = (word << config.input_bits) | (int(value) & ((1 << config.input_bits) - 1))
+            words.append(f"{word:x}")
+        return words
+
+
+def _testbench(config, count):
+    a_bits, w_bits = config.rows * config.input_bits, config.cols * config.weight_bits
+    width = a_bits + w_bits + len(_CONTROLS)
+    ports = "".join(
+        f", .{name}(cur[{a_bits + w_bits + len(_CONTROLS) - 1 - i}])"
+        for i, name in enumerate(_CONTROLS))
+    instance = (f"(.clk(clk), .rst(rst), .a(cur[{a_bits - 1}:0]), "
+                f".w(cur[{a_bits + w_bits - 1}:{a_bits}]){ports}")
+    return f"""`timescale 1ns/1ps
+module tb;
+    reg [{width - 1}:0] stim [0:{count - 1}];
+    reg [{width - 1}:0] cur = 0;
+    reg clk = 0, rst = 1;
+    wire signed [{config.acc_bits - 1}:0] head_ecp5, head_generic;
+    ecp5_array ecp5 {instance}, .head(head_ecp5));
+    generic_array generic {instance}, .head(head_generic));
+    integer i;
+    always #5 clk = ~clk;
+    initial begin
+        $readmemh("stimulus.hex", stim);
+        @(posedge clk); @(posedge clk);
+        #1 rst = 0;
+        for (i = 0; i < {count}; i = i + 1) begin
+            cur = stim[i];
+            @(posedge clk);
+            #1 $display("%0d %0d %0d", i, head_ecp5, head_generic);
+        end
+        $finish;
+    end
+endmodule
+"""
+
+
+def _simulate(config, stimulus, tmp_path):
+    """Run both arrays on ``stimulus``; return the (ecp5, generic) head of every cycle."""
+    platform = ULX3S_85F_Platform()
+    assert is_ecp5(platform) and not is_ecp5(None)
+    sources = {
+        "ecp5.v": verilog.convert(MacArray(config), name="ecp5_array", platform=platform),
+        "generic.v": verilog.convert(MacArray(config), name="generic_array"),
+        "mult18x18d.v": MULT18X18D_SIM_MODEL,
+        "tb.v": _testbench(config, len(stimulus.cycles)),
+    }
+    assert "MULT18X18D" in sources["ecp5.v"] and "MULT18X18D" not in sources["generic.v"]
+    for name, text in sources.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "stimulus.hex").write_text("\n".join(stimulus.pack()) + "\n")
+    subprocess.run(["iverilog", "-g2005", "-o", "sim.vvp", *sources], cwd=tmp_path,
+                   check=True, capture_output=True, text=True)
+    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True)
+    heads = [line.split() for line in run.stdout.splitlines() if line[:1].isdigit()]
+    assert len(heads) == len(stimulus.cycles), run.stdout[-2000:]
+    return [(int(e), int(g)) for _, e, g in heads]
+
+
+@pytest.mark.usefixtures("all_device_widths")
+@pytest.mark.parametrize("rows,cols,input_bits,weight_bits", [
+    (2, 3, 8, 8), (3, 2, 16, 16), (2, 2, 4, 8)])
+def test_ecp5_array_equals_generic_and_numpy(rows, cols, input_bits, weight_bits, tmp_path):
+    config = AcceleratorConfig(rows=rows, cols=cols, input_bits=input_bits,
+                               weight_bits=weight_bits)
+    a_lo, a_hi = operand_range(input_bits)
+    w_lo, w_hi = operand_range(weight_bits)
+    rng = np.random.default_rng(rows * 100 + input_bits * 10 + weight_bits)
+    stim = Stimulus(config)
+    stim.idle(2)
+
+    def operands(k, extreme=False):
+        a = rng.integers(a_lo, a_hi + 1, size=(k, rows))
+        w = rng.integers(w_lo, w_hi + 1, size=(k, cols))
+        if extreme:   # the largest product, over and over: the sums grow to their limit
+            a[:, 0], w[:, 0] = a_lo, w_lo
+            a[:, -1], w[:, -1] = a_hi, w_lo
+        return a, w
+
+    # Tiles: clear then a drain; a long K of extreme operands; a K split (second part without
+    # clear, directly after the first); a one-step tile; back-to-back drains.
+    a1, w1 = operands(5, extreme=True)
+    stim.drain(stim.tile(a1, w1, clear=True), a1.T @ w1)
+    a2, w2 = operands(300, extreme=True)
+    stim.idle(2)
+    stim.drain(stim.tile(a2, w2, clear=True), _wrap(a2.T @ w2, config.acc_bits))
+    a3, w3 = operands(7)
+    a4, w4 = operands(4)
+    stim.idle(2)
+    stim.tile(a3, w3, clear=True)
+    stim.drain(stim.tile(a4, w4, clear=False), a3.T @ w3 + a4.T @ w4)
+    a5, w5 = operands(1, extreme=True)
+    stim.idle(2)
+    stim.drain(stim.tile(a5, w5, clear=True), a5.T @ w5)
+
+    # Random cycles: every control at random (a clear step never right after a step).
+    last_step = True
+    for _ in range(400):
+        a, w = operands(1)
+        step = rng.random() < 0.7
+        clear = step and not last_step and rng.random() < 0.5
+        stim.cycle(a[0], w[0], step=step, clear=clear, shadow_load=rng.random() < 0.15,
+                   shift_row=rng.random() < 0.4, shift_col=rng.random() < 0.3)
+        last_step = step
+
+    heads = _simulate(config, stim, tmp_path)
+    ecp5, generic = np.array(heads).T
+    np.testing.assert_array_equal(ecp5, generic)
+    cycles = sorted(stim.expected)
+    np.testing.assert_array_equal(ecp5[cycles], [stim.expected[c] for c in cycles])
+
+
+def test_operand_wider_than_the_block_is_rejected():
+    array = SimpleNamespace(config=SimpleNamespace(rows=1, cols=1, input_bits=20, weight_bits=8))
+    with pytest.raises(ValueError, match=r"^input_bits=20 does not fit a MULT18X18D port "
+                                         r"\(18 bits\); use at most 18-bit operands on ECP5$"):
+        elaborate_mac_array(array, ULX3S_85F_Platform())
