@@ -2,7 +2,8 @@
 
 Each scenario quantizes a random float MLP (random M, K, N; M and N generally not multiples of
 the array; per-tensor or per-channel weights; each requantization mode the configuration
-builds; every activation, LUT ones included), compiles it for the configuration, sends the setup
+builds; every activation, LUT ones included; at the configuration's operand widths), compiles it
+for the configuration, sends the setup
 and the per-batch frames as ``EXEC`` requests and checks every response against the emulator
 byte for byte (:class:`tb.TB`). The assembled output must also equal the model's own int8
 reference. The ``ksplit`` shape has K larger than the weight buffer, so the compiler streams the
@@ -17,6 +18,7 @@ import numpy as np
 
 import tessera
 from tessera.compiler import assemble_outputs, compile_model
+from tessera.spec import operand_range
 from tessera.spec.protocol import Status
 
 from tb import TB, config_from_env
@@ -73,7 +75,8 @@ def _random_model(rng, sizes, activation, mode, per_channel):
     for k, n, act in zip(sizes, sizes[1:], acts):
         layers.append((np_rng.normal(0, 1 / np.sqrt(k), (k, n)), np_rng.normal(0, 0.2, n), act))
     x_cal = np_rng.normal(0, 1, (32, sizes[0]))
-    qmodel = tessera.quantize(layers, calibration=x_cal, mode=mode, per_channel=per_channel)
+    qmodel = tessera.quantize(layers, calibration=x_cal, mode=mode, per_channel=per_channel,
+                              bits=_CONFIG.input_bits, weight_bits=_CONFIG.weight_bits)
     return qmodel, np_rng
 
 
@@ -90,7 +93,9 @@ async def random_model(dut, mode, activation, per_channel, shape):
     if shape == "ksplit":
         assert any(len(a.weights.k_parts) > 1 for a in compiled.allocation.layers), \
             "the ksplit scenario must make the compiler split K"
-    x_q = np_rng.integers(-128, 128, (m, sizes[0]), dtype=np.int8)
+    lo, hi = operand_range(_CONFIG.input_bits)
+    x_q = np_rng.integers(lo, hi + 1, (m, sizes[0]),
+                          dtype=np.int8 if _CONFIG.input_bits <= 8 else np.int16)
     dut._log.info("M=%d sizes=%s mode=%s activation=%s per_channel=%s: %d setup + frames",
                   m, sizes, mode, activation, per_channel, len(compiled.setup_frames))
     for index, frame in enumerate(compiled.setup_frames):
