@@ -199,6 +199,14 @@ def _failure_message(board, build_dir, returncode):
             f"Last lines of {log.name}:\n{_tail(text)}", overflow=over)
     errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR:")]
     reason = f": {errors[-1]}" if errors else ""
+    if stage == "yosys" and _abc9_crashed(build_dir):
+        # There is no retry: Yosys 0.70's synth_ecp5 (synth_lattice) ignores -noabc9 and
+        # YoWASP's Yosys stops silently in the classic `abc` pass, so no flow without ABC9
+        # exists with these tools.
+        reason = reason.rstrip(".") + ("; this is Yosys's ABC9 assertion on some large netlists (seen with Yosys "
+                   "0.70); no synthesis flow without ABC9 is available with Yosys 0.70, so try "
+                   "a different configuration (array shape, buffer depths) or another Yosys "
+                   "through the YOSYS environment variable")
     return BuildError(f"{stage} failed (exit status {returncode}){reason}\nLast lines of "
                       f"{log.name} in {build_dir}:\n{_tail(text)}")
 
@@ -293,15 +301,6 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
             overrides.update(synth_opts=_ice40_synth_opts(config))
     start = time.monotonic()
     returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
-    if returncode != 0 and _abc9_crashed(build_dir):
-        # Yosys 0.70's ABC9 trips an internal assertion on some large ECP5 netlists; the
-        # classic ABC flow maps the same design.
-        if progress:
-            progress("synthesising again without ABC9 (Yosys ABC9 crashed)",
-                     time.monotonic() - start)
-        overrides["synth_opts"] = (overrides.get("synth_opts", "") + " -noabc9").strip()
-        top = BoardTop(board, config, clock_mhz=clock_mhz, baud=baud, design=design)
-        returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
     elapsed = time.monotonic() - start
     if returncode != 0:
         raise _failure_message(board, build_dir, returncode)

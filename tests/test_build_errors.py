@@ -194,12 +194,23 @@ def test_does_not_fit_message_from_nextpnr_log(tmp_path):
     assert str(error).endswith("    0 warnings, 1 error")
 
 
-def test_abc9_crash_is_recognised(tmp_path):
-    """Yosys 0.70's ABC9 assertion (seen on the ULX3S-85F accelerator) triggers the retry."""
+def test_abc9_crash_is_explained(tmp_path):
+    """Yosys 0.70's ABC9 assertion (seen on the ULX3S-85F accelerator) is named, with what to do.
+
+    There is no retry: Yosys 0.70's synth_ecp5 ignores -noabc9 (it would rerun the same flow).
+    """
     (tmp_path / "top.rpt").write_text(
         "2.46.15.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into "
         "module).\n<suppressed ~72434 debug messages>\nERROR: Assert `GetSize(conn.first) == "
         "GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n")
     assert build._abc9_crashed(tmp_path)
+    error = build._failure_message(get_board("ulx3s-85f"), tmp_path, 1)
+    assert str(error).splitlines()[0] == (
+        "yosys failed (exit status 1): ERROR: Assert `GetSize(conn.first) == "
+        "GetSize(conn.second)' failed in kernel/rtlil.cc:3091; this is Yosys's ABC9 assertion "
+        "on some large netlists (seen with Yosys 0.70); no synthesis flow without ABC9 is "
+        "available with Yosys 0.70, so try a different configuration (array shape, buffer "
+        "depths) or another Yosys through the YOSYS environment variable")
     (tmp_path / "top.rpt").write_text("ERROR: Module `\\\\top' referenced but not found\n")
     assert not build._abc9_crashed(tmp_path)
+    assert "ABC9" not in str(build._failure_message(get_board("ulx3s-85f"), tmp_path, 1))
