@@ -203,10 +203,11 @@ def _failure_message(board, build_dir, returncode):
         # There is no retry: Yosys 0.70's synth_ecp5 (synth_lattice) ignores -noabc9 and
         # YoWASP's Yosys stops silently in the classic `abc` pass, so no flow without ABC9
         # exists with these tools.
-        reason = reason.rstrip(".") + ("; this is Yosys's ABC9 assertion on some large netlists (seen with Yosys "
-                   "0.70); no synthesis flow without ABC9 is available with Yosys 0.70, so try "
-                   "a different configuration (array shape, buffer depths) or another Yosys "
-                   "through the YOSYS environment variable")
+        reason = reason.rstrip(".") + (
+            "; this is Yosys's ABC9 assertion on some large netlists (seen with Yosys 0.70); "
+            "no synthesis flow without ABC9 is available with Yosys 0.70, so try a different "
+            "configuration (array shape, buffer depths) or another Yosys through the YOSYS "
+            "environment variable")
     return BuildError(f"{stage} failed (exit status {returncode}){reason}\nLast lines of "
                       f"{log.name} in {build_dir}:\n{_tail(text)}")
 
