@@ -17,14 +17,14 @@ end of      registered
 ==========  ==========================================================================
 
 That is one stage more than the generic array, whose accumulators hold a step at the end of
-*t + 2*. The difference is invisible at the ports: a ``shadow_load`` copies what the
-accumulators hold *after* the cycle (``acc + p``, the adder's output) instead of what they hold
-in it, so a ``shadow_load`` in cycle *t + 3* captures the step of cycle *t*, exactly as
-:attr:`MacArray.latency` promises; a clearing step restarts the accumulators one cycle later
-than in the generic array, so the rule "no ``clear`` step right after another step" is the
-same. (A ``shadow_load`` never falls in the cycle of a restart: the GEMM engine hands a tile off
-before it reads the next one.) ``tests/test_hw_mac_ecp5.py`` runs this array and the generic
-one side by side and compares every output cycle by cycle.
+*t + 2*. The difference is invisible at the ports: the shadow copies the accumulators in the
+cycle *after* a ``shadow_load``, when they hold exactly what the generic array's accumulators
+hold in the cycle of the load (a ``shadow_load`` in cycle *t + 3* captures the step of cycle *t*,
+as :attr:`MacArray.latency` promises), and in that cycle ``head`` and the shifts read the
+accumulators instead of the shadow, so the copy looks made at the load. A clearing step restarts
+the accumulators one cycle later than in the generic array, so the rule "no ``clear`` step right
+after another step" is the same. ``tests/test_hw_mac_ecp5.py`` runs this array and the generic
+one side by side and compares ``head`` in every cycle.
 
 Operands are signed, ``input_bits`` and ``weight_bits`` wide (at most 18, the block's port
 width) and sign-extended with ``SIGNEDA``/``SIGNEDB`` high. Yosys ships only a black box of
@@ -34,7 +34,7 @@ with a clock enable and a synchronous reset each), written from Lattice's ECP5 s
 guide (FPGA-TN-02205), for simulating the generated array.
 """
 
-from amaranth import ClockSignal, Instance, Module, ResetInserter, Signal, signed
+from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, signed
 
 __all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "is_ecp5"]
 
@@ -115,32 +115,33 @@ def elaborate_mac_array(array, platform):
     # of each accumulator in the cycle before its clearing step's product arrives.
     acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}") for c in range(cols)]
            for r in range(rows)]
-    acc_next = [[Signal(signed(acc_bits), name=f"acc_next_{r}_{c}") for c in range(cols)]
-                for r in range(rows)]
-    shadow = [[Signal(signed(acc_bits), name=f"shadow_{r}_{c}") for c in range(cols)]
-              for r in range(rows)]
     for r in range(rows):
         for c in range(cols):
-            m.d.comb += acc_next[r][c].eq(acc[r][c] + product[r][c][:product_bits].as_signed())
             mac = Module()
-            mac.d.sync += acc[r][c].eq(acc_next[r][c])
+            mac.d.sync += acc[r][c].eq(acc[r][c] + product[r][c][:product_bits].as_signed())
             m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
 
-    # The shadow, as in the generic array but loaded from the adders' outputs. A load in the
-    # restart cycle copies zeros, as the generic array's accumulators hold then.
-    shadows = Module()
+    # The shadow copies the accumulators in the cycle after `shadow_load` (`loading`), when
+    # they hold what the generic array's hold in the cycle of the load. In that cycle `head`
+    # and the shifts read the accumulators instead (`view`), so the copy looks made at the load
+    # (a load in the loading cycle makes the next one a loading cycle: what the shadow gets then
+    # is never read).
+    loading = Signal()
+    m.d.sync += loading.eq(array.shadow_load)
+    shadow = [[Signal(signed(acc_bits), name=f"shadow_{r}_{c}") for c in range(cols)]
+              for r in range(rows)]
+    view = [[Signal(signed(acc_bits), name=f"view_{r}_{c}") for c in range(cols)]
+            for r in range(rows)]
     for r in range(rows):
         for c in range(cols):
-            with shadows.If(array.shadow_load):
-                shadows.d.sync += shadow[r][c].eq(acc_next[r][c])
-            with shadows.Elif(array.shift_col):
-                if c + 1 < cols:
-                    shadows.d.sync += shadow[r][c].eq(shadow[r][c + 1])
-            if c == 0 and r + 1 < rows:
-                with shadows.If(~array.shadow_load & ~array.shift_col & array.shift_row):
-                    shadows.d.sync += shadow[r][0].eq(shadow[r + 1][0])
-    m.submodules.shadow = ResetInserter(array.shadow_load & restart)(shadows)
-    m.d.comb += array.head.eq(shadow[0][0])
+            m.d.comb += view[r][c].eq(Mux(loading, acc[r][c], shadow[r][c]))
+            with m.If(array.shift_col):
+                m.d.sync += shadow[r][c].eq(view[r][min(c + 1, cols - 1)])
+            with m.Elif(array.shift_row & (c == 0) & (r + 1 < rows)):
+                m.d.sync += shadow[r][c].eq(view[min(r + 1, rows - 1)][c])
+            with m.Else():
+                m.d.sync += shadow[r][c].eq(view[r][c])
+    m.d.comb += array.head.eq(view[0][0])
     return m
 
 
