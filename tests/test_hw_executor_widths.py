@@ -30,11 +30,13 @@ CONFIGS = {
     "2x2-int16-acc48": dict(rows=2, cols=2, input_bits=16, weight_bits=16),
     "3x2-a16w8": dict(rows=3, cols=2, input_bits=16, weight_bits=8),
 }
+#: The int8 configuration (s16 POST fields, 8-bit outputs: the range check is built too).
+INT8 = {"2x2-int8": dict(rows=2, cols=2)}
 
 
 def _config(name):
     return AcceleratorConfig(act_depth=32, weight_depth=32, param_depth=8, max_payload=160,
-                             rx_timeout_cycles=64, **CONFIGS[name])
+                             rx_timeout_cycles=64, **{**CONFIGS, **INT8}[name])
 
 
 def _entries(matrix, bits, *, pad_ones=False):
@@ -125,11 +127,13 @@ def test_programs_at_widths(name):
     assert values.min() == qmin and values.max() == qmax   # both clamp ends reached
 
 
-@pytest.mark.parametrize("name", ["3x2-int4", "2x3-a4w8"])
-def test_post_range_and_reset_state_at_4_bits(name):
-    # POST zero_point/lo/hi must lie in [-8, 7] with 4-bit outputs (BAD_FIELD otherwise, at the
-    # POST's offset); a GEMM drained from the reset post state clamps to [-8, 7].
+@pytest.mark.parametrize("name", ["3x2-int4", "2x3-a4w8", "2x2-int8"])
+def test_post_range_and_reset_state(name):
+    # POST zero_point/lo/hi must lie in the output range ([-8, 7] with 4-bit outputs, [-128,
+    # 127] with 8-bit ones in the s16 fields): BAD_FIELD otherwise, at the POST's offset. A
+    # GEMM drained from the reset post state clamps to the output range.
     config = _config(name)
+    qmin, qmax = operand_range(config.output_bits)
     rng = np.random.default_rng(7)
     rows, cols = config.rows, config.cols
     x = _draw(rng, (4, rows), config.input_bits)
@@ -145,18 +149,19 @@ def test_post_range_and_reset_state_at_4_bits(name):
         Gemm(a_addr=0, w_addr=0, k=4, out_addr=8, param_addr=0, m_rows=rows, n_cols=cols,
              clear=True, drain=True),
         Store(8, cols)))]
-    bad = [(8, -8, 7), (0, -9, 7), (0, -8, 8), (-128, -128, 127), (0, 0, -100)]
+    bad = [(qmax + 1, qmin, qmax), (0, qmin - 1, qmax), (0, qmin, qmax + 1),
+           (-32768, qmin, qmax), (0, 0, 32767), (qmin - 1, qmin, qmax), (0, qmin, -1 << 9)]
     for i, (zp, lo, hi) in enumerate(bad):
         requests.append(encode_frame(Kind.EXEC, 2 + i, _enc(Sync(), Post(Mode.ONNX, False, zp,
                                                                           lo, hi))))
-    requests.append(encode_frame(Kind.EXEC, 20, _enc(Post(Mode.ONNX, False, -8, -8, 7))))
+    requests.append(encode_frame(Kind.EXEC, 20, _enc(Post(Mode.ONNX, False, qmin, qmin, qmax))))
     rtl = run_rtl(requests, config)
     emu = run_emulator(requests, config)
     assert rtl == emu
     first = parse(rtl[0])
     assert first.kind == Status.OK
-    values = unpack_operands(first.payload, rows * cols, 4)
-    assert min(values) == -8 and max(values) == 7
+    values = unpack_operands(first.payload, rows * cols, config.output_bits)
+    assert min(values) == qmin and max(values) == qmax
     for response in rtl[1:1 + len(bad)]:
         frame = parse(response)
         assert frame.kind == Status.BAD_FIELD
