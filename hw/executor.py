@@ -107,13 +107,21 @@ class Executor(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         entry_bytes = cfg.act_entry_bytes   # bytes of an ACT entry in READ/STORE responses
+        # Register widths from the configuration, not the 16-bit protocol fields: frame offsets
+        # and lengths (a frame longer than max_payload is refused by the receiver, a response
+        # is at most max_payload bytes or a fixed record), buffer addresses and entry counts
+        # (a LOAD/STORE/READ outside its buffer is refused before they are used).
+        n_bytes = max(cfg.max_payload, _COUNTER_BYTES * len(protocol.COUNTER_NAMES),
+                      protocol.ID_LAYOUT.nbytes).bit_length()
+        n_entries = max(cfg.depth(b) for b in isa.Buffer).bit_length()
+        n_act = cfg.act_depth.bit_length()
         m = Module()
         m.submodules.decoder = decoder = InstructionDecoder(cfg)
 
         # -- the frame being handled -------------------------------------------------------
         kind = Signal(8)
         seq = Signal(8)
-        length = Signal(16)
+        length = Signal(n_bytes)
         rx_status = Signal(8)
         held = Signal()        # the receiver's frame has not been released yet
         # the request's classification, registered when it is taken (decided on in DISPATCH)
@@ -123,8 +131,8 @@ class Executor(wiring.Component):
         read_room = Signal(signed(18))   # act_depth - addr of a READ request
 
         # -- frame-buffer byte reader: `byte` is the payload byte at offset `pos` -----------
-        pos = Signal(16)
-        rest = Signal(16)      # length - pos, kept as a register (no subtract in the decisions)
+        pos = Signal(n_bytes)
+        rest = Signal(n_bytes)  # length - pos, kept as a register (no subtract in the decisions)
         byte = self.buf_rd_data
         take = Signal()        # consume `byte`; the next one is presented next cycle
         seek = Signal()        # present offset 0 next cycle
@@ -140,8 +148,8 @@ class Executor(wiring.Component):
         # -- instruction register and decode --------------------------------------------------
         insn = Signal(isa.INSN_BYTES * 8)
         fetched = Signal(range(isa.INSN_BYTES + 1))
-        insn_offset = Signal(16)
-        insn_left = Signal(16)     # frame bytes after the instruction being fetched
+        insn_offset = Signal(n_bytes)
+        insn_left = Signal(n_bytes)  # frame bytes after the instruction being fetched
         # The decode pipeline runs while the last DECODE_STEPS bytes (padding) are read: the
         # first HEAD_BYTES bytes are then the top of the shift register.
         in_fetch = Signal()
@@ -185,8 +193,8 @@ class Executor(wiring.Component):
         gather = Signal(self._wr_width)
         ld_index = Signal(range(n_lanes))
         ld_entry = Signal(range(n_lanes + 1))
-        ld_addr = Signal(16)
-        ld_left = Signal(16)
+        ld_addr = Signal(n_entries)
+        ld_left = Signal(n_entries)
         ld_buffer = Signal(2)
         wr_pending = Signal()
         m.d.comb += self.wr_en.eq(wr_pending)
@@ -223,15 +231,16 @@ class Executor(wiring.Component):
 
         # -- error and response state ----------------------------------------------------------
         status = Signal(8)
-        err_offset = Signal(16)
+        err_offset = Signal(n_bytes)
         err_opcode = Signal(4)
         store_valid = Signal()
-        store_addr = Signal(16)
-        store_count = Signal(16)
+        store_addr = Signal(n_act)
+        store_count = Signal(n_act)
         # the last EXEC answered (dedup)
         last_valid = Signal()
-        last = {"seq": Signal(8), "status": Signal(8), "offset": Signal(16), "opcode": Signal(4),
-                "store_valid": Signal(), "store_addr": Signal(16), "store_count": Signal(16)}
+        last = {"seq": Signal(8), "status": Signal(8), "offset": Signal(n_bytes),
+                "opcode": Signal(4), "store_valid": Signal(), "store_addr": Signal(n_act),
+                "store_count": Signal(n_act)}
 
         # A counter is sent as a u64 but only its low `counter_bytes` are held in `vec`: the
         # other bytes are zeros sent without shifting `vec` (`pad_phase`, the byte in the u64).
@@ -241,10 +250,10 @@ class Executor(wiring.Component):
         vec = Signal(vec_width)          # bytes to send, lowest first
         resp_counters = Signal()         # the payload is the counters (zero-padded to u64)
         pad_phase = Signal(range(_COUNTER_BYTES))
-        resp_length = Signal(16)
-        resp_left = Signal(16)           # payload bytes still to send
+        resp_length = Signal(n_bytes)
+        resp_left = Signal(n_bytes)      # payload bytes still to send
         resp_act = Signal()              # the payload is ACT entries
-        act_addr = Signal(16)
+        act_addr = Signal(n_act)
         entry_left = Signal(range(entry_bytes + 1))
         id_record = int.from_bytes(protocol.encode_id(cfg), "little")
         counters = Cat(*(Cat(self.counters[i], C(0, 8 * counter_bytes - cfg.counter_bits))
@@ -413,7 +422,7 @@ class Executor(wiring.Component):
                     m.next = "ANSWER_EXEC"
             with m.State("ANSWER_EXEC"):
                 with m.If(status != Status.OK):
-                    m.d.sync += [vec.eq(Cat(err_offset, err_opcode, C(0, 12))),
+                    m.d.sync += [vec.eq(Cat(err_offset, C(0, 16 - n_bytes), err_opcode, C(0, 12))),
                                  resp_length.eq(protocol.ERROR_LAYOUT.nbytes), resp_act.eq(0)]
                     m.next = "RESPOND"
                 with m.Else():
