@@ -130,13 +130,14 @@ class OnnxRequant(wiring.Component):
     """
 
     #: Enabled cycles from operands to :attr:`result` with ``cycles == 1`` (instances: see
-    #: :attr:`latency` of the instance, 4 with the iterative multiplier).
+    #: :attr:`latency` of the instance, 5 with the iterative multiplier).
     latency = 6
 
     #: Stages left without their output register when the multiplier is iterative: a unit that
-    #: takes ``cycles`` cycles per element gains nothing from them and they cost 126 flip-flops
-    #: (plus the PostProcessor's delay lines) on the small parts that need it.
-    _ITERATIVE_COMBINATIONAL = (1, 4)
+    #: takes ``cycles`` cycles per element gains nothing from them. Stage 1 stays registered:
+    #: without it the magnitude's negation and the normaliser's shifter were one 57 ns path on
+    #: the iCEBreaker (17.5 MHz against its 30 MHz target).
+    _ITERATIVE_COMBINATIONAL = (4,)
 
     def __init__(self, cycles=1, *, acc_bits=32, result_bits=REQUANT_BITS):
         if isinstance(cycles, bool) or not isinstance(cycles, int) \
