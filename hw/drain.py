@@ -105,6 +105,10 @@ class Drain(wiring.Component):
         row = Signal(range(max(rows, 2)))
         col = Signal(8)
         p_addr = Signal(16)               # PARAM address of the column being sent
+        p_addr_next = Signal(16)          # p_addr + 1, kept as a register (no adder on the
+                                          # PARAM read address)
+        rows_left = Signal(range(max(rows, 2)))   # m_rows - 1 - row: end_of_col without a
+                                                  # subtract and compare on the send path
         in_flight = Signal(range(max(2, 2 * (self._latency + 2))))
         out_ptr = Signal(16)
         entry = Signal(data.ArrayLayout(config.output_bits, rows))
@@ -120,7 +124,7 @@ class Drain(wiring.Component):
             start.eq(self.i_cmd.valid & self.i_cmd.ready),
             send.eq(self.o_post.valid & self.o_post.ready),
             receive.eq(self.i_post.valid & self.i_post.ready),
-            end_of_col.eq(row == cmd.m_rows - 1),
+            end_of_col.eq(rows_left == 0),
         ]
 
         # Timer: the drain's fixed duration.
@@ -154,7 +158,7 @@ class Drain(wiring.Component):
         with m.If(start):
             m.d.comb += self.param_addr.eq(self.i_cmd.payload.param_addr)
         with m.Elif(send & end_of_col):
-            m.d.comb += self.param_addr.eq(p_addr + 1)
+            m.d.comb += self.param_addr.eq(p_addr_next)
         with m.Else():
             m.d.comb += self.param_addr.eq(p_addr)
 
@@ -163,17 +167,20 @@ class Drain(wiring.Component):
                 cmd.eq(self.i_cmd.payload),
                 active.eq(1),
                 row.eq(0),
+                rows_left.eq(self.i_cmd.payload.m_rows - 1),
                 col.eq(0),
                 p_addr.eq(self.i_cmd.payload.param_addr),
+                p_addr_next.eq(self.i_cmd.payload.param_addr + 1),
                 out_ptr.eq(self.i_cmd.payload.out_addr),
             ]
         with m.Elif(send):
             with m.If(end_of_col):
-                m.d.sync += [row.eq(0), col.eq(col + 1), p_addr.eq(p_addr + 1)]
+                m.d.sync += [row.eq(0), rows_left.eq(cmd.m_rows - 1), col.eq(col + 1),
+                             p_addr.eq(p_addr_next), p_addr_next.eq(p_addr_next + 1)]
                 with m.If(col == cmd.n_cols - 1):
                     m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += row.eq(row + 1)
+                m.d.sync += [row.eq(row + 1), rows_left.eq(rows_left - 1)]
 
         with m.If(send & ~receive):
             m.d.sync += in_flight.eq(in_flight + 1)
