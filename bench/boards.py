@@ -161,10 +161,13 @@ the tools run, with the nearest configuration that fits.
 {_presets()}
 
 The UART runs at {DEFAULT_BAUD} baud by default (`--baud`), 8N1. On the iCE40UP5K all eight
-SB_MAC16 blocks are MACs (2×4): every other multiplication (the requant unit's 24×24 mantissa
-product, address arithmetic) is turned into logic by Yosys `booth` before `synth_ice40 -dsp`,
-and the preset builds requant mode `onnx` only (the 32×32 product of mode `tflite` costs about
-2500 LUT4 as logic). On the ECP5 each MAC is one MULT18X18D and the requant products take a few
+SB_MAC16 blocks are MACs (2×4), instantiated by hand with the operand, product and 32-bit
+accumulator registers inside each block (`hw/mac_ice40.py`; Yosys then runs without `-dsp`,
+whose `ice40_dsp` pass would rewrite them); every other multiplication (the requant unit's
+mantissa product, address arithmetic) is turned into logic by Yosys `booth`. The preset builds
+requant mode `onnx` only (the 32×32 product of mode `tflite` costs about 2500 LUT4 as logic),
+with a one-bit-per-cycle mantissa multiplier (`requant_cycles=24`) and no activation LUT
+(`lut=False`), to fit the part's 5280 logic cells. On the ECP5 each MAC is one MULT18X18D and the requant products take a few
 more (the pre-build check counts four per mode).
 
 ## Measured results

@@ -108,19 +108,21 @@ def _ecp5(lut4, dsp, bram):
     return {"lut4": lut4, "dsp": dsp, "bram": bram, "bram_bits": 18432, "spram": 0}
 
 
-# The iCE40UP5K: every SB_MAC16 is a MAC (2x4), so the requant unit's wide products are built
-# from logic (see tessera.hw.build). Only mode "onnx" is built, with the iterative mantissa
-# multiplier (requant_cycles=8: one 3-bit digit per cycle, a 24x3 product instead of a 24x24 one
-# of ~900 LUT4; a drain costs 8 cycles per element) and 32-bit performance counters: with the
-# pipelined product and 48-bit counters the 2x4 accelerator took 6884/5280 logic cells, with
-# these 5748 (measured; still over: the Core without its PostProcessor is ~2150 LUT4 of the
-# 3990, the PostProcessor 993). The 32x32 product of mode "tflite" would cost ~2500 LUT4 more.
+# The iCE40UP5K: every SB_MAC16 is a MAC (2x4), instantiated by hand with its operand, product
+# and 32-bit accumulator registers inside (hw/mac_ice40.py: 5886 -> ~5400 logic cells), so the
+# requant unit's wide products are built from logic (see tessera.hw.build). Only mode "onnx" is
+# built (the 32x32 product of mode "tflite" would cost ~2500 LUT4 more), with the iterative
+# mantissa multiplier at one bit per cycle (requant_cycles=24: a 24x1 product instead of a 24x24
+# one of ~900 LUT4; a drain costs 24 cycles per element; 8 cycles saved only ~80 cells more than
+# it costs), no activation LUT (lut=False: the clamp activations remain; ~80 cells) and 32-bit
+# performance counters. Measured at 5156/5280 logic cells: it fits, but the 97 % full part
+# routes at ~19 MHz, short of the 30 MHz target (docs/boards.md).
 # Buffers leave the block RAMs some headroom: ACT 16 b x 1024 = 4 EBR, WGT 32 b x 1024 = 8 EBR,
-# PARAM 72 b x 256 = 5 EBR, LUT 1 EBR, frame buffers 2-4 EBR.
+# PARAM 72 b x 256 = 5 EBR, frame buffers 2-4 EBR.
 _ICEBREAKER_CONFIG = AcceleratorConfig(rows=2, cols=4, act_depth=1024, weight_depth=1024,
                                        param_depth=256, max_payload=1024,
-                                       requant_modes=("onnx",), requant_cycles=8,
-                                       counter_bits=32)
+                                       requant_modes=("onnx",), requant_cycles=24,
+                                       lut=False, counter_bits=32)
 
 _ULX3S = dict(platform_module="amaranth_boards.ulx3s", osc_mhz=25.0,
               uart="FT231X on the US1 USB port (/dev/ttyUSB0)",

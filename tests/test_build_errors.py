@@ -51,7 +51,7 @@ def test_too_many_macs_for_the_up5k():
 
 
 def test_buffers_too_deep_for_the_up5k():
-    config = BOARDS["icebreaker"].config.replace(weight_depth=8192)
+    config = BOARDS["icebreaker"].config.replace(weight_depth=8192, lut=True)
     with pytest.raises(BuildError) as exc:
         check_fits("icebreaker", config)
     assert str(exc.value) == (
