@@ -19,12 +19,15 @@ accumulator stays a plain ``acc <= acc + p`` (a ``Mux(clear, 0, acc)`` in front 
 costs 32 LUTs per MAC: measured with YoWASP ``synth_ice40 -dsp`` on the unpipelined array at 2x4,
 230 SB_LUT4 + 8 SB_MAC16 with the reset against 486 SB_LUT4 + 8 SB_MAC16 with the multiplexer).
 Neither Yosys flow packs the product register into the DSP (ECP5 MULT18X18D output register,
-iCE40 SB_MAC16 pipeline register): it is fabric flip-flops, and on the iCE40 the SB_MAC16 now
-holds only the multiplier, the adder being LUTs (whole iCEBreaker 2x4 build: 5886 ICESTORM_LC
-and 8 SB_MAC16, against 5748 before the product register; 5744 with a reset-less product
-register, see below). The price is one rule: a ``clear`` step must not be
-presented in the cycle right after another step (the GEMM engine always leaves a gap between
-GEMMs, so it never does).
+iCE40 SB_MAC16 pipeline register): in this generic array it is fabric flip-flops, and an
+inferred SB_MAC16 holds only the multiplier, the adder being LUTs (whole iCEBreaker 2x4 build:
+5886 ICESTORM_LC). Board builds therefore instantiate the blocks by hand with the same cycle
+behaviour: on an iCE40 platform :mod:`tessera.hw.mac_ice40` keeps the operand, product and
+32-bit accumulator registers inside each SB_MAC16 and clears by loading zero (``OLOAD``) in the
+cycle this array resets (5886 -> 5373 ICESTORM_LC with the executor's narrower response vector);
+on an ECP5 platform see :mod:`tessera.hw.mac_ecp5`. The price is one rule: a ``clear`` step must
+not be presented in the cycle right after another step (the GEMM engine always leaves a gap
+between GEMMs, so it never does).
 
 Next to the accumulators sits a *shadow* copy that the drain empties while the array already
 accumulates the next tile: ``shadow_load`` copies every accumulator in one cycle. The shadow is
