@@ -3,10 +3,7 @@
 Used by the cocotb test modules ``sim/system_*.py`` against the ``tessera_top`` Verilog of one
 configuration. The configuration comes from ``$TESSERA_CONFIG`` (JSON, see
 :meth:`~tessera.spec.AcceleratorConfig.to_json`), the seed of the random stimulus from
-``$TESSERA_SEED``. ``$TESSERA_DEVICE_WIDTHS`` (any non-empty value) lets the configuration use
-every operand and accumulator width of the numerics, also those the device gate
-(``tessera.spec.config.DEVICE_OPERAND_BITS``) does not list yet: the gateware's own system tests
-of a width run before the gate opens it.
+``$TESSERA_SEED``.
 
 - **Driver** (:class:`~tb_streams.ByteDriver`): request bytes into ``i_rx`` with idle gaps.
 - **Monitor** (:class:`~tb_streams.ByteMonitor`): response bytes from ``o_tx`` with ``ready``
@@ -50,10 +47,6 @@ def config_from_env() -> AcceleratorConfig:
     if not text:
         raise RuntimeError("TESSERA_CONFIG is not set: run this cocotb module through "
                            "tessera.sim.runner.run_test with the configuration's JSON")
-    if os.environ.get("TESSERA_DEVICE_WIDTHS"):
-        from tessera.spec import config as config_module
-        config_module.DEVICE_OPERAND_BITS = config_module.OPERAND_BITS
-        config_module.DEVICE_ACC_BITS = config_module.ACC_BITS
     return AcceleratorConfig.from_json(text)
 
 

@@ -3,37 +3,22 @@
 The scenario draws ACT/WGT operands of the configuration's widths (``input_bits``,
 ``weight_bits``), packs them with :func:`tessera.spec.config.pack_operands` exactly as the host
 does, and computes each drained tile with ``tessera.numerics`` (``wrap(acc + bias)`` to the
-accumulator width, then ``postprocess`` at ``output_bits``). ``all_device_widths`` lets a test
-build configurations with operand widths the device gate (``DEVICE_OPERAND_BITS``) does not list
-yet.
+accumulator width, then ``postprocess`` at ``output_bits``).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 from amaranth.sim import Simulator
 
 from tessera import numerics
 from tessera.hw.core import Core, gemm_command, write_width
-from tessera.spec import config as config_module
 from tessera.spec import isa
 from tessera.spec.config import operand_range, pack_operands, unpack_operands
 from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES, GEMM_OVERHEAD_CYCLES
 
-__all__ = ["Command", "CoreBench", "Scenario", "all_device_widths", "entries_from",
+__all__ = ["Command", "CoreBench", "Scenario", "entries_from",
            "entry_values", "model_timeline", "run_core", "wrap_acc"]
-
-
-@pytest.fixture
-def all_device_widths(monkeypatch):
-    """Let ``AcceleratorConfig`` take every operand/accumulator width of the numerics.
-
-    The configuration refuses widths outside ``DEVICE_OPERAND_BITS``/``DEVICE_ACC_BITS`` until
-    the whole device stack runs them; the gateware tests exercise the gateware half before that.
-    """
-    monkeypatch.setattr(config_module, "DEVICE_OPERAND_BITS", config_module.OPERAND_BITS)
-    monkeypatch.setattr(config_module, "DEVICE_ACC_BITS", config_module.ACC_BITS)
 
 
 def wrap_acc(values, acc_bits):

@@ -1,17 +1,12 @@
 """Operand widths on the host half of the device stack: compiler and emulator run 4-, 8- and
 16-bit operands (mixed too) with 32- and 48-bit accumulators bit for bit against the NumPy
 reference.
-
-The configuration refuses widths the gateware does not run yet (``DEVICE_OPERAND_BITS``); these
-tests widen the gate with ``monkeypatch`` (fixture ``device_widths``), as
-``tessera/spec/config.py`` documents, so that they exercise the compiler and the emulator alone.
 """
 
 import numpy as np
 import pytest
 
 import tessera
-import tessera.spec.config as spec_config
 from tessera import numerics
 from tessera.compiler import compile_gemm, compile_model
 from tessera.compiler.packing import pack_entries, unpack_entries
@@ -25,13 +20,6 @@ from runtime_helpers import error_record, request
 
 SMALL = dict(rows=3, cols=5, act_depth=200, weight_depth=100, param_depth=40, max_payload=128)
 TINY = dict(rows=2, cols=3, act_depth=64, weight_depth=16, param_depth=8, max_payload=64)
-
-
-@pytest.fixture
-def device_widths(monkeypatch):
-    """Let configurations with 4/8/16-bit operands and 32/48-bit accumulators be built."""
-    monkeypatch.setattr(spec_config, "DEVICE_OPERAND_BITS", (4, 8, 16))
-    monkeypatch.setattr(spec_config, "DEVICE_ACC_BITS", (32, 48))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +80,7 @@ def test_unpack_length_checked():
 
 # -- models -------------------------------------------------------------------------------------
 
-def test_digits_mlp_at_4_bits(device_widths, digits):
+def test_digits_mlp_at_4_bits(digits):
     clf, x_train, x_test, _, y_test = digits
     qmodel = tessera.quantize(clf, calibration=x_train, bits=4)
     config = AcceleratorConfig(input_bits=4, weight_bits=4)
@@ -113,7 +101,7 @@ CASES = [(b, w, mode) for b, w in WIDTHS for mode in ("onnx", "tflite")
 
 @pytest.mark.parametrize("bits, weight_bits, mode", CASES)
 @pytest.mark.parametrize("shape", ["small", "tiny"])
-def test_mlp_bit_exact(device_widths, bits, weight_bits, mode, shape):
+def test_mlp_bit_exact(bits, weight_bits, mode, shape):
     config = AcceleratorConfig(**(SMALL if shape == "small" else TINY), input_bits=bits,
                                weight_bits=weight_bits)
     assert config.acc_bits == (48 if bits + weight_bits > 24 else 32)
@@ -130,7 +118,7 @@ def test_mlp_bit_exact(device_widths, bits, weight_bits, mode, shape):
     assert hazards(check_structure(program.frames, config, program.stores)) == []
 
 
-def test_digits_mlp_at_16_bits(device_widths, digits):
+def test_digits_mlp_at_16_bits(digits):
     clf, x_train, x_test, _, y_test = digits
     qmodel = tessera.quantize(clf, calibration=x_train, bits=16)
     config = AcceleratorConfig(input_bits=16, weight_bits=16)
@@ -142,7 +130,7 @@ def test_digits_mlp_at_16_bits(device_widths, digits):
     assert np.mean(np.argmax(y, axis=1) == y_test) >= 0.95
 
 
-def test_eight_bit_model_on_48_bit_accumulators(device_widths):
+def test_eight_bit_model_on_48_bit_accumulators():
     rng = np.random.default_rng(4)
     qmodel = _mlp(rng, [12, 9, 4], ["relu", "none"], bits=8, weight_bits=8, mode="onnx")
     config = AcceleratorConfig(**SMALL, acc_bits=48)
@@ -151,7 +139,7 @@ def test_eight_bit_model_on_48_bit_accumulators(device_widths):
     assert compile_model(qmodel, config).layers[0].acc_bits == 48
 
 
-def test_narrower_weights_run_on_a_wider_array(device_widths):
+def test_narrower_weights_run_on_a_wider_array():
     """A model with 4-bit weights runs exactly on an 8-bit weight array (the default config)."""
     rng = np.random.default_rng(5)
     qmodel = _mlp(rng, [10, 8, 3], ["relu", "none"], bits=8, weight_bits=4, mode="onnx")
@@ -172,7 +160,7 @@ def _expected_gemm(x_q, w, bias, mult, shift, *, mode, zero_point, lo, hi, bits,
 
 
 @pytest.mark.parametrize("bits, weight_bits, mode", CASES)
-def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
+def test_bare_gemm_extremes(bits, weight_bits, mode):
     """Full-scale operands of both signs, K beyond one weight slot (split), M and N not
     multiples of the array, per-channel requant, a non-zero zero point and a narrow clamp."""
     config = AcceleratorConfig(**TINY, input_bits=bits, weight_bits=weight_bits)
@@ -211,7 +199,7 @@ def test_bare_gemm_extremes(device_widths, bits, weight_bits, mode):
 
 
 @pytest.mark.parametrize("bits, entry_bytes", [(4, 2), (8, 3), (16, 6)])
-def test_link_bytes_are_the_packed_entries(device_widths, bits, entry_bytes):
+def test_link_bytes_are_the_packed_entries(bits, entry_bytes):
     """rx/tx byte counters equal the compiler's link cost, with packed entries on the wire."""
     config = AcceleratorConfig(**SMALL, input_bits=bits, weight_bits=bits)
     rng = np.random.default_rng(8)
@@ -236,7 +224,7 @@ def test_link_bytes_are_the_packed_entries(device_widths, bits, entry_bytes):
 # -- the emulator's ISA at 4 bits -------------------------------------------------------------
 
 @pytest.mark.parametrize("bits", [4, 16])
-def test_emulator_loads_stores_and_reads_packed_entries(device_widths, bits):
+def test_emulator_loads_stores_and_reads_packed_entries(bits):
     config = AcceleratorConfig(**SMALL, input_bits=bits, weight_bits=bits)
     emu = Emulator(config)
     lo, hi = operand_range(bits)
@@ -251,7 +239,7 @@ def test_emulator_loads_stores_and_reads_packed_entries(device_widths, bits):
         np.testing.assert_array_equal(dev.read(3, 2), entries)
 
 
-def test_emulator_drops_padding_bits(device_widths):
+def test_emulator_drops_padding_bits():
     """3 rows x 4 bits = 12 bits of a 2-byte entry: the padding nibble is not stored."""
     emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
     frame = isa.Load(Buffer.ACT, 0, 1, bytes([0x21, 0xF3])).encode() + isa.Store(0, 1).encode()
@@ -259,14 +247,14 @@ def test_emulator_drops_padding_bits(device_widths):
     np.testing.assert_array_equal(emu.machine.act[0], [1, 2, 3])
 
 
-def test_emulator_reset_post_state_is_the_output_range(device_widths):
+def test_emulator_reset_post_state_is_the_output_range():
     emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
     assert (emu.machine.post.lo, emu.machine.post.hi) == (-8, 7)
 
 
 @pytest.mark.parametrize("field, value", [("zero_point", 8), ("zero_point", -9), ("lo", -9),
                                           ("hi", 8), ("lo", 100), ("hi", -128)])
-def test_emulator_refuses_post_outside_the_output_range(device_widths, field, value):
+def test_emulator_refuses_post_outside_the_output_range(field, value):
     emu = Emulator(AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
     post = {"zero_point": 0, "lo": -8, "hi": 7, field: value}
     frame = isa.Nop().encode() + isa.Post(**post).encode()
@@ -277,7 +265,7 @@ def test_emulator_refuses_post_outside_the_output_range(device_widths, field, va
 
 
 @pytest.mark.parametrize("bits", [4, 8, 16])
-def test_emulator_accepts_post_at_the_range_ends(device_widths, bits):
+def test_emulator_accepts_post_at_the_range_ends(bits):
     emu = Emulator(AcceleratorConfig(**SMALL, input_bits=bits, weight_bits=8))
     lo, hi = operand_range(bits)
     assert (emu.machine.post.lo, emu.machine.post.hi) == (lo, hi)      # reset state
@@ -297,12 +285,7 @@ def test_int8_emulator_refuses_wide_post_values():
 
 # -- errors ----------------------------------------------------------------------------------------
 
-def test_gate_refuses_four_bits_without_the_gateware():
-    with pytest.raises(ValueError, match=r"^input_bits=4 is not implemented by the gateware yet"):
-        AcceleratorConfig(input_bits=4, weight_bits=4)
-
-
-def test_model_width_must_match_the_configuration(device_widths):
+def test_model_width_must_match_the_configuration():
     rng = np.random.default_rng(9)
     q4 = _mlp(rng, [6, 4, 2], ["relu", "none"], bits=4, weight_bits=4, mode="onnx")
     with pytest.raises(ValueError, match=(
@@ -321,7 +304,7 @@ def test_model_width_must_match_the_configuration(device_widths):
             dev.run(q4, np.zeros((1, 6), dtype=np.int8), raw=True)
 
 
-def test_program_input_must_fit_the_width(device_widths):
+def test_program_input_must_fit_the_width():
     rng = np.random.default_rng(10)
     qmodel = _mlp(rng, [6, 4, 2], ["relu", "none"], bits=4, weight_bits=4, mode="onnx")
     compiled = compile_model(qmodel, AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4))
@@ -332,7 +315,7 @@ def test_program_input_must_fit_the_width(device_widths):
         compiled.program(x_q)
 
 
-def test_bare_gemm_values_must_fit_the_widths(device_widths):
+def test_bare_gemm_values_must_fit_the_widths():
     config = AcceleratorConfig(**SMALL, input_bits=4, weight_bits=4)
     w = np.ones((4, 2), dtype=np.int8)
     bias = np.zeros(2, dtype=np.int32)
@@ -349,7 +332,7 @@ def test_bare_gemm_values_must_fit_the_widths(device_widths):
             compile_gemm(w, bias, mult, 0, config, **kwargs)
 
 
-def test_overflow_proof_at_the_configured_widths(device_widths):
+def test_overflow_proof_at_the_configured_widths():
     """The proof ranges over the configured input width: a bias that leaves room for 4-bit
     inputs overflows with 8-bit ones, and one more unit overflows at 4 bits too."""
     k = 16

@@ -23,18 +23,7 @@ def _explore(capsys, *argv):
     return status, captured.out, captured.err
 
 
-def _config_refusal(bits):
-    """The configuration's own message for ``bits``-bit operands (this test fails, asking to be
-    updated, once the device stack implements the width)."""
-    with pytest.raises(ValueError) as info:
-        tessera.AcceleratorConfig(input_bits=bits, weight_bits=bits)
-    return str(info.value)
-
-
 @pytest.mark.parametrize("argv, message", [
-    (["--bits", "4"], "--bits 4: 4-bit operands are not implemented yet (the accelerator "
-                      f"configuration says: {_config_refusal(4)})"),
-    (["--bits", "8,16"], "--bits 16: 16-bit operands are not implemented yet"),
     (["--bits", "3"], "--bits 3: operand widths are 4, 8, 16"),
     (["--rows", "2,x"], "--rows: 'x' is not an integer (give a comma-separated list such as "
                         "2,4,8)"),
@@ -65,13 +54,22 @@ def test_board_errors(capsys, tmp_path):
 
 
 def test_bits_map_to_the_config_and_the_quantizer():
-    check_bits([8])
+    check_bits([4, 8, 16])
     assert parse_int_list("8, 4,8", "--bits") == [4, 8]
     point = make_grid(["ulx3s-25f"], [2], [4], [8])[0]
     config = point.config()
     assert (config.rows, config.cols, config.input_bits, config.weight_bits) == (2, 4, 8, 8)
     assert point.clock_mhz == 100.0 and point.label == "ulx3s-25f 2x4 int8"
     assert make_grid(["ulx3s-25f"], [2], [4], [8], clock_mhz=50)[0].clock_mhz == 50.0
+    # Other widths re-derive the width fields and keep the board's buffers and frame size.
+    base = make_grid(["ulx3s-25f"], [2], [4], [8])[0].config()
+    int4, int16 = (make_grid(["ulx3s-25f"], [2], [4], [b])[0].config() for b in (4, 16))
+    assert (int4.input_bits, int4.weight_bits, int4.acc_bits, int4.lut) == (4, 4, 32, False)
+    assert int4.requant_modes == base.requant_modes == ("onnx", "tflite")
+    assert (int16.acc_bits, int16.requant_modes) == (48, ("onnx",))
+    assert int16.act_depth == base.act_depth and int16.max_payload == base.max_payload
+    ice = make_grid(["icebreaker"], [2], [4], [4])[0].config()
+    assert ice.input_bits == 4 and ice.requant_modes == ("onnx",)
 
 
 def _save_layers(path, workload):

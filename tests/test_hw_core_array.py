@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
 from hw_core_helpers import wrap_acc
 
 from tessera.hw.array import MacArray
@@ -20,7 +19,6 @@ def drain_order(shadow, m_rows, n_cols):
     return [int(shadow[r, c]) for c in range(n_cols) for r in range(m_rows)]
 
 
-@pytest.mark.usefixtures("all_device_widths")
 @pytest.mark.parametrize("rows,cols,input_bits,weight_bits", [
     (2, 4, 8, 8), (3, 5, 8, 8), (1, 1, 8, 8),
     (2, 4, 4, 4), (3, 2, 4, 8), (2, 3, 8, 4), (2, 2, 16, 16), (1, 3, 16, 8)])

@@ -14,16 +14,14 @@ negative values (``-8 * -8`` for int4, ``-32768 * -32768`` for int16) over long 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from hw_core_helpers import all_device_widths  # noqa: F401  (fixture used by pytestmark)
 from hw_core_helpers import Command, CoreBench, entries_from, entry_values, run_core
 
 from tessera.hw.array import MacArray
 from tessera.hw.core import Core, write_width
 from tessera.spec import AcceleratorConfig, isa
 
-pytestmark = pytest.mark.usefixtures("all_device_widths")
 
-#: name -> configuration fields (built inside the tests, once the width gate is lifted).
+#: name -> configuration fields (built inside the tests).
 CONFIGS = {
     "2x4-int4": dict(rows=2, cols=4, input_bits=4, weight_bits=4),
     "3x4-int4-onnx": dict(rows=3, cols=4, input_bits=4, weight_bits=4, requant_modes=("onnx",)),

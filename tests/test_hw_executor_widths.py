@@ -10,7 +10,6 @@ the output range are refused (``BAD_FIELD``) and the reset post state clamps to 
 
 import numpy as np
 import pytest
-from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
 from hw_core_helpers import wrap_acc
 from hw_exec_helpers import exact_counters, parse, run_emulator, run_rtl
 
@@ -20,9 +19,8 @@ from tessera.spec.config import operand_range, pack_operands, unpack_operands
 from tessera.spec.isa import Buffer, Gemm, Load, Mode, Post, Store, Sync
 from tessera.spec.protocol import READ_LAYOUT, Kind, Status, encode_frame
 
-pytestmark = pytest.mark.usefixtures("all_device_widths")
 
-#: name -> configuration fields (built inside the tests, once the width gate is lifted).
+#: name -> configuration fields (built inside the tests).
 CONFIGS = {
     "3x2-int4": dict(rows=3, cols=2, input_bits=4, weight_bits=4),
     "2x3-a4w8": dict(rows=2, cols=3, input_bits=4, weight_bits=8),

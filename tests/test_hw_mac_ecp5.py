@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
-from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
 
 from tessera.hw.array import MacArray
 from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL, elaborate_mac_array, is_ecp5
@@ -142,7 +141,6 @@ def _simulate(config, stimulus, tmp_path):
     return [(int(e), int(g)) for _, e, g in heads]
 
 
-@pytest.mark.usefixtures("all_device_widths")
 @pytest.mark.parametrize("rows,cols,input_bits,weight_bits", [
     (2, 3, 8, 8), (3, 2, 16, 16), (2, 2, 4, 8)])
 def test_ecp5_array_equals_generic_and_numpy(rows, cols, input_bits, weight_bits, tmp_path):

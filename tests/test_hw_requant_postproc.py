@@ -10,7 +10,6 @@ from tessera.hw import postproc
 from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor, postproc_layouts
 from tessera.spec.config import operand_range
 
-from hw_core_helpers import all_device_widths  # noqa: F401  (fixture)
 from hw_core_helpers import wrap_acc
 from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle_wide, onnx_vectors,
                                 onnx_vectors48, tflite_oracle, tflite_vectors)
@@ -159,7 +158,6 @@ WIDTH_CONFIGS = {
 }
 
 
-@pytest.mark.usefixtures("all_device_widths")
 @pytest.mark.parametrize("name", WIDTH_CONFIGS)
 def test_stream_at_widths(name):
     config = AcceleratorConfig(**WIDTH_CONFIGS[name])

@@ -8,9 +8,7 @@ the small one.
 
 Operand widths other than 8 (``WIDTH_CONFIGS``) run the random-model programs on Verilator:
 4-bit activations and weights, 8-bit activations (with the LUT) over 4-bit weights, and 16-bit
-operands with 48-bit accumulators (mode "onnx"). Their
-configurations are built with the device width gate lifted (pytest's ``monkeypatch``, and
-``$TESSERA_DEVICE_WIDTHS`` for the cocotb process), so they run before the gate opens them.
+operands with 48-bit accumulators (mode "onnx").
 """
 
 import functools
@@ -21,7 +19,6 @@ from sim_helpers import CONFIGS, build, require, simulators
 
 from tessera.sim import runner
 from tessera.spec import AcceleratorConfig
-from tessera.spec import config as config_module
 
 MODULES = ("system_programs", "system_errors", "system_link", "system_counters")
 
@@ -55,17 +52,12 @@ def test_failing_testbench_reports_the_test_and_message(tmp_path):
     assert "but the model answered" in text
 
 
-#: Operand-width configurations (fields; built with the width gate lifted): the 2x4 buffers.
+#: Operand-width configurations (fields): the 2x4 buffers.
 WIDTH_CONFIGS = {
     "2x4-int4": dict(input_bits=4, weight_bits=4),
     "2x4-a8w4": dict(input_bits=8, weight_bits=4),
     "2x4-int16": dict(input_bits=16, weight_bits=16),     # 48-bit accumulators, mode onnx
 }
-
-
-def _lift_width_gate(monkeypatch):
-    monkeypatch.setattr(config_module, "DEVICE_OPERAND_BITS", config_module.OPERAND_BITS)
-    monkeypatch.setattr(config_module, "DEVICE_ACC_BITS", config_module.ACC_BITS)
 
 
 def _width_config(name) -> AcceleratorConfig:
@@ -80,10 +72,8 @@ def _width_build(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", WIDTH_CONFIGS)
-def test_system_programs_at_widths(name, tmp_path, monkeypatch):
+def test_system_programs_at_widths(name, tmp_path):
     require("verilator")
-    _lift_width_gate(monkeypatch)
     config = _width_config(name)
     assert (config.input_bits, config.weight_bits) != (8, 8)
-    runner.run_test(_width_build(name), "system_programs", test_dir=tmp_path, config=config,
-                    extra_env={"TESSERA_DEVICE_WIDTHS": "1"})
+    runner.run_test(_width_build(name), "system_programs", test_dir=tmp_path, config=config)

@@ -45,18 +45,11 @@ def test_mode_order_is_canonical():
     ({"input_bits": 16, "weight_bits": 16, "acc_bits": 32},
      "acc_bits=32 holds only 2 worst-case 16x16-bit products; use acc_bits=48 (or leave "
      "acc_bits unset to pick it automatically)"),
-    ({"input_bits": 4}, "input_bits=4 is not implemented by the gateware yet (the device stack "
-                        "runs 8-bit operands); tessera.quantize(bits=4) and tessera.numerics "
-                        "model 4-bit layers on the host"),
-    ({"input_bits": 16, "weight_bits": 16}, "input_bits=16 is not implemented by the gateware "
-                                            "yet (the device stack runs 8-bit operands); "
-                                            "tessera.quantize(bits=16) and tessera.numerics "
-                                            "model 16-bit layers on the host"),
-    ({"weight_bits": 4}, "weight_bits=4 is not implemented by the gateware yet (the device "
-                         "stack runs 8-bit operands); tessera.quantize(bits=4) and "
-                         "tessera.numerics model 4-bit layers on the host"),
-    ({"acc_bits": 48}, "acc_bits=48 is not implemented by the gateware yet (the device stack "
-                       "runs 32-bit accumulators)"),
+    ({"input_bits": 4, "lut": True}, "lut=True needs 8-bit activations (the table has 256 "
+                                     "entries), not input_bits=4; pass lut=False"),
+    ({"input_bits": 16, "weight_bits": 16, "requant_modes": ("onnx", "tflite")},
+     "Requant mode 'tflite' needs acc_bits=32 (its fixed-point multiply takes int32 "
+     "accumulators), not 48; use requant_modes=('onnx',) or narrower operands"),
     ({"act_depth": 70000}, "Activation buffer depth must be an integer from 1 to 65536, "
                            "not 70000"),
     ({"requant_modes": ("float",)}, "Requant modes must be a non-empty subset of "
@@ -101,8 +94,11 @@ def test_width_dependent_fields_are_derived():
     assert AcceleratorConfig.from_dict({"rows": 2}) == AcceleratorConfig(rows=2)
     base = AcceleratorConfig(rows=2, cols=4, requant_modes=("tflite",), lut=False)
     assert base.with_widths(8) == base and base.with_widths(8, 8) == base
-    with pytest.raises(ValueError, match="input_bits=16 is not implemented by the gateware"):
-        base.with_widths(16)
+    # A mode the new accumulator width cannot build is dropped; if none is left, the widths'
+    # own modes are taken.
+    assert base.with_widths(16) == base.replace(input_bits=16, weight_bits=16, acc_bits=48,
+                                                requant_modes=("onnx",))
+    assert base.with_widths(4, 8).requant_modes == ("tflite",)
 
 
 @pytest.mark.parametrize("bits", [4, 8, 16])
@@ -123,13 +119,12 @@ def test_nibble_order_is_lsb_first():
     assert pack_operands([0x1234, -2], 16) == bytes([0x34, 0x12, 0xFE, 0xFF])
 
 
-def test_device_gate_reads_the_widths_when_called(monkeypatch):
-    """``device_supports`` reads DEVICE_*_BITS at call time: tests of the host half of a width
-    widen the tuples with monkeypatch (tests/test_compiler_widths.py)."""
-    import tessera.spec.config as spec_config
-    from tessera.spec import device_supports
-    assert device_supports(8) and not device_supports(4)
-    assert device_supports(32, accumulator=True) and not device_supports(48, accumulator=True)
-    monkeypatch.setattr(spec_config, "DEVICE_OPERAND_BITS", (4, 8))
-    assert device_supports(4) and not device_supports(16)
+def test_every_width_mix_builds_with_its_derived_fields():
+    for input_bits in (4, 8, 16):
+        for weight_bits in (4, 8, 16):
+            config = AcceleratorConfig(input_bits=input_bits, weight_bits=weight_bits)
+            wide = input_bits + weight_bits > 24
+            assert config.acc_bits == (48 if wide else 32)
+            assert config.requant_modes == (("onnx",) if wide else ("onnx", "tflite"))
+            assert config.lut == (input_bits == 8)
     assert AcceleratorConfig(input_bits=4, weight_bits=8).act_entry_bytes == 4

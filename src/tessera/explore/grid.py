@@ -7,8 +7,8 @@ size stay what the board was sized for.
 
 ``--bits`` maps to ``AcceleratorConfig.input_bits``/``weight_bits`` (with the width-dependent
 fields derived again by :meth:`~tessera.spec.AcceleratorConfig.with_widths`) and to
-``tessera.quantize(..., bits=...)``. :func:`check_bits` refuses a width the device stack does
-not run (``tessera.spec.DEVICE_OPERAND_BITS``) with the configuration's own message.
+``tessera.quantize(..., bits=...)``; every width of :data:`SUPPORTED_BITS` runs on the whole
+stack.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 __all__ = ["DesignPoint", "make_grid", "parse_int_list", "check_bits", "SUPPORTED_BITS"]
 
-#: Operand widths the sweep knows how to ask for (the device must run them too, see check_bits).
+#: Operand widths a sweep may ask for (the quantizer and the device stack run each of them).
 SUPPORTED_BITS = (4, 8, 16)
 
 @dataclass(frozen=True)
@@ -104,22 +104,11 @@ def parse_int_list(text, what, *, lo=1, hi=None):
 
 
 def check_bits(bits):
-    """Raise ``ValueError`` unless every width in ``bits`` runs on the device stack.
-
-    The quantizer makes every width of :data:`SUPPORTED_BITS`; the device (compiler, emulator,
-    gateware) runs those of :data:`tessera.spec.DEVICE_OPERAND_BITS`, and the configuration's
-    refusal says what to do for the others.
-    """
-    from tessera.spec import AcceleratorConfig
+    """Raise ``ValueError`` unless every width in ``bits`` is one of :data:`SUPPORTED_BITS`."""
     for width in bits:
         if width not in SUPPORTED_BITS:
             raise ValueError(f"--bits {width}: operand widths are "
                              f"{', '.join(map(str, SUPPORTED_BITS))}")
-        try:
-            AcceleratorConfig().with_widths(width)
-        except ValueError as e:
-            raise ValueError(f"--bits {width}: {width}-bit operands are not implemented yet "
-                             f"(the accelerator configuration says: {e})") from None
 
 
 def make_grid(boards, rows, cols, bits, clock_mhz=None):

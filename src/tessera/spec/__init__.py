@@ -4,15 +4,13 @@ No dependencies beyond the standard library: the gateware, the compiler, the emu
 host driver all import from here, and nothing here imports them.
 """
 
-from .config import (ACC_BITS, DEVICE_ACC_BITS, DEVICE_OPERAND_BITS, OPERAND_BITS,
-                     PARAM_ENTRY_BYTES, REQUANT_MODES, AcceleratorConfig, device_supports,
+from .config import (ACC_BITS, OPERAND_BITS, PARAM_ENTRY_BYTES, REQUANT_MODES, AcceleratorConfig,
                      operand_range, pack_operands, unpack_operands)
 from .layout import BitLayout, Field
 from . import isa, protocol, timing
 
 __all__ = [
     "AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
-    "DEVICE_OPERAND_BITS", "DEVICE_ACC_BITS", "device_supports", "operand_range", "pack_operands",
-    "unpack_operands",
+    "operand_range", "pack_operands", "unpack_operands",
     "BitLayout", "Field", "isa", "protocol", "timing",
 ]

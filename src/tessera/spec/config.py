@@ -17,8 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
-           "DEVICE_OPERAND_BITS", "DEVICE_ACC_BITS", "MAX_REQUANT_CYCLES",
-           "device_supports", "operand_range", "pack_operands", "unpack_operands"]
+           "MAX_REQUANT_CYCLES", "operand_range", "pack_operands", "unpack_operands"]
 
 #: Requantization modes, in the order of their encoding in the ``POST`` instruction.
 REQUANT_MODES = ("onnx", "tflite")
@@ -26,22 +25,14 @@ REQUANT_MODES = ("onnx", "tflite")
 #: Bytes in one per-channel parameter entry: bias (s32), multiplier (u32), shift (s8).
 PARAM_ENTRY_BYTES = 9
 
-#: Operand (activation and weight) widths the stack implements. Activations between layers are
-#: ``input_bits`` wide too: a layer's output is the next layer's input.
+#: Operand (activation and weight) widths. The whole stack (numerics, quantizer, compiler,
+#: emulator, gateware) implements each of them and every mix of input and weight width.
+#: Activations between layers are ``input_bits`` wide too: a layer's output is the next layer's
+#: input.
 OPERAND_BITS = (4, 8, 16)
 
 #: Accumulator widths the stack implements.
 ACC_BITS = (32, 48)
-
-#: Widths the whole device side (compiler, emulator *and* gateware) runs today, read by
-#: :func:`device_supports`. The numerics reference and the quantizer implement every width of
-#: OPERAND_BITS/ACC_BITS, and the compiler and the emulator implement 4/8/16-bit operands and
-#: 32/48-bit accumulators; a configuration is refused until the gateware runs its widths too, so
-#: no layer ever half-supports a width. Tests of the host half may widen these tuples with
-#: pytest's ``monkeypatch.setattr(tessera.spec.config, "DEVICE_OPERAND_BITS", (4, 8))``
-#: (:func:`device_supports` reads them at call time).
-DEVICE_OPERAND_BITS = (8,)
-DEVICE_ACC_BITS = (32,)
 
 _MAX_ADDR_DEPTH = 1 << 16  # buffer addresses are 16-bit fields in the ISA
 
@@ -50,16 +41,6 @@ MAX_REQUANT_CYCLES = 24
 
 #: Fields :meth:`AcceleratorConfig.to_dict` omits at these (default) values.
 _OMITTED_AT_DEFAULT = {"requant_cycles": 1}
-
-
-def device_supports(bits, *, accumulator=False) -> bool:
-    """Return whether the device stack runs ``bits``-wide operands (or accumulators).
-
-    Reads :data:`DEVICE_OPERAND_BITS` (:data:`DEVICE_ACC_BITS` with ``accumulator=True``) when
-    called, so a test may widen the tuple with ``monkeypatch`` to exercise the host half of a
-    width before the gateware runs it.
-    """
-    return bits in (DEVICE_ACC_BITS if accumulator else DEVICE_OPERAND_BITS)
 
 
 def _check_int(name, value, *, lo, hi=None, what):
@@ -137,18 +118,6 @@ class AcceleratorConfig:
             if isinstance(value, bool) or value not in OPERAND_BITS:
                 raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}")
         self._resolve_widths()
-        for name in ("input_bits", "weight_bits"):
-            value = getattr(self, name)
-            if not device_supports(value):
-                raise ValueError(
-                    f"{name}={value} is not implemented by the gateware yet (the device stack "
-                    f"runs {'/'.join(map(str, DEVICE_OPERAND_BITS))}-bit operands); "
-                    f"tessera.quantize(bits={value}) and tessera.numerics model {value}-bit "
-                    "layers on the host")
-        if not device_supports(self.acc_bits, accumulator=True):
-            raise ValueError(f"acc_bits={self.acc_bits} is not implemented by the gateware yet "
-                             f"(the device stack runs "
-                             f"{'/'.join(map(str, DEVICE_ACC_BITS))}-bit accumulators)")
         _check_int("act_depth", self.act_depth, lo=1, hi=_MAX_ADDR_DEPTH,
                    what="Activation buffer depth")
         _check_int("weight_depth", self.weight_depth, lo=1, hi=_MAX_ADDR_DEPTH,
