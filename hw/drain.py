@@ -101,6 +101,8 @@ class Drain(wiring.Component):
         cmd = Signal(drain_command(config))
         cpe = config.requant_cycles
         timer = Signal(range((1 << 16) * cpe + DRAIN_OVERHEAD_CYCLES))  # cycles left after this
+        timing = Signal()                 # timer != 0, kept as a register: `busy` reaches the
+                                          # executor's decisions through the core's `idle`
         active = Signal()                 # elements left to send
         row = Signal(range(max(rows, 2)))
         col = Signal(8)
@@ -119,7 +121,7 @@ class Drain(wiring.Component):
         receive = Signal()
         end_of_col = Signal()
         m.d.comb += [
-            self.busy.eq((timer != 0) | active | (in_flight != 0) | wr_pending),
+            self.busy.eq(timing | active | (in_flight != 0) | wr_pending),
             self.i_cmd.ready.eq(~self.busy),
             start.eq(self.i_cmd.valid & self.i_cmd.ready),
             send.eq(self.o_post.valid & self.o_post.ready),
@@ -132,9 +134,10 @@ class Drain(wiring.Component):
             # elements * cpe as shifts and adds (no hardware multiplier for a constant).
             scaled = sum(self.i_cmd.payload.elements << b for b in range(cpe.bit_length())
                          if cpe >> b & 1)
-            m.d.sync += timer.eq(scaled + (DRAIN_OVERHEAD_CYCLES - 1))
-        with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
+            m.d.sync += [timer.eq(scaled + (DRAIN_OVERHEAD_CYCLES - 1)),
+                         timing.eq(DRAIN_OVERHEAD_CYCLES > 1)]
+        with m.Elif(timing):
+            m.d.sync += [timer.eq(timer - 1), timing.eq(timer != 1)]
 
         # Sending side: one shadow element per cycle, column-major.
         post = self.o_post.payload
