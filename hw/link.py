@@ -96,7 +96,10 @@ class FrameReceiver(wiring.Component):
         kind = Signal(8)
         seq = Signal(8)
         length = Signal(16)
-        index = Signal(16)             # payload bytes received so far
+        # payload bytes received so far, and length - 1 registered with the header (no subtract
+        # in front of the PAYLOAD state's compare); a stored payload is at most max_payload
+        index = Signal(self._addr_bits)
+        last_index = Signal(self._addr_bits)
         skip = Signal(17)              # bytes left to skip of an oversized frame
         crc = Signal(16)
         crc_lo = Signal(8)
@@ -145,6 +148,7 @@ class FrameReceiver(wiring.Component):
                             window.eq(0), fill.eq(0),
                             kind.eq(candidate[8:16]), seq.eq(candidate[16:24]),
                             length.eq(new_length), index.eq(0), crc.eq(CRC16_INIT),
+                            last_index.eq(new_length - 1),
                             skip.eq(new_length + protocol.TRAILER_BYTES),
                         ]
                         with m.If(new_length > cfg.max_payload):
@@ -160,7 +164,7 @@ class FrameReceiver(wiring.Component):
                     m.next = "HUNT"
                 with m.Elif(took):
                     m.d.sync += [index.eq(index + 1), crc.eq(crc16_update(crc, byte))]
-                    with m.If(index == length - 1):
+                    with m.If(index == last_index):
                         m.next = "CRC_LO"
             with m.State("CRC_LO"):
                 m.d.comb += [self.i.ready.eq(1), active.eq(1)]
