@@ -130,14 +130,15 @@ class OnnxRequant(wiring.Component):
     """
 
     #: Enabled cycles from operands to :attr:`result` with ``cycles == 1`` (instances: see
-    #: :attr:`latency` of the instance, 5 with the iterative multiplier).
+    #: :attr:`latency` of the instance, the same with the iterative multiplier).
     latency = 6
 
-    #: Stages left without their output register when the multiplier is iterative: a unit that
-    #: takes ``cycles`` cycles per element gains nothing from them. Stage 1 stays registered:
-    #: without it the magnitude's negation and the normaliser's shifter were one 57 ns path on
-    #: the iCEBreaker (17.5 MHz against its 30 MHz target).
-    _ITERATIVE_COMBINATIONAL = (4,)
+    #: Stages left without their output register when the multiplier is iterative (a unit that
+    #: takes ``cycles`` cycles per element gains no throughput from them). None: leaving stage
+    #: 1 combinational put the negation and the normaliser's shifter into one 57 ns path on the
+    #: iCEBreaker, stage 4 the product sum and the stage-5 rounding into one 51 ns path (18.9 and
+    #: 19.4 MHz against its 30 MHz target; 22.6 MHz with both registered, ~95 logic cells more).
+    _ITERATIVE_COMBINATIONAL = ()
 
     def __init__(self, cycles=1, *, acc_bits=32, result_bits=REQUANT_BITS):
         if isinstance(cycles, bool) or not isinstance(cycles, int) \
