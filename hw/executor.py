@@ -133,6 +133,9 @@ class Executor(wiring.Component):
         # -- frame-buffer byte reader: `byte` is the payload byte at offset `pos` -----------
         pos = Signal(n_bytes)
         rest = Signal(n_bytes)  # length - pos, kept as a register (no subtract in the decisions)
+        # rest == 0 and rest < INSN_BYTES, kept as registers too: the decision to take the
+        # next instruction drives the frame buffer's read enable (a timing path on the ECP5)
+        rest_zero, rest_short = Signal(init=1), Signal(init=1)
         byte = self.buf_rd_data
         take = Signal()        # consume `byte`; the next one is presented next cycle
         seek = Signal()        # present offset 0 next cycle
@@ -141,9 +144,11 @@ class Executor(wiring.Component):
             self.buf_rd_addr.eq(Mux(seek, 0, pos + 1)),
         ]
         with m.If(seek):
-            m.d.sync += [pos.eq(0), rest.eq(length)]
+            m.d.sync += [pos.eq(0), rest.eq(length), rest_zero.eq(length == 0),
+                         rest_short.eq(length < isa.INSN_BYTES)]
         with m.Elif(take):
-            m.d.sync += [pos.eq(pos + 1), rest.eq(rest - 1)]
+            m.d.sync += [pos.eq(pos + 1), rest.eq(rest - 1), rest_zero.eq(rest == 1),
+                         rest_short.eq((rest != 0) & (rest <= isa.INSN_BYTES))]
 
         # -- instruction register and decode --------------------------------------------------
         insn = Signal(isa.INSN_BYTES * 8)
@@ -274,10 +279,10 @@ class Executor(wiring.Component):
 
         def next_instruction():
             """Start the instruction at offset ``pos``, or end the program."""
-            with m.If(rest == 0):
+            with m.If(rest_zero):
                 m.d.sync += status.eq(Status.OK)
                 m.next = "FINISH"
-            with m.Elif(rest < isa.INSN_BYTES):
+            with m.Elif(rest_short):
                 record_error(Status.TRUNCATED, pos, byte[0:4])
             with m.Else():
                 m.d.comb += take.eq(1)
