@@ -379,9 +379,13 @@ class OnnxRequant(wiring.Component):
         step = Signal(range(cycles))
         partial = Signal(48)
         last = step == cycles - 1
-        index = Signal(range(cycles))     # the digit used in this step
-        m.d.comb += index.eq(cycles - 1 - step)
-        digit = padded.word_select(index, digit_bits)
+        # The digit used in this step: the top one of mm in step 0, then the top one of a copy
+        # of mm shifted by a digit per step (no digit-select multiplexer before the adder).
+        rest = Signal(digit_bits * cycles)
+        top = digit_bits * (cycles - 1)
+        digit = Mux(step == 0, padded[top:], rest[top:])
+        with m.If(valid & ~last):
+            m.d.sync += rest.eq(Mux(step == 0, padded, rest) << digit_bits)
         previous = Mux(step == 0, 0, partial)
         # hi * digit as explicit shift-and-add (d AND rows): logic by construction, so a
         # small part never spends a hardware multiplier on it.
