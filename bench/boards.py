@@ -91,6 +91,15 @@ def _cell(report, resource):
     return f"{used} / {available} ({100 * used / available:.0f} %)" if available else str(used)
 
 
+def _lut_cell(report):
+    # On the iCE40 a logic cell holds one LUT4 and one flip-flop, and the part's limit is the
+    # cells (nextpnr's ICESTORM_LC), which the LUT4 count alone understates.
+    used, available = report.used("logic")
+    cells = f"; {used} / {available} logic cells ({100 * used / available:.0f} %)" \
+        if used is not None and available else ""
+    return _cell(report, "lut4") + cells
+
+
 def _table(reports):
     head = ("| board | design | array (MACs/cycle) | target | Fmax | timing | LUT4 | FF | DSP | "
             "BRAM | SPRAM | tools ran |")
@@ -102,7 +111,7 @@ def _table(reports):
         rows.append(
             f"| {r.board} ({r.device}) | {r.design} | {array} | {r.target_mhz:g} MHz | "
             f"{r.fmax_design_mhz:.1f} MHz | {'met' if r.timing_met else '**not met**'} | "
-            f"{_cell(r, 'lut4')} | {_cell(r, 'ff')} | {_cell(r, 'dsp')} | {_cell(r, 'bram')} | "
+            f"{_lut_cell(r)} | {_cell(r, 'ff')} | {_cell(r, 'dsp')} | {_cell(r, 'bram')} | "
             f"{_cell(r, 'spram')} | {r.elapsed_s:.0f} s |")
     return "\n".join(rows)
 
