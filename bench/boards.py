@@ -176,8 +176,8 @@ whose `ice40_dsp` pass would rewrite them); every other multiplication (the requ
 mantissa product, address arithmetic) is turned into logic by Yosys `booth`. The preset builds
 requant mode `onnx` only (the 32×32 product of mode `tflite` costs about 2500 LUT4 as logic),
 with a one-bit-per-cycle mantissa multiplier (`requant_cycles=24`) and no activation LUT
-(`lut=False`), to fit the part's 5280 logic cells. On the ECP5 each MAC is one MULT18X18D and the requant products take a few
-more (the pre-build check counts four per mode).
+(`lut=False`), to fit the part's 5280 logic cells. On the ECP5 each MAC is one MULT18X18D
+and the requant products take a few more (the pre-build check counts four per mode).
 
 ## Measured results
 
