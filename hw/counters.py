@@ -57,18 +57,15 @@ class PerfCounters(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        increments = {
-            "cycles": 1,
-            "compute_cycles": self.ev_compute,
-            "macs": self.ev_macs,
-            "stall_cycles": self.ev_stall,
-            "rx_bytes": self.ev_rx,
-            "tx_bytes": self.ev_tx,
-        }
+        # A one-bit event is its counter's enable, not an addend: added, it would ripple through
+        # the whole carry chain, and the events come late in the cycle (ECP5 timing).
+        enables = {"cycles": 1, "compute_cycles": self.ev_compute, "macs": 1,
+                   "stall_cycles": self.ev_stall, "rx_bytes": self.ev_rx, "tx_bytes": self.ev_tx}
+        amounts = {"macs": self.ev_macs}
         for name in protocol.COUNTER_NAMES:
             value = self.counter(name)
             with m.If(self.clear):
                 m.d.sync += value.eq(0)
-            with m.Else():
-                m.d.sync += value.eq(value + increments[name])
+            with m.Elif(enables[name]):
+                m.d.sync += value.eq(value + amounts.get(name, 1))
         return m

@@ -260,6 +260,11 @@ class Executor(wiring.Component):
         resp_act = Signal()              # the payload is ACT entries
         act_addr = Signal(n_act)
         entry_left = Signal(range(entry_bytes + 1))
+        # The ACT entry being sent, loaded from the read port with nothing in front of it (the
+        # block RAM's late output crosses the die to here: no response multiplexer on the way),
+        # and sent by indexing its bytes.
+        entry = Signal(8 * entry_bytes)
+        entry_byte = Signal(range(max(entry_bytes, 2)))
         id_record = int.from_bytes(protocol.encode_id(cfg), "little")
         counters = Cat(*(Cat(self.counters[i], C(0, 8 * counter_bytes - cfg.counter_bits))
                          for i in range(len(protocol.COUNTER_NAMES))))
@@ -462,16 +467,18 @@ class Executor(wiring.Component):
                 m.d.comb += [self.rd_en.eq(1), self.rd_addr.eq(act_addr)]
                 m.next = "ACT_LATCH"
             with m.State("ACT_LATCH"):
-                m.d.sync += [vec.eq(self.rd_data), act_addr.eq(act_addr + 1),
+                m.d.sync += [entry.eq(self.rd_data), entry_byte.eq(0), act_addr.eq(act_addr + 1),
                              entry_left.eq(entry_bytes)]
                 m.next = "SEND"
             with m.State("SEND"):
                 pad = resp_counters & (pad_phase >= counter_bytes)   # a u64's zero byte
                 m.d.comb += [self.o_payload.valid.eq(1),
-                             self.o_payload.payload.eq(Mux(pad, 0, vec[0:8]))]
+                             self.o_payload.payload.eq(
+                                 Mux(resp_act, entry.word_select(entry_byte, 8),
+                                     Mux(pad, 0, vec[0:8])))]
                 with m.If(self.o_payload.ready):
                     m.d.sync += [resp_left.eq(resp_left - 1), entry_left.eq(entry_left - 1),
-                                 pad_phase.eq(pad_phase + 1)]
+                                 entry_byte.eq(entry_byte + 1), pad_phase.eq(pad_phase + 1)]
                     with m.If(~pad):
                         m.d.sync += vec.eq(vec[8:])
                     with m.If(resp_left == 1):
