@@ -91,3 +91,13 @@ def test_points_without_a_bitstream_are_never_on_the_front():
                {"accuracy": 0.90, "latency_cycles": 50, "status": "ok"},
                {"accuracy": 0.90, "latency_cycles": 60, "status": None}]
     assert pareto_front(records, EMULATOR_OBJECTIVES) == [2]
+
+
+def test_wide_latency_and_lut_axes_are_logarithmic():
+    from tessera.explore.plots import _log_if_wide
+    scales = []
+    _log_if_wide(scales.append, "latency_us", [10.0, 500.0])     # spans 50x: log
+    _log_if_wide(scales.append, "lut4", [3300, 5900])            # spans 1.8x: linear
+    _log_if_wide(scales.append, "accuracy", [0.01, 0.97])        # accuracy stays linear
+    _log_if_wide(scales.append, "latency_us", [])                # nothing to plot
+    assert scales == ["log"]

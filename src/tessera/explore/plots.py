@@ -1,7 +1,8 @@
 """PNG plots of a sweep (matplotlib, imported only here; ``pip install 'tessera[explore]'``).
 
 Three scatter plots of the objective pairs — accuracy vs latency, accuracy vs LUTs, latency vs
-LUTs — with the Pareto front highlighted and each point labelled with its array shape. Points
+LUTs — with the Pareto front highlighted and each point labelled with its array shape and width;
+a latency or LUT axis spanning more than a factor of ten is logarithmic. Points
 without a bitstream (does not fit) have no LUT count or Fmax and are left out of the plots that
 need them. A sweep without builds plots accuracy vs latency in cycles only.
 """
@@ -35,6 +36,17 @@ def _pyplot():
     return plt
 
 
+#: A latency or LUT axis whose values span more than this factor is drawn on a log scale.
+_LOG_SPAN = 10
+
+
+def _log_if_wide(set_scale, field, values):
+    """Draw a latency or LUT axis on a log scale when its values span more than _LOG_SPAN."""
+    if field != "accuracy" and values and min(values) > 0 and \
+            max(values) > _LOG_SPAN * min(values):
+        set_scale("log")
+
+
 def _label(record):
     return f"{record['config']['rows']}x{record['config']['cols']}"
 
@@ -61,6 +73,8 @@ def write_plots(records, out_dir):
         for r in points:
             ax.annotate(f"{_label(r)} int{r['point']['bits']}", (r[xf], r[yf]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
+        _log_if_wide(ax.set_xscale, xf, [r[xf] for r in points])
+        _log_if_wide(ax.set_yscale, yf, [r[yf] for r in points])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
