@@ -18,16 +18,7 @@ from tessera.spec.config import operand_range, pack_operands, unpack_operands
 from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES, GEMM_OVERHEAD_CYCLES
 
 __all__ = ["Command", "CoreBench", "Scenario", "entries_from",
-           "entry_values", "model_timeline", "run_core", "wrap_acc"]
-
-
-def wrap_acc(values, acc_bits):
-    """Wrap integers to ``acc_bits`` two's complement (the accumulator + bias adder)."""
-    values = np.asarray(values, dtype=np.int64)
-    if acc_bits == 32:
-        return numerics.wrap_int32(values)
-    half = 1 << (acc_bits - 1)
-    return ((values + half) & ((1 << acc_bits) - 1)) - half
+           "entry_values", "model_timeline", "run_core"]
 
 
 @dataclass(frozen=True)
@@ -216,7 +207,7 @@ class Scenario:
             if tie:
                 half = (self.rng.integers(-3, 3, n_cols) + 0.5) / self._scale(cols)
                 self.bias[cols] = half.astype(np.int64) - self.acc[0, :n_cols]
-            acc = wrap_acc(self.acc[:, :n_cols] + self.bias[cols], config.acc_bits)
+            acc = numerics.wrap_signed(self.acc[:, :n_cols] + self.bias[cols], config.acc_bits)
             scaled = acc[:m_rows] * self._scale(cols)       # exact for power-of-two scales
             self.ties += int(np.sum(scaled - np.floor(scaled) == 0.5))
             y = numerics.postprocess(acc, self.multiplier[cols], self.shift[cols],

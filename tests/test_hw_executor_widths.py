@@ -10,7 +10,6 @@ the output range are refused (``BAD_FIELD``) and the reset post state clamps to 
 
 import numpy as np
 import pytest
-from hw_core_helpers import wrap_acc
 from hw_exec_helpers import exact_counters, parse, run_emulator, run_rtl
 
 from tessera import numerics
@@ -99,9 +98,9 @@ def test_programs_at_widths(name):
                        Gemm(a_addr=0, w_addr=0, k=k, out_addr=out, param_addr=1,
                             m_rows=rows, n_cols=cols, clear=True, drain=True),
                        Sync(), Store(out, cols))
-        acc = x.astype(np.int64).T @ w.astype(np.int64)
-        y = numerics.postprocess(wrap_acc(acc + bias, config.acc_bits), multiplier, shift,
-                                 mode=mode, zero_point=zp, lo=lo, hi=hi,
+        acc = numerics.wrap_signed(x.astype(np.int64).T @ w.astype(np.int64) + bias,
+                                   config.acc_bits)
+        y = numerics.postprocess(acc, multiplier, shift, mode=mode, zero_point=zp, lo=lo, hi=hi,
                                  bits=config.output_bits, acc_bits=config.acc_bits)
         requests.append(encode_frame(Kind.EXEC, seq, program))
         expected[len(requests) - 1] = b"".join(pack_operands(col, config.output_bits)

@@ -16,6 +16,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
+from tessera import numerics
 from tessera.hw.array import MacArray
 from tessera.hw.mac_ice40 import Ice40Macs, ice40_macs_fit, is_ice40, sb_mac16_sim_model
 from tessera.sim.runner import SimulatorUnavailable, available_simulators, prepare_environment
@@ -23,11 +24,6 @@ from tessera.spec import AcceleratorConfig
 from tessera.spec.config import operand_range
 
 ACC_BITS = 32
-
-
-def wrap(values, bits=ACC_BITS):
-    values = np.asarray(values, dtype=np.int64)
-    return (values + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
 
 
 def pack(values, bits):
@@ -138,7 +134,7 @@ def reference_acc(stream, rows, cols, bits=ACC_BITS):
         if restart:
             new_acc = np.zeros_like(acc)
         elif product_step:
-            new_acc = acc + product if bits is None else wrap(acc + product, bits)
+            new_acc = acc + product if bits is None else numerics.wrap_signed(acc + product, bits)
         else:
             new_acc = acc
         product, acc = np.outer(a_reg, w_reg), new_acc
@@ -202,7 +198,8 @@ def array_schedule(rng, config, tiles):
         if extreme:
             A[:], W[:] = a_lo, w_lo
         A[0, 0], W[0, 0] = a_lo, w_lo
-        acc = wrap((0 if clear else acc) + A.T.astype(np.int64) @ W.astype(np.int64))
+        product = A.T.astype(np.int64) @ W.astype(np.int64)
+        acc = numerics.wrap_signed((0 if clear else acc) + product, ACC_BITS)
         t = max(t, shadow_free - steps - 2)        # the load waits for the previous read-out
         for i in range(steps):
             at(t + i).update(a=pack(A[i], config.input_bits), w=pack(W[i], config.weight_bits),

@@ -10,7 +10,6 @@ from tessera.hw import postproc
 from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor, postproc_layouts
 from tessera.spec.config import operand_range
 
-from hw_core_helpers import wrap_acc
 from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle_wide, onnx_vectors,
                                 onnx_vectors48, tflite_oracle, tflite_vectors)
 
@@ -39,7 +38,7 @@ def _elements(rng, config, n):
         # Split a into acc + bias; sometimes through a wrap of the sum (at acc_bits).
         bias = int(rng.integers(INT32_MIN, INT32_MAX + 1)) if rng.random() < 0.5 else \
             int(rng.integers(-1000, 1000))
-        acc = int(wrap_acc(int(a_pool[j]) - bias, config.acc_bits))
+        acc = int(numerics.wrap_signed(int(a_pool[j]) - bias, config.acc_bits))
         zero_point = int(rng.choice([qmin, qmax, 0, int(rng.integers(qmin, qmax + 1))]))
         kind = rng.integers(3)
         if kind == 0:
@@ -61,7 +60,7 @@ def _expected(elements, table, bits=8, acc_bits=32):
     """Per-element ``numerics.postprocess`` and, independently, the test oracles."""
     out_numerics, out_oracle = [], []
     for el in elements:
-        a = int(wrap_acc(el["acc"] + el["bias"], acc_bits))
+        a = int(numerics.wrap_signed(el["acc"] + el["bias"], acc_bits))
         mode = "tflite" if el["mode"] else "onnx"
         lut = table if el["lut"] else None
         got = numerics.postprocess(

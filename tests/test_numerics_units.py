@@ -45,6 +45,16 @@ def test_shift_left_wraps_like_int32():
     np.testing.assert_array_equal(tn.shift_left_int32([(1 << 29) + 1], 2), [I32_MIN + 4])
 
 
+@pytest.mark.parametrize("bits", [4, 32, 48])
+def test_wrap_signed_is_twos_complement(bits):
+    half = 1 << (bits - 1)
+    values = [half - 1, half, -half, -half - 1, 3 * half + 5, -(1 << 62), 0, -1]
+    want = [((v + half) % (2 * half)) - half for v in values]      # Python's exact integers
+    np.testing.assert_array_equal(tn.wrap_signed(values, bits), want)
+    if bits == 32:
+        np.testing.assert_array_equal(tn.wrap_int32(values), want)
+
+
 def test_quantize_multiplier_edges():
     m0, e = tn.quantize_multiplier([1 - 2 ** -33, 2 ** -33, 2 ** -32, 0.75, 1.0])
     np.testing.assert_array_equal(m0, [1 << 30, 0, 1 << 30, 3 << 29, 1 << 30])

@@ -20,7 +20,7 @@ from ..spec import OPERAND_BITS, isa, operand_range
 from .packing import check_operand_block, operand_dtype
 
 __all__ = ["HardwareLayer", "hardware_layer", "lower_layer", "lower_model",
-           "check_supported", "check_widths", "wrap_accumulator", "PARAM_DTYPE"]
+           "check_supported", "check_widths", "PARAM_DTYPE"]
 
 #: NumPy view of one PARAM entry (``isa.PARAM_LAYOUT``: bias s32, multiplier u32, shift s8, LE).
 PARAM_DTYPE = np.dtype([("bias", "<i4"), ("multiplier", "<u4"), ("shift", "i1")])
@@ -103,16 +103,10 @@ class HardwareLayer:
         ``x_q`` and the result are ``input_bits``-wide operands (int8 up to 8 bits, else int16).
         """
         acc = numerics.integer_matmul(x_q, self.weight) + self.bias.astype(np.int64)
-        acc = wrap_accumulator(acc, self.acc_bits)  # the drain adds the bias modulo 2**acc_bits
+        acc = numerics.wrap_signed(acc, self.acc_bits)  # the drain adds the bias modulo 2**acc_bits
         return numerics.postprocess(acc, self.multiplier, self.shift, mode=self.mode,
                                     zero_point=self.zero_point, lo=self.lo, hi=self.hi,
                                     lut=self.lut, bits=self.input_bits, acc_bits=self.acc_bits)
-
-
-def wrap_accumulator(values, acc_bits) -> np.ndarray:
-    """Return int64 ``values`` wrapped to ``acc_bits``-wide two's complement (the hardware)."""
-    half = np.int64(1) << np.int64(acc_bits - 1)
-    return (np.asarray(values, dtype=np.int64) + half) % (2 * half) - half
 
 
 def _check_overflow(name, weight, bias, input_bits, weight_bits, acc_bits):

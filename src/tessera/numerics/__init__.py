@@ -11,7 +11,8 @@ from .matmul import accumulator_bound, fold_input_zero_point, integer_matmul
 from .multipliers import onnx_multiplier, quantize_multiplier, requant_multipliers
 from .requant import ACTIVATIONS, activation_bounds, postprocess, requantize
 from .rounding import (INT32_MAX, INT32_MIN, float32_bits, float32_from_bits, rdbpot,
-                       round_half_away, round_half_even, shift_left_int32, srdhm, wrap_int32)
+                       round_half_away, round_half_even, shift_left_int32, srdhm, wrap_int32,
+                       wrap_signed)
 from .tensor import dequantize_tensor, make_lut, quantize_tensor
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     # float <-> int8
     "quantize_tensor", "dequantize_tensor", "make_lut",
     # rounding primitives
-    "round_half_away", "round_half_even", "srdhm", "rdbpot", "wrap_int32", "shift_left_int32",
+    "round_half_away", "round_half_even", "srdhm", "rdbpot", "wrap_int32", "wrap_signed",
+    "shift_left_int32",
     "float32_bits", "float32_from_bits", "INT32_MIN", "INT32_MAX",
 ]

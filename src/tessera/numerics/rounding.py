@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "INT32_MIN", "INT32_MAX",
-    "round_half_away", "round_half_even", "wrap_int32", "shift_left_int32",
+    "round_half_away", "round_half_even", "wrap_int32", "wrap_signed", "shift_left_int32",
     "srdhm", "rdbpot", "float32_bits", "float32_from_bits",
 ]
 
@@ -63,8 +63,26 @@ def wrap_int32(x):
     numpy.ndarray of int64
         ``x`` reduced modulo 2^32 into ``[-2^31, 2^31)``.
     """
-    x = np.asarray(x, dtype=np.int64)
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    return wrap_signed(x, 32)
+
+
+def wrap_signed(x, bits):
+    """Wrap integers to ``bits``-wide two's complement (an accumulator of ``bits`` bits).
+
+    Parameters
+    ----------
+    x : array_like of int
+        Values within the int64 range.
+    bits : int
+        Width, 2 to 63.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``x`` reduced modulo ``2**bits`` into ``[-2**(bits-1), 2**(bits-1))``.
+    """
+    half = np.int64(1) << np.int64(bits - 1)
+    return ((np.asarray(x, dtype=np.int64) + half) & (2 * half - 1)) - half
 
 
 def shift_left_int32(x, e):

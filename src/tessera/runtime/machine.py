@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tessera import numerics
-from tessera.compiler.lowering import wrap_accumulator
 from tessera.compiler.packing import operand_dtype, pack_entries, unpack_entries
 from tessera.spec import PARAM_ENTRY_BYTES, isa, operand_range
 from tessera.spec.isa import Buffer, Mode, Opcode
@@ -195,15 +194,16 @@ class Machine:
         a = self.act[f["a_addr"]:f["a_addr"] + k]
         w = self.wgt[f["w_addr"]:f["w_addr"] + k]
         product = numerics.integer_matmul(np.ascontiguousarray(a.T), w)
-        self.acc = wrap_accumulator(product if f["clear"] else self.acc + product, cfg.acc_bits)
+        self.acc = numerics.wrap_signed(product if f["clear"] else self.acc + product,
+                                        cfg.acc_bits)
         if drain:
             self._drain(pos, f["out_addr"], f["param_addr"], m_rows, n_cols)
 
     def _drain(self, pos, out_addr, param_addr, m_rows, n_cols):
         post = self.post
         params = self.param[param_addr:param_addr + n_cols]
-        acc = wrap_accumulator(self.acc[:m_rows, :n_cols] + params["bias"].astype(np.int64),
-                               self.config.acc_bits)
+        acc = numerics.wrap_signed(
+            self.acc[:m_rows, :n_cols] + params["bias"].astype(np.int64), self.config.acc_bits)
         mode = post.mode.label
         if not self.config.supports(mode):
             raise ParameterError(
