@@ -34,9 +34,9 @@ with a clock enable and a synchronous reset each), written from Lattice's ECP5 s
 guide (FPGA-TN-02205), for simulating the generated array.
 """
 
-from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, signed
+from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, Value, signed
 
-__all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "is_ecp5"]
+__all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "is_ecp5", "registered_product"]
 
 #: Port width of the MULT18X18D operands.
 PORT_BITS = 18
@@ -50,11 +50,12 @@ def is_ecp5(platform):
     return platform is not None and getattr(platform, "family", None) == "ecp5"
 
 
-def _mult18x18d(a18, b18, product, zero):
+def _mult18x18d(a18, b18, product, zero, ce=1):
     """Return a MULT18X18D computing ``product <= a18 * b18`` two clocks later, 0 when ``zero``.
 
-    A and B go through the input registers (``CE0``, never reset), the product through the
-    output register, synchronously reset by ``RST1 = zero`` in the cycle it is loaded.
+    A and B go through the input registers (``CE0 = ce``, never reset), the product through
+    the output register (also enabled by ``ce``), synchronously reset by ``RST1 = zero`` in the
+    cycle it is loaded.
     """
     ports = {f"i_A{i}": a18[i] for i in range(PORT_BITS)}
     ports.update({f"i_B{i}": b18[i] for i in range(PORT_BITS)})
@@ -69,8 +70,39 @@ def _mult18x18d(a18, b18, product, zero):
         p_GSR="DISABLED", p_RESETMODE="SYNC", p_MULT_BYPASS="DISABLED",
         p_SOURCEB_MODE="B_SHIFT", p_CAS_MATCH_REG="FALSE",
         i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-        i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0, i_RST1=zero,
+        i_CLK0=ClockSignal("sync"), i_CE0=ce, i_RST0=0, i_RST1=zero,
         **ports)
+
+
+def registered_product(m, name, a, b, en):
+    """Return ``a * b`` through a MULT18X18D's input and output registers, both enabled by ``en``.
+
+    The same as ``a_q <= a``, ``b_q <= b``, ``p <= a_q * b_q`` (each in a cycle with ``en``)
+    with fabric registers, returning ``p``: two registers of latency, the block's own, so
+    nothing but the multiplier lies between them and no route into or out of the block shares
+    a cycle with it. ``a`` and ``b`` are values of at most 18 bits signed or 17 bits unsigned
+    (they are extended to the signed 18-bit ports); the result has ``len(a) + len(b)`` bits,
+    signed if either operand is.
+    """
+    a, b = Value.cast(a), Value.cast(b)
+    operands = []
+    for label, value in (("a", a), ("b", b)):
+        shape = value.shape()
+        limit = PORT_BITS if shape.signed else PORT_BITS - 1
+        if shape.width > limit:
+            raise ValueError(f"{name}: operand {label} of {shape.width} "
+                             f"{'signed' if shape.signed else 'unsigned'} bits does not fit "
+                             f"a MULT18X18D port ({PORT_BITS} bits signed, "
+                             f"{PORT_BITS - 1} unsigned); split the product")
+        port = Signal(signed(PORT_BITS), name=f"{name}_{label}18")
+        m.d.comb += port.eq(value)   # sign- or zero-extended to the port
+        operands.append(port)
+    width = len(a) + len(b)
+    full = Signal(2 * PORT_BITS, name=f"{name}_p36")
+    m.submodules[f"{name}_mult"] = _mult18x18d(*operands, full, 0, ce=en)
+    result = Signal(signed(width) if a.shape().signed or b.shape().signed else width, name=name)
+    m.d.comb += result.eq(full[:width])
+    return result
 
 
 def elaborate_mac_array(array, platform):

@@ -30,6 +30,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .mac_ecp5 import is_ecp5, registered_product
 from .requant_onnx import MANTISSA_BITS, REQUANT_BITS
 
 __all__ = ["TfliteRequant"]
@@ -117,13 +118,31 @@ class TfliteRequant(wiring.Component):
         s2_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s2_ll.eq(xl * ml),
-                s2_hh.eq(xh * mh),
-                s2_hl.eq(xh * ml),
-                s2_lh.eq(xl * mh),
                 s2_overflow.eq((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN)),
                 s2_right.eq(s1_right),
             ]
+        if is_ecp5(platform):
+            # MULT18X18D blocks whose input registers take the stage-1 operands and whose
+            # output registers are the stage-2 products: no route into or out of a block shares
+            # a cycle with the multiply (on the LFE5U-85F an inferred, unregistered block
+            # between fabric registers took 13.7 ns).
+            x_next, m_next = shifted, self.multiplier.as_signed()
+            xl_next, xh_next = x_next[:16], x_next[16:].as_signed()
+            ml_next, mh_next = m_next[:16], m_next[16:].as_signed()
+            m.d.comb += [
+                s2_ll.eq(registered_product(m, "mul_ll", xl_next, ml_next, en)),
+                s2_hh.eq(registered_product(m, "mul_hh", xh_next, mh_next, en)),
+                s2_hl.eq(registered_product(m, "mul_hl", xh_next, ml_next, en)),
+                s2_lh.eq(registered_product(m, "mul_lh", xl_next, mh_next, en)),
+            ]
+        else:
+            with m.If(en):
+                m.d.sync += [
+                    s2_ll.eq(xl * ml),
+                    s2_hh.eq(xh * mh),
+                    s2_hl.eq(xh * ml),
+                    s2_lh.eq(xl * mh),
+                ]
 
         # ---- stage 3: SRDHM = floor((p + 2^30) / 2^31) (see the module docstring) ---------
         # The nudge 2^30 is one more operand of the partial-product sum.

@@ -1,0 +1,143 @@
+"""The requant units on ECP5 (registered MULT18X18D partial products) against the generic ones.
+
+Each unit elaborated for an ECP5 platform and the generic one (platform ``None``) run side by
+side on Icarus, the blocks by :data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same
+inputs every cycle and a pipeline enable that is low in about a quarter of the cycles: their
+results must be equal in every cycle, and the results of the enabled cycles must equal the
+float32 / integer oracles of ``tests/hw_requant_vectors.py`` on its discriminating vectors.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from amaranth import Module, Signal, signed
+from amaranth.back import verilog
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from hw_requant_vectors import onnx_oracle, onnx_vectors, tflite_oracle, tflite_vectors
+from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL, registered_product
+from tessera.hw.requant_onnx import OnnxRequant
+from tessera.hw.requant_tflite import TfliteRequant
+
+pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
+                                reason="Icarus Verilog (apt install iverilog) is not installed")
+
+
+def _simulate(make_unit, ports, columns, tmp_path):
+    """Run the ECP5 and the generic unit on ``columns``; return (ecp5, generic) per cycle.
+
+    ``ports`` are ``(name, bits)`` of the unit's inputs, MSB first in each stimulus word;
+    ``columns`` maps each name to one value per cycle.
+    """
+    sources = {
+        "ecp5.v": verilog.convert(make_unit(), name="ecp5_unit", platform=ULX3S_85F_Platform()),
+        "generic.v": verilog.convert(make_unit(), name="generic_unit"),
+        "mult18x18d.v": MULT18X18D_SIM_MODEL,
+    }
+    assert sources["ecp5.v"].count("MULT18X18D ") == 4
+    assert "MULT18X18D" not in sources["generic.v"]
+    count = len(columns[ports[0][0]])
+    width = sum(bits for _, bits in ports)
+    words = []
+    for i in range(count):
+        word = 0
+        for name, bits in ports:
+            word = (word << bits) | (int(columns[name][i]) & ((1 << bits) - 1))
+        words.append(f"{word:x}")
+    connect, top = [], width
+    for name, bits in ports:
+        connect.append(f".{name}(cur[{top - 1}:{top - bits}])")
+        top -= bits
+    instance = f"(.clk(clk), .rst(rst), {', '.join(connect)}"
+    sources["tb.v"] = f"""`timescale 1ns/1ps
+module tb;
+    reg [{width - 1}:0] stim [0:{count - 1}];
+    reg [{width - 1}:0] cur = 0;
+    reg clk = 0, rst = 1;
+    wire signed [15:0] result_ecp5, result_generic;
+    ecp5_unit ecp5 {instance}, .result(result_ecp5));
+    generic_unit generic {instance}, .result(result_generic));
+    integer i;
+    always #5 clk = ~clk;
+    initial begin
+        $readmemh("stimulus.hex", stim);
+        @(posedge clk); @(posedge clk);
+        #1 rst = 0;
+        for (i = 0; i < {count}; i = i + 1) begin
+            cur = stim[i];
+            @(posedge clk);
+            #1 $display("%0d %0d %0d", i, result_ecp5, result_generic);
+        end
+        $finish;
+    end
+endmodule
+"""
+    for name, text in sources.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "stimulus.hex").write_text("\n".join(words) + "\n")
+    subprocess.run(["iverilog", "-g2005", "-o", "sim.vvp", *sources], cwd=tmp_path,
+                   check=True, capture_output=True, text=True)
+    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True)
+    lines = [line.split() for line in run.stdout.splitlines() if line[:1].isdigit()]
+    assert len(lines) == count, run.stdout[-2000:]
+    return np.array([(int(e), int(g)) for _, e, g in lines]).T
+
+
+def _stall(rng, inputs, latency):
+    """Spread ``inputs`` over cycles with ``en`` low in ~25% of them; flush with ``latency``."""
+    count = len(next(iter(inputs.values())))
+    en = []
+    while sum(en) < count + latency:
+        en.append(int(rng.random() >= 0.25))
+    en = np.array(en)
+    index = np.cumsum(en) - 1                       # the element an enabled cycle presents
+    columns = {"en": en}
+    for name, values in inputs.items():
+        padded = np.concatenate([values, np.zeros(latency, dtype=values.dtype)])
+        columns[name] = padded[np.clip(index, 0, None)]
+    return columns
+
+
+def _check(ecp5, generic, en, expected, latency):
+    np.testing.assert_array_equal(ecp5, generic)
+    # After the j-th enabled edge the result belongs to the element of enabled cycle j - L + 1.
+    after_enabled = ecp5[en == 1]
+    np.testing.assert_array_equal(after_enabled[latency - 1:latency - 1 + len(expected)],
+                                  expected)
+
+
+def test_onnx_on_mult18x18d_equals_generic_and_float32(tmp_path):
+    rng = np.random.default_rng(20261129)
+    a, bits = onnx_vectors(rng, 1000)
+    columns = _stall(rng, {"a": a, "multiplier": bits}, OnnxRequant.latency)
+    columns["valid"] = np.ones_like(columns["en"])
+    ecp5, generic = _simulate(OnnxRequant, [("en", 1), ("valid", 1), ("a", 32),
+                                            ("multiplier", 32)], columns, tmp_path)
+    _check(ecp5, generic, columns["en"], onnx_oracle(a, bits), OnnxRequant.latency)
+
+
+def test_tflite_on_mult18x18d_equals_generic_and_integer_formula(tmp_path):
+    rng = np.random.default_rng(20261130)
+    a, m0, shift = tflite_vectors(rng, 1000)
+    columns = _stall(rng, {"a": a, "multiplier": m0, "shift": shift}, TfliteRequant.latency)
+    ecp5, generic = _simulate(TfliteRequant, [("en", 1), ("a", 32), ("multiplier", 32),
+                                              ("shift", 8)], columns, tmp_path)
+    _check(ecp5, generic, columns["en"], tflite_oracle(a, m0, shift), TfliteRequant.latency)
+
+
+@pytest.mark.parametrize("a_shape,message", [
+    ((19, True), r"^p: operand a of 19 signed bits does not fit a MULT18X18D port \(18 bits "
+                 r"signed, 17 unsigned\); split the product$"),
+    ((18, False), r"^p: operand a of 18 unsigned bits does not fit a MULT18X18D port \(18 bits "
+                  r"signed, 17 unsigned\); split the product$"),
+])
+def test_registered_product_rejects_wide_operands(a_shape, message):
+    width, is_signed = a_shape
+    a = Signal(signed(width) if is_signed else width)
+    m = Module()
+    m._MustUse__silence = True   # the module is only the place the product would be built in
+    with pytest.raises(ValueError, match=message):
+        registered_product(m, "p", a, Signal(8), Signal())
