@@ -12,11 +12,13 @@ import subprocess
 
 import numpy as np
 import pytest
-from amaranth import Module, Signal, signed
+from amaranth import Fragment, Module, Signal, signed
 from amaranth.back import verilog
+from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from hw_requant_vectors import onnx_oracle, onnx_vectors, tflite_oracle, tflite_vectors
+from tessera.hw.activation import Activation, clamp_bounds
 from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL, registered_product
 from tessera.hw.requant_onnx import OnnxRequant
 from tessera.hw.requant_tflite import TfliteRequant
@@ -141,3 +143,55 @@ def test_registered_product_rejects_wide_operands(a_shape, message):
     m._MustUse__silence = True   # the module is only the place the product would be built in
     with pytest.raises(ValueError, match=message):
         registered_product(m, "p", a, Signal(8), Signal())
+
+
+def _run_activation(fragment, dut, table, columns):
+    """Load ``table``, then drive ``columns`` (one value per cycle); return ``result`` per cycle."""
+    results = []
+
+    async def testbench(ctx):
+        for addr, entry in enumerate(table.view(np.uint8)):
+            ctx.set(dut.lut_wr_en, 1)
+            ctx.set(dut.lut_wr_addr, addr)
+            ctx.set(dut.lut_wr_data, int(entry))
+            await ctx.tick()
+        ctx.set(dut.lut_wr_en, 0)
+        for i in range(len(columns["en"])):
+            for name, values in columns.items():
+                ctx.set(getattr(dut, name), int(values[i]))
+            await ctx.tick()
+            results.append(ctx.get(dut.result))
+
+    sim = Simulator(fragment)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(results)
+
+
+def test_activation_lut_in_distributed_ram_equals_block_ram_and_numpy():
+    rng = np.random.default_rng(20261131)
+    n = 1500
+    value = rng.integers(-400, 400, n)
+    zero_point = rng.integers(-128, 128, n)
+    lo = rng.integers(-128, 0, n)
+    hi = rng.integers(0, 128, n)
+    use_lut = rng.integers(0, 2, n)
+    table = rng.integers(-128, 128, 256).astype(np.int8)
+    expected = np.clip(value + zero_point, lo, hi)
+    expected = np.where(use_lut == 1, table[expected + 128], expected)
+    inputs = {"value": value, "zero_point": zero_point, "hi": hi, "use_lut": use_lut}
+    for name in ("lo_bound", "hi_bound", "lo_value"):
+        inputs[name] = np.array([clamp_bounds(int(z), int(a), int(b))[name]
+                                 for z, a, b in zip(zero_point, lo, hi)])
+    columns = _stall(rng, inputs, Activation.latency)
+
+    ecp5_dut, generic_dut = Activation(lut=True), Activation(lut=True)
+    ecp5_fragment = Fragment.get(ecp5_dut, ULX3S_85F_Platform())
+    # The ECP5 table is read asynchronously (distributed RAM), the generic one synchronously.
+    for fragment, domain in ((ecp5_fragment, "comb"), (Fragment.get(generic_dut, None), "sync")):
+        (table_fragment, name, _), = fragment.subfragments
+        assert name == "lut" and [port._domain for port in table_fragment._read_ports] == [domain]
+    ecp5 = _run_activation(ecp5_fragment, ecp5_dut, table, columns)
+    generic = _run_activation(generic_dut, generic_dut, table, columns)
+    _check(ecp5, generic, columns["en"], expected, Activation.latency)
