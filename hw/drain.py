@@ -105,13 +105,16 @@ class Drain(wiring.Component):
                                           # executor's decisions through the core's `idle`
         active = Signal()                 # elements left to send
         row = Signal(range(max(rows, 2)))
-        col = Signal(8)
+        last_col = Signal()               # the column being sent is the last one, kept as a
+                                          # register (no n_cols - 1 compare after o_post.ready)
+        cols_left = Signal(range(max(config.cols, 2)))   # n_cols - 1 - column (n_cols <= cols)
         p_addr = Signal(16)               # PARAM address of the column being sent
         p_addr_next = Signal(16)          # p_addr + 1, kept as a register (no adder on the
                                           # PARAM read address)
         rows_left = Signal(range(max(rows, 2)))   # m_rows - 1 - row: end_of_col without a
                                                   # subtract and compare on the send path
         in_flight = Signal(range(max(2, 2 * (self._latency + 2))))
+        in_flight_nz = Signal()           # in_flight != 0, kept as a register (busy: one gate)
         out_ptr = Signal(16)
         entry = Signal(data.ArrayLayout(config.output_bits, rows))
         wr_pending = Signal()
@@ -121,7 +124,7 @@ class Drain(wiring.Component):
         receive = Signal()
         end_of_col = Signal()
         m.d.comb += [
-            self.busy.eq(timing | active | (in_flight != 0) | wr_pending),
+            self.busy.eq(timing | active | in_flight_nz | wr_pending),
             self.i_cmd.ready.eq(~self.busy),
             start.eq(self.i_cmd.valid & self.i_cmd.ready),
             send.eq(self.o_post.valid & self.o_post.ready),
@@ -171,24 +174,26 @@ class Drain(wiring.Component):
                 active.eq(1),
                 row.eq(0),
                 rows_left.eq(self.i_cmd.payload.m_rows - 1),
-                col.eq(0),
+                cols_left.eq(self.i_cmd.payload.n_cols - 1),
+                last_col.eq(self.i_cmd.payload.n_cols == 1),
                 p_addr.eq(self.i_cmd.payload.param_addr),
                 p_addr_next.eq(self.i_cmd.payload.param_addr + 1),
                 out_ptr.eq(self.i_cmd.payload.out_addr),
             ]
         with m.Elif(send):
             with m.If(end_of_col):
-                m.d.sync += [row.eq(0), rows_left.eq(cmd.m_rows - 1), col.eq(col + 1),
+                m.d.sync += [row.eq(0), rows_left.eq(cmd.m_rows - 1),
+                             cols_left.eq(cols_left - 1), last_col.eq(cols_left == 1),
                              p_addr.eq(p_addr_next), p_addr_next.eq(p_addr_next + 1)]
-                with m.If(col == cmd.n_cols - 1):
+                with m.If(last_col):
                     m.d.sync += active.eq(0)
             with m.Else():
                 m.d.sync += [row.eq(row + 1), rows_left.eq(rows_left - 1)]
 
         with m.If(send & ~receive):
-            m.d.sync += in_flight.eq(in_flight + 1)
+            m.d.sync += [in_flight.eq(in_flight + 1), in_flight_nz.eq(1)]
         with m.Elif(~send & receive):
-            m.d.sync += in_flight.eq(in_flight - 1)
+            m.d.sync += [in_flight.eq(in_flight - 1), in_flight_nz.eq(in_flight != 1)]
 
         # Collecting side: results by tag; the column's last result completes the entry.
         result = self.i_post.payload

@@ -295,6 +295,15 @@ class Executor(wiring.Component):
                              insn_left.eq(rest - isa.INSN_BYTES)]
                 m.next = "FETCH"
 
+        # An executing GEMM, POST, SYNC or NOP is done this cycle: one flat term per opcode, so
+        # that the Core's late `idle` and `o_cmd.ready` meet the decisions in the last gates
+        # (on the iCEBreaker the drain's busy -> idle -> opcode chain -> `rest` enable was the
+        # critical path).
+        proceed = Signal()
+        m.d.comb += proceed.eq(
+            Mux(decoder.opcode == Opcode.GEMM, ~wr_pending & self.o_cmd.ready,
+                Mux(decoder.opcode == Opcode.SYNC, self.core_idle & ~wr_pending, 1)))
+
         with m.FSM(name="executor") as fsm:
             with m.State("IDLE"):
                 with m.If(self.i_frame.valid & ~held):
@@ -396,24 +405,20 @@ class Executor(wiring.Component):
                         m.next = "NEXT"
                     with m.Else():
                         m.next = "LOAD"
-                with m.Elif(opcode == Opcode.GEMM):
-                    m.d.comb += self.o_cmd.valid.eq(~wr_pending)
-                    with m.If(self.o_cmd.valid & self.o_cmd.ready):
-                        next_instruction()
-                with m.Elif(opcode == Opcode.POST):
-                    m.d.sync += [post_state["mode"].eq(post.mode), post_state["lut"].eq(post.lut),
-                                 post_state["zero_point"].eq(post.zero_point),
-                                 post_state["lo"].eq(post.lo), post_state["hi"].eq(post.hi)]
-                    next_instruction()
                 with m.Elif(opcode == Opcode.STORE):
                     m.d.sync += [store_valid.eq(1), store_addr.eq(store.addr),
                                  store_count.eq(store.count), status.eq(Status.OK)]
                     m.next = "FINISH"
-                with m.Elif(opcode == Opcode.SYNC):
-                    with m.If(self.core_idle & ~wr_pending):
+                with m.Else():   # GEMM, POST, SYNC, NOP: the next instruction once `proceed`
+                    with m.If(opcode == Opcode.GEMM):
+                        m.d.comb += self.o_cmd.valid.eq(~wr_pending)
+                    with m.If(opcode == Opcode.POST):
+                        m.d.sync += [post_state["mode"].eq(post.mode),
+                                     post_state["lut"].eq(post.lut),
+                                     post_state["zero_point"].eq(post.zero_point),
+                                     post_state["lo"].eq(post.lo), post_state["hi"].eq(post.hi)]
+                    with m.If(proceed):
                         next_instruction()
-                with m.Else():   # NOP
-                    next_instruction()
             with m.State("LOAD"):
                 with m.If(gather_byte(ld_index, ld_entry, ld_addr, ld_left, ld_buffer)):
                     m.next = "NEXT"
