@@ -5,9 +5,10 @@ integers only, in six registered stages (one result per enabled cycle, or one pe
 cycles with the iterative multiplier):
 
 1. Sign and magnitude ``|a|`` (``n`` unsigned bits for an ``n``-bit accumulator, 32 or 48;
-   ``|-2^(n-1)|`` fits); fields of ``M``.
-2. Leading-zero normalisation of ``|a|`` (one log shifter yields the shifted value and the
-   count): ``norm = |a| << lz`` has its leading one at bit ``n - 1``.
+   ``|-2^(n-1)|`` fits), and the first half of the levels of its normalisation; fields of ``M``.
+2. Leading-zero normalisation of ``|a|`` (one log shifter, its levels split between stages 1
+   and 2, yields the shifted value and the count): ``norm = |a| << lz`` has its leading one at
+   bit ``n - 1``.
 3. The mantissa product. ``float32(|a|) = (hi + r) * 2^(n - 24 - lz)`` with ``hi =
    norm[n-24:n]`` and the round-to-nearest-even increment ``r = guard & (sticky | hi[0])``
    (guard ``norm[n-25]``, sticky ``norm[0:n-25] != 0``): the int32 -> float32 conversion, and
@@ -63,31 +64,38 @@ _F32_BIAS = 127
 _SPLIT = 17   # partial products of at most 17x17 unsigned bits fit an 18x18 signed multiplier
 
 
-def normalise_int(m, value):
+def normalise_int(m, value, *, levels=None):
     """Return ``(normalised, leading_zeros)`` of an unsigned value, built in ``m``.
 
     A logarithmic shifter: each level tests whether the top ``2^j`` bits are zero and, if so,
     shifts them out; the level decisions are the bits of the leading-zero count. The leading one
     of a non-zero ``value`` ends up in the most significant bit. For ``value == 0`` the result is
-    0 and the count is ``width - 1`` (callers handle zero separately).
+    0 and the count is all ones (callers handle zero separately).
+
+    ``levels`` (a slice of the shift steps, largest first) builds only those levels: the
+    levels can be split between pipeline stages, each call continuing on the previous one's
+    shifted value, and the counts concatenate (``Cat(later, earlier)``).
     """
     width = len(value)
-    levels = []
+    levels_built = []
     step = 1
     while step * 2 <= width - 1:
         step *= 2
-    current = value
+    steps = []
     while step >= 1:
+        steps.append(step)
+        step //= 2
+    current = value
+    for step in steps[levels if levels is not None else slice(None)]:
         top_zero = Signal(name=f"norm_top{step}_zero")
         shifted = Signal(width, name=f"norm_after{step}")
         m.d.comb += [
             top_zero.eq(current[width - step:] == 0),
             shifted.eq(Mux(top_zero, current << step, current)),
         ]
-        levels.append(top_zero)
+        levels_built.append(top_zero)
         current = shifted
-        step //= 2
-    return current, Cat(*reversed(levels))
+    return current, Cat(*reversed(levels_built))
 
 
 class OnnxRequant(wiring.Component):
@@ -190,7 +198,14 @@ class OnnxRequant(wiring.Component):
         s1_valid = Signal()
         s1_sign = Signal()
         s1_zero = Signal()
-        s1_mag = Signal(n)         # |a|; |-2^(n-1)| = 2^(n-1) fits
+        s1_mag = Signal(n)         # |a| (|-2^(n-1)| = 2^(n-1) fits) after the first levels
+        # The normalising shifter's first half of the levels runs here, the rest in stage 2
+        # (all of them after the negation was 12 LUT levels on the iCEBreaker).
+        split = (n - 1).bit_length() // 2
+        mag = Signal(n)
+        m.d.comb += mag.eq(Mux(a_neg, -self.a, self.a))
+        mag_shifted, lz_high = normalise_int(m, mag, levels=slice(0, split))
+        s1_lz_high = Signal(len(lz_high))
         s1_mant_m = Signal(MANTISSA_BITS)
         s1_exp_m = Signal(8)       # biased exponent field of M
         with self._stage(m, 1) as domain:
@@ -199,13 +214,15 @@ class OnnxRequant(wiring.Component):
                 s1_sign.eq(a_neg ^ self.multiplier[31]),
                 # A zero or subnormal M gives rint(...) = 0 (see the class docstring).
                 s1_zero.eq((self.a == 0) | (m_exp == 0)),
-                s1_mag.eq(Mux(a_neg, -self.a, self.a)),
+                s1_mag.eq(mag_shifted),
+                s1_lz_high.eq(lz_high),
                 s1_mant_m.eq(Cat(self.multiplier[0:23], Const(1, 1))),
                 s1_exp_m.eq(m_exp),
             ]
 
         # ---- stage 2: leading-zero normalisation -------------------------------------------
-        norm, lz = normalise_int(m, s1_mag)
+        norm, lz_low = normalise_int(m, s1_mag, levels=slice(split, None))
+        lz = Cat(lz_low, s1_lz_high)
         s2_valid = Signal()
         s2_sign = Signal()
         s2_zero = Signal()
@@ -396,7 +413,9 @@ class OnnxRequant(wiring.Component):
         m.d.comb += padded.eq(mm)
         step = Signal(range(cycles))
         partial = Signal(48)
-        last = step == cycles - 1
+        # step == cycles - 1, kept as a register: `hold` reaches the drain's decisions through
+        # the PostProcessor's i.ready (on the iCEBreaker a timing path)
+        last = Signal()
         # The digit used in this step: the top one of mm in step 0, then the top one of a copy
         # of mm shifted by a digit per step (no digit-select multiplexer before the adder).
         rest = Signal(digit_bits * cycles)
@@ -414,8 +433,8 @@ class OnnxRequant(wiring.Component):
             self.hold.eq(valid & ~last),
         ]
         with m.If(valid & ~last):
-            m.d.sync += [partial.eq(running), step.eq(step + 1)]
+            m.d.sync += [partial.eq(running), step.eq(step + 1), last.eq(step == cycles - 2)]
         product = Signal(48)
         with m.If(self.en):
-            m.d.sync += [product.eq(running), step.eq(0)]
+            m.d.sync += [product.eq(running), step.eq(0), last.eq(0)]
         return [product]
