@@ -259,8 +259,7 @@ class OnnxRequant(wiring.Component):
                 s3_round_term.eq(Mux(a_round, s2_mant_m, 0)),
             ]
         if self._cycles == 1 and is_ecp5(platform):
-            # The stage-2 registers of the multiplier operands are the blocks' input registers.
-            terms = self._pipelined_terms_ecp5(m, norm[low_bits:n], s1_mant_m)
+            terms = self._pipelined_terms_ecp5(m, s2_hi, s2_mant_m)
         elif self._cycles == 1:
             terms = self._pipelined_terms(m, s2_hi, s2_mant_m)
         else:
@@ -390,13 +389,13 @@ class OnnxRequant(wiring.Component):
             m.d.sync += [p00.eq(h0 * m0), p11.eq(h1 * m1), p01.eq(h0 * m1), p10.eq(h1 * m0)]
         return [Cat(p00, p11), p01 << _SPLIT, p10 << _SPLIT]
 
-    def _pipelined_terms_ecp5(self, m, hi_next, mm_next):
-        # The partial products of _pipelined_terms on MULT18X18D blocks: the blocks' input
-        # registers take hi and mm (stage 2) and their output registers the products (stage 3),
-        # so stage 3 holds the multiply alone (on the LFE5U-85F the inferred, unregistered
-        # block between fabric registers was a 13.7 ns path, 9.2 ns of it routing).
-        h0, h1 = hi_next[:_SPLIT], hi_next[_SPLIT:]
-        m0, m1 = mm_next[:_SPLIT], mm_next[_SPLIT:]
+    def _pipelined_terms_ecp5(self, m, hi, mm):
+        # The partial products of _pipelined_terms on MULT18X18D blocks whose output registers
+        # are the stage-3 registers: no route out of a block shares a cycle with the multiply
+        # (on the LFE5U-85F the inferred, unregistered block between fabric registers was a
+        # 13.7 ns path, 9.2 ns of it routing into and out of the block).
+        h0, h1 = hi[:_SPLIT], hi[_SPLIT:]
+        m0, m1 = mm[:_SPLIT], mm[_SPLIT:]
         p00 = registered_product(m, "p00", h0, m0, self.en)
         p11 = registered_product(m, "p11", h1, m1, self.en)
         p01 = registered_product(m, "p01", h0, m1, self.en)

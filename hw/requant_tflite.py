@@ -122,18 +122,14 @@ class TfliteRequant(wiring.Component):
                 s2_right.eq(s1_right),
             ]
         if is_ecp5(platform):
-            # MULT18X18D blocks whose input registers take the stage-1 operands and whose
-            # output registers are the stage-2 products: no route into or out of a block shares
-            # a cycle with the multiply (on the LFE5U-85F an inferred, unregistered block
-            # between fabric registers took 13.7 ns).
-            x_next, m_next = shifted, self.multiplier.as_signed()
-            xl_next, xh_next = x_next[:16], x_next[16:].as_signed()
-            ml_next, mh_next = m_next[:16], m_next[16:].as_signed()
+            # MULT18X18D blocks whose output registers are the stage-2 products: no route out
+            # of a block shares a cycle with the multiply (on the LFE5U-85F an inferred,
+            # unregistered block between fabric registers took 13.7 ns).
             m.d.comb += [
-                s2_ll.eq(registered_product(m, "mul_ll", xl_next, ml_next, en)),
-                s2_hh.eq(registered_product(m, "mul_hh", xh_next, mh_next, en)),
-                s2_hl.eq(registered_product(m, "mul_hl", xh_next, ml_next, en)),
-                s2_lh.eq(registered_product(m, "mul_lh", xl_next, mh_next, en)),
+                s2_ll.eq(registered_product(m, "mul_ll", xl, ml, en)),
+                s2_hh.eq(registered_product(m, "mul_hh", xh, mh, en)),
+                s2_hl.eq(registered_product(m, "mul_hl", xh, ml, en)),
+                s2_lh.eq(registered_product(m, "mul_lh", xl, mh, en)),
             ]
         else:
             with m.If(en):

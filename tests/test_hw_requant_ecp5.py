@@ -1,4 +1,4 @@
-"""The requant units on ECP5 (registered MULT18X18D partial products) against the generic ones.
+"""The requant units on ECP5 (MULT18X18D output-registered partial products) against the generic ones.
 
 Each unit elaborated for an ECP5 platform and the generic one (platform ``None``) run side by
 side on Icarus, the blocks by :data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same
