@@ -1,10 +1,12 @@
-"""The requant units on ECP5 (MULT18X18D output-registered partial products) against the generic ones.
+"""The requant units on ECP5 (partial products in MULT18X18D output registers) vs the generic ones.
 
 Each unit elaborated for an ECP5 platform and the generic one (platform ``None``) run side by
 side on Icarus, the blocks by :data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same
 inputs every cycle and a pipeline enable that is low in about a quarter of the cycles: their
 results must be equal in every cycle, and the results of the enabled cycles must equal the
 float32 / integer oracles of ``tests/hw_requant_vectors.py`` on its discriminating vectors.
+The activation stage's ECP5 table (distributed RAM behind a registered index) runs beside the
+generic one (synchronous block RAM read) in Amaranth's simulator the same way.
 """
 
 import shutil
