@@ -93,6 +93,10 @@ class FrameReceiver(wiring.Component):
 
         window = Signal(40)            # the last five bytes seen while hunting, oldest lowest
         fill = Signal(range(6))        # how many of them are real received bytes
+        # the header CRC-8 of the window, kept as a register beside it: the header decision
+        # compares it with the received byte (no CRC tree from the window to the decisions)
+        zero_crc = protocol.crc8(bytes(5), CRC8_INIT)
+        window_crc = Signal(8, init=zero_crc)
         kind = Signal(8)
         seq = Signal(8)
         length = Signal(16)
@@ -114,7 +118,7 @@ class FrameReceiver(wiring.Component):
         header_found = Signal()
         m.d.comb += header_found.eq(
             (fill == 5) & (candidate[0:8] == protocol.SYNC) &
-            (header_crc8([candidate[8 * i:8 * i + 8] for i in range(5)]) == byte))
+            (window_crc == byte))
         new_length = candidate[24:40]
 
         m.d.comb += [
@@ -138,14 +142,15 @@ class FrameReceiver(wiring.Component):
             with m.State("HUNT"):
                 m.d.comb += [self.i.ready.eq(1), active.eq(fill != 0)]
                 with m.If(timeout):
-                    m.d.sync += [window.eq(0), fill.eq(0)]
+                    m.d.sync += [window.eq(0), window_crc.eq(zero_crc), fill.eq(0)]
                 with m.Elif(took):
-                    m.d.sync += window.eq(candidate[8:])
+                    m.d.sync += [window.eq(candidate[8:]), window_crc.eq(
+                        header_crc8([candidate[8 * i + 8:8 * i + 16] for i in range(5)]))]
                     with m.If(fill != 5):
                         m.d.sync += fill.eq(fill + 1)
                     with m.If(header_found):
                         m.d.sync += [
-                            window.eq(0), fill.eq(0),
+                            window.eq(0), window_crc.eq(zero_crc), fill.eq(0),
                             kind.eq(candidate[8:16]), seq.eq(candidate[16:24]),
                             length.eq(new_length), index.eq(0), crc.eq(CRC16_INIT),
                             last_index.eq(new_length - 1),
