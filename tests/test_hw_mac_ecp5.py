@@ -8,7 +8,6 @@ The array elaborated for an ECP5 platform (hw/mac_ecp5.py) and the generic one (
 """
 
 import shutil
-import subprocess
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,8 +15,9 @@ import pytest
 from amaranth.back import verilog
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from ecp5_side_by_side import run_side_by_side
 from tessera.hw.array import MacArray
-from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL, elaborate_mac_array, is_ecp5
+from tessera.hw.mac_ecp5 import elaborate_mac_array, is_ecp5
 from tessera.spec import AcceleratorConfig
 from tessera.spec.config import operand_range
 
@@ -85,60 +85,17 @@ class Stimulus:
         return words
 
 
-def _testbench(config, count):
-    a_bits, w_bits = config.rows * config.input_bits, config.cols * config.weight_bits
-    width = a_bits + w_bits + len(_CONTROLS)
-    ports = "".join(
-        f", .{name}(cur[{a_bits + w_bits + len(_CONTROLS) - 1 - i}])"
-        for i, name in enumerate(_CONTROLS))
-    instance = (f"(.clk(clk), .rst(rst), .a(cur[{a_bits - 1}:0]), "
-                f".w(cur[{a_bits + w_bits - 1}:{a_bits}]){ports}")
-    return f"""`timescale 1ns/1ps
-module tb;
-    reg [{width - 1}:0] stim [0:{count - 1}];
-    reg [{width - 1}:0] cur = 0;
-    reg clk = 0, rst = 1;
-    wire signed [{config.acc_bits - 1}:0] head_ecp5, head_generic;
-    ecp5_array ecp5 {instance}, .head(head_ecp5));
-    generic_array generic {instance}, .head(head_generic));
-    integer i;
-    always #5 clk = ~clk;
-    initial begin
-        $readmemh("stimulus.hex", stim);
-        @(posedge clk); @(posedge clk);
-        #1 rst = 0;
-        for (i = 0; i < {count}; i = i + 1) begin
-            cur = stim[i];
-            @(posedge clk);
-            #1 $display("%0d %0d %0d", i, head_ecp5, head_generic);
-        end
-        $finish;
-    end
-endmodule
-"""
-
-
 def _simulate(config, stimulus, tmp_path):
     """Run both arrays on ``stimulus``; return the (ecp5, generic) head of every cycle."""
     platform = ULX3S_85F_Platform()
     assert is_ecp5(platform) and not is_ecp5(None)
-    sources = {
-        "ecp5.v": verilog.convert(MacArray(config), name="ecp5_array", platform=platform),
-        "generic.v": verilog.convert(MacArray(config), name="generic_array"),
-        "mult18x18d.v": MULT18X18D_SIM_MODEL,
-        "tb.v": _testbench(config, len(stimulus.cycles)),
-    }
-    assert "MULT18X18D" in sources["ecp5.v"] and "MULT18X18D" not in sources["generic.v"]
-    for name, text in sources.items():
-        (tmp_path / name).write_text(text)
-    (tmp_path / "stimulus.hex").write_text("\n".join(stimulus.pack()) + "\n")
-    subprocess.run(["iverilog", "-g2005", "-o", "sim.vvp", *sources], cwd=tmp_path,
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True)
-    heads = [line.split() for line in run.stdout.splitlines() if line[:1].isdigit()]
-    assert len(heads) == len(stimulus.cycles), run.stdout[-2000:]
-    return [(int(e), int(g)) for _, e, g in heads]
+    ecp5 = verilog.convert(MacArray(config), name="ecp5_unit", platform=platform)
+    generic = verilog.convert(MacArray(config), name="generic_unit")
+    assert "MULT18X18D" in ecp5 and "MULT18X18D" not in generic
+    ports = [(name, 1) for name in _CONTROLS] + [
+        ("w", config.cols * config.weight_bits), ("a", config.rows * config.input_bits)]
+    return run_side_by_side(tmp_path, ecp5, generic, ports, stimulus.pack(), "head",
+                            config.acc_bits)
 
 
 @pytest.mark.parametrize("rows,cols,input_bits,weight_bits", [

@@ -10,7 +10,6 @@ generic one (synchronous block RAM read) in Amaranth's simulator the same way.
 """
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,9 +18,10 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from ecp5_side_by_side import pack_words, run_side_by_side
 from hw_requant_vectors import onnx_oracle, onnx_vectors, tflite_oracle, tflite_vectors
 from tessera.hw.activation import Activation, clamp_bounds
-from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL, registered_product
+from tessera.hw.mac_ecp5 import registered_product
 from tessera.hw.requant_onnx import OnnxRequant
 from tessera.hw.requant_tflite import TfliteRequant
 
@@ -35,59 +35,13 @@ def _simulate(make_unit, ports, columns, tmp_path):
     ``ports`` are ``(name, bits)`` of the unit's inputs, MSB first in each stimulus word;
     ``columns`` maps each name to one value per cycle.
     """
-    sources = {
-        "ecp5.v": verilog.convert(make_unit(), name="ecp5_unit", platform=ULX3S_85F_Platform()),
-        "generic.v": verilog.convert(make_unit(), name="generic_unit"),
-        "mult18x18d.v": MULT18X18D_SIM_MODEL,
-    }
-    assert sources["ecp5.v"].count("MULT18X18D ") == 4
-    assert "MULT18X18D" not in sources["generic.v"]
-    count = len(columns[ports[0][0]])
-    width = sum(bits for _, bits in ports)
-    words = []
-    for i in range(count):
-        word = 0
-        for name, bits in ports:
-            word = (word << bits) | (int(columns[name][i]) & ((1 << bits) - 1))
-        words.append(f"{word:x}")
-    connect, top = [], width
-    for name, bits in ports:
-        connect.append(f".{name}(cur[{top - 1}:{top - bits}])")
-        top -= bits
-    instance = f"(.clk(clk), .rst(rst), {', '.join(connect)}"
-    sources["tb.v"] = f"""`timescale 1ns/1ps
-module tb;
-    reg [{width - 1}:0] stim [0:{count - 1}];
-    reg [{width - 1}:0] cur = 0;
-    reg clk = 0, rst = 1;
-    wire signed [15:0] result_ecp5, result_generic;
-    ecp5_unit ecp5 {instance}, .result(result_ecp5));
-    generic_unit generic {instance}, .result(result_generic));
-    integer i;
-    always #5 clk = ~clk;
-    initial begin
-        $readmemh("stimulus.hex", stim);
-        @(posedge clk); @(posedge clk);
-        #1 rst = 0;
-        for (i = 0; i < {count}; i = i + 1) begin
-            cur = stim[i];
-            @(posedge clk);
-            #1 $display("%0d %0d %0d", i, result_ecp5, result_generic);
-        end
-        $finish;
-    end
-endmodule
-"""
-    for name, text in sources.items():
-        (tmp_path / name).write_text(text)
-    (tmp_path / "stimulus.hex").write_text("\n".join(words) + "\n")
-    subprocess.run(["iverilog", "-g2005", "-o", "sim.vvp", *sources], cwd=tmp_path,
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True)
-    lines = [line.split() for line in run.stdout.splitlines() if line[:1].isdigit()]
-    assert len(lines) == count, run.stdout[-2000:]
-    return np.array([(int(e), int(g)) for _, e, g in lines]).T
+    ecp5 = verilog.convert(make_unit(), name="ecp5_unit", platform=ULX3S_85F_Platform())
+    generic = verilog.convert(make_unit(), name="generic_unit")
+    assert ecp5.count("MULT18X18D ") == 4
+    assert "MULT18X18D" not in generic
+    pairs = run_side_by_side(tmp_path, ecp5, generic, ports, pack_words(ports, columns),
+                             "result", 16)
+    return np.array(pairs).T
 
 
 def _stall(rng, inputs, latency):
