@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from .mac_ecp5 import elaborate_mac_array, is_ecp5
 from .mac_ice40 import elaborate_ice40_array, ice40_macs_fit, is_ice40
+from .shadow import shifting_shadow
 
 __all__ = ["MacArray"]
 
@@ -130,8 +131,6 @@ class MacArray(wiring.Component):
 
         acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}") for c in range(cols)]
                for r in range(rows)]
-        shadow = [[Signal(signed(acc_bits), name=f"shadow_{r}_{c}") for c in range(cols)]
-                  for r in range(rows)]
 
         # Each accumulator is `acc <= acc + product` in its own module; the clear is a
         # synchronous reset of that module in the cycle the clearing step's product is computed
@@ -145,15 +144,5 @@ class MacArray(wiring.Component):
                     mac.d.sync += acc[r][c].eq(acc[r][c] + product[r][c])
                 m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
 
-        for r in range(rows):
-            for c in range(cols):
-                with m.If(self.shadow_load):
-                    m.d.sync += shadow[r][c].eq(acc[r][c])
-                with m.Elif(self.shift_col):
-                    if c + 1 < cols:
-                        m.d.sync += shadow[r][c].eq(shadow[r][c + 1])
-                if c == 0 and r + 1 < rows:
-                    with m.If(~self.shadow_load & ~self.shift_col & self.shift_row):
-                        m.d.sync += shadow[r][0].eq(shadow[r + 1][0])
-        m.d.comb += self.head.eq(shadow[0][0])
+        shifting_shadow(m, self, acc)
         return m

@@ -37,6 +37,8 @@ from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .shadow import shifting_shadow
+
 __all__ = ["Ice40Macs", "elaborate_ice40_array", "ice40_macs_fit", "is_ice40",
            "sb_mac16_sim_model"]
 
@@ -199,17 +201,5 @@ def elaborate_ice40_array(array, platform):
                                          weight_bits=config.weight_bits)
     m.d.comb += [macs.a.eq(array.a), macs.w.eq(array.w), macs.step.eq(array.step),
                  macs.clear.eq(array.clear)]
-    shadow = [[Signal(signed(_ACC_BITS), name=f"shadow_{r}_{c}") for c in range(cols)]
-              for r in range(rows)]
-    for r in range(rows):
-        for c in range(cols):
-            with m.If(array.shadow_load):
-                m.d.sync += shadow[r][c].eq(macs.acc[r][c])
-            with m.Elif(array.shift_col):
-                if c + 1 < cols:
-                    m.d.sync += shadow[r][c].eq(shadow[r][c + 1])
-            if c == 0 and r + 1 < rows:
-                with m.If(~array.shadow_load & ~array.shift_col & array.shift_row):
-                    m.d.sync += shadow[r][0].eq(shadow[r + 1][0])
-    m.d.comb += array.head.eq(shadow[0][0])
+    shifting_shadow(m, array, macs.acc)
     return m
