@@ -264,6 +264,28 @@ def test_activation(lut):
     np.testing.assert_array_equal(np.array(results), expected)
 
 
+def _stream_without_lut(dut, value, zero_point, lo, hi):
+    """Return the Activation's result for each element, one element per cycle (no LUT)."""
+    results = []
+
+    async def testbench(ctx):
+        ctx.set(dut.en, 1)
+        for i in range(len(value)):
+            ctx.set(dut.value, int(value[i]))
+            ctx.set(dut.zero_point, int(zero_point[i]))
+            ctx.set(dut.hi, int(hi[i]))
+            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
+                ctx.set(getattr(dut, name), bound)
+            await ctx.tick()
+            results.append(ctx.get(dut.result))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(results)
+
+
 def test_activation_rejects_non_bool_lut():
     with pytest.raises(TypeError, match=r"^lut must be True or False, not 1$"):
         Activation(lut=1)
@@ -293,24 +315,7 @@ def test_activation_4bit_output_lane():
     assert expected.min() == -8 and expected.max() == 7
     dut = Activation(lut=False, bits=4)
     assert dut.result.shape() == signed(4) and dut.bits == 4
-    results = []
-
-    async def testbench(ctx):
-        ctx.set(dut.en, 1)
-        for i in range(size):
-            ctx.set(dut.value, int(value[i]))
-            ctx.set(dut.zero_point, int(zero_point[i]))
-            ctx.set(dut.hi, int(hi[i]))
-            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
-                ctx.set(getattr(dut, name), bound)
-            await ctx.tick()
-            results.append(ctx.get(dut.result))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    np.testing.assert_array_equal(np.array(results), expected)
+    np.testing.assert_array_equal(_stream_without_lut(dut, value, zero_point, lo, hi), expected)
 
 
 def test_activation_rejects_bad_widths():
@@ -412,21 +417,4 @@ def test_activation_16bit_output_lane():
     assert expected.min() == -32768 and expected.max() == 32767
     dut = Activation(lut=False, bits=16)
     assert dut.value.shape() == signed(24) and dut.result.shape() == signed(16)
-    results = []
-
-    async def testbench(ctx):
-        ctx.set(dut.en, 1)
-        for i in range(size):
-            ctx.set(dut.value, int(value[i]))
-            ctx.set(dut.zero_point, int(zero_point[i]))
-            ctx.set(dut.hi, int(hi[i]))
-            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
-                ctx.set(getattr(dut, name), bound)
-            await ctx.tick()
-            results.append(ctx.get(dut.result))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    np.testing.assert_array_equal(np.array(results), expected)
+    np.testing.assert_array_equal(_stream_without_lut(dut, value, zero_point, lo, hi), expected)
