@@ -5,19 +5,27 @@ NUMERICS.md, in six registered stages (one result per enabled cycle):
 
 1. Left shift with int32 wrap-around; the right-shift amount ``k = max(-e, 0)``.
 2. Four partial products of the signed 32×32 → 64-bit product ``p = x * m0`` (16-bit halves,
-   one 18×18 hardware multiplier each, registered in and out) and the INT32_MIN × INT32_MIN flag.
-3. Their sum and SRDHM. C computes ``(p + nudge) / 2^31`` truncating toward zero, with ``nudge =
-   2^30`` for ``p >= 0`` and ``1 - 2^30`` otherwise. For ``p >= 0`` that is ``floor((p + 2^30) /
-   2^31)``. For ``p < 0`` the dividend ``t = p + 1 - 2^30`` is negative, and truncation of a
-   negative ``t`` equals ``floor((t + 2^31 - 1) / 2^31) = floor((p + 2^30) / 2^31)``. Both branches
-   are the same expression, so the hardware adds ``2^30`` and takes bits [31:63] — one adder, no
-   sign-dependent nudge. ``x == m0 == INT32_MIN`` (the only product that does not fit) gives
-   INT32_MAX as in gemmlowp.
-4.–6. RDBPOT, ties away from zero (addend, shift, saturation): ``(s >> k) + ((s & mask) > (mask >>
-   1) + (s < 0))`` equals ``(s + 2^(k-1) - (s < 0)) >> k`` for ``k >= 1`` (the remainder test is
-   ``rem >= half`` for ``s >= 0`` and ``rem >= half + 1`` for ``s < 0``; adding that threshold's
-   complement before the floor shift carries exactly when the test holds), and ``s`` for ``k = 0``.
-   Saturated to int16, or ``result_bits`` for 16-bit outputs (exact after the zero point and
+   one 18×18 hardware multiplier each, registered in its output register on ECP5), and the
+   rounding addend ``r`` (below).
+3. The partial products again, in fabric registers: the route out of the multiplier blocks is
+   the whole of this stage (on the ULX3S-85F it took 5.4 ns of the 11.9 ns path through the sum).
+4. ``b = floor((p + r) / 2^31)``, one sum of the partial products and ``r``, which is SRDHM and
+   RDBPOT's rounding addend at once. SRDHM: C computes ``(p + nudge) / 2^31`` truncating toward
+   zero, with ``nudge = 2^30`` for ``p >= 0`` and ``1 - 2^30`` otherwise. For ``p >= 0`` that is
+   ``s = floor((p + 2^30) / 2^31)``. For ``p < 0`` the dividend ``t = p + 1 - 2^30`` is negative,
+   and truncation of a negative ``t`` equals ``floor((t + 2^31 - 1) / 2^31) = floor((p + 2^30) /
+   2^31)``: both branches are the same expression. RDBPOT, ties away from zero: ``(s >> k) +
+   ((s & mask) > (mask >> 1) + (s < 0))`` equals ``(s + 2^(k-1) - (s < 0)) >> k`` for ``k >= 1``
+   (the remainder test is ``rem >= half`` for ``s >= 0`` and ``rem >= half + 1`` for ``s < 0``;
+   adding that threshold's complement before the floor shift carries exactly when the test
+   holds), and ``s`` for ``k = 0``. Adding a multiple of 2^31 commutes with the floor, so
+   ``b = s + 2^(k-1) - n`` with ``r = 2^30 + (2^(k-1) - n) * 2^31``. ``n`` is ``s < 0`` (for
+   ``k >= 1``), taken early as ``p < 0``, the operands' sign bits differing: the two differ
+   only when ``s = 0``, where ``b`` is ``2^(k-1)`` or ``2^(k-1) - 1`` and both shift to 0.
+   ``x == m0 == INT32_MIN`` (the only product that does not fit) must give ``s = INT32_MAX`` as
+   in gemmlowp, one less than the sum: ``n = 1`` there.
+5. RDBPOT's floor shift ``b >> k``.
+6. Saturation to int16, or ``result_bits`` for 16-bit outputs (exact after the zero point and
    clamp, see :mod:`tessera.hw.requant_onnx`).
 
 The multiplier bits are read as a C ``int32_t`` (in-contract ``m0`` is 0 or in
@@ -36,7 +44,6 @@ from .requant_onnx import MANTISSA_BITS, REQUANT_BITS
 __all__ = ["TfliteRequant"]
 
 _INT32_MIN = -(1 << 31)
-_INT32_MAX = (1 << 31) - 1
 _MAX_RIGHT = 33   # RDBPOT by 33 or more is 0 for every int32 (and by 32 only -2^31 -> -1)
 
 
@@ -104,27 +111,35 @@ class TfliteRequant(wiring.Component):
                 s1_right.eq(Mux(e < -_MAX_RIGHT, _MAX_RIGHT, Mux(e < 0, -e, 0))),
             ]
 
-        # ---- stage 2: partial products of the signed 32x32 product --------------------------
+        # ---- stage 2: partial products of the signed 32x32 product, rounding addend ------------
         # x = xh*2^16 + xl and m0 = mh*2^16 + ml with xh, mh signed and xl, ml unsigned 16-bit
-        # halves: each partial product fits one 18x18 signed multiplier (ECP5 MULT18X18D) with
-        # registered inputs and outputs.
+        # halves: each partial product fits one 18x18 signed multiplier (ECP5 MULT18X18D).
         xl, xh = s1_x[:16], s1_x[16:].as_signed()
         ml, mh = s1_m0[:16], s1_m0[16:].as_signed()
         s2_ll = Signal(32)
         s2_hh = Signal(signed(32))
         s2_hl = Signal(signed(33))
         s2_lh = Signal(signed(33))
-        s2_overflow = Signal()
+        # r = 2^30 + c * 2^31 with c = 2^(k-1) - n (see the module docstring): 2^(k-1) is 0
+        # for k = 0, n is 1 for a negative product when k >= 1 and for INT32_MIN x INT32_MIN.
+        k1 = s1_right
+        half1 = Signal(_MAX_RIGHT)
+        n1 = Signal()
+        m.d.comb += [
+            half1.eq((Const(1, _MAX_RIGHT + 1) << k1) >> 1),
+            n1.eq(((s1_x[31] ^ s1_m0[31]) & (k1 != 0))
+                  | ((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN))),
+        ]
+        s2_addend = Signal(signed(_MAX_RIGHT + 1))     # c, from -1 to 2^32
         s2_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s2_overflow.eq((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN)),
+                s2_addend.eq(half1 - n1),
                 s2_right.eq(s1_right),
             ]
         if is_ecp5(platform):
-            # MULT18X18D blocks whose output registers are the stage-2 products: no route out
-            # of a block shares a cycle with the multiply (on the LFE5U-85F an inferred,
-            # unregistered block between fabric registers took 13.7 ns).
+            # MULT18X18D blocks whose output registers are the stage-2 products (an inferred,
+            # unregistered block between fabric registers took 13.7 ns on the LFE5U-85F).
             m.d.comb += [
                 s2_ll.eq(registered_product(m, "mul_ll", xl, ml, en)),
                 s2_hh.eq(registered_product(m, "mul_hh", xh, mh, en)),
@@ -140,28 +155,30 @@ class TfliteRequant(wiring.Component):
                     s2_lh.eq(xl * mh),
                 ]
 
-        # ---- stage 3: SRDHM = floor((p + 2^30) / 2^31) (see the module docstring) ---------
-        # The nudge 2^30 is one more operand of the partial-product sum.
-        nudged = Signal(signed(66))
-        m.d.comb += nudged.eq(Cat(s2_ll, s2_hh).as_signed() + (s2_hl << 16) + (s2_lh << 16)
-                              + (1 << 30))
-        s3_high = Signal(signed(32))
+        # ---- stage 3: the partial products in fabric registers ------------------------------
+        s3_ll = Signal.like(s2_ll)
+        s3_hh = Signal.like(s2_hh)
+        s3_hl = Signal.like(s2_hl)
+        s3_lh = Signal.like(s2_lh)
+        s3_addend = Signal.like(s2_addend)
         s3_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s3_high.eq(Mux(s2_overflow, _INT32_MAX, nudged[31:63].as_signed())),
+                s3_ll.eq(s2_ll), s3_hh.eq(s2_hh), s3_hl.eq(s2_hl), s3_lh.eq(s2_lh),
+                s3_addend.eq(s2_addend),
                 s3_right.eq(s2_right),
             ]
 
-        # ---- stage 4: RDBPOT's rounding addend (ties away from zero) -----------------------
-        k = s3_right
-        half = Signal(_MAX_RIGHT)          # 2^(k-1), or 0 for k = 0
-        m.d.comb += half.eq((Const(1, _MAX_RIGHT + 1) << k) >> 1)
-        s4_biased = Signal(signed(35))
+        # ---- stage 4: b = floor((p + r) / 2^31), SRDHM with RDBPOT's addend -----------------
+        # r's low 31 bits are the constant 2^30; p + r stays below 2^65 in magnitude.
+        total = Signal(signed(67))
+        m.d.comb += total.eq(Cat(s3_ll, s3_hh).as_signed() + (s3_hl << 16) + (s3_lh << 16)
+                             + Cat(Const(1 << 30, 31), s3_addend).as_signed())
+        s4_biased = Signal(signed(36))
         s4_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s4_biased.eq(s3_high + half - ((s3_high < 0) & (k != 0))),
+                s4_biased.eq(total[31:].as_signed()),
                 s4_right.eq(s3_right),
             ]
 

@@ -193,6 +193,28 @@ def test_tflite_out_of_contract_operands():
     np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
 
 
+def test_tflite_rounding_addend_around_zero():
+    # Stage 4 adds RDBPOT's "- (s < 0)" as "- (p < 0)" (operand sign bits) before SRDHM's floor
+    # exists: the two differ exactly for -2^30 <= p < 0, where s = 0. Every such product, with
+    # both signs of zero operands, the int32 extremes and k = 0, 1, 2, 30, 31, 32, 33 (out of
+    # contract m0 bits too), must still give the formula's value; a sign taken from the wrong
+    # place shows as -1 instead of 0 (or the reverse) here.
+    m0s = [0, 1, 3, (1 << 30) - 1, 1 << 30, (1 << 30) + 1, (1 << 31) - 1,
+           1 << 31, (1 << 31) + 1, 0xC0000000, 0xFFFFFFFF, 0xBFFFFFFF]
+    xs = [0, 1, -1, 2, -2, 3, -3, 4096, -4096, INT32_MAX, INT32_MIN, INT32_MIN + 1,
+          (1 << 16) - 1, -(1 << 16), 1 << 15, -(1 << 15) - 1]
+    shifts = [0, -1, -2, -30, -31, -32, -33, -40]
+    grid = np.array(np.meshgrid(xs, m0s, shifts)).reshape(3, -1)
+    a = grid[0].astype(np.int64)
+    m0 = grid[1].astype(np.uint32)
+    shift = grid[2].astype(np.int64)
+    product = a * m0.view(np.int32).astype(np.int64)
+    assert np.sum((product >= -(1 << 30)) & (product < 0) & (shift < 0)) >= 50
+    got = run_pipeline(TfliteRequant(), {"a": a, "multiplier": m0, "shift": shift},
+                       stall_every=5)
+    np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
+
+
 def test_tflite_holds_while_disabled():
     rng = np.random.default_rng(8)
     a, m0, shift = tflite_vectors(rng, 300)
