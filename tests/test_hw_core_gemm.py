@@ -65,6 +65,29 @@ def test_k_split_and_partial_tiles(name):
     assert results["idle_at"] == results["accepts"][-1] + 30 + GEMM_OVERHEAD_CYCLES
 
 
+@pytest.mark.parametrize("name", ["2x4", "3x5-tflite", "2x4-iterative3"])
+def test_param_read_ahead_across_columns_and_drains(name):
+    # The drain reads PARAM one column ahead and takes a command's first entry before its
+    # hand-off: one-row tiles change column (and entry) every sent element, and k = 1 GEMMs make
+    # every hand-off wait for the previous drain (back to back), with first entries at both
+    # ends of PARAM, overlapping and adjacent to the previous drain's entries, and a one-column
+    # tile between them.
+    config = CONFIGS[name]
+    cols = config.cols
+
+    def build(s):
+        s.gemm(0, 0, 1, out_addr=64, m_rows=1, param_addr=0)
+        s.gemm(1, 1, 1, out_addr=72, m_rows=1, param_addr=16 - cols)
+        s.gemm(2, 2, 1, out_addr=80, m_rows=1, n_cols=1, param_addr=15)
+        s.gemm(3, 3, 1, out_addr=88, m_rows=1, param_addr=1)
+        s.gemm(4, 4, 1, out_addr=96, m_rows=1, param_addr=cols + 1)
+        s.gemm(5, 5, 1, out_addr=104, m_rows=2, param_addr=2)
+        s.gemm(6, 6, 1, out_addr=112, m_rows=1, n_cols=2, param_addr=3)
+
+    results = run_core(config, build, seed=5)
+    assert results["stall"] > 0
+
+
 def test_utilisation_8x8_back_to_back():
     # The 256x256x256 case is 1024 GEMMs of k=256 on 8x8; three of them show the steady state:
     # drains hide under the next GEMM, no stall, utilisation k / (k + GEMM_OVERHEAD_CYCLES).
