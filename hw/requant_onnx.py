@@ -6,9 +6,11 @@ cycles with the iterative multiplier):
 
 1. Sign and magnitude ``|a|`` (``n`` unsigned bits for an ``n``-bit accumulator, 32 or 48;
    ``|-2^(n-1)|`` fits), and the first half of the levels of its normalisation; fields of ``M``.
+   An iterative unit (``cycles > 1``) registers ``|a|`` alone and runs those levels in a stage
+   of their own (1b).
 2. Leading-zero normalisation of ``|a|`` (one log shifter, its levels split between stages 1
-   and 2, yields the shifted value and the count): ``norm = |a| << lz`` has its leading one at
-   bit ``n - 1``.
+   (or 1b) and 2, yields the shifted value and the count): ``norm = |a| << lz`` has its leading
+   one at bit ``n - 1``.
 3. The mantissa product. ``float32(|a|) = (hi + r) * 2^(n - 24 - lz)`` with ``hi =
    norm[n-24:n]`` and the round-to-nearest-even increment ``r = guard & (sticky | hi[0])``
    (guard ``norm[n-25]``, sticky ``norm[0:n-25] != 0``): the int32 -> float32 conversion, and
@@ -18,8 +20,10 @@ cycles with the iterative multiplier):
    2^48`` is still a valid product for stage 5. With
    ``cycles == 1`` this stage registers four partial products of at most 17x17 bits (one ECP5
    MULT18X18D each, registered inputs and outputs); with ``cycles > 1`` it is an iterative
-   digit-serial multiplier (see :class:`OnnxRequant`).
-4. Sum of the partial products and ``r * mm``: the exact 48-bit product ``P``.
+   digit-serial multiplier that adds ``r * mm`` in its last step and registers ``P`` itself
+   (see :class:`OnnxRequant`).
+4. Sum of the partial products and ``r * mm``: the exact 48-bit product ``P`` (a wire in an
+   iterative unit, whose stage 1b takes this stage's place: six registered stages either way).
 5. Normalisation of ``P`` (it lies in [2^46, 2^48): at most one bit of shift) and
    round-to-nearest-even to a 24-bit mantissa, with the carry into the exponent — the float32
    rounding of the multiply.
@@ -111,8 +115,9 @@ class OnnxRequant(wiring.Component):
     cycles : int
         Cycles per element of the mantissa product (1 to 24). 1: a fully pipelined product
         (four hardware multipliers). ``c > 1``: an iterative multiplier that adds one
-        ``ceil(24 / c)``-bit digit of ``M``'s mantissa per cycle, most significant first
-        (Horner: ``P = (P << d) + hi * digit``), so only a ``24 x d`` product is built. Stage 3
+        ``ceil(24 / c)``-bit digit of ``float32(|a|)``'s truncated mantissa ``hi`` per cycle,
+        most significant first (Horner: ``P = (P << d) + digit * mm``, the last digit plus the
+        rounding increment ``r``), so only a ``d x 24`` product is built. Stage 3
         then holds its element for ``c - 1`` extra cycles: :attr:`hold` is high in them and the
         caller must keep ``en`` low (the whole pipeline freezes), so every element costs exactly
         ``c - 1`` frozen cycles.
@@ -139,16 +144,12 @@ class OnnxRequant(wiring.Component):
         :attr:`latency` enabled cycles earlier (a register output).
     """
 
-    #: Enabled cycles from operands to :attr:`result` with ``cycles == 1`` (instances: see
-    #: :attr:`latency` of the instance, the same with the iterative multiplier).
+    #: Enabled cycles from operands to :attr:`result`, with either multiplier: an iterative
+    #: unit registers its product as ``P`` itself (stage 4 is a wire there) and spends that
+    #: stage on the normaliser instead (stage 1b), so the negation, the shifter's first levels
+    #: and the product sum each have a cycle of their own (the negation and two levels in one
+    #: stage was a 38.5 ns path on the iCEBreaker, against its 33.3 ns clock).
     latency = 6
-
-    #: Stages left without their output register when the multiplier is iterative (a unit that
-    #: takes ``cycles`` cycles per element gains no throughput from them). None: leaving stage
-    #: 1 combinational put the negation and the normaliser's shifter into one 57 ns path on the
-    #: iCEBreaker, stage 4 the product sum and the stage-5 rounding into one 51 ns path (18.9 and
-    #: 19.4 MHz against its 30 MHz target; 22.6 MHz with both registered, ~95 logic cells more).
-    _ITERATIVE_COMBINATIONAL = ()
 
     def __init__(self, cycles=1, *, acc_bits=32, result_bits=REQUANT_BITS):
         if isinstance(cycles, bool) or not isinstance(cycles, int) \
@@ -167,7 +168,7 @@ class OnnxRequant(wiring.Component):
         self._cycles = cycles
         self._acc_bits = acc_bits
         self._result_bits = result_bits
-        self._combinational = self._ITERATIVE_COMBINATIONAL if cycles > 1 else ()
+        self._iterative = cycles > 1
         #: Enabled cycles from operands to :attr:`result` of this instance.
         self.latency = self.latency_for(cycles)
         super().__init__({
@@ -198,27 +199,43 @@ class OnnxRequant(wiring.Component):
         s1_valid = Signal()
         s1_sign = Signal()
         s1_zero = Signal()
-        s1_mag = Signal(n)         # |a| (|-2^(n-1)| = 2^(n-1) fits) after the first levels
-        # The normalising shifter's first half of the levels runs here, the rest in stage 2
-        # (all of them after the negation was 12 LUT levels on the iCEBreaker).
+        s1_mag = Signal(n)         # |a| (|-2^(n-1)| = 2^(n-1) fits), after the first levels
+                                   # of the normaliser unless the unit is iterative
+        # The normalising shifter's first half of the levels runs in stage 1 (after the
+        # negation) or, in an iterative unit, in a stage of its own; the rest in stage 2 (all
+        # of them after the negation was 12 LUT levels on the iCEBreaker).
         split = (n - 1).bit_length() // 2
         mag = Signal(n)
         m.d.comb += mag.eq(Mux(a_neg, -self.a, self.a))
-        mag_shifted, lz_high = normalise_int(m, mag, levels=slice(0, split))
-        s1_lz_high = Signal(len(lz_high))
         s1_mant_m = Signal(MANTISSA_BITS)
         s1_exp_m = Signal(8)       # biased exponent field of M
-        with self._stage(m, 1) as domain:
-            domain += [
+        if self._iterative:
+            stage1_mag, lz_high = mag, Const(0, 0)
+        else:
+            stage1_mag, lz_high = normalise_int(m, mag, levels=slice(0, split))
+        s1_lz_high = Signal(len(lz_high))
+        with m.If(en):
+            m.d.sync += [
                 s1_valid.eq(self.valid),
                 s1_sign.eq(a_neg ^ self.multiplier[31]),
                 # A zero or subnormal M gives rint(...) = 0 (see the class docstring).
                 s1_zero.eq((self.a == 0) | (m_exp == 0)),
-                s1_mag.eq(mag_shifted),
+                s1_mag.eq(stage1_mag),
                 s1_lz_high.eq(lz_high),
                 s1_mant_m.eq(Cat(self.multiplier[0:23], Const(1, 1))),
                 s1_exp_m.eq(m_exp),
             ]
+        if self._iterative:
+            # ---- stage 1b (iterative units): the first half of the normaliser's levels ----
+            late_mag, lz_high = normalise_int(m, s1_mag, levels=slice(0, split))
+            s1_lz_high = Signal(len(lz_high))
+            late = [Signal.like(s, name=f"s1b_{s.name[3:]}")
+                    for s in (s1_valid, s1_sign, s1_zero, s1_mag, s1_mant_m, s1_exp_m)]
+            with m.If(en):
+                m.d.sync += [s.eq(v) for s, v in zip(
+                    late, (s1_valid, s1_sign, s1_zero, late_mag, s1_mant_m, s1_exp_m))]
+                m.d.sync += s1_lz_high.eq(lz_high)
+            s1_valid, s1_sign, s1_zero, s1_mag, s1_mant_m, s1_exp_m = late
 
         # ---- stage 2: leading-zero normalisation -------------------------------------------
         norm, lz_low = normalise_int(m, s1_mag, levels=slice(split, None))
@@ -249,29 +266,34 @@ class OnnxRequant(wiring.Component):
         s3_sign = Signal()
         s3_zero = Signal()
         s3_exp_sum = Signal(9)
-        s3_round_term = Signal(MANTISSA_BITS)
         with m.If(en):
             m.d.sync += [
                 s3_sign.eq(s2_sign),
                 s3_zero.eq(s2_zero),
                 # unbiased exponent of |a| (n - 1 - lz) + biased exponent of M
                 s3_exp_sum.eq((n - 1 - s2_lz) + s2_exp_m),
-                s3_round_term.eq(Mux(a_round, s2_mant_m, 0)),
             ]
-        if self._cycles == 1 and is_ecp5(platform):
-            terms = self._pipelined_terms_ecp5(m, s2_hi, s2_mant_m)
-        elif self._cycles == 1:
-            terms = self._pipelined_terms(m, s2_hi, s2_mant_m)
+        if self._iterative:
+            # The iterative multiplier adds r * mm in its last step: no stage-4 sum.
+            terms = self._iterative_terms(m, s2_valid, s2_hi, s2_mant_m, a_round)
         else:
-            terms = self._iterative_terms(m, s2_valid, s2_hi, s2_mant_m)
+            s3_round_term = Signal(MANTISSA_BITS)
+            with m.If(en):
+                m.d.sync += s3_round_term.eq(Mux(a_round, s2_mant_m, 0))
+            if is_ecp5(platform):
+                terms = self._pipelined_terms_ecp5(m, s2_hi, s2_mant_m)
+            else:
+                terms = self._pipelined_terms(m, s2_hi, s2_mant_m)
+            terms = [s3_round_term, *terms]
 
         # ---- stage 4: the exact product P = (hi + r) * mm in [2^46, 2^48) -------------------
+        # (an iterative unit's product register is already P: the stage is a wire there)
         s4_sign = Signal()
         s4_zero = Signal()
         s4_exp_sum = Signal(9)
         s4_product = Signal(48)
-        total = s3_round_term
-        for term in terms:
+        total = terms[0]
+        for term in terms[1:]:
             total = total + term
         with self._stage(m, 4) as domain:
             domain += [
@@ -363,13 +385,13 @@ class OnnxRequant(wiring.Component):
     @classmethod
     def latency_for(cls, cycles):
         """Return the latency of ``OnnxRequant(cycles)`` (enabled cycles, holds excluded)."""
-        return cls.latency - (len(cls._ITERATIVE_COMBINATIONAL) if cycles > 1 else 0)
+        return cls.latency
 
     @contextmanager
     def _stage(self, m, number):
         # The domain a stage's outputs are assigned in: registered under `en`, or
-        # combinational for the stages an iterative unit leaves unregistered.
-        if number in self._combinational:
+        # combinational for stage 4 of an iterative unit (its product register is P).
+        if number == 4 and self._iterative:
             yield m.d.comb
         else:
             with m.If(self.en):
@@ -402,30 +424,38 @@ class OnnxRequant(wiring.Component):
         p10 = registered_product(m, "p10", h1, m0, self.en)
         return [Cat(p00, p11), p01 << _SPLIT, p10 << _SPLIT]
 
-    def _iterative_terms(self, m, valid, hi, mm):
-        # Horner over the digits of mm, most significant first: in the step-th cycle of an
-        # element, partial <- (partial << d) + hi * digit[c - 1 - step]; the last step (which
-        # is the cycle the pipeline may advance in) registers the complete product.
+    def _iterative_terms(self, m, valid, hi, mm, round_up):
+        # Horner over the digits of hi, most significant first: in the step-th cycle of an
+        # element, partial <- (partial << d) + digit[c - 1 - step] * mm; the last step (which
+        # is the cycle the pipeline may advance in) adds the rounding increment r * mm at the
+        # weight of its digit (r * mm has weight 1) and registers the complete P = (hi + r) * mm.
         cycles = self._cycles
         digit_bits = -(-MANTISSA_BITS // cycles)
         padded = Signal(digit_bits * cycles)
-        m.d.comb += padded.eq(mm)
+        m.d.comb += padded.eq(hi)
         step = Signal(range(cycles))
         partial = Signal(48)
         # step == cycles - 1, kept as a register: `hold` reaches the drain's decisions through
         # the PostProcessor's i.ready (on the iCEBreaker a timing path)
         last = Signal()
-        # The digit used in this step: the top one of mm in step 0, then the top one of a copy
-        # of mm shifted by a digit per step (no digit-select multiplexer before the adder).
+        # r, registered in the hold cycles (cycles >= 2: there is one before the last step),
+        # so its guard and sticky logic is not on the adder's path
+        r = Signal()
+        # The digit used in this step: the top one of hi in step 0, then the top one of a copy
+        # of hi shifted by a digit per step (no digit-select multiplexer before the adder).
         rest = Signal(digit_bits * cycles)
         top = digit_bits * (cycles - 1)
         digit = Mux(step == 0, padded[top:], rest[top:])
         with m.If(valid & ~last):
-            m.d.sync += rest.eq(Mux(step == 0, padded, rest) << digit_bits)
+            m.d.sync += [rest.eq(Mux(step == 0, padded, rest) << digit_bits), r.eq(round_up)]
         previous = Mux(step == 0, 0, partial)
-        # hi * digit as explicit shift-and-add (d AND rows): logic by construction, so a
-        # small part never spends a hardware multiplier on it.
-        digit_product = sum(Mux(digit[b], hi, 0) << b for b in range(digit_bits))
+        # digit * mm as explicit shift-and-add (d AND rows): logic by construction, so a small
+        # part never spends a hardware multiplier on it. Row 0 also carries r in the last step:
+        # digit[0] + r is 0, 1 or 2, one multiplexer (no extra adder row).
+        r_now = r & last
+        digit_product = Mux(digit[0] & r_now, mm << 1, Mux(digit[0] | r_now, mm, 0))
+        for b in range(1, digit_bits):
+            digit_product = digit_product + (Mux(digit[b], mm, 0) << b)
         running = Signal(48 + digit_bits)
         m.d.comb += [
             running.eq((previous << digit_bits) + digit_product),

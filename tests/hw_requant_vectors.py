@@ -140,6 +140,25 @@ def _near_half_products(rng, n):
     return np.array(a_out, dtype=np.int64), np.array(m_out, dtype=np.uint32)
 
 
+def _conversion_decides(rng, n):
+    """(a, M bits) whose result is a rint tie, or one step from it, by float32(a)'s rounding.
+
+    ``|a| = hi * 2^g + low`` (``g`` = 1..7 dropped bits, guard and sticky in ``low``) with the
+    low ``t`` bits of ``hi`` at ``2^(t-1) - 1`` or ``2^(t-1)``, and ``M = 2^-(g+t)``: the
+    product is exact, and the result ``(hi + r) / 2^t`` is a tie for one value of the
+    round-to-nearest-even increment ``r`` and not for the other. A unit that drops or
+    misapplies ``r`` (for odd or even ``hi``) gives a different integer for many of these.
+    """
+    t = rng.integers(9, 24, n)                      # |result| < 2^15 with a 24-bit hi
+    g = rng.integers(1, 8, n)
+    top = rng.integers(1 << 23, 1 << 24, n) >> t << t
+    hi = top + (1 << (t - 1)) - rng.integers(0, 2, n)
+    guard = (rng.random(n) < 0.85).astype(np.int64)   # mostly r = 1 (or a tie)
+    sticky = rng.integers(0, 1 << 6, n) & ((1 << np.maximum(g - 1, 0)) - 1)
+    a = ((hi << g) + (guard << (g - 1)) + sticky) * rng.choice([-1, 1], n)
+    return a.astype(np.int64), ((127 - g - t) << 23).astype(np.uint32)
+
+
 def onnx_vectors(rng, n_random):
     """Return ``(a int64, multiplier bits uint32)`` covering the cases that separate rules."""
     special_m = [1.0, 0.5, 0.25, 0.75, 1.25, 3.0, 0.1, 1 / 3, 2.0 ** -8, 1.5 * 2.0 ** -12,
@@ -162,6 +181,7 @@ def onnx_vectors(rng, n_random):
                            * rng.choice([1.0, 0.75, 1.5, 1.25], 300))))
     parts.append(_product_ties(rng, 400))
     parts.append(_near_half_products(rng, 400))
+    parts.append(_conversion_decides(rng, 300))
     # Random: log-uniform a, M with random mantissa and exponent 2^-40 .. 2^12 (per element).
     exp = rng.integers(127 - 40, 127 + 12, n_random)
     bits = (exp << 23) | rng.integers(0, 1 << 23, n_random)
