@@ -275,7 +275,7 @@ class OnnxRequant(wiring.Component):
             ]
         if self._iterative:
             # The iterative multiplier adds r * mm in its last step: no stage-4 sum.
-            terms = self._iterative_terms(m, s2_valid, s2_hi, s2_mant_m, a_round)
+            terms = self._iterative_terms(m, s2_valid, norm[low_bits:n], s2_mant_m, a_round)
         else:
             s3_round_term = Signal(MANTISSA_BITS)
             with m.If(en):
@@ -424,46 +424,48 @@ class OnnxRequant(wiring.Component):
         p10 = registered_product(m, "p10", h1, m0, self.en)
         return [Cat(p00, p11), p01 << _SPLIT, p10 << _SPLIT]
 
-    def _iterative_terms(self, m, valid, hi, mm, round_up):
+    def _iterative_terms(self, m, valid, hi_in, mm, round_up):
         # Horner over the digits of hi, most significant first: in the step-th cycle of an
         # element, partial <- (partial << d) + digit[c - 1 - step] * mm; the last step (which
         # is the cycle the pipeline may advance in) adds the rounding increment r * mm at the
         # weight of its digit (r * mm has weight 1) and registers the complete P = (hi + r) * mm.
+        # Everything the adder's inputs need is a register: the digits come from a copy of hi
+        # (``hi_in``, loaded with stage 2's register) shifted by a digit per step, ``partial``
+        # is cleared as the element arrives, and ``r`` is registered for the last step only.
         cycles = self._cycles
         digit_bits = -(-MANTISSA_BITS // cycles)
-        padded = Signal(digit_bits * cycles)
-        m.d.comb += padded.eq(hi)
         step = Signal(range(cycles))
         partial = Signal(48)
         # step == cycles - 1, kept as a register: `hold` reaches the drain's decisions through
         # the PostProcessor's i.ready (on the iCEBreaker a timing path)
         last = Signal()
-        # r, registered in the hold cycles (cycles >= 2: there is one before the last step),
-        # so its guard and sticky logic is not on the adder's path
-        r = Signal()
-        # The digit used in this step: the top one of hi in step 0, then the top one of a copy
-        # of hi shifted by a digit per step (no digit-select multiplexer before the adder).
+        # r in the last step, 0 before it (cycles >= 2: it is set in the step before)
+        r_now = Signal()
         rest = Signal(digit_bits * cycles)
-        top = digit_bits * (cycles - 1)
-        digit = Mux(step == 0, padded[top:], rest[top:])
-        with m.If(valid & ~last):
-            m.d.sync += [rest.eq(Mux(step == 0, padded, rest) << digit_bits), r.eq(round_up)]
-        previous = Mux(step == 0, 0, partial)
+        digit = rest[digit_bits * (cycles - 1):]
+        working = Signal()
+        m.d.comb += working.eq(valid & ~last)
         # digit * mm as explicit shift-and-add (d AND rows): logic by construction, so a small
         # part never spends a hardware multiplier on it. Row 0 also carries r in the last step:
         # digit[0] + r is 0, 1 or 2, one multiplexer (no extra adder row).
-        r_now = r & last
         digit_product = Mux(digit[0] & r_now, mm << 1, Mux(digit[0] | r_now, mm, 0))
         for b in range(1, digit_bits):
             digit_product = digit_product + (Mux(digit[b], mm, 0) << b)
         running = Signal(48 + digit_bits)
         m.d.comb += [
-            running.eq((previous << digit_bits) + digit_product),
-            self.hold.eq(valid & ~last),
+            running.eq((partial << digit_bits) + digit_product),
+            self.hold.eq(working),
         ]
-        with m.If(valid & ~last):
-            m.d.sync += [partial.eq(running), step.eq(step + 1), last.eq(step == cycles - 2)]
+        with m.If(working):
+            m.d.sync += [
+                partial.eq(running),
+                rest.eq(rest << digit_bits),
+                step.eq(step + 1),
+                last.eq(step == cycles - 2),
+                r_now.eq((step == cycles - 2) & round_up),
+            ]
         product = Signal(48)
         with m.If(self.en):
-            m.d.sync += [product.eq(running), step.eq(0), last.eq(0)]
+            m.d.sync += [product.eq(running), step.eq(0), last.eq(0), r_now.eq(0),
+                         partial.eq(0), rest.eq(hi_in)]
         return [product]
