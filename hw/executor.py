@@ -201,6 +201,10 @@ class Executor(wiring.Component):
         ld_addr = Signal(n_entries)
         ld_left = Signal(n_entries)
         ld_buffer = Signal(2)
+        # ld_index == ld_entry - 1 (the byte taken next ends an entry) and ld_left == 1 (that
+        # entry is the LOAD's last), kept as registers beside them: the decision to take a byte
+        # drives the frame buffer's read enable and `rest`/`pos` (no subtract and compare there)
+        ld_last, ld_final = Signal(), Signal()
         wr_pending = Signal()
         m.d.comb += self.wr_en.eq(wr_pending)
         # Preset the LOAD state from the instruction while it is decoded (whatever its opcode;
@@ -209,30 +213,32 @@ class Executor(wiring.Component):
         head_load = INSN_LAYOUTS[Opcode.LOAD](Cat(decoder.head, C(0, (isa.INSN_BYTES - HEAD_BYTES) * 8)))
         with m.If(decoder.step[0]):
             m.d.sync += [ld_index.eq(0), ld_addr.eq(head_load.addr), ld_left.eq(head_load.count),
-                         ld_buffer.eq(head_load.buffer)]
+                         ld_final.eq(head_load.count == 1), ld_buffer.eq(head_load.buffer)]
         with m.If(decoder.step[1]):
-            m.d.sync += ld_entry.eq(decoder.entry_bytes)
+            m.d.sync += [ld_entry.eq(decoder.entry_bytes), ld_last.eq(decoder.entry_bytes == 1)]
         with m.If(wr_pending & self.wr_ready):
             m.d.sync += wr_pending.eq(0)
 
-        def gather_byte(index, entry, addr, left, buffer):
-            """Take `byte` as byte `index` of the current entry; return the entry-done flag."""
-            lanes = Cat(*(Mux(index == i, byte, gather[8 * i:8 * i + 8]) for i in range(n_lanes)))
-            last = index == entry - 1
+        def gather_byte():
+            """Take `byte` as byte `ld_index` of the current entry; return the LOAD-done flag."""
+            lanes = Cat(*(Mux(ld_index == i, byte, gather[8 * i:8 * i + 8])
+                          for i in range(n_lanes)))
             stage_free = ~wr_pending | self.wr_ready
-            can = ~last | stage_free
+            can = ~ld_last | stage_free
             m.d.comb += take.eq(can)
             with m.If(can):
-                m.d.sync += [gather.eq(lanes), ld_buffer.eq(buffer), ld_entry.eq(entry)]
-                with m.If(last):
+                m.d.sync += gather.eq(lanes)
+                with m.If(ld_last):
                     m.d.sync += [
-                        self.wr_data.eq(lanes), self.wr_addr.eq(addr), self.wr_buffer.eq(buffer),
-                        wr_pending.eq(1),
-                        ld_index.eq(0), ld_addr.eq(addr + 1), ld_left.eq(left - 1),
+                        self.wr_data.eq(lanes), self.wr_addr.eq(ld_addr),
+                        self.wr_buffer.eq(ld_buffer), wr_pending.eq(1),
+                        ld_index.eq(0), ld_last.eq(ld_entry == 1),
+                        ld_addr.eq(ld_addr + 1), ld_left.eq(ld_left - 1),
+                        ld_final.eq(ld_left == 2),
                     ]
                 with m.Else():
-                    m.d.sync += [ld_index.eq(index + 1), ld_addr.eq(addr), ld_left.eq(left)]
-            return can & last & (left == 1)
+                    m.d.sync += [ld_index.eq(ld_index + 1), ld_last.eq(ld_index + 2 == ld_entry)]
+            return can & ld_last & ld_final
 
         # -- error and response state ----------------------------------------------------------
         status = Signal(8)
@@ -401,7 +407,7 @@ class Executor(wiring.Component):
                 with m.Elif(opcode == Opcode.LOAD):
                     # ld_* were preset during the decode: the first payload byte is gathered
                     # exactly like the others
-                    with m.If(gather_byte(ld_index, ld_entry, ld_addr, ld_left, ld_buffer)):
+                    with m.If(gather_byte()):
                         m.next = "NEXT"
                     with m.Else():
                         m.next = "LOAD"
@@ -420,7 +426,7 @@ class Executor(wiring.Component):
                     with m.If(proceed):
                         next_instruction()
             with m.State("LOAD"):
-                with m.If(gather_byte(ld_index, ld_entry, ld_addr, ld_left, ld_buffer)):
+                with m.If(gather_byte()):
                     m.next = "NEXT"
             with m.State("NEXT"):
                 next_instruction()
