@@ -343,7 +343,10 @@ class OnnxRequant(wiring.Component):
         # floor(2y) = L >> 23, so L[23] is the half bit (guard), L[0:23] the sticky bits and
         # L[24:39] = floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means
         # |y| < 0.5 (rounds to 0). The sign is applied in the rounding adder:
-        # -(f + u) = ~f + ~u, so the value is (f ^ s) + (u ^ s) with s the sign.
+        # -(f + u) = ~f + ~u, so the value is (f ^ s) + (u ^ s) with s the sign: either f ^ s
+        # or (f ^ s) + 1, both formed from the shifter while the rounding bit is still being
+        # decided, which then only selects (its mask/OR tree rippling through the adder was a
+        # 34 ns path on the iCEBreaker).
         # The rounding bits are read from the mantissa through masks decoded from the shift
         # (each mask bit is one 4-input function of it), in parallel with the shifter:
         # L[23] = mant[23 - left], L[0:23] = mant[0:23 - left], L[24] = mant[24 - left].
@@ -363,12 +366,17 @@ class OnnxRequant(wiring.Component):
         odd = (s5_mant & odd_mask).any()
         round_up = half & (sticky | odd)
         signs = s5_sign.replicate(r_bits + 1)
-        signed_value = Signal(signed(r_bits + 1))   # -2^(r-1) .. 2^(r-1)
-        m.d.comb += signed_value.eq(
-            (Cat(floor_mag, Const(0, 2)) ^ signs).as_signed() + (round_up ^ s5_sign))
+        plain = Signal(signed(r_bits + 1))         # f ^ s
+        bumped = Signal(signed(r_bits + 1))        # (f ^ s) + 1
+        signed_value = Signal(signed(r_bits + 1))  # -2^(r-1) .. 2^(r-1)
+        m.d.comb += [
+            plain.eq((Cat(floor_mag, Const(0, 2)) ^ signs).as_signed()),
+            bumped.eq(plain + 1),
+            signed_value.eq(Mux(round_up ^ s5_sign, bumped, plain)),
+        ]
 
         # Only a positive f + u = 2^15 (f all ones, rounded up) leaves int16; detected beside
-        # the adder, so the adder's sum passes one multiplexer only.
+        # the adder, so the adder's sum passes the two multiplexers only.
         too_big = ~s5_sign & floor_mag.all() & round_up
         special = Signal()
         special_value = Signal(signed(r_bits))
