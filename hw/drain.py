@@ -123,8 +123,11 @@ class Drain(wiring.Component):
         p_addr = Signal(16)               # PARAM address of the column after the one being sent
         p_addr_next = Signal(16)          # p_addr + 1, kept as a register (no adder on the
                                           # PARAM read address)
-        rows_left = Signal(range(max(rows, 2)))   # m_rows - 1 - row: end_of_col without a
-                                                  # subtract and compare on the send path
+        rows_left = Signal(range(max(rows, 2)))   # m_rows - 1 - row
+        end_of_col = Signal()             # rows_left == 0, kept as a register: it selects the
+                                          # shadow shift (the whole array), the PARAM address and
+                                          # param_q's enable, and is the element's `last`
+        one_row = Signal()                # m_rows == 1
         in_flight = Signal(range(max(2, 2 * (self._latency + 2))))
         in_flight_nz = Signal()           # in_flight != 0, kept as a register (busy: one gate)
         out_ptr = Signal(16)
@@ -134,14 +137,12 @@ class Drain(wiring.Component):
         start = Signal()
         send = Signal()
         receive = Signal()
-        end_of_col = Signal()
         m.d.comb += [
             self.busy.eq(timing | active | in_flight_nz | wr_pending),
             self.i_cmd.ready.eq(~self.busy),
             start.eq(self.i_cmd.valid & self.i_cmd.ready),
             send.eq(self.o_post.valid & self.o_post.ready),
             receive.eq(self.i_post.valid & self.i_post.ready),
-            end_of_col.eq(rows_left == 0),
         ]
 
         # Timer: the drain's fixed duration.
@@ -199,19 +200,22 @@ class Drain(wiring.Component):
                 active.eq(1),
                 row.eq(0),
                 rows_left.eq(self.i_cmd.payload.m_rows - 1),
+                end_of_col.eq(self.i_cmd.payload.m_rows == 1),
+                one_row.eq(self.i_cmd.payload.m_rows == 1),
                 cols_left.eq(self.i_cmd.payload.n_cols - 1),
                 last_col.eq(self.i_cmd.payload.n_cols == 1),
                 out_ptr.eq(self.i_cmd.payload.out_addr),
             ]
         with m.Elif(send):
             with m.If(end_of_col):
-                m.d.sync += [row.eq(0), rows_left.eq(cmd.m_rows - 1),
+                m.d.sync += [row.eq(0), rows_left.eq(cmd.m_rows - 1), end_of_col.eq(one_row),
                              cols_left.eq(cols_left - 1), last_col.eq(cols_left == 1),
                              p_addr.eq(p_addr_next), p_addr_next.eq(p_addr_next + 1)]
                 with m.If(last_col):
                     m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += [row.eq(row + 1), rows_left.eq(rows_left - 1)]
+                m.d.sync += [row.eq(row + 1), rows_left.eq(rows_left - 1),
+                             end_of_col.eq(rows_left == 1)]
 
         with m.If(send & ~receive):
             m.d.sync += [in_flight.eq(in_flight + 1), in_flight_nz.eq(1)]
