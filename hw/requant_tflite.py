@@ -95,11 +95,14 @@ class TfliteRequant(wiring.Component):
         e = self.shift
 
         # ---- stage 1: wrapping left shift, right-shift amount -----------------------------
-        left = Signal(5)
+        # The shifter's levels take e's low bits straight from the input; the range cases
+        # (no left shift for e <= 0, everything shifted out for e >= 32) are decided beside it
+        # and chosen last.
+        by_low = Signal(signed(32))
         shifted = Signal(signed(32))
         m.d.comb += [
-            left.eq(Mux(e > 0, e[0:5], 0)),
-            shifted.eq(Mux(e >= 32, 0, self.a << left)),   # keeps the low 32 bits: int32 wrap
+            by_low.eq(self.a << e[0:5]),                 # keeps the low 32 bits: int32 wrap
+            shifted.eq(Mux(e <= 0, self.a, Mux(e >= 32, 0, by_low))),
         ]
         s1_x = Signal(signed(32))
         s1_m0 = Signal(signed(32))
@@ -122,19 +125,23 @@ class TfliteRequant(wiring.Component):
         s2_lh = Signal(signed(33))
         # r = 2^30 + c * 2^31 with c = 2^(k-1) - n (see the module docstring): 2^(k-1) is 0
         # for k = 0, n is 1 for a negative product when k >= 1 and for INT32_MIN x INT32_MIN.
+        # c is formed bit by bit from k without a subtractor: 2^(k-1) - 1 is the mask of the
+        # k - 1 low bits for k >= 1, and -1 for k = 0 (n = 1 there only for INT32_MIN^2).
         k1 = s1_right
-        half1 = Signal(_MAX_RIGHT)
         n1 = Signal()
+        half1 = Signal(_MAX_RIGHT)                     # 2^(k-1), 0 for k = 0
+        mask1 = Signal(_MAX_RIGHT)                     # 2^(k-1) - 1 for k >= 1, 0 for k = 0
         m.d.comb += [
-            half1.eq((Const(1, _MAX_RIGHT + 1) << k1) >> 1),
             n1.eq(((s1_x[31] ^ s1_m0[31]) & (k1 != 0))
                   | ((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN))),
+            half1.eq(Cat(*(k1 == i + 1 for i in range(_MAX_RIGHT)))),
+            mask1.eq(Cat(*(k1 > i + 1 for i in range(_MAX_RIGHT)))),
         ]
         s2_addend = Signal(signed(_MAX_RIGHT + 1))     # c, from -1 to 2^32
         s2_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s2_addend.eq(half1 - n1),
+                s2_addend.eq(Mux(n1, Mux(k1 == 0, -1, mask1), half1)),
                 s2_right.eq(s1_right),
             ]
         if is_ecp5(platform):
