@@ -141,15 +141,20 @@ class Executor(wiring.Component):
         byte = self.buf_rd_data
         take = Signal()        # consume `byte`; the next one is presented next cycle
         seek = Signal()        # present offset 0 next cycle
+        # pos + 1 (wrapping like it), kept as a register: the read address is one multiplexer
+        # after the late take/seek decisions (on the iCEBreaker an incrementer rippling
+        # through LUTs behind them was the critical path)
+        pos_next = Signal(n_bytes, init=1)
         m.d.comb += [
             self.buf_rd_en.eq(take | seek),
-            self.buf_rd_addr.eq(Mux(seek, 0, pos + 1)),
+            self.buf_rd_addr.eq(Mux(seek, 0, pos_next)),
         ]
         with m.If(seek):
-            m.d.sync += [pos.eq(0), rest.eq(length), rest_zero.eq(length == 0),
+            m.d.sync += [pos.eq(0), pos_next.eq(1), rest.eq(length), rest_zero.eq(length == 0),
                          rest_short.eq(length < isa.INSN_BYTES)]
         with m.Elif(take):
-            m.d.sync += [pos.eq(pos + 1), rest.eq(rest - 1), rest_zero.eq(rest == 1),
+            m.d.sync += [pos.eq(pos_next), pos_next.eq(pos_next + 1), rest.eq(rest - 1),
+                         rest_zero.eq(rest == 1),
                          rest_short.eq((rest != 0) & (rest <= isa.INSN_BYTES))]
 
         # -- instruction register and decode --------------------------------------------------
