@@ -145,6 +145,29 @@ def test_stream_with_backpressure(name):
     np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
 
 
+@pytest.mark.parametrize("name", ["both+lut", "onnx-iterative7+lut", "tflite+lut"])
+def test_post_state_in_block_ram(name):
+    # The post state carried in a block RAM beside the pipeline (the iCE40 default): the same
+    # results, tags and lasts under random valid/ready and the iterative unit's holds, with
+    # per-element modes, zero points, bounds and LUT flags.
+    config = CONFIGS[name]
+    rng = np.random.default_rng(7 + sum(map(ord, name)))
+    elements = _elements(rng, config, 400)
+    table = rng.integers(-128, 128, 256).astype(np.int8) if config.lut else None
+    by_numerics, _ = _expected(elements, table)
+    dut = PostProcessor(config, delay_ram=True)
+    received = _simulate(dut, elements, table, rng, p_valid=0.7, p_ready=0.5)
+    values, tags, lasts = (np.array(x) for x in zip(*received))
+    np.testing.assert_array_equal(values, by_numerics)
+    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
+    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+
+
+def test_delay_ram_rejects_non_bool():
+    with pytest.raises(TypeError, match="delay_ram must be None, False or True, not 'yes'"):
+        PostProcessor(AcceleratorConfig(), delay_ram="yes")
+
+
 #: Operand widths other than 8 (built inside the test, with the device width gate lifted):
 #: only the output lane narrows at 4 bits; the clamp bounds come from the 4-bit range.
 WIDTH_CONFIGS = {
