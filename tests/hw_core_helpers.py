@@ -72,6 +72,10 @@ class CoreBench:
 
     async def tick(self):
         ctx, dut = self.ctx, self.dut
+        # The drain's timer covers its writes: an idle core never writes a result (that
+        # would block the host's write port).
+        assert not (ctx.get(dut.idle) and not ctx.get(dut.wr_ready)), \
+            f"cycle {self.cycle}: the core is idle but the drain is writing"
         self.compute += ctx.get(dut.ev_compute)
         self.stall += ctx.get(dut.ev_stall)
         self.macs += ctx.get(dut.ev_macs)
