@@ -129,14 +129,15 @@ class FrameReceiver(wiring.Component):
         ]
 
         active = Signal()    # something that the timeout should drop
+        # idle == rx_timeout_cycles - 1, kept as a register (no wide compare in front of the
+        # FSM's decisions: on the iCEBreaker it reached the SKIP counter's enable)
+        at_limit = Signal(init=cfg.rx_timeout_cycles == 1)
         timeout = Signal()
-        with m.If(took | ~active):
-            m.d.sync += idle.eq(0)
-        with m.Elif(idle == cfg.rx_timeout_cycles - 1):
-            m.d.comb += timeout.eq(1)
-            m.d.sync += idle.eq(0)
+        m.d.comb += timeout.eq(at_limit & active & ~took)
+        with m.If(took | ~active | at_limit):
+            m.d.sync += [idle.eq(0), at_limit.eq(cfg.rx_timeout_cycles == 1)]
         with m.Else():
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += [idle.eq(idle + 1), at_limit.eq(idle == cfg.rx_timeout_cycles - 2)]
 
         with m.FSM(name="rx") as fsm:
             with m.State("HUNT"):

@@ -2,6 +2,7 @@
 
 import random
 
+import pytest
 from amaranth.sim import Simulator
 
 from tessera.hw.link import FrameReceiver
@@ -124,6 +125,14 @@ def test_pause_shorter_than_the_timeout_keeps_the_frame():
     frame = encode_frame(Kind.EXEC, 4, bytes(range(30)))
     frames, _ = _receive([frame[:12], CONFIG.rx_timeout_cycles - 3, frame[12:]])
     assert frames == [(Status.OK, Kind.EXEC, 4, bytes(range(30)))]
+
+
+@pytest.mark.parametrize("pause, kept", [(-1, True), (0, False)])
+def test_timeout_boundary_is_exact(pause, kept):
+    # A pause of rx_timeout_cycles - 1 cycles keeps the frame; rx_timeout_cycles drops it.
+    frame = encode_frame(Kind.EXEC, 4, bytes(range(30)))
+    frames, _ = _receive([frame[:12], CONFIG.rx_timeout_cycles + pause, frame[12:]])
+    assert frames == ([(Status.OK, Kind.EXEC, 4, bytes(range(30)))] if kept else [])
 
 
 def test_timeout_forgets_a_partial_header():
