@@ -212,6 +212,8 @@ class Executor(wiring.Component):
         # entry is the LOAD's last), kept as registers beside them: the decision to take a byte
         # drives the frame buffer's read enable and `rest`/`pos` (no subtract and compare there)
         ld_last, ld_final = Signal(), Signal()
+        # ld_index one-hot: the frame buffer's late read data meets one multiplexer per lane
+        ld_lane = Signal(n_lanes, init=1)
         wr_pending = Signal()
         m.d.comb += self.wr_en.eq(wr_pending)
         # Preset the LOAD state from the instruction while it is decoded (whatever its opcode;
@@ -219,7 +221,8 @@ class Executor(wiring.Component):
         # instruction's fields and the registers.
         head_load = INSN_LAYOUTS[Opcode.LOAD](Cat(decoder.head, C(0, (isa.INSN_BYTES - HEAD_BYTES) * 8)))
         with m.If(decoder.step[0]):
-            m.d.sync += [ld_index.eq(0), ld_addr.eq(head_load.addr), ld_left.eq(head_load.count),
+            m.d.sync += [ld_index.eq(0), ld_lane.eq(1),
+                         ld_addr.eq(head_load.addr), ld_left.eq(head_load.count),
                          ld_final.eq(head_load.count == 1), ld_buffer.eq(head_load.buffer)]
         with m.If(decoder.step[1]):
             m.d.sync += [ld_entry.eq(decoder.entry_bytes), ld_last.eq(decoder.entry_bytes == 1)]
@@ -228,7 +231,7 @@ class Executor(wiring.Component):
 
         def gather_byte():
             """Take `byte` as byte `ld_index` of the current entry; return the LOAD-done flag."""
-            lanes = Cat(*(Mux(ld_index == i, byte, gather[8 * i:8 * i + 8])
+            lanes = Cat(*(Mux(ld_lane[i], byte, gather[8 * i:8 * i + 8])
                           for i in range(n_lanes)))
             stage_free = ~wr_pending | self.wr_ready
             can = ~ld_last | stage_free
@@ -239,12 +242,13 @@ class Executor(wiring.Component):
                     m.d.sync += [
                         self.wr_data.eq(lanes), self.wr_addr.eq(ld_addr),
                         self.wr_buffer.eq(ld_buffer), wr_pending.eq(1),
-                        ld_index.eq(0), ld_last.eq(ld_entry == 1),
+                        ld_index.eq(0), ld_lane.eq(1), ld_last.eq(ld_entry == 1),
                         ld_addr.eq(ld_addr + 1), ld_left.eq(ld_left - 1),
                         ld_final.eq(ld_left == 2),
                     ]
                 with m.Else():
-                    m.d.sync += [ld_index.eq(ld_index + 1), ld_last.eq(ld_index + 2 == ld_entry)]
+                    m.d.sync += [ld_index.eq(ld_index + 1), ld_lane.eq(ld_lane << 1),
+                                 ld_last.eq(ld_index + 2 == ld_entry)]
             return can & ld_last & ld_final
 
         # -- error and response state ----------------------------------------------------------
