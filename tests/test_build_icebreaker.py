@@ -40,6 +40,22 @@ def test_icebreaker_loopback_meets_timing(tmp_path, capsys):
     assert "icepack" in report.tools and "nextpnr-ice40" in report.tools
 
 
+def test_icebreaker_accelerator_preset_meets_timing(tmp_path, capsys):
+    # The board's preset as `tessera build --board icebreaker` builds it: all 8 SB_MAC16 as
+    # MACs, the iterative onnx requant, the UART link, at the 30 MHz target (issue 5).
+    out = tmp_path / "accelerator"
+    status = main(["build", "--board", "icebreaker", "-o", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    report = BuildReport(**json.loads(captured.out))
+    assert report.design == "accelerator" and report.timing_met
+    assert report.target_mhz == 30.0 and report.fmax_design_mhz >= 30.0
+    assert report.config["rows"] * report.config["cols"] == 8
+    assert report.resources["dsp"] == {"used": 8, "available": 8}
+    assert report.resources["logic"]["used"] <= report.resources["logic"]["available"]
+    assert (out / report.bitstream).stat().st_size == UP5K_BITSTREAM_BYTES
+
+
 def test_timing_not_met_exits_non_zero(tmp_path, capsys):
     out = tmp_path / "fast"
     status = main(["build", "--board", "icebreaker", "--design", "loopback", "--clock-mhz", "150",
