@@ -286,13 +286,10 @@ class Executor(wiring.Component):
         counters = Cat(*(Cat(self.counters[i], C(0, 8 * counter_bytes - cfg.counter_bits))
                          for i in range(len(protocol.COUNTER_NAMES))))
 
-        def respond_error(code, *, zero=True):
-            # An all-zero ErrorRecord; ``zero=False`` where ``vec`` was zeroed beforehand (keeps
-            # late decisions off the enable of the wide ``vec`` register).
+        def respond_error(code):
+            # An all-zero ErrorRecord: ``vec`` was zeroed in DISPATCH.
             m.d.sync += [status.eq(code), resp_length.eq(protocol.ERROR_LAYOUT.nbytes),
                          resp_act.eq(0)]
-            if zero:
-                m.d.sync += vec.eq(0)
             m.next = "RESPOND"
 
         def record_error(code, offset, opcode):
@@ -342,6 +339,13 @@ class Executor(wiring.Component):
                     m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
+                # `vec` is loaded in every DISPATCH (the ID record, the counters, or zeros, which
+                # are an error's ErrorRecord and READ's), and in every ANSWER_EXEC: its enable
+                # is a state and SEND's transfer, no request decision (288 flip-flops at
+                # counter_bits=48).
+                m.d.sync += vec.eq(Mux(rx_bad | kind_bad | length_bad, 0,
+                                       Mux(is_kind[Kind.HELLO], id_record,
+                                           Mux(is_kind[Kind.COUNTERS], counters, 0))))
                 with m.If(rx_bad):
                     respond_error(rx_status)
                 with m.Elif(kind_bad):
@@ -349,11 +353,11 @@ class Executor(wiring.Component):
                 with m.Elif(length_bad):
                     respond_error(Status.BAD_LENGTH)
                 with m.Elif(is_kind[Kind.HELLO]):
-                    m.d.sync += [last_valid.eq(0), status.eq(Status.OK), vec.eq(id_record),
+                    m.d.sync += [last_valid.eq(0), status.eq(Status.OK),
                                  resp_length.eq(protocol.ID_LAYOUT.nbytes), resp_act.eq(0)]
                     m.next = "RESPOND"
                 with m.Elif(is_kind[Kind.COUNTERS]):
-                    m.d.sync += [status.eq(Status.OK), vec.eq(counters), resp_act.eq(0),
+                    m.d.sync += [status.eq(Status.OK), resp_act.eq(0),
                                  resp_counters.eq(1),
                                  resp_length.eq(_COUNTER_BYTES * len(protocol.COUNTER_NAMES))]
                     m.next = "RESPOND"
@@ -363,7 +367,7 @@ class Executor(wiring.Component):
                     m.next = "RESPOND"
                 with m.Elif(is_kind[Kind.READ]):
                     m.d.comb += seek.eq(1)
-                    m.d.sync += [fetched.eq(0), vec.eq(0)]
+                    m.d.sync += fetched.eq(0)
                     m.next = "READ_REQUEST"
                 with m.Elif(repeat):
                     m.d.sync += [status.eq(last["status"]), err_offset.eq(last["offset"]),
@@ -401,9 +405,9 @@ class Executor(wiring.Component):
                     m.next = "READ_CHECK"
             with m.State("READ_CHECK"):
                 with m.If(read_bad_count):
-                    respond_error(Status.BAD_FIELD, zero=False)
+                    respond_error(Status.BAD_FIELD)
                 with m.Elif(read_bad_addr):
-                    respond_error(Status.BAD_ADDRESS, zero=False)
+                    respond_error(Status.BAD_ADDRESS)
                 with m.Else():
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
@@ -462,9 +466,10 @@ class Executor(wiring.Component):
                                  last["store_count"].eq(store_count)]
                     m.next = "ANSWER_EXEC"
             with m.State("ANSWER_EXEC"):
+                # the ErrorRecord, used only if the status is an error
+                m.d.sync += vec.eq(Cat(err_offset, C(0, 16 - n_bytes), err_opcode, C(0, 12)))
                 with m.If(status != Status.OK):
-                    m.d.sync += [vec.eq(Cat(err_offset, C(0, 16 - n_bytes), err_opcode, C(0, 12))),
-                                 resp_length.eq(protocol.ERROR_LAYOUT.nbytes), resp_act.eq(0)]
+                    m.d.sync += [resp_length.eq(protocol.ERROR_LAYOUT.nbytes), resp_act.eq(0)]
                     m.next = "RESPOND"
                 with m.Else():
                     m.d.sync += [act_addr.eq(store_addr), resp_act.eq(store_valid),
