@@ -119,15 +119,19 @@ class Executor(wiring.Component):
         m.submodules.decoder = decoder = InstructionDecoder(cfg)
 
         # -- the frame being handled -------------------------------------------------------
-        kind = Signal(8)
         seq = Signal(8)
         length = Signal(n_bytes)
-        rx_status = Signal(8)
         held = Signal()        # the receiver's frame has not been released yet
-        # the request's classification, registered when it is taken (decided on in DISPATCH)
-        rx_bad, kind_bad, length_bad, repeat = Signal(), Signal(), Signal(), Signal()
-        is_kind = {k: Signal(name=f"is_{k.name.lower()}")
-                   for k in (Kind.HELLO, Kind.READ, Kind.COUNTERS, Kind.CLEAR_COUNTERS)}
+        # What DISPATCH does with the request, decided when it is taken: one flag per action
+        # (exactly one is set), so that DISPATCH's decisions are single registers (the chain
+        # of checks behind the byte reader's `seek` reached `rest`/`pos`/`fetched` on the
+        # iCEBreaker), and the error's status code.
+        go_error = Signal()
+        err_code = Signal(8)
+        go = {k: Signal(name=f"go_{k.name.lower()}")
+              for k in (Kind.HELLO, Kind.READ, Kind.COUNTERS, Kind.CLEAR_COUNTERS)}
+        go_repeat = Signal()   # an EXEC with the last answered one's seq: answered again
+        go_exec = Signal()     # a new EXEC
         read_room = Signal(signed(18))   # act_depth - addr of a READ request
         read_bad_count = Signal()        # its count is 0 or exceeds max_payload
         read_bad_addr = Signal()         # its entries run past the ACT buffer
@@ -324,17 +328,22 @@ class Executor(wiring.Component):
                     # The request is classified here, into registers, so that DISPATCH decides
                     # from flags (the dedup state cannot change between the two cycles).
                     info = self.i_frame.payload
-                    m.d.sync += [kind.eq(info.kind), seq.eq(info.seq), length.eq(info.length),
-                                 rx_status.eq(info.status), held.eq(1),
-                                 rx_bad.eq(info.status != Status.OK),
-                                 kind_bad.eq((info.kind == 0) | (info.kind > max(Kind))),
-                                 length_bad.eq(
-                                     ((info.kind == Kind.READ) &
-                                      (info.length != protocol.READ_LAYOUT.nbytes)) |
-                                     ((info.kind != Kind.READ) & (info.kind != Kind.EXEC) &
-                                      (info.length != 0))),
-                                 repeat.eq(last_valid & (info.seq == last["seq"]))]
-                    m.d.sync += [is_kind[k].eq(info.kind == k) for k in is_kind]
+                    rx_bad = info.status != Status.OK
+                    kind_bad = (info.kind == 0) | (info.kind > max(Kind))
+                    length_bad = (((info.kind == Kind.READ) &
+                                   (info.length != protocol.READ_LAYOUT.nbytes)) |
+                                  ((info.kind != Kind.READ) & (info.kind != Kind.EXEC) &
+                                   (info.length != 0)))
+                    error = rx_bad | kind_bad | length_bad
+                    repeat = last_valid & (info.seq == last["seq"])
+                    is_exec = ~error & (info.kind == Kind.EXEC)
+                    m.d.sync += [seq.eq(info.seq), length.eq(info.length), held.eq(1),
+                                 go_error.eq(error),
+                                 err_code.eq(Mux(rx_bad, info.status,
+                                                 Mux(kind_bad, Status.BAD_KIND,
+                                                     Status.BAD_LENGTH))),
+                                 go_repeat.eq(is_exec & repeat), go_exec.eq(is_exec & ~repeat)]
+                    m.d.sync += [go[k].eq(~error & (info.kind == k)) for k in go]
                     m.d.sync += resp_counters.eq(0)
                     m.next = "DISPATCH"
 
@@ -343,40 +352,35 @@ class Executor(wiring.Component):
                 # are an error's ErrorRecord and READ's), and in every ANSWER_EXEC: its enable
                 # is a state and SEND's transfer, no request decision (288 flip-flops at
                 # counter_bits=48).
-                m.d.sync += vec.eq(Mux(rx_bad | kind_bad | length_bad, 0,
-                                       Mux(is_kind[Kind.HELLO], id_record,
-                                           Mux(is_kind[Kind.COUNTERS], counters, 0))))
-                with m.If(rx_bad):
-                    respond_error(rx_status)
-                with m.Elif(kind_bad):
-                    respond_error(Status.BAD_KIND)
-                with m.Elif(length_bad):
-                    respond_error(Status.BAD_LENGTH)
-                with m.Elif(is_kind[Kind.HELLO]):
+                m.d.sync += vec.eq(Mux(go[Kind.HELLO], id_record,
+                                       Mux(go[Kind.COUNTERS], counters, 0)))
+                with m.If(go_error):
+                    respond_error(err_code)
+                with m.If(go[Kind.HELLO]):
                     m.d.sync += [last_valid.eq(0), status.eq(Status.OK),
                                  resp_length.eq(protocol.ID_LAYOUT.nbytes), resp_act.eq(0)]
                     m.next = "RESPOND"
-                with m.Elif(is_kind[Kind.COUNTERS]):
+                with m.If(go[Kind.COUNTERS]):
                     m.d.sync += [status.eq(Status.OK), resp_act.eq(0),
                                  resp_counters.eq(1),
                                  resp_length.eq(_COUNTER_BYTES * len(protocol.COUNTER_NAMES))]
                     m.next = "RESPOND"
-                with m.Elif(is_kind[Kind.CLEAR_COUNTERS]):
+                with m.If(go[Kind.CLEAR_COUNTERS]):
                     m.d.comb += self.counters_clear.eq(1)
                     m.d.sync += [status.eq(Status.OK), resp_length.eq(0), resp_act.eq(0)]
                     m.next = "RESPOND"
-                with m.Elif(is_kind[Kind.READ]):
+                with m.If(go[Kind.READ]):
                     m.d.comb += seek.eq(1)
                     m.d.sync += fetched.eq(0)
                     m.next = "READ_REQUEST"
-                with m.Elif(repeat):
+                with m.If(go_repeat):
                     m.d.sync += [status.eq(last["status"]), err_offset.eq(last["offset"]),
                                  err_opcode.eq(last["opcode"]),
                                  store_valid.eq(last["store_valid"]),
                                  store_addr.eq(last["store_addr"]),
                                  store_count.eq(last["store_count"])]
                     m.next = "ANSWER_EXEC"
-                with m.Else():
+                with m.If(go_exec):
                     m.d.comb += seek.eq(1)
                     m.d.sync += [store_valid.eq(0), last_valid.eq(0)]
                     m.next = "FIRST"
