@@ -119,7 +119,7 @@ class PostProcessor(wiring.Component):
     latency = 1 + OnnxRequant.latency + Activation.latency
 
     def __init__(self, config, *, delay_ram=None):
-        if delay_ram not in (None, False, True):
+        if delay_ram is not None and not isinstance(delay_ram, bool):
             self._MustUse__silence = True
             raise TypeError(f"delay_ram must be None, False or True, not {delay_ram!r}")
         if not isinstance(config, AcceleratorConfig):
