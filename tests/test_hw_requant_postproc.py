@@ -164,8 +164,9 @@ def test_post_state_in_block_ram(name):
 
 
 def test_delay_ram_rejects_non_bool():
-    with pytest.raises(TypeError, match="delay_ram must be None, False or True, not 'yes'"):
-        PostProcessor(AcceleratorConfig(), delay_ram="yes")
+    for bad in ("yes", 1):
+        with pytest.raises(TypeError, match=f"delay_ram must be None, False or True, not {bad!r}"):
+            PostProcessor(AcceleratorConfig(), delay_ram=bad)
 
 
 #: Operand widths other than 8 (built inside the test, with the device width gate lifted):
