@@ -170,9 +170,17 @@ class InstructionDecoder(wiring.Component):
         bad_op = Signal()
         field_bad = Signal()
         tail_bad = Signal()           # a tail byte of step 1 or 2 is not zero
-        tail_nz = [Signal(name=f"tail_nz{i}") for i in (1, 2)]   # that byte, one flag each:
-        # the frame buffer's late read data (5.8 ns clock-to-output on the LFE5U-85F) meets only
-        # an 8-input OR before a register, never the step enables or an accumulation
+
+        def nibble_flags(name):
+            # "the tail byte is not zero" as one flag per nibble: the frame buffer's late read
+            # data (5.8 ns clock-to-output on the LFE5U-85F) meets one 4-input LUT before a
+            # register, never the step enables, an accumulation or a wider OR
+            return [Signal(name=f"{name}_{half}") for half in ("lo", "hi")]
+
+        def nonzero(flags):
+            return [flags[0].eq(self.tail[0:4] != 0), flags[1].eq(self.tail[4:8] != 0)]
+
+        tail_nz = [nibble_flags("tail_nz1"), nibble_flags("tail_nz2")]
         buffer = Signal(4)
         entry = Signal(range(self._max_entry + 1))
         payload = Signal(16 + self._max_entry.bit_length())
@@ -198,7 +206,7 @@ class InstructionDecoder(wiring.Component):
                 op_r.eq(opcode),
                 bad_op.eq(opcode > max(Opcode)),
                 field_bad.eq(field_now),
-                tail_nz[0].eq(self.tail != 0),
+                *nonzero(tail_nz[0]),
                 buffer.eq(load.buffer), entry.eq(entry_now), payload.eq(payload_now),
                 load_end.eq(load.addr + load.count),
                 store_end.eq(store.addr + store.count),
@@ -223,7 +231,7 @@ class InstructionDecoder(wiring.Component):
         for end, depth in zip(gemm_ends, gemm_depths):
             gemm_addr_bad = gemm_addr_bad | (end > depth)
         with m.If(step2):
-            m.d.sync += tail_nz[1].eq(self.tail != 0)
+            m.d.sync += nonzero(tail_nz[1])
             with m.Switch(op_r):
                 with m.Case(Opcode.LOAD):
                     m.d.sync += [addr_bad.eq(load_depth_bad), late.eq(payload > self.left)]
@@ -238,12 +246,14 @@ class InstructionDecoder(wiring.Component):
         # -- step 3: the status, by priority ------------------------------------------------------
         # The last byte arrives from the frame buffer's read port in this step: it is only
         # registered (as a flag) and folded into the outputs with one gate.
-        m.d.comb += tail_bad.eq(tail_nz[0] | tail_nz[1])
+        m.d.comb += tail_bad.eq(Cat(*tail_nz[0], *tail_nz[1]).any())
         late_status = Mux(op_r == Opcode.LOAD, Status.TRUNCATED, Status.STORE_NOT_LAST)
         status = Signal(8)
+        last_nz = nibble_flags("last_nz")
         last_bad = Signal()
+        m.d.comb += last_bad.eq(last_nz[0] | last_nz[1])
         with m.If(step3):
-            m.d.sync += last_bad.eq(self.tail != 0)
+            m.d.sync += nonzero(last_nz)
             with m.If(bad_op):
                 m.d.sync += status.eq(Status.BAD_OPCODE)
             with m.Elif(field_bad | tail_bad):

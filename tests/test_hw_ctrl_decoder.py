@@ -36,6 +36,10 @@ CASES = {
                        (Status.BAD_FIELD, 0, 1)),
     **{f"tail_byte_{i}": (_poke(Gemm(0, 0, 1), HEAD_BYTES + i), (Status.BAD_FIELD, 0, 2))
        for i in range(DECODE_STEPS)},
+    # the same with a bit in the low nibble (the decoder flags each nibble of a tail byte)
+    **{f"tail_byte_{i}_low": (_poke(Gemm(0, 0, 1), HEAD_BYTES + i, 0x01),
+                              (Status.BAD_FIELD, 0, 2))
+       for i in range(DECODE_STEPS)},
     # padding outranks a range error; a range error outranks a late payload
     "pad_before_range": (_poke(Store(63, 2), isa.INSN_BYTES - 1), (Status.BAD_FIELD, 0, 4)),
     "range_before_late": (_enc(Load(Buffer.PARAM, 7, 2)), (Status.BAD_ADDRESS, 0, 1)),
