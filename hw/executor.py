@@ -142,6 +142,7 @@ class Executor(wiring.Component):
         # rest == 0 and rest < INSN_BYTES, kept as registers too: the decision to take the
         # next instruction drives the frame buffer's read enable (a timing path on the ECP5)
         rest_zero, rest_short = Signal(init=1), Signal(init=1)
+        rest_whole = Signal()  # rest >= INSN_BYTES: an instruction can be fetched (one flag)
         byte = self.buf_rd_data
         take = Signal()        # consume `byte`; the next one is presented next cycle
         seek = Signal()        # present offset 0 next cycle
@@ -155,11 +156,13 @@ class Executor(wiring.Component):
         ]
         with m.If(seek):
             m.d.sync += [pos.eq(0), pos_next.eq(1), rest.eq(length), rest_zero.eq(length == 0),
-                         rest_short.eq(length < isa.INSN_BYTES)]
+                         rest_short.eq(length < isa.INSN_BYTES),
+                         rest_whole.eq(length >= isa.INSN_BYTES)]
         with m.Elif(take):
             m.d.sync += [pos.eq(pos_next), pos_next.eq(pos_next + 1), rest.eq(rest - 1),
                          rest_zero.eq(rest == 1),
-                         rest_short.eq((rest != 0) & (rest <= isa.INSN_BYTES))]
+                         rest_short.eq((rest != 0) & (rest <= isa.INSN_BYTES)),
+                         rest_whole.eq(rest > isa.INSN_BYTES)]
 
         # -- instruction register and decode --------------------------------------------------
         insn = Signal(isa.INSN_BYTES * 8)
@@ -302,13 +305,15 @@ class Executor(wiring.Component):
 
         def next_instruction():
             """Start the instruction at offset ``pos``, or end the program."""
+            # rest_whole == ~rest_zero & ~rest_short, one register: `take` is one gate after
+            # the late `proceed`
+            m.d.comb += take.eq(rest_whole)
             with m.If(rest_zero):
                 m.d.sync += status.eq(Status.OK)
                 m.next = "FINISH"
             with m.Elif(rest_short):
                 record_error(Status.TRUNCATED, pos, byte[0:4])
             with m.Else():
-                m.d.comb += take.eq(1)
                 m.d.sync += [fetched.eq(1), insn_offset.eq(pos),
                              insn_left.eq(rest - isa.INSN_BYTES)]
                 m.next = "FETCH"
@@ -317,10 +322,16 @@ class Executor(wiring.Component):
         # that the Core's late `idle` and `o_cmd.ready` meet the decisions in the last gates
         # (on the iCEBreaker the drain's busy -> idle -> opcode chain -> `rest` enable was the
         # critical path).
+        # The opcode's class as flags, registered from the decoder's opcode (which is set in the
+        # decode's first step, two cycles before EXECUTE, and held until the next instruction's
+        # decode): no 4-bit compares between EXECUTE and its decisions.
+        op_is = {op: Signal(name=f"op_is_{op.name.lower()}")
+                 for op in (Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.SYNC, Opcode.POST)}
+        m.d.sync += [flag.eq(decoder.opcode == op) for op, flag in op_is.items()]
         proceed = Signal()
         m.d.comb += proceed.eq(
-            Mux(decoder.opcode == Opcode.GEMM, ~wr_pending & self.o_cmd.ready,
-                Mux(decoder.opcode == Opcode.SYNC, self.core_idle & ~wr_pending, 1)))
+            Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
+                Mux(op_is[Opcode.SYNC], self.core_idle & ~wr_pending, 1)))
 
         with m.FSM(name="executor") as fsm:
             with m.State("IDLE"):
@@ -432,21 +443,21 @@ class Executor(wiring.Component):
                 opcode = decoder.opcode
                 with m.If(~decoder.ok):
                     record_error(decoder.status, insn_offset, opcode)
-                with m.Elif(opcode == Opcode.LOAD):
+                with m.Elif(op_is[Opcode.LOAD]):
                     # ld_* were preset during the decode: the first payload byte is gathered
                     # exactly like the others
                     with m.If(gather_byte()):
                         m.next = "NEXT"
                     with m.Else():
                         m.next = "LOAD"
-                with m.Elif(opcode == Opcode.STORE):
+                with m.Elif(op_is[Opcode.STORE]):
                     m.d.sync += [store_valid.eq(1), store_addr.eq(store.addr),
                                  store_count.eq(store.count), status.eq(Status.OK)]
                     m.next = "FINISH"
                 with m.Else():   # GEMM, POST, SYNC, NOP: the next instruction once `proceed`
-                    with m.If(opcode == Opcode.GEMM):
+                    with m.If(op_is[Opcode.GEMM]):
                         m.d.comb += self.o_cmd.valid.eq(~wr_pending)
-                    with m.If(opcode == Opcode.POST):
+                    with m.If(op_is[Opcode.POST]):
                         m.d.sync += [post_state["mode"].eq(post.mode),
                                      post_state["lut"].eq(post.lut),
                                      post_state["zero_point"].eq(post.zero_point),
