@@ -354,80 +354,28 @@ class OnnxRequant(wiring.Component):
         p_mant = Mux(top, s4_product[24:48], s4_product[23:47])
         p_guard = Mux(top, s4_product[23], s4_product[22])
         p_sticky = Mux(top, s4_product[0:23].any(), s4_product[0:22].any())
-        # p_mant and p_mant + 1 both, the rounding bit (behind the sticky OR tree) selecting:
-        # it does not ripple through the carry chain in front of the coarse shift below
         p_round = p_guard & (p_sticky | p_mant[0])
-        p_mant_sum = Signal(25)
-        if self._iterative:
-            # (a unit that takes `cycles` per element has time; an iCE40 has few cells)
-            m.d.comb += p_mant_sum.eq(p_mant + p_round)
-        else:
-            # p_mant and p_mant + 1 both, the rounding bit (behind the sticky OR tree)
-            # selecting: it does not ripple through the carry chain before the coarse shift
-            p_mant_up = Signal(25)
-            m.d.comb += [p_mant_up.eq(p_mant + 1),
-                         p_mant_sum.eq(Mux(p_round, p_mant_up, p_mant))]
-        p_carry = p_mant_sum[24]
-
-        # The unbiased exponent of the float32 product is x = exp_sum - 127 + top + carry, and
-        # stage 6 needs L = mant << (x + 1) (below). With the 25-bit sum M = p_mant_sum that is
-        # L = M << (x0 + 1) whether the rounding carried or not (a carry leaves M = 2^24 =
-        # 2 * (1 << 23)), so the shift is known before the adder finishes. A pipelined unit
-        # shifts in two parts: by 4 * ((x0 + 1) >> 2) here, after the adder, and by the last
-        # two bits in stage 6; an iterative one all in stage 6 (fewer cells).
-        # x >= r - 1 saturates (r = result_bits, 16 unless the outputs are 16-bit);
-        # x0 <= -2 rounds to 0 (x <= -2; or x = -1 after a carry: exactly 0.5, a tie to 0).
+        # The unbiased exponent of the float32 product is x = exp_sum - 127 + top + carry.
         x0 = Signal(signed(11))
         m.d.comb += x0.eq(s4_exp_sum - _F32_BIAS + top)
-        left = Signal(range(r_bits))      # x0 + 1, used when 0 <= x0 + 1 <= r_bits - 1
-        m.d.comb += left.eq(x0 + 1)
-        fine_bits = 4 if self._iterative else 2
-        coarse_steps = ((r_bits - 1) >> fine_bits) + 1
-        max_fine = (1 << fine_bits) - 1
         s5_sign = Signal()
         s5_zero = Signal()
-        s5_coarse = Signal(25 + (max_fine + 1) * (coarse_steps - 1))   # M << (left - fine)
-        s5_fine = Signal(fine_bits)                                     # left % 2^fine_bits
-        s5_saturate = Signal()            # x >= r_bits - 1
-        s5_underflow = Signal()           # x0 <= -2
-        coarse = Signal.like(s5_coarse)
-        with m.Switch(left >> fine_bits):
-            for q in range(coarse_steps):
-                with m.Case(q):
-                    m.d.comb += coarse.eq(p_mant_sum << ((max_fine + 1) * q))
         with m.If(en):
-            m.d.sync += [
-                s5_sign.eq(s4_sign),
-                s5_zero.eq(s4_zero),
-                s5_coarse.eq(coarse),
-                s5_fine.eq(left[0:fine_bits]),
-                s5_saturate.eq(Mux(p_carry, x0 >= r_bits - 2, x0 >= r_bits - 1)),
-                s5_underflow.eq(x0 < -1),
-            ]
-
-        # ---- stage 6: rint (ties to even), sign and saturation -----------------------------
-        # Written for r = 16 (r - 1 = 15; every 15 and 16 below follows r).
-        # y = mant * 2^(x - 23). For -1 <= x <= 14, L = mant << (x + 1) = s5_coarse << s5_fine:
-        # then floor(2y) = L >> 23, so L[23] is the half bit (guard), L[0:23] the sticky bits
-        # and L[24:39] = floor(|y|). x >= 15 means |y| >= 2^15 (saturate).
-        # The sign is applied in the rounding adder:
-        # -(f + u) = ~f + ~u, so the value is (f ^ s) + (u ^ s) with s the sign: either f ^ s
-        # or (f ^ s) + 1, both formed from the shifter while the rounding bit is still being
-        # decided, which then only selects (its mask/OR tree rippling through the adder was a
-        # 34 ns path on the iCEBreaker).
-        # The rounding bits: L[23] = coarse[23 - fine], L[24] = coarse[24 - fine], and the
-        # sticky bits coarse[0:23 - fine] are coarse[0:23 - max_fine] and a masked part of
-        # coarse[23 - max_fine:23] (max_fine = 3 with the two-part shift, else 15).
-        shifted = Signal(len(s5_coarse) + max_fine)
-        m.d.comb += shifted.eq(s5_coarse << s5_fine)
-        half = shifted[23]
-        odd = shifted[24]
-        sticky_mask = Signal(max_fine)
-        m.d.comb += sticky_mask.eq(Const((1 << max_fine) - 1, max_fine) >> s5_fine)
-        sticky = (s5_coarse[0:23 - max_fine].any() |
-                  (s5_coarse[23 - max_fine:23] & sticky_mask).any())
-        floor_mag = shifted[24:24 + r_bits - 1]
-        round_up = half & (sticky | odd)
+            m.d.sync += [s5_sign.eq(s4_sign), s5_zero.eq(s4_zero)]
+        # ---- and stage 6: rint (ties to even), sign and saturation -------------------------
+        # Written for r = 16 (r = result_bits; every 15 and 16 below follows it).
+        # y = mant * 2^(x - 23). For -1 <= x <= 14, with L = mant << (x + 1): floor(2y) =
+        # L >> 23, so L[23] is the half bit (guard), L[0:23] the sticky bits and L[24:39] =
+        # floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means |y| < 0.5 (0).
+        # Two forms with the same results: the compact one (iterative units, few cells) and the
+        # split one (pipelined units, short paths at 100 MHz).
+        round_stages = self._round_split if self._cycles == 1 else self._round_compact
+        floor_mag, round_up, s5_saturate, s5_underflow = round_stages(
+            m, p_mant, p_round, x0, r_bits)
+        # The sign is applied in the rounding adder: -(f + u) = ~f + ~u, so the value is
+        # (f ^ s) + (u ^ s) with s the sign: either f ^ s or (f ^ s) + 1, both formed from the
+        # shifter while the rounding bit is still being decided, which then only selects (its
+        # mask/OR tree rippling through the adder was a 34 ns path on the iCEBreaker).
         signs = s5_sign.replicate(r_bits + 1)
         plain = Signal(signed(r_bits + 1))         # f ^ s
         bumped = Signal(signed(r_bits + 1))        # (f ^ s) + 1
@@ -452,6 +400,81 @@ class OnnxRequant(wiring.Component):
             m.d.sync += self.result.eq(
                 Mux(special, special_value, signed_value[0:r_bits]))
         return m
+
+    def _round_compact(self, m, p_mant, p_round, x0, r_bits):
+        # Stage 5: the rounding add with the carry into the exponent; stage 6: one shifter,
+        # with the rounding bits read from the mantissa through masks decoded from the shift
+        # (each mask bit one 4-input function of it), in parallel with the shifter:
+        # L[23] = mant[23 - left], L[0:23] = mant[0:23 - left], L[24] = mant[24 - left].
+        # Returns (floor |y|, round-up bit, saturate, underflow).
+        p_mant_sum = Signal(25)
+        m.d.comb += p_mant_sum.eq(p_mant + p_round)
+        p_carry = p_mant_sum[24]
+        s5_mant = Signal(MANTISSA_BITS)
+        s5_left = Signal(range(r_bits))   # x + 1, used when -1 <= x <= r_bits - 2
+        s5_saturate = Signal()            # x >= r_bits - 1
+        s5_underflow = Signal()           # x <= -2
+        with m.If(self.en):
+            m.d.sync += [
+                s5_mant.eq(Mux(p_carry, 1 << 23, p_mant_sum[0:24])),
+                s5_left.eq(Mux(p_carry, x0 + 2, x0 + 1)),
+                s5_saturate.eq(Mux(p_carry, x0 >= r_bits - 2, x0 >= r_bits - 1)),
+                s5_underflow.eq(Mux(p_carry, x0 < -2, x0 < -1)),
+            ]
+        shifted = Signal(24 + r_bits - 1)
+        sticky_mask = Signal(23)
+        half_mask = Signal(24)
+        odd_mask = Signal(24)
+        m.d.comb += [
+            shifted.eq(s5_mant << s5_left),
+            sticky_mask.eq(Const((1 << 23) - 1, 23) >> s5_left),
+            half_mask.eq(Const(1 << 23, 24) >> s5_left),
+            odd_mask.eq(Const(1 << 24, 25) >> s5_left),
+        ]
+        half = (s5_mant & half_mask).any()
+        sticky = (s5_mant[0:23] & sticky_mask).any()
+        odd = (s5_mant & odd_mask).any()
+        return shifted[24:24 + r_bits - 1], half & (sticky | odd), s5_saturate, s5_underflow
+
+    def _round_split(self, m, p_mant, p_round, x0, r_bits):
+        # Stage 5: p_mant and p_mant + 1 both, the rounding bit (behind the sticky OR tree)
+        # selecting, so it does not ripple through the carry chain. With the 25-bit sum M,
+        # L = M << (x0 + 1) whether the rounding carried or not (a carry leaves M = 2^24 =
+        # 2 * (1 << 23)), so the shift is known before the adder finishes: by
+        # 4 * ((x0 + 1) >> 2) here, after the adder, and by the last two bits in stage 6, where
+        # L[23] = coarse[23 - fine], L[24] = coarse[24 - fine] and the sticky bits
+        # coarse[0:23 - fine] are coarse[0:20] and a masked part of coarse[20:23].
+        # x0 <= -2 rounds to 0 (x <= -2; or x = -1 after a carry: exactly 0.5, a tie to 0).
+        p_mant_up = Signal(25)
+        p_mant_sum = Signal(25)
+        m.d.comb += [p_mant_up.eq(p_mant + 1), p_mant_sum.eq(Mux(p_round, p_mant_up, p_mant))]
+        p_carry = p_mant_sum[24]
+        left = Signal(range(r_bits))      # x0 + 1, used when 0 <= x0 + 1 <= r_bits - 1
+        m.d.comb += left.eq(x0 + 1)
+        coarse_steps = ((r_bits - 1) >> 2) + 1
+        s5_coarse = Signal(25 + 4 * (coarse_steps - 1))   # M << 4 * (left >> 2)
+        s5_fine = Signal(2)                                # left & 3
+        s5_saturate = Signal()            # x >= r_bits - 1
+        s5_underflow = Signal()           # x0 <= -2
+        coarse = Signal.like(s5_coarse)
+        with m.Switch(left >> 2):
+            for q in range(coarse_steps):
+                with m.Case(q):
+                    m.d.comb += coarse.eq(p_mant_sum << (4 * q))
+        with m.If(self.en):
+            m.d.sync += [
+                s5_coarse.eq(coarse),
+                s5_fine.eq(left[0:2]),
+                s5_saturate.eq(Mux(p_carry, x0 >= r_bits - 2, x0 >= r_bits - 1)),
+                s5_underflow.eq(x0 < -1),
+            ]
+        shifted = Signal(len(s5_coarse) + 3)
+        m.d.comb += shifted.eq(s5_coarse << s5_fine)
+        sticky_mask = Signal(3)
+        m.d.comb += sticky_mask.eq(Const(0b111, 3) >> s5_fine)
+        sticky = s5_coarse[0:20].any() | (s5_coarse[20:23] & sticky_mask).any()
+        round_up = shifted[23] & (sticky | shifted[24])
+        return shifted[24:24 + r_bits - 1], round_up, s5_saturate, s5_underflow
 
     @classmethod
     def latency_for(cls, cycles):
