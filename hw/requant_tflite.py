@@ -20,8 +20,9 @@ NUMERICS.md, in six registered stages (one result per enabled cycle):
    adding that threshold's complement before the floor shift carries exactly when the test
    holds), and ``s`` for ``k = 0``. Adding a multiple of 2^31 commutes with the floor, so
    ``b = s + 2^(k-1) - n`` with ``r = 2^30 + (2^(k-1) - n) * 2^31``. ``n`` is ``s < 0`` (for
-   ``k >= 1``), taken early as ``p < 0``, the operands' sign bits differing: the two differ
-   only when ``s = 0``, where ``b`` is ``2^(k-1)`` or ``2^(k-1) - 1`` and both shift to 0.
+   ``k >= 1``), taken early as "the operands' sign bits differ": that differs from ``s < 0``
+   only when ``s = 0`` (``-2^30 <= p <= 0``), where ``b`` is ``2^(k-1)`` or ``2^(k-1) - 1``
+   and both shift to 0.
    ``x == m0 == INT32_MIN`` (the only product that does not fit) must give ``s = INT32_MAX`` as
    in gemmlowp, one less than the sum: ``n = 1`` there.
 5. RDBPOT's floor shift ``b >> k``.
