@@ -120,6 +120,14 @@ def _simulate(dut, elements, table, rng, *, p_valid, p_ready):
     return received
 
 
+def _check_received(received, elements, expected):
+    """The results equal ``expected`` bit for bit, with each element's tag and last."""
+    values, tags, lasts = (np.array(x) for x in zip(*received))
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
+    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+
+
 CONFIGS = {
     "both+lut": AcceleratorConfig(),
     "onnx": AcceleratorConfig(requant_modes=("onnx",), lut=False),
@@ -139,10 +147,7 @@ def test_stream_with_backpressure(name):
     by_numerics, by_oracle = _expected(elements, table)
     np.testing.assert_array_equal(by_numerics, by_oracle)
     received = _simulate(PostProcessor(config), elements, table, rng, p_valid=0.8, p_ready=0.6)
-    values, tags, lasts = (np.array(x) for x in zip(*received))
-    np.testing.assert_array_equal(values, by_numerics)
-    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
-    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+    _check_received(received, elements, by_numerics)
 
 
 @pytest.mark.parametrize("name", ["both+lut", "onnx-iterative7+lut", "tflite+lut"])
@@ -157,10 +162,7 @@ def test_post_state_in_block_ram(name):
     by_numerics, _ = _expected(elements, table)
     dut = PostProcessor(config, delay_ram=True)
     received = _simulate(dut, elements, table, rng, p_valid=0.7, p_ready=0.5)
-    values, tags, lasts = (np.array(x) for x in zip(*received))
-    np.testing.assert_array_equal(values, by_numerics)
-    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
-    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+    _check_received(received, elements, by_numerics)
 
 
 def test_delay_ram_rejects_non_bool():
@@ -194,10 +196,7 @@ def test_stream_at_widths(name):
     dut = PostProcessor(config)
     assert dut.o.payload.value.shape().width == config.output_bits
     received = _simulate(dut, elements, table, rng, p_valid=0.8, p_ready=0.6)
-    values, tags, lasts = (np.array(x) for x in zip(*received))
-    np.testing.assert_array_equal(values, by_numerics)
-    np.testing.assert_array_equal(tags, [el["tag"] for el in elements])
-    np.testing.assert_array_equal(lasts, [el["last"] for el in elements])
+    _check_received(received, elements, by_numerics)
 
 
 def test_full_throughput_and_latency():
