@@ -273,3 +273,13 @@ def onnx_vectors48(rng, n_random):
     a = np.concatenate([p[0] for p in parts]).astype(np.int64)
     m = np.concatenate([p[1] for p in parts]).astype(np.uint32)
     return a, m
+
+
+async def write_lut(ctx, dut, table):
+    """Write the int8 ``table`` into ``dut``'s activation table through its LUT write port."""
+    for addr, entry in enumerate(np.asarray(table, dtype=np.int8).view(np.uint8)):
+        ctx.set(dut.lut_wr_en, 1)
+        ctx.set(dut.lut_wr_addr, addr)
+        ctx.set(dut.lut_wr_data, int(entry))
+        await ctx.tick()
+    ctx.set(dut.lut_wr_en, 0)

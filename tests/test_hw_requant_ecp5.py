@@ -19,7 +19,8 @@ from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from ecp5_side_by_side import pack_words, run_side_by_side
-from hw_requant_vectors import onnx_oracle, onnx_vectors, tflite_oracle, tflite_vectors
+from hw_requant_vectors import (onnx_oracle, onnx_vectors, tflite_oracle, tflite_vectors,
+                                write_lut)
 from tessera.hw.activation import Activation, clamp_bounds
 from tessera.hw.mac_ecp5 import registered_product
 from tessera.hw.requant_onnx import OnnxRequant
@@ -106,12 +107,7 @@ def _run_activation(fragment, dut, table, columns):
     results = []
 
     async def testbench(ctx):
-        for addr, entry in enumerate(table.view(np.uint8)):
-            ctx.set(dut.lut_wr_en, 1)
-            ctx.set(dut.lut_wr_addr, addr)
-            ctx.set(dut.lut_wr_data, int(entry))
-            await ctx.tick()
-        ctx.set(dut.lut_wr_en, 0)
+        await write_lut(ctx, dut, table)
         for i in range(len(columns["en"])):
             for name, values in columns.items():
                 ctx.set(getattr(dut, name), int(values[i]))

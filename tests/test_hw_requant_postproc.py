@@ -11,7 +11,7 @@ from tessera.hw.postproc import POSTPROC_IN, POSTPROC_OUT, PostProcessor, postpr
 from tessera.spec.config import operand_range
 
 from hw_requant_vectors import (INT32_MAX, INT32_MIN, onnx_oracle_wide, onnx_vectors,
-                                onnx_vectors48, tflite_oracle, tflite_vectors)
+                                onnx_vectors48, tflite_oracle, tflite_vectors, write_lut)
 
 from tessera.hw.requant_onnx import requant_bits
 
@@ -84,12 +84,7 @@ def _simulate(dut, elements, table, rng, *, p_valid, p_ready):
 
     async def producer(ctx):
         if table is not None:
-            for addr, entry in enumerate(table.view(np.uint8)):
-                ctx.set(dut.lut_wr_en, 1)
-                ctx.set(dut.lut_wr_addr, addr)
-                ctx.set(dut.lut_wr_data, int(entry))
-                await ctx.tick()
-            ctx.set(dut.lut_wr_en, 0)
+            await write_lut(ctx, dut, table)
         for el in elements:
             while rng.random() > p_valid:
                 ctx.set(dut.i.valid, 0)

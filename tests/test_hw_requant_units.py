@@ -16,7 +16,7 @@ from tessera.hw.requant_tflite import TfliteRequant
 
 from hw_requant_vectors import (INT32_MAX, INT32_MIN, SAT16, f32_bits, onnx_oracle,
                                 onnx_oracle_wide, onnx_vectors, onnx_vectors48, saturation,
-                                tflite_oracle, tflite_vectors)
+                                tflite_oracle, tflite_vectors, write_lut)
 
 
 def run_pipeline(dut, inputs, *, stall_every=0):
@@ -263,12 +263,7 @@ def test_activation(lut):
 
     async def testbench(ctx):
         if lut:   # load the table through the write port, then stream
-            for addr, entry in enumerate(table.view(np.uint8)):
-                ctx.set(dut.lut_wr_en, 1)
-                ctx.set(dut.lut_wr_addr, addr)
-                ctx.set(dut.lut_wr_data, int(entry))
-                await ctx.tick()
-            ctx.set(dut.lut_wr_en, 0)
+            await write_lut(ctx, dut, table)
         ctx.set(dut.en, 1)
         for i in range(len(value)):
             for name, values in (("value", value), ("zero_point", zero_point), ("hi", hi),
