@@ -259,38 +259,29 @@ def test_activation(lut):
                                    lo=int(args[2]), hi=int(args[3]),
                                    lut=table if use_lut[i] else None)
         assert ref[0] == expected[i]
+    results = _stream_activation(dut, value, zero_point, lo, hi, use_lut=use_lut,
+                                 table=table if lut else None)
+    np.testing.assert_array_equal(results, expected)
+
+
+def _stream_activation(dut, value, zero_point, lo, hi, *, use_lut=None, table=None):
+    """Return the Activation's result for each element, one element per cycle.
+
+    ``table`` (if given) is written through the LUT port first; ``use_lut`` (if given) is
+    driven per element.
+    """
     results = []
 
     async def testbench(ctx):
-        if lut:   # load the table through the write port, then stream
+        if table is not None:
             await write_lut(ctx, dut, table)
-        ctx.set(dut.en, 1)
-        for i in range(len(value)):
-            for name, values in (("value", value), ("zero_point", zero_point), ("hi", hi),
-                                 ("use_lut", use_lut)):
-                ctx.set(getattr(dut, name), int(values[i]))
-            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
-                ctx.set(getattr(dut, name), bound)
-            await ctx.tick()
-            results.append(ctx.get(dut.result))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    np.testing.assert_array_equal(np.array(results), expected)
-
-
-def _stream_without_lut(dut, value, zero_point, lo, hi):
-    """Return the Activation's result for each element, one element per cycle (no LUT)."""
-    results = []
-
-    async def testbench(ctx):
         ctx.set(dut.en, 1)
         for i in range(len(value)):
             ctx.set(dut.value, int(value[i]))
             ctx.set(dut.zero_point, int(zero_point[i]))
             ctx.set(dut.hi, int(hi[i]))
+            if use_lut is not None:
+                ctx.set(dut.use_lut, int(use_lut[i]))
             for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
                 ctx.set(getattr(dut, name), bound)
             await ctx.tick()
@@ -332,7 +323,7 @@ def test_activation_4bit_output_lane():
     assert expected.min() == -8 and expected.max() == 7
     dut = Activation(lut=False, bits=4)
     assert dut.result.shape() == signed(4) and dut.bits == 4
-    np.testing.assert_array_equal(_stream_without_lut(dut, value, zero_point, lo, hi), expected)
+    np.testing.assert_array_equal(_stream_activation(dut, value, zero_point, lo, hi), expected)
 
 
 def test_activation_rejects_bad_widths():
@@ -434,4 +425,4 @@ def test_activation_16bit_output_lane():
     assert expected.min() == -32768 and expected.max() == 32767
     dut = Activation(lut=False, bits=16)
     assert dut.value.shape() == signed(24) and dut.result.shape() == signed(16)
-    np.testing.assert_array_equal(_stream_without_lut(dut, value, zero_point, lo, hi), expected)
+    np.testing.assert_array_equal(_stream_activation(dut, value, zero_point, lo, hi), expected)
