@@ -115,7 +115,7 @@ class PostProcessor(wiring.Component):
     """
 
     #: Cycles from a transfer on ``i`` to ``o.valid`` of its result when ``o.ready`` is held
-    #: (``requant_cycles == 1``; an instance's own ``latency`` is at most this).
+    #: (with any ``requant_cycles``: the iterative multiplier's holds come on top).
     latency = 1 + OnnxRequant.latency + Activation.latency
 
     def __init__(self, config, *, delay_ram=None):
@@ -129,9 +129,6 @@ class PostProcessor(wiring.Component):
         assert OnnxRequant.latency == TfliteRequant.latency
         self._config = config
         self._delay_ram = delay_ram
-        #: This instance's latency: the class value, or less with the iterative multiplier
-        #: (which leaves some stages unregistered; the drain pads a shorter pipeline).
-        self.latency = 1 + OnnxRequant.latency_for(config.requant_cycles) + Activation.latency
         layout_in, layout_out = postproc_layouts(config)
         members = {
             "i": In(stream.Signature(layout_in)),

@@ -211,8 +211,6 @@ class OnnxRequant(wiring.Component):
         self._acc_bits = acc_bits
         self._result_bits = result_bits
         self._iterative = cycles > 1
-        #: Enabled cycles from operands to :attr:`result` of this instance.
-        self.latency = self.latency_for(cycles)
         super().__init__({
             "en": In(1),
             "valid": In(1),
@@ -369,7 +367,7 @@ class OnnxRequant(wiring.Component):
         # floor(|y|). x >= 15 means |y| >= 2^15 (saturate); x <= -2 means |y| < 0.5 (0).
         # Two forms with the same results: the compact one (iterative units, few cells) and the
         # split one (pipelined units, short paths at 100 MHz).
-        round_stages = self._round_split if self._cycles == 1 else self._round_compact
+        round_stages = self._round_compact if self._iterative else self._round_split
         floor_mag, round_up, s5_saturate, s5_underflow = round_stages(
             m, p_mant, p_round, x0, r_bits)
         # The sign is applied in the rounding adder: -(f + u) = ~f + ~u, so the value is
@@ -475,11 +473,6 @@ class OnnxRequant(wiring.Component):
         sticky = s5_coarse[0:20].any() | (s5_coarse[20:23] & sticky_mask).any()
         round_up = shifted[23] & (sticky | shifted[24])
         return shifted[24:24 + r_bits - 1], round_up, s5_saturate, s5_underflow
-
-    @classmethod
-    def latency_for(cls, cycles):
-        """Return the latency of ``OnnxRequant(cycles)`` (enabled cycles, holds excluded)."""
-        return cls.latency
 
     @contextmanager
     def _stage(self, m, number):

@@ -98,7 +98,7 @@ def test_onnx_iterative_matches_float32_and_numerics(cycles):
         np.testing.assert_array_equal(got, onnx_oracle(a, bits))
         np.testing.assert_array_equal(got, _numerics_sat16(a, bits, np.zeros_like(a), "onnx"))
         if not stall_every:   # exactly `cycles` per element plus the pipeline fill
-            assert taken == len(a) * cycles + OnnxRequant.latency_for(cycles) - 1
+            assert taken == len(a) * cycles + OnnxRequant.latency - 1
 
 
 def test_onnx_rejects_bad_cycles():
