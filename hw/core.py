@@ -11,7 +11,6 @@ model of ``tessera.spec.timing`` (hw/gemm.py and hw/drain.py give it cycle by cy
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tessera.spec import isa
@@ -21,6 +20,7 @@ from .drain import Drain
 from .gemm import GEMM_COMMAND, GemmEngine, gemm_command
 from .layouts import PARAM_ENTRY
 from .postproc import PostProcessor
+from .ram import block_ram, registered_read
 
 __all__ = ["Core", "GEMM_COMMAND", "gemm_command", "write_width"]
 
@@ -98,13 +98,15 @@ class Core(wiring.Component):
         rows, cols = config.rows, config.cols
 
         act_bits, wgt_bits = rows * config.input_bits, cols * config.weight_bits
-        m.submodules.act = act = Memory(shape=act_bits, depth=config.act_depth, init=[])
-        m.submodules.wgt = wgt = Memory(shape=wgt_bits, depth=config.weight_depth, init=[])
-        m.submodules.param = param = Memory(shape=PARAM_ENTRY, depth=config.param_depth,
-                                            init=[])
-        act_rd, act_wr = act.read_port(), act.write_port()
-        wgt_rd, wgt_wr = wgt.read_port(), wgt.write_port()
-        param_rd, param_wr = param.read_port(), param.write_port()
+        # Block RAMs without collision logic: the ISA's hazard rules keep every read whose data
+        # is used away from a write of the same address in the same cycle (hw/ram.py).
+        m.submodules.act = act = block_ram(shape=act_bits, depth=config.act_depth)
+        m.submodules.wgt = wgt = block_ram(shape=wgt_bits, depth=config.weight_depth)
+        m.submodules.param = param = block_ram(shape=PARAM_ENTRY, depth=config.param_depth)
+        act_wr, wgt_wr, param_wr = act.write_port(), wgt.write_port(), param.write_port()
+        act_rd = registered_read(m, act, platform, name="act_rd_data")
+        wgt_rd = registered_read(m, wgt, platform, name="wgt_rd_data")
+        param_rd = registered_read(m, param, platform, name="param_rd_data")
 
         m.submodules.engine = engine = GemmEngine(config)
         m.submodules.array = array = MacArray(config)

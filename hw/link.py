@@ -7,13 +7,14 @@ cocotb stream bridge in simulation.
 """
 
 from amaranth.hdl import C, Cat, Module, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from tessera.spec import protocol
 
 from .crc import CRC8_INIT, CRC16_INIT, crc8_update, crc16_update
+from .ram import block_ram, registered_read
 
 __all__ = ["FRAME_INFO", "RESPONSE_HEADER", "FrameReceiver", "FrameSender", "header_crc8"]
 
@@ -82,11 +83,12 @@ class FrameReceiver(wiring.Component):
         cfg = self._config
         m = Module()
 
-        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=cfg.max_payload, init=[])
+        # No collision logic (hw/ram.py): bytes are written only while no frame is handed out,
+        # so the executor never reads what is being written.
+        m.submodules.buffer = buffer = block_ram(shape=8, depth=cfg.max_payload)
         wr = buffer.write_port()
-        rd = buffer.read_port()
+        rd = registered_read(m, buffer, platform, en=self.buf_rd_en, name="buf_rd_data")
         m.d.comb += [
-            rd.en.eq(self.buf_rd_en),
             rd.addr.eq(self.buf_rd_addr),
             self.buf_rd_data.eq(rd.data),
         ]

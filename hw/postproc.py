@@ -28,7 +28,6 @@ stream of elements costs exactly ``c`` cycles each and an element's result still
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tessera.spec import AcceleratorConfig, isa
@@ -36,6 +35,7 @@ from tessera.spec import AcceleratorConfig, isa
 from .activation import Activation, clamp_bounds
 from .layouts import INSN_LAYOUTS, PARAM_ENTRY, TAIL_FIELD
 from .mac_ice40 import is_ice40
+from .ram import block_ram, registered_read
 from .requant_onnx import OnnxRequant, requant_bits
 from .requant_tflite import TfliteRequant
 
@@ -220,7 +220,7 @@ class PostProcessor(wiring.Component):
             m.d.comb += bound.eq(value)
             state[name] = bound
         if delay_ram:
-            late = self._delay_in_ram(m, advance, state, requant_latency)
+            late = self._delay_in_ram(m, platform, advance, state, requant_latency)
         else:
             late = {name: delayed(value, requant_latency, name) for name, value in state.items()}
 
@@ -258,7 +258,7 @@ class PostProcessor(wiring.Component):
         return m
 
     @staticmethod
-    def _delay_in_ram(m, advance, values, cycles):
+    def _delay_in_ram(m, platform, advance, values, cycles):
         # `values` as they were `cycles` advances ago, from a block RAM: every advance writes
         # them at `wr` (then wr + 1), and the synchronous read port reads `wr' - cycles`, with
         # wr' the pointer after this cycle, so its data register holds the entry written
@@ -267,9 +267,10 @@ class PostProcessor(wiring.Component):
         assert cycles >= 2
         depth = 1 << (cycles + 1).bit_length()
         layout = data.StructLayout({name: value.shape() for name, value in values.items()})
-        m.submodules.post_state = mem = Memory(shape=layout, depth=depth, init=[])
+        m.submodules.post_state = mem = block_ram(shape=layout, depth=depth)
         wr = Signal(range(depth))
-        write, read = mem.write_port(), mem.read_port(transparent_for=())
+        write = mem.write_port()
+        read = registered_read(m, mem, platform, name="post_state_rd_data")
         m.d.comb += [
             write.en.eq(advance),
             write.addr.eq(wr),
