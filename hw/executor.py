@@ -22,7 +22,8 @@ per cycle; an instruction is decoded while its last (padding) bytes are read, a 
 :mod:`tessera.hw.decoder` whose status is registered by the cycle after the 16th byte; when the
 instruction completes in that cycle the first byte of the next one is read at the same time, so
 an instruction costs 16 cycles and a ``LOAD`` one more per payload byte. A ``GEMM`` is offered to the Core in its decode
-cycle and held until accepted.
+cycle and held until accepted. ``SYNC``, ``STORE``, ``READ`` and the end of a frame see the
+Core's ``idle`` through a register: they go on one cycle after the Core went idle.
 """
 
 from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, signed
@@ -65,6 +66,7 @@ class Executor(wiring.Component):
     o_cmd : Out(stream.Signature(gemm_command(config)))
         GEMM commands to the Core, with the post state current at issue.
     core_idle : In(1)
+        The Core is idle (seen a cycle late, through a register).
     wr_en, wr_buffer, wr_addr, wr_data : Out
         Entry writes through the Core's host write port (one entry per ``wr_en & wr_ready``).
     wr_ready : In(1)
@@ -328,10 +330,17 @@ class Executor(wiring.Component):
         op_is = {op: Signal(name=f"op_is_{op.name.lower()}")
                  for op in (Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.SYNC, Opcode.POST)}
         m.d.sync += [flag.eq(decoder.opcode == op) for op, flag in op_is.items()]
+        # The Core's `idle` a cycle late, as a register: `core_idle` comes from the engine's and
+        # the drain's state through logic, and at the head of idle -> proceed -> take -> the
+        # decoder's enables it was the iCEBreaker's critical path. The Core becomes busy only
+        # in the cycle after it accepts a GEMM, so the acceptance clears the copy; SYNC, STORE,
+        # READ and the end of a frame proceed one cycle after the Core went idle.
+        idle_late = Signal(init=1)
+        m.d.sync += idle_late.eq(self.core_idle & ~(self.o_cmd.valid & self.o_cmd.ready))
         proceed = Signal()
         m.d.comb += proceed.eq(
             Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
-                Mux(op_is[Opcode.SYNC], self.core_idle & ~wr_pending, 1)))
+                Mux(op_is[Opcode.SYNC], idle_late & ~wr_pending, 1)))
 
         with m.FSM(name="executor") as fsm:
             with m.State("IDLE"):
@@ -430,7 +439,7 @@ class Executor(wiring.Component):
                 with m.Else():
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
-                with m.If(self.core_idle):
+                with m.If(idle_late):
                     m.d.sync += [status.eq(Status.OK), resp_act.eq(1), act_addr.eq(store_addr),
                                  resp_length.eq(times_const(store_count, entry_bytes))]
                     m.next = "RESPOND"
@@ -476,7 +485,7 @@ class Executor(wiring.Component):
 
             with m.State("FINISH"):
                 # Every EXEC is answered once the Core is idle (and the last LOAD entry written).
-                with m.If(self.core_idle & ~wr_pending):
+                with m.If(idle_late & ~wr_pending):
                     m.d.sync += [last_valid.eq(1), last["seq"].eq(seq),
                                  last["status"].eq(status), last["offset"].eq(err_offset),
                                  last["opcode"].eq(err_opcode),
@@ -495,7 +504,7 @@ class Executor(wiring.Component):
                                                     times_const(store_count, entry_bytes), 0))]
                     m.next = "READ_WAIT_EXEC"
             with m.State("READ_WAIT_EXEC"):
-                with m.If(self.core_idle):
+                with m.If(idle_late):
                     m.next = "RESPOND"
 
             # -- the response -------------------------------------------------------------------

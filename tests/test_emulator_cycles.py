@@ -12,6 +12,7 @@ from tessera.spec.isa import Buffer
 from tessera.spec.protocol import FRAME_OVERHEAD, Kind, decode_counters
 from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES as D
 from tessera.spec.timing import GEMM_OVERHEAD_CYCLES as G
+from tessera.spec.timing import IDLE_LAG_CYCLES as LAG
 from tessera.spec.timing import LINK_BYTES_PER_CYCLE
 
 CFG = AcceleratorConfig(rows=4, cols=4, act_depth=256, weight_depth=256, param_depth=16)
@@ -54,7 +55,7 @@ def test_single_gemm():
     c = _counters(emu)
     rx = FRAME_OVERHEAD + len(program)
     start = rx + FETCH
-    end = start + 10 + G + 16 + D                        # compute, then the drain
+    end = start + 10 + G + 16 + D + LAG                  # compute, the drain, the idle lag
     assert c == {"cycles": end + FRAME_OVERHEAD, "compute_cycles": 10 + G, "macs": 160,
                  "stall_cycles": 0, "rx_bytes": rx, "tx_bytes": FRAME_OVERHEAD}
 
@@ -68,7 +69,7 @@ def test_drain_bound_gemms_stall():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     start3 = FRAME_OVERHEAD + len(program) + 3 * FETCH
-    end = start3 + 1 + G + 2 * D + 16 + D                # waits 2D for the hand-off, then drains
+    end = start3 + 1 + G + 2 * D + 16 + D + LAG          # waits 2D for the hand-off, then drains
     assert c["stall_cycles"] == D + 2 * D
     assert c["compute_cycles"] == 3 * (1 + G)
     assert c["macs"] == 3 * 16
@@ -81,7 +82,7 @@ def test_engine_bound_gemms_overlap_drains():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     start1 = FRAME_OVERHEAD + len(program) + FETCH
-    end = start1 + 3 * (40 + G) + 1                      # no drain: idle one cycle after H
+    end = start1 + 3 * (40 + G) + 1 + LAG                # no drain: idle one cycle after H
     assert c == {"cycles": end + FRAME_OVERHEAD, "compute_cycles": 3 * (40 + G),
                  "macs": 3 * 640, "stall_cycles": 0,
                  "rx_bytes": FRAME_OVERHEAD + len(program), "tx_bytes": FRAME_OVERHEAD}
@@ -94,8 +95,8 @@ def test_sync_waits_and_load_payload_costs_fetch_cycles():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     start = FRAME_OVERHEAD + len(program) + FETCH
-    after_sync = max(start + FETCH, start + 20 + G + 16 + D)
-    end = after_sync + FETCH + len(payload)
+    after_sync = max(start + FETCH, start + 20 + G + 16 + D + LAG)
+    end = after_sync + FETCH + len(payload)               # idle long before: no lag at the end
     assert c["cycles"] == end + FRAME_OVERHEAD
 
 
@@ -105,7 +106,7 @@ def test_store_response_bytes_are_counted():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     assert c["tx_bytes"] == FRAME_OVERHEAD + 16
-    end = FRAME_OVERHEAD + len(program) + FETCH + 3 + G + 16 + D   # STORE waits for the drain
+    end = FRAME_OVERHEAD + len(program) + FETCH + 3 + G + 16 + D + LAG   # STORE waits
     assert c["cycles"] == end + FRAME_OVERHEAD + 16
 
 
@@ -116,7 +117,7 @@ def test_error_lets_the_engine_finish():
     assert status.name == "BAD_FIELD"
     c = _counters(emu)
     start = FRAME_OVERHEAD + len(program) + FETCH
-    assert c["cycles"] == start + 30 + G + 16 + D + FRAME_OVERHEAD + 4
+    assert c["cycles"] == start + 30 + G + 16 + D + LAG + FRAME_OVERHEAD + 4
     assert c["compute_cycles"] == 30 + G
 
 

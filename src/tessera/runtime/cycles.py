@@ -16,7 +16,7 @@ The model follows ``docs/architecture.md`` with the constants of :mod:`tessera.s
   requant multiplier is built). The engine accepts the next GEMM from cycle *H* and reports
   idle from ``H + 1`` (the cycle-by-cycle table of ``docs/architecture.md``).
 - ``SYNC``, ``STORE`` and the end of every ``EXEC`` frame wait until the engine and the drain are
-  idle, so no work is ever in flight while the host link is idle: every counter is a
+  idle (and go on :data:`~tessera.spec.timing.IDLE_LAG_CYCLES` after they became idle), so no work is ever in flight while the host link is idle: every counter is a
   deterministic function of the request stream, identical in the emulator and the RTL.
 - ``cycles`` counts every cycle since the last clear (the simulation bridge stops the clock only
   while the device is idle and no byte is pending).
@@ -98,8 +98,15 @@ class CycleModel:
         self.engine_idle_at = handoff + 1
 
     def wait_idle(self):
-        """Wait until the engine and the drain unit are idle (``SYNC``, ``STORE``, frame end)."""
-        self.now = max(self.now, self.engine_idle_at, self.drain_free_at)
+        """Wait until the engine and the drain unit are idle (``SYNC``, ``STORE``, frame end).
+
+        The executor sees ``idle`` through a register: it goes on
+        :data:`~tessera.spec.timing.IDLE_LAG_CYCLES` after the Core went idle (at once if the
+        Core went idle earlier).
+        """
+        busy_until = max(self.engine_idle_at, self.drain_free_at)
+        if busy_until > 0:
+            self.now = max(self.now, busy_until + timing.IDLE_LAG_CYCLES)
 
     @property
     def idle(self) -> bool:

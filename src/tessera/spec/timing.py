@@ -6,7 +6,7 @@ moves it. The model itself is described in ``docs/architecture.md``.
 """
 
 __all__ = [
-    "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "LINK_BYTES_PER_CYCLE",
+    "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
 ]
 
 #: Compute cycles of one GEMM beyond its ``k`` accumulation steps: the last operand read's data
@@ -20,6 +20,11 @@ GEMM_OVERHEAD_CYCLES = 4
 #: (``hw/drain.py``). A drain occupies the drain unit for ``m_rows * n_cols * requant_cycles +
 #: this`` cycles from its hand-off cycle (``AcceleratorConfig.requant_cycles``, usually 1).
 DRAIN_OVERHEAD_CYCLES = 10
+
+#: Cycles from the Core going idle to the executor going on past a ``SYNC``, a ``STORE``, a
+#: ``READ`` or the end of a frame that waited for it: the executor sees ``idle`` through a
+#: register (``hw/executor.py``). No lag when the Core went idle earlier.
+IDLE_LAG_CYCLES = 1
 
 #: Bytes the stream host port moves per cycle in each direction.
 LINK_BYTES_PER_CYCLE = 1
