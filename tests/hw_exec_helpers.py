@@ -13,11 +13,12 @@ CONFIG = AcceleratorConfig(rows=2, cols=2, act_depth=32, weight_depth=32, param_
                            max_payload=64, rx_timeout_cycles=64)
 
 
-def run_rtl(requests, config=CONFIG, *, max_cycles=20000, trace=None):
+def run_rtl(requests, config=CONFIG, *, max_cycles=20000, trace=None, wait_idle=True):
     """Send each request (bytes) and wait until the device is idle; return the responses.
 
-    ``trace``, if a list, receives ``(cycles, busy_after)`` per request: the cycles the request
-    took and whether ``busy`` was low at the end (it must be).
+    ``trace``, if a list, receives the cycles each request took. With ``wait_idle=False`` the
+    next request follows as soon as the response frame is complete, busy or not (what a host
+    does; after an ``EXEC`` the Core must be idle by then).
     """
     dut = Accelerator(config)
     responses = []
@@ -37,6 +38,9 @@ def run_rtl(requests, config=CONFIG, *, max_cycles=20000, trace=None):
                 busy = ctx.get(dut.busy)
                 if not pending and not busy:
                     assert not tx_valid, "o_tx.valid while busy is low"
+                    break
+                if not pending and not wait_idle and not tx_valid and out and \
+                        FrameParser(max_payload=0xFFFF).feed(bytes(out)):
                     break
                 await ctx.tick()
                 cycles += 1

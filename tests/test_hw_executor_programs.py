@@ -232,3 +232,40 @@ def test_drain_bound_stalls_equal_the_cycle_model():
     counters = exact_counters(parse(rtl[3]).payload)
     assert counters == exact_counters(parse(emu[3]).payload)
     assert counters["stall_cycles"] > 0
+
+
+def test_a_frame_is_answered_only_once_its_gemms_are_done():
+    # A frame ending in GEMMs (no SYNC, no STORE) is answered only once the Core is idle: a
+    # COUNTERS request sent the moment the answer is complete sees both GEMMs and the drain.
+    # The last GEMM is handed over in the first one's hand-off cycle, in which the Core is idle
+    # (the first does not drain), and the frame ends the cycle after: the executor, which sees
+    # `idle` through a register, must not take that cycle's stale copy for the end of the work.
+    c = CONFIG
+    rng = np.random.default_rng(11)
+    k = c.act_depth
+    bias, mult, shift, entries = _params("onnx", c.cols, rng)
+    x = rng.integers(-128, 128, (k, c.rows), dtype=np.int8)
+    w = rng.integers(-128, 128, (k, c.cols), dtype=np.int8)
+    first = Gemm(a_addr=0, w_addr=0, k=k, out_addr=0, m_rows=c.rows, n_cols=c.cols,
+                 drain=False)
+    last = Gemm(a_addr=0, w_addr=0, k=k, out_addr=0, param_addr=0, m_rows=c.rows,
+                n_cols=c.cols, clear=False)
+    requests = [encode_frame(Kind.EXEC, 1, _enc(Load(Buffer.ACT, 0, k // 2, x[:k // 2].tobytes()))),
+                encode_frame(Kind.EXEC, 2, _enc(Load(Buffer.ACT, k // 2, k // 2,
+                                                     x[k // 2:].tobytes()))),
+                encode_frame(Kind.EXEC, 3, _enc(Load(Buffer.WGT, 0, k // 2,
+                                                     w[:k // 2].tobytes()))),
+                encode_frame(Kind.EXEC, 4, _enc(Load(Buffer.WGT, k // 2, k // 2,
+                                                     w[k // 2:].tobytes()))),
+                encode_frame(Kind.EXEC, 5, _enc(Load(Buffer.PARAM, 0, c.cols, entries))),
+                encode_frame(Kind.CLEAR_COUNTERS, 6),
+                encode_frame(Kind.EXEC, 7, _enc(first, last)),
+                encode_frame(Kind.COUNTERS, 8),
+                encode_frame(Kind.EXEC, 9, _enc(Store(0, c.cols)))]
+    rtl = run_rtl(requests, c, wait_idle=False)
+    emu = run_emulator(requests, c)
+    assert [parse(r).kind for r in rtl] == [Status.OK] * len(requests)
+    counters = exact_counters(parse(rtl[7]).payload)
+    assert counters["compute_cycles"] == 2 * (k + 4)
+    assert counters == exact_counters(parse(emu[7]).payload)
+    assert rtl[8] == emu[8]
