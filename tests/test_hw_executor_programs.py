@@ -250,7 +250,8 @@ def test_a_frame_is_answered_only_once_its_gemms_are_done():
                  drain=False)
     last = Gemm(a_addr=0, w_addr=0, k=k, out_addr=0, param_addr=0, m_rows=c.rows,
                 n_cols=c.cols, clear=False)
-    requests = [encode_frame(Kind.EXEC, 1, _enc(Load(Buffer.ACT, 0, k // 2, x[:k // 2].tobytes()))),
+    requests = [encode_frame(Kind.EXEC, 1, _enc(Load(Buffer.ACT, 0, k // 2,
+                                                     x[:k // 2].tobytes()))),
                 encode_frame(Kind.EXEC, 2, _enc(Load(Buffer.ACT, k // 2, k // 2,
                                                      x[k // 2:].tobytes()))),
                 encode_frame(Kind.EXEC, 3, _enc(Load(Buffer.WGT, 0, k // 2,
