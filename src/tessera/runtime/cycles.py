@@ -17,7 +17,8 @@ The model follows ``docs/architecture.md`` with the constants of :mod:`tessera.s
   idle from ``H + 1`` (the cycle-by-cycle table of ``docs/architecture.md``).
 - ``SYNC``, ``STORE`` and the end of every ``EXEC`` frame wait until the engine and the drain are
   idle (and go on :data:`~tessera.spec.timing.IDLE_LAG_CYCLES` after they became idle), so no
-  work is ever in flight while the host link is idle: every counter is a deterministic function of the request stream, identical in the emulator and the RTL.
+  work is ever in flight while the host link is idle: every counter is a deterministic function
+  of the request stream, identical in the emulator and the RTL.
 - ``cycles`` counts every cycle since the last clear (the simulation bridge stops the clock only
   while the device is idle and no byte is pending).
 
