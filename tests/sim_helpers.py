@@ -4,6 +4,8 @@ import functools
 import os
 
 import pytest
+from amaranth.hdl import Value
+from amaranth.sim import Simulator
 
 from tessera.sim import runner
 from tessera.spec import AcceleratorConfig
@@ -46,3 +48,25 @@ def require(simulator):
 def build(config_name, simulator, design="accelerator"):
     """Build (or fetch from the cache) the RTL of ``CONFIGS[config_name]``: once per session."""
     return runner.build(CONFIGS[config_name], simulator, design=design)
+
+
+def run_cycles(dut, script, output):
+    """Simulate ``dut`` one clock per entry of ``script``; return ``output`` after each edge.
+
+    Each entry maps port names of ``dut`` to the values they take before that edge (a port
+    keeps its value until an entry sets it again).
+    """
+    seen = []
+
+    async def bench(ctx):
+        for inputs in script:
+            for name, value in inputs.items():
+                ctx.set(Value.cast(getattr(dut, name)), value)
+            await ctx.tick()
+            seen.append(ctx.get(output))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen

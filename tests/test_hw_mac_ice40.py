@@ -13,9 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Value
-from amaranth.sim import Simulator
 
+from sim_helpers import run_cycles
 from tessera import numerics
 from tessera.hw.array import MacArray
 from tessera.hw.mac_ice40 import Ice40Macs, ice40_macs_fit, is_ice40, sb_mac16_sim_model
@@ -219,20 +218,7 @@ def array_schedule(rng, config, tiles):
 
 def generic_head_trace(config, cycles):
     dut = MacArray(config)
-    trace = []
-
-    async def bench(ctx):
-        for cycle in cycles:
-            for name, value in cycle.items():
-                ctx.set(Value.cast(getattr(dut, name)), value)
-            await ctx.tick()
-            trace.append(ctx.get(dut.head))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return trace
+    return run_cycles(dut, cycles, dut.head)
 
 
 def test_icebreaker_array_reads_out_what_the_generic_array_does(tmp_path):

@@ -15,8 +15,8 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
+from sim_helpers import run_cycles
 from tessera.hw.ram import block_ram, registered_read
 from tessera.hw.toolchain import ToolchainError, resolve_tools
 
@@ -53,20 +53,7 @@ class _Ram(Elaboratable):
 
 def _run(dut, script):
     """Run ``script`` (a list of per-cycle input dicts) and return rd_data after each edge."""
-    seen = []
-
-    async def bench(ctx):
-        for inputs in script:
-            for name, value in inputs.items():
-                ctx.set(getattr(dut, name), value)
-            await ctx.tick()
-            seen.append(ctx.get(dut.rd_data))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return seen
+    return run_cycles(dut, script, dut.rd_data)
 
 
 def test_reads_like_a_synchronous_read_port_with_enable():
