@@ -63,12 +63,12 @@ def registered_read(m, memory, platform, *, en=1, domain="sync", name="rd_data")
     """
     port = memory.read_port(domain="comb")
     data = Signal(memory.shape, name=name, reset_less=True)
-    value = port.data.as_value() if hasattr(port.data, "as_value") else port.data
+    value = Value.cast(port.data)           # a plain value also for a layout-shaped memory
     if platform is None:
         collision = Signal(name=f"{name}_collision")
         m.d.comb += collision.eq(Cat(write.en.any() & (write.addr == port.addr)
                                      for write in memory.write_ports).any())
         value = Mux(collision, ~value, value)
     with m.If(en):
-        m.d[domain] += data.as_value().eq(value) if hasattr(data, "as_value") else data.eq(value)
+        m.d[domain] += Value.cast(data).eq(value)
     return RegisteredRead(addr=port.addr, data=data)
