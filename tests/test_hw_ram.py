@@ -8,6 +8,7 @@ Amaranth read port gets (the point of the module: that logic was on the ULX3S-85
 paths).
 """
 
+import importlib
 import re
 import subprocess
 
@@ -114,7 +115,6 @@ def _synth_cells(dut, family, directory):
 ])
 def test_yosys_maps_it_to_block_ram_without_collision_logic(family, platform_name, ram, ff,
                                                             flags, tmp_path):
-    import importlib
     module, name = platform_name.split(":")
     platform = getattr(importlib.import_module(module), name)()
     (tmp_path / "ours").mkdir()
