@@ -191,7 +191,10 @@ and the requant products take a few more (the pre-build check counts four per mo
 
 Resources are nextpnr's placed cells (LUT4 and FF of the iCE40 from the Yosys statistics, since
 nextpnr counts them together as logic cells); Fmax is nextpnr's timing analysis of the design
-clock at the PLL output. Tools: {", ".join(tools) if tools else "–"}.
+clock at the PLL output. Tools: {", ".join(tools) if tools else "–"}. All builds use placement
+seed 1; the same netlist gives the same result every time, but another seed (`tessera build
+--seed N`) moves Fmax by a few percent either way, so a build that misses its target by that
+much may meet it at another seed.
 
 Critical paths (nextpnr; source cell → destination cell, path delay):
 
