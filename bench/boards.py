@@ -167,7 +167,9 @@ tessera build --board icebreaker --json             # the report as JSON
 ```
 
 Each build writes `top.bin` (iCE40) or `top.bit` (ECP5), the tool logs and `report.json` to its
-build directory and exits non-zero when timing is not met. A configuration that cannot fit the
+build directory and exits non-zero when timing is not met; the report (`late_endpoints`) and the
+summary then list every register whose inputs arrive after the clock period, latest first, not
+only the critical path's destination. A configuration that cannot fit the
 part (more MACs than hardware multipliers, buffers larger than the block RAM) is refused before
 the tools run, with the nearest configuration that fits.
 

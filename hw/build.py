@@ -22,7 +22,8 @@ from pathlib import Path
 from tessera.spec import AcceleratorConfig
 
 from .boards import DEFAULT_BAUD, BoardTop, get_board
-from .report import BuildReport, ice40_logic_resources, parse_nextpnr_report, parse_yosys_stat
+from .report import (BuildReport, ice40_logic_resources, late_endpoints, parse_nextpnr_report,
+                     parse_yosys_stat)
 from .toolchain import resolve_tools, tool_environment
 
 __all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources"]
@@ -317,17 +318,19 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
     if not report_path.exists():
         raise BuildError(f"nextpnr wrote no report ({report_path.name}); see "
                          f"{build_dir / 'build.log'}")
-    resources, fmax, constraint, path = parse_nextpnr_report(
-        json.loads(report_path.read_text()), board.family)
+    nextpnr_report = json.loads(report_path.read_text())
+    resources, fmax, constraint, path = parse_nextpnr_report(nextpnr_report, board.family)
     if board.family == "ice40" and "logic" in resources:
         stat = parse_yosys_stat((build_dir / f"{_NAME}.rpt").read_text(errors="replace"))
         resources.update(ice40_logic_resources(stat, resources["logic"]))
+    timing_met = bool(constraint) and all(fmax.get(n, 0) >= c for n, c in constraint.items())
     report = BuildReport(
         board=board.name, device=board.device, design=design, config=config.to_dict(),
         config_hash=config.hash_hex, target_mhz=round(top.clock_mhz, 3), baud=baud,
-        resources=resources, fmax_mhz=fmax, constraint_mhz=constraint,
-        timing_met=bool(constraint) and all(fmax.get(n, 0) >= c for n, c in constraint.items()),
+        resources=resources, fmax_mhz=fmax, constraint_mhz=constraint, timing_met=timing_met,
         critical_path=path, elapsed_s=round(elapsed, 1),
+        late_endpoints=[] if timing_met else late_endpoints(nextpnr_report,
+                                                            1000.0 / top.clock_mhz),
         tools={t.name: (t.version or t.command) + (f" (synth options: {overrides['synth_opts']})"
                                                    if t.name == "yosys" and "synth_opts" in
                                                    overrides else "") for t in tools.values()},

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 __all__ = ["BuildReport", "parse_nextpnr_report", "parse_yosys_stat", "ice40_logic_resources",
-           "RESOURCE_CELLS"]
+           "late_endpoints", "RESOURCE_CELLS"]
 
 #: nextpnr cell types behind each resource column, per family.
 RESOURCE_CELLS = {
@@ -53,6 +53,10 @@ class BuildReport:
         Every clock reaches its constraint.
     critical_path : list of str
         The slowest path of the design clock, one ``"delay ns  from -> to"`` line per hop.
+    late_endpoints : list of dict
+        When timing is not met: the registers whose inputs arrive after the design clock's
+        period, ``{"register", "worst_ns", "endpoints"}``, latest first, at most 20
+        (:func:`late_endpoints`). The critical path names only the worst of them.
     tools : dict
         ``{tool: "origin: version/command"}``.
     elapsed_s : float
@@ -73,6 +77,7 @@ class BuildReport:
     constraint_mhz: dict = field(default_factory=dict)
     timing_met: bool = False
     critical_path: list = field(default_factory=list)
+    late_endpoints: list = field(default_factory=list)
     tools: dict = field(default_factory=dict)
     elapsed_s: float = 0.0
     bitstream: str = ""
@@ -142,6 +147,10 @@ class BuildReport:
             lines.append(f"  Fmax {net}: {fmax:.2f} MHz {status}")
         if self.critical_path:
             lines.append(f"  critical path: {self.critical_path_summary}")
+        if self.late_endpoints:
+            lines.append("  registers whose inputs arrive after the clock period (worst first):")
+            lines += [f"    {e['worst_ns']:7.2f} ns  {e['register']} ({e['endpoints']} inputs)"
+                      for e in self.late_endpoints[:8]]
         lines.append(f"  timing {'met' if self.timing_met else 'NOT MET'}; "
                      f"tools ran {self.elapsed_s:.0f} s")
         return "\n".join(lines)
@@ -167,6 +176,37 @@ def parse_nextpnr_report(data, family):
                         f"{src.get('cell', '?')}.{src.get('port', '?')} -> "
                         f"{dst.get('cell', '?')}.{dst.get('port', '?')}")
     return resources, fmax, constraint, path
+
+
+#: Suffixes Yosys and nextpnr append to a signal's name in the names of its cells.
+_CELL_SUFFIX = re.compile(r"(_TRELLIS_|_SB_|\$|_LUT4|_PFUMX|_L6MUX|_CCU2C|_DO[AB]\d|_MULT18X18D"
+                          r"|_DP16KD).*$")
+
+
+def late_endpoints(data, period_ns, limit=20):
+    """Return the registers whose inputs arrive later than ``period_ns``, latest first.
+
+    ``data`` is nextpnr's ``--report`` dict written with ``--detailed-timing-report``: each net
+    lists, per endpoint, when the data launched by a clock edge arrives there (min, max in ns,
+    before the endpoint's setup time and without the clock skew that nextpnr's Fmax accounts
+    for, up to about 1 ns on the iCE40). Endpoints are grouped by the signal their cell is
+    named after (the suffixes Yosys and nextpnr add, and trailing indices, dropped), so a
+    32-bit register shows once: ``{"register": name, "worst_ns": latest arrival, "endpoints":
+    count}``. Paths from and to pins are left out. Where to look when timing fails: the
+    critical path names only the worst one.
+    """
+    groups = {}
+    for net in data.get("detailed_net_timings", []):
+        for endpoint in net.get("endpoints", []):
+            arrival = max(endpoint.get("delay", [0.0]))
+            if arrival <= period_ns or "<async>" in (net.get("event"), endpoint.get("event")):
+                continue   # in time, or a path from or to a pin (not clocked here)
+            name = re.sub(r"(_\d+)+$", "", _CELL_SUFFIX.sub("", endpoint["cell"]))
+            worst, count = groups.get(name, (0.0, 0))
+            groups[name] = (max(worst, arrival), count + 1)
+    ranked = sorted(groups.items(), key=lambda item: -item[1][0])[:limit]
+    return [{"register": name, "worst_ns": round(worst, 2), "endpoints": count}
+            for name, (worst, count) in ranked]
 
 
 def parse_yosys_stat(log_text):

@@ -163,6 +163,34 @@ def test_yosys_stat_both_layouts():
     assert report.parse_yosys_stat(old) == {"SB_IO": 3, "SB_LUT4": 127}
 
 
+def test_late_endpoints_group_the_registers_that_arrive_late():
+    # nextpnr-ecp5 cell names (values from a ULX3S-85F report): the 4 bits of err_opcode and the
+    # row registers a_q_4/a_q_7 group under one name each; in-time endpoints and the path to a
+    # pin (<async>) are left out; latest first
+    def net(event, *endpoints):
+        return {"event": event, "endpoints": [
+            {"cell": cell, "port": port, "delay": [1.0, arrival], "event": event}
+            for cell, port, arrival in endpoints]}
+    data = {"detailed_net_timings": [
+        net("posedge clk", ("design.executor.err_opcode_TRELLIS_FF_Q_3", "DI", 11.32),
+            ("design.executor.err_opcode_TRELLIS_FF_Q_1", "DI", 10.9)),
+        net("posedge clk", ("design.core.array.a_q_4_TRELLIS_FF_Q_7", "M", 11.27),
+            ("design.core.array.a_q_7_TRELLIS_FF_Q_7", "M", 10.83),
+            ("design.core.array.w_q_5_TRELLIS_FF_Q_7", "DI", 9.71)),
+        net("posedge clk", ("design.core.postproc.onnx.s4_product_TRELLIS_FF_Q_47_DI_CCU2C_S1"
+                            "$CCU2_COMB1", "B", 10.2)),
+        net("<async>", ("led_buf.buf0", "D_OUT_0", 17.4)),
+    ]}
+    assert report.late_endpoints(data, 10.0) == [
+        {"register": "design.executor.err_opcode", "worst_ns": 11.32, "endpoints": 2},
+        {"register": "design.core.array.a_q", "worst_ns": 11.27, "endpoints": 2},
+        {"register": "design.core.postproc.onnx.s4_product", "worst_ns": 10.2, "endpoints": 1},
+    ]
+    assert report.late_endpoints(data, 11.3, limit=1) == [
+        {"register": "design.executor.err_opcode", "worst_ns": 11.32, "endpoints": 1}]
+    assert report.late_endpoints(data, 20.0) == [] and report.late_endpoints({}, 1.0) == []
+
+
 @pytest.mark.parametrize("module", [boards, build, report, toolchain])
 def test_all_names_resolve(module):
     for name in module.__all__:

@@ -49,6 +49,7 @@ def test_icebreaker_accelerator_preset_meets_timing(tmp_path, capsys):
     assert status == 0, captured.err
     report = BuildReport(**json.loads(captured.out))
     assert report.design == "accelerator" and report.timing_met
+    assert report.late_endpoints == []
     assert report.target_mhz == 30.0 and report.fmax_design_mhz >= 30.0
     assert report.config["rows"] * report.config["cols"] == 8
     assert report.resources["dsp"] == {"used": 8, "available": 8}
@@ -68,3 +69,11 @@ def test_timing_not_met_exits_non_zero(tmp_path, capsys):
     assert (f"timing NOT met: {report.fmax_design_mhz:.2f} MHz achieved, 150.00 MHz wanted"
             in captured.err)
     assert "timing NOT MET" in captured.out  # the summary table says so too
+    # every register arriving late is listed, not only the critical path's: the worst one is
+    # the critical path's destination, all arrive after the period (6.67 ns), latest first
+    late = report.late_endpoints
+    assert late and all(e["worst_ns"] > 1000 / 150 and e["endpoints"] >= 1 for e in late)
+    assert [e["worst_ns"] for e in late] == sorted((e["worst_ns"] for e in late), reverse=True)
+    destination = report.critical_path[-1].split(" -> ")[-1]
+    assert destination.startswith(late[0]["register"])
+    assert f"{late[0]['worst_ns']:7.2f} ns  {late[0]['register']}" in captured.out

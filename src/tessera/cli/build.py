@@ -18,7 +18,9 @@ def add_parser(subparsers):
         "build", help="build a bitstream for a board (YoWASP or system Yosys/nextpnr)",
         description="Synthesise, place and route the accelerator (or a UART loopback self-test) "
                     "for a board and report LUT/FF/DSP/BRAM/SPRAM use, Fmax and whether timing "
-                    "is met. Exits non-zero when timing is not met.")
+                    "is met. Exits non-zero when timing is not met; the report then lists every "
+                    "register whose inputs arrive after the clock period, not only the critical "
+                    "path.")
     p.add_argument("--board", metavar="NAME",
                    help="icebreaker, ulx3s-12f, ulx3s-25f, ulx3s-45f, ulx3s-85f or "
                         "orangecrab-25f (see --list-boards)")
