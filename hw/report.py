@@ -188,8 +188,10 @@ def late_endpoints(data, period_ns, limit=20):
 
     ``data`` is nextpnr's ``--report`` dict written with ``--detailed-timing-report``: each net
     lists, per endpoint, when the data launched by a clock edge arrives there (min, max in ns,
-    before the endpoint's setup time and without the clock skew that nextpnr's Fmax accounts
-    for, up to about 1 ns on the iCE40). Endpoints are grouped by the signal their cell is
+    before the endpoint's setup time; on ECP5 the worst equals nextpnr's critical path, on the
+    iCE40 it came out up to ~0.9 ns later than the critical path nextpnr's Fmax is computed
+    from, so a register that just meets the period may be listed). Endpoints are grouped by
+    the signal their cell is
     named after (the suffixes Yosys and nextpnr add, and trailing indices, dropped), so a
     32-bit register shows once: ``{"register": name, "worst_ns": latest arrival, "endpoints":
     count}``. Paths from and to pins are left out. Where to look when timing fails: the
