@@ -48,10 +48,10 @@ class RegisteredRead:
     data: Value
 
 
-def registered_read(m, memory, platform, *, en=1, domain="sync", name="rd_data"):
+def registered_read(m, memory, platform, *, en=1, name="rd_data"):
     """Add a read port of ``memory`` to ``m``: ``data`` <= ``memory[addr]`` on clocks with ``en``.
 
-    The same cycle behaviour as ``memory.read_port(domain=domain)`` with ``en``, built as an
+    The same cycle behaviour as ``memory.read_port()`` (``sync`` domain) with ``en``, built as an
     asynchronous read and a register so that a ``no_rw_check`` memory maps to a block RAM read
     port without collision logic. The register (named ``name``) is not reset, like a read
     port's data.
@@ -70,5 +70,5 @@ def registered_read(m, memory, platform, *, en=1, domain="sync", name="rd_data")
                                      for write in memory.write_ports).any())
         value = Mux(collision, ~value, value)
     with m.If(en):
-        m.d[domain] += Value.cast(data).eq(value)
+        m.d.sync += Value.cast(data).eq(value)
     return RegisteredRead(addr=port.addr, data=data)
