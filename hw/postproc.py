@@ -30,6 +30,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from tessera.numerics.modes import get_mode
 from tessera.spec import AcceleratorConfig, isa
 
 from .activation import Activation, clamp_bounds
@@ -143,6 +144,33 @@ class PostProcessor(wiring.Component):
         """The configuration this post-processor was built for."""
         return self._config
 
+    def _onnx_unit(self, m, config, *, advance, valid, hold, a, stage0):
+        m.submodules.onnx = onnx = OnnxRequant(config.requant_cycles, acc_bits=config.acc_bits,
+                                               result_bits=requant_bits(config.output_bits))
+        m.d.comb += [
+            onnx.en.eq(advance),
+            onnx.valid.eq(valid[0]),
+            hold.eq(onnx.hold),
+            onnx.a.eq(a),
+            onnx.multiplier.eq(stage0.multiplier),
+        ]
+        return onnx.result
+
+    def _tflite_unit(self, m, config, *, advance, valid, hold, a, stage0):
+        m.submodules.tflite = tflite = TfliteRequant(
+            result_bits=requant_bits(config.output_bits))
+        m.d.comb += [
+            tflite.en.eq(advance),
+            tflite.a.eq(a),
+            tflite.multiplier.eq(stage0.multiplier),
+            tflite.shift.eq(stage0.shift),
+        ]
+        return tflite.result
+
+    #: The hardware unit of each requant mode (``tessera.numerics.modes.MODES``), by name: a
+    #: method adding it to the module and returning its result signal.
+    _REQUANT_UNITS = {"onnx": _onnx_unit, "tflite": _tflite_unit}
+
     def elaborate(self, platform):
         m = Module()
         config = self._config
@@ -185,28 +213,9 @@ class PostProcessor(wiring.Component):
 
         # ---- stages 1..6: requant ----------------------------------------------------------
         results = {}
-        if "onnx" in config.requant_modes:
-            m.submodules.onnx = onnx = OnnxRequant(config.requant_cycles,
-                                                   acc_bits=config.acc_bits,
-                                                   result_bits=requant_bits(config.output_bits))
-            m.d.comb += [
-                onnx.en.eq(advance),
-                onnx.valid.eq(valid[0]),
-                hold.eq(onnx.hold),
-                onnx.a.eq(a),
-                onnx.multiplier.eq(stage0.multiplier),
-            ]
-            results[isa.Mode.ONNX] = onnx.result
-        if "tflite" in config.requant_modes:
-            m.submodules.tflite = tflite = TfliteRequant(
-                result_bits=requant_bits(config.output_bits))
-            m.d.comb += [
-                tflite.en.eq(advance),
-                tflite.a.eq(a),
-                tflite.multiplier.eq(stage0.multiplier),
-                tflite.shift.eq(stage0.shift),
-            ]
-            results[isa.Mode.TFLITE] = tflite.result
+        for name in config.requant_modes:
+            results[get_mode(name).isa_code] = self._REQUANT_UNITS[name](
+                self, m, config, advance=advance, valid=valid, hold=hold, a=a, stage0=stage0)
         # The post state of the element leaving the requant stages (`requant_latency` advances
         # after stage 0): the clamp bounds depend on the parameters only, so they are formed
         # from stage 0's registers and carried along (the activation stage compares without
@@ -224,13 +233,14 @@ class PostProcessor(wiring.Component):
         else:
             late = {name: delayed(value, requant_latency, name) for name, value in state.items()}
 
-        if len(results) == 1:
-            (requant,) = results.values()
-        else:
-            mode = late["mode"]
-            requant = Signal.like(results[isa.Mode.ONNX], name="requant")
-            m.d.comb += requant.eq(Mux(mode == isa.Mode.TFLITE, results[isa.Mode.TFLITE],
-                                       results[isa.Mode.ONNX]))
+        # An element whose mode was not built gets the first built mode's result.
+        (first, *others) = results
+        requant = results[first]
+        for n, code in enumerate(others):
+            name = "requant" if n == len(others) - 1 else f"requant_{code.label}"
+            chosen = Signal.like(results[first], name=name)
+            m.d.comb += chosen.eq(Mux(late["mode"] == code, results[code], requant))
+            requant = chosen
 
         # ---- stage 7: zero point, clamp, LUT -------------------------------------------------
         m.d.comb += [

@@ -1,12 +1,14 @@
 """Bit-exact NumPy reference of Tessera's int8 arithmetic (``docs/numerics.md``).
 
 Every other layer — the emulator, the RTL, the board — is checked against these functions with
-``np.testing.assert_array_equal``. Two requantization modes are supported: ``"onnx"`` (float32
-multiplier, ties to even; ONNX Runtime, XNNPACK) and ``"tflite"`` (gemmlowp fixed point, double
-rounding; TFLite integer reference kernels, TFLite Micro, CMSIS-NN).
+``np.testing.assert_array_equal``. Two requantization modes are registered in
+``MODES`` (:mod:`.modes`): ``"onnx"`` (float32 multiplier, ties to even; ONNX Runtime, XNNPACK)
+and ``"tflite"`` (gemmlowp fixed point, double rounding; TFLite integer reference kernels, TFLite
+Micro, CMSIS-NN).
 """
 
 from .linear import default_acc_bits, linear_accumulators, quantized_linear
+from .modes import MODES, RequantMode, get_mode
 from .matmul import accumulator_bound, fold_input_zero_point, integer_matmul
 from .multipliers import onnx_multiplier, quantize_multiplier, requant_multipliers
 from .requant import ACTIVATIONS, activation_bounds, postprocess, requantize
@@ -18,6 +20,8 @@ from .tensor import dequantize_tensor, make_lut, quantize_tensor
 __all__ = [
     # the layer
     "quantized_linear", "linear_accumulators", "default_acc_bits",
+    # requantization modes
+    "MODES", "RequantMode", "get_mode",
     # requantization
     "requant_multipliers", "requantize", "postprocess", "activation_bounds", "ACTIVATIONS",
     "onnx_multiplier", "quantize_multiplier",

@@ -6,8 +6,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_mode", "check_scale", "check_zero_point", "check_int_array", "check_bits",
-           "check_operands", "storage_dtype", "int_range"]
+__all__ = ["check_scale", "check_requant_scales", "check_zero_point", "check_int_array",
+           "check_bits", "check_operands", "storage_dtype", "int_range"]
 
 #: Operand widths (the values of ``tessera.spec.OPERAND_BITS``) and accumulator widths.
 BITS = (4, 8, 16)
@@ -41,16 +41,6 @@ def check_operands(name, value, bits, ndim=None, shape=None) -> np.ndarray:
             raise ValueError(f"{name} holds {bad}, outside the {bits}-bit range [{lo}, {hi}]")
     return value
 
-MODES = ("onnx", "tflite")
-
-
-def check_mode(mode) -> str:
-    """Return ``mode`` if it is a known requantization mode, else raise ``ValueError``."""
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"Requant mode must be 'onnx' or 'tflite', not {mode!r}")
-    return mode
-
-
 def check_scale(name, value, *, length=None) -> np.ndarray:
     """Return ``value`` as a float32 array after checking it is finite and positive.
 
@@ -77,6 +67,16 @@ def check_scale(name, value, *, length=None) -> np.ndarray:
         shown = float(arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
         raise ValueError(f"{name} must be a finite positive float32, not {shown!r}{where}")
     return arr32
+
+
+def check_requant_scales(x_scale, w_scale, y_scale):
+    """Return ``(sx, sw, sy)`` as float32 arrays, ``sw`` 1-D (per channel or one element)."""
+    sw = np.asarray(w_scale)
+    length = sw.shape[0] if sw.ndim == 1 else None
+    sx = check_scale("x_scale", x_scale)
+    sw = check_scale("w_scale", w_scale, length=length)
+    sy = check_scale("y_scale", y_scale)
+    return sx, np.atleast_1d(sw), sy
 
 
 def check_zero_point(name, value, bits=8) -> int:

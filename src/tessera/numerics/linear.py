@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import ACC_BITS, check_bits, check_int_array, check_mode, check_operands, \
-    check_zero_point, int_range
+from ._checks import ACC_BITS, check_bits, check_int_array, check_operands, check_zero_point, \
+    int_range
 from .matmul import fold_input_zero_point, integer_matmul
+from .modes import get_mode
 from .multipliers import requant_multipliers
 from .requant import activation_bounds, postprocess
 
@@ -68,7 +69,7 @@ def linear_accumulators(x_q, w_q, bias_q, x_zero_point, *, input_bits=8, weight_
 def quantized_linear(x_q, w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scale,
                      y_zero_point, mode="onnx", activation="none", input_bits=8, weight_bits=8,
                      acc_bits=None) -> np.ndarray:
-    """Return the output of a quantized fully-connected layer, exactly as NUMERICS.md.
+    """Return the output of a quantized fully-connected layer, exactly as docs/numerics.md.
 
     Parameters
     ----------
@@ -84,7 +85,8 @@ def quantized_linear(x_q, w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scal
         Input and output zero points (``input_bits`` wide).
     w_scale : float or array_like [N]
         Weight scale, per tensor or per output channel.
-    mode : {"onnx", "tflite"}
+    mode : str or RequantMode
+        A name in ``tessera.numerics.modes.MODES``.
         Requantization rule (see ``docs/numerics.md``).
     activation : {"none", "relu", "relu6"} or numpy.ndarray of int8 [256]
         Fused activation: a clamp, or a lookup table ``y = lut[v + 128]`` (8-bit only).
@@ -104,7 +106,7 @@ def quantized_linear(x_q, w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scal
     OverflowError
         An accumulator does not fit ``acc_bits``, or the folded bias does not fit int32.
     """
-    check_mode(mode)
+    requant_mode = get_mode(mode)
     check_operands("x_q", x_q, check_bits("input_bits", input_bits), ndim=2)
     check_operands("w_q", w_q, check_bits("weight_bits", weight_bits), ndim=2)
     if acc_bits is None:
@@ -130,9 +132,7 @@ def quantized_linear(x_q, w_q, bias_q, *, x_scale, x_zero_point, w_scale, y_scal
     if lut is not None and input_bits != 8:
         raise ValueError(f"A lookup table applies to 8-bit activations only, not "
                          f"input_bits={input_bits}; use a clamp activation (none, relu, relu6)")
-    if mode == "tflite" and acc_bits != 32:
-        raise ValueError(f"Requant mode 'tflite' takes 32-bit accumulators, not acc_bits="
-                         f"{acc_bits}; use mode 'onnx' for {acc_bits}-bit accumulators")
+    requant_mode.check_acc_bits(acc_bits)
     zy = check_zero_point("y_zero_point", y_zero_point, input_bits)
     lo, hi = activation_bounds(activation, y_scale, zy, bits=input_bits)
     multiplier, shift = requant_multipliers(x_scale, w_scale, y_scale, mode)

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import ACC_BITS, BITS, check_bits, check_mode, check_scale, check_zero_point, \
-    int_range, storage_dtype
-from .rounding import INT32_MAX, INT32_MIN, rdbpot, round_half_away, shift_left_int32, srdhm
+from ._checks import ACC_BITS, BITS, check_bits, check_scale, check_zero_point, int_range, \
+    storage_dtype
+from .modes import get_mode
+from .rounding import round_half_away
 
 __all__ = ["requantize", "activation_bounds", "postprocess", "ACTIVATIONS"]
 
 #: Named activations fused as clamps; an int8 [256] array is a lookup table instead.
 ACTIVATIONS = ("none", "relu", "relu6", "lut")
-
-
-#: Saturation of the onnx path before the integer conversion (the RTL saturates the same way);
-#: far outside every output range, so the clamp that follows is unaffected.
-_ONNX_SATURATION = float(1 << 62)
 
 
 def _check_acc(acc, acc_bits=32) -> np.ndarray:
@@ -39,7 +35,7 @@ def _check_acc(acc, acc_bits=32) -> np.ndarray:
 
 
 def requantize(acc, multiplier, shift, mode, *, acc_bits=32) -> np.ndarray:
-    """Return ``requant(acc)`` of NUMERICS.md, before the zero point and the clamp.
+    """Return ``requant(acc)`` of docs/numerics.md, before the zero point and the clamp.
 
     Parameters
     ----------
@@ -49,11 +45,13 @@ def requantize(acc, multiplier, shift, mode, *, acc_bits=32) -> np.ndarray:
         onnx: float32 bits of ``M``; tflite: ``m0``.
     shift : array_like of int8, broadcast along the last axis
         onnx: must be 0; tflite: exponent ``e`` in ``[-31, 30]``.
-    mode : {"onnx", "tflite"}
+    mode : str or RequantMode
+        A name in ``tessera.numerics.modes.MODES`` (its ``requantize`` does the arithmetic).
     acc_bits : {32, 48}
-        Accumulator width. Mode "tflite" takes 32-bit accumulators only (gemmlowp's
-        ``MultiplyByQuantizedMultiplier`` is an int32 operation; TFLite's int64 variant for
-        int16x8 kernels rounds differently and is not implemented).
+        Accumulator width, one the mode takes (``RequantMode.acc_bits``). Mode "tflite" takes
+        32-bit accumulators only (gemmlowp's ``MultiplyByQuantizedMultiplier`` is an int32
+        operation; TFLite's int64 variant for int16x8 kernels rounds differently and is not
+        implemented).
 
     Returns
     -------
@@ -71,11 +69,9 @@ def requantize(acc, multiplier, shift, mode, *, acc_bits=32) -> np.ndarray:
     with two's complement wrap-around, as TFLite's C code (``x * (1 << left_shift)``) does in
     practice; real layers never get there (``e > 0`` needs ``M >= 1``).
     """
-    check_mode(mode)
+    requant_mode = get_mode(mode)
     check_bits("acc_bits", acc_bits, ACC_BITS)
-    if mode == "tflite" and acc_bits != 32:
-        raise ValueError(f"Requant mode 'tflite' takes 32-bit accumulators, not acc_bits="
-                         f"{acc_bits}; use mode 'onnx' for {acc_bits}-bit accumulators")
+    requant_mode.check_acc_bits(acc_bits)
     acc = _check_acc(acc, acc_bits)
     multiplier = np.asarray(multiplier)
     shift = np.asarray(shift)
@@ -88,25 +84,7 @@ def requantize(acc, multiplier, shift, mode, *, acc_bits=32) -> np.ndarray:
     if multiplier.ndim > 1 or shift.ndim > 1:
         raise ValueError("multiplier and shift must be scalars or 1-D per-channel arrays, "
                          f"not shapes {multiplier.shape} and {shift.shape}")
-    if mode == "onnx":
-        if np.any(shift != 0):
-            raise ValueError("shift must be 0 in mode 'onnx' (the multiplier is a float32)")
-        m = multiplier.view(np.float32)
-        if np.any(~(m >= np.finfo(np.float32).tiny) | ~(m < 2.0 ** 24)):
-            raise ValueError("multiplier must hold a normal positive float32 below 2**24 in "
-                             "mode 'onnx'; build it with requant_multipliers")
-        # float32(acc) * M is below 2^47 * 2^24 = 2^71: finite in float32; saturate before the
-        # conversion so that the result is exact in int64 (with int32 it is below 2^55 anyway).
-        y = np.rint(acc.astype(np.float32) * m)
-        return np.clip(y, -_ONNX_SATURATION, _ONNX_SATURATION).astype(np.int64)
-    m0 = multiplier.astype(np.int64)
-    if np.any((m0 != 0) & ((m0 < 1 << 30) | (m0 > INT32_MAX))):
-        raise ValueError("multiplier must be 0 or in [2**30, 2**31) in mode 'tflite'; "
-                         "build it with requant_multipliers")
-    if np.any((shift < -31) | (shift > 30)):
-        raise ValueError(f"shift must be in [-31, 30] in mode 'tflite', not {shift}")
-    shifted = shift_left_int32(acc, np.maximum(shift, 0))
-    return rdbpot(srdhm(shifted, m0), np.maximum(-shift, 0))
+    return requant_mode.requantize(acc, multiplier, shift)
 
 
 def activation_bounds(activation, y_scale, y_zero_point, *, bits=8) -> tuple[int, int]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import (check_bits, check_mode, check_scale, check_zero_point, int_range,
-                      storage_dtype)
-from .rounding import round_half_away
+from ._checks import check_bits, check_scale, check_zero_point, int_range, storage_dtype
+from .modes import get_mode
 
 __all__ = ["quantize_tensor", "dequantize_tensor", "make_lut"]
 
@@ -22,7 +21,8 @@ def quantize_tensor(x, scale, zero_point, mode="onnx", *, bits=8) -> np.ndarray:
         Per-tensor scale (float32).
     zero_point : int
         Zero point (``bits`` wide).
-    mode : {"onnx", "tflite"}
+    mode : str or RequantMode
+        A name in ``tessera.numerics.modes.MODES``; its ``round`` rounds ``x / scale``.
         onnx: ``saturate(rint(float32(x) / scale) + zp)`` (ties to even, ONNX Runtime);
         tflite: ``saturate(round_half_away(float32(x) / scale) + zp)`` (TFLite reference
         ``AffineQuantize``).
@@ -33,7 +33,7 @@ def quantize_tensor(x, scale, zero_point, mode="onnx", *, bits=8) -> np.ndarray:
     -------
     numpy.ndarray of int8 (int16 for 16 bits), same shape as ``x``
     """
-    check_mode(mode)
+    requant_mode = get_mode(mode)
     lo, hi = int_range(check_bits("bits", bits))
     s = check_scale("scale", scale)
     zp = check_zero_point("zero_point", zero_point, bits)
@@ -45,7 +45,7 @@ def quantize_tensor(x, scale, zero_point, mode="onnx", *, bits=8) -> np.ndarray:
         raise ValueError("x must not contain NaN (it has no quantized value)")
     with np.errstate(over="ignore"):
         q = x / s
-    q = np.rint(q) if mode == "onnx" else round_half_away(q)
+    q = requant_mode.round(q)
     # Clamp in float before converting: q may be +-inf or far outside int64.
     return np.clip(q + np.float32(zp), lo, hi).astype(storage_dtype(bits))
 
@@ -84,7 +84,8 @@ def make_lut(fn, in_scale, in_zero_point, out_scale, out_zero_point, *, mode="on
         Quantization of the table's input (the layer's requantized output).
     out_scale, out_zero_point : float, int
         Quantization of the table's output.
-    mode : {"onnx", "tflite"}
+    mode : str or RequantMode
+        A name in ``tessera.numerics.modes.MODES``.
         Rounding used to quantize ``fn``'s outputs (see :func:`quantize_tensor`).
 
     Returns
