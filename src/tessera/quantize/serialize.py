@@ -1,20 +1,25 @@
 """Save and load a :class:`~tessera.quantize.QuantizedModel` without pickle.
 
-The file is an uncompressed NumPy ``.npz`` archive read with ``allow_pickle=False``:
+The file is an uncompressed NumPy ``.npz`` archive, read by :mod:`tessera.quantize.npz_safe`
+(never pickle, only the entries listed below, each entry's size checked before it is
+decompressed):
 
 ``meta``
     uint8 bytes of a UTF-8 JSON object: ``format`` (``"tessera.QuantizedModel"``), ``version``
     (:data:`FORMAT_VERSION`), ``info``, and per layer its name, zero points, mode, activation
     and float activation.
-``layer{i}.weight`` int8 [K, N], ``layer{i}.bias`` int32 [N], ``layer{i}.weight_scale`` float32
-[N], ``layer{i}.scales`` float32 [2] (input, output) or [3] (+ LUT input), ``layer{i}.lut`` int8
-[256] (LUT layers)
+``layer{i}.weight`` int8 [K, N] (int16 for weights over 8 bits), ``layer{i}.bias`` int32 [N],
+``layer{i}.weight_scale`` float32 [N], ``layer{i}.scales`` float32 [2] (input, output) or [3]
+(+ LUT input), ``layer{i}.lut`` int8 [256] (LUT layers)
     The quantized layers, bit for bit.
 ``float{i}.weight`` float64, ``float{i}.bias`` float64, ``reference_input`` float32
     Optional float reference data for ``summary()``.
 
-A file that is not such an archive, lacks an entry, has another format name or a newer version,
-or holds invalid values raises :class:`ValueError` naming the file and the problem.
+A file that is not such an archive, lacks an entry, holds an entry the metadata does not define
+(a model with more layers than its metadata lists is refused, not truncated), declares shapes
+that do not chain or more than :data:`MAX_MODEL_BYTES` of arrays, has another format name or a
+newer version, or holds invalid values raises :class:`ValueError` naming the file and the
+problem.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from .floatmodel import FloatLayer
 from .model import QuantizedLayer, QuantizedModel
+from .npz_safe import NpzEntryError, NpzReader
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save", "load"]
 
@@ -72,28 +78,37 @@ def save(qmodel, path, *, include_reference=True):
         np.savez(file, **arrays)
 
 
-def _read(path):
-    try:
-        # Open the file here: np.load leaks its own handle when the archive is truncated.
-        with open(path, "rb") as file:
-            archive = np.load(file, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array, not an .npz archive")
-            with archive:
-                return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # BadZipFile, pickled data, truncated entries, ...
-        raise ValueError(f"{str(path)!r} is not a readable Tessera quantized model "
-                         f"(.npz written by QuantizedModel.save): {exc}") from None
+#: Largest metadata entry accepted (the JSON text of a model with thousands of layers fits).
+MAX_META_BYTES = 1 << 24
+
+#: Largest total of array bytes a model file may declare; checked before decompressing.
+MAX_MODEL_BYTES = 1 << 30
+
+_NOT_A_MODEL = "is not a readable Tessera quantized model (.npz written by QuantizedModel.save)"
+_LAYER_KEYS = ("name", "input_zero_point", "output_zero_point", "mode", "activation")
 
 
-def _parse_meta(path, arrays):
-    if "meta" not in arrays:
+def _open(path, file):
+    if file.read(6) == b"\x93NUMPY":
+        raise NpzEntryError("it holds a single array, not an .npz archive")
+    file.seek(0)
+    return NpzReader(file)
+
+
+def _read_meta(path, npz):
+    if "meta" not in npz.names:
         raise ValueError(f"{str(path)!r} is an .npz archive but not a Tessera quantized model "
                          "(no 'meta' entry); write it with QuantizedModel.save()")
+    _, (size,) = npz.check("meta", np.uint8, (None,))
+    if size > MAX_META_BYTES:
+        raise NpzEntryError(f"its metadata entry declares {size} bytes, more than the "
+                            f"{MAX_META_BYTES} a model's metadata can need")
+    return _parse_meta(path, npz.read("meta"))
+
+
+def _parse_meta(path, meta_bytes):
     try:
-        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+        meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{str(path)!r}: corrupted metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
@@ -105,6 +120,74 @@ def _parse_meta(path, arrays):
         raise ValueError(f"{str(path)!r} has format version {version!r}; this Tessera reads "
                          f"versions 1 to {FORMAT_VERSION}: upgrade tessera to load it")
     return meta
+
+
+def _expected_entries(meta):
+    """Return ``(expected, optional)``: every entry the metadata defines, as for NpzReader."""
+    layers = meta.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise NpzEntryError("its metadata lists no layers")
+    expected = {"meta": (np.uint8, (None,))}
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict) or any(key not in entry for key in _LAYER_KEYS):
+            raise NpzEntryError(f"the metadata of layer {i} is not an object with the keys "
+                                f"{', '.join(_LAYER_KEYS)}")
+        weight_bits = entry.get("weight_bits", 8)
+        weight_dtype = np.int16 if isinstance(weight_bits, int) and weight_bits > 8 else np.int8
+        expected[f"layer{i}.weight"] = (weight_dtype, (None, None))
+        expected[f"layer{i}.bias"] = (np.int32, (None,))
+        expected[f"layer{i}.weight_scale"] = (np.float32, (None,))
+        lut = entry["activation"] == "lut"
+        expected[f"layer{i}.scales"] = (np.float32, (3 if lut else 2,))
+        if lut:
+            expected[f"layer{i}.lut"] = (np.int8, (256,))
+        if "float_activation" in entry:
+            expected[f"float{i}.weight"] = (np.float64, (None, None))
+            expected[f"float{i}.bias"] = (np.float64, (None,))
+    expected["reference_input"] = (np.float32, (None, None))
+    return expected, ("reference_input",)
+
+
+def _check_shapes(npz, expected, count):
+    """Check that the entries' declared shapes chain, before any of them is decompressed."""
+    shapes = {name: npz.check(name, *spec)[1] for name, spec in expected.items()
+              if name in npz.names}
+    k = None
+    for i in range(count):
+        k_i, n = shapes.get(f"layer{i}.weight", (k, None))
+        if k is not None and k_i != k:
+            raise NpzEntryError(f"entry 'layer{i}.weight' has {k_i} inputs but layer {i - 1} "
+                                f"has {k} outputs")
+        for name, want in ((f"layer{i}.bias", (n,)), (f"layer{i}.weight_scale", (n,)),
+                           (f"float{i}.weight", (k_i, n)), (f"float{i}.bias", (n,))):
+            if name in shapes and n is not None and shapes[name] != want:
+                raise NpzEntryError(f"entry {name!r} has shape {list(shapes[name])}, not "
+                                    f"{list(want)} as layer{i}.weight implies")
+        k = n
+    first_k = shapes.get("layer0.weight", (None,))[0]
+    if "reference_input" in shapes and shapes["reference_input"][1] != first_k:
+        raise NpzEntryError(f"entry 'reference_input' has shape "
+                            f"{list(shapes['reference_input'])}, not [any, {first_k}]")
+
+
+def _read(path):
+    """Return ``(meta, arrays)``: only the entries the metadata defines, sizes checked first."""
+    stage = _NOT_A_MODEL
+    try:
+        # Open the file here, so that it is closed on every error.
+        with open(path, "rb") as file, _open(path, file) as npz:
+            meta = _read_meta(path, npz)
+            stage = "is corrupted"
+            expected, optional = _expected_entries(meta)
+            _check_shapes(npz, expected, len(meta["layers"]))
+            arrays = npz.read_entries(expected, optional=optional, max_bytes=MAX_MODEL_BYTES)
+    except NpzEntryError as exc:
+        raise ValueError(f"{str(path)!r} {stage}: {exc}") from None
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{str(path)!r} {stage}: {exc}") from None
+    return meta, arrays
 
 
 def _build(meta, arrays):
@@ -139,8 +222,7 @@ def load(path):
     ValueError
         The file is not a valid Tessera quantized model (the message says why).
     """
-    arrays = _read(path)
-    meta = _parse_meta(path, arrays)
+    meta, arrays = _read(path)
     try:
         return _build(meta, arrays)
     except KeyError as exc:
