@@ -407,6 +407,11 @@ class QuantizedModel:
         from .serialize import save
         save(self, path, include_reference=include_reference)
 
+    def to_graph(self):
+        """Return the chain as a :class:`tessera.graph.QuantizedGraph` (lossless; docs/graph.md)."""
+        from ..graph import graph_from_dense_chain
+        return graph_from_dense_chain(self)
+
     def to_onnx(self, path=None, *, raw=False, strict=True):
         """Export as an ONNX QDQ model (see :func:`tessera.quantize.onnx_export.export_onnx`)."""
         from .onnx_export import export_onnx
