@@ -36,9 +36,9 @@ def _with_node(model, node, inits=()):
 def test_unsupported_operator_is_named():
     model = _with_node(float_onnx(W, ["relu", None]),
                        helper.make_node("Softmax", ["?"], ["sm"], name="probs"))
-    _raises(TypeError, "the ONNX model: unsupported operator in node 'probs' (Softmax); Tessera "
-            "imports chains of: Gemm, MatMul, Add, Relu, Clip, Sigmoid, Tanh, Flatten, Reshape, "
-            "Identity, Dropout", tessera.quantize, model, X)
+    _raises(tessera.UnsupportedModelError, "the ONNX model: unsupported operator in node 'probs' "
+            "(Softmax); Tessera imports chains of: Gemm, MatMul, Add, Relu, Clip, Sigmoid, Tanh, "
+            "Flatten, Reshape, Identity, Dropout", tessera.quantize, model, X)
 
 
 def test_clip_bounds_and_dynamic_reshape():
@@ -166,6 +166,6 @@ def test_keras_like_sequential():
 
     class Conv2D(Dropout):
         name = "conv"
-    _raises(TypeError, "Unsupported Keras layer 'conv' (Conv2D); supported: Dense, Activation, "
-            "ReLU, InputLayer, Flatten, Dropout, Reshape", tessera.quantize,
+    _raises(tessera.UnsupportedModelError, "Unsupported Keras layer 'conv' (Conv2D); supported: "
+            "Dense, Activation, ReLU, InputLayer, Flatten, Dropout, Reshape", tessera.quantize,
             Sequential([Conv2D()]), X)

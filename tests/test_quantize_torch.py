@@ -53,8 +53,9 @@ def test_torch_sequential_equals_numpy_list(mode):
 
 
 def test_torch_unsupported_layers_are_named():
-    with pytest.raises(TypeError, match=r"Unsupported PyTorch layer '1' \(Conv1d\); supported: "
-                                        r"Linear, ReLU, ReLU6, Sigmoid, Tanh, .*Flatten"):
+    with pytest.raises(tessera.UnsupportedModelError,
+                       match=r"Unsupported PyTorch layer '1' \(Conv1d\); supported: "
+                             r"Linear, ReLU, ReLU6, Sigmoid, Tanh, .*Flatten"):
         tessera.quantize(nn.Sequential(nn.Linear(4, 4), nn.Conv1d(1, 1, 1)),
                          calibration=np.zeros((2, 4)))
 
@@ -66,7 +67,8 @@ def test_torch_unsupported_layers_are_named():
         def forward(self, x):
             return self.fc(x) * 2
 
-    with pytest.raises(TypeError, match=r"Unsupported PyTorch layer '<root>' \(Custom\)"):
+    with pytest.raises(tessera.UnsupportedModelError,
+                       match=r"Unsupported PyTorch layer '<root>' \(Custom\)"):
         tessera.quantize(Custom(), calibration=np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"PyTorch module '0' \(ReLU\) follows the start of the "
                                          "model; .*put exactly one activation after a Linear"):

@@ -22,6 +22,7 @@ __all__ = [
     "connect",
     "load_model",
     "export_onnx",
+    "UnsupportedModelError",
 ]
 
 # Public names and the module that defines each; loaded on first use so that `import tessera`
@@ -35,6 +36,7 @@ _LAZY = {
     "connect": ("tessera.runtime", "connect"),
     "load_model": ("tessera.quantize", "load_model"),
     "export_onnx": ("tessera.quantize", "export_onnx"),
+    "UnsupportedModelError": ("tessera.quantize.errors", "UnsupportedModelError"),
 }
 
 

@@ -12,6 +12,7 @@ import sys
 import types
 
 from .calibrate import CALIBRATION_METHODS
+from .errors import UnsupportedModelError
 from .floatmodel import FLOAT_ACTIVATIONS, FloatLayer
 from .importers import import_model
 from .model import LAYER_ACTIVATIONS, QuantizedLayer, QuantizedModel
@@ -24,7 +25,7 @@ from .sources import load_model
 __all__ = [
     "quantize", "QuantizedModel", "QuantizedLayer", "FloatLayer", "import_model",
     "prove_accumulator_fits", "CALIBRATION_METHODS", "FLOAT_ACTIVATIONS", "LAYER_ACTIVATIONS",
-    "FORMAT_VERSION", "load_model", "export_onnx",
+    "FORMAT_VERSION", "load_model", "export_onnx", "UnsupportedModelError",
 ]
 
 

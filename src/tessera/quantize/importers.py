@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from .errors import UnsupportedModelError
 from .floatmodel import FLOAT_ACTIVATIONS, FloatLayer
 
 __all__ = ["ACTIVATION_ALIASES", "import_model"]
@@ -42,8 +43,9 @@ def _activation_name(name, where):
     key = name.lower() if isinstance(name, str) else name
     key = ACTIVATION_ALIASES.get(key, key)
     if key not in FLOAT_ACTIVATIONS:
-        raise ValueError(f"{where}: unsupported activation {name!r}; use one of "
-                         f"{', '.join(repr(a) for a in FLOAT_ACTIVATIONS)} (or None)")
+        raise UnsupportedModelError(
+            f"{where}: unsupported activation {name!r}; use one of "
+            f"{', '.join(repr(a) for a in FLOAT_ACTIVATIONS)} (or None)")
     return key
 
 
@@ -141,17 +143,19 @@ def _from_torch(model):
             if not raw or raw[-1][2] is not None:
                 where = "the start of the model" if not raw else \
                     f"activation {raw[-1][2]!r} of layer 'fc{len(raw) - 1}'"
-                raise ValueError(f"PyTorch module {path!r} ({kind}) follows {where}; Tessera "
-                                 "fuses one activation into each Linear, so put exactly one "
-                                 "activation after a Linear")
+                raise UnsupportedModelError(
+                    f"PyTorch module {path!r} ({kind}) follows {where}; Tessera "
+                    "fuses one activation into each Linear, so put exactly one "
+                    "activation after a Linear")
             raw[-1][2] = _TORCH_ACTIVATIONS[kind]
         elif type(module) in (getattr(nn, name) for name in _TORCH_NOOPS):
             continue
         else:
-            raise TypeError(f"Unsupported PyTorch layer {path!r} ({kind}); supported: "
-                            f"{_TORCH_SUPPORTED}, inside nn.Sequential containers")
+            raise UnsupportedModelError(
+                f"Unsupported PyTorch layer {path!r} ({kind}); supported: "
+                f"{_TORCH_SUPPORTED}, inside nn.Sequential containers")
     if not raw:
-        raise ValueError("The PyTorch model contains no nn.Linear layer")
+        raise UnsupportedModelError("The PyTorch model contains no nn.Linear layer")
     return _check_chain([_make_layer(i, *item) for i, item in enumerate(raw)])
 
 
@@ -172,9 +176,11 @@ def import_model(model):
     Raises
     ------
     TypeError
-        The model type or one of its layers is not supported (the message lists what is).
+        The model is not a model object Tessera knows (the message lists what is).
+    UnsupportedModelError
+        One of its layers or activations is not supported (the message lists what is).
     ValueError
-        Shapes do not chain, a parameter is NaN/infinite, or an activation is unknown.
+        Shapes do not chain or a parameter is NaN/infinite.
     """
     if isinstance(model, (list, tuple)):
         return _from_list(model)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UnsupportedModelError
+
 __all__ = ["KERAS_LAYERS", "keras_layers"]
 
 #: Keras layer classes Tessera imports.
@@ -21,15 +23,17 @@ _NOOPS = ("InputLayer", "Flatten", "Dropout")
 def _activation(layer, kind, config):
     if kind == "ReLU":
         if config.get("negative_slope", 0) or config.get("threshold", 0):
-            raise ValueError(f"Keras layer {layer.name!r} (ReLU) has a negative slope or "
-                             "threshold; only plain ReLU and ReLU(max_value=6) are supported")
+            raise UnsupportedModelError(
+                f"Keras layer {layer.name!r} (ReLU) has a negative slope or "
+                "threshold; only plain ReLU and ReLU(max_value=6) are supported")
         max_value = config.get("max_value")
         if max_value is None:
             return "relu"
         if float(max_value) == 6.0:
             return "relu6"
-        raise ValueError(f"Keras layer {layer.name!r} (ReLU) has max_value={max_value}; "
-                         "only None (relu) and 6 (relu6) are supported")
+        raise UnsupportedModelError(
+            f"Keras layer {layer.name!r} (ReLU) has max_value={max_value}; "
+            "only None (relu) and 6 (relu6) are supported")
     name = config.get("activation", "linear")
     if isinstance(name, dict):                 # serialised activation object
         name = name.get("config", {}).get("name", name.get("class_name"))
@@ -41,10 +45,9 @@ def keras_layers(model):
 
     Raises
     ------
-    TypeError
-        A layer class is not supported (named with the list of supported ones).
-    ValueError
-        An activation follows a layer that already has one, or the model has no Dense layer.
+    UnsupportedModelError
+        A layer class is not supported (named with the list of supported ones), an activation
+        follows a layer that already has one, or the model has no Dense layer.
     """
     layers = []
     for layer in model.layers:
@@ -58,18 +61,21 @@ def keras_layers(model):
         elif kind in ("Activation", "ReLU"):
             act = _activation(layer, kind, config)
             if not layers or layers[-1][2] not in (None, "linear"):
-                raise ValueError(f"Keras layer {layer.name!r} ({kind}) does not follow a Dense "
-                                 "layer without activation; Tessera fuses one activation into "
-                                 "each Dense layer")
+                raise UnsupportedModelError(
+                    f"Keras layer {layer.name!r} ({kind}) does not follow a Dense "
+                    "layer without activation; Tessera fuses one activation into "
+                    "each Dense layer")
             layers[-1][2] = act
         elif kind == "Reshape":
             target = tuple(config.get("target_shape", ()))
             if len(target) != 1:
-                raise ValueError(f"Keras layer {layer.name!r} (Reshape) reshapes to {target}; "
-                                 "only a single feature axis is supported")
+                raise UnsupportedModelError(
+                    f"Keras layer {layer.name!r} (Reshape) reshapes to {target}; "
+                    "only a single feature axis is supported")
         elif kind not in _NOOPS:
-            raise TypeError(f"Unsupported Keras layer {layer.name!r} ({kind}); supported: "
-                            f"{', '.join(KERAS_LAYERS)}")
+            raise UnsupportedModelError(
+                f"Unsupported Keras layer {layer.name!r} ({kind}); supported: "
+                f"{', '.join(KERAS_LAYERS)}")
     if not layers:
-        raise ValueError("The Keras model contains no Dense layer")
+        raise UnsupportedModelError("The Keras model contains no Dense layer")
     return [tuple(layer) for layer in layers]

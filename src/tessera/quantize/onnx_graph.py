@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UnsupportedModelError
 from .floatmodel import FloatLayer
 
 __all__ = ["FLOAT_OPS", "OnnxChain", "load_onnx", "float_layers_from_onnx", "is_onnx_model"]
@@ -40,7 +41,8 @@ def load_onnx(source):
     Raises
     ------
     ValueError
-        The file is empty, truncated, not an ONNX protobuf, or holds no graph.
+        The file is empty, truncated, not an ONNX protobuf, holds no graph, or its external
+        weight data is missing or lies outside its directory.
     """
     import onnx
     from google.protobuf.message import DecodeError
@@ -65,7 +67,12 @@ def load_onnx(source):
         if not isinstance(source, (bytes, bytearray)) and any(
                 t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
             from onnx.external_data_helper import load_external_data_for_model
-            load_external_data_for_model(model, str(Path(source).parent))
+            try:
+                load_external_data_for_model(model, str(Path(source).parent))
+            except (onnx.checker.ValidationError, OSError) as exc:
+                raise ValueError(f"{name}: cannot read its external weight data ({exc}); keep "
+                                 "the data files the model names beside it, inside its "
+                                 "directory") from None
     if not model.graph.node or not model.graph.input:
         raise ValueError(f"{name} holds no ONNX graph (no nodes or no inputs); the file may be "
                          "truncated or of another format")
@@ -95,11 +102,13 @@ class OnnxChain:
                 self.nodes.append(node)
         inputs = [i for i in graph.input if i.name not in self.constants]
         if len(inputs) != 1:
-            raise ValueError(f"{name}: Tessera imports models with exactly one input tensor, "
-                             f"found {len(inputs)}: {[i.name for i in inputs]}")
+            raise UnsupportedModelError(
+                f"{name}: Tessera imports models with exactly one input tensor, "
+                f"found {len(inputs)}: {[i.name for i in inputs]}")
         if len(graph.output) != 1:
-            raise ValueError(f"{name}: Tessera imports models with exactly one output tensor, "
-                             f"found {len(graph.output)}: {[o.name for o in graph.output]}")
+            raise UnsupportedModelError(
+                f"{name}: Tessera imports models with exactly one output tensor, "
+                f"found {len(graph.output)}: {[o.name for o in graph.output]}")
         self.input = inputs[0]
         self.output_name = graph.output[0].name
         self.consumers = {}
@@ -115,7 +124,8 @@ class OnnxChain:
                 return numpy_helper.to_array(attr.t)
             if attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
                 return np.asarray(helper.get_attribute_value(attr))
-        raise ValueError(f"{self.name}: Constant node {node.name!r} has no supported value")
+        raise UnsupportedModelError(
+            f"{self.name}: Constant node {node.name!r} has no supported value")
 
     def describe(self, node):
         """Return ``"node 'name' (OpType)"`` for messages."""
@@ -124,9 +134,10 @@ class OnnxChain:
         return f"node {label!r} ({op})"
 
     def unsupported(self, node, supported):
-        """Return the ``TypeError`` for an operator Tessera does not import."""
-        return TypeError(f"{self.name}: unsupported operator in {self.describe(node)}; Tessera "
-                         f"imports chains of: {', '.join(supported)}")
+        """Return the error for an operator Tessera does not import."""
+        return UnsupportedModelError(
+            f"{self.name}: unsupported operator in {self.describe(node)}; Tessera "
+            f"imports chains of: {', '.join(supported)}")
 
     def constant(self, node, index, what):
         """Return input ``index`` of ``node`` as a constant array (or None if absent)."""
@@ -134,10 +145,11 @@ class OnnxChain:
             return None
         tensor = node.input[index]
         if tensor not in self.constants:
-            raise ValueError(f"{self.name}: the {what} of {self.describe(node)} comes from tensor "
-                             f"{tensor!r}, which is computed at run time; Tessera needs it to be a "
-                             "constant initializer (fold constants before importing, e.g. with "
-                             "onnxruntime's quant_pre_process or onnxsim)")
+            raise UnsupportedModelError(
+                f"{self.name}: the {what} of {self.describe(node)} comes from tensor "
+                f"{tensor!r}, which is computed at run time; Tessera needs it to be a "
+                "constant initializer (fold constants before importing, e.g. with "
+                "onnxruntime's quant_pre_process or onnxsim)")
         return self.constants[tensor]
 
     @staticmethod
@@ -161,18 +173,20 @@ class OnnxChain:
         """Check that ``node`` (Flatten/Reshape/Identity/Dropout) keeps ``[batch, features]``."""
         op = node.op_type
         if op == "Flatten" and self.attribute(node, "axis", 1) != 1:
-            raise ValueError(f"{self.name}: {self.describe(node)} flattens from axis "
-                             f"{self.attribute(node, 'axis')}; only axis 1 ([batch, -1]) "
-                             "is supported")
+            raise UnsupportedModelError(
+                f"{self.name}: {self.describe(node)} flattens from axis "
+                f"{self.attribute(node, 'axis')}; only axis 1 ([batch, -1]) "
+                "is supported")
         if op == "Reshape":
             shape = [int(v) for v in np.asarray(self.constant(node, 1, "target shape")).ravel()]
             ok = len(shape) == 2 and shape[0] in (0, -1) and shape[1] in (-1, features) \
                 and shape != [-1, -1]
             ok = ok or (len(shape) == 2 and shape[1] == features and features is not None)
             if not ok:
-                raise ValueError(f"{self.name}: {self.describe(node)} reshapes to {shape}; "
-                                 "Tessera only imports reshapes to [batch, -1] (e.g. "
-                                 "[0, -1] or [-1, features])")
+                raise UnsupportedModelError(
+                    f"{self.name}: {self.describe(node)} reshapes to {shape}; "
+                    "Tessera only imports reshapes to [batch, -1] (e.g. "
+                    "[0, -1] or [-1, features])")
 
     def check_input(self, in_features):
         """Check the model input against the first layer's ``in_features``."""
@@ -180,19 +194,22 @@ class OnnxChain:
         if dims is None:
             return
         if len(dims) < 2:
-            raise ValueError(f"{self.name}: input {self.input.name!r} has shape {dims}; Tessera "
-                             "needs [batch, features]")
+            raise UnsupportedModelError(
+                f"{self.name}: input {self.input.name!r} has shape {dims}; Tessera "
+                "needs [batch, features]")
         features = dims[1:]
         if all(isinstance(d, int) and d > 0 for d in features):
             if int(np.prod(features)) != in_features:
-                raise ValueError(f"{self.name}: input {self.input.name!r} has "
-                                 f"{int(np.prod(features))} features per row (shape {dims}) but "
-                                 f"the first layer takes {in_features}")
+                raise UnsupportedModelError(
+                    f"{self.name}: input {self.input.name!r} has "
+                    f"{int(np.prod(features))} features per row (shape {dims}) but "
+                    f"the first layer takes {in_features}")
         elif len(features) > 1:
-            raise ValueError(f"{self.name}: input {self.input.name!r} has shape {dims} with "
-                             "dimensions that are symbolic or unknown; Tessera cannot resolve "
-                             "how it flattens to [batch, features]: give the model a static "
-                             "input shape (e.g. onnx.tools.update_model_dims)")
+            raise UnsupportedModelError(
+                f"{self.name}: input {self.input.name!r} has shape {dims} with "
+                "dimensions that are symbolic or unknown; Tessera cannot resolve "
+                "how it flattens to [batch, features]: give the model a static "
+                "input shape (e.g. onnx.tools.update_model_dims)")
 
 
 def _clip_bounds(chain, node):
@@ -208,18 +225,21 @@ def _clip_bounds(chain, node):
         return "relu6"
     if lo == 0 and hi == np.inf:
         return "relu"
-    raise ValueError(f"{chain.name}: {chain.describe(node)} clips to [{lo}, {hi}]; Tessera "
-                     "imports Clip(0, 6) (relu6) and Clip(0, inf) (relu) only")
+    raise UnsupportedModelError(
+        f"{chain.name}: {chain.describe(node)} clips to [{lo}, {hi}]; Tessera "
+        "imports Clip(0, 6) (relu6) and Clip(0, inf) (relu) only")
 
 
 def _gemm_weights(chain, node):
     if chain.attribute(node, "transA", 0):
-        raise ValueError(f"{chain.name}: {chain.describe(node)} has transA=1; Tessera needs "
-                         "the activations as the first (untransposed) operand")
+        raise UnsupportedModelError(
+            f"{chain.name}: {chain.describe(node)} has transA=1; Tessera needs "
+            "the activations as the first (untransposed) operand")
     w = np.asarray(chain.constant(node, 1, "weight B"), dtype=np.float64)
     if w.ndim != 2:
-        raise ValueError(f"{chain.name}: {chain.describe(node)} has a {w.ndim}-D weight; "
-                         "Gemm weights must be 2-D")
+        raise UnsupportedModelError(
+            f"{chain.name}: {chain.describe(node)} has a {w.ndim}-D weight; "
+            "Gemm weights must be 2-D")
     if chain.attribute(node, "transB", 0):
         w = w.T
     alpha = float(chain.attribute(node, "alpha", 1.0))
@@ -235,8 +255,9 @@ def _bias_vector(chain, node, value, n):
         return np.full(n, float(b.ravel()[0]))
     if b.shape in ((n,), (1, n)):
         return b.reshape(n)
-    raise ValueError(f"{chain.name}: {chain.describe(node)} adds a bias of shape {b.shape}; "
-                     f"expected ({n},) or (1, {n})")
+    raise UnsupportedModelError(
+        f"{chain.name}: {chain.describe(node)} adds a bias of shape {b.shape}; "
+        f"expected ({n},) or (1, {n})")
 
 
 def float_layers_from_onnx(chain):
@@ -244,11 +265,10 @@ def float_layers_from_onnx(chain):
 
     Raises
     ------
-    TypeError
+    UnsupportedModelError
         An operator is not supported (the message names the node, its type and the supported
-        operators).
-    ValueError
-        A weight is not constant, shapes cannot be resolved, or the graph is not a chain.
+        operators), a weight is not constant, shapes cannot be resolved, or the graph is not a
+        chain.
     """
     current, layers, pending_matmul, linear_output = chain.input.name, [], None, None
     for node in chain.nodes:
@@ -256,11 +276,13 @@ def float_layers_from_onnx(chain):
         if op not in FLOAT_OPS:
             raise chain.unsupported(node, FLOAT_OPS)
         if node.input[0] != current and not (op == "Add" and current in node.input[1:2]):
-            raise ValueError(f"{chain.name}: {chain.describe(node)} does not consume the "
-                             f"previous tensor {current!r}; Tessera imports chains only")
+            raise UnsupportedModelError(
+                f"{chain.name}: {chain.describe(node)} does not consume the "
+                f"previous tensor {current!r}; Tessera imports chains only")
         if len(chain.consumers.get(current, [])) > 1:
-            raise ValueError(f"{chain.name}: tensor {current!r} feeds "
-                             f"{len(chain.consumers[current])} nodes; Tessera imports chains only")
+            raise UnsupportedModelError(
+                f"{chain.name}: tensor {current!r} feeds "
+                f"{len(chain.consumers[current])} nodes; Tessera imports chains only")
         if pending_matmul is not None and op != "Add":
             layers.append([pending_matmul, np.zeros(pending_matmul.shape[1]), None])
             pending_matmul = None
@@ -269,13 +291,15 @@ def float_layers_from_onnx(chain):
         elif op == "MatMul":
             w = np.asarray(chain.constant(node, 1, "weight"), dtype=np.float64)
             if w.ndim != 2:
-                raise ValueError(f"{chain.name}: {chain.describe(node)} has a {w.ndim}-D weight; "
-                                 "MatMul weights must be 2-D [in_features, out_features]")
+                raise UnsupportedModelError(
+                    f"{chain.name}: {chain.describe(node)} has a {w.ndim}-D weight; "
+                    "MatMul weights must be 2-D [in_features, out_features]")
             pending_matmul = w
         elif op == "Add":
             if pending_matmul is None:
-                raise ValueError(f"{chain.name}: {chain.describe(node)} does not follow a MatMul; "
-                                 "Tessera imports Add only as the bias of MatMul")
+                raise UnsupportedModelError(
+                    f"{chain.name}: {chain.describe(node)} does not follow a MatMul; "
+                    "Tessera imports Add only as the bias of MatMul")
             other = 1 if node.input[0] == current else 0
             b = _bias_vector(chain, node, chain.constant(node, other, "bias"),
                              pending_matmul.shape[1])
@@ -284,9 +308,10 @@ def float_layers_from_onnx(chain):
         elif op in _ACTIVATION_OPS or op == "Clip":
             name = _clip_bounds(chain, node) if op == "Clip" else _ACTIVATION_OPS[op]
             if not layers or layers[-1][2] is not None or current != linear_output:
-                raise ValueError(f"{chain.name}: {chain.describe(node)} does not directly "
-                                 "follow a Gemm or MatMul(+Add); Tessera fuses one activation "
-                                 "into each fully-connected layer")
+                raise UnsupportedModelError(
+                    f"{chain.name}: {chain.describe(node)} does not directly "
+                    "follow a Gemm or MatMul(+Add); Tessera fuses one activation "
+                    "into each fully-connected layer")
             layers[-1][2] = name
         else:
             chain.check_noop(node, layers[-1][0].shape[1] if layers else None)
@@ -295,9 +320,10 @@ def float_layers_from_onnx(chain):
     if pending_matmul is not None:
         layers.append([pending_matmul, np.zeros(pending_matmul.shape[1]), None])
     if not layers:
-        raise ValueError(f"{chain.name}: the graph has no Gemm or MatMul layer")
+        raise UnsupportedModelError(f"{chain.name}: the graph has no Gemm or MatMul layer")
     if current != chain.output_name:
-        raise ValueError(f"{chain.name}: the graph output {chain.output_name!r} is not the end "
-                         f"of the chain ({current!r})")
+        raise UnsupportedModelError(
+            f"{chain.name}: the graph output {chain.output_name!r} is not the end "
+            f"of the chain ({current!r})")
     chain.check_input(layers[0][0].shape[0])
     return [tuple(layer) for layer in layers]

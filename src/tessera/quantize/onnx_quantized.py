@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UnsupportedModelError
 from .lut_tabulate import numpy_lut, tabulate_onnx
 from .onnx_graph import NOOP_OPS
 from .prequantized import LayerDrafts, QParams, symmetric_int8_weights
@@ -87,7 +88,7 @@ class _Importer:
                 self.nodes.append(node)
 
     def fail(self, node, message):
-        return ValueError(f"{self.name}: {self.chain.describe(node)} {message}")
+        return UnsupportedModelError(f"{self.name}: {self.chain.describe(node)} {message}")
 
     def params(self, node, scale_index, where):
         c = self.chain
@@ -119,16 +120,18 @@ class _Importer:
                 c.constant(node, index + 1, "weight scale"), \
                 c.constant(node, index + 2, "weight zero point"), 0 if trans_b else 1
         else:
-            raise ValueError(f"{where} is not a quantized constant (DequantizeLinear of an "
-                             "int8 initializer); quantize the weights too")
+            raise UnsupportedModelError(
+                f"{where} is not a quantized constant (DequantizeLinear of an "
+                "int8 initializer); quantize the weights too")
         if raw.ndim != 2:
-            raise ValueError(f"{where} is {raw.ndim}-D; Tessera needs 2-D weights")
+            raise UnsupportedModelError(f"{where} is {raw.ndim}-D; Tessera needs 2-D weights")
         w = symmetric_int8_weights(raw, zp, where=where)
         scale = np.asarray(scale, dtype=np.float32).ravel()
         out_axis = 0 if trans_b else 1
         if scale.size > 1 and axis % 2 != out_axis:
-            raise ValueError(f"{where} is quantized per channel along axis {axis}, not along "
-                             "its output channels; Tessera needs per-output-channel scales")
+            raise UnsupportedModelError(
+                f"{where} is quantized per channel along axis {axis}, not along "
+                "its output channels; Tessera needs per-output-channel scales")
         return (w.T if trans_b else w), scale
 
     def bias(self, node, index, in_params, w_scale):
@@ -189,8 +192,9 @@ class _Importer:
         c = self.chain
         what = f"{self.name}: {c.describe(node)}"
         if q.layer is None:
-            raise ValueError(f"{what} is not preceded by a quantized MatMul/Gemm; Tessera fuses "
-                             "activations into the layer before them")
+            raise UnsupportedModelError(
+                f"{what} is not preceded by a quantized MatMul/Gemm; Tessera fuses "
+                "activations into the layer before them")
         lut = tabulate_onnx(nodes, c.constants, input_name=nodes[0].input[0],
                             output_name=nodes[-1].output[0], unsigned=q.unsigned,
                             opset_import=c.model.opset_import)
@@ -230,13 +234,15 @@ class _Importer:
             value = self.step(node, op, value)
             current = node.output[0]
         if current != c.output_name:
-            raise ValueError(f"{self.name}: the graph output {c.output_name!r} is not the end of "
-                             f"the chain ({current!r})")
+            raise UnsupportedModelError(
+                f"{self.name}: the graph output {c.output_name!r} is not the end of "
+                f"the chain ({current!r})")
         last = value.q if isinstance(value, _Deq) else value
         if not isinstance(last, _Q) or last.layer != len(self.drafts.drafts) - 1 \
                 or last.layer is None:
-            raise ValueError(f"{self.name}: the graph does not end with a quantized layer's "
-                             "output (int8, or DequantizeLinear of it)")
+            raise UnsupportedModelError(
+                f"{self.name}: the graph does not end with a quantized layer's "
+                "output (int8, or DequantizeLinear of it)")
         c.check_input(self.drafts.drafts[0].weight.shape[0])
         fmt = "QOperator" if any(n.op_type in ("QLinearMatMul", "QGemm")
                                  for n in self.nodes) else "QDQ"
@@ -295,10 +301,9 @@ def import_quantized_onnx(chain):
 
     Raises
     ------
-    TypeError
-        An operator is not supported (named with its node and the supported list).
-    ValueError
-        The graph is not a chain, parameters are not constant, weights are not symmetric, or
+    UnsupportedModelError
+        An operator is not supported (named with its node and the supported list), the graph is
+        not a chain, parameters are not constant, weights are not symmetric, or
         producer/consumer quantization parameters disagree.
     """
     return _Importer(chain).run()

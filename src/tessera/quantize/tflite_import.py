@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UnsupportedModelError
 from .lut_tabulate import numpy_lut, tabulate_tflite
 from .prequantized import LayerDrafts, QParams
 
@@ -64,8 +65,9 @@ class _Reader:
         from ai_edge_litert import schema_py_generated as schema
         self.schema, self.model, self.data, self.name = schema, model, data, name
         if model.subgraphs is None or len(model.subgraphs) != 1:
-            raise ValueError(f"{name}: Tessera imports models with one subgraph, found "
-                             f"{len(model.subgraphs or [])}")
+            raise UnsupportedModelError(
+                f"{name}: Tessera imports models with one subgraph, found "
+                f"{len(model.subgraphs or [])}")
         self.graph = model.subgraphs[0]
         codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
         self.op_names = [
@@ -76,7 +78,23 @@ class _Reader:
         self.type_names = types
 
     def tensor(self, index):
-        return self.graph.tensors[index]
+        tensors = self.graph.tensors or []
+        if not 0 <= index < len(tensors):
+            raise ValueError(f"{self.name} is corrupt: it refers to tensor {index}, but its "
+                             f"subgraph has {len(tensors)} tensors")
+        return tensors[index]
+
+    def check_operator(self, i, op):
+        """Refuse an operator whose opcode or tensor indices lie outside the file."""
+        if not 0 <= op.opcodeIndex < len(self.op_names):
+            raise ValueError(f"{self.name} is corrupt: operator {i} has opcode index "
+                             f"{op.opcodeIndex}, but the file lists {len(self.op_names)} opcodes")
+        if op.outputs is None or len(op.outputs) == 0:
+            raise ValueError(f"{self.name} is corrupt: operator {i} has no output tensor")
+        # -1 marks an absent optional input (a FULLY_CONNECTED without bias).
+        for index in [t for t in (op.inputs if op.inputs is not None else []) if t != -1] + \
+                list(op.outputs):
+            self.tensor(int(index))
 
     def tname(self, index):
         t = self.tensor(index)
@@ -92,7 +110,7 @@ class _Reader:
     def qparams(self, index, where):
         q = self.tensor(index).quantization
         if q is None or q.scale is None or len(q.scale) == 0:
-            raise ValueError(f"{where}: tensor {self.tname(index)!r} is not quantized")
+            raise UnsupportedModelError(f"{where}: tensor {self.tname(index)!r} is not quantized")
         return QParams.from_file(np.asarray(q.scale, np.float32),
                                  np.asarray(q.zeroPoint if q.zeroPoint is not None else [0],
                                             np.int64), where=where)
@@ -106,8 +124,9 @@ class _Reader:
         elif buf is not None and buf.offset and buf.offset > 1:
             raw = self.data[buf.offset:buf.offset + buf.size]
         if raw is None:
-            raise ValueError(f"{where}: tensor {self.tname(index)!r} is not a constant; Tessera "
-                             "needs constant weights and biases")
+            raise UnsupportedModelError(
+                f"{where}: tensor {self.tname(index)!r} is not a constant; Tessera "
+                "needs constant weights and biases")
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
         if len(raw) != np.dtype(dtype).itemsize * int(np.prod(shape)):
             raise ValueError(f"{where}: tensor {self.tname(index)!r} holds {len(raw)} bytes, "
@@ -120,39 +139,46 @@ def _fully_connected(r, i, op, x, drafts):
     where = f"{r.name}: {r.describe(i, op)}"
     opts = op.builtinOptions
     if r.type_of(op.inputs[0]) != "INT8" or r.type_of(op.outputs[0]) != "INT8":
-        raise ValueError(f"{where} has {r.type_of(op.inputs[0])} input and "
-                         f"{r.type_of(op.outputs[0])} output; Tessera imports full-integer int8 "
-                         "models (converter: representative_dataset, inference int8 ops only), "
-                         "not float, dynamic-range (hybrid) or 16x8 models")
+        raise UnsupportedModelError(
+            f"{where} has {r.type_of(op.inputs[0])} input and "
+            f"{r.type_of(op.outputs[0])} output; Tessera imports full-integer int8 "
+            "models (converter: representative_dataset, inference int8 ops only), "
+            "not float, dynamic-range (hybrid) or 16x8 models")
     if r.type_of(op.inputs[1]) != "INT8":
-        raise ValueError(f"{where} has {r.type_of(op.inputs[1])} weights; Tessera needs int8")
+        raise UnsupportedModelError(
+            f"{where} has {r.type_of(op.inputs[1])} weights; Tessera needs int8")
     w = r.constant(op.inputs[1], np.int8, where)
     if w.ndim != 2:
-        raise ValueError(f"{where} has weights of shape {w.shape}; expected [N, K]")
+        raise UnsupportedModelError(f"{where} has weights of shape {w.shape}; expected [N, K]")
     wq = r.tensor(op.inputs[1]).quantization
     if wq.zeroPoint is not None and np.any(np.asarray(wq.zeroPoint) != 0):
-        raise ValueError(f"{where} has weight zero points other than 0; Tessera needs "
-                         "symmetric weights")
+        raise UnsupportedModelError(
+            f"{where} has weight zero points other than 0; Tessera needs "
+            "symmetric weights")
     scales = np.asarray(wq.scale, dtype=np.float32)
     if scales.size > 1 and wq.quantizedDimension != 0:
-        raise ValueError(f"{where} is quantized per channel along axis "
-                         f"{wq.quantizedDimension}, not the output axis 0")
+        raise UnsupportedModelError(
+            f"{where} is quantized per channel along axis "
+            f"{wq.quantizedDimension}, not the output axis 0")
     if w.size and int(w.min()) == -128:
-        raise ValueError(f"{where} has weight value -128; Tessera's symmetric weights lie in "
-                         "-127..127")
+        raise UnsupportedModelError(
+            f"{where} has weight value -128; Tessera's symmetric weights lie in "
+            "-127..127")
     bias = None
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         if r.type_of(op.inputs[2]) != "INT32":
-            raise ValueError(f"{where} has a {r.type_of(op.inputs[2])} bias; Tessera needs int32")
+            raise UnsupportedModelError(
+                f"{where} has a {r.type_of(op.inputs[2])} bias; Tessera needs int32")
         bias = r.constant(op.inputs[2], np.int32, where).ravel()
     fused = opts.fusedActivationFunction if opts is not None else 0
     acts = {s.ActivationFunctionType.NONE: "none", s.ActivationFunctionType.RELU: "relu",
             s.ActivationFunctionType.RELU6: "relu6"}
     if fused not in acts:
-        raise ValueError(f"{where} has fused activation {fused}; Tessera supports NONE, RELU "
-                         "and RELU6")
+        raise UnsupportedModelError(
+            f"{where} has fused activation {fused}; Tessera supports NONE, RELU "
+            "and RELU6")
     if opts is not None and opts.weightsFormat != s.FullyConnectedOptionsWeightsFormat.DEFAULT:
-        raise ValueError(f"{where} uses a shuffled weights format; not supported")
+        raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
     out = r.qparams(op.outputs[0], where)
     index = drafts.add_linear(r.tname(op.outputs[0]) or f"fc{len(drafts.drafts)}",
                               np.ascontiguousarray(w.T), bias, x, scales, out)
@@ -172,51 +198,59 @@ def import_tflite(source, *, mode=None):
 
     Raises
     ------
-    TypeError
-        An operator is not supported (named with its index, output tensor and the list).
+    UnsupportedModelError
+        An operator is not supported (named with its index, output tensor and the list), a
+        float/hybrid model, not a chain, or parameters Tessera cannot keep exactly.
     ValueError
-        Not a TFLite file, truncated, float/hybrid model, not a chain, bad parameters.
+        Not a TFLite file, truncated or corrupt (a tensor or operator index out of range).
     """
     mode = "onnx" if mode is None else mode
     model, data, name = _read(source)
     r = _Reader(model, data, name)
     g = r.graph
     if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise ValueError(f"{name}: Tessera imports models with one input and one output, found "
-                         f"{len(g.inputs)} and {len(g.outputs)}")
+        raise UnsupportedModelError(
+            f"{name}: Tessera imports models with one input and one output, found "
+            f"{len(g.inputs)} and {len(g.outputs)}")
     drafts = LayerDrafts(mode)
     current, params, layer = g.inputs[0], None, None
     if r.type_of(current) == "INT8":
         params = r.qparams(current, f"{name}: model input")
     for i, op in enumerate(g.operators or []):
+        r.check_operator(i, op)
         kind = r.op_names[op.opcodeIndex]
         where = f"{name}: {r.describe(i, op)}"
         if kind not in TFLITE_OPS:
-            raise TypeError(f"{name}: unsupported operator in {r.describe(i, op)}; Tessera "
-                            f"imports chains of: {', '.join(TFLITE_OPS)}")
+            raise UnsupportedModelError(
+                f"{name}: unsupported operator in {r.describe(i, op)}; Tessera "
+                f"imports chains of: {', '.join(TFLITE_OPS)}")
         if op.inputs is None or len(op.inputs) == 0 or op.inputs[0] != current:
-            raise ValueError(f"{where} does not consume the previous tensor "
-                             f"{r.tname(current)!r}; Tessera imports chains only")
+            raise UnsupportedModelError(
+                f"{where} does not consume the previous tensor "
+                f"{r.tname(current)!r}; Tessera imports chains only")
         if kind == "QUANTIZE":
             out = r.qparams(op.outputs[0], where)
             if params is not None and out != params:
-                raise ValueError(f"{where} re-quantizes an int8 tensor; not supported")
+                raise UnsupportedModelError(f"{where} re-quantizes an int8 tensor; not supported")
             params = out
         elif kind == "DEQUANTIZE":
             pass
         elif kind == "RESHAPE":
             shape = list(r.tensor(op.outputs[0]).shape)
             if len(shape) != 2:
-                raise ValueError(f"{where} reshapes to {shape}; only [batch, -1] is supported")
+                raise UnsupportedModelError(
+                    f"{where} reshapes to {shape}; only [batch, -1] is supported")
         elif kind == "FULLY_CONNECTED":
             if params is None:
-                raise ValueError(f"{where} takes a float tensor; Tessera imports full-integer "
-                                 "int8 models (add QUANTIZE, or convert with int8 inference ops)")
+                raise UnsupportedModelError(
+                    f"{where} takes a float tensor; Tessera imports full-integer "
+                    "int8 models (add QUANTIZE, or convert with int8 inference ops)")
             params, layer = _fully_connected(r, i, op, params, drafts)
         else:
             if layer is None or drafts.drafts[layer].out != params:
-                raise ValueError(f"{where} does not follow a FULLY_CONNECTED layer; Tessera fuses "
-                                 "activations into the layer before them")
+                raise UnsupportedModelError(
+                    f"{where} does not follow a FULLY_CONNECTED layer; Tessera fuses "
+                    "activations into the layer before them")
             out = r.qparams(op.outputs[0], where)
             lut = tabulate_tflite(op, model.operatorCodes[op.opcodeIndex],
                                   r.tensor(op.inputs[0]).quantization,
@@ -231,10 +265,12 @@ def import_tflite(source, *, mode=None):
             params = out
         current = op.outputs[0]
     if current != g.outputs[0]:
-        raise ValueError(f"{name}: the model output {r.tname(g.outputs[0])!r} is not the end of "
-                         "the chain")
+        raise UnsupportedModelError(
+            f"{name}: the model output {r.tname(g.outputs[0])!r} is not the end of "
+            "the chain")
     if not drafts.drafts:
-        raise ValueError(f"{name}: the model has no FULLY_CONNECTED layer")
+        raise UnsupportedModelError(f"{name}: the model has no FULLY_CONNECTED layer")
     if layer != len(drafts.drafts) - 1 or params != drafts.drafts[-1].out:
-        raise ValueError(f"{name}: the model does not end with a quantized layer's output")
+        raise UnsupportedModelError(
+            f"{name}: the model does not end with a quantized layer's output")
     return drafts.finish({"source": f"TFLite ({name})", "runtime": "LiteRT"})
