@@ -4,9 +4,19 @@ A :class:`Device` talks only to a :class:`~tessera.runtime.transport.Transport` 
 :class:`~tessera.runtime.link.HostLink`. It identifies the device (``HELLO``), refuses one built
 from another configuration, compiles models for it (cached), keeps track of which model's
 resident weights are loaded, runs batches and reads the performance counters.
+
+One lock serialises every call that talks to the device (a :meth:`Device.run` holds it for all
+of its requests), so threads may share a :class:`Device`; their requests simply take turns.
+``Device.link`` is a :class:`DeviceLink`: raw requests through it take the same lock, and any
+that may write the device's memories (everything but ``READ``, ``COUNTERS`` and
+``CLEAR_COUNTERS``) make the device forget which model is resident, so the next ``run`` loads
+it again.
 """
 
 from __future__ import annotations
+
+import numbers
+import threading
 
 import numpy as np
 
@@ -17,9 +27,42 @@ from tessera.spec.protocol import READ_LAYOUT, Kind, decode_counters, decode_id
 from .errors import ConfigMismatch, LinkError, TesseraError
 from .link import HostLink
 
-__all__ = ["Device"]
+__all__ = ["Device", "DeviceLink"]
 
 _CACHE_SIZE = 8
+
+#: Requests that cannot change the device's memories: the resident model survives them.
+_READ_ONLY_KINDS = frozenset((Kind.READ, Kind.COUNTERS, Kind.CLEAR_COUNTERS))
+
+
+class DeviceLink:
+    """The :class:`HostLink` of a :class:`Device`, for raw requests.
+
+    :meth:`request` takes the device's lock (so it never interleaves with another thread's
+    ``run``) and, unless the request is a ``READ``, ``COUNTERS`` or ``CLEAR_COUNTERS``, makes the
+    device forget its resident model first: an ``EXEC`` may overwrite the weights, parameters
+    or tables, so the next :meth:`Device.run` sends them again. Every other attribute
+    (``stats``, ``timeout_s``, ``retries``, ``transport``, ...) is the underlying link's.
+    """
+
+    def __init__(self, device, link):
+        self._device = device
+        self._link = link
+
+    def request(self, kind, payload=b"") -> bytes:
+        """Send one request (see :meth:`HostLink.request`) and return its response payload."""
+        device = self._device
+        with device._lock:
+            device._check_open()
+            if kind not in _READ_ONLY_KINDS:
+                device._resident = None
+            return self._link.request(kind, payload)
+
+    def __getattr__(self, name):
+        return getattr(self._link, name)
+
+    def __repr__(self):
+        return f"<DeviceLink of {self._device!r}>"
 
 
 class Device:
@@ -44,8 +87,14 @@ class Device:
     config : AcceleratorConfig
     id : dict
         The decoded ``HELLO`` ID record (``isa_version``, ``config_hash``, ``rows``, ...).
-    link : HostLink
-        The request layer, for low-level access (``link.request(kind, payload)``).
+    link : DeviceLink
+        The request layer, for low-level access (``link.request(kind, payload)``); see
+        :class:`DeviceLink` for what a raw request does to the resident model.
+
+    Notes
+    -----
+    A device may be shared by threads: each call holds the device's lock for all of its
+    requests, so concurrent calls take turns and each gets its own, correct result.
     """
 
     def __init__(self, transport, config=None, *, timeout_s=1.0, retries=5):
@@ -54,8 +103,10 @@ class Device:
             raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
         self.config = config
         self.transport = transport
-        self.link = HostLink(transport, max_payload=config.max_payload, timeout_s=timeout_s,
-                             retries=retries)
+        self._lock = threading.RLock()
+        self._link = HostLink(transport, max_payload=config.max_payload, timeout_s=timeout_s,
+                              retries=retries)
+        self.link = DeviceLink(self, self._link)
         self._compiled = {}     # id(qmodel) -> (qmodel, CompiledModel), most recent last
         self._resident = None   # the CompiledModel whose setup frames the device holds
         self._closed = False
@@ -64,7 +115,7 @@ class Device:
     # -- identity ------------------------------------------------------------------------------
 
     def _hello(self) -> dict:
-        payload = self.link.request(Kind.HELLO)
+        payload = self._link.request(Kind.HELLO)
         try:
             ident = decode_id(payload)
         except ValueError as e:
@@ -117,6 +168,10 @@ class Device:
             Return the quantized output (dtype as the raw input) instead of the dequantized
             float32 one.
         """
+        with self._lock:
+            return self._run(qmodel, x, raw)
+
+    def _run(self, qmodel, x, raw):
         self._check_open()
         for attr in ("layers", "quantize_input", "dequantize_output", "in_features"):
             if not hasattr(qmodel, attr):
@@ -133,9 +188,9 @@ class Device:
                                  f"to quantize it with the model's input scale")
         else:
             x_q = qmodel.quantize_input(x)
-        if x_q.shape[0] == 0:
-            raise ValueError(f"The input batch is empty (shape {x_q.shape}); pass at least one "
-                             f"row")
+        if x_q.shape[0] == 0:   # nothing to send; the same empty result as predict()
+            y_q = np.zeros((0, qmodel.out_features), operand_dtype(self.config.input_bits))
+            return y_q if raw else qmodel.dequantize_output(y_q)
         if self._resident is not compiled:
             self._resident = None
             try:
@@ -154,7 +209,12 @@ class Device:
         Either the whole output is returned or an exception is raised; never a partial result.
         """
         from tessera.compiler import assemble_outputs
-        self._check_open()
+        with self._lock:
+            self._check_open()
+            responses = self._send_program(program)
+        return assemble_outputs(program, responses)
+
+    def _send_program(self, program) -> dict:
         responses = {}
         try:
             for index, frame in enumerate(program.frames):
@@ -168,40 +228,65 @@ class Device:
         except BaseException:
             self._resident = None   # the device may hold a half-loaded state now
             raise
-        return assemble_outputs(program, responses)
+        return responses
 
     def _exec(self, frame) -> bytes:
-        return self.link.request(Kind.EXEC, frame)
+        return self._link.request(Kind.EXEC, frame)
 
     def read(self, addr: int, count: int) -> np.ndarray:
         """Return activation-buffer entries ``addr .. addr+count-1`` as operands [count, rows].
 
         int8 for 4- and 8-bit activations, int16 for 16-bit ones (see
         :func:`tessera.spec.pack_operands`).
+
+        Raises
+        ------
+        ValueError
+            ``addr`` or ``count`` is not an integer, or the range is not inside the activation
+            buffer (``act_depth`` entries), or ``count`` entries do not fit one response
+            (``config.max_store_entries``); checked before anything is sent.
         """
-        self._check_open()
-        payload = READ_LAYOUT.to_bytes(addr=addr, count=count)
-        data = self.link.request(Kind.READ, payload)
+        addr, count = self._check_read_range(addr, count)
+        with self._lock:
+            self._check_open()
+            data = self._link.request(Kind.READ, READ_LAYOUT.to_bytes(addr=addr, count=count))
         if len(data) != count * self.config.act_entry_bytes:
             raise LinkError(f"READ of {count} entries returned {len(data)} bytes, expected "
                             f"{count * self.config.act_entry_bytes}")
         return unpack_entries(data, count, self.config.rows, self.config.input_bits)
+
+    def _check_read_range(self, addr, count):
+        depth, most = self.config.act_depth, self.config.max_store_entries
+        for name, value in (("addr", addr), ("count", count)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"read() {name} must be an integer, not {value!r}")
+        addr, count = int(addr), int(count)
+        if not 0 <= addr < depth:
+            raise ValueError(f"read() addr must be an entry of the activation buffer, 0 to "
+                             f"{depth - 1}, not {addr}")
+        if not 1 <= count <= min(most, depth - addr):
+            raise ValueError(f"read() count must be from 1 to {min(most, depth - addr)} at addr "
+                             f"{addr} (the activation buffer has {depth} entries and one READ "
+                             f"returns at most {most}), not {count}; read in several calls")
+        return addr, count
 
     # -- counters ------------------------------------------------------------------------------
 
     def counters(self) -> dict:
         """Return the performance counters, plus ``utilisation`` (MACs / peak MACs of the
         compute cycles; 0.0 before any GEMM)."""
-        self._check_open()
-        values = decode_counters(self.link.request(Kind.COUNTERS))
+        with self._lock:
+            self._check_open()
+            values = decode_counters(self._link.request(Kind.COUNTERS))
         peak = self.config.peak_macs_per_cycle * values["compute_cycles"]
         values["utilisation"] = values["macs"] / peak if peak else 0.0
         return values
 
     def clear_counters(self):
         """Zero the device's performance counters."""
-        self._check_open()
-        self.link.request(Kind.CLEAR_COUNTERS)
+        with self._lock:
+            self._check_open()
+            self._link.request(Kind.CLEAR_COUNTERS)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -211,9 +296,10 @@ class Device:
 
     def close(self):
         """Release the transport (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self.transport.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.transport.close()
 
     def __enter__(self):
         return self
