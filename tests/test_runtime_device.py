@@ -5,7 +5,7 @@ import pytest
 
 import tessera
 from tessera.compiler import compile_model
-from tessera.runtime import (ConfigMismatch, Device, DeviceError, Emulator, EmulatorTransport,
+from tessera.runtime import (ConfigMismatch, Device, Emulator, EmulatorTransport,
                              HazardError, LinkError, RecordingTransport, ReplayTransport,
                              TesseraError, Transport, connect)
 from tessera.spec import AcceleratorConfig, isa

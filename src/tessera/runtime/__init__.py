@@ -10,7 +10,7 @@ Example
 
 from __future__ import annotations
 
-from .device import Device
+from .device import Device, DeviceLink
 from .emulator import Emulator
 from .errors import (ConfigMismatch, DeviceError, DeviceTimeout, HazardError, LinkError,
                      ParameterError, TesseraError)
@@ -20,7 +20,7 @@ from .transport import (EmulatorTransport, FaultyTransport, RecordingTransport, 
 
 __all__ = [
     "connect", "TARGET_FORMS",
-    "Device", "HostLink", "Emulator",
+    "Device", "DeviceLink", "HostLink", "Emulator",
     "Transport", "EmulatorTransport", "FaultyTransport", "RecordingTransport", "ReplayTransport",
     "TesseraError", "DeviceError", "DeviceTimeout", "ConfigMismatch", "LinkError",
     "HazardError", "ParameterError",
