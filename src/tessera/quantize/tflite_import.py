@@ -8,7 +8,9 @@ object API): no TensorFlow, and nothing in the file is executed. Supported chain
 
 Weights are int8 ``[N, K]`` (per tensor or per output channel, zero point 0), biases int32.
 Standalone activation operators become the preceding layer's lookup table, tabulated by running the
-operator in LiteRT itself (see :mod:`.lut_tabulate`).
+operator in LiteRT itself (see :mod:`.lut_tabulate`). Such chains import as a
+:class:`QuantizedModel` (they run on the accelerator); a model with any other operator (CNNs,
+residual DAGs) is read by :mod:`.tflite_graph` into a :class:`tessera.graph.QuantizedGraph`.
 
 Which mode? LiteRT 2.3's default interpreter (XNNPACK delegate) computes ``FULLY_CONNECTED``
 exactly as mode ``"onnx"`` — the default here. Its ``BUILTIN_REF`` kernel rounds
@@ -187,7 +189,10 @@ def _fully_connected(r, i, op, x, drafts):
 
 
 def import_tflite(source, *, mode=None):
-    """Return the :class:`QuantizedModel` of an int8 TFLite model (path or bytes).
+    """Return the model of an int8 TFLite file (path or bytes): a chain or a graph.
+
+    A chain of FULLY_CONNECTED layers and activations gives a :class:`QuantizedModel`; any
+    other operator a :class:`tessera.graph.QuantizedGraph` (:mod:`.tflite_graph`).
 
     Parameters
     ----------
@@ -212,6 +217,11 @@ def import_tflite(source, *, mode=None):
         raise UnsupportedModelError(
             f"{name}: Tessera imports models with one input and one output, found "
             f"{len(g.inputs)} and {len(g.outputs)}")
+    for i, op in enumerate(g.operators or []):
+        r.check_operator(i, op)
+    if any(r.op_names[op.opcodeIndex] not in TFLITE_OPS for op in g.operators or []):
+        from .tflite_graph import import_tflite_graph      # a CNN or another DAG
+        return import_tflite_graph(r, mode=mode)
     drafts = LayerDrafts(mode)
     current, params, layer = g.inputs[0], None, None
     if r.type_of(current) == "INT8":

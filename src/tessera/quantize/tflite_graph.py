@@ -1,0 +1,338 @@
+"""Import int8 TFLite graphs (CNNs, residual DAGs) as a :class:`tessera.graph.QuantizedGraph`.
+
+Every parameter is kept exactly: per-channel weight scales, SAME padding turned into explicit
+numbers with :func:`tessera.numerics.cnn.same_padding` (TensorFlow's extra row/column at the
+bottom/right), VALID as zeros, strides, dilations, depth multipliers, fused activations. TFLite
+weights keep their layout (CONV_2D OHWI, DEPTHWISE_CONV_2D ``[1, KH, KW, C*m]``);
+FULLY_CONNECTED weights ``[N, K]`` are transposed to the graph's ``[K, N]``. A float input
+followed by QUANTIZE and a DEQUANTIZE before a float output are the graph's edges.
+Anything else — another operator, broadcasting ADD, fused activations other than NONE/RELU/RELU6,
+a requantizing QUANTIZE inside the graph — is refused with the operator and tensor named.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, Operation, QuantizedGraph, QuantParams, Tensor
+from .errors import UnsupportedModelError
+from .lut_tabulate import numpy_lut, tabulate_tflite
+
+__all__ = ["GRAPH_OPS", "import_tflite_graph"]
+
+#: TFLite operators the graph importer reads.
+GRAPH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+             "MEAN", "ADD", "PAD", "PADV2", "RESHAPE", "CONCATENATION", "SOFTMAX", "RELU",
+             "RELU6", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE")
+_TABLES = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
+           "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
+
+
+class _GraphReader:
+    """Turn the operators of one subgraph into tensors and operations of a Graph."""
+
+    def __init__(self, r, mode):
+        self.r, self.mode, self.s = r, mode, r.schema
+        self.tensors, self.ops, self.names = {}, [], {}
+        self.alias = {}        # TFLite tensor index -> graph name (edges: QUANTIZE/DEQUANTIZE)
+
+    # -- tensors -----------------------------------------------------------------------------
+    def name(self, index):
+        if index in self.alias:
+            return self.alias[index]
+        if index not in self.names:
+            name = self.r.tname(index) or f"t{index}"
+            if name in self.names.values():
+                name = f"{name}#{index}"
+            self.names[index] = name
+        return self.names[index]
+
+    def qparams(self, index, where, axis=None):
+        q = self.r.tensor(index).quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            raise UnsupportedModelError(f"{where}: tensor {self.r.tname(index)!r} is not quantized")
+        scale = np.asarray(q.scale, np.float32)
+        zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], np.int64)
+        per_channel = scale.size > 1
+        if per_channel and axis is not None and q.quantizedDimension != axis:
+            raise UnsupportedModelError(f"{where}: tensor {self.r.tname(index)!r} is quantized per "
+                             f"channel along axis {q.quantizedDimension}, not {axis}")
+        try:
+            return QuantParams(scale, zp, bits=8,
+                               axis=(q.quantizedDimension if per_channel else None))
+        except ValueError as exc:
+            raise UnsupportedModelError(f"{where}: tensor {self.r.tname(index)!r}: {exc}") from None
+
+    def activation(self, index, where):
+        """Return the graph name of activation tensor ``index`` (per-sample shape, int8)."""
+        name = self.name(index)
+        if name in self.tensors:
+            return name
+        if self.r.type_of(index) != "INT8":
+            raise UnsupportedModelError(f"{where}: tensor {self.r.tname(index)!r} is "
+                             f"{self.r.type_of(index)}; Tessera imports full-integer int8 "
+                             "models (not float, dynamic-range or 16x8 ones)")
+        shape = [int(d) for d in self.r.tensor(index).shape]
+        if not shape or shape[0] != 1:
+            raise UnsupportedModelError(
+                f"{where}: tensor {self.r.tname(index)!r} has shape {shape}; "
+                "Tessera expects a leading batch dimension of 1")
+        self.tensors[name] = Tensor(name, shape[1:], "int8", self.qparams(index, where))
+        return name
+
+    def constant(self, index, dtype, where, *, axis=None, quantized=True, data=None):
+        name = self.name(index)
+        if name not in self.tensors:
+            values = self.r.constant(index, dtype, where) if data is None else data
+            q = self.qparams(index, where, axis) if quantized else None
+            if q is not None and np.any(q.zero_point != 0):
+                raise UnsupportedModelError(
+                    f"{where}: weight {name!r} has zero points other than 0; "
+                    "Tessera needs symmetric weights")
+            self.tensors[name] = Tensor(name, values.shape, np.dtype(dtype).name, q, values)
+        return name
+
+    # -- operators ---------------------------------------------------------------------------
+    def fused(self, opts, where):
+        acts = {self.s.ActivationFunctionType.NONE: "none",
+                self.s.ActivationFunctionType.RELU: "relu",
+                self.s.ActivationFunctionType.RELU6: "relu6"}
+        code = getattr(opts, "fusedActivationFunction", 0) if opts is not None else 0
+        if code not in acts:
+            names = {v: k for k, v in vars(self.s.ActivationFunctionType).items()
+                     if not k.startswith("_")}
+            raise UnsupportedModelError(
+                f"{where} has fused activation {names.get(code, code)}; Tessera "
+                "supports NONE, RELU and RELU6")
+        return acts[code]
+
+    def padding(self, opts, x, kernel, stride, dilation):
+        if opts.padding == self.s.Padding.VALID:
+            return ((0, 0), (0, 0))
+        from ..numerics.cnn import same_padding
+        h, w = self.tensors[x].shape[:2]
+        return (tuple(same_padding(h, kernel[0], stride[0], dilation[0])),
+                tuple(same_padding(w, kernel[1], stride[1], dilation[1])))
+
+    def add(self, kind, inputs, output, attrs=None):
+        self.ops.append(Operation(kind, inputs, [output], attrs))
+
+    def bias(self, op, where):
+        if len(op.inputs) < 3 or op.inputs[2] < 0:
+            return None
+        if self.r.type_of(op.inputs[2]) != "INT32":
+            raise UnsupportedModelError(
+                f"{where} has a {self.r.type_of(op.inputs[2])} bias; Tessera "
+                "needs int32")
+        return self.constant(op.inputs[2], np.int32, where, quantized=False)
+
+    def weight(self, op, where, axis):
+        if self.r.type_of(op.inputs[1]) != "INT8":
+            raise UnsupportedModelError(
+                f"{where} has {self.r.type_of(op.inputs[1])} weights; Tessera "
+                "needs int8")
+        return self.constant(op.inputs[1], np.int8, where, axis=axis)
+
+    def conv(self, kind, op, where, x, y):
+        o = op.builtinOptions
+        w = self.weight(op, where, 0 if kind == "CONV_2D" else 3)
+        kernel = self.tensors[w].shape[1:3]
+        stride, dilation = (o.strideH, o.strideW), (o.dilationHFactor, o.dilationWFactor)
+        attrs = {"stride": stride, "dilation": dilation, "activation": self.fused(o, where),
+                 "padding": self.padding(o, x, kernel, stride, dilation)}
+        if kind == "DEPTHWISE_CONV_2D":
+            channels = self.tensors[x].shape[2]
+            multiplier = self.tensors[w].shape[3] // channels
+            if o.depthMultiplier not in (0, multiplier):
+                raise UnsupportedModelError(
+                    f"{where}: depth multiplier {o.depthMultiplier} disagrees "
+                    f"with the weight shape {self.tensors[w].shape}")
+            attrs["depth_multiplier"] = multiplier
+        self.add(kind, [x, w, self.bias(op, where)], y, attrs)
+
+    def pool(self, kind, op, where, x, y):
+        o = op.builtinOptions
+        pool, stride = (o.filterHeight, o.filterWidth), (o.strideH, o.strideW)
+        self.add(kind, [x], y, {"pool": pool, "stride": stride,
+                                "padding": self.padding(o, x, pool, stride, (1, 1)),
+                                "activation": self.fused(o, where)})
+
+    def fully_connected(self, op, where, x, y):
+        o = op.builtinOptions
+        if o is not None and o.weightsFormat != self.s.FullyConnectedOptionsWeightsFormat.DEFAULT:
+            raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
+        if self.r.type_of(op.inputs[1]) != "INT8":
+            raise UnsupportedModelError(
+                f"{where} has {self.r.type_of(op.inputs[1])} weights; Tessera "
+                "needs int8")
+        w_nk = self.r.constant(op.inputs[1], np.int8, where)
+        q = self.qparams(op.inputs[1], where, axis=0)
+        name = self.name(op.inputs[1])
+        if name not in self.tensors:
+            if np.any(q.zero_point != 0):
+                raise UnsupportedModelError(
+                    f"{where}: weight {name!r} has zero points other than 0; "
+                    "Tessera needs symmetric weights")
+            q = QuantParams(q.scale, 0, bits=8, axis=1 if q.per_channel else None)
+            self.tensors[name] = Tensor(name, w_nk.shape[::-1], "int8", q,
+                                        np.ascontiguousarray(w_nk.T))
+        shape = self.tensors[x].shape
+        if len(shape) != 1:      # TFLite flattens the input to [batch, K]: say so in the graph
+            flat = f"{x}/flattened"
+            self.tensors[flat] = Tensor(flat, (int(np.prod(shape)),), "int8",
+                                        self.tensors[x].qparams)
+            self.add("RESHAPE", [x], flat, {"shape": (int(np.prod(shape)),)})
+            x = flat
+        if len(self.tensors[y].shape) != 1:
+            raise UnsupportedModelError(
+                f"{where} keeps {len(self.tensors[y].shape) + 1} output dimensions "
+                "(keep_num_dims); Tessera reads [batch, N] outputs")
+        self.add("FULLY_CONNECTED", [x, name, self.bias(op, where)], y,
+                 {"activation": self.fused(o, where)})
+
+    def table(self, kind, op, where, x, y):
+        xq, yq = self.tensors[x].qparams, self.tensors[y].qparams
+        if kind in ("RELU", "RELU6") and xq == yq:
+            self.add(kind, [x], y)
+            return
+        r = self.r
+        lut = tabulate_tflite(op, r.model.operatorCodes[op.opcodeIndex],
+                              r.tensor(op.inputs[0]).quantization,
+                              r.tensor(op.outputs[0]).quantization,
+                              reference=self.mode == "tflite")
+        if lut is None:
+            lut = numpy_lut(_TABLES[kind], xq.scalar_scale, xq.scalar_zero_point,
+                            yq.scalar_scale, yq.scalar_zero_point, self.mode)
+        name = f"{y}/table"
+        self.tensors[name] = Tensor(name, (256,), "int8", data=lut)
+        self.add("LUT", [x, name], y, {"function": kind.lower()})
+
+    def mean(self, op, where, x, y):
+        axes = self.r.constant(op.inputs[1], np.int32, where).ravel()
+        rank = len(self.tensors[x].shape) + 1
+        if len(self.tensors[x].shape) != 3 or sorted(int(a) % rank for a in axes) != [1, 2]:
+            raise UnsupportedModelError(
+                f"{where} averages over axes {axes.tolist()}; Tessera's MEAN is "
+                "over height and width (axes [1, 2]) of an NHWC tensor")
+        keep = bool(op.builtinOptions.keepDims) if op.builtinOptions is not None else False
+        self.add("MEAN", [x], y, {"keepdims": keep})
+
+    def pad(self, kind, op, where, x, y):
+        pads = self.r.constant(op.inputs[1], np.int32 if self.r.type_of(op.inputs[1]) == "INT32"
+                               else np.int64, where).reshape(-1, 2)
+        if pads.shape[0] != len(self.tensors[x].shape) + 1 or np.any(pads[0] != 0):
+            raise UnsupportedModelError(
+                f"{where} pads {pads.tolist()}; Tessera pads the per-sample axes "
+                "only (the batch padding must be [0, 0])")
+        if kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+            value = int(self.r.constant(op.inputs[2], np.int8, where).ravel()[0])
+            if value != self.tensors[x].qparams.scalar_zero_point:
+                raise UnsupportedModelError(f"{where} pads with {value}, not the input zero point "
+                                 f"{self.tensors[x].qparams.scalar_zero_point}; not supported")
+        self.add("PAD", [x], y, {"paddings": [tuple(int(v) for v in p) for p in pads[1:]]})
+
+    def concatenation(self, op, where, y):
+        o = op.builtinOptions
+        xs = [self.activation(i, where) for i in op.inputs]
+        rank = len(self.tensors[y].shape) + 1
+        axis = int(o.axis) % rank
+        if axis == 0:
+            raise UnsupportedModelError(f"{where} concatenates along the batch axis; not supported")
+        if self.fused(o, where) != "none":
+            raise UnsupportedModelError(
+                f"{where} has a fused activation; Tessera's CONCATENATION has none")
+        self.add("CONCATENATION", xs, y, {"axis": axis - 1})
+
+    def operator(self, i, op):
+        r = self.r
+        kind = r.op_names[op.opcodeIndex]
+        where = f"{r.name}: {r.describe(i, op)}"
+        if kind not in GRAPH_OPS:
+            raise UnsupportedModelError(
+                f"{r.name}: unsupported operator in {r.describe(i, op)}; Tessera "
+                f"imports TFLite graphs of: {', '.join(GRAPH_OPS)}")
+        if kind in ("QUANTIZE", "DEQUANTIZE"):
+            return self.edge(kind, op, where)
+        if kind == "CONCATENATION":
+            return self.concatenation(op, where, self.activation(op.outputs[0], where))
+        x = self.activation(op.inputs[0], where)
+        y = self.activation(op.outputs[0], where)
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            self.conv(kind, op, where, x, y)
+        elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            self.pool(kind, op, where, x, y)
+        elif kind == "FULLY_CONNECTED":
+            self.fully_connected(op, where, x, y)
+        elif kind == "ADD":
+            b = self.activation(op.inputs[1], where)
+            if self.tensors[x].shape != self.tensors[b].shape:
+                raise UnsupportedModelError(f"{where} broadcasts {self.tensors[x].shape} and "
+                                 f"{self.tensors[b].shape}; Tessera adds equal shapes only")
+            self.add("ADD", [x, b], y, {"activation": self.fused(op.builtinOptions, where)})
+        elif kind == "MEAN":
+            self.mean(op, where, x, y)
+        elif kind in ("PAD", "PADV2"):
+            self.pad(kind, op, where, x, y)
+        elif kind == "RESHAPE":
+            self.add("RESHAPE", [x], y, {"shape": self.tensors[y].shape})
+        elif kind == "SOFTMAX":
+            beta = op.builtinOptions.beta if op.builtinOptions is not None else 1.0
+            self.add("SOFTMAX", [x], y, {"beta": float(beta)})
+        else:
+            self.table(kind, op, where, x, y)
+
+    def edge(self, kind, op, where):
+        r, g = self.r, self.r.graph
+        src, dst = op.inputs[0], op.outputs[0]
+        if kind == "QUANTIZE" and src in g.inputs and r.type_of(src) == "FLOAT32":
+            self.alias[src] = self.activation(dst, where)
+        elif kind == "DEQUANTIZE" and dst in g.outputs and r.type_of(dst) == "FLOAT32":
+            self.alias[dst] = self.activation(src, where)
+        else:
+            raise UnsupportedModelError(
+                f"{where}: QUANTIZE and DEQUANTIZE are read only at the model's "
+                "float input and output; this one converts tensor "
+                f"{r.tname(src)!r} inside the graph (not supported)")
+
+
+def import_tflite_graph(r, *, mode):
+    """Return the :class:`~tessera.graph.QuantizedGraph` of a parsed TFLite model.
+
+    Parameters
+    ----------
+    r : tessera.quantize.tflite_import._Reader
+        The parsed flatbuffer.
+    mode : str
+        Requantization mode of the graph (``"tflite"``: TFLite Micro's reference kernels).
+
+    Raises
+    ------
+    UnsupportedModelError
+        An operator Tessera does not import (named with its index and output tensor), float or
+        hybrid tensors, broadcasting, parameters it cannot keep exactly.
+    ValueError
+        The file describes an inconsistent graph (shapes, dangling tensors).
+    """
+    reader = _GraphReader(r, mode)
+    g = r.graph
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise ValueError(f"{r.name}: Tessera imports models with one input and one output, "
+                         f"found {len(g.inputs)} and {len(g.outputs)}")
+    if r.type_of(g.inputs[0]) == "INT8":
+        reader.activation(g.inputs[0], f"{r.name}: model input")
+    for i, op in enumerate(g.operators or []):
+        reader.operator(i, op)
+    inputs, outputs = [reader.name(g.inputs[0])], [reader.name(g.outputs[0])]
+    for what, name in (("input", inputs[0]), ("output", outputs[0])):
+        if name not in reader.tensors:
+            raise ValueError(f"{r.name}: the model {what} {name!r} is not an int8 tensor nor "
+                             "quantized by a QUANTIZE/DEQUANTIZE at the edge")
+    try:
+        graph = Graph(reader.tensors.values(), reader.ops, inputs, outputs, mode=mode,
+                      input_layout="NHWC", name=r.name)
+    except ValueError as exc:
+        raise ValueError(f"{r.name}: {exc}") from None
+    matches = {"tflite": "TFLite Micro reference kernels (mode 'tflite')",
+               "onnx": "mode 'onnx' (docs/numerics.md says which LiteRT kernels it matches)"}
+    return QuantizedGraph(graph, info={"source": f"TFLite ({r.name})",
+                                       "matches": matches.get(mode, mode)})
