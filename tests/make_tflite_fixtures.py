@@ -14,6 +14,8 @@ SOFTMAX and a folded BatchNormalization.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -134,8 +136,9 @@ def convert(model, rows):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():
-        # TF 2.21 warns that int8 inputs have no statistics; the representative data sets them.
+    # Keras prints where it saved the traced model; TF 2.21 warns that int8 inputs have no
+    # statistics (the representative data sets them).
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()
 
