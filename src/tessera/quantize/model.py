@@ -18,16 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..spec import REQUANT_MODES
+from ..spec import REQUANT_MODES, check_operand_bits
 from .floatmodel import FloatLayer
 
 __all__ = ["LAYER_ACTIVATIONS", "QuantizedLayer", "QuantizedModel"]
 
 #: Activation kinds of a quantized layer: clamps applied by the requantizer, or a lookup table.
 LAYER_ACTIVATIONS = ("none", "relu", "relu6", "lut")
-
-
-OPERAND_BITS = (4, 8, 16)  # tessera.spec.OPERAND_BITS
 
 
 def _numerics():
@@ -112,9 +109,7 @@ class QuantizedLayer:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Layer name must be a non-empty string, not {name!r}")
         for what in ("input_bits", "weight_bits"):
-            if getattr(self, what) not in OPERAND_BITS or isinstance(getattr(self, what), bool):
-                raise ValueError(f"Layer {name!r}: {what} must be one of {OPERAND_BITS}, "
-                                 f"not {getattr(self, what)!r}")
+            put(self, what, check_operand_bits(f"Layer {name!r}: {what}", getattr(self, what)))
         wb, ib = self.weight_bits, self.input_bits
         w = np.asarray(self.weight)
         w_dtype = np.int8 if wb <= 8 else np.int16

@@ -28,10 +28,9 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_bits(bits, weight_bits):
-    from ..spec import OPERAND_BITS
-    for name, value in (("bits", bits), ("weight_bits", weight_bits)):
-        if isinstance(value, bool) or value not in OPERAND_BITS:
-            raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}")
+    """Return ``(bits, weight_bits)`` as ints (NumPy integers accepted, ``8.0`` refused)."""
+    from ..spec import check_operand_bits
+    return check_operand_bits("bits", bits), check_operand_bits("weight_bits", weight_bits)
 
 
 def _check_options(mode, per_channel, calibration_method, percentile):
@@ -144,7 +143,7 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
     """
     from .sources import resolve_source
     weight_bits = bits if weight_bits is None else weight_bits
-    _check_bits(bits, weight_bits)
+    bits, weight_bits = _check_bits(bits, weight_bits)
     if mode is not None:
         _check_options(mode, per_channel, calibration_method, percentile)
     kind, payload, source = resolve_source(model, calibration=calibration, mode=mode)

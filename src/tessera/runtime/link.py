@@ -11,6 +11,8 @@ Responses with another ``seq`` are stale (answers to earlier attempts) and are i
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 
 from tessera.spec.protocol import ERROR_LAYOUT, FrameParser, Kind, Status, encode_frame
@@ -44,14 +46,15 @@ class HostLink:
     """
 
     def __init__(self, transport, *, max_payload, timeout_s=1.0, retries=5):
-        if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real) or \
+                not 0 < timeout_s < math.inf:
             raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
         self.transport = transport
         self.max_payload = max_payload
         self.timeout_s = float(timeout_s)
-        self.retries = retries
+        self.retries = int(retries)
         self._parser = FrameParser(max_payload=max(max_payload, ERROR_LAYOUT.nbytes))
         self._seq = 0
         self._last_exec_seq = None

@@ -6,6 +6,7 @@ pyserial is imported when a port is opened, so the host library needs it only fo
 
 from __future__ import annotations
 
+import numbers
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import LinkError
@@ -72,8 +73,9 @@ class SerialTransport(Transport):
     """
 
     def __init__(self, port, baud=DEFAULT_BAUD):
-        if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+        if isinstance(baud, bool) or not isinstance(baud, numbers.Integral) or baud <= 0:
             raise ValueError(f"Baud rate must be a positive integer, not {baud!r}")
+        baud = int(baud)
         serial = _import_pyserial()
         self.port = port
         self.baud = baud

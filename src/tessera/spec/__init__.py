@@ -5,12 +5,12 @@ host driver all import from here, and nothing here imports them.
 """
 
 from .config import (ACC_BITS, OPERAND_BITS, PARAM_ENTRY_BYTES, REQUANT_MODES, AcceleratorConfig,
-                     operand_range, pack_operands, unpack_operands)
+                     check_operand_bits, operand_range, pack_operands, unpack_operands)
 from .layout import BitLayout, Field
 from . import isa, protocol, timing
 
 __all__ = [
     "AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
-    "operand_range", "pack_operands", "unpack_operands",
+    "check_operand_bits", "operand_range", "pack_operands", "unpack_operands",
     "BitLayout", "Field", "isa", "protocol", "timing",
 ]

@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass
 
 __all__ = ["AcceleratorConfig", "REQUANT_MODES", "PARAM_ENTRY_BYTES", "OPERAND_BITS", "ACC_BITS",
-           "MAX_REQUANT_CYCLES", "operand_range", "pack_operands", "unpack_operands"]
+           "MAX_REQUANT_CYCLES", "check_operand_bits", "operand_range", "pack_operands",
+           "unpack_operands"]
 
 #: Requantization modes, in the order of their encoding in the ``POST`` instruction.
 REQUANT_MODES = ("onnx", "tflite")
@@ -43,9 +45,27 @@ MAX_REQUANT_CYCLES = 24
 _OMITTED_AT_DEFAULT = {"requant_cycles": 1}
 
 
+def _is_integer(value) -> bool:
+    """Return whether ``value`` is a Python or NumPy integer (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_operand_bits(name, value) -> int:
+    """Return ``value`` as an ``int`` if it is one of :data:`OPERAND_BITS`, else raise.
+
+    Python and NumPy integers are accepted; bools, floats (even ``8.0``) and anything else raise
+    ``ValueError`` with a message naming ``name``.
+    """
+    if not _is_integer(value) or int(value) not in OPERAND_BITS:
+        hint = ""
+        if isinstance(value, numbers.Real) and not _is_integer(value) and value in OPERAND_BITS:
+            hint = f" (a float; pass the integer {int(value)})"
+        raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}{hint}")
+    return int(value)
+
+
 def _check_int(name, value, *, lo, hi=None, what):
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or \
-            (hi is not None and value > hi):
+    if not _is_integer(value) or value < lo or (hi is not None and value > hi):
         bound = f"an integer from {lo} to {hi}" if hi is not None else \
             ("a positive integer" if lo == 1 else f"an integer of at least {lo}")
         raise ValueError(f"{what} must be {bound}, not {value!r}")
@@ -111,12 +131,14 @@ class AcceleratorConfig:
     requant_cycles: int = 1
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):   # NumPy integers are stored as int (JSON, hash)
+            value = getattr(self, field.name)
+            if field.type == "int" and _is_integer(value):
+                object.__setattr__(self, field.name, int(value))
         _check_int("rows", self.rows, lo=1, hi=64, what="Row count")
         _check_int("cols", self.cols, lo=1, hi=64, what="Column count")
         for name in ("input_bits", "weight_bits"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or value not in OPERAND_BITS:
-                raise ValueError(f"{name} must be one of {OPERAND_BITS}, not {value!r}")
+            check_operand_bits(name, getattr(self, name))
         self._resolve_widths()
         _check_int("act_depth", self.act_depth, lo=1, hi=_MAX_ADDR_DEPTH,
                    what="Activation buffer depth")
@@ -164,7 +186,7 @@ class AcceleratorConfig:
         product_bits = self.input_bits + self.weight_bits
         if self.acc_bits is None:
             object.__setattr__(self, "acc_bits", 32 if product_bits <= 24 else 48)
-        if isinstance(self.acc_bits, bool) or self.acc_bits not in ACC_BITS:
+        if not _is_integer(self.acc_bits) or self.acc_bits not in ACC_BITS:
             raise ValueError(f"acc_bits must be one of {ACC_BITS}, not {self.acc_bits!r}")
         # At least 2^8 worst-case products must fit, or no real layer compiles.
         if product_bits + 8 > self.acc_bits:
