@@ -1,5 +1,6 @@
-"""A Device under concurrent and raw use, empty batches and bad read() ranges (issue 17)."""
+"""A Device under concurrent and raw use, empty batches, bad read() ranges, an echoing port."""
 
+import re
 import threading
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 import tessera
 from tessera.compiler import compile_model
-from tessera.runtime import DeviceError, connect
+from tessera.runtime import (Device, DeviceError, Emulator, EmulatorTransport, HostLink, LinkError,
+                             Transport, connect)
 from tessera.spec import AcceleratorConfig, isa
 from tessera.spec.isa import Buffer
 from tessera.spec.protocol import READ_LAYOUT, Kind
@@ -173,3 +175,59 @@ def test_read_takes_numpy_integers_and_the_whole_range():
         # The device's own check is still there for raw READ requests.
         with pytest.raises(DeviceError, match="READ with BAD_ADDRESS"):
             dev.link.request(Kind.READ, READ_LAYOUT.to_bytes(addr=63, count=2))
+
+
+class _Echo(Transport):
+    """A serial port with the loopback bitstream: every byte written comes back."""
+
+    def __init__(self):
+        self.pending = bytearray()
+        self.writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        self.pending += data
+
+    def read(self, max_bytes, timeout_s):
+        data, self.pending = bytes(self.pending[:max_bytes]), self.pending[max_bytes:]
+        return data
+
+
+def test_a_port_that_echoes_our_frames_is_recognised():
+    echo = _Echo()
+    with pytest.raises(LinkError, match="^" + re.escape(
+            "The device echoes what it is sent (the answer to HELLO was the request frame "
+            "itself, on 2 attempts): probably the UART loopback bitstream (tessera build "
+            "--design loopback) is still loaded; flash the accelerator bitstream (tessera build "
+            "--board BOARD, then program the board as docs/boards.md shows) and connect "
+            "again") + "$"):
+        Device(echo)
+    assert echo.writes == 2
+    link = HostLink(_Echo(), max_payload=1024, retries=0)
+    frame = isa.Nop().encode()
+    with pytest.raises(LinkError, match=r"the answer to EXEC was the request frame itself, on 1 "
+                                        r"attempts\)"):
+        link.request(Kind.EXEC, frame)
+
+
+def test_one_echo_among_real_answers_is_only_a_resend():
+    # A single echoed frame (e.g. a glitch) is retried like a bad response, not reported.
+    emu = EmulatorTransport(Emulator(AcceleratorConfig()))
+
+    class EchoOnce(Transport):
+        echoed = False
+
+        def write(self, data):
+            if not self.echoed:
+                self.echoed, self.pending = True, bytes(data)
+            else:
+                emu.write(data)
+
+        def read(self, max_bytes, timeout_s):
+            if getattr(self, "pending", b""):
+                data, self.pending = self.pending, b""
+                return data
+            return emu.read(max_bytes, timeout_s)
+
+    with Device(EchoOnce()) as dev:
+        assert dev.id["rows"] == 8 and dev.link.stats["resends"] == 1

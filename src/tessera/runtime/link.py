@@ -6,7 +6,9 @@ device reports ``BAD_CRC``, when the response is corrupted, missing or late, or 
 reports a link status (``BAD_LENGTH``, ``BAD_KIND``) for a request the host knows to be well
 formed (its header was corrupted on the way in a way the header CRC missed). Because the device
 answers a repeated ``EXEC`` without running it again, a resend never executes a program twice.
-Responses with another ``seq`` are stale (answers to earlier attempts) and are ignored.
+Responses with another ``seq`` are stale (answers to earlier attempts) and are ignored. A
+"response" that is the request frame itself, twice in a row, means the port echoes what it is
+sent (the loopback self-test bitstream is still on the board): :class:`LinkError` says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ __all__ = ["HostLink"]
 
 #: Statuses that say the request did not arrive intact: the host resends.
 _RESEND = (Status.BAD_CRC, Status.BAD_LENGTH, Status.BAD_KIND)
+
+#: Raised when the device sends every request back unchanged.
+_ECHO = ("The device echoes what it is sent (the answer to {kind} was the request frame itself, "
+         "on {times} attempts): probably the UART loopback bitstream (tessera build --design "
+         "loopback) is still loaded; flash the accelerator bitstream (tessera build --board "
+         "BOARD, then program the board as docs/boards.md shows) and connect again")
 
 
 class HostLink:
@@ -92,6 +100,7 @@ class HostLink:
         frame = encode_frame(kind, seq, payload)
         self.stats["requests"] += 1
         last_problem = "no response"
+        echoes = 0
         for attempt in range(1 + self.retries):
             if attempt:
                 self.stats["resends"] += 1
@@ -101,6 +110,13 @@ class HostLink:
                 last_problem = problem
                 continue
             status = response.kind
+            if status == kind and response.payload == payload:   # our own frame came back
+                echoes += 1
+                if echoes == 2 or attempt == self.retries:
+                    raise LinkError(_ECHO.format(kind=kind.name, times=echoes))
+                last_problem = "the request frame came back unchanged"
+                continue
+            echoes = 0
             if status == Status.OK:
                 return response.payload
             record = None
