@@ -9,7 +9,7 @@ import pytest
 import tessera
 from tessera import numerics
 from tessera.compiler import compile_gemm, compile_model
-from tessera.compiler.packing import pack_entries, unpack_entries
+from tessera.spec.packing import pack_entries, unpack_entries
 from tessera.runtime import Emulator
 from tessera.spec import AcceleratorConfig, isa, operand_range, pack_operands, unpack_operands
 from tessera.spec.isa import Buffer

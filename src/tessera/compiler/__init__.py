@@ -10,7 +10,7 @@ from .alloc import Allocation, LayerAlloc, WeightPlan, allocate
 from .disasm import disassemble, format_instruction
 from .lowering import HardwareLayer, hardware_layer, lower_layer, lower_model
 from .model import CompiledModel, compile_gemm, compile_model
-from .packing import operand_dtype, pack_entries, unpack_entries
+from ..spec.packing import operand_dtype, pack_entries, unpack_entries
 from .program import Program, StoreTarget, assemble_outputs
 
 __all__ = [

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..spec import isa
 from ..spec.isa import Buffer
+from ..spec.packing import operand_dtype, pack_entries
 from .ops import GemmOp, LoadOp, PostOp, StoreOp
-from .packing import operand_dtype, pack_entries
 from .program import StoreTarget
 from .tiling import split_fixed
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import numerics
 from ..spec import OPERAND_BITS, isa, operand_range
-from .packing import check_operand_block, operand_dtype
+from ..spec.packing import check_operand_block, operand_dtype
 
 __all__ = ["HardwareLayer", "hardware_layer", "lower_layer", "lower_model",
            "check_supported", "check_widths", "PARAM_DTYPE"]

@@ -12,12 +12,12 @@ import numpy as np
 
 from ..spec import AcceleratorConfig
 from ..spec.protocol import FRAME_OVERHEAD
+from ..spec.packing import check_operand_block, operand_dtype
 from .alloc import allocate
 from .codegen import WeightTiles, chunk_ops, pack_input, setup_ops
 from .framing import frame_ops
 from .hazards import insert_syncs
 from .lowering import check_supported, check_widths, hardware_layer, lower_model
-from .packing import check_operand_block, operand_dtype
 from .program import Program, StoreTarget
 
 __all__ = ["CompiledModel", "compile_model", "compile_gemm"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .packing import entry_bytes, operand_dtype, unpack_entries
+from ..spec.packing import entry_bytes, operand_dtype, unpack_entries
 
 __all__ = ["StoreTarget", "Program", "assemble_outputs"]
 

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from tessera.compiler.packing import operand_dtype, unpack_entries
+from tessera.spec.packing import operand_dtype, unpack_entries
 from tessera.spec import AcceleratorConfig, isa
 from tessera.spec.protocol import READ_LAYOUT, Kind, decode_counters, decode_id
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tessera import numerics
-from tessera.compiler.packing import operand_dtype, pack_entries, unpack_entries
+from tessera.spec.packing import operand_dtype, pack_entries, unpack_entries
 from tessera.spec import PARAM_ENTRY_BYTES, isa, operand_range
 from tessera.spec.isa import Buffer, Mode, Opcode
 from tessera.spec.protocol import Status

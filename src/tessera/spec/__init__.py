@@ -1,7 +1,9 @@
 """Contracts shared by every part of Tessera: configuration, instruction set, host-link protocol.
 
 No dependencies beyond the standard library: the gateware, the compiler, the emulator and the
-host driver all import from here, and nothing here imports them.
+host driver all import from here, and nothing here imports them. The exception is
+:mod:`tessera.spec.packing`, the vectorised NumPy form of :func:`pack_operands`, which is not
+imported by ``import tessera.spec``.
 """
 
 from .config import (ACC_BITS, OPERAND_BITS, PARAM_ENTRY_BYTES, REQUANT_MODES, AcceleratorConfig,

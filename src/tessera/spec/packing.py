@@ -8,13 +8,16 @@ zero bits. The spec packer works on one entry of Python ints; these functions pa
 ``[entries, lanes]`` block with vectorised NumPy, for the compiler (weights, inputs), the
 emulator (``LOAD``, ``STORE``, ``READ``) and the host (responses). The tests check them against
 the spec packer bit for bit.
+
+The one module of :mod:`tessera.spec` that needs NumPy; ``import tessera.spec`` does not import
+it (import ``tessera.spec.packing``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..spec import OPERAND_BITS, operand_range
+from .config import OPERAND_BITS, operand_range
 
 __all__ = ["operand_dtype", "entry_bytes", "pack_entries", "unpack_entries", "check_operand_block"]
 
