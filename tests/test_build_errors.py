@@ -25,7 +25,7 @@ def test_unknown_board_lists_the_supported_ones():
 
 
 def test_cli_unknown_board(capsys):
-    assert main(["build", "--board", "nope"]) == 1
+    assert main(["build", "--board", "nope"]) == 2
     assert "Unknown board 'nope'; supported boards are icebreaker" in capsys.readouterr().err
 
 

@@ -150,7 +150,7 @@ def test_run_raw_json(saved_model, tmp_path, capsys):
 ])
 def test_run_errors(saved_model, tmp_path, capsys, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("tessera run: error: ")
     assert re.search(message, err), err

@@ -37,18 +37,18 @@ def _explore(capsys, *argv):
 def test_bad_grid_options(capsys, tmp_path, argv, message):
     status, out, err = _explore(capsys, "digits", "--board", "icebreaker", "--rows", "2",
                                 "--cols", "4", "--no-build", "-o", str(tmp_path), *argv)
-    assert status == 1
+    assert status == 2
     assert f"tessera explore: error: {message}" in err
     assert out == "" and not (tmp_path / "cache").exists()    # failed before any work
 
 
 def test_board_errors(capsys, tmp_path):
     status, _, err = _explore(capsys, "digits", "-o", str(tmp_path))
-    assert status == 1
+    assert status == 2
     assert "tessera explore: error: --board is required (repeat it to sweep several boards; " \
            "see tessera build --list-boards)" in err
     status, _, err = _explore(capsys, "digits", "--board", "nope", "-o", str(tmp_path))
-    assert status == 1
+    assert status == 2
     assert "tessera explore: error: Unknown board 'nope'; supported boards are icebreaker, " \
            "ulx3s-12f" in err
 

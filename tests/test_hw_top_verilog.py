@@ -45,5 +45,5 @@ def test_cli_verilog(tmp_path, capsys):
     assert AcceleratorConfig.from_dict(saved) == CONFIG
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["verilog", "--config", str(config_file), "-o", str(blocker)]) == 1
+    assert main(["verilog", "--config", str(config_file), "-o", str(blocker)]) == 2
     assert "exists and is not a directory; pass a directory with -o" in capsys.readouterr().err

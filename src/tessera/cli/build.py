@@ -1,13 +1,17 @@
 """``tessera build``: a bitstream for a board, with a resource and timing report.
 
 Exits 0 when the build meets timing, 1 when it does not (the bitstream and report are still
-written) or when the build cannot run (the message says why), 2 for usage errors.
+written) or when a tool fails or is missing (the message says why), 2 for a bad option: every
+option (board, configuration, clock, baud rate, seed, whether the configuration fits the part)
+is checked before any tool runs.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+
+from .options import nonnegative_int, positive_float, positive_int
 
 __all__ = ["add_parser", "run", "format_boards"]
 
@@ -28,15 +32,15 @@ def add_parser(subparsers):
                    help="list the supported boards with their default configuration and clock")
     p.add_argument("--config", metavar="FILE",
                    help="AcceleratorConfig JSON (default: the board's preset)")
-    p.add_argument("--clock-mhz", type=float, metavar="F",
+    p.add_argument("--clock-mhz", type=positive_float, metavar="F",
                    help="target clock in MHz (default: the board's preset)")
-    p.add_argument("--baud", type=int, default=None, metavar="BAUD",
+    p.add_argument("--baud", type=positive_int, default=None, metavar="BAUD",
                    help="UART baud rate (default: 3000000)")
     p.add_argument("--design", choices=("accelerator", "loopback"), default="accelerator",
                    help="what to put on the board: the accelerator, or a UART echo self-test")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="build directory (default: build/<board>-<design>-<config hash>)")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="nextpnr placement seed")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -72,34 +76,49 @@ class _StageLine:
         self.stage = stage
 
 
+def _check_options(args, board):
+    """Return the configuration, after checking every option against the board (no tool runs).
+
+    Raises ``ValueError`` (a user error: status 2) naming the option to change.
+    """
+    from tessera.hw.boards import DEFAULT_BAUD, BoardTop
+    from tessera.hw.build import BuildError, check_fits
+
+    from .options import load_config
+    config = load_config(args.config) or board.config
+    try:
+        check_fits(board, config, args.design)
+    except BuildError as e:
+        raise ValueError(str(e)) from None
+    baud = DEFAULT_BAUD if args.baud is None else args.baud
+    # BoardTop checks the clock (the PLL can make it), the baud rate (the clock can divide it)
+    # and the receive timeout; build_bitstream makes its own.
+    top = BoardTop(board, config, clock_mhz=args.clock_mhz, baud=baud, design=args.design)
+    top._MustUse__silence = True    # a check, not an unused design (as BoardTop does itself)
+    return config, baud
+
+
 def run(args) -> int:
     """Run ``tessera build``."""
-    from tessera.hw.boards import BOARDS, DEFAULT_BAUD, get_board
+    from tessera.hw.boards import BOARDS, get_board
     from tessera.hw.build import BuildError, build_bitstream
     from tessera.hw.toolchain import ToolchainError
-    from tessera.spec import AcceleratorConfig
 
     if args.list_boards:
         print(format_boards(BOARDS))
         return 0
     if not args.board:
-        print("tessera build: error: --board is required (one of "
-              f"{', '.join(BOARDS)}; see --list-boards)", file=sys.stderr)
-        return 2
-    try:
-        board = get_board(args.board)
-        config = AcceleratorConfig.load(args.config) if args.config else board.config
-    except (ValueError, TypeError, OSError) as e:
-        print(f"tessera build: error: {e}", file=sys.stderr)
-        return 1
+        raise ValueError(f"--board is required (one of {', '.join(BOARDS)}; see --list-boards)")
+    board = get_board(args.board)
+    config, baud = _check_options(args, board)
     out_dir = args.output or f"build/{board.name}-{args.design}-{config.hash_hex[:8]}"
+    clock_mhz = board.clock_mhz if args.clock_mhz is None else args.clock_mhz
     print(f"Building {args.design} for {board.title}: {config.rows}x{config.cols} MACs, "
-          f"target {args.clock_mhz or board.clock_mhz:g} MHz, in {out_dir}", file=sys.stderr)
+          f"target {clock_mhz:g} MHz, {baud} baud, in {out_dir}", file=sys.stderr)
     try:
         report = build_bitstream(board, config, args.clock_mhz, out_dir, design=args.design,
-                                 baud=args.baud or DEFAULT_BAUD, seed=args.seed,
-                                 progress=_StageLine(sys.stderr))
-    except (BuildError, ToolchainError, ValueError) as e:
+                                 baud=baud, seed=args.seed, progress=_StageLine(sys.stderr))
+    except (BuildError, ToolchainError) as e:
         print(f"tessera build: error: {e}", file=sys.stderr)
         return 1
     if args.json:

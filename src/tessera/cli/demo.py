@@ -135,8 +135,8 @@ def format_report(report, clock_mhz=100.0) -> str:
 def run(args) -> int:
     import sys
 
-    import tessera
-    config = tessera.AcceleratorConfig.load(args.config) if args.config else None
+    from .options import load_config
+    config = load_config(args.config)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     report = run_demo(mode=args.mode, config=config, simulator=args.simulator,
                       rtl=not args.no_rtl, batch=args.batch, clock_mhz=args.clock_mhz, log=log)

@@ -121,8 +121,7 @@ def format_info(info) -> str:
 
 
 def run(args) -> int:
-    from tessera.spec import AcceleratorConfig
-    config = AcceleratorConfig.load(args.config) if args.config else None
-    info = gather_info(config)
+    from .options import load_config
+    info = gather_info(load_config(args.config))
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

@@ -15,7 +15,9 @@ __all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input"]
 
 def _load_npz(path):
     from tessera.quantize import QuantizedModel
-    return QuantizedModel.load(path)
+
+    from .options import check_npz
+    return QuantizedModel.load(check_npz(path))
 
 
 def _load_imported(path, calibration=None):
@@ -50,21 +52,37 @@ def load_model(path, calibration=None):
     return loader(path)
 
 
-def load_input(path, *, raw):
-    """Return the input batch stored in the ``.npy`` file ``path`` (2-D; 1-D is one row)."""
+def load_input(path, *, raw, what="Input"):
+    """Return the input batch stored in the ``.npy`` file ``path`` (2-D; 1-D is one row).
+
+    Raises
+    ------
+    ValueError
+        The file is not a ``.npy`` array of numbers; an integer array without ``raw`` (a
+        quantized input needs ``--raw``); a float array with ``raw``.
+    """
     import numpy as np
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Input file {path} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{path} is not a NumPy .npy array file ({e})") from None
+
+    from .options import read_npy
+    x = read_npy(path, what)
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer)
+                               or np.issubdtype(x.dtype, np.floating)):
+        kind = {"b": "booleans", "U": "text", "S": "bytes", "O": "Python objects",
+                "c": "complex numbers"}.get(x.dtype.kind, "non-numbers")
+        raise ValueError(f"{path} holds {kind} (dtype {x.dtype}); give real numbers (float32 "
+                         "inputs, or int8/int16 quantized inputs with --raw)")
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise ValueError(f"{path} holds an array of shape {x.shape}; give a batch "
+                         "[M, in_features] (or one row [in_features])")
     if x.ndim == 1:
         x = x[None, :]
     if raw and x.dtype not in (np.int8, np.int16):
         raise ValueError(f"--raw needs the quantized input as an integer array (int8 for 4- and "
                          f"8-bit models, int16 for 16-bit ones), but {path} holds {x.dtype}")
+    if not raw and x.dtype in (np.int8, np.int16):
+        raise ValueError(f"{path} holds {x.dtype} values, which look like an already quantized "
+                         "input: add --raw to run it as such (the output is then quantized too), "
+                         "or save float values (x.astype('float32')) to have them quantized")
     return x
 
 
@@ -80,14 +98,16 @@ def add_parser(subparsers):
                    help="float calibration batch (.npy [M, in_features]) to quantize a float "
                         ".onnx model")
     p.add_argument("--input", required=True, metavar="FILE",
-                   help="input batch as a .npy array [M, in_features] (float, or int8/int16 with --raw)")
+                   help="input batch as a .npy array [M, in_features] (float; int8/int16 only "
+                        "with --raw)")
     p.add_argument("--device", default="emu", metavar="TARGET",
                    help="emu, sim, sim:verilator, sim:icarus or serial://PORT?baud=N "
                         "(default: emu)")
     p.add_argument("--config", metavar="FILE", help="AcceleratorConfig JSON (default: 8x8)")
     p.add_argument("--raw", action="store_true",
                    help="int8 input and output (no quantize/dequantize)")
-    p.add_argument("--output", metavar="FILE", help="save the output to this .npy file")
+    p.add_argument("--output", metavar="FILE",
+                   help="save the output to this .npy file (.npy is appended if missing)")
     p.add_argument("--check", action="store_true",
                    help="also run the NumPy reference and fail unless the outputs are identical")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -98,10 +118,14 @@ def run(args) -> int:
     import numpy as np
 
     import tessera
-    config = tessera.AcceleratorConfig.load(args.config) if args.config else None
+
+    from .options import load_config, npy_output_path
+    # Check every option and file before a device starts.
+    config = load_config(args.config)
+    output = npy_output_path(args.output) if args.output else None
     calibration = None
     if getattr(args, "calibration", None):
-        calibration = load_input(args.calibration, raw=False)
+        calibration = load_input(args.calibration, raw=False, what="Calibration")
     qmodel = load_model(args.model, calibration)
     x = load_input(args.input, raw=args.raw)
     with tessera.connect(args.device, config=config) as dev:
@@ -116,15 +140,15 @@ def run(args) -> int:
         identical = bool(np.array_equal(y, qmodel.predict(x, raw=args.raw)))
         summary["identical_to_reference"] = identical
         status = 0 if identical else 1
-    if args.output:
-        np.save(args.output, y)
-        summary["output"] = args.output
+    if output is not None:
+        np.save(output, y)
+        summary["output"] = str(output)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.model} on {args.device}: input {tuple(x.shape)} -> output "
-              f"{tuple(y.shape)} {y.dtype}" + (f", saved to {args.output}" if args.output else ""))
-        if not args.output:
+              f"{tuple(y.shape)} {y.dtype}" + (f", saved to {output}" if output else ""))
+        if output is None:
             with np.printoptions(precision=4, suppress=True, threshold=200):
                 print(y)
         c = counters

@@ -33,7 +33,8 @@ def run(args) -> int:
             raise
         raise OSError("tessera verilog needs Amaranth: pip install 'tessera[hw]'") from None
 
-    config = AcceleratorConfig.load(args.config) if args.config else AcceleratorConfig()
+    from .options import load_config
+    config = load_config(args.config) or AcceleratorConfig()
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise OSError(f"{out_dir} exists and is not a directory; pass a directory with -o")
