@@ -4,7 +4,7 @@
 PARAM memories, the :class:`~tessera.hw.gemm.GemmEngine` stepping the
 :class:`~tessera.hw.array.MacArray`, the :class:`~tessera.hw.drain.Drain` that takes a finished
 tile's shadow accumulators through the :class:`~tessera.hw.postproc.PostProcessor` and writes the
-``output_bits``-wide results back into ACT. Its ports are the ones agreed in HW_INTERFACES.md
+``output_bits``-wide results back into ACT. Its ports are listed under Members below
 (widened by the configuration's operand widths, docs/architecture.md); the cycle behaviour is the
 model of ``tessera.spec.timing`` (hw/gemm.py and hw/drain.py give it cycle by cycle).
 """

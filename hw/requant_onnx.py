@@ -1,6 +1,6 @@
 """Requantization mode "onnx" in integer logic: ``rint(float32(a) * M)``.
 
-NUMERICS.md defines the mode with float32 arithmetic; this unit reproduces it bit for bit with
+docs/numerics.md defines the mode with float32 arithmetic; this unit reproduces it bit for bit with
 integers only, in six registered stages (one result per enabled cycle, or one per ``cycles``
 cycles with the iterative multiplier):
 

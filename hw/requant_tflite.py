@@ -1,7 +1,7 @@
 """Requantization mode "tflite": gemmlowp fixed point with double rounding.
 
 ``requant(a) = RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))`` with the C semantics of
-NUMERICS.md, in six registered stages (one result per enabled cycle):
+docs/numerics.md, in six registered stages (one result per enabled cycle):
 
 1. Left shift with int32 wrap-around; the right-shift amount ``k = max(-e, 0)``.
 2. Four partial products of the signed 32×32 → 64-bit product ``p = x * m0`` (16-bit halves,

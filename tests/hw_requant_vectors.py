@@ -1,7 +1,7 @@
 """Discriminating stimulus and independent oracles for the requant gateware tests.
 
 The oracles here do not use :mod:`tessera.numerics`: mode "onnx" is plain NumPy float32
-arithmetic, mode "tflite" the C formulas of NUMERICS.md written out with Python integers. The
+arithmetic, mode "tflite" the C formulas of docs/numerics.md written out with Python integers. The
 tests compare the gateware against both these and :mod:`tessera.numerics`.
 """
 

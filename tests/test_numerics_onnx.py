@@ -2,8 +2,8 @@
 
 Each test builds operands whose accumulators sit exactly where plausible neighbouring rules
 (float64 multiply, ties away from zero, unrounded float32(acc), float64-formed M) disagree with
-NUMERICS.md, runs ORT, and compares with ``np.testing.assert_array_equal``. ``test_teeth`` shows
-the same inputs make every neighbouring rule fail, so the comparison cannot pass by luck.
+docs/numerics.md, runs ORT, and compares with ``np.testing.assert_array_equal``. ``test_teeth``
+shows the same inputs make every neighbouring rule fail, so the comparison cannot pass by luck.
 """
 
 import numpy as np

@@ -21,7 +21,7 @@ F32 = np.float32
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
-# --- independent pure-Python implementation of NUMERICS.md, mode "tflite" -------------------
+# --- independent pure-Python implementation of docs/numerics.md, mode "tflite" -------------------
 def py_quantize_multiplier(sx, sw, sy):
     m = float(sx) * float(sw) / float(sy)               # Python floats are float64
     q, e = math.frexp(m)

@@ -2,7 +2,7 @@
 
 Random data separates requantization rules only about once per 10^4..10^6 outputs, so the
 bit-exactness tests choose accumulator values where candidate rules disagree and build int8
-operands that produce exactly those values (NUMERICS.md, "What the checks must include").
+operands that produce exactly those values (the rules are in docs/numerics.md).
 """
 
 from __future__ import annotations

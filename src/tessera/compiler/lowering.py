@@ -1,7 +1,7 @@
 """Lowering: a quantized layer becomes exactly what the hardware computes.
 
 For each layer the compiler needs the ``weight_bits``-wide weights, the *effective* int32 bias
-(the input zero point folded in, NUMERICS.md), the hardware requant parameters of every output
+(the input zero point folded in, docs/numerics.md), the hardware requant parameters of every output
 channel, the post-processing state (zero point, clamp bounds in the ``input_bits``-wide output
 range, optional lookup table) and a proof that the ``acc_bits``-wide accumulator cannot overflow
 for any ``input_bits``-wide input. :class:`HardwareLayer` holds that; :func:`lower_model` builds

@@ -40,7 +40,7 @@ def _hardswish(z):
     return z * _hardsigmoid(z)
 
 
-#: Activations applied exactly by the requantizer's clamp (NUMERICS.md).
+#: Activations applied exactly by the requantizer's clamp (docs/numerics.md).
 CLAMP_ACTIVATIONS = {
     "none": lambda z: z,
     "relu": lambda z: np.maximum(z, 0.0),

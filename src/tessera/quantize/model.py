@@ -1,7 +1,7 @@
 """The quantized MLP: what the quantizer produces and the compiler and runtime consume.
 
 A :class:`QuantizedLayer` holds one int8 fully-connected layer with everything needed to run it
-bit-exactly (NUMERICS.md): symmetric int8 weights, int32 bias, float32 scales, int8-domain zero
+bit-exactly (docs/numerics.md): symmetric int8 weights, int32 bias, float32 scales, int8-domain zero
 points, the requantization mode and the activation. A :class:`QuantizedModel` chains layers; the
 output scale and zero point of layer *i* are the input scale and zero point of layer *i + 1*.
 
@@ -199,7 +199,7 @@ class QuantizedLayer:
 
     @property
     def bounds(self):
-        """``(lo, hi)`` of the post-requantization clamp, see NUMERICS.md."""
+        """``(lo, hi)`` of the post-requantization clamp, see docs/numerics.md."""
         return _numerics().activation_bounds(self.clamp_activation, self.requant_scale,
                                              self.requant_zero_point, bits=self.input_bits)
 

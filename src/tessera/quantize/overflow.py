@@ -1,7 +1,7 @@
 """The per-layer proof that the int32 accumulator cannot overflow, shared by quantizer and compiler.
 
 The accelerator multiplies raw int8 inputs by int8 weights and adds the *folded* bias
-``b - zx * colsum(w)`` (NUMERICS.md), so for any int8 input the accumulator is
+``b - zx * colsum(w)`` (docs/numerics.md), so for any int8 input the accumulator is
 ``sum_k x[k] * w[k, n] + bias_eff[n]``. :func:`tessera.numerics.accumulator_bound` gives its exact
 maximum magnitude over all int8 inputs; a layer is accepted iff that bound is at most
 ``2**31 - 1``. Intermediate partial sums may wrap in two's complement without harm: the final

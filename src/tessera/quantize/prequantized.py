@@ -4,7 +4,7 @@ The ONNX (QDQ / QOperator) and TFLite importers walk their graphs and call
 :meth:`LayerDrafts.add_linear` for every quantized fully-connected operator and
 :meth:`LayerDrafts.attach_table` for every quantized activation that follows one. Nothing is
 re-quantized: weights, biases, scales and zero points are the file's; uint8 tensors are mapped to
-int8 by ``q - 128``, ``z - 128`` (NUMERICS.md).
+int8 by ``q - 128``, ``z - 128`` (docs/numerics.md).
 """
 
 from __future__ import annotations

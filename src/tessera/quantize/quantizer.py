@@ -111,7 +111,7 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
         Representative real inputs (required for float models): activation ranges are observed
         on them.
     mode : {"onnx", "tflite"} or None
-        Requantization rule of every layer (NUMERICS.md). None: ``"onnx"``, or for pre-quantized
+        Requantization rule of every layer (docs/numerics.md). None: ``"onnx"``, or for pre-quantized
         models the rule of their runtime.
     per_channel : bool
         One weight scale per output channel (default) or one per layer.
