@@ -9,6 +9,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from tflite_micro.python.tflite_micro import runtime as tflm
 
+import tessera
+
 import make_tflite_fixtures as fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +83,12 @@ def test_converter_fixtures_are_nontrivial(name):
     data = (fixtures.FIXTURE_DIR / f"{name}.tflite").read_bytes()
     y = tflm_run(data, int8_inputs(fixtures.FIXTURES[name][0]))
     assert len({row.tobytes() for row in y}) > y.shape[0] // 2
+
+
+@pytest.mark.parametrize("name", sorted(fixtures.FIXTURES))
+def test_converter_fixtures_equal_tflm(name):
+    """Each converter-made CNN loaded in mode "tflite" is TFLite Micro, bit for bit."""
+    path = fixtures.FIXTURE_DIR / f"{name}.tflite"
+    x_q = int8_inputs(fixtures.FIXTURES[name][0], random_rows=200)
+    model = tessera.load_model(path, mode="tflite")
+    np.testing.assert_array_equal(model.predict(x_q, raw=True), tflm_run(path.read_bytes(), x_q))
