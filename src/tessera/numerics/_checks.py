@@ -6,12 +6,12 @@ import numbers
 
 import numpy as np
 
+from ..spec import ACC_BITS
+from ..spec import OPERAND_BITS as BITS
+from ..spec.packing import operand_dtype as storage_dtype
+
 __all__ = ["check_scale", "check_requant_scales", "check_zero_point", "check_int_array",
            "check_bits", "check_operands", "storage_dtype", "int_range"]
-
-#: Operand widths (the values of ``tessera.spec.OPERAND_BITS``) and accumulator widths.
-BITS = (4, 8, 16)
-ACC_BITS = (32, 48)
 
 
 def check_bits(name, bits, allowed=BITS) -> int:
@@ -19,11 +19,6 @@ def check_bits(name, bits, allowed=BITS) -> int:
     if isinstance(bits, bool) or bits not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, not {bits!r}")
     return int(bits)
-
-
-def storage_dtype(bits):
-    """Return the NumPy dtype holding ``bits``-wide operands: int8 up to 8 bits, else int16."""
-    return np.dtype(np.int8) if bits <= 8 else np.dtype(np.int16)
 
 
 def int_range(bits) -> tuple[int, int]:
