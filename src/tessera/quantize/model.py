@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec import REQUANT_MODES, check_operand_bits
+from ..spec.packing import operand_dtype
 from .floatmodel import FloatLayer
 
 __all__ = ["LAYER_ACTIVATIONS", "QuantizedLayer", "QuantizedModel"]
@@ -112,7 +113,7 @@ class QuantizedLayer:
             put(self, what, check_operand_bits(f"Layer {name!r}: {what}", getattr(self, what)))
         wb, ib = self.weight_bits, self.input_bits
         w = np.asarray(self.weight)
-        w_dtype = np.int8 if wb <= 8 else np.int16
+        w_dtype = operand_dtype(wb)
         if w.dtype != w_dtype or w.ndim != 2 or 0 in w.shape:
             raise ValueError(f"Layer {name!r}: weight must be a non-empty {np.dtype(w_dtype)} "
                              f"[K, N] array ({wb}-bit weights), not {w.dtype} {w.shape}")
@@ -364,7 +365,7 @@ class QuantizedModel:
     def forward_raw(self, x_q):
         """Return the int8 outputs of every layer for the int8 input ``x_q`` (a list)."""
         x_q = np.asarray(x_q)
-        dtype = np.dtype(np.int8 if self.input_bits <= 8 else np.int16)
+        dtype = operand_dtype(self.input_bits)
         if x_q.dtype != dtype or x_q.ndim != 2 or x_q.shape[1] != self.in_features:
             raise ValueError(f"Raw input must be an {dtype} array [M, {self.in_features}], "
                              f"not {x_q.dtype} {x_q.shape}; use quantize_input() on float data")

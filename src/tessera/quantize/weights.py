@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spec.packing import operand_dtype
+
 __all__ = ["weight_qparams", "quantize_weights", "quantize_bias"]
 
 _WMAX = 127
@@ -47,7 +49,7 @@ def quantize_weights(weight, *, per_channel=True, bits=8):
     wmax = (1 << (bits - 1)) - 1
     w32 = np.asarray(weight, dtype=np.float32)
     scale = weight_qparams(w32, per_channel=per_channel, bits=bits)
-    w_q = np.clip(np.round(w32 / scale), -wmax, wmax).astype(np.int8 if bits <= 8 else np.int16)
+    w_q = np.clip(np.round(w32 / scale), -wmax, wmax).astype(operand_dtype(bits))
     return w_q, scale
 
 
