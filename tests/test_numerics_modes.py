@@ -61,3 +61,14 @@ def test_mode_behaviour_comes_from_the_entry():
         tn.requantize(np.array([3, -3]), m, s, "tflite"), [2, -1])  # 1.5 -> 2, -1.5 -> -1
     m, s = tn.requant_multipliers(0.5, 1.0, 1.0, "onnx")
     np.testing.assert_array_equal(tn.requantize(np.array([3, -3]), m, s, "onnx"), [2, -2])
+
+
+def test_tflite_mode_ops_module_has_the_contract_kernels():
+    from tessera.numerics import ops_tflite
+
+    ops = MODES["tflite"].ops
+    assert ops is ops_tflite
+    for name in ("conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d", "mean_hw", "add",
+                 "softmax", "pad", "concatenate"):
+        assert callable(getattr(ops, name)), name
+    assert set(ops.__all__) <= set(dir(ops))

@@ -20,6 +20,7 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from tflite_builder import quantization as _quant
 
 __all__ = ["dense_model_bytes", "run_dense", "FUSED_ACTIVATIONS"]
 
@@ -28,14 +29,6 @@ FUSED_ACTIVATIONS = {
     "relu": schema.ActivationFunctionType.RELU,
     "relu6": schema.ActivationFunctionType.RELU6,
 }
-
-
-def _quant(scale, zero_point, axis=0):
-    q = schema.QuantizationParametersT()
-    q.scale = [float(s) for s in np.atleast_1d(np.asarray(scale, dtype=np.float32))]
-    q.zeroPoint = [int(z) for z in np.atleast_1d(zero_point)]
-    q.quantizedDimension = axis
-    return q
 
 
 def _tensor(name, shape, dtype, buffer, quant):
