@@ -164,7 +164,7 @@ def test_load_errors(tmp_path):
     np.savez(newer, **{**arrays, "meta": np.frombuffer(
         meta.replace('"version": 1', '"version": 99').encode(), np.uint8)})
     with pytest.raises(ValueError, match="has format version 99; this Tessera reads versions 1 "
-                                         "to 1: upgrade tessera"):
+                                         "to 2: upgrade tessera"):
         QuantizedModel.load(newer)
     missing = tmp_path / "missing.npz"
     np.savez(missing, **{k: v for k, v in arrays.items() if k != "layer1.bias"})

@@ -15,6 +15,12 @@ def _shape(shape):
     return "x".join(str(d) for d in shape) or "scalar"
 
 
+def _short(name, width=40):
+    """Return ``name`` cut to ``width`` characters (TFLite joins fused op names with ';')."""
+    name = name.split(";")[0]
+    return name if len(name) <= width else name[:width // 2 - 1] + "…" + name[-(width // 2):]
+
+
 def op_rows(graph):
     """Return one dict per operation: index, kind, name, shapes, macs, weight/activation bytes."""
     rows = []
@@ -64,7 +70,7 @@ def summary(qgraph):
         head.append(", ".join(f"{key} {value}" for key, value in qgraph.info.items()))
     columns = ("#", "op", "output", "in shape", "weights", "out shape", "act", "MACs",
                "weight B", "act B", "out scale", "zp")
-    rows = [(str(r["index"]), r["kind"], r["name"],
+    rows = [(str(r["index"]), r["kind"], _short(r["name"]),
              " ".join(_shape(s) for s in r["inputs"]),
              " ".join(_shape(s) for s in r["weights"]) or "-", _shape(r["output"]),
              r["activation"], f"{r['macs']:,}", f"{r['weight_bytes']:,}",

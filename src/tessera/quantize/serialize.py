@@ -1,4 +1,4 @@
-"""Save and load a :class:`~tessera.quantize.QuantizedModel` without pickle.
+"""Save and load a :class:`~tessera.quantize.QuantizedModel` or a graph without pickle.
 
 The file is an uncompressed NumPy ``.npz`` archive, read by :mod:`tessera.quantize.npz_safe`
 (never pickle, only the entries listed below, each entry's size checked before it is
@@ -14,6 +14,10 @@ decompressed):
     The quantized layers, bit for bit.
 ``float{i}.weight`` float64, ``float{i}.bias`` float64, ``reference_input`` float32
     Optional float reference data for ``summary()``.
+
+Version 2 files hold a :class:`tessera.graph.QuantizedGraph` (metadata ``kind`` ``"graph"``;
+the entries are defined in :mod:`tessera.graph.serialize` and docs/graph.md). Dense chains are
+still written as version 1, and both versions are read.
 
 A file that is not such an archive, lacks an entry, holds an entry the metadata does not define
 (a model with more layers than its metadata lists is refused, not truncated), declares shapes
@@ -32,10 +36,12 @@ from .floatmodel import FloatLayer
 from .model import QuantizedLayer, QuantizedModel
 from .npz_safe import NpzEntryError, NpzReader
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save", "load"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save", "save_graph", "load"]
 
 FORMAT_NAME = "tessera.QuantizedModel"
-FORMAT_VERSION = 1
+#: The newest version this Tessera reads and writes (2: graphs; dense chains are written as 1).
+FORMAT_VERSION = 2
+_CHAIN_VERSION = 1
 
 
 def save(qmodel, path, *, include_reference=True):
@@ -71,11 +77,22 @@ def save(qmodel, path, *, include_reference=True):
         layers_meta.append(entry)
     if include_reference and qmodel.reference_input is not None:
         arrays["reference_input"] = qmodel.reference_input
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "info": qmodel.info,
+    meta = {"format": FORMAT_NAME, "version": _CHAIN_VERSION, "info": qmodel.info,
             "layers": layers_meta}
+    _write(path, meta, arrays)
+
+
+def _write(path, meta, arrays):
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     with open(path, "wb") as file:
         np.savez(file, **arrays)
+
+
+def save_graph(qgraph, path):
+    """Write a :class:`tessera.graph.QuantizedGraph` to ``path`` (format version 2)."""
+    from ..graph.serialize import graph_entries
+    meta, arrays = graph_entries(qgraph)
+    _write(path, {"format": FORMAT_NAME, "version": FORMAT_VERSION, **meta}, arrays)
 
 
 #: Largest metadata entry accepted (the JSON text of a model with thousands of layers fits).
@@ -178,8 +195,11 @@ def _read(path):
         with open(path, "rb") as file, _open(path, file) as npz:
             meta = _read_meta(path, npz)
             stage = "is corrupted"
-            expected, optional = _expected_entries(meta)
-            _check_shapes(npz, expected, len(meta["layers"]))
+            if _is_graph(meta):
+                expected, optional = _graph_entries(meta), ()
+            else:
+                expected, optional = _expected_entries(meta)
+                _check_shapes(npz, expected, len(meta["layers"]))
             arrays = npz.read_entries(expected, optional=optional, max_bytes=MAX_MODEL_BYTES)
     except NpzEntryError as exc:
         raise ValueError(f"{str(path)!r} {stage}: {exc}") from None
@@ -188,6 +208,24 @@ def _read(path):
             raise
         raise ValueError(f"{str(path)!r} {stage}: {exc}") from None
     return meta, arrays
+
+
+def _is_graph(meta):
+    from ..graph.serialize import GRAPH_KIND
+    kind = meta.get("kind")
+    if (meta["version"] >= 2) != (kind == GRAPH_KIND):
+        raise NpzEntryError(f"its metadata has version {meta['version']} and kind {kind!r}; "
+                            f"version 2 files hold graphs (kind {GRAPH_KIND!r}), version 1 "
+                            "files dense chains")
+    return kind == GRAPH_KIND
+
+
+def _graph_entries(meta):
+    from ..graph.serialize import expected_entries
+    try:
+        return expected_entries(meta)
+    except ValueError as exc:
+        raise NpzEntryError(str(exc)) from None
 
 
 def _build(meta, arrays):
@@ -213,7 +251,8 @@ def _build(meta, arrays):
 
 
 def load(path):
-    """Return the :class:`QuantizedModel` stored at ``path`` by :func:`save`.
+    """Return the model stored at ``path``: a :class:`QuantizedModel` (saved by :func:`save`)
+    or a :class:`tessera.graph.QuantizedGraph` (saved by :func:`save_graph`).
 
     Raises
     ------
@@ -224,6 +263,9 @@ def load(path):
     """
     meta, arrays = _read(path)
     try:
+        if meta["version"] >= 2:
+            from ..graph.serialize import graph_from_entries
+            return graph_from_entries(meta, arrays)
         return _build(meta, arrays)
     except KeyError as exc:
         raise ValueError(f"{str(path)!r} is corrupted: missing entry {exc}") from None

@@ -4,7 +4,10 @@
 layers to quantize with calibration (float ONNX, Keras) or a finished :class:`QuantizedModel`
 whose parameters come unchanged from the file (QDQ/QOperator ONNX, int8 TFLite).
 :func:`load_model` is the one-call entry point used by ``tessera run``: ``.npz`` files saved by
-:meth:`QuantizedModel.save`, ``.onnx`` and ``.tflite`` files, or model objects.
+:meth:`QuantizedModel.save` or :meth:`tessera.graph.QuantizedGraph.save`, ``.onnx`` and
+``.tflite`` files, or model objects. A model that is a chain of dense layers comes back as a
+:class:`QuantizedModel` (it runs on the accelerator); any other graph (CNNs, residual DAGs) as a
+:class:`tessera.graph.QuantizedGraph`.
 """
 
 from __future__ import annotations
@@ -106,23 +109,27 @@ def _tflite(source, calibration, mode):
 
 
 def load_model(source, calibration=None, **options):
-    """Return a :class:`QuantizedModel` from a file or model object, in one call.
+    """Return a :class:`QuantizedModel` or a :class:`~tessera.graph.QuantizedGraph` (one call).
+
+    Dense-layer chains come back as a :class:`QuantizedModel` (so they keep running on the
+    device); other graphs (int8 TFLite CNNs, ...) as a :class:`~tessera.graph.QuantizedGraph`.
 
     Parameters
     ----------
     source : path, bytes, onnx.ModelProto, Keras model or anything :func:`tessera.quantize`
-        takes. ``.npz`` files are read with :meth:`QuantizedModel.load`; pre-quantized ONNX and
-        TFLite files keep their parameters; float models are quantized with ``calibration``.
+        takes. ``.npz`` files are read with :func:`tessera.quantize.serialize.load` (format
+        versions 1 and 2); pre-quantized ONNX and TFLite files keep their parameters; float
+        models are quantized with ``calibration``.
     calibration : array_like [M, K], optional
         Required for float models only.
     **options
         Passed to :func:`tessera.quantize` (``mode``, ``per_channel``, ...).
     """
     if isinstance(source, (str, os.PathLike)) and file_kind(source) == "npz":
-        from .model import QuantizedModel
+        from .serialize import load
         if calibration is not None or options:
             raise ValueError(f"{source} is an already quantized model; calibration and "
                              "quantization options do not apply")
-        return QuantizedModel.load(source)
+        return load(source)
     from .quantizer import quantize
     return quantize(source, calibration, **options)
