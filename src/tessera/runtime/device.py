@@ -173,6 +173,8 @@ class Device:
 
     def _run(self, qmodel, x, raw):
         self._check_open()
+        if hasattr(qmodel, "graph") and hasattr(qmodel, "first_unsupported"):
+            qmodel = _dense_chain_of(qmodel)
         for attr in ("layers", "quantize_input", "dequantize_output", "in_features"):
             if not hasattr(qmodel, attr):
                 raise TypeError(f"run() needs a tessera.QuantizedModel (from tessera.quantize), "
@@ -311,3 +313,16 @@ class Device:
         state = "closed" if self._closed else "open"
         return (f"<Device {self.config.rows}x{self.config.cols} config {self.config.hash_hex} "
                 f"over {type(self.transport).__name__}, {state}>")
+
+
+def _dense_chain_of(qgraph):
+    """Return the dense chain of a graph the device can run, or refuse naming the operation."""
+    from tessera.quantize.errors import UnsupportedModelError
+    index = qgraph.first_unsupported(("FULLY_CONNECTED", "LUT"))
+    if index is not None:
+        raise UnsupportedModelError(
+            f"The device cannot run {qgraph.graph.describe(index)} of graph "
+            f"{qgraph.graph.name!r} yet: the accelerator executes chains of FULLY_CONNECTED "
+            "layers with clamp or table activations (convolutions on the device are issue #9); "
+            "run the model on the host with model.predict(x)")
+    return qgraph.to_dense_chain()
