@@ -114,6 +114,8 @@ def test_read_only_raw_requests_keep_the_model_resident():
         assert _executed(dev) - before == per_batch + len(
             compile_model(qmodel, dev.config).setup_frames)
         assert dev.link.stats["requests"] == dev._link.stats["requests"]
+        dev.link.timeout_s = 2.5
+        assert dev._link.timeout_s == 2.5 and "timeout_s" not in vars(dev.link)
 
 
 def test_a_raw_request_that_fails_also_forgets_the_model():

@@ -42,7 +42,8 @@ class DeviceLink:
     ``run``) and, unless the request is a ``READ``, ``COUNTERS`` or ``CLEAR_COUNTERS``, makes the
     device forget its resident model first: an ``EXEC`` may overwrite the weights, parameters
     or tables, so the next :meth:`Device.run` sends them again. Every other attribute
-    (``stats``, ``timeout_s``, ``retries``, ``transport``, ...) is the underlying link's.
+    (``stats``, ``timeout_s``, ``retries``, ``transport``, ...) is the underlying link's, to
+    read and to set.
     """
 
     def __init__(self, device, link):
@@ -60,6 +61,12 @@ class DeviceLink:
 
     def __getattr__(self, name):
         return getattr(self._link, name)
+
+    def __setattr__(self, name, value):   # e.g. link.timeout_s = 5.0 sets the link's
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._link, name, value)
 
     def __repr__(self):
         return f"<DeviceLink of {self._device!r}>"
