@@ -1,4 +1,7 @@
-"""``tessera info``: version, configuration summary and which optional extras and tools exist."""
+"""``tessera info``: version, configuration summary and which optional extras and tools exist.
+
+``tessera info MODEL`` instead reports the model, per operation (docs/graph.md, Reports).
+"""
 
 from __future__ import annotations
 
@@ -43,7 +46,14 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "info", help="show the version, a configuration summary and the installed extras",
         description="Show the tessera version, the accelerator configuration (hash and derived "
-                    "figures) and which optional Python extras and external tools are installed.")
+                    "figures) and which optional Python extras and external tools are installed. "
+                    "With MODEL (.tflite, .onnx or a saved .npz), show the model instead: per "
+                    "operation its shapes, MACs, weight and activation bytes, then the totals, "
+                    "the input layout and the peak live activation memory.")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a pre-quantized model file to report on (see docs/graph.md)")
+    p.add_argument("--mode", choices=("onnx", "tflite"),
+                   help="requantization mode to read a .tflite model in (default: onnx)")
     p.add_argument("--config", metavar="FILE", help="AcceleratorConfig JSON (default: 8x8)")
     p.add_argument("--json", action="store_true", help="print the information as JSON")
     return p
@@ -120,8 +130,28 @@ def format_info(info) -> str:
     return "\n".join(lines)
 
 
+def model_report(path, mode=None):
+    """Return ``(text, dict)``: the per-operation report of the model file ``path``."""
+    import tessera
+    from tessera.graph import QuantizedGraph
+    from tessera.graph.report import op_rows, totals
+    model = tessera.load_model(path, **({"mode": mode} if mode else {}))
+    qgraph = model if isinstance(model, QuantizedGraph) else model.to_graph()
+    data = {"model": str(path), "kind": type(model).__name__, "mode": qgraph.mode,
+            "input_layout": qgraph.input_layout, "input_shape": list(qgraph.input_shape),
+            "operations": [{**row, "inputs": [list(s) for s in row["inputs"]],
+                            "weights": [list(s) for s in row["weights"]],
+                            "output": list(row["output"])} for row in op_rows(qgraph.graph)],
+            **totals(qgraph.graph)}
+    return qgraph.summary(), data
+
+
 def run(args) -> int:
     from .options import load_config
+    if args.model is not None:
+        text, data = model_report(args.model, args.mode)
+        print(json.dumps(data, indent=2) if args.json else text)
+        return 0
     info = gather_info(load_config(args.config))
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
