@@ -233,3 +233,17 @@ def test_one_echo_among_real_answers_is_only_a_resend():
 
     with Device(EchoOnce()) as dev:
         assert dev.id["rows"] == 8 and dev.link.stats["resends"] == 1
+
+
+def test_a_dense_chain_graph_is_compiled_and_loaded_once():
+    qmodel, x = _model(8, [16, 8, 4])
+    qgraph = qmodel.to_graph()
+    with connect("emu") as dev:
+        dev.run(qmodel, x)
+        before = _executed(dev)
+        dev.run(qmodel, x)
+        per_batch = _executed(dev) - before
+        np.testing.assert_array_equal(dev.run(qgraph, x), qgraph.predict(x))
+        before = _executed(dev)
+        np.testing.assert_array_equal(dev.run(qgraph, x), qgraph.predict(x))
+        assert _executed(dev) - before == per_batch

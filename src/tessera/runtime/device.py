@@ -115,6 +115,7 @@ class Device:
                               retries=retries)
         self.link = DeviceLink(self, self._link)
         self._compiled = {}     # id(qmodel) -> (qmodel, CompiledModel), most recent last
+        self._chains = {}       # id(graph) -> (graph, its dense chain), most recent last
         self._resident = None   # the CompiledModel whose setup frames the device holds
         self._closed = False
         self.id = self._hello()
@@ -148,14 +149,8 @@ class Device:
     # -- running models ------------------------------------------------------------------------
 
     def _compile(self, qmodel):
-        entry = self._compiled.pop(id(qmodel), None)
-        if entry is None:
-            from tessera.compiler import compile_model
-            entry = (qmodel, compile_model(qmodel, self.config))
-        self._compiled[id(qmodel)] = entry        # most recently used last
-        while len(self._compiled) > _CACHE_SIZE:
-            self._compiled.pop(next(iter(self._compiled)))
-        return entry[1]
+        from tessera.compiler import compile_model
+        return _cached(self._compiled, qmodel, lambda m: compile_model(m, self.config))
 
     def run(self, qmodel, x, *, raw=False):
         """Run ``qmodel`` on the batch ``x`` and return its output.
@@ -181,7 +176,8 @@ class Device:
     def _run(self, qmodel, x, raw):
         self._check_open()
         if hasattr(qmodel, "graph") and hasattr(qmodel, "first_unsupported"):
-            qmodel = _dense_chain_of(qmodel)
+            # The same chain object on every run, so it compiles and loads once.
+            qmodel = _cached(self._chains, qmodel, _dense_chain_of)
         for attr in ("layers", "quantize_input", "dequantize_output", "in_features"):
             if not hasattr(qmodel, attr):
                 raise TypeError(f"run() needs a tessera.QuantizedModel (from tessera.quantize), "
@@ -320,6 +316,20 @@ class Device:
         state = "closed" if self._closed else "open"
         return (f"<Device {self.config.rows}x{self.config.cols} config {self.config.hash_hex} "
                 f"over {type(self.transport).__name__}, {state}>")
+
+
+def _cached(cache, obj, make):
+    """Return ``make(obj)``, kept in ``cache`` (the last :data:`_CACHE_SIZE` objects used).
+
+    Entries hold ``obj`` itself, so its ``id`` cannot be reused while it is cached.
+    """
+    entry = cache.pop(id(obj), None)
+    if entry is None:
+        entry = (obj, make(obj))
+    cache[id(obj)] = entry        # most recently used last
+    while len(cache) > _CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    return entry[1]
 
 
 def _dense_chain_of(qgraph):
