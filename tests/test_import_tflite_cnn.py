@@ -1,0 +1,135 @@
+"""TFLite CNN import: every parameter kept, the graph equal to TFLite Micro, the rest refused.
+
+Graphs are written with ``tests/tflite_builder.py`` (LiteRT's schema, as a converter writes
+them) so that each parameter the converter fixtures do not cover — PAD, asymmetric strides and
+dilations, VALID with a remainder, depth multiplier 3, a residual ADD with ReLU6, MAX_POOL and
+AVERAGE_POOL with padded borders, CONCATENATION, MEAN with keepdims — is in one DAG; the
+converter-made fixtures are compared with TFLM in ``tests/test_keras_real.py``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+from tflite_builder import TFLiteGraph, run_tflm
+
+import tessera
+from tessera.graph import QuantizedGraph
+
+RNG = np.random.default_rng(1313)
+FIXTURES = Path(__file__).parent / "data" / "tflite_cnn"
+
+
+def _weights(shape):
+    return RNG.integers(-127, 128, size=shape).astype(np.int8)
+
+
+def _dag():
+    """Return ``(graph builder, output index)`` of a DAG exercising every CNN parameter."""
+    g = TFLiteGraph()
+    x = g.input("x", (1, 9, 7, 3), scale=0.04, zero_point=-5)
+    p = g.pad(x, [(0, 0), (1, 2), (0, 1), (0, 0)], name="pad")
+    c = g.conv2d(p, _weights((6, 3, 3, 3)), RNG.integers(-900, 900, 6), name="conv",
+                 w_scale=np.linspace(0.002, 0.009, 6), y_scale=0.05, y_zero_point=-128,
+                 stride=(2, 1), dilation=(1, 2), padding="valid", activation="relu6")
+    d = g.depthwise_conv2d(c, _weights((1, 3, 3, 18)), RNG.integers(-500, 500, 18),
+                           w_scale=np.linspace(0.01, 0.03, 18), y_scale=0.07, y_zero_point=-20,
+                           depth_multiplier=3, padding="same", activation="relu", name="dw")
+    e = g.conv2d(d, _weights((6, 1, 1, 18)), None, w_scale=0.004, y_scale=0.06,
+                 y_zero_point=3, name="project")
+    f = g.add(c, e, y_scale=0.08, y_zero_point=-128, activation="relu6", name="residual")
+    m = g.max_pool2d(f, pool=2, stride=2, padding="same", name="maxpool")
+    a = g.average_pool2d(f, pool=(3, 2), stride=2, padding="same", name="avgpool")
+    cat = g.concatenation([m, a], axis=-1, name="concat")
+    mean = g.mean_hw(cat, y_scale=0.03, y_zero_point=1, keepdims=True, name="mean")
+    return g, g.reshape(mean, (1, -1), name="flatten")
+
+
+def _inputs(shape, zero_point, count):
+    x = RNG.integers(-128, 128, size=(count,) + tuple(shape)).astype(np.int8)
+    x[0], x[1], x[2] = -128, 127, zero_point
+    return x
+
+
+def test_dag_parameters_are_kept_exactly():
+    g, out = _dag()
+    qgraph = tessera.load_model(g.build([out]), mode="tflite")
+    assert isinstance(qgraph, QuantizedGraph)
+    ops = {op.name: op for op in qgraph.graph.ops}
+    assert [op.kind for op in qgraph.graph.ops] == [
+        "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD", "MAX_POOL_2D",
+        "AVERAGE_POOL_2D", "CONCATENATION", "MEAN", "RESHAPE"]
+    assert ops["pad/y"].attrs["paddings"] == ((1, 2), (0, 1), (0, 0))
+    assert ops["conv/y"].attrs == {"stride": (2, 1), "dilation": (1, 2),
+                                   "padding": ((0, 0), (0, 0)), "activation": "relu6"}
+    assert ops["dw/y"].attrs == {"stride": (1, 1), "dilation": (1, 1), "depth_multiplier": 3,
+                                 "padding": ((1, 1), (1, 1)), "activation": "relu"}
+    # SAME on odd sizes: TensorFlow's extra row/column goes at the bottom/right.
+    assert ops["maxpool/y"].attrs["padding"] == ((0, 1), (0, 0))
+    assert ops["avgpool/y"].attrs["padding"] == ((1, 1), (0, 0))     # 3x2 window: even total
+    assert ops["concat/y"].attrs == {"axis": 2}
+    assert ops["mean/y"].attrs == {"keepdims": True}
+    file = schema.ModelT.InitFromPackedBuf(g.build([out]), 0).subgraphs[0]
+    by_name = {t.name.decode(): t for t in file.tensors}
+    for name in ("conv/w", "dw/w", "project/w"):
+        ours, theirs = qgraph.graph.tensor(name), by_name[name]
+        np.testing.assert_array_equal(ours.qparams.scale.reshape(-1),
+                                      np.asarray(theirs.quantization.scale, np.float32))
+        assert ours.qparams.axis == (theirs.quantization.quantizedDimension
+                                     if len(theirs.quantization.scale) > 1 else None)
+    assert qgraph.graph.tensor("project/y").qparams == tessera.graph.QuantParams(0.06, 3)
+
+
+def test_dag_equals_tflite_micro():
+    g, out = _dag()
+    model = g.build([out])
+    qgraph = tessera.load_model(model, mode="tflite")
+    x = _inputs(qgraph.input_shape, qgraph.input_zero_point, 120)
+    expected = np.concatenate([run_tflm(model, [sample[None]])[0] for sample in x])
+    assert len({row.tobytes() for row in expected}) > len(x) // 2
+    np.testing.assert_array_equal(qgraph.predict(x, raw=True), expected)
+
+
+def _refused(builder, out, message):
+    with pytest.raises(tessera.UnsupportedModelError, match=message):
+        tessera.load_model(builder.build([out]), mode="tflite")
+
+
+def test_unsupported_operator_is_named():
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    y = g.activation("hs/y", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    g.operator(schema.BuiltinOperator.HARD_SWISH, [x], [y])
+    _refused(g, y, r"the TFLite bytes: unsupported operator in operator 0 \(HARD_SWISH, output "
+                   r"'hs/y'\); Tessera imports TFLite graphs of: CONV_2D, DEPTHWISE_CONV_2D")
+
+
+def test_broadcasting_add_is_refused():
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    p = g.average_pool2d(x, pool=4, stride=4, name="pool")
+    y = g.add(x, p, y_scale=0.2, y_zero_point=0, name="add")
+    _refused(g, y, r"operator 1 \(ADD, output 'add/y'\) broadcasts \(4, 4, 2\) and \(1, 1, 2\); "
+                   "Tessera adds equal shapes only")
+
+
+def test_fused_tanh_is_refused():
+    g = TFLiteGraph()
+    x = g.input("x", (1, 5, 5, 2), scale=0.1, zero_point=0)
+    y = g.conv2d(x, _weights((3, 3, 3, 2)), None, w_scale=0.01, y_scale=0.1, y_zero_point=0,
+                 name="conv")
+    g._operators[-1].builtinOptions.fusedActivationFunction = \
+        schema.ActivationFunctionType.TANH
+    _refused(g, y, r"operator 0 \(CONV_2D, output 'conv/y'\) has fused activation TANH; "
+                   "Tessera supports NONE, RELU and RELU6")
+
+
+def test_a_converter_fixture_keeps_its_depthwise_parameters():
+    qgraph = tessera.load_model(FIXTURES / "depthwise.tflite", mode="tflite")
+    first = qgraph.graph.ops[0]
+    assert first.kind == "DEPTHWISE_CONV_2D"
+    assert (first.attrs["stride"], first.attrs["depth_multiplier"], first.attrs["padding"]) == \
+        ((2, 2), 2, ((0, 1), (0, 1)))
+    dilated = [op for op in qgraph.graph.ops if op.attrs.get("dilation") == (2, 2)]
+    assert [op.kind for op in dilated] == ["CONV_2D", "DEPTHWISE_CONV_2D"]
