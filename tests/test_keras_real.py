@@ -92,3 +92,121 @@ def test_converter_fixtures_equal_tflm(name):
     x_q = int8_inputs(fixtures.FIXTURES[name][0], random_rows=200)
     model = tessera.load_model(path, mode="tflite")
     np.testing.assert_array_equal(model.predict(x_q, raw=True), tflm_run(path.read_bytes(), x_q))
+
+
+# -- post-training quantization of real Keras models (tessera.quantize(keras_model, x)) -----------
+
+def _keras():
+    return fixtures._keras().keras
+
+
+def _error_bound(model, x_cal, x_test, mode, *, tolerance):
+    """Quantize ``model``; check its float graph is Keras's and return (qmodel, max error)."""
+    from tessera.quantize.keras_graph import keras_float_graph
+    expected = model(x_test).numpy()
+    np.testing.assert_allclose(keras_float_graph(model).forward(x_test), expected, atol=1e-5)
+    qmodel = tessera.quantize(model, calibration=x_cal, mode=mode)
+    error = np.abs(qmodel.predict(x_test) - expected).max()
+    span = expected.max() - expected.min()
+    assert error <= tolerance * span, (error, span)
+    return qmodel, expected
+
+
+@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+@pytest.mark.parametrize("name", sorted(fixtures.FIXTURES))
+def test_keras_cnn_post_training_quantization(name, mode):
+    """Conv2D, DepthwiseConv2D, pools, Add, Concatenate, folded BatchNormalization, Dense and
+    Softmax quantize to a graph within 4 % of the float output's span, argmax kept."""
+    model = fixtures.build(name)
+    x_cal = fixtures.calibration_rows(name, 200, seed=3)
+    x_test = fixtures.calibration_rows(name, 100, seed=4)
+    qmodel, expected = _error_bound(model, x_cal, x_test, mode, tolerance=0.04)
+    assert isinstance(qmodel, tessera.graph.QuantizedGraph) and qmodel.mode == mode
+    assert np.mean(qmodel.predict(x_test).argmax(1) == expected.argmax(1)) >= 0.95
+    weights = [t for t in qmodel.graph.tensors.values() if t.name.endswith(":weight")]
+    assert weights and all(t.qparams.per_channel for t in weights)
+    per_tensor = tessera.quantize(model, calibration=x_cal, mode=mode, per_channel=False)
+    assert all(not t.qparams.per_channel for t in per_tensor.graph.tensors.values()
+               if t.name.endswith(":weight"))
+
+
+def test_keras_sequential_cnn():
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((9, 9, 3)), L.Conv2D(4, 3, name="conv"),
+                              L.BatchNormalization(name="bn"), L.ReLU(6.0, name="relu6"),
+                              L.MaxPooling2D(name="pool"), L.Flatten(name="flat"),
+                              L.Dropout(0.5, name="drop"), L.Dense(3, name="dense")])
+    fixtures._randomise(model, 1)
+    x = np.random.default_rng(2).normal(size=(150, 9, 9, 3)).astype(np.float32)
+    qmodel, _ = _error_bound(model, x[:100], x[100:], "onnx", tolerance=0.03)
+    assert [op.kind for op in qmodel.graph.ops] == ["CONV_2D", "MAX_POOL_2D", "RESHAPE",
+                                                    "FULLY_CONNECTED"]
+    assert qmodel.graph.ops[0].attrs["activation"] == "relu6"
+
+
+def test_keras_shared_layer_is_applied_at_every_call():
+    """A Dense called twice computes twice (issue 18: it used to be applied once)."""
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    shared = L.Dense(6, activation="tanh", name="shared")
+    h = shared(inp)
+    twice = keras.Model(inp, L.Add(name="add")([h, shared(h)]))
+    x = np.random.default_rng(0).uniform(-2, 2, (300, 6)).astype(np.float32)
+    qmodel, _ = _error_bound(twice, x[:200], x[200:], "onnx", tolerance=0.03)
+    assert [op.kind for op in qmodel.graph.ops] == ["FULLY_CONNECTED", "LUT",
+                                                    "FULLY_CONNECTED", "LUT", "ADD"]
+    # The same layer twice in a chain is a two-layer dense model that runs on the device.
+    chain = keras.Model(inp, shared(shared(inp)))
+    qchain, _ = _error_bound(chain, x[:200], x[200:], "onnx", tolerance=0.03)
+    assert isinstance(qchain, tessera.QuantizedModel) and len(qchain.layers) == 2
+    np.testing.assert_array_equal(qchain.float_layers[0].weight, qchain.float_layers[1].weight)
+    with tessera.connect("emu") as dev:
+        np.testing.assert_array_equal(dev.run(qchain, x), qchain.predict(x))
+
+
+def test_keras_shared_conv_in_two_branches():
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2))
+    conv = L.Conv2D(2, 3, padding="same", name="shared_conv")
+    a = conv(inp)
+    b = conv(L.AveragePooling2D(1, name="identity_pool")(inp))
+    c = conv(a)
+    out = L.GlobalAveragePooling2D(name="gap")(L.Concatenate(name="cat")([a, b, c]))
+    model = keras.Model(inp, out)
+    fixtures._randomise(model, 5)
+    x = np.random.default_rng(3).normal(size=(150, 8, 8, 2)).astype(np.float32)
+    qmodel, _ = _error_bound(model, x[:100], x[100:], "tflite", tolerance=0.03)
+    assert sorted(op.name for op in qmodel.graph.ops if op.kind == "CONV_2D") == [
+        "shared_conv", "shared_conv#1", "shared_conv#2"]
+
+
+def _refused(model, message):
+    x = np.zeros((4, *model.inputs[0].shape[1:]), np.float32)
+    with pytest.raises(tessera.UnsupportedModelError, match=message):
+        tessera.quantize(model, calibration=x)
+
+
+def test_keras_unsupported_graphs_are_refused_with_the_layer_named():
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((6, 6, 2))
+    _refused(keras.Model(inp, L.LeakyReLU(name="leaky")(inp)),
+             r"Keras layer 'leaky' \(LeakyReLU\) is not supported; supported: Dense, Conv2D")
+    _refused(keras.Model(inp, L.Dense(3, name="dense4d")(inp)),
+             r"Keras layer 'dense4d' \(Dense\) is applied to a \(6, 6, 2\) input; .*Flatten")
+    conv = L.Conv2D(2, 1, name="conv")(inp)
+    skip = L.Add(name="skip")([L.BatchNormalization(name="bn")(conv), conv])
+    _refused(keras.Model(inp, skip), r"Keras layer 'skip' \(Add\) reads 'conv', which "
+             r"BatchNormalization 'bn' also reads")
+    _refused(keras.Model(inp, L.BatchNormalization(name="bn_in")(inp)),
+             r"Keras layer 'bn_in' \(BatchNormalization\) does not directly follow")
+    inner = keras.Sequential([keras.Input((6, 6, 2)), L.Conv2D(2, 1)], name="inner")
+    _refused(keras.Model(inp, inner(inp)), r"Keras layer 'inner' \(Sequential\) is a nested model")
+    other = keras.Input((6, 6, 2))
+    _refused(keras.Model([inp, other], L.Add()([inp, other])), r"has 2 inputs and 1 outputs")

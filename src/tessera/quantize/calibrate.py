@@ -33,7 +33,8 @@ import numpy as np
 from .floatmodel import LUT_ACTIVATIONS, apply_activation
 
 __all__ = ["CALIBRATION_METHODS", "TensorRange", "LayerRanges", "activation_qparams",
-           "observe_range", "calibrate", "check_calibration_data"]
+           "observe_range", "calibrate", "check_calibration_data", "check_graph_calibration",
+           "calibrate_graph"]
 
 #: Calibration methods accepted by :func:`tessera.quantize.quantize`.
 CALIBRATION_METHODS = ("minmax", "percentile")
@@ -162,4 +163,52 @@ def calibrate(float_layers, x, method="minmax", percentile=99.99):
             out = TensorRange(np.float32(0.0), out.rmax)
         ranges.append(LayerRanges(current, pre, out))
         current = out
+    return ranges
+
+
+def check_graph_calibration(calibration, input_shape, layout="NHWC"):
+    """Return the calibration batch of a graph as float64 NHWC ``[M, *input_shape]``.
+
+    ``calibration`` is in the source's ``layout`` (NCHW batches are transposed).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Missing, empty, wrongly shaped, non-numeric or non-finite data.
+    """
+    shape = tuple(input_shape)
+    source = (shape[2], shape[0], shape[1]) if layout == "NCHW" and len(shape) == 3 else shape
+    if calibration is None:
+        raise ValueError("quantize() needs calibration data: pass calibration=x, a "
+                         f"representative float batch [M, {', '.join(map(str, source))}] "
+                         f"({layout}) of real inputs (a few hundred samples is typical)")
+    x = np.asarray(calibration)
+    if x.dtype == object or x.dtype.kind not in "iuf":
+        raise TypeError(f"calibration must be a real numeric array, not dtype {x.dtype}")
+    if x.shape[1:] != source or x.shape[0] == 0:
+        raise ValueError(f"calibration has shape {x.shape} but the model takes [M, "
+                         f"{', '.join(map(str, source))}] ({layout}) with M >= 1; pass "
+                         "samples in the model's own input layout")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"calibration contains {int((~np.isfinite(x)).sum())} NaN/infinite "
+                         "value(s); drop or impute those samples")
+    return np.transpose(x, (0, 2, 3, 1)) if source != shape else x
+
+
+def calibrate_graph(graph, x, method="minmax", percentile=99.99):
+    """Run the float graph on NHWC ``x`` and return tensor name -> :class:`TensorRange`.
+
+    Every tensor is observed; an output clamped by relu/relu6 starts at 0 by construction.
+    """
+    values = graph.forward(x, every=True)
+    ranges = {}
+    for name, value in values.items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"Tensor {name!r}: the float model overflows to NaN/infinity on the "
+                             "calibration data; check the model's weights and input scaling")
+        ranges[name] = observe_range(value, method, percentile)
+    for op in graph.ops:
+        if op.attrs.get("activation", op.attrs.get("function")) in ("relu", "relu6"):
+            ranges[op.output] = TensorRange(np.float32(0.0), ranges[op.output].rmax)
     return ranges

@@ -96,6 +96,25 @@ def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel, bits=
         activation=activation, input_bits=bits, weight_bits=weight_bits, **lut_fields)
 
 
+def _quantize_float_graph(graph, source, calibration, *, mode, per_channel, calibration_method,
+                          percentile, bits, weight_bits):
+    from .calibrate import check_graph_calibration
+    from .graph_quantizer import quantize_graph
+    if (bits, weight_bits) != (8, 8):
+        raise ValueError(f"The {source} is a graph (convolutions, pools or branches), which "
+                         f"Tessera quantizes to int8 only, not {bits}-bit activations/"
+                         f"{weight_bits}-bit weights: quantize with bits=8")
+    mode = "onnx" if mode is None else mode
+    _check_options(mode, per_channel, calibration_method, percentile)
+    x = check_graph_calibration(calibration, graph.input_shape, graph.input_layout)
+    info = {"calibration_method": calibration_method, "percentile": float(percentile),
+            "per_channel": bool(per_channel), "calibration_rows": int(x.shape[0]),
+            "bits": 8, "weight_bits": 8, "source": source, "matches": RUNTIME_MATCHES[mode]}
+    return quantize_graph(graph, x, mode=mode, per_channel=per_channel,
+                          calibration_method=calibration_method, percentile=percentile,
+                          info=info)
+
+
 def quantize(model, calibration=None, *, mode=None, per_channel=True,
              calibration_method="minmax", percentile=99.99, bits=8, weight_bits=None):
     """Quantize a trained MLP to intN (default int8) for Tessera.
@@ -129,9 +148,14 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
 
     Returns
     -------
-    QuantizedModel
-        Also holds the float layers and the first :data:`REFERENCE_ROWS` calibration rows, so
-        ``summary()`` can report the error against float.
+    QuantizedModel or tessera.graph.QuantizedGraph
+        A chain of dense layers is a :class:`QuantizedModel` (it runs on the accelerator), which
+        also holds the float layers and the first :data:`REFERENCE_ROWS` calibration rows, so
+        ``summary()`` can report the error against float. A real Keras model with convolutions,
+        pools or branches is read as a graph (:mod:`tessera.quantize.keras_graph`, shared layers
+        applied at every call) and quantized to a :class:`~tessera.graph.QuantizedGraph`
+        (int8, per-channel weights, :mod:`tessera.quantize.graph_quantizer`); its
+        ``calibration`` is shaped like the model's input, ``[M, H, W, C]``.
 
     Raises
     ------
@@ -141,12 +165,26 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
     OverflowError
         A bias or an accumulator cannot fit int32 (the message names the layer and K).
     """
+    from .graph_sources import float_graph_source
     from .sources import resolve_source
     weight_bits = bits if weight_bits is None else weight_bits
     bits, weight_bits = _check_bits(bits, weight_bits)
     if mode is not None:
         _check_options(mode, per_channel, calibration_method, percentile)
-    kind, payload, source = resolve_source(model, calibration=calibration, mode=mode)
+    graph_source = float_graph_source(model)
+    if graph_source is not None and graph_source[0].dense_layers() is None:
+        return _quantize_float_graph(*graph_source, calibration, mode=mode,
+                                     per_channel=per_channel,
+                                     calibration_method=calibration_method,
+                                     percentile=percentile, bits=bits, weight_bits=weight_bits)
+    if graph_source is not None:                  # a dense chain: a QuantizedModel
+        if calibration is None:
+            raise ValueError(f"The {graph_source[1]} is a float model: quantizing it needs "
+                             "calibration data (calibration=x, a representative float batch "
+                             "[M, in_features])")
+        kind, payload, source = "float", list(graph_source[0].dense_layers()), graph_source[1]
+    else:
+        kind, payload, source = resolve_source(model, calibration=calibration, mode=mode)
     if kind == "quantized":
         if (bits, weight_bits) != (8, 8):
             raise ValueError(f"{source or 'This model'} is already quantized to int8; it cannot "
