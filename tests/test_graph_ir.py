@@ -189,3 +189,17 @@ def test_load_refuses_entries_the_graph_does_not_define(tmp_path):
     with pytest.raises(ValueError, match=r"kws.npz' is corrupted: the archive holds entry "
                                          "'huge' that the format does not define"):
         tessera.load_model(path)
+
+
+def test_nchw_sources_take_and_return_nchw():
+    q = QuantParams(0.1, 0)
+    tensors = [Tensor("x", (4, 3, 2), "int8", q), Tensor("y", (4, 3, 2), "int8", q)]
+    qgraph = tessera.QuantizedGraph(Graph(tensors, [Operation("RELU", ["x"], ["y"])], ["x"],
+                                          ["y"], mode="onnx", input_layout="NCHW"))
+    assert qgraph.input_shape == (2, 4, 3) and qgraph.output_shape == (2, 4, 3)
+    x = RNG.integers(-128, 128, size=(5, 2, 4, 3)).astype(np.int8)       # [B, C, H, W]
+    np.testing.assert_array_equal(qgraph.predict(x, raw=True), np.maximum(x, 0))
+    assert qgraph.forward_raw(x)["x"].shape == (5, 4, 3, 2)             # the graph is NHWC
+    with pytest.raises(ValueError, match=r"Raw input must be an array \[batch, 2, 4, 3\] "
+                                         r"\(NCHW\), not shape \(5, 4, 3, 2\)"):
+        qgraph.predict(x.transpose(0, 2, 3, 1), raw=True)
