@@ -18,8 +18,8 @@ import numpy as np
 
 from .floatmodel import FLOAT_ACTIVATIONS, FloatLayer, apply_activation
 
-__all__ = ["FLOAT_GRAPH_KINDS", "FUSABLE_KINDS", "FloatOp", "FloatGraph", "fold_batchnorm",
-           "fuse_activations", "run_op"]
+__all__ = ["FLOAT_GRAPH_KINDS", "FUSABLE_KINDS", "FloatOp", "FloatGraph", "GraphBuilder",
+           "fold_batchnorm", "fuse_activations", "run_op"]
 
 #: Operation kinds of a float graph (``ACTIVATION`` is a standalone activation function).
 FLOAT_GRAPH_KINDS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
@@ -223,3 +223,52 @@ def fuse_activations(ops, graph_output):
                                     attrs, producer.weight, producer.bias)
         ops[index] = None
     return tuple(op for op in ops if op is not None)
+
+
+class GraphBuilder:
+    """Collect :class:`FloatOp` objects in topological order for an importer.
+
+    Tracks every tensor's per-sample NHWC shape (by running each new operation on zeros) and
+    folds BatchNormalization into the operation that produced its input.
+    """
+
+    def __init__(self, input_name, input_shape):
+        self.input, self.input_shape = input_name, tuple(int(d) for d in input_shape)
+        self.ops, self.shapes, self.folded = [], {input_name: self.input_shape}, {}
+
+    def emit(self, kind, name, inputs, output, attrs=None, weight=None, bias=None):
+        """Append an operation; return its output's per-sample shape."""
+        op = FloatOp(kind, name, tuple(inputs), output, dict(attrs or {}), weight, bias)
+        values = {tensor: np.zeros((1, *self.shapes[tensor])) for tensor in op.inputs}
+        self.shapes[output] = run_op(op, values).shape[1:]
+        self.ops.append(op)
+        return self.shapes[output]
+
+    def fold_batchnorm(self, x, output, gamma, beta, mean, var, epsilon, *, name, where):
+        """Fold the BatchNormalization ``x -> output`` (``where`` describes it in messages)."""
+        from .errors import UnsupportedModelError
+        producer = [i for i, op in enumerate(self.ops) if op.output == x]
+        if not producer or any(x in op.inputs for op in self.ops):
+            raise UnsupportedModelError(
+                f"{where} does not directly follow a convolution or dense layer whose output "
+                "feeds nothing else; Tessera folds BatchNormalization into that layer")
+        op = fold_batchnorm(self.ops[producer[0]], gamma, beta, mean, var, epsilon, name=name)
+        self.ops[producer[0]] = FloatOp(op.kind, op.name, op.inputs, output, op.attrs,
+                                        op.weight, op.bias)
+        self.shapes[output] = self.shapes.pop(x)
+        self.folded[x] = name
+
+    def check_inputs(self, inputs, where):
+        """Refuse inputs that a folded BatchNormalization replaced (``where`` reads them)."""
+        from .errors import UnsupportedModelError
+        for tensor in inputs:
+            if tensor in self.folded:
+                raise UnsupportedModelError(
+                    f"{where} reads {tensor!r}, which BatchNormalization "
+                    f"{self.folded[tensor]!r} also reads; Tessera folds BatchNormalization "
+                    "only into a layer whose output feeds nothing else")
+
+    def graph(self, output, *, layout="NHWC", name="graph"):
+        """Return the :class:`FloatGraph` ending at ``output`` (activations fused)."""
+        return FloatGraph(fuse_activations(self.ops, output), self.input, self.input_shape,
+                          output, layout, name)

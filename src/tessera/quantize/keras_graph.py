@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UnsupportedModelError
-from .floatgraph import FloatGraph, FloatOp, fold_batchnorm, fuse_activations, run_op
+from .floatgraph import GraphBuilder
 
 __all__ = ["KERAS_GRAPH_LAYERS", "keras_float_graph"]
 
@@ -52,23 +52,14 @@ def _padding(config, in_shape, kernel, stride, dilation):
                  for n, k, s, d in zip(in_shape[:2], kernel, stride, dilation))
 
 
-class _Reader:
-    def __init__(self, model):
-        self.model = model
-        self.ops = []
-        self.shapes = {}              # tensor name -> per-sample shape
+class _Reader(GraphBuilder):
+    def __init__(self, shape):
+        super().__init__("input", shape)
         self.alias = {}               # (layer, node, index) -> tensor name
-        self.folded = {}              # tensor renamed by a BatchNormalization fold -> its name
 
     def tensor(self, history):
         layer, node, index = history[:3]
         return self.alias[(layer, int(node), int(index))]
-
-    def emit(self, kind, name, inputs, output, attrs=None, weight=None, bias=None):
-        op = FloatOp(kind, name, tuple(inputs), output, dict(attrs or {}), weight, bias)
-        self.ops.append(op)
-        values = {name: np.zeros((1, *self.shapes[name])) for name in op.inputs}
-        self.shapes[output] = run_op(op, values).shape[1:]
 
     def _fused(self, kind, name, inputs, output, attrs, weight, bias, activation):
         if activation == "softmax":
@@ -151,18 +142,9 @@ class _Reader:
         gamma = values.pop(0) if config.get("scale", True) else 1.0
         beta = values.pop(0) if config.get("center", True) else 0.0
         mean, var = values
-        producer = [i for i, op in enumerate(self.ops) if op.output == x]
-        users = [op for op in self.ops if x in op.inputs]
-        if not producer or users:
-            _refuse(layer.name, "BatchNormalization", "does not directly follow a convolution "
-                    "or Dense layer whose output feeds nothing else; Tessera folds "
-                    "BatchNormalization into that layer")
-        op = fold_batchnorm(self.ops[producer[0]], gamma, beta, mean, var,
-                            float(config.get("epsilon", 1e-3)), name=layer.name)
-        self.ops[producer[0]] = FloatOp(op.kind, op.name, op.inputs, output, op.attrs,
-                                        op.weight, op.bias)
-        self.shapes[output] = self.shapes.pop(x)
-        self.folded[x] = layer.name
+        self.fold_batchnorm(x, output, gamma, beta, mean, var,
+                            float(config.get("epsilon", 1e-3)), name=layer.name,
+                            where=f"Keras layer {layer.name!r} (BatchNormalization)")
 
 
 def _nodes(config, model):
@@ -221,9 +203,7 @@ def keras_float_graph(model):
     except (AttributeError, TypeError, ValueError):
         raise ValueError(f"The Keras model {model.name!r} has no fixed input shape; build it "
                          "with keras.Input(shape=...) first") from None
-    reader = _Reader(model)
-    reader.input, reader.input_shape = "input", shape
-    reader.shapes["input"] = shape
+    reader = _Reader(shape)
     reader.alias[ins[0]] = "input"
     layers = {layer.name: layer for layer in model.layers}
     pending = [call for call in calls if call[0] not in (ins[0][0],)]
@@ -240,15 +220,10 @@ def keras_float_graph(model):
         if hasattr(layer, "layers") and kind not in KERAS_GRAPH_LAYERS:
             _refuse(name, kind, "is a nested model; build one flat functional model")
         inputs = [reader.tensor(h) for h in histories]
-        for tensor in inputs:
-            if tensor in reader.folded:
-                _refuse(name, kind, f"reads {tensor!r}, which BatchNormalization "
-                        f"{reader.folded[tensor]!r} also reads; Tessera folds BatchNormalization "
-                        "only into a layer whose output feeds nothing else")
+        reader.check_inputs(inputs, f"Keras layer {name!r} ({kind})")
         if kind in ("InputLayer", "Dropout"):
             reader.alias[(name, index, 0)] = inputs[0]
             continue
         reader.layer(layer, kind, layer.get_config(), inputs, output)
         reader.alias[(name, index, 0)] = output
-    ops = fuse_activations(reader.ops, reader.tensor(outs[0]))
-    return FloatGraph(ops, "input", shape, reader.tensor(outs[0]), "NHWC", model.name)
+    return reader.graph(reader.tensor(outs[0]), name=model.name)
