@@ -39,6 +39,26 @@ def test_rdbpot_edges():
     np.testing.assert_array_equal(tn.rdbpot([123, -123], 0), [123, -123])
 
 
+def test_srdhm_and_rdbpot_equal_gemmlowp_literally():
+    # The fast forms (round half up; one shift) against gemmlowp's code written out: nudge by
+    # sign, truncating division, saturation; mask/remainder/threshold.
+    rng = np.random.default_rng(3)
+    edges = np.array([I32_MIN, I32_MIN + 1, -(1 << 30), -3, -1, 0, 1, 3, 1 << 30, I32_MAX])
+    a = np.concatenate([np.repeat(edges, edges.size),
+                        rng.integers(I32_MIN, I32_MAX, 100000, endpoint=True)])
+    b = np.concatenate([np.tile(edges, edges.size),
+                        rng.integers(I32_MIN, I32_MAX, 100000, endpoint=True)])
+    ab = a.astype(np.int64) * b
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    literal = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
+    literal = np.where((a == I32_MIN) & (b == I32_MIN), I32_MAX, literal)
+    np.testing.assert_array_equal(tn.srdhm(a, b), literal)
+    e = rng.integers(0, 32, a.size)
+    mask = (np.int64(1) << e) - 1
+    literal = (a >> e) + ((a & mask) > (mask >> 1) + (a < 0))
+    np.testing.assert_array_equal(tn.rdbpot(a, e), literal)
+
+
 def test_shift_left_wraps_like_int32():
     np.testing.assert_array_equal(tn.shift_left_int32([1 << 30, -(1 << 30), 3], [1, 1, 2]),
                                   [I32_MIN, I32_MIN, 12])

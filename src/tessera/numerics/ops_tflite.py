@@ -50,12 +50,19 @@ def _per_channel_multipliers(x_scale, w_scale, y_scale, channels):
     return np.broadcast_to(m0, (channels,)), np.broadcast_to(e, (channels,))
 
 
+def _int32(acc):
+    """Return ``acc`` wrapped to int32 as the C kernels' ``int32_t`` sums (a no-op in range)."""
+    if acc.size and (acc.min() < -INT32_MAX - 1 or acc.max() > INT32_MAX):
+        return wrap_int32(acc)
+    return acc
+
+
 def _requant_conv(acc, x_scale, w_scale, y_scale, y_zero_point, activation):
     channels = acc.shape[-1]
     m0, e = _per_channel_multipliers(x_scale, w_scale, y_scale, channels)
     zy = check_zero_point("y_zero_point", y_zero_point)
     lo, hi = activation_bounds(activation, y_scale, zy)
-    v = _mbqm(wrap_int32(acc), m0, e)             # the C kernel accumulates on int32
+    v = _mbqm(_int32(acc), m0, e)
     return np.clip(v + zy, lo, hi).astype(np.int8)
 
 
@@ -174,7 +181,7 @@ def mean_hw(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, keepdims=True)
     k = min(n.bit_length() - 1, 32, 31 + e)
     m0, e = ((m0 << k) // n, e - k) if n else (m0, e)
     total = x_q.astype(np.int64).sum(axis=(1, 2), keepdims=keepdims) - zx * n
-    v = _mbqm(wrap_int32(total), m0, e)
+    v = _mbqm(_int32(total), m0, e)
     return np.clip(v + zy, -128, 127).astype(np.int8)
 
 

@@ -59,7 +59,9 @@ def multiply_by_quantized_multiplier(x, m0, e):
     code does in practice. Arguments broadcast together; no range checks.
     """
     e = np.asarray(e, dtype=np.int64)
-    return rdbpot(srdhm(shift_left_int32(x, np.maximum(e, 0)), m0), np.maximum(-e, 0))
+    if np.any(e > 0):
+        x = shift_left_int32(x, np.maximum(e, 0))
+    return rdbpot(srdhm(x, m0), np.maximum(-e, 0))
 
 
 def encode_multipliers(x_scale, w_scale, y_scale):

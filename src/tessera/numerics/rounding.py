@@ -109,6 +109,9 @@ def srdhm(a, b):
 
     ``(a*b + nudge) / 2^31`` with ``nudge = 2^30`` if ``a*b >= 0`` else ``1 - 2^30`` and C
     division (truncation toward zero); ``a == b == INT32_MIN`` saturates to ``INT32_MAX``.
+    Computed as ``floor((a*b + 2^30) / 2^31)``, the same value for both signs (for ``a*b < 0``
+    truncating ``n`` equals flooring ``n + 2^31 - 1``, and ``1 - 2^30 + 2^31 - 1 = 2^30``):
+    round half up.
 
     Parameters
     ----------
@@ -123,15 +126,19 @@ def srdhm(a, b):
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     ab = a * b                                   # |ab| <= 2^62: exact in int64
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    # C division truncates toward zero; NumPy's >> floors, so divide the magnitude.
-    quotient = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    return np.where(overflow, INT32_MAX, quotient)
+    ab += 1 << 30
+    ab >>= 31
+    if np.any(a == INT32_MIN) and np.any(b == INT32_MIN):
+        ab = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, ab)
+    return ab
 
 
 def rdbpot(x, exponent):
     """gemmlowp ``RoundingDivideByPOT``: ``x / 2^exponent`` rounded to nearest, ties away from 0.
+
+    gemmlowp adds ``remainder > threshold`` to ``x >> exponent`` with ``mask = 2^e - 1``,
+    ``threshold = (mask >> 1) + (x < 0)``; the same value is ``(x + 2^(e-1) - (x < 0)) >> e``
+    for ``e >= 1`` and ``x`` for ``e = 0``.
 
     Parameters
     ----------
@@ -146,10 +153,22 @@ def rdbpot(x, exponent):
     """
     x = np.asarray(x, dtype=np.int64)
     exponent = np.asarray(exponent, dtype=np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    if exponent.size and (exponent == exponent.flat[0]).all():
+        # One shift for every element: a scalar is faster than a broadcast array.
+        if x.shape != np.broadcast_shapes(x.shape, exponent.shape):
+            x = np.broadcast_to(x, np.broadcast_shapes(x.shape, exponent.shape))
+        exponent = exponent.flat[0]
+        if exponent == 0:
+            return x.copy()
+    if np.all(exponent > 0):
+        y = x + ((np.int64(1) << (exponent - 1)) - 1)
+        y += x >= 0
+    else:
+        positive = (exponent > 0).astype(np.int64)
+        y = x + ((positive << np.maximum(exponent - 1, 0)) - positive)   # 2^(e-1) - 1, or 0
+        y += (x >= 0) * positive
+    y >>= exponent
+    return y
 
 
 def float32_bits(value):
