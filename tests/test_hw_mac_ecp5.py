@@ -1,13 +1,12 @@
 """MacArray on ECP5 (hand-instantiated MULT18X18D) against the generic array and NumPy.
 
 The array elaborated for an ECP5 platform (hw/mac_ecp5.py) and the generic one (platform
-``None``) are simulated side by side on Icarus, the MULT18X18D blocks by
-:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same inputs every cycle: their
-``head`` outputs must be equal in every cycle, and the tiles they drain must equal NumPy's
+``None``) are simulated side by side on Verilator (and Icarus where installed), the MULT18X18D
+blocks by :data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same inputs every cycle:
+their ``head`` outputs must be equal in every cycle, and the tiles they drain must equal NumPy's
 ``a.T @ w`` (extreme operands, long K, K split without clear, clear between tiles).
 """
 
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,13 +15,11 @@ from amaranth.back import verilog
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from ecp5_side_by_side import run_side_by_side
+from sim_helpers import simulators
 from tessera.hw.array import MacArray
 from tessera.hw.mac_ecp5 import elaborate_mac_array, is_ecp5
 from tessera.spec import AcceleratorConfig
 from tessera.spec.config import operand_range
-
-pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
-                                reason="Icarus Verilog (apt install iverilog) is not installed")
 
 _CONTROLS = ("step", "clear", "shadow_load", "shift_row", "shift_col")
 
@@ -85,7 +82,7 @@ class Stimulus:
         return words
 
 
-def _simulate(config, stimulus, tmp_path):
+def _simulate(config, stimulus, tmp_path, simulator):
     """Run both arrays on ``stimulus``; return the (ecp5, generic) head of every cycle."""
     platform = ULX3S_85F_Platform()
     assert is_ecp5(platform) and not is_ecp5(None)
@@ -95,12 +92,14 @@ def _simulate(config, stimulus, tmp_path):
     ports = [(name, 1) for name in _CONTROLS] + [
         ("w", config.cols * config.weight_bits), ("a", config.rows * config.input_bits)]
     return run_side_by_side(tmp_path, ecp5, generic, ports, stimulus.pack(), "head",
-                            config.acc_bits)
+                            config.acc_bits, simulator)
 
 
+@pytest.mark.parametrize("simulator", simulators())
 @pytest.mark.parametrize("rows,cols,input_bits,weight_bits", [
     (2, 3, 8, 8), (3, 2, 16, 16), (2, 2, 4, 8)])
-def test_ecp5_array_equals_generic_and_numpy(rows, cols, input_bits, weight_bits, tmp_path):
+def test_ecp5_array_equals_generic_and_numpy(rows, cols, input_bits, weight_bits, simulator,
+                                             tmp_path):
     config = AcceleratorConfig(rows=rows, cols=cols, input_bits=input_bits,
                                weight_bits=weight_bits)
     a_lo, a_hi = operand_range(input_bits)
@@ -143,7 +142,7 @@ def test_ecp5_array_equals_generic_and_numpy(rows, cols, input_bits, weight_bits
                    shift_row=rng.random() < 0.4, shift_col=rng.random() < 0.3)
         last_step = step
 
-    heads = _simulate(config, stim, tmp_path)
+    heads = _simulate(config, stim, tmp_path, simulator)
     ecp5, generic = np.array(heads).T
     np.testing.assert_array_equal(ecp5, generic)
     cycles = sorted(stim.expected)

@@ -1,15 +1,14 @@
 """The requant units on ECP5 (partial products in MULT18X18D output registers) vs the generic ones.
 
 Each unit elaborated for an ECP5 platform and the generic one (platform ``None``) run side by
-side on Icarus, the blocks by :data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same
-inputs every cycle and a pipeline enable that is low in about a quarter of the cycles: their
-results must be equal in every cycle, and the results of the enabled cycles must equal the
-float32 / integer oracles of ``tests/hw_requant_vectors.py`` on its discriminating vectors.
+side on Verilator (and Icarus where installed), the blocks by
+:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, with the same inputs every cycle and a pipeline
+enable that is low in about a quarter of the cycles: their results must be equal in every cycle,
+and the results of the enabled cycles must equal the float32 / integer oracles of
+``tests/hw_requant_vectors.py`` on its discriminating vectors.
 The activation stage's ECP5 table (distributed RAM behind a registered index) runs beside the
 generic one (synchronous block RAM read) in Amaranth's simulator the same way.
 """
-
-import shutil
 
 import numpy as np
 import pytest
@@ -21,16 +20,14 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from ecp5_side_by_side import pack_words, run_side_by_side
 from hw_requant_vectors import (onnx_oracle, onnx_vectors, tflite_oracle, tflite_vectors,
                                 write_lut)
+from sim_helpers import simulators
 from tessera.hw.activation import Activation, clamp_bounds
 from tessera.hw.mac_ecp5 import registered_product
 from tessera.hw.requant_onnx import OnnxRequant
 from tessera.hw.requant_tflite import TfliteRequant
 
-pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
-                                reason="Icarus Verilog (apt install iverilog) is not installed")
 
-
-def _simulate(make_unit, ports, columns, tmp_path):
+def _simulate(make_unit, ports, columns, tmp_path, simulator):
     """Run the ECP5 and the generic unit on ``columns``; return (ecp5, generic) per cycle.
 
     ``ports`` are ``(name, bits)`` of the unit's inputs, MSB first in each stimulus word;
@@ -41,7 +38,7 @@ def _simulate(make_unit, ports, columns, tmp_path):
     assert ecp5.count("MULT18X18D ") == 4
     assert "MULT18X18D" not in generic
     pairs = run_side_by_side(tmp_path, ecp5, generic, ports, pack_words(ports, columns),
-                             "result", 16)
+                             "result", 16, simulator)
     return np.array(pairs).T
 
 
@@ -68,22 +65,26 @@ def _check(ecp5, generic, en, expected, latency):
                                   expected)
 
 
-def test_onnx_on_mult18x18d_equals_generic_and_float32(tmp_path):
+@pytest.mark.parametrize("simulator", simulators())
+def test_onnx_on_mult18x18d_equals_generic_and_float32(simulator, tmp_path):
     rng = np.random.default_rng(20261129)
     a, bits = onnx_vectors(rng, 1000)
     columns = _stall(rng, {"a": a, "multiplier": bits}, OnnxRequant.latency)
     columns["valid"] = np.ones_like(columns["en"])
     ecp5, generic = _simulate(OnnxRequant, [("en", 1), ("valid", 1), ("a", 32),
-                                            ("multiplier", 32)], columns, tmp_path)
+                                            ("multiplier", 32)], columns, tmp_path,
+                                 simulator)
     _check(ecp5, generic, columns["en"], onnx_oracle(a, bits), OnnxRequant.latency)
 
 
-def test_tflite_on_mult18x18d_equals_generic_and_integer_formula(tmp_path):
+@pytest.mark.parametrize("simulator", simulators())
+def test_tflite_on_mult18x18d_equals_generic_and_integer_formula(simulator, tmp_path):
     rng = np.random.default_rng(20261130)
     a, m0, shift = tflite_vectors(rng, 1000)
     columns = _stall(rng, {"a": a, "multiplier": m0, "shift": shift}, TfliteRequant.latency)
     ecp5, generic = _simulate(TfliteRequant, [("en", 1), ("a", 32), ("multiplier", 32),
-                                              ("shift", 8)], columns, tmp_path)
+                                              ("shift", 8)], columns, tmp_path,
+                                 simulator)
     _check(ecp5, generic, columns["en"], tflite_oracle(a, m0, shift), TfliteRequant.latency)
 
 
