@@ -133,3 +133,37 @@ def test_a_converter_fixture_keeps_its_depthwise_parameters():
         ((2, 2), 2, ((0, 1), (0, 1)))
     dilated = [op for op in qgraph.graph.ops if op.attrs.get("dilation") == (2, 2)]
     assert [op.kind for op in dilated] == ["CONV_2D", "DEPTHWISE_CONV_2D"]
+
+
+def test_float_edges_quantize_and_dequantize_like_tflite_micro():
+    """A float input with QUANTIZE and a DEQUANTIZE to a float output are the graph's edges."""
+    g = TFLiteGraph()
+    xf = g._add_tensor("x_float", (1, 6, 6, 2), schema.TensorType.FLOAT32, None)
+    g._inputs.append(xf)
+    x = g.activation("x_int8", (1, 6, 6, 2), scale=0.02, zero_point=7)
+    g.operator(schema.BuiltinOperator.QUANTIZE, [xf], [x])
+    y = g.conv2d(x, _weights((3, 3, 3, 2)), RNG.integers(-300, 300, 3), padding="same",
+                 w_scale=[0.01, 0.02, 0.015], y_scale=0.05, y_zero_point=-9, name="conv")
+    yf = g._add_tensor("y_float", (1, 6, 6, 3), schema.TensorType.FLOAT32, None)
+    g.operator(schema.BuiltinOperator.DEQUANTIZE, [y], [yf])
+    model = g.build([yf])
+    qgraph = tessera.load_model(model, mode="tflite")
+    assert (qgraph.graph.inputs, qgraph.graph.outputs) == (("x_int8",), ("conv/y",))
+    # Ties of the rounding (k + 0.5 steps), the saturation bounds and random values.
+    x_float = ((RNG.integers(-300, 300, size=(40, 6, 6, 2)) + 0.5) * 0.02).astype(np.float32)
+    x_float[0], x_float[1] = -10.0, 10.0
+    x_float[2:] = np.where(RNG.random((38, 6, 6, 2)) < 0.5, x_float[2:],
+                           RNG.uniform(-3, 3, size=(38, 6, 6, 2)).astype(np.float32))
+    expected = np.concatenate([run_tflm(model, [sample[None]])[0] for sample in x_float])
+    assert expected.dtype == np.float32
+    np.testing.assert_array_equal(qgraph.predict(x_float), expected)
+
+
+def test_quantize_inside_the_graph_is_refused():
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    c = g.max_pool2d(x, pool=2, stride=2, name="pool")
+    y = g.activation("requantized", (1, 2, 2, 2), scale=0.2, zero_point=3)
+    g.operator(schema.BuiltinOperator.QUANTIZE, [c], [y])
+    _refused(g, y, r"operator 1 \(QUANTIZE, output 'requantized'\): QUANTIZE and DEQUANTIZE are "
+                   "read only at the model's float input and output")
