@@ -203,3 +203,17 @@ def test_nchw_sources_take_and_return_nchw():
     with pytest.raises(ValueError, match=r"Raw input must be an array \[batch, 2, 4, 3\] "
                                          r"\(NCHW\), not shape \(5, 4, 3, 2\)"):
         qgraph.predict(x.transpose(0, 2, 3, 1), raw=True)
+
+
+@pytest.mark.parametrize("bits, weight_bits", [(16, 8), (8, 4), (16, 16), (4, 4)])
+def test_dense_chain_widths_survive_graph_and_file(tmp_path, bits, weight_bits):
+    x = RNG.normal(size=(40, 6)).astype(np.float32)
+    layers = [(RNG.normal(size=(6, 5)), RNG.normal(size=5), "relu"),
+              (RNG.normal(size=(5, 3)), RNG.normal(size=3), None)]
+    qmodel = tessera.quantize(layers, calibration=x, bits=bits, weight_bits=weight_bits)
+    qgraph = qmodel.to_graph()
+    assert qgraph.graph.tensor("input").dtype == ("int16" if bits > 8 else "int8")
+    qgraph.save(tmp_path / "g.npz")
+    x_q = qmodel.quantize_input(x)
+    for model in (qgraph, qgraph.to_dense_chain(), tessera.load_model(tmp_path / "g.npz")):
+        np.testing.assert_array_equal(model.predict(x_q, raw=True), qmodel.predict(x_q, raw=True))
