@@ -18,6 +18,9 @@ instead), which imports as activation ``"none"`` with the same results.
 ``MatMul`` + ``Add`` quantized as two operators (``QLinearAdd``) is refused: ONNX Runtime rounds
 twice there, which no single Tessera layer reproduces. Pre-process the float model with
 ``onnxruntime.quantization.quant_pre_process`` first, which fuses MatMul + Add into Gemm.
+
+Models with convolutions, pools, concatenations or a softmax (CNNs, residual DAGs) are read by
+:mod:`.onnx_qgraph` into a :class:`tessera.graph.QuantizedGraph` instead.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 from .errors import UnsupportedModelError
 from .lut_tabulate import numpy_lut, tabulate_onnx
 from .onnx_graph import NOOP_OPS
+from .onnx_qgraph import CNN_MARKERS, import_quantized_onnx_graph
 from .prequantized import LayerDrafts, QParams, symmetric_int8_weights
 
 __all__ = ["QUANTIZED_OPS", "is_quantized_onnx", "import_quantized_onnx"]
@@ -37,7 +41,7 @@ __all__ = ["QUANTIZED_OPS", "is_quantized_onnx", "import_quantized_onnx"]
 QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "QLinearMatMul",
                  "com.microsoft.QGemm", "Relu", "Clip", "Sigmoid", "Tanh",
                  "com.microsoft.QLinearSigmoid", "com.microsoft.QLinearLeakyRelu", *NOOP_OPS)
-_MARKERS = ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm")
+_MARKERS = ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm", "QLinearConv")
 _FLOAT_FUNCTIONS = {"Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh,
                     "Relu": lambda x: np.maximum(x, 0)}
 
@@ -297,7 +301,11 @@ class _Importer:
 
 
 def import_quantized_onnx(chain):
-    """Return the :class:`QuantizedModel` of a QDQ or QOperator ONNX chain (mode "onnx").
+    """Return the model of a QDQ or QOperator ONNX file (mode "onnx").
+
+    A chain of dense layers gives a :class:`QuantizedModel`; a model with convolutions, pools,
+    concatenations or a softmax (a CNN, a residual DAG) a :class:`tessera.graph.QuantizedGraph`
+    (:mod:`.onnx_qgraph`).
 
     Raises
     ------
@@ -306,4 +314,6 @@ def import_quantized_onnx(chain):
         not a chain, parameters are not constant, weights are not symmetric, or
         producer/consumer quantization parameters disagree.
     """
+    if any(n.op_type in CNN_MARKERS for n in chain.nodes):
+        return import_quantized_onnx_graph(chain)
     return _Importer(chain).run()
