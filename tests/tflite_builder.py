@@ -290,8 +290,12 @@ class TFLiteGraph:
         return bytes(builder.Output())
 
 
-def run_tflm(model, inputs, *, outputs=1, arena_size=None) -> list:
-    """Run ``model`` (bytes) once on TFLite Micro's interpreter; return its first ``outputs``."""
+def run_tflm(model, inputs, *, outputs=1, arena_size=1 << 23) -> list:
+    """Run ``model`` (bytes) once on TFLite Micro's interpreter; return its first ``outputs``.
+
+    ``arena_size``: bytes of the tensor arena (the wheel's default, sized from the model, is
+    too small for some graphs: "TFLM failed to allocate tensors").
+    """
     from tflite_micro.python.tflite_micro import runtime
 
     interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
