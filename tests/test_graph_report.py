@@ -79,3 +79,13 @@ def test_reference_run_of_the_residual_graph():
     padded = np.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-2)
     windows = np.stack([padded[:, i:i + 4, j:j + 4] for i in range(3) for j in range(3)])
     np.testing.assert_array_equal(y["c"], windows.max(axis=0))
+
+
+def test_forward_raw_keeps_only_what_is_asked():
+    qgraph = _residual_graph()
+    x = np.random.default_rng(2).integers(-128, 128, size=(2, 4, 4, 8)).astype(np.int8)
+    every = qgraph.forward_raw(x)
+    assert sorted(every) == ["a", "b", "c", "d", "x"]
+    only = qgraph.forward_raw(x, keep={"d"})
+    assert list(only) == ["d"]
+    np.testing.assert_array_equal(only["d"], every["d"])

@@ -246,16 +246,23 @@ class Graph:
                     del live[name]
         return per_op, max(per_op, default=sum(self.tensors[n].nbytes for n in self.inputs))
 
-    def execute(self, feeds):
-        """Return every activation (name -> array ``[B, *shape]``) for the input arrays.
+    def execute(self, feeds, *, keep=None):
+        """Return the activations (name -> array ``[B, *shape]``) for the input arrays.
 
         ``feeds`` maps each graph input name to its int array (validated by the caller).
+        ``keep`` None keeps every activation; a set of names keeps only those (and frees the
+        others after their last use, so a large batch needs only the live tensors' memory).
         """
         values = dict(feeds)
-        for op in self.ops:
+        last = {name: max(uses) for name, uses in self._consumers.items()}
+        for index, op in enumerate(self.ops):
             ins = [None if n is None else self.tensors[n] for n in op.inputs]
             arrays = [None if t is None else (t.data if t.is_constant else values[t.name])
                       for t in ins]
             out = self.tensors[op.outputs[0]]
             values[out.name] = op.spec.run(self.mode, op.attrs, arrays, ins, out)
+            if keep is not None:
+                for name in {n for n in op.inputs if n is not None} - set(keep):
+                    if last.get(name) == index:
+                        values.pop(name, None)
         return values

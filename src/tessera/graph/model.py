@@ -117,10 +117,12 @@ class QuantizedGraph:
         return dequantize_tensor(y_q, self.output_scale, self.output_zero_point)
 
     # -- running -----------------------------------------------------------------------------
-    def forward_raw(self, x_q):
+    def forward_raw(self, x_q, *, keep=None):
         """Return every activation (tensor name -> array, NHWC) for the raw input ``x_q``.
 
         ``x_q`` is ``[B, *input_shape]`` in :attr:`input_layout`, of the input's dtype.
+        ``keep``: names of the activations to return (None: all; the others are freed after
+        their last use).
         """
         x_q = np.asarray(x_q)
         dtype = np.dtype(self.input_tensor.dtype)
@@ -130,7 +132,7 @@ class QuantizedGraph:
                              "on float data")
         if self.input_layout == "NCHW" and x_q.ndim == 4:
             x_q = np.ascontiguousarray(x_q.transpose(_TO_NHWC))
-        return self.graph.execute({self.graph.inputs[0]: x_q})
+        return self.graph.execute({self.graph.inputs[0]: x_q}, keep=keep)
 
     def predict(self, x, *, raw=False):
         """Run the bit-exact NumPy reference.
@@ -144,7 +146,7 @@ class QuantizedGraph:
             Return the quantized output instead of the dequantized float32 one.
         """
         x_q = np.asarray(x) if raw else self.quantize_input(x)
-        y_q = self.forward_raw(x_q)[self.graph.outputs[0]]
+        y_q = self.forward_raw(x_q, keep=set(self.graph.outputs))[self.graph.outputs[0]]
         if self.input_layout == "NCHW" and y_q.ndim == 4:
             y_q = np.ascontiguousarray(y_q.transpose(_TO_NCHW))
         return y_q if raw else self.dequantize_output(y_q)
