@@ -126,11 +126,14 @@ class _GraphReader:
                 "needs int32")
         return self.constant(op.inputs[2], np.int32, where, quantized=False)
 
-    def weight(self, op, where, axis):
+    def check_int8_weight(self, op, where):
         if self.r.type_of(op.inputs[1]) != "INT8":
             raise UnsupportedModelError(
                 f"{where} has {self.r.type_of(op.inputs[1])} weights; Tessera "
                 "needs int8")
+
+    def weight(self, op, where, axis):
+        self.check_int8_weight(op, where)
         return self.constant(op.inputs[1], np.int8, where, axis=axis)
 
     def conv(self, kind, op, where, x, y):
@@ -161,10 +164,7 @@ class _GraphReader:
         o = op.builtinOptions
         if o is not None and o.weightsFormat != self.s.FullyConnectedOptionsWeightsFormat.DEFAULT:
             raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
-        if self.r.type_of(op.inputs[1]) != "INT8":
-            raise UnsupportedModelError(
-                f"{where} has {self.r.type_of(op.inputs[1])} weights; Tessera "
-                "needs int8")
+        self.check_int8_weight(op, where)
         w_nk = self.r.constant(op.inputs[1], np.int8, where)
         q = self.qparams(op.inputs[1], where, axis=0)
         name = self.name(op.inputs[1])
