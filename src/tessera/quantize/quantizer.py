@@ -171,7 +171,7 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
     bits, weight_bits = _check_bits(bits, weight_bits)
     if mode is not None:
         _check_options(mode, per_channel, calibration_method, percentile)
-    graph_source = float_graph_source(model)
+    graph_source = float_graph_source(model, calibration)
     if graph_source is not None and graph_source[0].dense_layers() is None:
         return _quantize_float_graph(*graph_source, calibration, mode=mode,
                                      per_channel=per_channel,
