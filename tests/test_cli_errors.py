@@ -5,6 +5,7 @@ The table runs ``tessera.cli.main`` in this process (fast); a few cases go throu
 show.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -86,6 +87,12 @@ def files(tmp_path_factory):
     _external_data_onnx(d / "ext", "nothere.bin").rename(d / "ext" / "nothere.onnx")
     (d / "corrupt.tflite").write_bytes(_tflite_with_tensor_index(99))
     (d / "outdir").mkdir()
+    layers = {"w0": W[0][0], "b0": W[0][1], "act0": np.array("relu"), "w1": W[1][0],
+              "b1": W[1][1]}
+    np.savez(d / "layers.npz", **layers)
+    np.savez(d / "gap.npz", w0=W[0][0], b0=W[0][1], w2=W[1][0], b2=W[1][1])
+    np.savez(d / "extra.npz", **layers, scale=np.ones(3))
+    np.savez(d / "data.npz", x_train=X, x_test=X, y_test=RNG.integers(0, 3, size=len(X)))
     return d
 
 
@@ -151,6 +158,19 @@ BAD_INVOCATIONS = [
     (["info", "--config", "{d}/missing.json"], r"Configuration file .*missing.json does not "
                                                r"exist; .*"),
     (["verilog", "--config", "{d}/null.json"], r".*null.json is not an AcceleratorConfig .*"),
+    (["explore", "{d}/gap.npz", "--data", "{d}/data.npz", "--board", "icebreaker", "--no-build",
+      "-o", "{d}/explore"],
+     r".*gap.npz: layer weights must be numbered w0, w1, ... without gaps, but w1 is missing "
+     r"\(found w0, w2\)"),
+    (["explore", "{d}/extra.npz", "--data", "{d}/data.npz", "--board", "icebreaker",
+      "--no-build", "-o", "{d}/explore"],
+     r".*extra.npz: unexpected entries scale; a float-layer .npz holds only w0..w1, b0..b1 and "
+     r"optional act0..act1"),
+    (["explore", "{d}/layers.npz", "--data", "{d}/csv.npz", "--board", "icebreaker",
+      "--no-build", "-o", "{d}/explore"],
+     r".*csv.npz is not a NumPy .npz archive \(it starts with .*\)"),
+    (["explore", "digits", "--board", "icebreaker", "--clock-mhz", "inf"],
+     r"argument --clock-mhz: must be a finite number greater than 0, not inf .*"),
 ]
 
 
@@ -218,3 +238,16 @@ def test_options_are_checked_before_the_build_starts(files, capsys, tmp_path):
     assert _main(["build", "--board", "icebreaker", "--clock-mhz", "400", "-o",
                   str(tmp_path / "b")]) == 2
     assert "Building" not in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_explore_without_builds_still_checks_the_fit(files, capsys, tmp_path):
+    # 8x2 needs 16 multipliers; the iCE40UP5K has 8: not a Pareto point, builds or not.
+    assert main(["explore", str(files / "layers.npz"), "--data", str(files / "data.npz"),
+                 "--board", "icebreaker", "--rows", "2,8", "--cols", "2", "--no-build",
+                 "--workers", "1", "--no-plots", "--json", "-o", str(tmp_path)]) == 0
+    small, big = json.loads(capsys.readouterr().out)["points"]
+    assert small["status"] is None and small["pareto"]
+    assert big["status"] == "does not fit" and not big["pareto"]
+    assert big["reason"].startswith("Configuration does not fit icebreaker: it needs 16 "
+                                    "hardware multipliers")
+    assert big["cycles_per_inference"] > 0      # the emulator still measured it

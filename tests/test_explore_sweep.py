@@ -167,8 +167,13 @@ def test_failed_builds_and_emulator_only_records_are_redone(workload, tmp_path):
                     mode="onnx", batch=64, seed=1)
     cache = ResultCache(tmp_path)
     emulated = run_sweep([point], workload, tmp_path, build=False, workers=1)
-    assert emulated.records[0]["status"] is None and cache.keys() == [key]
-    # An emulator-only record answers an emulator-only sweep, not one with builds ...
+    # The fit check needs no tool: an emulator-only sweep knows that the point does not fit.
+    assert emulated.records[0]["status"] == "does not fit" and cache.keys() == [key]
+    assert not emulated.records[0]["pareto"]
+    assert emulated.records[0]["reason"].startswith("Configuration does not fit icebreaker")
+    # An emulator-only record of a point that fits (status None) answers an emulator-only
+    # sweep, not one with builds ...
+    cache.put(key, {**emulated.records[0], "status": None, "reason": None})
     assert run_sweep([point], workload, tmp_path, build=False, workers=1).evaluated == 0
     built = run_sweep([point], workload, tmp_path, workers=1)
     assert built.evaluated == 1 and built.records[0]["status"] == "does not fit"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .options import nonnegative_int, positive_float
+
 __all__ = ["add_parser", "run"]
 
 
@@ -36,13 +38,15 @@ def add_parser(subparsers):
                         "y_test (default: digits for the digits model)")
     p.add_argument("--mode", choices=("onnx", "tflite"), default="onnx",
                    help="requantization mode (default onnx)")
-    p.add_argument("--clock-mhz", type=float, metavar="F",
+    p.add_argument("--clock-mhz", type=positive_float, metavar="F",
                    help="target clock of every build (default: each board's)")
     p.add_argument("--batch", type=int, default=64,
                    help="rows per device call for the throughput figure (default 64)")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--seed", type=nonnegative_int, default=1,
+                   help="nextpnr placement seed (default 1)")
     p.add_argument("--no-build", action="store_true",
-                   help="emulator only: accuracy and cycles, no bitstreams")
+                   help="emulator only: accuracy and cycles, no bitstreams (points the part "
+                        "cannot hold are still marked does not fit)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="local worker processes (default: the CPU count; 1 = in this process)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
@@ -101,9 +105,12 @@ def run(args) -> int:
     points = _grid(args)
     check_points(points, args.mode)
     out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"-o {out_dir} exists and is not a directory; give a directory "
+                                 "for the reports and the cache")
+    workload = load_workload(args.model, args.data)
     print(f"Sweeping {len(points)} design points of {args.model}; reports and cache in "
           f"{out_dir}", file=sys.stderr)
-    workload = load_workload(args.model, args.data)
     result = run_sweep(points, workload, out_dir / "cache", mode=args.mode, batch=args.batch,
                        seed=args.seed, build=not args.no_build, workers=args.workers,
                        scheduler=args.scheduler, progress=_Progress(sys.stderr))

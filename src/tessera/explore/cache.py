@@ -26,7 +26,8 @@ from pathlib import Path
 __all__ = ["ResultCache", "point_key", "build_directory", "write_json", "RECORD_FORMAT"]
 
 #: Version of the point record layout; part of every key, so old records are never misread.
-RECORD_FORMAT = 1
+#: 2: emulator-only records carry the fit check's "does not fit".
+RECORD_FORMAT = 2
 
 
 def point_key(point, config_hash, model_hash, data_hash, *, mode, batch, seed) -> str:

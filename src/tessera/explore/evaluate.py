@@ -140,7 +140,8 @@ def evaluate_point(point, workload, cache_root, *, mode="onnx", batch=64, seed=1
     seed : int
         nextpnr placement seed.
     build : bool
-        Build the bitstream (False: emulator figures only; resources and Fmax are ``None``).
+        Build the bitstream (False: emulator figures only; resources and Fmax are ``None``, and
+        the status is ``None`` or, when the part cannot hold the configuration, "does not fit").
     """
     start = time.monotonic()
     point = DesignPoint.from_dict(point) if isinstance(point, dict) else point
@@ -156,7 +157,15 @@ def evaluate_point(point, workload, cache_root, *, mode="onnx", batch=64, seed=1
               "status": None, "reason": None, "lut4": None, "ff": None, "dsp": None,
               "bram": None, "fmax_mhz": None, "target_mhz": None, "timing_met": None,
               "latency_us": None, "throughput_ips": None, "build": None}
-    if build:
+    if not build:
+        # The fit check is host-side and takes no time: a point its part cannot hold is
+        # reported as such (and kept off the Pareto front) even when nothing is built.
+        from tessera.hw.build import BuildError, check_fits
+        try:
+            check_fits(point.board, config)
+        except BuildError as e:
+            record.update(_no_fit(str(e)))
+    else:
         result = build_point(point, config, cache_root, seed=seed)
         record["status"] = result["status"]
         record["reason"] = result.get("reason")

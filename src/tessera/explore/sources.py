@@ -85,19 +85,40 @@ def _layers_from_float(float_layers):
                   str(l.activation)) for l in float_layers)
 
 
+def _read_npz(path, what):
+    """Return the arrays of the ``.npz`` file ``path``; anything else is a clear ``ValueError``."""
+    from tessera.cli.options import check_npz
+    check_npz(path, what)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npz file ({e})") from None
+
+
 def _layers_from_npz(path):
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
+    arrays = _read_npz(path, "Model")
     if "meta" in arrays:
         raise ValueError(f"{path} is a saved QuantizedModel; tessera explore re-quantizes the "
                          "model for every width, so give the float model (digits, an .onnx "
                          "file or an .npz of float layers w0, b0, act0, ...)")
-    count = 0
-    while f"w{count}" in arrays:
-        count += 1
-    if count == 0:
+    indices = sorted(int(k[1:]) for k in arrays
+                     if k[:1] == "w" and k[1:].isdigit() and k[1:] == str(int(k[1:])))
+    if not indices:
         raise ValueError(f"{path} holds no float layers: expected arrays w0, b0 (and w1, b1, "
                          f"...; optional act0, ...), found {', '.join(sorted(arrays)) or 'none'}")
+    count = len(indices)
+    if indices != list(range(count)):
+        missing = sorted(set(range(indices[-1] + 1)) - set(indices))
+        raise ValueError(f"{path}: layer weights must be numbered w0, w1, ... without gaps, "
+                         f"but {', '.join(f'w{i}' for i in missing)} is missing (found "
+                         f"{', '.join(f'w{i}' for i in indices)})")
+    known = {f"{kind}{i}" for i in range(count) for kind in ("w", "b", "act")}
+    extra = sorted(set(arrays) - known)
+    if extra:
+        raise ValueError(f"{path}: unexpected entries {', '.join(extra)}; a float-layer .npz "
+                         f"holds only w0..w{count - 1}, b0..b{count - 1} and optional "
+                         f"act0..act{count - 1}")
     layers = []
     for i in range(count):
         if f"b{i}" not in arrays:
@@ -139,11 +160,7 @@ def load_data(data):
     if not path.is_file():
         raise FileNotFoundError(f"Data file {path} does not exist; give digits or an .npz with "
                                 f"x_train, x_test and y_test")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path} is not a readable .npz file ({e})") from None
+    arrays = _read_npz(path, "Data")
     missing = [k for k in ("x_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}: the data file needs x_train "
