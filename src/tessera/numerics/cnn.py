@@ -15,15 +15,13 @@ import numbers
 import numpy as np
 
 from ._checks import check_int_array, check_zero_point
+from .matmul import integer_matmul
 
 __all__ = ["same_padding", "resolve_padding", "output_size", "conv2d_accumulators",
            "depthwise_accumulators", "pad", "max_pool2d", "pool_tap_counts", "pool_sums",
            "reshape", "concatenate"]
 
-#: Largest exact integer of a float32 / float64 sum; the matmul picks the narrowest exact one.
-_FLOAT32_EXACT = 1 << 24
-_FLOAT64_EXACT = 1 << 53
-#: Bytes of the patch matrix of one chunk of the batch (bounds the memory of a convolution).
+#: Bytes of the float32 patch matrix of one chunk of the batch (bounds the memory of a convolution).
 _CHUNK_BYTES = 32 << 20
 
 
@@ -120,11 +118,8 @@ def _taps(xp, kernel, stride, dilation, out):
             yield ky, kx, xp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw, :]
 
 
-def _offset_input(x_q, x_zero_point, pads, dtype):
-    """Return ``x - zx`` zero-padded: a padded tap then contributes exactly nothing."""
-    zx = check_zero_point("x_zero_point", x_zero_point, 8 if x_q.dtype == np.int8 else 16)
-    xs = x_q.astype(dtype) - dtype(zx)
-    return np.pad(xs, ((0, 0), pads[0], pads[1], (0, 0)))
+def _zero_point(x_q, x_zero_point) -> int:
+    return check_zero_point("x_zero_point", x_zero_point, 8 if x_q.dtype == np.int8 else 16)
 
 
 def _bias(bias, channels):
@@ -160,32 +155,22 @@ def conv2d_accumulators(x_q, w_q, bias, *, x_zero_point, stride=(1, 1), dilation
                          f"{x_q.shape[3]}]) to match x_q of shape {x_q.shape}, not {w_q.shape}")
     stride, dilation, pads, out = _geometry(x_q.shape, (kh, kw), stride, dilation, padding)
     b = _bias(bias, oc)
-    # The products are exact in a float matmul as long as every partial sum is: pick float32
-    # when K * max|x - zx| * max|w| < 2^24, else float64 (exact below 2^53).
-    zx = int(x_zero_point)
-    x_max = max(abs(int(x_q.min()) - zx), abs(int(x_q.max()) - zx)) if x_q.size else 0
-    w_max = int(np.abs(w_q.astype(np.int32)).max()) if w_q.size else 0
-    bound = kh * kw * ic * x_max * w_max
-    if bound >= _FLOAT64_EXACT:
-        raise OverflowError(f"A convolution of {kh}x{kw}x{ic} taps can reach {bound}, beyond "
-                            "exact float64 accumulation; split the input channels")
-    dtype = np.float32 if bound < _FLOAT32_EXACT else np.float64
-    xp = _offset_input(x_q, zx, pads, dtype)
-    weights = np.ascontiguousarray(
-        w_q.transpose(1, 2, 3, 0).reshape(kh * kw * ic, oc).astype(dtype))
-    batch = x_q.shape[0]
-    rows = out[0] * out[1]
-    chunk = max(1, _CHUNK_BYTES // max(1, rows * kh * kw * ic * np.dtype(dtype).itemsize))
+    # Pad the raw operands with zx: sum x_pad * w - zx * sum w is exact and a padded tap adds
+    # (zx - zx) * w = 0. The patches stay int8 (int16) and integer_matmul runs exact float GEMMs.
+    zx = _zero_point(x_q, x_zero_point)
+    xp = np.pad(x_q, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=zx)
+    weights = np.ascontiguousarray(w_q.transpose(1, 2, 3, 0).reshape(kh * kw * ic, oc))
+    b = b - zx * weights.sum(axis=0, dtype=np.int64)
+    batch, rows = x_q.shape[0], out[0] * out[1]
+    chunk = max(1, _CHUNK_BYTES // max(1, rows * kh * kw * ic * 4))
     acc = np.empty((batch, out[0], out[1], oc), np.int64)
     for start in range(0, batch, chunk):
         part = xp[start:start + chunk]
-        if kh == kw == 1:
-            cols = next(_taps(part, (1, 1), stride, dilation, out))[2]
-        else:
-            cols = np.concatenate([view for _, _, view in _taps(part, (kh, kw), stride, dilation,
-                                                                 out)], axis=-1)
-        acc[start:start + chunk] = (cols.reshape(-1, kh * kw * ic) @ weights).reshape(
-            -1, out[0], out[1], oc)
+        views = [view for _, _, view in _taps(part, (kh, kw), stride, dilation, out)]
+        cols = views[0] if len(views) == 1 else np.concatenate(views, axis=-1)
+        acc[start:start + chunk] = integer_matmul(
+            np.ascontiguousarray(cols).reshape(-1, kh * kw * ic), weights).reshape(
+                -1, out[0], out[1], oc)
     acc += b
     return acc
 
@@ -220,16 +205,21 @@ def depthwise_accumulators(x_q, w_q, bias, *, x_zero_point, depth_multiplier=1, 
     kh, kw = w_q.shape[1:3]
     stride, dilation, pads, out = _geometry(x_q.shape, (kh, kw), stride, dilation, padding)
     b = _bias(bias, channels)
-    # |x - zx| * |w| < 2^16 per tap (int8): int32 is exact below 2^15 taps; int64 otherwise.
-    dtype = np.int32 if x_q.dtype == np.int8 and w_q.dtype == np.int8 and kh * kw < (1 << 15) \
+    # Raw operands padded with zx, as for conv2d_accumulators; |x| * |w| <= 2^14 per tap
+    # (int8): int32 sums are exact below 2^17 taps, int64 otherwise.
+    zx = _zero_point(x_q, x_zero_point)
+    dtype = np.int32 if x_q.dtype == np.int8 and w_q.dtype == np.int8 and kh * kw < (1 << 17) \
         else np.int64
-    xp = _offset_input(x_q, x_zero_point, pads, dtype)
+    xp = np.pad(x_q, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=zx)
     if mult > 1:
         xp = np.repeat(xp, mult, axis=3)
     w = w_q[0].astype(dtype)
+    b = b - zx * w.sum(axis=(0, 1), dtype=np.int64)
     acc = np.zeros((x_q.shape[0], out[0], out[1], channels), dtype)
+    product = np.empty_like(acc)
     for ky, kx, view in _taps(xp, (kh, kw), stride, dilation, out):
-        acc += view * w[ky, kx]
+        np.multiply(view, w[ky, kx], out=product)
+        acc += product
     return acc.astype(np.int64) + b
 
 
