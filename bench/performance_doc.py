@@ -13,7 +13,7 @@ _TITLES = {
     "boards": "bench/boards.py", "accuracy": "bench/bench_accuracy.py",
     "numerics": "bench/bench_numerics.py", "quantize": "bench/bench_quantize.py",
     "compile": "bench/bench_compile.py", "emulator": "bench/bench_emulator.py",
-    "requant": "bench/bench_requant_exhaustive.py",
+    "requant": "bench/bench_requant_exhaustive.py", "cnn": "bench/bench_cnn_reference.py",
 }
 
 
@@ -172,6 +172,23 @@ def _host(results):
     return lines + [""]
 
 
+def _cnn(results):
+    lines = ["## CNN reference kernels vs TFLite Micro", ""]
+    cnn = _data(results, "cnn")
+    if cnn:
+        lines += [f"`tessera.load_model(path, mode=\"tflite\").predict(x, raw=True)` on a batch of "
+                  f"{cnn['batch']} int8 inputs against TFLite Micro's Python interpreter (the "
+                  "`tflite-micro` wheel, its reference kernels) on the same inputs one at a "
+                  "time, in the same run, one thread each; the outputs are compared bit for "
+                  "bit first.", ""]
+        rows = [(f"{r['model']} ({r['what']})", f"{r['tessera_ms_per_inference']:.2f} ms",
+                 f"{r['tflm_ms_per_inference']:.2f} ms", f"{r['speedup_vs_tflm']:.2f}×",
+                 "yes" if r["equal"] else "**no**") for r in cnn["models"]]
+        lines += _table(("model", "Tessera per inference", "TFLM per inference",
+                         "TFLM / Tessera", "bit-exact"), rows) + [""]
+    return lines + [_source(results, "cnn"), ""]
+
+
 def render(results) -> str:
     """Return docs/performance.md for ``results`` (the contents of performance.json)."""
     lines = ["# Performance", "",
@@ -181,7 +198,7 @@ def render(results) -> str:
              "board: tens of minutes) or `.venv/bin/python bench/run_all.py --quick` (small "
              "sizes, saved board reports). The design-space sweep of array sizes and widths "
              "on your own model is `tessera explore` ([explore.md](explore.md)).", ""]
-    for section in (_utilisation, _speed, _boards, _accuracy, _host):
+    for section in (_utilisation, _speed, _boards, _accuracy, _host, _cnn):
         lines += section(results)
     failed = [(n, b) for n, b in results["benches"].items() if not b["ok"]]
     if failed:

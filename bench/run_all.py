@@ -4,8 +4,9 @@ Each benchmark script runs in its own process with ``--json``; its figures are k
 ``bench/results/performance.json`` and rendered into ``docs/performance.md``: utilisation per
 GEMM shape (emulator cycle model, and the RTL counters), simulation speed, resources and Fmax per
 board (the saved build reports of ``bench/boards.py``), accuracy per model and width, host-side
-speeds (numerics, quantize, compile, emulator). A benchmark that fails or is missing is listed
-with the reason; the others still make it into the page.
+speeds (numerics, quantize, compile, emulator), the CNN reference kernels against TFLite Micro.
+A benchmark that fails or is missing is listed with the reason; the others still make it into the
+page.
 
     .venv/bin/python bench/run_all.py            # everything (board builds: tens of minutes)
     .venv/bin/python bench/run_all.py --quick    # small sizes, no bitstream builds (minutes)
@@ -37,6 +38,7 @@ BENCHES = {
     "compile": ("bench_compile.py", [], []),
     "emulator": ("bench_emulator.py", [], ["--repeat", "1"]),
     "requant": ("bench_requant_exhaustive.py", [], ["--count", "20000"]),
+    "cnn": ("bench_cnn_reference.py", [], ["--repeat", "1"]),
 }
 _NO_JSON_FLAG = {"bench_requant_exhaustive.py"}
 
