@@ -66,7 +66,7 @@ def _nhwc(x):
 
 
 @pytest.mark.parametrize("mode", ["onnx", "tflite"])
-def test_pytorch_resnet_block_post_training_quantization(mode):
+def test_pytorch_resnet_block_post_training_quantization(mode, tmp_path):
     net = _resnetish()
     x = np.random.default_rng(0).normal(size=(300, 3, 16, 16)).astype(F32)
     with torch.no_grad():
@@ -85,6 +85,10 @@ def test_pytorch_resnet_block_post_training_quantization(mode):
     assert all(t.qparams.per_channel for t in qmodel.graph.tensors.values()
                if t.name.endswith(":weight"))
     assert net.training is False and net.stem[1].training is False
+    qmodel.save(tmp_path / "resnetish.npz")               # a graph file (format version 2)
+    again = tessera.load_model(tmp_path / "resnetish.npz")
+    assert isinstance(again, QuantizedGraph) and again.input_layout == "NCHW"
+    np.testing.assert_array_equal(again.predict(x[200:]), y)
 
 
 def test_pytorch_mode_is_restored_and_refusals_name_the_node():

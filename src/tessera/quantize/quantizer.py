@@ -151,11 +151,13 @@ def quantize(model, calibration=None, *, mode=None, per_channel=True,
     QuantizedModel or tessera.graph.QuantizedGraph
         A chain of dense layers is a :class:`QuantizedModel` (it runs on the accelerator), which
         also holds the float layers and the first :data:`REFERENCE_ROWS` calibration rows, so
-        ``summary()`` can report the error against float. A real Keras model with convolutions,
-        pools or branches is read as a graph (:mod:`tessera.quantize.keras_graph`, shared layers
-        applied at every call) and quantized to a :class:`~tessera.graph.QuantizedGraph`
-        (int8, per-channel weights, :mod:`tessera.quantize.graph_quantizer`); its
-        ``calibration`` is shaped like the model's input, ``[M, H, W, C]``.
+        ``summary()`` can report the error against float. A float CNN or other DAG (a real
+        Keras model, a float ONNX model with convolutions, pools or residual additions, a
+        PyTorch module with Conv2d/BatchNorm2d/pooling modules; see
+        :mod:`tessera.quantize.graph_sources`) is quantized to a
+        :class:`~tessera.graph.QuantizedGraph` (int8, per-channel weights,
+        :mod:`tessera.quantize.graph_quantizer`); its ``calibration`` is shaped like the
+        model's input (``[M, H, W, C]`` for Keras, ``[M, C, H, W]`` for ONNX and PyTorch).
 
     Raises
     ------
