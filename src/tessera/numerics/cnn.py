@@ -17,7 +17,7 @@ import numpy as np
 from ._checks import check_int_array, check_zero_point
 from .matmul import integer_matmul
 
-__all__ = ["same_padding", "resolve_padding", "output_size", "conv2d_accumulators",
+__all__ = ["check_nhwc", "same_padding", "resolve_padding", "output_size", "conv2d_accumulators",
            "depthwise_accumulators", "pad", "max_pool2d", "pool_tap_counts", "pool_sums",
            "reshape", "concatenate"]
 
@@ -90,7 +90,8 @@ def output_size(in_size, kernel, stride, dilation, before, after) -> int:
     return span // stride + 1
 
 
-def _check_nhwc(name, x_q) -> np.ndarray:
+def check_nhwc(name, x_q) -> np.ndarray:
+    """Return ``x_q`` after checking it is a 4-D int8 (int16) NHWC array."""
     if not isinstance(x_q, np.ndarray) or x_q.dtype not in (np.int8, np.int16):
         shown = x_q.dtype if isinstance(x_q, np.ndarray) else type(x_q).__name__
         raise TypeError(f"{name} must be a numpy array of int8 (int16 for wider operands), "
@@ -147,8 +148,8 @@ def conv2d_accumulators(x_q, w_q, bias, *, x_zero_point, stride=(1, 1), dilation
     -------
     numpy.ndarray of int64, shape [B, OH, OW, OC]
     """
-    _check_nhwc("x_q", x_q)
-    _check_nhwc("w_q", w_q)
+    check_nhwc("x_q", x_q)
+    check_nhwc("w_q", w_q)
     oc, kh, kw, ic = w_q.shape
     if ic != x_q.shape[3]:
         raise ValueError(f"w_q must have {x_q.shape[3]} input channels (shape [OC, KH, KW, "
@@ -193,8 +194,8 @@ def depthwise_accumulators(x_q, w_q, bias, *, x_zero_point, depth_multiplier=1, 
     -------
     numpy.ndarray of int64, shape [B, OH, OW, IC * depth_multiplier]
     """
-    _check_nhwc("x_q", x_q)
-    _check_nhwc("w_q", w_q)
+    check_nhwc("x_q", x_q)
+    check_nhwc("w_q", w_q)
     mult = depth_multiplier
     if isinstance(mult, bool) or not isinstance(mult, numbers.Integral) or mult < 1:
         raise ValueError(f"depth_multiplier must be a positive integer, not {mult!r}")
@@ -256,7 +257,7 @@ def max_pool2d(x_q, *, pool, stride, padding) -> np.ndarray:
     -------
     numpy.ndarray, same dtype as ``x_q``, shape [B, OH, OW, C]
     """
-    _check_nhwc("x_q", x_q)
+    check_nhwc("x_q", x_q)
     pool = _pair("pool", pool)
     stride, dilation, pads, out = _geometry(x_q.shape, pool, stride, 1, padding)
     lowest = np.iinfo(x_q.dtype).min
@@ -281,7 +282,7 @@ def pool_tap_counts(in_hw, *, pool, stride, padding) -> np.ndarray:
 
 def pool_sums(x_q, *, pool, stride, padding) -> np.ndarray:
     """Return the int64 sum of each window's in-bounds raw values, [B, OH, OW, C]."""
-    _check_nhwc("x_q", x_q)
+    check_nhwc("x_q", x_q)
     pool = _pair("pool", pool)
     stride, dilation, pads, out = _geometry(x_q.shape, pool, stride, 1, padding)
     xp = np.pad(x_q.astype(np.int64), ((0, 0), pads[0], pads[1], (0, 0)))

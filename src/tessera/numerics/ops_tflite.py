@@ -17,6 +17,7 @@ import numpy as np
 
 from . import cnn
 from ._checks import check_requant_scales, check_scale, check_zero_point
+from .fixedpoint import exp_on_negative_values, get_reciprocal
 from .requant import activation_bounds
 from .requant_tflite import multiply_by_quantized_multiplier as _mbqm
 from .requant_tflite import quantize_multiplier
@@ -172,7 +173,7 @@ def mean_hw(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, keepdims=True)
     -------
     numpy.ndarray of int8, shape [B, 1, 1, C] (``keepdims``) or [B, C]
     """
-    cnn._check_nhwc("x_q", x_q)
+    cnn.check_nhwc("x_q", x_q)
     sx, sy = check_scale("x_scale", x_scale), check_scale("y_scale", y_scale)
     zx = check_zero_point("x_zero_point", x_zero_point)
     zy = check_zero_point("y_zero_point", y_zero_point)
@@ -214,66 +215,6 @@ def add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
     return np.clip(v + zy, lo, hi).astype(np.int8)
 
 
-# ---- SOFTMAX: gemmlowp fixed point on int64 arrays holding int32 values ---------------------
-
-def _saturating_shift_left(x, exponent):
-    # gemmlowp SaturatingRoundingMultiplyByPOT<exponent > 0>.
-    threshold = (1 << (31 - exponent)) - 1
-    return np.where(x > threshold, INT32_MAX,
-                    np.where(x < -threshold, -INT32_MAX - 1, x << exponent))
-
-
-def _exp_on_interval(a):
-    # exp(x) for x in [-1/4, 0), Q0.31: Taylor expansion around -1/8.
-    constant_term, one_third = 1895147668, 715827883
-    x = wrap_int32(a + (1 << 28))
-    x2 = srdhm(x, x)
-    x3 = srdhm(x2, x)
-    x4 = srdhm(x2, x2)
-    x4_over_4 = rdbpot(x4, 2)
-    poly = rdbpot(wrap_int32(srdhm(wrap_int32(x4_over_4 + x3), one_third) + x2), 1)
-    return wrap_int32(constant_term + srdhm(constant_term, wrap_int32(x + poly)))
-
-
-def _exp_on_negative_values(a):
-    # gemmlowp exp_on_negative_values for Q5.26 input, Q0.31 result.
-    fractional_bits = 31 - _SOFTMAX_DIFF_BITS
-    one_quarter = 1 << (fractional_bits - 2)
-    a_mod_quarter_minus_quarter = (a & (one_quarter - 1)) - one_quarter
-    result = _exp_on_interval(_saturating_shift_left(a_mod_quarter_minus_quarter,
-                                                     _SOFTMAX_DIFF_BITS))
-    remainder = wrap_int32(a_mod_quarter_minus_quarter - a)
-    for exponent, multiplier in ((-2, 1672461947), (-1, 1302514674), (0, 790015084),
-                                 (1, 290630308), (2, 39332535), (3, 720401), (4, 242)):
-        bit = remainder & (1 << (fractional_bits + exponent))
-        result = np.where(bit != 0, srdhm(result, multiplier), result)
-    return np.where(a == 0, INT32_MAX, result)
-
-
-def _rounding_half_sum(a, b):
-    # gemmlowp RoundingHalfSum: (a + b + sign) / 2 in int64, C division.
-    nudged = a + b + np.where(a + b >= 0, 1, -1)
-    return np.where(nudged >= 0, nudged >> 1, -((-nudged) >> 1))
-
-
-def _one_over_one_plus_x(a):
-    # gemmlowp one_over_one_plus_x_for_x_in_0_1: Newton-Raphson in Q2.29, result Q0.31.
-    half_denominator = _rounding_half_sum(a, INT32_MAX)
-    x = wrap_int32(1515870810 + srdhm(half_denominator, -1010580540))
-    for _ in range(3):
-        one_minus = wrap_int32((1 << 29) - srdhm(half_denominator, x))
-        x = wrap_int32(x + _saturating_shift_left(srdhm(x, one_minus), 2))
-    return _saturating_shift_left(x, 1)
-
-
-def _reciprocal(total):
-    # TFLite GetReciprocal(x, 12): returns (Q0.31 scale, num_bits_over_unit).
-    headroom_plus_one = 32 - np.frexp(total.astype(np.float64))[1].astype(np.int64)
-    num_bits_over_unit = _SOFTMAX_ACCUM_BITS - headroom_plus_one
-    shifted_minus_one = wrap_int32((total << headroom_plus_one) - (1 << 31))
-    return _one_over_one_plus_x(shifted_minus_one), num_bits_over_unit
-
-
 def softmax_parameters(x_scale, beta=1.0):
     """Return TFLite Micro's int8 SOFTMAX ``(input_multiplier, input_left_shift, diff_min)``.
 
@@ -313,10 +254,10 @@ def softmax(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, beta=1.0) -> n
     diff = x - x.max(axis=-1, keepdims=True)
     inside = diff >= diff_min
     rescaled = srdhm(wrap_int32(diff << left_shift), multiplier)
-    exps = _exp_on_negative_values(rescaled)
+    exps = exp_on_negative_values(rescaled, _SOFTMAX_DIFF_BITS)
     total = np.where(inside, rdbpot(exps, _SOFTMAX_ACCUM_BITS), 0)
     total = wrap_int32(total.sum(axis=-1, keepdims=True))
-    scale, bits_over_unit = _reciprocal(total)
+    scale, bits_over_unit = get_reciprocal(total, _SOFTMAX_ACCUM_BITS)
     exponent = bits_over_unit + 31 - 8
     out = rdbpot(srdhm(scale, exps), exponent) - 128
     return np.where(inside, np.clip(out, -128, 127), -128).astype(np.int8)
