@@ -8,6 +8,8 @@ scales over decades, dilation x stride, depth multipliers, large K (the float64 
 asymmetric SAME; where it matters a neighbouring rule is shown to fail on the same inputs.
 """
 
+import re
+
 import numpy as np
 import pytest
 from tflite_builder import TFLiteGraph, run_tflm
@@ -264,3 +266,27 @@ def test_residual_block_chain():
     got = ops_tflite.softmax(cnn.reshape(p, (-1,)), x_scale=0.08, x_zero_point=-20,
                              y_scale=1 / 256, y_zero_point=-128)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: ops_tflite.average_pool2d(x, x_scale=0.05, x_zero_point=-7, y_scale=0.1,
+                                         y_zero_point=-7, pool=2, stride=2),
+     "TFLite Micro's AVERAGE_POOL_2D needs the same input and output quantization, not x "
+     "(0.05000000074505806, -7) and y (0.10000000149011612, -7); requantize before or after it"),
+    (lambda x: ops_tflite.max_pool2d(x, x_scale=0.05, x_zero_point=-7, y_scale=0.05,
+                                     y_zero_point=0, pool=2, stride=2),
+     "TFLite Micro's MAX_POOL_2D needs the same input and output quantization"),
+    (lambda x: ops_tflite.concatenate([x, x], x_scales=[0.05, 0.05], x_zero_points=[-7, 0],
+                                      y_scale=0.05, y_zero_point=-7),
+     "TFLite Micro's CONCATENATION needs the same input and output quantization"),
+    (lambda x: ops_tflite.softmax(x, x_scale=0.05, x_zero_point=0, y_scale=1 / 128,
+                                  y_zero_point=-128),
+     "TFLite Micro's int8 SOFTMAX needs output scale 1/256 and zero point -128, not 0.0078125 "
+     "and -128"),
+    (lambda x: ops_tflite.conv2d(x, np.ones((1, 1, 1, 2), np.int8), None, **QX, w_scale=0.1,
+                                 y_scale=0.1, y_zero_point=0, bits=16),
+     "Mode 'tflite' CNN kernels take int8 activations (bits=8), not bits=16"),
+])
+def test_what_tflite_micro_refuses_is_refused(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(np.zeros((1, 4, 4, 2), np.int8))
