@@ -1,0 +1,165 @@
+"""``tessera quantize``, ``tessera compile`` and the ``tessera demo`` table: each step of the API
+from the command line gives exactly what the API gives, and ONNX Runtime agrees bit for bit.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+import tessera
+from import_models import float_onnx, ort_quantize, ort_session
+from tessera.cli import main
+from tessera.cli.demo import format_report
+from tessera.compiler import compile_model, disassemble
+from tessera.spec import AcceleratorConfig
+
+F32 = np.float32
+RNG = np.random.default_rng(1)
+W = [(RNG.normal(size=(6, 5)).astype(F32), RNG.normal(size=5).astype(F32)),
+     (RNG.normal(size=(5, 3)).astype(F32), RNG.normal(size=3).astype(F32))]
+X = RNG.normal(size=(64, 6)).astype(F32)
+# Rows at the calibration extremes and exactly on zero: the input quantizer's borders.
+X_TEST = np.concatenate([X.min(axis=0, keepdims=True), X.max(axis=0, keepdims=True),
+                         np.zeros((1, 6), F32), X[:9]])
+
+
+@pytest.fixture
+def files(tmp_path):
+    onnx.save(float_onnx(W, ["relu", None]), tmp_path / "float.onnx")
+    np.save(tmp_path / "calib.npy", X)
+    np.save(tmp_path / "x.npy", X_TEST)
+    np.savez(tmp_path / "layers.npz", w0=W[0][0], b0=W[0][1], act0=np.array("relu"),
+             w1=W[1][0], b1=W[1][1])
+    return tmp_path
+
+
+@pytest.mark.parametrize("extra, options", [
+    ([], {}),
+    (["--bits", "4", "--no-per-channel"], {"bits": 4, "per_channel": False}),
+    (["--mode", "tflite", "--calibration-method", "percentile", "--percentile", "99"],
+     {"mode": "tflite", "calibration_method": "percentile", "percentile": 99.0}),
+])
+def test_quantize_saves_what_the_api_returns(files, capsys, extra, options):
+    out = files / "q.npz"
+    assert main(["quantize", str(files / "float.onnx"), "--calibration",
+                 str(files / "calib.npy"), "-o", str(out), *extra]) == 0
+    assert "QuantizedModel 6 -> 5 -> 3" in capsys.readouterr().out
+    expected = tessera.quantize(str(files / "float.onnx"), X, **options)
+    saved = tessera.QuantizedModel.load(out)
+    np.testing.assert_array_equal(saved.predict(X_TEST), expected.predict(X_TEST))
+    for a, b in zip(saved.layers, expected.layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.bias, b.bias)
+        assert (a.mode, a.input_bits) == (b.mode, b.input_bits)
+
+
+def test_quantize_float_layers_then_run(files, capsys):
+    assert main(["quantize", str(files / "layers.npz"), "--calibration",
+                 str(files / "calib.npy"), "-o", str(files / "q.npz")]) == 0
+    expected = tessera.quantize([(W[0][0], W[0][1], "relu"), (W[1][0], W[1][1], None)], X)
+    assert main(["run", str(files / "q.npz"), "--input", str(files / "x.npy"), "--check",
+                 "--output", str(files / "y.npy")]) == 0
+    np.testing.assert_array_equal(np.load(files / "y.npy"), expected.predict(X_TEST))
+
+
+def test_quantize_keeps_an_ort_model_exactly(files, capsys):
+    qdq = ort_quantize(float_onnx(W, ["relu", None]), X, files / "qdq.onnx", tmp_path=files)
+    assert main(["quantize", str(qdq), "-o", str(files / "q.npz")]) == 0
+    saved = tessera.QuantizedModel.load(files / "q.npz")
+    np.testing.assert_array_equal(saved.predict(X_TEST),
+                                  ort_session(onnx.load(qdq)).run(None, {"x": X_TEST})[0])
+    assert main(["quantize", str(qdq), "--calibration", str(files / "calib.npy"), "-o",
+                 str(files / "q2.npz")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "qdq.onnx is already quantized: its parameters are kept exactly, so give no "
+        "--calibration\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{d}/float.onnx", "-o", "{d}/q.npz"], "ONNX model {d}/float.onnx is a float model: "
+                                            "quantizing it needs calibration data"),
+    (["{d}/layers.npz", "-o", "{d}/q.npz"], "{d}/layers.npz holds float layers: quantizing "
+                                            "them needs --calibration FILE.npy"),
+    (["{d}/float.onnx", "--calibration", "{d}/calib.npy", "-o", "{d}/q"],
+     "-o {d}/q: name the file *.npz (tessera run and compile choose the reader by the suffix)"),
+    (["{d}/float.onnx", "--calibration", "{d}/calib.npy", "-o", "{d}"], "-o {d} is a directory"),
+    (["{d}/float.onnx", "--calibration", "{d}/calib.npy"],
+     "the following arguments are required: -o/--output"),
+    (["{d}/float.onnx", "--calibration", "{d}/calib.npy", "--bits", "6", "-o", "{d}/q.npz"],
+     "argument --bits: invalid choice: 6 (choose from 4, 8, 16)"),
+    (["{d}/quantized.npz", "-o", "{d}/q.npz"],
+     "{d}/quantized.npz is already a quantized model (QuantizedModel.save): give it to "
+     "tessera run or tessera compile as it is"),
+])
+def test_quantize_errors(files, capsys, argv, message):
+    tessera.quantize(list(zip(*zip(*W), ["relu", None])), X).save(files / "quantized.npz")
+    argv = [a.replace("{d}", str(files)) for a in argv]
+    try:
+        status = main(["quantize", *argv])
+    except SystemExit as e:
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert message.replace("{d}", str(files)) in err, err
+
+
+def test_compile_disasm_lists_the_compiled_program(files, capsys):
+    config = AcceleratorConfig(rows=2, cols=4, act_depth=64, weight_depth=8, param_depth=16,
+                               max_payload=96)
+    (files / "cfg.json").write_text(config.to_json())
+    qmodel = tessera.quantize([(W[0][0], W[0][1], "relu"), (W[1][0], W[1][1], "sigmoid")], X)
+    qmodel.save(files / "q.npz")
+    assert main(["compile", str(files / "q.npz"), "--config", str(files / "cfg.json"),
+                 "--disasm", "--batch", "3"]) == 0
+    out = capsys.readouterr().out
+    compiled = compile_model(qmodel, config)
+    program = compiled.program(qmodel.quantize_input(np.zeros((3, 6), F32)))
+    assert out.startswith(compiled.summary())
+    assert disassemble(compiled.setup_frames, config) in out
+    assert disassemble(program, config, start=len(compiled.setup_frames)) in out
+    assert f"program of a 3-row batch: {len(program.frames)} frame(s)" in out
+    assert "LOAD  LUT" in out and "STORE" in out      # the sigmoid's table, the output
+    assert main(["compile", str(files / "q.npz"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config_hash"] == AcceleratorConfig().hash_hex
+    assert report == {"model": str(files / "q.npz"), "config": AcceleratorConfig().to_dict(),
+                      "config_hash": AcceleratorConfig().hash_hex,
+                      **json.loads(json.dumps(compile_model(qmodel,
+                                                            AcceleratorConfig()).report()))}
+
+
+def test_compile_refuses_a_model_wider_than_the_configuration(files, capsys):
+    tessera.quantize(str(files / "float.onnx"), X, bits=16).save(files / "q16.npz")
+    assert main(["compile", str(files / "q16.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tessera compile: error: ") and err.count("\n") == 1
+
+
+def test_demo_table_columns_are_per_inference():
+    device = {"target": "emu", "accuracy": 0.5, "bit_identical": 360,
+              "cycles_per_inference": 244.0, "utilisation": 0.81,
+              "simulated_time_ms": 0.878, "time_per_inference_us": 2.44, "wall_seconds": 0.1}
+    report = {"model": "m", "mode": "onnx", "config": {"rows": 8, "cols": 8},
+              "config_hash": "0", "test_images": 360, "float_accuracy": 0.5,
+              "int8_reference_accuracy": 0.5, "devices": {"emu": device}}
+    header, _, _, _, emu = format_report(report, 100.0).splitlines()[2:]
+    assert "time/inference @ 100 MHz" in header and "wall time (360 images)" in header
+    assert "2.44 µs" in emu and "0.88 ms" not in emu
+
+
+def test_demo_json_into_a_closed_pipe():
+    # `tessera demo --json | head`: no BrokenPipeError, status 141 as for a SIGPIPE.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([sys.executable, "-m", "tessera", "demo", "--no-rtl", "--json"],
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 141, out.stderr
+    assert "BrokenPipe" not in out.stderr and "Traceback" not in out.stderr
