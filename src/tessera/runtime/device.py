@@ -130,11 +130,15 @@ class Device:
             raise LinkError(f"The device's HELLO answer is not a Tessera ID record: {e}") from None
         ident.pop("magic", None)
         cfg = self.config
-        if ident["isa_version"] != isa.ISA_VERSION:
+        if ident["isa_version"] != cfg.isa_version:
+            cnn = (f" (the CNN features of configuration field cnn=True; no gateware builds "
+                   f"them before issue #15: use the emulator, tessera.connect('emu', "
+                   f"config=...))" if cfg.isa_version == isa.CNN_ISA_VERSION else "")
             raise ConfigMismatch(
                 f"The device implements ISA version {ident['isa_version']} but this host speaks "
-                f"version {isa.ISA_VERSION}: rebuild the bitstream with this version of tessera "
-                f"(tessera build), or install the tessera version the bitstream was built with")
+                f"version {cfg.isa_version}{cnn}: rebuild the bitstream with this version of "
+                f"tessera (tessera build), or install the tessera version the bitstream was "
+                f"built with")
         if ident["config_hash"] != cfg.hash:
             raise ConfigMismatch(
                 f"The device was built from configuration {ident['config_hash']:016x} "

@@ -42,7 +42,7 @@ _MAX_ADDR_DEPTH = 1 << 16  # buffer addresses are 16-bit fields in the ISA
 MAX_REQUANT_CYCLES = 24
 
 #: Fields :meth:`AcceleratorConfig.to_dict` omits at these (default) values.
-_OMITTED_AT_DEFAULT = {"requant_cycles": 1}
+_OMITTED_AT_DEFAULT = {"requant_cycles": 1, "cnn": False, "drain_lanes": 1, "act_bank_lanes": 1}
 
 
 def _is_integer(value) -> bool:
@@ -113,6 +113,17 @@ class AcceleratorConfig:
         cycles. Left out of :meth:`to_dict` (and so of :attr:`hash`) when 1.
     rx_timeout_cycles : int
         Idle cycles after which a partially received frame is discarded.
+    cnn : bool
+        Whether the convolution features of ISA version 3 are built (``WINDOW``, ``CONV``,
+        ``ADD``: docs/isa.md); needs 8-bit operands. No gateware implements them yet (issue
+        #15): such configurations run on the emulator only. Left out of :meth:`to_dict` when
+        False, like the two fields below at 1.
+    drain_lanes : int
+        Elements the drain post-processes per cycle, 1 to ``rows`` (``cnn`` only): a drain takes
+        ``ceil(m_rows / drain_lanes) * n_cols * requant_cycles + DRAIN_OVERHEAD_CYCLES`` cycles.
+    act_bank_lanes : int
+        Lanes of ``ACT`` that share one address (one memory bank), a divisor of ``rows``
+        (``cnn`` only): the gather of a ``CONV`` reads one entry per bank per cycle.
     """
 
     rows: int = 8
@@ -129,6 +140,9 @@ class AcceleratorConfig:
     counter_bits: int = 48
     rx_timeout_cycles: int = 1 << 20
     requant_cycles: int = 1
+    cnn: bool = False
+    drain_lanes: int = 1
+    act_bank_lanes: int = 1
 
     def __post_init__(self):
         for field in dataclasses.fields(self):   # NumPy integers are stored as int (JSON, hash)
@@ -176,7 +190,22 @@ class AcceleratorConfig:
                    what="Receive timeout")
         _check_int("requant_cycles", self.requant_cycles, lo=1, hi=MAX_REQUANT_CYCLES,
                    what="Requant cycles per element")
-        if self.requant_cycles > 1 and "tflite" in self.requant_modes:
+        if not isinstance(self.cnn, bool):
+            raise ValueError(f"cnn must be True or False, not {self.cnn!r}")
+        if self.cnn and (self.input_bits, self.weight_bits) != (8, 8):
+            raise ValueError(f"cnn=True needs 8-bit operands (input_bits=8, weight_bits=8), not "
+                             f"{self.input_bits}/{self.weight_bits}")
+        _check_int("drain_lanes", self.drain_lanes, lo=1, hi=self.rows, what="Drain lanes")
+        _check_int("act_bank_lanes", self.act_bank_lanes, lo=1, hi=self.rows,
+                   what="ACT bank lanes")
+        if self.rows % self.act_bank_lanes:
+            raise ValueError(f"ACT bank lanes must divide the row count {self.rows}, not "
+                             f"{self.act_bank_lanes}")
+        if not self.cnn and (self.drain_lanes, self.act_bank_lanes) != (1, 1):
+            raise ValueError(f"drain_lanes and act_bank_lanes other than 1 need cnn=True (the "
+                             f"ISA version 3 datapath), not drain_lanes={self.drain_lanes}, "
+                             f"act_bank_lanes={self.act_bank_lanes}")
+        if self.requant_cycles > 1 and "tflite" in self.requant_modes and not self.cnn:
             raise ValueError(f"requant_cycles={self.requant_cycles} (an iterative requant "
                              f"multiplier) is implemented for mode 'onnx' only; use "
                              f"requant_modes=('onnx',) or requant_cycles=1")
@@ -201,6 +230,24 @@ class AcceleratorConfig:
     def peak_macs_per_cycle(self) -> int:
         """MACs the array performs per cycle at full utilisation."""
         return self.rows * self.cols
+
+    @property
+    def isa_version(self) -> int:
+        """The ISA version this configuration implements and reports in ``HELLO``: 3 with
+        :attr:`cnn`, else 2 (docs/isa.md)."""
+        from .isa import CNN_ISA_VERSION, ISA_VERSION
+        return CNN_ISA_VERSION if self.cnn else ISA_VERSION
+
+    def drain_cycles(self, m_rows, n_cols, per_element=None) -> int:
+        """Return the cycles a drain of ``m_rows x n_cols`` elements occupies the drain unit.
+
+        ``per_element`` defaults to :attr:`requant_cycles`
+        (:data:`tessera.spec.timing.DRAIN_OVERHEAD_CYCLES` is added).
+        """
+        from .timing import DRAIN_OVERHEAD_CYCLES
+        q = self.requant_cycles if per_element is None else per_element
+        lanes = -(-m_rows // self.drain_lanes)
+        return lanes * n_cols * q + DRAIN_OVERHEAD_CYCLES
 
     @property
     def output_bits(self) -> int:

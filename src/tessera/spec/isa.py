@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from .layout import BitLayout, Field
 
 __all__ = [
-    "INSN_BYTES", "ISA_VERSION", "Opcode", "Buffer", "Mode",
-    "LAYOUTS", "PARAM_LAYOUT",
-    "Instruction", "Load", "Gemm", "Post", "Store", "Sync", "Nop",
+    "INSN_BYTES", "ISA_VERSION", "CNN_ISA_VERSION", "Opcode", "CnnOpcode", "Buffer", "Mode",
+    "ConvKind", "LAYOUTS", "CNN_LAYOUTS", "ALL_LAYOUTS", "PARAM_LAYOUT",
+    "Instruction", "Load", "Gemm", "Post", "Store", "Sync", "Nop", "Window", "Conv", "Add",
     "encode", "decode", "decode_program", "ProgramError",
 ]
 
@@ -23,6 +23,11 @@ __all__ = [
 #: 2: ``POST`` ``zero_point``/``lo``/``hi`` widened from s8 to s16 (16-bit outputs), operand
 #: entries packed at the configured widths, ``POST`` values outside the output range refused.
 ISA_VERSION = 2
+
+#: The version of configurations with the CNN features (``AcceleratorConfig.cnn``): version 2
+#: plus ``WINDOW``, ``CONV`` and ``ADD`` (docs/isa.md). A configuration reports its own version
+#: (``config.isa_version``), so version-2 devices and programs are unchanged.
+CNN_ISA_VERSION = 3
 
 INSN_BYTES = 16
 _INSN_BITS = INSN_BYTES * 8
@@ -35,6 +40,26 @@ class Opcode(enum.IntEnum):
     POST = 3
     STORE = 4
     SYNC = 5
+
+
+class CnnOpcode(enum.IntEnum):
+    """Opcodes added by ISA version 3 (configurations with ``cnn``; docs/isa.md).
+
+    Kept apart from :class:`Opcode`, which the version-2 gateware enumerates: there, every one
+    of these is ``BAD_OPCODE``.
+    """
+
+    WINDOW = 6
+    CONV = 7
+    ADD = 8
+
+
+class ConvKind(enum.IntEnum):
+    """What a ``CONV`` computes over its window (docs/isa.md, version 3)."""
+
+    CONV = 0
+    DEPTHWISE = 1
+    AVERAGE_POOL = 2
 
 
 class Buffer(enum.IntEnum):
@@ -86,6 +111,31 @@ LAYOUTS = {
     Opcode.STORE: _insn("Store", Field("_pad0", 4), Field("addr", 16), Field("count", 16)),
     Opcode.SYNC: _insn("Sync"),
 }
+
+#: Layouts of the version-3 instructions (``config.cnn``).
+CNN_LAYOUTS = {
+    CnnOpcode.WINDOW: _insn(
+        "Window",
+        Field("in_h", 10), Field("in_w", 10), Field("in_c", 12),
+        Field("out_h", 10), Field("out_w", 10), Field("out_c", 12),
+        Field("kernel_h", 5), Field("kernel_w", 5), Field("stride_h", 3), Field("stride_w", 3),
+        Field("dilation_h", 3), Field("dilation_w", 3), Field("pad_top", 4), Field("pad_left", 4),
+        Field("pad_value", 16, signed=True),
+    ),
+    CnnOpcode.CONV: _insn(
+        "Conv",
+        Field("kind", 2), Field("_pad0", 2),
+        Field("src", 16), Field("dst", 16), Field("w_addr", 16), Field("param_addr", 16),
+    ),
+    CnnOpcode.ADD: _insn(
+        "Add",
+        Field("_pad0", 4), Field("a_addr", 16), Field("b_addr", 16), Field("dst", 16),
+        Field("count", 16), Field("param_addr", 16),
+    ),
+}
+
+#: Every layout by opcode value (versions 2 and 3).
+ALL_LAYOUTS = {**LAYOUTS, **CNN_LAYOUTS}
 
 #: Layout of one parameter-buffer entry (9 bytes).
 PARAM_LAYOUT = BitLayout("ChannelParams", (
@@ -176,12 +226,58 @@ class Store(Instruction):
     count: int
 
 
-_CLASSES = {cls.opcode: cls for cls in (Nop, Sync, Load, Gemm, Post, Store)}
+@dataclass(frozen=True)
+class Window(Instruction):
+    """Set the window state of the following ``CONV``s (ISA version 3)."""
+
+    opcode = CnnOpcode.WINDOW
+    in_h: int
+    in_w: int
+    in_c: int
+    out_h: int
+    out_w: int
+    out_c: int
+    kernel_h: int = 1
+    kernel_w: int = 1
+    stride_h: int = 1
+    stride_w: int = 1
+    dilation_h: int = 1
+    dilation_w: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_value: int = 0
+
+
+@dataclass(frozen=True)
+class Conv(Instruction):
+    """Run one layer over the window state: input map at ``src``, output map at ``dst``."""
+
+    opcode = CnnOpcode.CONV
+    kind: ConvKind
+    src: int
+    dst: int
+    w_addr: int = 0
+    param_addr: int = 0
+
+
+@dataclass(frozen=True)
+class Add(Instruction):
+    """Element-wise TFLite ADD of ``count`` ACT entries (ISA version 3, mode "tflite")."""
+
+    opcode = CnnOpcode.ADD
+    a_addr: int
+    b_addr: int
+    dst: int
+    count: int
+    param_addr: int = 0
+
+
+_CLASSES = {cls.opcode: cls for cls in (Nop, Sync, Load, Gemm, Post, Store, Window, Conv, Add)}
 
 
 def encode(insn: Instruction) -> bytes:
     """Return the 16 encoding bytes of ``insn`` followed by its payload (for ``LOAD``)."""
-    layout = LAYOUTS[insn.opcode]
+    layout = ALL_LAYOUTS[insn.opcode]
     values = {k: int(v) for k, v in insn.fields().items()}
     word = layout.to_bytes(opcode=int(insn.opcode), **values)
     if isinstance(insn, Load):
@@ -194,11 +290,11 @@ def decode(word: bytes) -> Instruction:
     if len(word) != INSN_BYTES:
         raise ProgramError(f"An instruction is {INSN_BYTES} bytes, got {len(word)}")
     value = int.from_bytes(word, "little")
-    try:
-        opcode = Opcode(value & 0xF)
-    except ValueError:
-        raise ProgramError(f"Unknown opcode {value & 0xF}") from None
-    fields = LAYOUTS[opcode].unpack(value)
+    if value & 0xF not in ALL_LAYOUTS:
+        raise ProgramError(f"Unknown opcode {value & 0xF}")
+    opcode = value & 0xF
+    opcode = Opcode(opcode) if opcode in LAYOUTS else CnnOpcode(opcode)
+    fields = ALL_LAYOUTS[opcode].unpack(value)
     del fields["opcode"]
     fields = {k: v for k, v in fields.items() if not k.startswith("_")}
     cls = _CLASSES[opcode]
@@ -211,6 +307,11 @@ def decode(word: bytes) -> Instruction:
         fields["clear"], fields["drain"] = bool(fields["clear"]), bool(fields["drain"])
     if opcode == Opcode.POST:
         fields["mode"], fields["lut"] = Mode(fields["mode"]), bool(fields["lut"])
+    if opcode == CnnOpcode.CONV:
+        try:
+            fields["kind"] = ConvKind(fields["kind"])
+        except ValueError:
+            raise ProgramError(f"CONV names unknown kind {fields['kind']}") from None
     return cls(**fields)
 
 

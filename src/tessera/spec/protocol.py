@@ -209,8 +209,8 @@ class FrameParser:
 
 def encode_id(config) -> bytes:
     """Return the HELLO response payload the gateware built from ``config`` sends."""
-    from .isa import ISA_VERSION
-    return ID_LAYOUT.to_bytes(magic=ID_MAGIC, isa_version=ISA_VERSION, config_hash=config.hash,
+    return ID_LAYOUT.to_bytes(magic=ID_MAGIC, isa_version=config.isa_version,
+                              config_hash=config.hash,
                               rows=config.rows, cols=config.cols, max_payload=config.max_payload)
 
 

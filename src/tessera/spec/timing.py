@@ -7,6 +7,7 @@ moves it. The model itself is described in ``docs/architecture.md``.
 
 __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
+    "POOL_DIVIDE_CYCLES", "ADD_PASSES",
 ]
 
 #: Compute cycles of one GEMM beyond its ``k`` accumulation steps: the last operand read's data
@@ -28,3 +29,11 @@ IDLE_LAG_CYCLES = 1
 
 #: Bytes the stream host port moves per cycle in each direction.
 LINK_BYTES_PER_CYCLE = 1
+
+#: Cycles per element of the average-pool drain's divider (ISA version 3, ``CONV`` kind 2): a
+#: restoring divider producing one quotient bit per cycle.
+POOL_DIVIDE_CYCLES = 16
+
+#: Requant passes per element of an ``ADD`` (ISA version 3): each input's multiplier, then the
+#: output's, on the drain unit's requant (``requant_cycles`` each).
+ADD_PASSES = 3
