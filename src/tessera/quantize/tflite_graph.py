@@ -321,7 +321,8 @@ def import_tflite_graph(r, *, mode):
     if r.type_of(g.inputs[0]) == "INT8":
         reader.activation(g.inputs[0], f"{r.name}: model input")
     for i, op in enumerate(g.operators or []):
-        reader.operator(i, op)
+        if i not in getattr(r, "folded", ()):       # shape arithmetic folded by tflite_fold
+            reader.operator(i, op)
     inputs, outputs = [reader.name(g.inputs[0])], [reader.name(g.outputs[0])]
     for what, name in (("input", inputs[0]), ("output", outputs[0])):
         if name not in reader.tensors:

@@ -6,6 +6,9 @@ object API): no TensorFlow, and nothing in the file is executed. Supported chain
     [QUANTIZE] -> FULLY_CONNECTED [fused NONE | RELU | RELU6] -> [LOGISTIC | TANH | RELU | RELU6]
                -> FULLY_CONNECTED ... -> [DEQUANTIZE]          (RESHAPE to [batch, -1] anywhere)
 
+A converter's constant shape arithmetic before a RESHAPE (SHAPE, STRIDED_SLICE, PACK, ...) is
+folded first (:mod:`.tflite_fold`).
+
 Weights are int8 ``[N, K]`` (per tensor or per output channel, zero point 0), biases int32.
 Standalone activation operators become the preceding layer's lookup table, tabulated by running the
 operator in LiteRT itself (see :mod:`.lut_tabulate`). Such chains import as a
@@ -28,6 +31,7 @@ import numpy as np
 from .errors import UnsupportedModelError
 from .lut_tabulate import numpy_lut, tabulate_tflite
 from .prequantized import LayerDrafts, QParams
+from .tflite_fold import fold_shape_subgraphs
 
 __all__ = ["TFLITE_OPS", "is_tflite_bytes", "import_tflite"]
 
@@ -219,7 +223,9 @@ def import_tflite(source, *, mode=None):
             f"{len(g.inputs)} and {len(g.outputs)}")
     for i, op in enumerate(g.operators or []):
         r.check_operator(i, op)
-    if any(r.op_names[op.opcodeIndex] not in TFLITE_OPS for op in g.operators or []):
+    r.folded = fold_shape_subgraphs(r)      # constant shape arithmetic before a RESHAPE
+    if any(r.op_names[op.opcodeIndex] not in TFLITE_OPS
+           for i, op in enumerate(g.operators or []) if i not in r.folded):
         from .tflite_graph import import_tflite_graph      # a CNN or another DAG
         return import_tflite_graph(r, mode=mode)
     drafts = LayerDrafts(mode)
@@ -227,6 +233,8 @@ def import_tflite(source, *, mode=None):
     if r.type_of(current) == "INT8":
         params = r.qparams(current, f"{name}: model input")
     for i, op in enumerate(g.operators or []):
+        if i in r.folded:
+            continue
         r.check_operator(i, op)
         kind = r.op_names[op.opcodeIndex]
         where = f"{name}: {r.describe(i, op)}"
