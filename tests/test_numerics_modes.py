@@ -19,8 +19,12 @@ def test_registry_matches_spec_and_isa():
 
 
 def test_every_public_name_resolves():
-    for name in tn.__all__:
-        assert getattr(tn, name) is not None, name
+    from tessera.numerics import cnn, fixedpoint, modes, ops_tflite, requant_onnx, requant_tflite
+
+    for module in (tn, cnn, fixedpoint, modes, ops_tflite, requant_onnx, requant_tflite):
+        assert len(set(module.__all__)) == len(module.__all__), module.__name__
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
 
 
 @pytest.mark.parametrize("bad", ["gemmlowp", "ONNX", None, 1])
