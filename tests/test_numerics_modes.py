@@ -76,3 +76,9 @@ def test_tflite_mode_ops_module_has_the_contract_kernels():
                  "softmax", "pad", "concatenate"):
         assert callable(getattr(ops, name)), name
     assert set(ops.__all__) <= set(dir(ops))
+
+
+def test_every_mode_has_a_hardware_unit():
+    from tessera.hw.postproc import PostProcessor
+
+    assert set(PostProcessor._REQUANT_UNITS) == set(MODES)
