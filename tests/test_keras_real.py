@@ -210,3 +210,28 @@ def test_keras_unsupported_graphs_are_refused_with_the_layer_named():
     _refused(keras.Model(inp, inner(inp)), r"Keras layer 'inner' \(Sequential\) is a nested model")
     other = keras.Input((6, 6, 2))
     _refused(keras.Model([inp, other], L.Add()([inp, other])), r"has 2 inputs and 1 outputs")
+
+
+@pytest.mark.parametrize("mode", ["onnx", "tflite"])
+def test_keras_mobilenet_style_layers(mode):
+    """ZeroPadding2D + a VALID stride-2 DepthwiseConv2D (Keras MobileNet's downsampling),
+    SeparableConv2D (depthwise then pointwise), GlobalMaxPooling2D, a sigmoid head."""
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((10, 10, 3))
+    x = L.Conv2D(8, 3, padding="same", name="stem")(inp)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu6")(x)
+    x = L.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="valid", name="dw_s2")(x)
+    x = L.SeparableConv2D(12, 3, padding="same", depth_multiplier=2, activation="relu",
+                          name="separable")(x)
+    x = L.GlobalMaxPooling2D(name="gmp")(x)
+    model = keras.Model(inp, L.Dense(2, activation="sigmoid", name="head")(x))
+    fixtures._randomise(model, 7)
+    x = np.random.default_rng(5).uniform(-1, 1, (250, 10, 10, 3)).astype(np.float32)
+    qmodel, _ = _error_bound(model, x[:150], x[150:], mode, tolerance=0.04)
+    assert [op.kind for op in qmodel.graph.ops] == [
+        "CONV_2D", "PAD", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "MAX_POOL_2D",
+        "RESHAPE", "FULLY_CONNECTED", "LUT"]

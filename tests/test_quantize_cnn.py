@@ -113,15 +113,15 @@ def test_pytorch_mode_is_restored_and_refusals_name_the_node():
 
 def _float_onnx_cnn():
     """A hand-written float ONNX CNN: SAME_UPPER stride-2 Conv, an unfused BatchNormalization,
-    depthwise Conv + Clip(0, 6), padded MaxPool, a residual Add, Concat, GlobalAveragePool,
-    Flatten, Gemm, Softmax."""
+    Pad + depthwise Conv + Clip(0, 6), padded MaxPool, a residual Add, Concat,
+    GlobalAveragePool, Flatten, Gemm, Softmax."""
     rng = np.random.default_rng(0)
     inits = {
         "w0": rng.normal(0, 0.4, (6, 3, 3, 3)), "b0": rng.normal(0, 0.1, 6),
         "g": rng.uniform(0.5, 1.5, 6), "beta": rng.normal(0, 0.1, 6),
         "mean": rng.normal(0, 0.1, 6), "var": rng.uniform(0.5, 1.5, 6),
         "wd": rng.normal(0, 0.4, (6, 1, 3, 3)), "bd": rng.normal(0, 0.1, 6),
-        "lo": np.array(0.0), "hi": np.array(6.0),
+        "lo": np.array(0.0), "hi": np.array(6.0), "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1]),
         "w1": rng.normal(0, 0.4, (4, 6, 1, 1)),
         "wf": rng.normal(0, 0.4, (3, 10)), "bf": rng.normal(0, 0.1, 3),
     }
@@ -131,8 +131,8 @@ def _float_onnx_cnn():
         helper.make_node("BatchNormalization", ["c0", "g", "beta", "mean", "var"], ["n0"],
                          name="bn0", epsilon=1e-3),
         helper.make_node("Relu", ["n0"], ["r0"], name="relu0"),
-        helper.make_node("Conv", ["r0", "wd", "bd"], ["d0"], name="dw", group=6,
-                         pads=[1, 1, 1, 1]),
+        helper.make_node("Pad", ["r0", "pads"], ["r0p"], name="pad", mode="constant"),
+        helper.make_node("Conv", ["r0p", "wd", "bd"], ["d0"], name="dw", group=6),
         helper.make_node("Clip", ["d0", "lo", "hi"], ["d1"], name="relu6"),
         helper.make_node("Add", ["d1", "r0"], ["s0"], name="residual"),
         helper.make_node("MaxPool", ["s0"], ["p0"], name="pool", kernel_shape=[3, 3],
@@ -148,7 +148,8 @@ def _float_onnx_cnn():
         nodes, "float_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                            ["N", 3, 12, 12])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(np.asarray(v, F32), k) for k, v in inits.items()])
+        [numpy_helper.from_array(np.asarray(v, np.int64 if k == "pads" else F32), k)
+         for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -164,7 +165,7 @@ def test_float_onnx_cnn_post_training_quantization(mode, tmp_path):
     expected = session.run(None, {"x": x[200:]})[0]
     graph, _ = float_graph_source(tmp_path / "cnn.onnx")
     np.testing.assert_allclose(graph.forward(_nhwc(x[200:])), expected, atol=1e-5)
-    assert [op.kind for op in graph.ops][:3] == ["CONV_2D", "DEPTHWISE_CONV_2D", "ADD"]
+    assert [op.kind for op in graph.ops][:4] == ["CONV_2D", "PAD", "DEPTHWISE_CONV_2D", "ADD"]
     assert graph.ops[0].attrs["padding"] == ((0, 1), (0, 1))          # SAME_UPPER, 12 -> 6
     qmodel = tessera.quantize(tmp_path / "cnn.onnx", calibration=x[:200], mode=mode)
     assert isinstance(qmodel, QuantizedGraph) and qmodel.input_layout == "NCHW"

@@ -23,7 +23,7 @@ __all__ = ["FLOAT_GRAPH_KINDS", "FUSABLE_KINDS", "FloatOp", "FloatGraph", "Graph
 
 #: Operation kinds of a float graph (``ACTIVATION`` is a standalone activation function).
 FLOAT_GRAPH_KINDS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
-                     "MAX_POOL_2D", "MEAN", "ADD", "RESHAPE", "CONCATENATION", "SOFTMAX",
+                     "MAX_POOL_2D", "MEAN", "ADD", "PAD", "RESHAPE", "CONCATENATION", "SOFTMAX",
                      "ACTIVATION")
 
 
@@ -33,7 +33,8 @@ class FloatOp:
 
     ``name`` is the source's layer or node name (used in messages and as the quantized
     operation's name). ``attrs`` holds what the kind needs: ``stride``, ``dilation``,
-    ``padding``, ``pool``, ``depth_multiplier``, ``activation`` (a key of
+    ``padding``, ``paddings`` (PAD: one pair per per-sample axis, padded with 0.0), ``pool``,
+    ``depth_multiplier``, ``activation`` (a key of
     :data:`~tessera.quantize.floatmodel.FLOAT_ACTIVATIONS`), ``shape``, ``axis``, ``function``.
     """
 
@@ -135,6 +136,8 @@ def run_op(op, values):
         y = x.mean(axis=(1, 2), keepdims=bool(op.attrs.get("keepdims", False)))
     elif kind == "ADD":
         y = x + values[op.inputs[1]]
+    elif kind == "PAD":
+        y = np.pad(x, ((0, 0),) + tuple(op.attrs["paddings"]))
     elif kind == "RESHAPE":
         y = x.reshape((x.shape[0],) + tuple(op.attrs["shape"]))
     elif kind == "CONCATENATION":

@@ -5,7 +5,8 @@ tensor is observed on the calibration batch (:func:`.calibrate.calibrate_graph`)
 asymmetric int8 scale and zero point (ONNX Runtime's formula); weights are symmetric int8, one
 scale per output channel (``per_channel=True``, the default) or per tensor (:mod:`.weights`);
 biases are int32 at ``input_scale * weight_scale``. As TFLite's converter does, the output of
-RESHAPE, MAX_POOL_2D, AVERAGE_POOL_2D and a standalone RELU/RELU6 has its input's quantization,
+RESHAPE, PAD, MAX_POOL_2D, AVERAGE_POOL_2D and a standalone RELU/RELU6 has its input's
+quantization (PAD fills with the zero point, i.e. 0.0),
 and the inputs and output of a CONCATENATION share one (TFLite Micro requires both): such tensors
 are quantized together on the union of their observed ranges. SOFTMAX outputs scale 1/256, zero
 point -128. Table activations (sigmoid, tanh, ...) become a ``LUT`` operation after their
@@ -24,7 +25,7 @@ from .weights import quantize_bias, quantize_weights
 
 __all__ = ["quantize_graph"]
 
-_SHARED = ("RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+_SHARED = ("RESHAPE", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D")
 _WEIGHT_AXIS = {"FULLY_CONNECTED": 1, "CONV_2D": 0, "DEPTHWISE_CONV_2D": 3}
 _ATTRS = {
     "FULLY_CONNECTED": ("activation",),
@@ -32,7 +33,7 @@ _ATTRS = {
     "DEPTHWISE_CONV_2D": ("stride", "dilation", "padding", "activation", "depth_multiplier"),
     "AVERAGE_POOL_2D": ("pool", "stride", "padding", "activation"),
     "MAX_POOL_2D": ("pool", "stride", "padding", "activation"),
-    "MEAN": ("keepdims",), "ADD": ("activation",), "RESHAPE": ("shape",),
+    "MEAN": ("keepdims",), "ADD": ("activation",), "PAD": ("paddings",), "RESHAPE": ("shape",),
     "CONCATENATION": ("axis",), "SOFTMAX": (),
 }
 

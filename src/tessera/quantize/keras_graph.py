@@ -4,8 +4,9 @@ The model's own graph is read from ``model.get_config()`` (each layer's ``inboun
 layer called several times becomes one operation per call with the same weights, and branches
 and residual connections are kept; weights come from ``layer.get_weights()``. Keras itself is
 never imported. Supported layers (channels-last): ``Dense`` (on a flat input), ``Conv2D``
-(``groups=1``), ``DepthwiseConv2D``, ``MaxPooling2D``, ``AveragePooling2D``,
-``GlobalAveragePooling2D``, ``Add`` (two inputs), ``Concatenate``, ``Flatten``, ``Reshape``,
+(``groups=1``), ``DepthwiseConv2D``, ``SeparableConv2D`` (depthwise then 1x1), ``MaxPooling2D``,
+``AveragePooling2D``, ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D``, ``ZeroPadding2D``,
+``Add`` (two inputs), ``Concatenate``, ``Flatten``, ``Reshape``,
 ``BatchNormalization`` (folded into the convolution or Dense before it), ``Activation``, ``ReLU``
 (max 6 or none), ``Softmax``, and the no-ops ``InputLayer`` and ``Dropout``. Anything else, a
 nested model, or a model with several inputs or outputs is refused with the layer named.
@@ -21,8 +22,9 @@ from .floatgraph import GraphBuilder
 __all__ = ["KERAS_GRAPH_LAYERS", "keras_float_graph"]
 
 #: Keras layer classes read as graph operations.
-KERAS_GRAPH_LAYERS = ("Dense", "Conv2D", "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D",
-                      "GlobalAveragePooling2D", "Add", "Concatenate", "Flatten", "Reshape",
+KERAS_GRAPH_LAYERS = ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D",
+                      "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+                      "ZeroPadding2D", "Add", "Concatenate", "Flatten", "Reshape",
                       "BatchNormalization", "Activation", "ReLU", "Softmax", "InputLayer",
                       "Dropout")
 
@@ -96,6 +98,28 @@ class _Reader(GraphBuilder):
                 attrs["depth_multiplier"] = int(kernel.shape[3])
             bias = weights[1] if len(weights) > 1 else None
             self._fused(op_kind, output, inputs, output, attrs, weight, bias, act)
+        elif kind == "SeparableConv2D":
+            depthwise, pointwise = weights[0], weights[1]
+            stride, dilation = _pair(config["strides"]), _pair(config["dilation_rate"])
+            padding = _padding(config, shape, depthwise.shape[:2], stride, dilation)
+            attrs = {"stride": stride, "dilation": dilation, "padding": padding,
+                     "depth_multiplier": int(depthwise.shape[3])}
+            self.emit("DEPTHWISE_CONV_2D", f"{output}:depthwise", inputs, f"{output}:depthwise",
+                      attrs, depthwise.reshape(1, *depthwise.shape[:2], -1))
+            bias = weights[2] if len(weights) > 2 else None
+            self._fused("CONV_2D", output, [f"{output}:depthwise"], output,
+                        {"stride": (1, 1), "dilation": (1, 1), "padding": ((0, 0), (0, 0))},
+                        pointwise.transpose(3, 0, 1, 2), bias, act)
+        elif kind == "ZeroPadding2D":
+            (top, bottom), (left, right) = (_pair(p) for p in config["padding"])
+            self.emit("PAD", output, inputs, output,
+                      {"paddings": ((top, bottom), (left, right), (0, 0))})
+        elif kind == "GlobalMaxPooling2D":
+            h, w, c = shape
+            self.emit("MAX_POOL_2D", f"{output}:pool", inputs, f"{output}:pool",
+                      {"pool": (h, w), "stride": (1, 1), "padding": ((0, 0), (0, 0))})
+            self.emit("RESHAPE", output, [f"{output}:pool"], output,
+                      {"shape": (1, 1, c) if config.get("keepdims") else (c,)})
         elif kind in ("MaxPooling2D", "AveragePooling2D"):
             pool = _pair(config["pool_size"])
             stride = _pair(config.get("strides") or pool)

@@ -7,7 +7,8 @@ of a ``C x H x W`` tensor keeps ONNX's channel-major order by permuting the rows
 ``Gemm``/``MatMul`` that reads it. Operators: ``Conv`` (group 1, or depthwise: group = input
 channels), ``BatchNormalization`` (folded into the Conv/Gemm before it), ``Relu``, ``Clip``
 (relu6/relu), ``Sigmoid``, ``Tanh``, ``MaxPool``, ``AveragePool`` (padding not counted),
-``GlobalAveragePool``, ``ReduceMean`` over H and W, ``Add`` (two run-time tensors),
+``GlobalAveragePool``, ``ReduceMean`` over H and W, ``Pad`` (constant zeros on H and W),
+``Add`` (two run-time tensors),
 ``Concat`` (channels), ``Flatten``, ``Reshape`` to ``[batch, -1]``, ``Gemm``, ``MatMul`` (+
 ``Add`` of a constant bias), ``Softmax`` (last axis), ``Identity``, ``Dropout``.
 """
@@ -27,7 +28,7 @@ __all__ = ["GRAPH_ONLY_OPS", "ONNX_GRAPH_OPS", "is_float_cnn", "onnx_float_graph
 GRAPH_ONLY_OPS = ("Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
                   "ReduceMean", "Concat")
 #: Every operator :func:`onnx_float_graph` reads.
-ONNX_GRAPH_OPS = GRAPH_ONLY_OPS + ("Softmax", "Relu", "Clip", "Sigmoid", "Tanh", "Add",
+ONNX_GRAPH_OPS = GRAPH_ONLY_OPS + ("Pad", "Softmax", "Relu", "Clip", "Sigmoid", "Tanh", "Add",
                                    "Flatten", "Reshape", "Gemm", "MatMul", "Identity", "Dropout")
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
@@ -174,6 +175,8 @@ class _Reader(GraphBuilder):
             if op == "Reshape":
                 chain.check_noop(node, int(np.prod(self.shapes[x])))
             self.flatten(node, x, output)
+        elif op == "Pad":
+            self.pad(node, x, output)
         elif op == "Gemm":
             self.dense(node, x, output, *_gemm_weights(chain, node))
         elif op == "MatMul":
@@ -184,6 +187,18 @@ class _Reader(GraphBuilder):
             self.emit("SOFTMAX", output, [x], output)
         else:
             raise chain.unsupported(node, ONNX_GRAPH_OPS)
+
+    def pad(self, node, x, output):
+        chain = self.chain
+        mode = chain.attribute(node, "mode", b"constant")
+        pads = [int(p) for p in np.asarray(chain.constant(node, 1, "pads")).ravel()]
+        value = chain.constant(node, 2, "constant value")
+        if (mode.decode() if isinstance(mode, bytes) else mode) != "constant" or len(pads) != 8 \
+                or any(pads[i] for i in (0, 1, 4, 5)) or (value is not None and float(value)):
+            self.refuse(node, f"pads {pads} ({mode!r}); Tessera reads constant zero padding of "
+                        "H and W of a [N, C, H, W] tensor")
+        self.emit("PAD", output, [x], output,
+                  {"paddings": ((pads[2], pads[6]), (pads[3], pads[7]), (0, 0))})
 
     def matmul(self, node, x, output, nodes_after):
         weight = np.asarray(self.chain.constant(node, 1, "weight"), np.float64)
