@@ -70,6 +70,13 @@ def test_from_dict_rejects_unknown_fields():
         AcceleratorConfig.from_dict({"row": 4})
 
 
+def test_save_writes_what_load_and_the_cli_read(tmp_path):
+    c = AcceleratorConfig(rows=4, cols=2, lut=False, act_depth=512)
+    c.save(tmp_path / "cfg.json")
+    assert (tmp_path / "cfg.json").read_text() == c.to_json() + "\n"
+    assert AcceleratorConfig.load(tmp_path / "cfg.json") == c
+
+
 def test_load_reports_bad_json(tmp_path):
     p = tmp_path / "cfg.json"
     p.write_text("{rows: 4")

@@ -355,9 +355,18 @@ class AcceleratorConfig:
         """Parse JSON text produced by :meth:`to_json` (or written by hand)."""
         return cls.from_dict(json.loads(text))
 
+    def save(self, path) -> None:
+        """Write the configuration to the JSON file ``path`` (:meth:`to_json`, one line).
+
+        ``tessera build``, ``run``, ``compile``, ``verilog`` and ``info`` read it with
+        ``--config``; docs/quickstart.md shows the format.
+        """
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json() + "\n")
+
     @classmethod
     def load(cls, path) -> "AcceleratorConfig":
-        """Read a configuration from a JSON file."""
+        """Read a configuration from a JSON file (written by :meth:`save` or by hand)."""
         with open(path, encoding="utf-8") as f:
             try:
                 return cls.from_json(f.read())
