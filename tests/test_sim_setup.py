@@ -5,6 +5,7 @@ process with a doctored environment: ``PATH`` without the simulator, ``TESSERA_C
 temporary directory, ``TMPDIR`` to see which temporary directories a run leaves.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,33 @@ def test_missing_icarus_is_one_line_saying_how_to_install_it(model_files, tmp_pa
         "tessera run: error: Simulator 'icarus' is not installed (iverilog, vvp not found on "
         "PATH); install it with `apt-get install iverilog` (or your system's package), or use "
         "the other simulator ('sim:verilator')"]
+
+
+def _fill(root):
+    """Fake cache contents: two builds of 3000 + 1000 bytes, runtime objects, a foreign file."""
+    files = {"sim/verilator-abc-123/Vtop": 3000, "sim/icarus-abc-456/sim.vvp": 1000,
+             "verilator-runtime/789/verilated.o": 500}
+    for relative, size in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(bytes(size))
+    (root / "sim" / "verilator-abc.lock").write_bytes(b"")
+    (root / "notes.txt").write_text("not Tessera's")
+
+
+def test_info_shows_the_cache_and_clear_cache_empties_it(tmp_path):
+    root = tmp_path / "cache"
+    _fill(root)
+    env = {"TESSERA_CACHE_DIR": str(root)}
+    info = json.loads(_tessera("info", "--json", env=env).stdout)
+    assert info["cache"] == {"path": str(root), "bytes": 4500, "builds": 2}
+    text = _tessera("info", env=env).stdout
+    assert text.splitlines()[-1] == (f"simulation cache: 0.0 MB in 2 builds at {root} "
+                                     f"(tessera info --clear-cache removes them)")
+    out = _tessera("info", "--clear-cache", env=env)
+    assert out.returncode == 0
+    assert out.stdout == f"removed 0.0 MB of simulation builds from {root}\n"
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+    assert json.loads(_tessera("info", "--json", env=env).stdout)["cache"]["bytes"] == 0
+    _fill(root)
+    cleared = json.loads(_tessera("info", "--clear-cache", "--json", env=env).stdout)
+    assert cleared == {"cleared_bytes": 4500, "path": str(root)}

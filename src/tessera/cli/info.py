@@ -56,6 +56,9 @@ def add_parser(subparsers):
                    help="requantization mode to read a .tflite model in (default: onnx)")
     p.add_argument("--config", metavar="FILE", help="AcceleratorConfig JSON (default: 8x8)")
     p.add_argument("--json", action="store_true", help="print the information as JSON")
+    p.add_argument("--clear-cache", action="store_true",
+                   help="remove the cached simulation builds ($TESSERA_CACHE_DIR, default "
+                        "~/.cache/tessera; 75-150 MB per configuration) and report what was freed")
     return p
 
 
@@ -100,9 +103,10 @@ def gather_info(config=None) -> dict:
         "max_store_entries": config.max_store_entries,
         "max_weight_entries_per_load": config.max_load_entries(isa.Buffer.WGT),
     }
+    from tessera.sim.cache import cache_usage
     return {"version": tessera.__version__, "isa_version": isa.ISA_VERSION,
             "config": config.to_dict(), "config_hash": config.hash_hex, "derived": derived,
-            "extras": extras, "tools": tools}
+            "extras": extras, "tools": tools, "cache": cache_usage()}
 
 
 def format_info(info) -> str:
@@ -127,7 +131,14 @@ def format_info(info) -> str:
     lines += ["", "tools:"]
     for name, t in info["tools"].items():
         lines.append(f"  {name:<22} {t['for']:<32} {t['path'] or 'missing'}")
+    cache = info["cache"]
+    lines += ["", f"simulation cache: {_megabytes(cache['bytes'])} in {cache['builds']} builds at "
+                  f"{cache['path']} (tessera info --clear-cache removes them)"]
     return "\n".join(lines)
+
+
+def _megabytes(count) -> str:
+    return f"{count / 1e6:.1f} MB"
 
 
 def model_report(path, mode=None):
@@ -148,6 +159,12 @@ def model_report(path, mode=None):
 
 def run(args) -> int:
     from .options import load_config
+    if args.clear_cache:
+        from tessera.sim.cache import cache_root, clear_cache
+        freed = clear_cache()
+        print(json.dumps({"cleared_bytes": freed, "path": str(cache_root())}) if args.json else
+              f"removed {_megabytes(freed)} of simulation builds from {cache_root()}")
+        return 0
     if args.model is not None:
         text, data = model_report(args.model, args.mode)
         print(json.dumps(data, indent=2) if args.json else text)
