@@ -93,8 +93,9 @@ class Board:
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
+            from tessera.install import install_hint
             raise RuntimeError(f"Building for {self.name} needs amaranth-boards: "
-                               f"pip install 'tessera[fpga]' ({e})") from None
+                               f"{install_hint('fpga')} ({e})") from None
         platform = getattr(module, class_name)()
         if self.extra_resources:
             platform.add_resources(list(self.extra_resources))

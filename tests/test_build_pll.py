@@ -15,7 +15,7 @@ from tessera.hw.clocking import ecp5_pll_params, ice40_pll_params
 def _tool(name):
     path = Path(sys.executable).parent / name
     found = str(path) if path.exists() else shutil.which(name)
-    assert found, f"{name} is part of tessera[fpga] (YoWASP) and must be installed"
+    assert found, f"{name} is part of tessera-fpga[fpga] (YoWASP) and must be installed"
     return found
 
 

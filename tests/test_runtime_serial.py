@@ -47,7 +47,8 @@ def test_missing_pyserial_says_what_to_install(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "serial", None)
     with pytest.raises(LinkError, match=r"needs pyserial, which is not installed: "
-                                        r"pip install tessera\[serial\]"):
+                                        r"pip install 'tessera-fpga\[serial\]' \(in a "
+                                        r"checkout: pip install -e '.\[serial\]'\)"):
         SerialTransport("/dev/ttyUSB1")
 
 

@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return USAGE_ERROR
+    from tessera.install import MissingDependencyError
     reported, bugs = user_errors()
     try:
         status = int(args._run(args) or 0)
@@ -124,6 +125,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"tessera {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MissingDependencyError as e:
+        if args.debug:
+            raise
+        print(f"tessera {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR
     except ModuleNotFoundError as e:
         advice = _missing_package(e)
         if args.debug or advice is None:

@@ -70,7 +70,7 @@ def load_config(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Configuration file {path} does not exist; write one with "
-                                "tessera info --json or AcceleratorConfig.save")
+                                "AcceleratorConfig(...).save(path) (see docs/quickstart.md)")
     try:
         return AcceleratorConfig.load(path)
     except (TypeError, ValueError) as e:

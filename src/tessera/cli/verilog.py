@@ -31,7 +31,8 @@ def run(args) -> int:
     except ModuleNotFoundError as e:
         if e.name != "amaranth":
             raise
-        raise OSError("tessera verilog needs Amaranth: pip install 'tessera[hw]'") from None
+        from tessera.install import install_hint
+        raise OSError(f"tessera verilog needs Amaranth: {install_hint('hw')}") from None
 
     from .options import load_config
     config = load_config(args.config) or AcceleratorConfig()

@@ -7,7 +7,7 @@ completion order, so the caller can cache each result the moment it arrives:
 - ``workers=N`` (default: the CPU count): a :class:`concurrent.futures.ProcessPoolExecutor`
   with the ``spawn`` start method (no fork of a threaded parent);
 - ``scheduler="tcp://host:port"``: a ``dask.distributed`` cluster (``pip install
-  'tessera[explore]'``); ``shared`` is scattered to every worker once. The workers need Tessera
+  'tessera-fpga[explore]'``); ``shared`` is scattered to every worker once. The workers need Tessera
   (and the FPGA tools for builds) installed; bitstreams land on the worker's disk.
 
 When the consumer stops early (an exception, Ctrl-C), pending tasks are cancelled and the local
@@ -69,8 +69,9 @@ def _dask(fn, tasks, shared, scheduler):
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise ImportError("--scheduler needs dask.distributed: pip install 'tessera[explore]' "
-                          "(or pip install 'dask[distributed]')") from None
+        from tessera.install import MissingDependencyError, install_hint
+        raise MissingDependencyError(f"--scheduler needs dask.distributed: "
+                                     f"{install_hint('explore')}") from None
     if isinstance(scheduler, Client):
         client = scheduler
     else:

@@ -1,4 +1,4 @@
-"""PNG plots of a sweep (matplotlib, imported only here; ``pip install 'tessera[explore]'``).
+"""PNG plots of a sweep (matplotlib, imported only here; ``pip install 'tessera-fpga[explore]'``).
 
 Three scatter plots of the objective pairs — accuracy vs latency, accuracy vs LUTs, latency vs
 LUTs — with the Pareto front highlighted and each point labelled with its array shape and width;
@@ -29,8 +29,9 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("Plots need matplotlib: pip install 'tessera[explore]' (or use "
-                          "--no-plots)") from None
+        from tessera.install import MissingDependencyError, install_hint
+        raise MissingDependencyError(f"Plots need matplotlib: {install_hint('explore')}, or "
+                                     "use --no-plots") from None
     matplotlib.use("Agg")      # files only, never a window
     import matplotlib.pyplot as plt
     return plt

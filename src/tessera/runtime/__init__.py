@@ -84,11 +84,12 @@ def connect(target="emu", *, config=None, timeout_s=None, retries=5, **options):
             from tessera.sim.backend import connect_sim
         except ModuleNotFoundError as e:
             if e.name is None or not e.name.startswith("tessera.sim"):
+                from tessera.install import install_hint
                 raise LinkError(f"The RTL simulation needs {e.name}, which is not installed: "
-                                f"pip install tessera[sim]") from None
+                                f"{install_hint('sim')}") from None
             raise LinkError("This installation has no RTL simulation backend "
-                            "(tessera.sim.backend); install tessera with the sim extra "
-                            "from a full source checkout") from None
+                            "(tessera.sim.backend); install tessera-fpga with the sim extra "
+                            "from a full source checkout: pip install -e '.[sim]'") from None
         return connect_sim(config, simulator, timeout_s=timeout_s, retries=retries, **options)
     if target.startswith("serial:"):
         from .serial import SerialTransport, parse_serial_url

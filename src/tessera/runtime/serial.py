@@ -1,7 +1,7 @@
 """The UART transport to a board: ``serial:///dev/ttyUSB1?baud=3000000``.
 
 pyserial is imported when a port is opened, so the host library needs it only for boards
-(``pip install tessera[serial]``).
+(``pip install 'tessera-fpga[serial]'``; in a checkout ``pip install -e '.[serial]'``).
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def _import_pyserial():
     try:
         import serial
     except ImportError:
+        from tessera.install import install_hint
         raise LinkError("Talking to a board needs pyserial, which is not installed: "
-                        "pip install tessera[serial]") from None
+                        f"{install_hint('serial')}") from None
     return serial
 
 
