@@ -75,7 +75,25 @@ class Zoo(nn.Module):
         return torch.softmax(self.fc(torch.flatten(self.gap(y), 1)), -1)
 
 
-SHAPES = {"ResNet": (3, 16, 16), "Zoo": (3, 17, 15)}
+class LeNet(nn.Module):
+    """Convolutions, then a flatten of a 4x4 map into a dense layer (NCHW order in the file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(4, 8, 3), nn.ReLU())
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+SHAPES = {"ResNet": (3, 16, 16), "Zoo": (3, 17, 15), "LeNet": (1, 16, 16)}
+KINDS = {"ResNet": {"CONV_2D", "ADD", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+                    "MEAN", "FULLY_CONNECTED"},
+         "Zoo": {"CONV_2D", "DEPTHWISE_CONV_2D", "CONCATENATION", "SOFTMAX", "LUT", "PAD",
+                 "AVERAGE_POOL_2D", "MEAN"},
+         "LeNet": {"CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"}}
 
 
 class _Calibration(CalibrationDataReader):
@@ -107,7 +125,7 @@ def float_models(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("onnx_cnn")
     paths = {}
-    for net in (ResNet(), Zoo()):
+    for net in (ResNet(), Zoo(), LeNet()):
         name = type(net).__name__
         paths[name] = folder / f"{name}.onnx"
         _export(net, SHAPES[name], paths[name])
@@ -141,7 +159,7 @@ def _ort(path, x):
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
 @pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
-@pytest.mark.parametrize("net", ["ResNet", "Zoo"])
+@pytest.mark.parametrize("net", ["ResNet", "Zoo", "LeNet"])
 def test_quantize_static_cnn_equals_onnxruntime(float_models, net, fmt, per_channel):
     path = _quantize(float_models[net], fmt, per_channel)
     model = tessera.load_model(path)
@@ -152,9 +170,7 @@ def test_quantize_static_cnn_equals_onnxruntime(float_models, net, fmt, per_chan
     expected = _ort(path, x)
     np.testing.assert_array_equal(model.predict(x), expected)
     assert len(np.unique(expected)) > 20, "the outputs must vary to discriminate"
-    kinds = {op.kind for op in model.graph.ops}
-    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"} <= kinds
-    assert ({"ADD"} if net == "ResNet" else {"CONCATENATION", "SOFTMAX", "LUT", "PAD"}) <= kinds
+    assert KINDS[net] <= {op.kind for op in model.graph.ops}
 
 
 def test_summary_states_the_layout(float_models):
@@ -208,3 +224,55 @@ def test_uint8_activations_are_refused(float_models):
                        r"activations and weights \(quantize_static with "
                        r"activation_type=QuantType.QInt8\)"):
         tessera.load_model(path)
+
+
+def _qoperator_graph(tail):
+    """A hand-written QOperator file: Q -> Pad -> QLinearConv (SAME_UPPER, stride 2) -> tail."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    inits = {"s": np.float32(0.05), "z": np.int8(-3), "w": rng.integers(
+        -127, 128, (4, 2, 3, 3)).astype(np.int8), "ws": rng.uniform(0.002, 0.02, 4).astype(
+        np.float32), "wz": np.zeros(4, np.int8), "ys": np.float32(0.09), "yz": np.int8(6),
+        "b": rng.integers(-500, 500, 4).astype(np.int32),
+        "pads": np.array([0, 0, 1, 2, 0, 0, 0, 1], np.int64), "zs": np.float32(0.07),
+        "zz": np.int8(-1)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("Pad", ["xq", "pads", "z"], ["xp"], name="pad"),
+             helper.make_node("QLinearConv", ["xp", "s", "z", "w", "ws", "wz", "ys", "yz", "b"],
+                              ["c"], name="conv", auto_pad="SAME_UPPER", strides=[2, 2],
+                              kernel_shape=[3, 3])] + tail
+    graph = helper.make_graph(
+        nodes, "qop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 7, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model
+
+
+def test_pad_and_auto_pad_equal_onnxruntime(tmp_path):
+    from onnx import helper
+    model = _qoperator_graph([
+        helper.make_node("QLinearAveragePool", ["c", "ys", "yz", "zs", "zz"], ["p"],
+                         domain="com.microsoft", kernel_shape=[2, 2], auto_pad="VALID"),
+        helper.make_node("DequantizeLinear", ["p", "zs", "zz"], ["y"])])
+    path = tmp_path / "qop.onnx"
+    path.write_bytes(model.SerializeToString())
+    imported = tessera.load_model(path)
+    assert [op.kind for op in imported.graph.ops] == ["PAD", "CONV_2D", "AVERAGE_POOL_2D"]
+    x = _inputs((2, 7, 6), 64)
+    np.testing.assert_array_equal(imported.predict(x), _ort(path, x))
+
+
+def test_flatten_feeding_another_op_is_refused():
+    from onnx import helper
+    model = _qoperator_graph([
+        helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+        helper.make_node("QLinearSoftmax", ["f", "ys", "yz", "zs", "zz"], ["p"],
+                         domain="com.microsoft", axis=-1, opset=13),
+        helper.make_node("DequantizeLinear", ["p", "zs", "zz"], ["y"])])
+    with pytest.raises(UnsupportedModelError, match=r"node 'flat' \(Flatten\) flattens a tensor "
+                       r"of per-sample shape \(4, 5, 4\) \(NHWC\) that does not only feed "
+                       "Gemm/MatMul"):
+        tessera.load_model(model)

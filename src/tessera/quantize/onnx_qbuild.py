@@ -48,7 +48,7 @@ class Builder:
     def __init__(self, chain):
         self.c, self.name = chain, chain.name
         self.tensors, self.ops, self.values, self.qconst = {}, [], {}, {}
-        self.fmt = set()
+        self.fmt, self.nchw_order = set(), {}
 
     # -- helpers ------------------------------------------------------------------------------
     def fail(self, node, message):
@@ -228,19 +228,44 @@ class Builder:
         return self.emit(node, "AVERAGE_POOL_2D", [x.name], out, out_params, attrs)
 
     def flat(self, node, x, out=None):
-        """Return ``x`` as a 1-D tensor (a RESHAPE named ``out`` when it is ``(1, 1, C)``)."""
+        """Return ``x`` as a 1-D tensor: a RESHAPE named ``out`` unless it is flat already.
+
+        NHWC and NCHW flatten a ``(1, 1, C)`` map alike; a larger map only feeding dense layers
+        is flattened in NHWC order and noted in :attr:`nchw_order`, so :meth:`gemm` permutes
+        the weight rows to match (exact: the same products, summed in another order).
+        """
         shape = self.shape(x)
         if len(shape) == 1:
             return x
-        if len(shape) == 3 and shape[:2] == (1, 1):
-            return self.emit(node, "RESHAPE", [x.name], out or f"{x.name}/flat",
-                             self.tensors[x.name].qparams, {"shape": (shape[2],)})
-        raise self.fail(node, f"flattens a tensor of per-sample shape {shape} (NHWC); "
-                        "Tessera imports flattening of 1x1 feature maps (after a global pool) "
-                        "only, where NCHW and NHWC orders agree")
+        ours = len(shape) == 3 and shape[:2] != (1, 1)
+        if len(shape) != 3 or (ours and not self.feeds_only_dense(node.output[0])):
+            raise self.fail(node, f"flattens a tensor of per-sample shape {shape} (NHWC) that "
+                            "does not only feed Gemm/MatMul; Tessera imports flattening before "
+                            "dense layers (whose weights it reorders) or of 1x1 feature maps")
+        y = self.emit(node, "RESHAPE", [x.name], out or f"{x.name}/flat",
+                      self.tensors[x.name].qparams, {"shape": (int(np.prod(shape)),)})
+        if ours:
+            self.nchw_order[y.name] = shape
+        return y
+
+    def feeds_only_dense(self, tensor):
+        """Return whether ONNX ``tensor`` reaches only Gemm/MatMul inputs (through Q/DQ)."""
+        if tensor == self.c.output_name:
+            return False
+        for node in self.c.consumers.get(tensor, []):
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Identity"):
+                if not self.feeds_only_dense(node.output[0]):
+                    return False
+            elif node.op_type not in ("Gemm", "MatMul", "QGemm", "QLinearMatMul") or \
+                    node.input[0] != tensor:
+                return False
+        return True
 
     def gemm(self, node, x, w_kn, w_params, bias, out, out_params):
         x = self.flat(node, x)
+        if x.name in self.nchw_order:      # rows in ONNX's (c, h, w) order -> ours (h, w, c)
+            h, w, c = self.nchw_order[x.name]
+            w_kn = w_kn.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
         scale = w_params.scale
         wname = self.constant_tensor(f"{out}/weight", np.ascontiguousarray(w_kn),
                                      QuantParams(scale, 0, axis=1 if scale.ndim else None))
