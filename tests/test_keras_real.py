@@ -235,3 +235,18 @@ def test_keras_mobilenet_style_layers(mode):
     assert [op.kind for op in qmodel.graph.ops] == [
         "CONV_2D", "PAD", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "MAX_POOL_2D",
         "RESHAPE", "FULLY_CONNECTED", "LUT"]
+
+
+def test_keras_cnn_digits_example_runs(capsys):
+    """examples/keras_cnn_digits.py: Tessera's post-training quantization of a trained Keras
+    CNN keeps the float accuracy and is no worse than TFLiteConverter's."""
+    module = runpy.run_path(str(ROOT / "examples" / "keras_cnn_digits.py"))
+    results = module["main"]()
+    assert "int8 TFLiteConverter" in capsys.readouterr().out
+    float_accuracy = results["float (Keras)"][0]
+    assert float_accuracy >= 0.9
+    for name, (accuracy, error) in results.items():
+        assert abs(accuracy - float_accuracy) <= 0.01, name
+    converter_error = results["int8 TFLiteConverter, mode 'tflite'"][1]
+    for mode in ("onnx", "tflite"):
+        assert results[f"int8 tessera.quantize, mode {mode!r}"][1] <= 1.25 * converter_error
