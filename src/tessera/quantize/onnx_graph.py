@@ -188,6 +188,48 @@ class OnnxChain:
                     "Tessera only imports reshapes to [batch, -1] (e.g. "
                     "[0, -1] or [-1, features])")
 
+    def nhwc_input_shape(self):
+        """Return the input's per-sample shape in the graph's layout: ``(H, W, C)`` or ``(K,)``.
+
+        Raises
+        ------
+        UnsupportedModelError
+            The input is not a static ``[N, C, H, W]`` or ``[N, K]`` tensor (N may be symbolic).
+        """
+        dims = self.input_dims()
+        if dims is None or len(dims) not in (2, 4) or \
+                not all(isinstance(d, int) and d > 0 for d in dims[1:]):
+            raise UnsupportedModelError(
+                f"{self.name}: input {self.input.name!r} has shape {dims}; Tessera imports "
+                "CNNs with a static [batch, C, H, W] (or [batch, features]) input")
+        return (dims[2], dims[3], dims[1]) if len(dims) == 4 else (dims[1],)
+
+    def window(self, node, in_hw, kernel):
+        """Return ``(stride, dilation, ((top, bottom), (left, right)))`` of a Conv or pool node.
+
+        Explicit ``pads`` are ``[top, left, bottom, right]``; ``auto_pad`` ``SAME_UPPER`` puts
+        the extra row/column at the end (as TensorFlow's SAME), ``SAME_LOWER`` at the start.
+
+        Raises
+        ------
+        UnsupportedModelError
+            ``ceil_mode = 1`` (output sizes Tessera's graph does not compute).
+        """
+        if self.attribute(node, "ceil_mode", 0):
+            raise UnsupportedModelError(f"{self.name}: {self.describe(node)} uses ceil_mode=1; "
+                                        "Tessera imports ceil_mode=0 windows")
+        stride = tuple(int(v) for v in self.attribute(node, "strides", [1, 1]))
+        dilation = tuple(int(v) for v in self.attribute(node, "dilations", [1, 1]))
+        auto = self.attribute(node, "auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+            from ..numerics.cnn import resolve_padding
+            pads = resolve_padding(auto.split("_")[0], in_hw, kernel, stride, dilation)
+            return stride, dilation, tuple(p[::-1] for p in pads) if auto == "SAME_LOWER" \
+                else pads
+        top, left, bottom, right = (int(v) for v in self.attribute(node, "pads", [0, 0, 0, 0]))
+        return stride, dilation, ((top, bottom), (left, right))
+
     def check_input(self, in_features):
         """Check the model input against the first layer's ``in_features``."""
         dims = self.input_dims()

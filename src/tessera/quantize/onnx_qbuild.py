@@ -159,24 +159,6 @@ class Builder:
         return name
 
     # -- attributes ---------------------------------------------------------------------------
-    def window(self, node, x, kernel, dilation=(1, 1)):
-        """Return ``(stride, padding)`` of a Conv/pool node on NHWC tensor ``x``."""
-        c = self.c
-        if c.attribute(node, "ceil_mode", 0):
-            raise self.fail(node, "uses ceil_mode=1; Tessera imports ceil_mode=0 windows")
-        stride = tuple(int(v) for v in c.attribute(node, "strides", [1, 1]))
-        auto = c.attribute(node, "auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
-        if auto in ("SAME_UPPER", "VALID"):
-            from ..numerics.cnn import resolve_padding
-            return stride, resolve_padding(auto.split("_")[0], self.shape(x)[:2], kernel,
-                                           stride, dilation)
-        if auto != "NOTSET":
-            raise self.fail(node, f"uses auto_pad={auto}; Tessera imports explicit pads, "
-                            "SAME_UPPER and VALID")
-        top, left, bottom, right = (int(v) for v in c.attribute(node, "pads", [0, 0, 0, 0]))
-        return stride, ((top, bottom), (left, right))
-
     def spatial(self, node, x):
         if len(self.shape(x)) != 3:
             raise self.fail(node, f"works on a 4-D NCHW tensor; {x.name!r} has per-sample "
@@ -187,9 +169,7 @@ class Builder:
         self.spatial(node, x)
         group = int(self.c.attribute(node, "group", 1))
         channels = self.shape(x)[2]
-        kernel = tuple(w.shape[2:])
-        dilation = tuple(int(v) for v in self.c.attribute(node, "dilations", [1, 1]))
-        stride, padding = self.window(node, x, kernel, dilation)
+        stride, dilation, padding = self.c.window(node, self.shape(x)[:2], tuple(w.shape[2:]))
         attrs = {"stride": stride, "dilation": dilation, "padding": padding}
         scale = w_params.scale
         if group == 1:
@@ -208,10 +188,9 @@ class Builder:
         self.spatial(node, x)
         c = self.c
         kernel = tuple(int(v) for v in c.attribute(node, "kernel_shape"))
-        if kind == "MaxPool" and (any(d != 1 for d in c.attribute(node, "dilations", [1, 1]))
-                                  or c.attribute(node, "storage_order", 0)):
+        stride, dilation, padding = c.window(node, self.shape(x)[:2], kernel)
+        if dilation != (1, 1) or c.attribute(node, "storage_order", 0):
             raise self.fail(node, "uses dilations or storage_order; not supported")
-        stride, padding = self.window(node, x, kernel)
         attrs = {"pool": kernel, "stride": stride, "padding": padding}
         if kind == "MaxPool":
             return self.emit(node, "MAX_POOL_2D", [x.name], out, out_params, attrs)

@@ -57,15 +57,9 @@ class _Walker(Builder):
 
     def input(self):
         c = self.c
-        dims = c.input_dims()
-        if dims is None or len(dims) not in (2, 4) or \
-                not all(isinstance(d, int) and d > 0 for d in dims[1:]):
-            raise UnsupportedModelError(
-                f"{self.name}: input {c.input.name!r} has shape {dims}; Tessera imports a "
-                "static [N, C, H, W] or [N, K] input (batch may be symbolic)")
+        shape = c.nhwc_input_shape()
         from onnx import TensorProto
         elem = c.input.type.tensor_type.elem_type
-        shape = (dims[2], dims[3], dims[1]) if len(dims) == 4 else (dims[1],)
         if elem == TensorProto.FLOAT:
             self.values[c.input.name] = FloatInput(c.input.name)
             self.input_shape = shape
