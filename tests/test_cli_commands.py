@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import onnx
@@ -106,6 +107,34 @@ def test_quantize_errors(files, capsys, argv, message):
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1
     assert message.replace("{d}", str(files)) in err, err
+
+
+def test_a_cnn_is_quantized_but_not_sent_to_the_device(files, capsys):
+    import torch
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(64, 3)).eval()
+    with warnings.catch_warnings():       # the legacy exporter says it is old
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, torch.randn(1, 3, 6, 6), str(files / "cnn.onnx"), dynamo=False,
+                          opset_version=17, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    x = RNG.normal(size=(16, 3, 6, 6)).astype(F32)
+    np.save(files / "cnn_x.npy", x)
+    assert main(["quantize", str(files / "cnn.onnx"), "--calibration", str(files / "cnn_x.npy"),
+                 "-o", str(files / "cnn.npz")]) == 0
+    capsys.readouterr()
+    expected = tessera.quantize(str(files / "cnn.onnx"), x)
+    for command in (["run", str(files / "cnn.npz"), "--input", str(files / "cnn_x.npy")],
+                    ["compile", str(files / "cnn.npz")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.endswith(
+            "cnn.npz is a QuantizedGraph (a CNN or other graph): the accelerator runs chains of "
+            "dense layers today; run its bit-exact integer reference with QuantizedGraph.predict "
+            "in Python, and see it with tessera info MODEL\n")
+    from tessera.graph import QuantizedGraph
+    saved = QuantizedGraph.load(files / "cnn.npz")
+    np.testing.assert_array_equal(saved.predict(x), expected.predict(x))
 
 
 def test_compile_disasm_lists_the_compiled_program(files, capsys):

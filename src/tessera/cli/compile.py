@@ -75,12 +75,12 @@ def run(args) -> int:
     from tessera.spec import AcceleratorConfig
 
     from .options import load_config
-    from .run import load_input, load_model
+    from .run import device_model, load_input, load_model
     config = load_config(args.config) or AcceleratorConfig()
     calibration = None
     if args.calibration:
         calibration = load_input(args.calibration, raw=False, what="Calibration")
-    qmodel = load_model(args.model, calibration)
+    qmodel = device_model(load_model(args.model, calibration), args.model)
     compiled = compile_model(qmodel, config)
     if args.json:
         print(json.dumps({"model": str(args.model), "config": config.to_dict(),

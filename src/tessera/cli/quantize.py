@@ -3,7 +3,9 @@
 The command form of :func:`tessera.quantize`: a float model (ONNX, or an ``.npz`` of float layers
 as ``tessera explore`` reads them) is calibrated on ``--calibration``; a pre-quantized model (ONNX
 QDQ/QOperator, int8 TFLite) is imported with its parameters unchanged. The result is written with
-:meth:`tessera.QuantizedModel.save` and its summary printed.
+its ``save`` and its summary printed: a :class:`tessera.QuantizedModel` for a chain of dense
+layers, a :class:`tessera.graph.QuantizedGraph` for a CNN (which only its NumPy reference runs
+today; ``tessera info MODEL`` reports it).
 """
 
 from __future__ import annotations

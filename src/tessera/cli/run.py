@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input"]
+__all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input", "device_model"]
 
 
 def _load_npz(path):
@@ -29,6 +29,21 @@ def _load_imported(path, calibration=None):
 #: ``.tflite`` (pre-quantized, or float ONNX with ``--calibration``) go through
 #: :func:`tessera.load_model`.
 LOADERS = {".npz": _load_npz, ".onnx": _load_imported, ".tflite": _load_imported}
+
+
+def device_model(qmodel, path):
+    """Return ``qmodel`` if the accelerator can run it, else raise a ``ValueError`` saying why.
+
+    Chains of dense layers (:class:`tessera.QuantizedModel`) run on every device today; a CNN or
+    other graph (:class:`tessera.graph.QuantizedGraph`) has only its NumPy reference.
+    """
+    from tessera.quantize import QuantizedModel
+    if not isinstance(qmodel, QuantizedModel):
+        raise ValueError(f"{path} is a {type(qmodel).__name__} (a CNN or other graph): the "
+                         "accelerator runs chains of dense layers today; run its bit-exact "
+                         "integer reference with QuantizedGraph.predict in Python, and see it "
+                         "with tessera info MODEL")
+    return qmodel
 
 
 def load_model(path, calibration=None):
@@ -53,7 +68,7 @@ def load_model(path, calibration=None):
 
 
 def load_input(path, *, raw, what="Input"):
-    """Return the input batch stored in the ``.npy`` file ``path`` (2-D; 1-D is one row).
+    """Return the input batch stored in the ``.npy`` file ``path`` (1-D is one row).
 
     Raises
     ------
@@ -71,7 +86,7 @@ def load_input(path, *, raw, what="Input"):
                 "c": "complex numbers"}.get(x.dtype.kind, "non-numbers")
         raise ValueError(f"{path} holds {kind} (dtype {x.dtype}); give real numbers (float32 "
                          "inputs, or int8/int16 quantized inputs with --raw)")
-    if x.ndim not in (1, 2) or x.size == 0:
+    if x.ndim == 0 or x.size == 0:
         raise ValueError(f"{path} holds an array of shape {x.shape}; give a batch "
                          "[M, in_features] (or one row [in_features])")
     if x.ndim == 1:
@@ -126,7 +141,7 @@ def run(args) -> int:
     calibration = None
     if getattr(args, "calibration", None):
         calibration = load_input(args.calibration, raw=False, what="Calibration")
-    qmodel = load_model(args.model, calibration)
+    qmodel = device_model(load_model(args.model, calibration), args.model)
     x = load_input(args.input, raw=args.raw)
     with tessera.connect(args.device, config=config) as dev:
         dev.clear_counters()
