@@ -1,9 +1,9 @@
 """Post-training quantization of a Keras CNN: Tessera's quantizer next to TFLiteConverter's.
 
-Needs TensorFlow (``pip install 'tessera[keras]'``) and scikit-learn. Trains a small functional
-CNN (Conv2D + BatchNormalization + ReLU, MaxPooling2D, DepthwiseConv2D, a residual Add,
-Flatten, Dense) on the 8x8 digits images in ``tf.keras``, then prints the
-test accuracy of
+Needs TensorFlow and scikit-learn (``pip install 'tessera-fpga[keras,sklearn]'``, or
+``pip install -e '.[keras,sklearn]'`` in a checkout). Trains a small functional CNN (Conv2D +
+BatchNormalization + ReLU, MaxPooling2D, DepthwiseConv2D, a residual Add, Flatten, Dense) on the
+8x8 digits images in ``tf.keras``, then prints the test accuracy of
 
 * the float Keras model,
 * ``tessera.quantize(model, calibration=x)`` in mode ``"onnx"`` and ``"tflite"`` (a

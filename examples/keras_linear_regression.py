@@ -1,7 +1,8 @@
 """The worked example through real Keras: train a one-unit Dense, quantize it, run it on a device.
 
-Needs TensorFlow (``pip install 'tessera[keras]'``). Fits y = 3*x0 + 2*x1 + noise with SGD and
-MSE in ``tf.keras``, then compares the mean squared error of
+Needs TensorFlow (``pip install 'tessera-fpga[keras]'``, or ``pip install -e '.[keras]'`` in a
+checkout). Fits y = 3*x0 + 2*x1 + noise with SGD and MSE in ``tf.keras``, then compares the mean
+squared error of
 
 * the float Keras model,
 * ``tessera.quantize(keras_model, calibration=x)`` run on the device (int8, Tessera's quantizer),
