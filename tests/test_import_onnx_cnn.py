@@ -276,3 +276,42 @@ def test_flatten_feeding_another_op_is_refused():
                        r"of per-sample shape \(4, 5, 4\) \(NHWC\) that does not only feed "
                        "Gemm/MatMul"):
         tessera.load_model(model)
+
+
+def test_qdq_activations_between_dq_and_q_equal_onnxruntime(tmp_path):
+    # Relu on unchanged quantization is a clamp (RELU); LeakyRelu and Clip become tables
+    # tabulated by running the DQ -> op -> Q nodes in ORT.
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(9)
+    inits = {"s": np.float32(0.04), "z": np.int8(5), "w": rng.integers(-127, 128, (3, 2, 3, 3))
+             .astype(np.int8), "ws": np.float32(0.01), "wz": np.int8(0), "cs": np.float32(0.08),
+             "cz": np.int8(-9), "ls": np.float32(0.05), "lz": np.int8(20),
+             "lo": np.float32(-1.0), "hi": np.float32(2.5), "ks": np.float32(0.02),
+             "kz": np.int8(-30)}
+    n = helper.make_node
+    nodes = [n("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             n("DequantizeLinear", ["xq", "s", "z"], ["xf"]),
+             n("DequantizeLinear", ["w", "ws", "wz"], ["wf"]),
+             n("Conv", ["xf", "wf"], ["cf"], pads=[1, 1, 1, 1]),
+             n("QuantizeLinear", ["cf", "cs", "cz"], ["cq"]),
+             n("DequantizeLinear", ["cq", "cs", "cz"], ["cd"]), n("Relu", ["cd"], ["rf"]),
+             n("QuantizeLinear", ["rf", "cs", "cz"], ["rq"]),
+             n("DequantizeLinear", ["rq", "cs", "cz"], ["rd"]),
+             n("LeakyRelu", ["rd"], ["lf"], alpha=0.3),
+             n("QuantizeLinear", ["lf", "ls", "lz"], ["lq"]),
+             n("DequantizeLinear", ["lq", "ls", "lz"], ["ld"]),
+             n("Clip", ["ld", "lo", "hi"], ["kf"]),
+             n("QuantizeLinear", ["kf", "ks", "kz"], ["kq"]),
+             n("DequantizeLinear", ["kq", "ks", "kz"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 6, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "acts.onnx"
+    path.write_bytes(model.SerializeToString())
+    imported = tessera.load_model(path)
+    assert [op.kind for op in imported.graph.ops] == ["CONV_2D", "RELU", "LUT", "LUT"]
+    x = _inputs((2, 6, 5), 64)
+    np.testing.assert_array_equal(imported.predict(x), _ort(path, x))

@@ -37,13 +37,13 @@ GRAPH_OPS = ("QuantizeLinear", "DequantizeLinear", "Conv", "QLinearConv", "Add",
              "GlobalAveragePool", "com.microsoft.QLinearGlobalAveragePool", "MaxPool", "Concat",
              "com.microsoft.QLinearConcat", "Softmax", "com.microsoft.QLinearSoftmax", "Gemm",
              "MatMul", "com.microsoft.QGemm", "QLinearMatMul", "Relu", "Clip", "Sigmoid", "Tanh",
-             "com.microsoft.QLinearSigmoid", "com.microsoft.QLinearLeakyRelu", "Flatten",
-             "Reshape", "Pad", "Identity", "Dropout")
+             "LeakyRelu", "com.microsoft.QLinearSigmoid", "com.microsoft.QLinearLeakyRelu",
+             "Flatten", "Reshape", "Pad", "Identity", "Dropout")
 #: Operators that make a quantized ONNX model a graph rather than a chain of dense layers.
 CNN_MARKERS = ("Conv", "QLinearConv", "AveragePool", "QLinearAveragePool", "GlobalAveragePool",
                "QLinearGlobalAveragePool", "MaxPool", "Concat", "QLinearConcat", "Softmax",
                "QLinearSoftmax")
-_FLOAT_TABLES = ("Relu", "Clip", "Sigmoid", "Tanh")
+_FLOAT_TABLES = ("Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu")
 
 
 class _Walker(Builder):
