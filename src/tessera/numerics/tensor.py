@@ -11,7 +11,7 @@ __all__ = ["quantize_tensor", "dequantize_tensor", "make_lut"]
 
 
 def quantize_tensor(x, scale, zero_point, mode="onnx", *, bits=8) -> np.ndarray:
-    """Quantize floats to ``bits``-wide integers exactly as the runtime's ``QuantizeLinear``/``QUANTIZE`` does.
+    """Quantize floats to ``bits``-wide integers as ``QuantizeLinear``/``QUANTIZE`` does.
 
     Parameters
     ----------
