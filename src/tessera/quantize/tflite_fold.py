@@ -136,7 +136,13 @@ def fold_shape_subgraphs(r):
     folders = [_Folder(r, batch) for batch in _BATCHES]
     for i in folded:
         for folder in folders:
-            folder.fold(i, ops[i], r.op_names[ops[i].opcodeIndex])
+            try:
+                folder.fold(i, ops[i], r.op_names[ops[i].opcodeIndex])
+            except (IndexError, ValueError) as exc:
+                if isinstance(exc, UnsupportedModelError):
+                    raise
+                raise ValueError(f"{r.name}: {r.describe(i, ops[i])} cannot be computed from "
+                                 f"its constant inputs ({exc}); the file is corrupt") from None
     for j, op in enumerate(ops):
         kind = r.op_names[op.opcodeIndex]
         for slot, index in enumerate(op.inputs if op.inputs is not None else []):
@@ -157,4 +163,24 @@ def fold_shape_subgraphs(r):
     if any(int(index) in produced for index in r.graph.outputs):
         raise UnsupportedModelError(f"{r.name}: the model output is a folded shape value; "
                                     "Tessera imports int8 tensor outputs")
-    return set(folded)
+    return _only_measured(r, ops, set(folded))
+
+
+def _only_measured(r, ops, dropped):
+    """Add to ``dropped`` the operators whose outputs only dropped operators read.
+
+    The converter may reroute a RESHAPE chain past a tensor that is left read by a SHAPE alone
+    (Reshape then Flatten); once the SHAPE is folded, nothing reads that tensor's values.
+    """
+    outputs = {int(t) for t in r.graph.outputs}
+    while True:
+        readers = {}
+        for j, op in enumerate(ops):
+            for index in op.inputs if op.inputs is not None else []:
+                readers.setdefault(int(index), set()).add(j)
+        dead = {j for j, op in enumerate(ops) if j not in dropped and all(
+            int(t) not in outputs and readers.get(int(t)) and readers[int(t)] <= dropped
+            for t in op.outputs)}
+        if not dead:
+            return dropped
+        dropped |= dead
