@@ -155,6 +155,10 @@ BAD_INVOCATIONS = [
     (["build", "--board", "icebreaker", "--config", "{d}/big.json"],
      r"Configuration does not fit icebreaker: it needs 128 hardware multipliers.*"),
     (["build"], r"--board is required \(one of icebreaker, .*; see --list-boards\)"),
+    (["build", "--board", "icebreaker", "--seed", "-1"],
+     r"argument --seed: must be 0 or more, not -1 \(see tessera build --help\)"),
+    (["demo", "--batch", "x"], r"argument --batch: 'x' is not an integer \(see tessera demo "
+                               r"--help\)"),
     (["info", "--config", "{d}/missing.json"], r"Configuration file .*missing.json does not "
                                                r"exist; .*"),
     (["verilog", "--config", "{d}/null.json"], r".*null.json is not an AcceleratorConfig .*"),

@@ -21,26 +21,24 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 
-def positive_int(text: str) -> int:
-    """Return ``text`` as an integer of at least 1 (an ``argparse`` type)."""
+def _int_at_least(text: str, lo: int, bound: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    if value < lo:
+        raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """Return ``text`` as an integer of at least 1 (an ``argparse`` type)."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def nonnegative_int(text: str) -> int:
     """Return ``text`` as an integer of at least 0 (an ``argparse`` type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+    return _int_at_least(text, 0, "0 or more")
 
 
 def positive_float(text: str) -> float:
