@@ -226,8 +226,8 @@ def test_uint8_activations_are_refused(float_models):
         tessera.load_model(path)
 
 
-def _qoperator_graph(tail):
-    """A hand-written QOperator file: Q -> Pad -> QLinearConv (SAME_UPPER, stride 2) -> tail."""
+def _qoperator_graph(tail, auto_pad="SAME_UPPER"):
+    """A hand-written QOperator file: Q -> Pad -> QLinearConv (``auto_pad``, stride 2) -> tail."""
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(5)
     inits = {"s": np.float32(0.05), "z": np.int8(-3), "w": rng.integers(
@@ -239,7 +239,7 @@ def _qoperator_graph(tail):
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
              helper.make_node("Pad", ["xq", "pads", "z"], ["xp"], name="pad"),
              helper.make_node("QLinearConv", ["xp", "s", "z", "w", "ws", "wz", "ys", "yz", "b"],
-                              ["c"], name="conv", auto_pad="SAME_UPPER", strides=[2, 2],
+                              ["c"], name="conv", auto_pad=auto_pad, strides=[2, 2],
                               kernel_shape=[3, 3])] + tail
     graph = helper.make_graph(
         nodes, "qop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 7, 6])],
@@ -251,12 +251,13 @@ def _qoperator_graph(tail):
     return model
 
 
-def test_pad_and_auto_pad_equal_onnxruntime(tmp_path):
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_pad_and_auto_pad_equal_onnxruntime(tmp_path, auto_pad):
     from onnx import helper
     model = _qoperator_graph([
         helper.make_node("QLinearAveragePool", ["c", "ys", "yz", "zs", "zz"], ["p"],
                          domain="com.microsoft", kernel_shape=[2, 2], auto_pad="VALID"),
-        helper.make_node("DequantizeLinear", ["p", "zs", "zz"], ["y"])])
+        helper.make_node("DequantizeLinear", ["p", "zs", "zz"], ["y"])], auto_pad)
     path = tmp_path / "qop.onnx"
     path.write_bytes(model.SerializeToString())
     imported = tessera.load_model(path)
