@@ -228,6 +228,17 @@ def test_a_closed_stdout_is_not_an_error(files):
     assert out.stderr == "" and out.returncode == 141
 
 
+def test_a_missing_simulator_is_one_line(files, tmp_path):
+    (tmp_path / "bin").mkdir()
+    out = _tessera("run", str(files / "model.npz"), "--input", str(files / "x.npy"), "--device",
+                   "sim:icarus", env={**os.environ, "PATH": str(tmp_path / "bin")})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == ("tessera run: error: Simulator 'icarus' is not installed (iverilog, vvp "
+                          "not found on PATH); install it with `apt-get install iverilog` (or "
+                          "your system's package), or use the other simulator ('sim:verilator')"
+                          "\n")
+
+
 def test_output_reports_the_file_numpy_writes(files, capsys, tmp_path):
     qmodel = tessera.QuantizedModel.load(files / "model.npz")
     assert main(["run", str(files / "model.npz"), "--input", str(files / "x.npy"),
