@@ -252,8 +252,12 @@ class Builder:
 
     def softmax(self, node, x, out, out_params):
         rank = len(self.shape(x)) + 1
-        axis = int(self.c.attribute(node, "axis", -1)) % rank
-        if (rank == 4 and axis != 1) or (rank != 4 and axis != rank - 1):
+        opset = self.c.attribute(node, "opset") if node.domain == "com.microsoft" else max(
+            (o.version for o in self.c.model.opset_import if o.domain in ("", "ai.onnx")),
+            default=13)
+        # Before opset 13 Softmax normalises over everything from axis on (default 1).
+        axis = int(self.c.attribute(node, "axis", -1 if opset >= 13 else 1)) % rank
+        if (rank == 4 and (axis != 1 or opset < 13)) or (rank != 4 and axis != rank - 1):
             raise self.fail(node, f"normalises over axis {axis} of a {rank}-D tensor; Tessera's "
                             "SOFTMAX is over the channels (the last NHWC axis)")
         return self.emit(node, "SOFTMAX", [x.name], out, out_params)
