@@ -252,7 +252,7 @@ class Builder:
 
     def softmax(self, node, x, out, out_params):
         rank = len(self.shape(x)) + 1
-        opset = self.c.attribute(node, "opset") if node.domain == "com.microsoft" else max(
+        opset = self.c.attribute(node, "opset", 13) if node.domain == "com.microsoft" else max(
             (o.version for o in self.c.model.opset_import if o.domain in ("", "ai.onnx")),
             default=13)
         # Before opset 13 Softmax normalises over everything from axis on (default 1).
