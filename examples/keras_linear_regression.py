@@ -32,7 +32,7 @@ def make_data(seed=0, n=100):
     return x, y
 
 
-def train_keras(x, y, *, seed=0, epochs=60):
+def train_keras(x, y, *, seed=0, epochs=20):
     """Return a ``tf.keras`` Sequential ``[Dense(1)]`` fitted with SGD on the MSE."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ start-up banner
     import tensorflow as tf
