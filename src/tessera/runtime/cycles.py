@@ -29,6 +29,8 @@ executor's fetch rate, which this module states in one place.
 
 from __future__ import annotations
 
+import numpy as np
+
 from tessera.spec import timing
 from tessera.spec.protocol import COUNTER_NAMES
 
@@ -47,11 +49,14 @@ class CycleModel:
         Width of the hardware counters; values wrap modulo ``2**counter_bits``.
     requant_cycles : int
         Cycles the drain spends per element (``AcceleratorConfig.requant_cycles``).
+    drain_lanes : int
+        Elements the drain post-processes per cycle (``AcceleratorConfig.drain_lanes``).
     """
 
-    def __init__(self, counter_bits=48, requant_cycles=1):
+    def __init__(self, counter_bits=48, requant_cycles=1, drain_lanes=1):
         self._mask = (1 << counter_bits) - 1
         self._requant_cycles = requant_cycles
+        self._drain_lanes = drain_lanes
         self.now = 0              # executor time, in cycles since power-up
         self.engine_free_at = 0   # when the engine can accept the next GEMM (hand-off cycle H)
         self.engine_idle_at = 0   # when the engine reports idle (H + 1)
@@ -81,22 +86,71 @@ class CycleModel:
         """Account the executor reading ``nbytes`` of the frame buffer."""
         self.now += -(-nbytes // EXECUTOR_BYTES_PER_CYCLE)
 
-    def gemm(self, *, k: int, m_rows: int, n_cols: int, drain: bool):
-        """Issue one GEMM: the executor waits until the engine accepts it."""
+    def gemm(self, *, k: int, m_rows: int, n_cols: int, drain: bool, step_cycles=None,
+             per_element=None):
+        """Issue one GEMM: the executor waits until the engine accepts it.
+
+        ``step_cycles`` (a gathered GEMM of ISA version 3): the cycles of its ``k`` steps,
+        ``k`` by default; ``per_element``: the drain's cycles per element, ``requant_cycles`` by
+        default.
+        """
+        steps = k if step_cycles is None else step_cycles
         start = max(self.now, self.engine_free_at)
         self.now = start
-        done = start + k + timing.GEMM_OVERHEAD_CYCLES
-        self._events["compute_cycles"] += k + timing.GEMM_OVERHEAD_CYCLES
+        done = start + steps + timing.GEMM_OVERHEAD_CYCLES
+        self._events["compute_cycles"] += steps + timing.GEMM_OVERHEAD_CYCLES
         self._events["macs"] += m_rows * n_cols * k
         if drain:
             handoff = max(done, self.drain_free_at)
             self._events["stall_cycles"] += handoff - done
-            self.drain_free_at = (handoff + m_rows * n_cols * self._requant_cycles
+            q = self._requant_cycles if per_element is None else per_element
+            self.drain_free_at = (handoff + -(-m_rows // self._drain_lanes) * n_cols * q
                                   + timing.DRAIN_OVERHEAD_CYCLES)
             self.engine_free_at = handoff
         else:
             self.engine_free_at = handoff = done
         self.engine_idle_at = handoff + 1
+
+    def conv(self, *, per_tile_cycles, pixels, rows, groups, cols, out_c, k, per_element=None):
+        """Issue the commands of one ``CONV`` (tile outer, channel group inner).
+
+        ``per_tile_cycles[t]`` is the cycles of all gathered steps of tile *t*; a group has
+        ``min(cols, out_c - g*cols)`` columns. The executor goes on after the last command was
+        accepted. The same timeline as one :meth:`gemm` per command (the sequencer offers each
+        command at once): hand-off ``H_i = H_(i-1) + max(c_i, d_(i-1))`` for compute cycles
+        ``c`` and drain cycles ``d``, computed in one pass with NumPy.
+        """
+        steps = np.asarray(per_tile_cycles, dtype=np.int64)
+        tiles = len(steps)
+        m_rows = np.minimum(rows, pixels - rows * np.arange(tiles))
+        n_cols = np.minimum(cols, out_c - cols * np.arange(groups))
+        q = self._requant_cycles if per_element is None else per_element
+        c = np.repeat(steps + timing.GEMM_OVERHEAD_CYCLES, groups)
+        d = ((-(-m_rows // self._drain_lanes))[:, None] * n_cols[None, :] * q
+             + timing.DRAIN_OVERHEAD_CYCLES).reshape(-1)
+        start = max(self.now, self.engine_free_at)
+        first = max(start + int(c[0]), self.drain_free_at)
+        gaps = np.maximum(c[1:], d[:-1])
+        handoffs = first + np.concatenate(([0], np.cumsum(gaps)))
+        self._events["compute_cycles"] += int(c.sum())
+        self._events["macs"] += int((m_rows[:, None] * n_cols[None, :]).sum()) * k
+        self._events["stall_cycles"] += (first - start - int(c[0]) +
+                                         int(np.maximum(0, d[:-1] - c[1:]).sum()))
+        last = int(handoffs[-1])
+        self.now = int(handoffs[-2]) if len(handoffs) > 1 else start
+        self.engine_free_at = last
+        self.engine_idle_at = last + 1
+        self.drain_free_at = last + int(d[-1])
+
+    def drain_only(self, ncycles: int):
+        """Occupy the drain unit for ``ncycles`` when it is free (an ``ADD``); no waiting."""
+        start = max(self.now, self.drain_free_at)
+        self.drain_free_at = start + ncycles
+
+    @property
+    def macs(self) -> int:
+        """MACs so far (unwrapped)."""
+        return self._events["macs"]
 
     def wait_idle(self):
         """Wait until the engine and the drain unit are idle (``SYNC``, ``STORE``, frame end).

@@ -58,7 +58,8 @@ class Emulator:
     def __init__(self, config=None):
         self.config = config if config is not None else AcceleratorConfig()
         self.machine = Machine(self.config)
-        self.cycles = CycleModel(self.config.counter_bits, self.config.requant_cycles)
+        self.cycles = CycleModel(self.config.counter_bits, self.config.requant_cycles,
+                                 self.config.drain_lanes)
         self.stats = dict.fromkeys(("frames", "bad_crc", "bad_length", "bad_kind",
                                     "skipped_bytes", "rx_timeouts", "resent", "executed"), 0)
         self._rx = bytearray()

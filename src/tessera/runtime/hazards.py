@@ -63,6 +63,36 @@ class HazardTracker:
                 self._reads.append((Buffer.LUT, 0, 256, offset))
             self._writes.append((out_addr, out_addr + n_cols, offset))
 
+    def issue_unit(self, offset, name, *, reads, writes):
+        """Check a ``CONV`` or ``ADD`` (ISA version 3) at byte ``offset`` and record it.
+
+        ``reads``: ``(buffer, start, count)`` regions it reads; ``writes``: ``(start, count)``
+        ACT regions it writes. Reading what an in-flight unit writes, or writing what one reads
+        (an ``ADD`` runs beside the engine), is a hazard.
+        """
+        for buffer, start, count in reads:
+            if buffer != Buffer.ACT:
+                continue
+            for w_start, w_stop, other in self._writes:
+                if start < w_stop and w_start < start + count:
+                    raise HazardError(
+                        f"Unsynchronised hazard: the {name} at byte {offset} reads "
+                        f"{_region(Buffer.ACT, start, count)} while the instruction at byte "
+                        f"{other} may still be writing ACT[{w_start}:{w_stop}]; the compiler "
+                        f"must insert a SYNC between them")
+        for start, count in writes:
+            for buf, r_start, r_stop, other in self._reads:
+                if buf == Buffer.ACT and start < r_stop and r_start < start + count:
+                    raise HazardError(
+                        f"Unsynchronised hazard: the {name} at byte {offset} writes "
+                        f"{_region(Buffer.ACT, start, count)} while the instruction at byte "
+                        f"{other} may still be reading ACT[{r_start}:{r_stop}]; the compiler "
+                        f"must insert a SYNC before it")
+        for buffer, start, count in reads:
+            self._reads.append((buffer, start, start + count, offset))
+        for start, count in writes:
+            self._writes.append((start, start + count, offset))
+
     def check_write(self, buffer, addr, count, offset):
         """Check a LOAD at byte ``offset`` writing ``count`` entries of ``buffer`` at ``addr``."""
         stop = addr + count

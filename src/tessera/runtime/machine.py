@@ -36,10 +36,12 @@ import numpy as np
 from tessera import numerics
 from tessera.spec.packing import operand_dtype, pack_entries, unpack_entries
 from tessera.spec import PARAM_ENTRY_BYTES, isa, operand_range
-from tessera.spec.isa import Buffer, Mode, Opcode
+from tessera.spec.isa import Buffer, CnnOpcode, ConvKind, Mode, Opcode
 from tessera.spec.protocol import Status
+from tessera.spec.timing import ADD_PASSES, POOL_DIVIDE_CYCLES
 
-from .errors import ParameterError
+from . import conv
+from .errors import HazardError, ParameterError
 from .hazards import HazardTracker
 
 __all__ = ["Machine", "ExecResult", "PostState", "PARAM_DTYPE"]
@@ -48,9 +50,9 @@ __all__ = ["Machine", "ExecResult", "PostState", "PARAM_DTYPE"]
 PARAM_DTYPE = np.dtype([("bias", "<i4"), ("multiplier", "<u4"), ("shift", "i1")])
 assert PARAM_DTYPE.itemsize == PARAM_ENTRY_BYTES
 
-_USED_BITS = {op: sum(f.width for f in layout) for op, layout in isa.LAYOUTS.items()}
+_USED_BITS = {op: sum(f.width for f in layout) for op, layout in isa.ALL_LAYOUTS.items()}
 _PADS = {op: [f.name for f in layout if f.name.startswith("_")]
-         for op, layout in isa.LAYOUTS.items()}
+         for op, layout in isa.ALL_LAYOUTS.items()}
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,11 @@ class Machine:
         self.acc = np.zeros((config.rows, config.cols), dtype=np.int64)
         lo, hi = operand_range(config.output_bits)
         self.post = PostState(lo=lo, hi=hi)   # reset: the full output range
+        self.window = conv.Window()           # reset: all zero (ISA version 3)
         self.hazards = HazardTracker()
+        #: When a list, each CONV/ADD/GEMM appends ``(offset, opcode, start, end, macs)``: the
+        #: executor cycles at its fetch and after it was issued (``tessera profile``).
+        self.trace = None
 
     # -- program execution -----------------------------------------------------------------
 
@@ -125,19 +131,33 @@ class Machine:
         if end - pos < isa.INSN_BYTES:
             cycles.fetch(end - pos)
             raise _Fail(Status.TRUNCATED)
+        start = cycles.now
         cycles.fetch(isa.INSN_BYTES)
-        if opcode > max(Opcode):
+        if opcode in isa.LAYOUTS:
+            opcode = Opcode(opcode)
+        elif self.config.cnn and opcode in isa.CNN_LAYOUTS:
+            opcode = CnnOpcode(opcode)
+        else:
             raise _Fail(Status.BAD_OPCODE)
-        opcode = Opcode(opcode)
         word = int.from_bytes(program[pos:pos + isa.INSN_BYTES], "little")
-        f = isa.LAYOUTS[opcode].unpack(word)
+        f = isa.ALL_LAYOUTS[opcode].unpack(word)
         if word >> _USED_BITS[opcode] or any(f[name] for name in _PADS[opcode]):
             raise _Fail(Status.BAD_FIELD)
         nxt = pos + isa.INSN_BYTES
         if opcode == Opcode.LOAD:
             return self._load(program, pos, nxt, f, cycles)
-        if opcode == Opcode.GEMM:
-            self._gemm(pos, f, cycles)
+        if opcode in (Opcode.GEMM, CnnOpcode.CONV, CnnOpcode.ADD):
+            macs = cycles.macs if self.trace is not None else 0
+            if opcode == Opcode.GEMM:
+                self._gemm(pos, f, cycles)
+            elif opcode == CnnOpcode.CONV:
+                self._conv(pos, f, cycles)
+            else:
+                self._add(pos, f, cycles)
+            if self.trace is not None:
+                self.trace.append((pos, opcode, start, cycles.now, cycles.macs - macs))
+        elif opcode == CnnOpcode.WINDOW:
+            self.window = conv.Window.from_fields(f)
         elif opcode == Opcode.POST:
             self._post(f)
         elif opcode == Opcode.STORE:
@@ -200,10 +220,15 @@ class Machine:
             self._drain(pos, f["out_addr"], f["param_addr"], m_rows, n_cols)
 
     def _drain(self, pos, out_addr, param_addr, m_rows, n_cols):
-        post = self.post
         params = self.param[param_addr:param_addr + n_cols]
-        acc = numerics.wrap_signed(
-            self.acc[:m_rows, :n_cols] + params["bias"].astype(np.int64), self.config.acc_bits)
+        y = self._postprocess(pos, self.acc[:m_rows, :n_cols], params, param_addr)
+        self.act[out_addr:out_addr + n_cols] = 0
+        self.act[out_addr:out_addr + n_cols, :m_rows] = y.T
+
+    def _postprocess(self, pos, acc, params, param_addr):
+        """Return the drain's output for accumulators ``acc [m, n]`` with PARAM entries [n]."""
+        post, n_cols = self.post, len(params)
+        acc = numerics.wrap_signed(acc + params["bias"].astype(np.int64), self.config.acc_bits)
         mode = post.mode.label
         if not self.config.supports(mode):
             raise ParameterError(
@@ -224,8 +249,73 @@ class Machine:
                 f"GEMM at byte {pos} drains with PARAM[{param_addr}:{param_addr + n_cols}] "
                 f"that is not a valid {mode!r} encoding ({e}); the hardware's result is "
                 f"undefined: load parameters built by numerics.requant_multipliers") from None
-        self.act[out_addr:out_addr + n_cols] = 0
-        self.act[out_addr:out_addr + n_cols, :m_rows] = y.T
+        return y
+
+    # -- ISA version 3 -------------------------------------------------------------------------
+
+    def _conv(self, pos, f, cycles):
+        cfg, w = self.config, self.window
+        if f["kind"] > max(ConvKind) or not w.valid or \
+                (f["kind"] != ConvKind.CONV and w.in_c != w.out_c):
+            raise _Fail(Status.BAD_FIELD)
+        kind = ConvKind(f["kind"])
+        p_out = w.out_h * w.out_w
+        src_count = conv.map_entries(w.in_h * w.in_w, w.in_c, cfg.rows)
+        dst_count = conv.map_entries(p_out, w.out_c, cfg.rows)
+        groups, k = conv.conv_groups(kind, w, cfg.cols)
+        self._check_range(f["src"], src_count, cfg.act_depth)
+        self._check_range(f["dst"], dst_count, cfg.act_depth)
+        reads = [(Buffer.ACT, f["src"], src_count)]
+        if kind != ConvKind.AVERAGE_POOL:
+            self._check_range(f["w_addr"], groups * k, cfg.weight_depth)
+            self._check_range(f["param_addr"], w.out_c, cfg.param_depth)
+            reads += [(Buffer.WGT, f["w_addr"], groups * k),
+                      (Buffer.PARAM, f["param_addr"], w.out_c)]
+        if f["src"] < f["dst"] + dst_count and f["dst"] < f["src"] + src_count:
+            raise HazardError(f"CONV at byte {pos} writes ACT[{f['dst']}:{f['dst'] + dst_count}]"
+                              f" over its own input ACT[{f['src']}:{f['src'] + src_count}]: the "
+                              f"result would depend on timing; place the output elsewhere")
+        if self.post.lut and kind != ConvKind.AVERAGE_POOL:
+            reads.append((Buffer.LUT, 0, 256))
+        self.hazards.issue_unit(pos, "CONV", reads=reads, writes=[(f["dst"], dst_count)])
+        plan = conv.gather_plan(w, cfg.rows, cfg.act_bank_lanes)
+        per_tile = plan.step_cycles.sum(axis=1) * (w.in_c if kind == ConvKind.CONV else 1)
+        pool = kind == ConvKind.AVERAGE_POOL
+        cycles.conv(per_tile_cycles=per_tile.tolist(), pixels=p_out, rows=cfg.rows,
+                    groups=groups, cols=cfg.cols if kind == ConvKind.CONV else 1,
+                    out_c=w.out_c, k=k, per_element=POOL_DIVIDE_CYCLES if pool else None)
+        acc = conv.run_conv(kind, w, self.act, self.wgt, f["src"], f["w_addr"], cfg.rows,
+                            cfg.cols)
+        if pool:
+            y = np.clip(conv.pool_average(acc, w.taps), self.post.lo, self.post.hi)
+            y = y.astype(self.act.dtype)
+        else:
+            params = self.param[f["param_addr"]:f["param_addr"] + w.out_c]
+            y = self._postprocess(pos, acc, params, f["param_addr"])
+        self.act[f["dst"]:f["dst"] + dst_count] = conv.to_entries(y, cfg.rows)
+
+    def _add(self, pos, f, cycles):
+        cfg, count = self.config, f["count"]
+        if count == 0 or not cfg.supports("tflite") or self.post.mode != Mode.TFLITE:
+            raise _Fail(Status.BAD_FIELD)
+        for name in ("a_addr", "b_addr", "dst"):
+            self._check_range(f[name], count, cfg.act_depth)
+        self._check_range(f["param_addr"], 3, cfg.param_depth)
+        dst = f["dst"]
+        for name in ("a_addr", "b_addr"):
+            if f[name] != dst and f[name] < dst + count and dst < f[name] + count:
+                raise HazardError(f"ADD at byte {pos} writes ACT[{dst}:{dst + count}], which "
+                                  f"partly overlaps its input ACT[{f[name]}:{f[name] + count}]"
+                                  f": the result would depend on timing")
+        self.hazards.issue_unit(pos, "ADD", reads=[
+            (Buffer.ACT, f["a_addr"], count), (Buffer.ACT, f["b_addr"], count),
+            (Buffer.PARAM, f["param_addr"], 3)], writes=[(dst, count)])
+        cycles.drain_only(cfg.drain_cycles(cfg.rows, count, ADD_PASSES * cfg.requant_cycles))
+        params = self.param[f["param_addr"]:f["param_addr"] + 3]
+        a = self.act[f["a_addr"]:f["a_addr"] + count]
+        b = self.act[f["b_addr"]:f["b_addr"] + count]
+        self.act[dst:dst + count] = conv.run_add(a, b, params, self.post.zero_point,
+                                                 self.post.lo, self.post.hi)
 
     def _post(self, f):
         mode = Mode(f["mode"])
