@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..spec import isa
 from ..spec.isa import INSN_BYTES
-from .ops import GemmOp, LoadOp, PostOp, StoreOp, SyncOp
+from .ops import GemmOp, LoadOp, PostOp, StoreOp, SyncOp, WordOp
 
 __all__ = ["FrameTemplate", "frame_ops"]
 
@@ -115,6 +115,8 @@ def frame_ops(ops, config) -> FrameTemplate:
             packer.word(isa.encode(op.post))
         elif isinstance(op, SyncOp):
             packer.word(_SYNC_WORD)
+        elif isinstance(op, WordOp):
+            packer.word(isa.encode(op.insn))
         elif isinstance(op, StoreOp):
             if op.count > config.max_store_entries:
                 raise AssertionError(f"STORE of {op.count} entries exceeds max_store_entries")

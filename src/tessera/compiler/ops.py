@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..spec import isa
 
-__all__ = ["LoadOp", "GemmOp", "PostOp", "SyncOp", "StoreOp"]
+__all__ = ["LoadOp", "GemmOp", "PostOp", "SyncOp", "StoreOp", "WordOp"]
 
 
 class LoadOp:
@@ -66,3 +66,15 @@ class StoreOp:
 
     def __init__(self, addr, count, target):
         self.addr, self.count, self.target = addr, count, target
+
+
+class WordOp:
+    """Any other instruction (``WINDOW``, ``CONV``, ``ADD`` of ISA version 3), encoded as is."""
+
+    __slots__ = ("insn",)
+
+    def __init__(self, insn: isa.Instruction):
+        self.insn = insn
+
+    def __repr__(self):
+        return f"WordOp({self.insn})"

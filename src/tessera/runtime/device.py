@@ -180,6 +180,9 @@ class Device:
     def _run(self, qmodel, x, raw):
         self._check_open()
         if hasattr(qmodel, "graph") and hasattr(qmodel, "first_unsupported"):
+            if self.config.cnn and qmodel.first_unsupported(("FULLY_CONNECTED", "LUT")) \
+                    is not None:
+                return self._run_graph(qmodel, x, raw)
             # The same chain object on every run, so it compiles and loads once.
             qmodel = _cached(self._chains, qmodel, _dense_chain_of)
         for attr in ("layers", "quantize_input", "dequantize_output", "in_features"):
@@ -211,6 +214,39 @@ class Device:
             self._resident = compiled
         y_q = self.execute(compiled.program(x_q))
         return y_q if raw else qmodel.dequantize_output(y_q)
+
+    def _run_graph(self, qgraph, x, raw):
+        """Run a CNN graph resident on a ``cnn`` device (ISA version 3), one sample at a time."""
+        from tessera.compiler import compile_graph
+        compiled = _cached(self._compiled, qgraph, lambda g: compile_graph(g, self.config))
+        if raw:
+            x_q = np.asarray(x)
+            shape = tuple(qgraph.graph.tensor(compiled.input_name).shape)
+            if x_q.dtype != np.int8 or x_q.shape[1:] != shape:
+                raise ValueError(f"With raw=True the input must be an int8 array "
+                                 f"[M, {', '.join(map(str, shape))}], not {x_q.dtype} "
+                                 f"{x_q.shape}; pass float data with raw=False")
+        else:
+            x_q = qgraph.quantize_input(x)
+        if self._resident is not compiled:
+            self._resident = None
+            for frame in compiled.setup_frames:
+                self._exec(frame)
+            self._resident = compiled
+        results = []
+        try:
+            for sample in x_q:
+                for frame in compiled.input_frames(sample):
+                    self._exec(frame)
+                responses = {i: self._exec(frame) for i, frame in enumerate(compiled.frames)}
+                results.append(compiled.output_from(responses))
+        except BaseException:
+            self._resident = None
+            raise
+        shape = qgraph.graph.tensor(compiled.result).shape
+        y_q = compiled.finish(np.stack(results) if results else
+                              np.zeros((0, *shape), np.int8))
+        return y_q if raw else qgraph.dequantize_output(y_q)
 
     def execute(self, program) -> np.ndarray:
         """Send the frames of a compiled :class:`~tessera.compiler.Program`; return its output.

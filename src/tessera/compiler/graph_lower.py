@@ -1,0 +1,251 @@
+"""Lowering of a tensor graph's operations to ISA version 3 steps (docs/compiler.md, "Graphs").
+
+Each operation of a :class:`~tessera.graph.QuantizedGraph` (mode "tflite") becomes a
+:class:`DeviceStep`: a ``CONV`` (convolution, dense layer, depthwise convolution, average pool)
+or an ``ADD`` with its window, ``WGT`` entries, ``PARAM`` entries and post state; a ``RESHAPE``
+that keeps the entries is an alias; a final ``SOFTMAX`` runs on the host. Anything else is
+refused with :class:`~tessera.quantize.UnsupportedModelError` naming the operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import numerics
+from ..numerics.requant_tflite import quantize_multiplier
+from ..runtime.conv import Window
+from ..spec import isa
+from .lowering import PARAM_DTYPE
+
+__all__ = ["DeviceStep", "lower_graph", "map_shape"]
+
+#: Where a step runs.
+DEVICE, ALIAS, HOST = "device", "alias", "host"
+
+
+def map_shape(shape) -> tuple[int, int, int]:
+    """Return ``(H, W, C)`` of a per-sample activation shape (a vector ``[K]`` is 1x1xK)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 1:
+        return 1, 1, shape[0]
+    if len(shape) == 2:
+        return 1, shape[0], shape[1]
+    raise ValueError(f"Activation shape {shape} is not HxWxC or a vector")
+
+
+@dataclass(eq=False)
+class DeviceStep:
+    """One operation as the compiled program executes it.
+
+    Attributes
+    ----------
+    index, kind, name : int, str, str
+        The graph operation.
+    where : {"device", "alias", "host"}
+    inputs, output : tuple of str, str
+        Activation tensor names (``inputs`` of a device step are the maps it reads).
+    instruction : str
+        ``"CONV"`` or ``"ADD"`` (device steps).
+    conv_kind : isa.ConvKind or None
+    window : Window or None
+    weights : numpy.ndarray or None
+        ``WGT`` entries ``[n, cols]`` (int8) of this step.
+    params : numpy.ndarray or None
+        ``PARAM`` entries (``PARAM_DTYPE``).
+    post : isa.Post or None
+    macs : int
+        Multiply-accumulates of the operation (graph count, per sample).
+    """
+
+    index: int
+    kind: str
+    name: str
+    where: str
+    inputs: tuple
+    output: str
+    instruction: str = ""
+    conv_kind: isa.ConvKind | None = None
+    window: Window | None = None
+    weights: np.ndarray | None = None
+    params: np.ndarray | None = None
+    post: isa.Post | None = None
+    macs: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _unsupported(graph, index, why):
+    from ..quantize.errors import UnsupportedModelError
+    return UnsupportedModelError(
+        f"The device cannot run {graph.describe(index)} of graph {graph.name!r}: {why}; run the "
+        f"model on the host with model.predict(x)")
+
+
+def _scalar(q):
+    return np.float32(q.scale), int(q.zero_point)
+
+
+def _params(bias, multiplier, shift) -> np.ndarray:
+    entries = np.zeros(len(bias), dtype=PARAM_DTYPE)
+    entries["bias"], entries["multiplier"], entries["shift"] = bias, multiplier, shift
+    return entries
+
+
+def _conv_weights(w_kn, cols) -> np.ndarray:
+    """Return the WGT entries of a ``[K, N]`` weight: group *g*, step *k* at ``g*K + k``."""
+    k, n = w_kn.shape
+    groups = -(-n // cols)
+    padded = np.zeros((k, groups * cols), dtype=np.int8)
+    padded[:, :n] = w_kn
+    return np.ascontiguousarray(padded.reshape(k, groups, cols).transpose(1, 0, 2)).reshape(-1, cols)
+
+
+def _depthwise_weights(w_tc, cols) -> np.ndarray:
+    """Return the WGT entries of a ``[taps, C]`` depthwise weight (channel-major, operand 0)."""
+    taps, c = w_tc.shape
+    entries = np.zeros((c * taps, cols), dtype=np.int8)
+    entries[:, 0] = w_tc.T.reshape(-1)
+    return entries
+
+
+def _requant(graph, index, x, w, y, w_kn, bias, activation, config):
+    """Return ``(params, post)`` of a convolution-like step with weights ``w_kn [K, N]``."""
+    sx, zx = _scalar(x.qparams)
+    sy, zy = _scalar(y.qparams)
+    n = w_kn.shape[1]
+    w_scale = np.broadcast_to(np.asarray(w.qparams.scale, np.float32), (n,))
+    try:
+        folded = numerics.fold_input_zero_point(w_kn, bias, zx)
+        multiplier, shift = numerics.requant_multipliers(sx, w_scale, sy, "tflite")
+    except (OverflowError, ValueError) as e:
+        raise _unsupported(graph, index, str(e)) from None
+    bound = numerics.accumulator_bound(w_kn, folded)
+    if bound >= 1 << (config.acc_bits - 1):
+        raise _unsupported(graph, index, f"its accumulator can reach {bound}, beyond int"
+                                         f"{config.acc_bits}")
+    lo, hi = numerics.activation_bounds(activation, sy, zy)
+    post = isa.Post(isa.Mode.TFLITE, False, zy, int(lo), int(hi))
+    return _params(folded, multiplier, shift), post
+
+
+def _stride(stride, out_size):
+    """Return the stride to encode: any stride reads the same taps when one pixel comes out."""
+    return 1 if out_size == 1 else stride
+
+
+def _lower_conv(graph, index, op, config):
+    x, w = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
+    y = graph.tensor(op.outputs[0])
+    bias = None if op.inputs[2] is None else graph.tensor(op.inputs[2]).data
+    (ih, iw, ic), (oh, ow, oc) = map_shape(x.shape), map_shape(y.shape)
+    a = op.attrs
+    if op.kind == "FULLY_CONNECTED":
+        w_kn, kernel, stride, dil, pads = np.asarray(w.data), (1, 1), (1, 1), (1, 1), (0, 0)
+        kind = isa.ConvKind.CONV
+        ih = iw = oh = ow = 1
+        ic, oc = w_kn.shape
+    elif op.kind == "CONV_2D":
+        o, kh, kw, i = w.data.shape
+        w_kn = np.ascontiguousarray(np.asarray(w.data).transpose(1, 2, 3, 0).reshape(-1, o))
+        kernel, stride, dil = (kh, kw), a["stride"], a["dilation"]
+        pads = (a["padding"][0][0], a["padding"][1][0])
+        kind = isa.ConvKind.CONV
+    else:
+        if a["depth_multiplier"] != 1:
+            raise _unsupported(graph, index, "a depth multiplier other than 1 is not mapped")
+        _, kh, kw, c = w.data.shape
+        w_kn = np.ascontiguousarray(np.asarray(w.data).reshape(kh * kw, c))
+        kernel, stride, dil = (kh, kw), a["stride"], a["dilation"]
+        pads = (a["padding"][0][0], a["padding"][1][0])
+        kind = isa.ConvKind.DEPTHWISE
+    _, zx = _scalar(x.qparams)
+    window = Window(ih, iw, ic, oh, ow, oc, kernel[0], kernel[1], _stride(stride[0], oh),
+                    _stride(stride[1], ow), dil[0], dil[1], pads[0], pads[1], zx)
+    params, post = _requant(graph, index, x, w, y, w_kn, bias, a["activation"], config)
+    weights = (_conv_weights(w_kn, config.cols) if kind == isa.ConvKind.CONV
+               else _depthwise_weights(w_kn, config.cols))
+    return dict(instruction="CONV", conv_kind=kind, window=window, weights=weights,
+                params=params, post=post)
+
+
+def _lower_pool(graph, index, op, config):
+    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    a = op.attrs
+    if any(a["padding"][0]) or any(a["padding"][1]):
+        raise _unsupported(graph, index, "an average pool with padding divides by a count "
+                                         "that varies per pixel, which the drain does not")
+    (ih, iw, c), (oh, ow, _) = map_shape(x.shape), map_shape(y.shape)
+    sy, zy = _scalar(y.qparams)
+    lo, hi = numerics.activation_bounds(a["activation"], sy, zy)
+    window = Window(ih, iw, c, oh, ow, c, a["pool"][0], a["pool"][1],
+                    _stride(a["stride"][0], oh), _stride(a["stride"][1], ow), 1, 1, 0, 0, 0)
+    return dict(instruction="CONV", conv_kind=isa.ConvKind.AVERAGE_POOL, window=window,
+                post=isa.Post(isa.Mode.TFLITE, False, 0, int(lo), int(hi)))
+
+
+def _lower_add(graph, index, op, config):
+    ta, tb = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
+    y = graph.tensor(op.outputs[0])
+    if tuple(ta.shape) != tuple(tb.shape):
+        raise _unsupported(graph, index, "a broadcasting ADD is not mapped")
+    (sa, za), (sb, zb), (sy, zy) = _scalar(ta.qparams), _scalar(tb.qparams), _scalar(y.qparams)
+    twice_max = 2 * np.float64(max(sa, sb))       # numerics.ops_tflite.add, TFLite's add.cc
+    ma, ea = quantize_multiplier(np.float64(sa) / twice_max)
+    mb, eb = quantize_multiplier(np.float64(sb) / twice_max)
+    my, ey = quantize_multiplier(twice_max / ((1 << 20) * np.float64(sy)))
+    params = _params([-za, -zb, 0], [ma, mb, my], [ea, eb, ey])
+    lo, hi = numerics.activation_bounds(op.attrs["activation"], sy, zy)
+    return dict(instruction="ADD", params=params,
+                post=isa.Post(isa.Mode.TFLITE, False, zy, int(lo), int(hi)))
+
+
+_LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_conv,
+          "FULLY_CONNECTED": _lower_conv, "AVERAGE_POOL_2D": _lower_pool, "ADD": _lower_add}
+
+
+def lower_graph(qgraph, config) -> list:
+    """Return the :class:`DeviceStep` of every operation of ``qgraph`` for ``config``.
+
+    Raises
+    ------
+    UnsupportedModelError
+        The graph is not mode "tflite", or an operation has no device mapping (the message
+        names it).
+    """
+    graph = qgraph.graph
+    if graph.mode != "tflite":
+        raise _unsupported(graph, 0, f"graphs run on the device in mode 'tflite' only, not "
+                                     f"{graph.mode!r} (onnx ADD and pools are not mapped)")
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise _unsupported(graph, 0, "the device runs graphs with one input and one output")
+    steps = []
+    last = len(graph.ops) - 1
+    for index, op in enumerate(graph.ops):
+        out = op.outputs[0]
+        acts = tuple(n for n in op.inputs if n is not None and not graph.tensor(n).is_constant)
+        macs = op.spec.macs(op.attrs, [graph.tensor(n) if n else None for n in op.inputs],
+                            graph.tensor(out).shape) if op.spec.macs else 0
+        step = DeviceStep(index, op.kind, op.name, DEVICE, acts, out, macs=int(macs))
+        if op.kind == "SOFTMAX" and index == last and out in graph.outputs:
+            step.where = HOST
+        elif op.kind == "RESHAPE":
+            (h, w, c), (h2, w2, c2) = (map_shape(graph.tensor(acts[0]).shape),
+                                       map_shape(graph.tensor(out).shape))
+            if h * w != 1 or h2 * w2 != 1 or c != c2:
+                raise _unsupported(graph, index, "only a reshape of a 1x1 map is mapped")
+            step.where = ALIAS
+        elif op.kind in _LOWER:
+            for name, value in _LOWER[op.kind](graph, index, op, config).items():
+                setattr(step, name, value)
+        else:
+            raise _unsupported(graph, index, f"{op.kind} has no device mapping yet (the "
+                                             f"accelerator runs CONV_2D, DEPTHWISE_CONV_2D, "
+                                             f"FULLY_CONNECTED, AVERAGE_POOL_2D, ADD, RESHAPE "
+                                             f"and a final SOFTMAX on the host)")
+        if step.where == HOST and any(s.where == HOST for s in steps):
+            raise _unsupported(graph, index, "only one final operation runs on the host")
+        steps.append(step)
+    return steps

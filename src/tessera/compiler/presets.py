@@ -1,0 +1,80 @@
+"""Board presets with the CNN features (ISA version 3) — emulator-only until issue #15.
+
+Each :class:`CnnPreset` names a board of ``tessera.hw.boards``, the configuration a CNN build
+for it would carry, the target clock and the UART rate. No gateware implements these
+configurations yet (#15 builds it); ``tessera profile`` and the MLPerf Tiny table model them
+on the emulator. The memories follow the chips: on the iCE40UP5K the four SB_SPRAM256KA
+(``ACT`` two of them, 16 K x 32 bits in banks of two lanes; ``WGT`` two, 32 K x 16 bits) and
+block RAM for ``PARAM``; on the ECP5 parts block RAM sized per preset (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..spec import AcceleratorConfig
+
+__all__ = ["CnnPreset", "CNN_PRESETS", "get_preset", "presets_that_fit"]
+
+
+@dataclass(frozen=True)
+class CnnPreset:
+    """A board's CNN configuration (emulator-only until #15).
+
+    Attributes
+    ----------
+    name, board : str
+        Preset name and the ``tessera.hw.boards`` board it is for.
+    config : AcceleratorConfig
+    clock_mhz : float
+        Target clock (the board's default).
+    baud : int
+        UART rate of the host link.
+    """
+
+    name: str
+    board: str
+    config: AcceleratorConfig
+    clock_mhz: float
+    baud: int = 3_000_000
+
+    @property
+    def memory_bytes(self) -> int:
+        c = self.config
+        return (c.act_depth * c.act_entry_bytes + c.weight_depth * c.weight_entry_bytes +
+                c.param_depth * c.param_entry_bytes)
+
+
+CNN_PRESETS = {p.name: p for p in [
+    # 8 MACs on the 8 SB_MAC16; mode tflite only with a 4-cycle iterative requant (32x8 digit
+    # product), no LUT, 32-bit counters: the onnx float requant's cells pay for the CNN units.
+    CnnPreset("icebreaker-cnn", "icebreaker", AcceleratorConfig(
+        rows=4, cols=2, act_depth=16384, weight_depth=32768, param_depth=768, max_payload=1024,
+        requant_modes=("tflite",), requant_cycles=4, lut=False, counter_bits=32, cnn=True,
+        act_bank_lanes=2), clock_mhz=30.0),
+    CnnPreset("orangecrab-25f-cnn", "orangecrab-25f", AcceleratorConfig(
+        rows=8, cols=2, act_depth=4096, weight_depth=16384, param_depth=1024, cnn=True,
+        requant_modes=("tflite",), lut=False), clock_mhz=100.0),
+    CnnPreset("ulx3s-85f-cnn", "ulx3s-85f", AcceleratorConfig(
+        rows=32, cols=4, act_depth=4096, weight_depth=65536, param_depth=4096, cnn=True,
+        requant_modes=("tflite",), lut=False, drain_lanes=8, max_payload=2048),
+        clock_mhz=100.0),
+]}
+
+
+def get_preset(name) -> CnnPreset:
+    """Return the preset called ``name`` or the CNN preset of board ``name``."""
+    if name in CNN_PRESETS:
+        return CNN_PRESETS[name]
+    for preset in CNN_PRESETS.values():
+        if preset.board == name:
+            return preset
+    raise ValueError(f"Unknown CNN board preset {name!r}; the presets are "
+                     f"{', '.join(CNN_PRESETS)} (boards "
+                     f"{', '.join(p.board for p in CNN_PRESETS.values())})")
+
+
+def presets_that_fit(fits) -> list:
+    """Return the names of the presets for which ``fits(config)`` holds, smallest first."""
+    ordered = sorted(CNN_PRESETS.values(), key=lambda p: p.memory_bytes)
+    return [p.name for p in ordered if fits(p.config)]
