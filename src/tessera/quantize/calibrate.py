@@ -201,13 +201,15 @@ def calibrate_graph(graph, x, method="minmax", percentile=99.99):
 
     Every tensor is observed; an output clamped by relu/relu6 starts at 0 by construction.
     """
-    values = graph.forward(x, every=True)
     ranges = {}
-    for name, value in values.items():
+
+    def observe(name, value):
         if not np.all(np.isfinite(value)):
             raise ValueError(f"Tensor {name!r}: the float model overflows to NaN/infinity on the "
                              "calibration data; check the model's weights and input scaling")
         ranges[name] = observe_range(value, method, percentile)
+
+    graph.forward(x, observe=observe)        # tensors are dropped after their last reader
     for op in graph.ops:
         if op.attrs.get("activation", op.attrs.get("function")) in ("relu", "relu6"):
             ranges[op.output] = TensorRange(np.float32(0.0), ranges[op.output].rmax)

@@ -165,15 +165,26 @@ class FloatGraph:
     input_layout: str = "NHWC"
     name: str = "graph"
 
-    def forward(self, x, *, every=False):
+    def forward(self, x, *, every=False, observe=None):
         """Run the graph on NHWC ``x`` ``[B, *input_shape]`` in float64.
 
         Returns the output, or with ``every=True`` a dict tensor name -> array of every tensor
-        (the input included).
+        (the input included). ``observe(name, array)``, if given, is called on every tensor as
+        it is computed; without ``every`` a tensor is then dropped after its last reader, so a
+        calibration batch needs the memory of the live tensors only.
         """
         values = {self.input: np.asarray(x, dtype=np.float64)}
-        for op in self.ops:
+        last_use = {name: i for i, op in enumerate(self.ops) for name in op.inputs}
+        if observe is not None:
+            observe(self.input, values[self.input])
+        for index, op in enumerate(self.ops):
             values[op.output] = run_op(op, values)
+            if observe is not None:
+                observe(op.output, values[op.output])
+            if not every:
+                for name in set(op.inputs):
+                    if last_use[name] == index and name != self.output:
+                        del values[name]
         return values if every else values[self.output]
 
     def shapes(self):
