@@ -115,15 +115,19 @@ class Builder:
         return self.tensors[q.name].shape
 
     # -- constants ----------------------------------------------------------------------------
-    def weight(self, node, tensor, qparams_of):
-        """Return ``(int8 OIHW/[K,N] array, QuantParams)`` of a quantized constant."""
+    def weight(self, node, tensor, given=None):
+        """Return ``(int8 OIHW/[K,N] array, QuantParams)`` of a quantized constant.
+
+        QDQ weights are ``DequantizeLinear`` of an initializer (``tensor``); a QOperator node
+        passes its weight and quantization as ``given``.
+        """
         if tensor in self.qconst:
             dq = self.qconst[tensor]
             raw = self.c.constants[dq.input[0]]
             axis = self.c.attribute(dq, "axis", 1)
             params = self.qparams(dq, 1, "weight", axis=axis, per_channel=True)
-        elif qparams_of is not None:
-            raw, params = qparams_of
+        elif given is not None:
+            raw, params = given
         else:
             raise self.fail(node, "has a weight that is not a quantized constant (a "
                             "DequantizeLinear of an int8 initializer)")

@@ -127,7 +127,7 @@ class _Walker(Builder):
         return Pending(node, (x.q,))
 
     def qdq_weights(self, node, op, x):
-        w, params = self.weight(node, node.input[1], None)
+        w, params = self.weight(node, node.input[1])
         sx = self.tensors[x.name].qparams.scale
         if op == "Conv":
             if w.ndim != 4:
