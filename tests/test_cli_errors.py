@@ -92,6 +92,8 @@ def files(tmp_path_factory):
     np.savez(d / "layers.npz", **layers)
     np.savez(d / "gap.npz", w0=W[0][0], b0=W[0][1], w2=W[1][0], b2=W[1][1])
     np.savez(d / "extra.npz", **layers, scale=np.ones(3))
+    np.savez(d / "pickled.npz", **{**layers, "act0": np.array([{"relu": 1}], dtype=object)},
+             allow_pickle=True)
     np.savez(d / "data.npz", x_train=X, x_test=X, y_test=RNG.integers(0, 3, size=len(X)))
     return d
 
@@ -170,6 +172,10 @@ BAD_INVOCATIONS = [
       "--no-build", "-o", "{d}/explore"],
      r".*extra.npz: unexpected entries scale; a float-layer .npz holds only w0..w1, b0..b1 and "
      r"optional act0..act1"),
+    (["explore", "{d}/pickled.npz", "--data", "{d}/data.npz", "--board", "icebreaker",
+      "--no-build", "-o", "{d}/explore"],
+     r".*pickled.npz is not a readable .npz file: entry 'act0' holds pickled Python objects "
+     r"\(dtype object\); Tessera never loads pickled data"),
     (["explore", "{d}/layers.npz", "--data", "{d}/csv.npz", "--board", "icebreaker",
       "--no-build", "-o", "{d}/explore"],
      r".*csv.npz is not a NumPy .npz archive \(it starts with .*\)"),

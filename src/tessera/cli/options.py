@@ -1,10 +1,9 @@
-"""What the subcommands share: option value types and the checked reading of user files.
+"""What the subcommands share: option value types, the configuration file, the output file.
 
 Every check here runs before any work starts, and every failure is a ``ValueError`` or
 ``OSError`` whose message says what was wrong and what to give instead; :func:`tessera.cli.main`
-prints it as one line and exits with status 2. NumPy files are recognised by their magic bytes
-before NumPy reads them, so a text or CSV file named ``.npy`` is reported as what it is (NumPy
-itself would call it pickled data and suggest loading it unsafely); pickled data is never loaded.
+prints it as one line and exits with status 2. Input arrays are read by
+:mod:`tessera.numpy_files`.
 """
 
 from __future__ import annotations
@@ -13,13 +12,8 @@ import argparse
 import math
 from pathlib import Path
 
-__all__ = ["positive_int", "positive_float", "nonnegative_int", "load_config", "read_npy",
-           "check_npz", "npy_output_path"]
-
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK\x03\x04"
-_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
-
+__all__ = ["positive_int", "positive_float", "nonnegative_int", "load_config",
+           "npy_output_path"]
 
 def _int_at_least(text: str, lo: int, bound: str) -> int:
     try:
@@ -74,70 +68,6 @@ def load_config(path):
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} is not an AcceleratorConfig JSON file: {e} (see "
                          "docs/quickstart.md for the format)") from None
-
-
-def _head(path, size=8) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(size)
-
-
-def _describe_head(head: bytes) -> str:
-    text = head.decode("ascii", errors="replace")
-    if all(c.isprintable() or c.isspace() for c in text):
-        return f"it starts with {text!r}, like a text or CSV file"
-    return f"it starts with the bytes {head.hex(' ')}"
-
-
-def _existing_file(path, what):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"{what} file {path} is a directory; give a file")
-    return path
-
-
-def read_npy(path, what="Input"):
-    """Return the array of the ``.npy`` file ``path``, refusing anything else with a clear error.
-
-    ``what`` names the file's role in messages ("Input", "Calibration").
-    """
-    import numpy as np
-    path = _existing_file(path, what)
-    head = _head(path)
-    if not head:
-        raise ValueError(f"{path} is empty (0 bytes), not a NumPy .npy file; save the array "
-                         "with numpy.save")
-    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        raise ValueError(f"{path} is a NumPy .npz archive, not one .npy array; save the one "
-                         "array with numpy.save (e.g. np.save('x.npy', np.load(archive)['x']))")
-    if not head.startswith(_NPY_MAGIC):
-        raise ValueError(f"{path} is not a NumPy .npy file ({_describe_head(head)}); convert it "
-                         "with numpy.save (e.g. np.save('x.npy', np.loadtxt(file, "
-                         "delimiter=',')))")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise ValueError(f"{path} holds Python objects (pickled data), which Tessera never "
-                             "loads; save a numeric array") from None
-        raise ValueError(f"{path} is a damaged NumPy .npy file ({e})") from None
-    except EOFError:
-        raise ValueError(f"{path} is a truncated NumPy .npy file (its data ends early); save "
-                         "it again with numpy.save") from None
-
-
-def check_npz(path, what="Model"):
-    """Refuse ``path`` unless it is a zip archive, as every ``.npz`` file is; return the path."""
-    path = _existing_file(path, what)
-    head = _head(path)
-    if not head:
-        raise ValueError(f"{path} is empty (0 bytes), not a NumPy .npz archive")
-    if head.startswith(_NPY_MAGIC):
-        raise ValueError(f"{path} is a single NumPy .npy array, not an .npz archive")
-    if not head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        raise ValueError(f"{path} is not a NumPy .npz archive ({_describe_head(head)})")
-    return path
 
 
 def npy_output_path(path) -> Path:

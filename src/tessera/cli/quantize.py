@@ -88,7 +88,7 @@ def read_model(path, calibration=None, **options):
 
         from tessera.explore.sources import load_float_layers
 
-        from .options import check_npz
+        from tessera.numpy_files import check_npz
         with zipfile.ZipFile(check_npz(path)) as archive:
             if "meta.npy" in archive.namelist():
                 raise ValueError(f"{path} is already a quantized model (QuantizedModel.save): "

@@ -16,7 +16,7 @@ __all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input", "device_m
 def _load_npz(path):
     from tessera.quantize import QuantizedModel
 
-    from .options import check_npz
+    from tessera.numpy_files import check_npz
     return QuantizedModel.load(check_npz(path))
 
 
@@ -78,7 +78,7 @@ def load_input(path, *, raw, what="Input"):
     """
     import numpy as np
 
-    from .options import read_npy
+    from tessera.numpy_files import read_npy
     x = read_npy(path, what)
     if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer)
                                or np.issubdtype(x.dtype, np.floating)):

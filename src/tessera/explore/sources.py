@@ -85,19 +85,9 @@ def _layers_from_float(float_layers):
                   str(l.activation)) for l in float_layers)
 
 
-def _read_npz(path, what):
-    """Return the arrays of the ``.npz`` file ``path``; anything else is a clear ``ValueError``."""
-    from tessera.cli.options import check_npz
-    check_npz(path, what)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable .npz file ({e})") from None
-
-
 def _layers_from_npz(path):
-    arrays = _read_npz(path, "Model")
+    from tessera.numpy_files import read_npz
+    arrays = read_npz(path, "Model")
     if "meta" in arrays:
         raise ValueError(f"{path} is a saved QuantizedModel; tessera explore re-quantizes the "
                          "model for every width, so give the float model (digits, an .onnx "
@@ -160,7 +150,8 @@ def load_data(data):
     if not path.is_file():
         raise FileNotFoundError(f"Data file {path} does not exist; give digits or an .npz with "
                                 f"x_train, x_test and y_test")
-    arrays = _read_npz(path, "Data")
+    from tessera.numpy_files import read_npz
+    arrays = read_npz(path, "Data")
     missing = [k for k in ("x_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}: the data file needs x_train "
