@@ -316,3 +316,13 @@ def test_qdq_activations_between_dq_and_q_equal_onnxruntime(tmp_path):
     assert [op.kind for op in imported.graph.ops] == ["CONV_2D", "RELU", "LUT", "LUT"]
     x = _inputs((2, 6, 5), 64)
     np.testing.assert_array_equal(imported.predict(x), _ort(path, x))
+
+
+def test_after_quant_pre_process(float_models):
+    # ORT's recommended workflow: shape inference and graph optimisation before quantize_static.
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    pre = float_models["ResNet"].with_name("ResNet_pre.onnx")
+    quant_pre_process(str(float_models["ResNet"]), str(pre))
+    path = _quantize(pre, "QDQ", True, shape=SHAPES["ResNet"])
+    x = _inputs(SHAPES["ResNet"])
+    np.testing.assert_array_equal(tessera.load_model(path).predict(x), _ort(path, x))
