@@ -91,6 +91,48 @@ def test_pytorch_resnet_block_post_training_quantization(mode, tmp_path):
     np.testing.assert_array_equal(again.predict(x[200:]), y)
 
 
+def _basic(channels_in, channels, stride):
+    return nn.Sequential(nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False),
+                         nn.BatchNorm2d(channels), nn.ReLU(),
+                         nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+                         nn.BatchNorm2d(channels))
+
+
+class ResNet8(nn.Module):
+    """MLPerf Tiny's ResNet-8 shape (CIFAR-10): three stages, 1x1 stride-2 shortcuts."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.stage1 = _basic(16, 16, 1)
+        self.stage2, self.short2 = _basic(16, 32, 2), nn.Conv2d(16, 32, 1, 2)
+        self.stage3, self.short3 = _basic(32, 64, 2), nn.Conv2d(32, 64, 1, 2)
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(self.stage1(x) + x)
+        x = torch.relu(self.stage2(x) + self.short2(x))
+        x = torch.relu(self.stage3(x) + self.short3(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_pytorch_resnet8():
+    """The exporter copies repeated weights through Identity nodes; AdaptiveAvgPool2d(1) is a
+    GlobalAveragePool (MEAN)."""
+    torch.manual_seed(0)
+    net = ResNet8().eval()
+    x = np.random.default_rng(3).normal(size=(150, 3, 32, 32)).astype(F32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x[100:])).numpy()
+    qmodel = tessera.quantize(net, calibration=x[:100])
+    assert [op.kind for op in qmodel.graph.ops].count("ADD") == 3
+    assert [op.kind for op in qmodel.graph.ops][-3:] == ["MEAN", "RESHAPE", "FULLY_CONNECTED"]
+    y = qmodel.predict(x[100:])
+    assert np.abs(y - expected).max() <= 0.02 * np.ptp(expected)
+    assert np.mean(y.argmax(1) == expected.argmax(1)) >= 0.95
+
+
 def test_pytorch_mode_is_restored_and_refusals_name_the_node():
     net = _resnetish().train()
     x = np.random.default_rng(1).normal(size=(8, 3, 16, 16)).astype(F32)

@@ -125,6 +125,10 @@ class _Reader(GraphBuilder):
 
     def node(self, node, nodes_after):
         chain, op = self.chain, node.op_type
+        if op == "Identity" and node.input[0] in chain.constants:
+            # torch.onnx writes a repeated weight once and copies it through Identity nodes.
+            chain.constants[node.output[0]] = chain.constants[node.input[0]]
+            return
         inputs = [self.alias.get(t, t) for t in node.input if t and t not in chain.constants]
         self.check_inputs(inputs, chain.describe(node))
         missing = [t for t in inputs if t not in self.shapes]
