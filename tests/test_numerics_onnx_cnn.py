@@ -120,6 +120,23 @@ def test_add_matches_ort_on_every_pair(q, qdq):
     np.testing.assert_array_equal(ops_onnx.add(a, b, **q), run_add(a, b, **q, qdq=qdq))
 
 
+@pytest.mark.parametrize("q", ADD_CASES, ids=["fma", "ties", "saturating"])
+def test_add_of_uint8_tensors_matches_ort(q):
+    a, b = _all_pairs()
+    expected = run_add(a, b, **q, unsigned=True)
+    np.testing.assert_array_equal(ops_onnx.add(a, b, **q, unsigned=True), expected)
+
+
+def test_uint8_add_rounds_unlike_int8():
+    # Found by search: the same sums in the uint8 domain round differently in 46 outputs.
+    a, b = _all_pairs()
+    q = dict(a_scale=F32(0.0641), a_zero_point=2, b_scale=F32(0.0051), b_zero_point=-59,
+             y_scale=F32(0.0026), y_zero_point=-84)
+    expected = run_add(a, b, **q, unsigned=True)
+    np.testing.assert_array_equal(ops_onnx.add(a, b, **q, unsigned=True), expected)
+    assert np.any(ops_onnx.add(a, b, **q) != expected)
+
+
 def test_add_needs_the_fused_multiply_adds():
     a, b = _all_pairs()
     q = ADD_CASES[0]

@@ -35,9 +35,10 @@ def nhwc(x):
 
 def _run(nodes, inputs, inits, feeds):
     rank = [None] * feeds[inputs[0]].ndim          # every op here keeps the rank
+    dtype = TensorProto.UINT8 if feeds[inputs[0]].dtype == np.uint8 else TensorProto.INT8
     graph = helper.make_graph(
-        nodes, "op", [helper.make_tensor_value_info(n, TensorProto.INT8, rank) for n in inputs],
-        [helper.make_tensor_value_info("y", TensorProto.INT8, rank)],
+        nodes, "op", [helper.make_tensor_value_info(n, dtype, rank) for n in inputs],
+        [helper.make_tensor_value_info("y", dtype, rank)],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=_OPSET)
     model.ir_version = 10
@@ -113,13 +114,22 @@ def run_conv(x_q, w_q, bias, *, x_scale, x_zero_point, w_scale, y_scale, y_zero_
 
 
 def run_add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
-            qdq=False):
-    """Run ``com.microsoft.QLinearAdd`` (or DQ, DQ -> Add -> Q) on two NHWC arrays."""
+            qdq=False, unsigned=False):
+    """Run ``com.microsoft.QLinearAdd`` (or DQ, DQ -> Add -> Q) on two NHWC arrays.
+
+    ``unsigned``: run it on uint8 tensors (int8 values and zero points plus 128) and map the
+    result back to int8.
+    """
     op, domain = ("Add", "") if qdq else ("QLinearAdd", _MS)
     nodes, names, inits, feeds = _single(
         op, [nchw(a_q), nchw(b_q)], [(a_scale, a_zero_point), (b_scale, b_zero_point)],
         (y_scale, y_zero_point), {}, qdq=qdq, domain=domain)
-    return nhwc(_run(nodes, names, inits, feeds))
+    if not unsigned:
+        return nhwc(_run(nodes, names, inits, feeds))
+    to_u8 = {k: (v.astype(np.int16) + 128).astype(np.uint8) for k, v in feeds.items()}
+    inits = {k: (np.uint8(int(v) + 128) if k.endswith("_z") else v) for k, v in inits.items()}
+    y = _run(nodes, names, inits, to_u8)
+    return nhwc((y.astype(np.int16) - 128).astype(np.int8))
 
 
 def run_average_pool(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, pool, stride, padding,
