@@ -22,7 +22,8 @@ import sys
 __all__ = ["COMMANDS", "USAGE_ERROR", "main", "build_parser", "user_errors"]
 
 #: Subcommands, in the order ``tessera --help`` lists them.
-COMMANDS = ("info", "quantize", "compile", "run", "verilog", "build", "demo", "bench", "explore")
+COMMANDS = ("info", "quantize", "compile", "run", "verilog", "build", "demo", "bench", "explore",
+            "profile")
 
 #: Exit status of a user error (as argparse uses for bad options).
 USAGE_ERROR = 2
