@@ -1,0 +1,192 @@
+"""The device model's answer for one inference on a board preset (``tessera profile``).
+
+:func:`profile_model` compiles a model for a CNN preset (:mod:`.presets`, emulator-only until
+#15), loads it resident on the emulator, loads one input and then runs one inference: the
+emulator's cycle model gives the cycles from the first byte of the inference's first request to
+the last byte of its result (MLPerf Tiny's latency: the input is already on the device), the
+latency at the preset's clock, the MACs, the utilisation ``MACs / (rows x cols x cycles)`` and a
+per-operation breakdown; ``input_transfer_ms`` is the input's frames at the UART rate
+(10 bits per byte). A dense chain (the anomaly detector) compiles with the dense compiler; its
+one program loads the input itself, so its cycles include that load.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..runtime import Emulator
+from ..spec.isa import CnnOpcode
+from ..spec.protocol import FrameParser, Kind, Status, encode_frame
+from .graph_model import compile_graph
+from .memplan import ModelTooLarge, plan_memory
+from .presets import get_preset
+
+__all__ = ["profile_model", "PROFILE_KEYS", "format_profile"]
+
+#: The keys of :func:`profile_model`'s result (issue 14), in order.
+PROFILE_KEYS = ("cycles", "latency_ms", "macs", "utilisation", "fits", "memory", "layers",
+                "input_transfer_ms")
+
+_MAX_DEPTH = 1 << 16
+
+
+class _Runner:
+    """Sends EXEC frames straight to an :class:`Emulator` and checks every answer."""
+
+    def __init__(self, config):
+        self.emulator = Emulator(config)
+        self.parser = FrameParser()
+        self.seq = 0
+        self.link_bytes = 0
+
+    def exec(self, payload) -> bytes:
+        frame = encode_frame(Kind.EXEC, self.seq, payload)
+        self.emulator.feed(frame)
+        (answer,) = self.parser.feed(self.emulator.read(1 << 24))
+        self.seq = (self.seq + 1) & 0xFF
+        self.link_bytes += len(frame) + len(answer.payload) + 9
+        if answer.kind != Status.OK:
+            raise RuntimeError(f"The emulator answered {Status(answer.kind).name}: a compiler bug")
+        return answer.payload
+
+
+def _sample(shape):
+    """Return one random int8 input (the cycle model does not depend on the values)."""
+    return np.random.default_rng(0).integers(-128, 128, size=shape).astype(np.int8)
+
+
+def _graph_profile(qgraph, preset):
+    config, fits = preset.config, True
+    try:
+        compiled = compile_graph(qgraph, config)
+    except ModelTooLarge:
+        fits = False
+        big = config.replace(act_depth=_MAX_DEPTH, weight_depth=_MAX_DEPTH, param_depth=_MAX_DEPTH)
+        try:
+            compiled = compile_graph(qgraph, big)
+        except ModelTooLarge:
+            from .graph_lower import lower_graph
+            plan = plan_memory(qgraph.graph, lower_graph(qgraph, config), config)
+            return dict(cycles=None, latency_ms=None, macs=None, utilisation=None, fits=False,
+                        memory=plan.usage(config), layers=[], input_transfer_ms=None)
+        config = big
+    runner = _Runner(config)
+    for frame in compiled.setup_frames:
+        runner.exec(frame)
+    runner.link_bytes = 0
+    for frame in compiled.input_frames(_sample(qgraph.input_shape)):
+        runner.exec(frame)
+    input_bytes = runner.link_bytes
+    emu = runner.emulator
+    start, macs0 = emu.cycles.now, emu.cycles.macs
+    emu.machine.trace = []
+    for frame in compiled.frames:
+        runner.exec(frame)
+    end = emu.cycles.now
+    trace = [t for t in emu.machine.trace if t[1] in (CnnOpcode.CONV, CnnOpcode.ADD)]
+    peak = config.rows * config.cols
+    layers, device = [], iter(trace)
+    bounds = [start] + [t[2] for t in trace[1:]] + [end]
+    n = 0
+    for step in compiled.steps:
+        row = {"name": step.name, "kind": step.kind, "where": step.where, "cycles": 0,
+               "macs": step.macs, "utilisation": 0.0}
+        if step.where == "device":
+            _, _, _, _, macs = next(device)
+            cycles = bounds[n + 1] - bounds[n]
+            row.update(cycles=cycles, macs=macs, instruction=step.instruction,
+                       utilisation=macs / (peak * cycles) if cycles else 0.0)
+            n += 1
+        layers.append(row)
+    return _result(end - start, emu.cycles.macs - macs0, fits, compiled.plan.usage(preset.config),
+                   layers, input_bytes, preset)
+
+
+def _dense_profile(qmodel, preset):
+    from .model import compile_model
+    config = preset.config
+    compiled = compile_model(qmodel, config)
+    runner = _Runner(config)
+    for frame in compiled.setup_frames:
+        runner.exec(frame)
+    x = _sample((1, qmodel.in_features))
+    emu = runner.emulator
+    start, macs0 = emu.cycles.now, emu.cycles.macs
+    for frame in compiled.program(x).frames:
+        runner.exec(frame)
+    end = emu.cycles.now
+    input_bytes = qmodel.in_features * config.act_entry_bytes
+    usage = compiled.buffer_usage
+    memory = {name: {"entries": int(used), "depth": int(config.depth(buf)),
+                     "bytes": int(used) * config.entry_bytes(buf),
+                     "available_bytes": config.depth(buf) * config.entry_bytes(buf)}
+              for name, buf, used in _dense_usage(usage)}
+    layers = [{"name": layer.name, "kind": "FULLY_CONNECTED", "where": "device",
+               "cycles": None, "macs": layer.in_features * layer.out_features,
+               "utilisation": None} for layer in qmodel.layers]
+    return _result(end - start, emu.cycles.macs - macs0, bool(compiled.weights_resident), memory,
+                   layers, input_bytes + 25, preset)
+
+
+def _dense_usage(usage):
+    from ..spec.isa import Buffer
+    names = {"ACT": Buffer.ACT, "WGT": Buffer.WGT, "PARAM": Buffer.PARAM}
+    for name, buf in names.items():
+        used = usage.get(name, usage.get(name.lower(), 0)) if isinstance(usage, dict) else 0
+        if isinstance(used, dict):
+            used = used.get("used", 0)
+        yield name, buf, used
+
+
+def _result(cycles, macs, fits, memory, layers, input_bytes, preset):
+    peak = preset.config.rows * preset.config.cols
+    return dict(cycles=int(cycles), latency_ms=cycles / (preset.clock_mhz * 1e3),
+                macs=int(macs), utilisation=macs / (peak * cycles) if cycles else 0.0,
+                fits=bool(fits), memory=memory, layers=layers,
+                input_transfer_ms=input_bytes * 10 / preset.baud * 1e3)
+
+
+def profile_model(model, board, *, mode=None) -> dict:
+    """Return the profile of one inference of ``model`` on ``board``'s CNN preset.
+
+    Parameters
+    ----------
+    model : str, path, QuantizedGraph or QuantizedModel
+        A model file is read with ``tessera.load_model(path, mode=mode or "tflite")``.
+    board : str
+        A preset of :data:`tessera.compiler.CNN_PRESETS` or its board name.
+    mode : str, optional
+
+    Returns
+    -------
+    dict with exactly the keys :data:`PROFILE_KEYS`
+    """
+    import tessera
+    preset = get_preset(board)
+    if not hasattr(model, "graph") and not hasattr(model, "layers"):
+        model = tessera.load_model(model, mode=mode or "tflite")
+    if hasattr(model, "graph"):
+        return _graph_profile(model, preset)
+    return _dense_profile(model, preset)
+
+
+def format_profile(result, title="") -> str:
+    """Return the profile as a text table."""
+    lines = [title] if title else []
+    if result["cycles"] is None:
+        lines.append("does not fit, even with every buffer at its largest depth")
+    else:
+        lines.append(f"cycles {result['cycles']:,}  latency {result['latency_ms']:.3f} ms  "
+                     f"MACs {result['macs']:,}  utilisation {result['utilisation']:.3f}  "
+                     f"fits {'yes' if result['fits'] else 'no'}  input transfer "
+                     f"{result['input_transfer_ms']:.3f} ms")
+    lines.append(f"{'memory':8} {'bytes':>10} {'available':>10}")
+    for name, use in result["memory"].items():
+        lines.append(f"{name:8} {use['bytes']:>10,} {use['available_bytes']:>10,}")
+    lines.append(f"{'operation':32} {'kind':18} {'where':7} {'cycles':>9} {'MACs':>10} util")
+    for row in result["layers"]:
+        cycles = "-" if row["cycles"] is None else f"{row['cycles']:,}"
+        util = "-" if row["utilisation"] is None else f"{row['utilisation']:.3f}"
+        lines.append(f"{row['name'][:32]:32} {row['kind']:18} {row['where']:7} {cycles:>9} "
+                     f"{row['macs']:>10,} {util}")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""``tessera profile``: one inference of a model on a board's CNN preset, from the cycle model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tessera
+from tessera.compiler import CNN_PRESETS, compile_graph
+from tessera.compiler.profile import PROFILE_KEYS, profile_model
+from tessera.runtime import Emulator
+from tessera.spec.protocol import Kind, encode_frame
+
+MODELS = Path(__file__).parent / "data" / "mlperf_tiny"
+KWS = MODELS / "kws_ref_model.tflite"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "tessera", "profile", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_json_has_exactly_the_issue_keys_and_consistent_figures():
+    done = _cli(KWS, "--board", "ulx3s-85f", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert tuple(result) == PROFILE_KEYS
+    preset = CNN_PRESETS["ulx3s-85f-cnn"]
+    assert result["fits"] is True
+    assert result["latency_ms"] == pytest.approx(result["cycles"] / (preset.clock_mhz * 1e3))
+    assert result["utilisation"] == pytest.approx(result["macs"] / (128 * result["cycles"]))
+    assert result["macs"] == 2_664_768          # 2,656,768 in the graph + the padded FC rows
+    layers = result["layers"]
+    assert sum(row["cycles"] for row in layers) == result["cycles"]
+    assert [row["where"] for row in layers][-2:] == ["device", "host"]   # FC, then SOFTMAX
+    assert {row["kind"] for row in layers if row["where"] == "alias"} == {"RESHAPE"}
+    usage = result["memory"]
+    assert set(usage) == {"ACT", "WGT", "PARAM"} and usage["WGT"]["bytes"] == 28_928
+    # The input map: 490 one-byte pixels in 16 entries of 32 lanes, framed, at 3 Mbaud.
+    assert 1.6 < result["input_transfer_ms"] < 2.0
+
+
+def test_profile_cycles_are_the_emulator_counters_of_one_inference():
+    model = tessera.load_model(KWS, mode="tflite")
+    config = CNN_PRESETS["icebreaker-cnn"].config
+    compiled = compile_graph(model, config)
+    emu = Emulator(config)
+    first = compiled.setup_frames + compiled.input_frames(np.zeros(model.input_shape, np.int8))
+    for seq, frame in enumerate(first):
+        emu.feed(encode_frame(Kind.EXEC, seq & 0xFF, frame))
+        emu.read(1 << 20)
+    before = emu.cycles.counters()
+    for seq, frame in enumerate(compiled.frames, start=len(first)):
+        emu.feed(encode_frame(Kind.EXEC, seq & 0xFF, frame))
+        emu.read(1 << 20)
+    after = emu.cycles.counters()
+    result = profile_model(model, "icebreaker")
+    assert result["cycles"] == after["cycles"] - before["cycles"]
+    assert result["macs"] == after["macs"] - before["macs"]
+
+
+def test_a_model_that_does_not_fit_is_profiled_as_if_it_did():
+    result = profile_model(MODELS / "pretrainedResnet_quant.tflite", "icebreaker")
+    assert result["fits"] is False and result["cycles"] > 0
+    assert result["memory"]["WGT"]["bytes"] > result["memory"]["WGT"]["available_bytes"]
+
+
+def test_text_table_and_errors():
+    done = _cli(KWS, "--board", "icebreaker")
+    assert done.returncode == 0 and "icebreaker-cnn (4x2 at 30 MHz" in done.stdout
+    assert "DEPTHWISE_CONV_2D" in done.stdout and "host" in done.stdout
+    bad = _cli(KWS, "--board", "nope")
+    assert bad.returncode == 2 and "Unknown CNN board preset 'nope'" in bad.stderr
+    onnx = _cli(KWS, "--board", "icebreaker", "--mode", "onnx")
+    assert onnx.returncode == 2 and "in mode 'tflite' only" in onnx.stderr
