@@ -101,11 +101,12 @@ def mean(mode, attrs, arrays, inputs, output):
 
 
 def add(mode, attrs, arrays, inputs, output):
-    """Run ADD with the mode's ``add``."""
+    """Run ADD with the mode's ``add`` (``unsigned``: rounded as on the source's uint8 values)."""
     (a_s, a_z), (b_s, b_z), (y_s, y_z) = _q(inputs[0]), _q(inputs[1]), _q(output)
+    unsigned = {"unsigned": True} if attrs["unsigned"] else {}     # ONNX uint8 models only
     return _ops(mode).add(arrays[0], arrays[1], a_scale=a_s, a_zero_point=a_z, b_scale=b_s,
                           b_zero_point=b_z, y_scale=y_s, y_zero_point=y_z,
-                          activation=attrs["activation"])
+                          activation=attrs["activation"], **unsigned)
 
 
 def pad(mode, attrs, arrays, inputs, output):
