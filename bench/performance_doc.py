@@ -14,6 +14,7 @@ _TITLES = {
     "numerics": "bench/bench_numerics.py", "quantize": "bench/bench_quantize.py",
     "compile": "bench/bench_compile.py", "emulator": "bench/bench_emulator.py",
     "requant": "bench/bench_requant_exhaustive.py", "cnn": "bench/bench_cnn_reference.py",
+    "mlperf": "bench/bench_mlperf_tiny.py",
 }
 
 
@@ -189,6 +190,37 @@ def _cnn(results):
     return lines + [_source(results, "cnn"), ""]
 
 
+def _mlperf(results):
+    lines = ["## MLPerf Tiny on the board presets (device model)", ""]
+    data = _data(results, "mlperf")
+    if data:
+        lines += ["One inference with the input on the device (MLPerf Tiny's latency), from the "
+                  "emulator's cycle model at each preset's clock (`tessera profile MODEL --board "
+                  "BOARD`). The CNN presets (`tessera.compiler.presets`) are **emulator-only "
+                  "until the gateware of issue #15**. *fits*: the whole model resident; a CNN "
+                  "that does not fit is modelled with the largest buffers (its latency is what "
+                  "it would take if it fit); the autoencoder is a dense chain run by the dense "
+                  "compiler (weights streamed when they do not fit, its input load included). "
+                  "Input transfer: the input's frames at 3 Mbaud.", ""]
+        rows = []
+        for r in data["models"]:
+            lat = "–" if r["latency_ms"] is None else f"{r['latency_ms']:.3f} ms"
+            util = "–" if r["utilisation"] is None else f"{r['utilisation']:.2f}"
+            cycles = "–" if r["cycles"] is None else f"{r['cycles']:,}"
+            xfer = "–" if r["input_transfer_ms"] is None else f"{r['input_transfer_ms']:.2f} ms"
+            goal = "–" if r["goal_ms"] is None else f"≤ {r['goal_ms']:g} ms"
+            rows.append((r["title"], f"{r['board']} ({r['array']} @ {r['clock_mhz']:g} MHz)",
+                         "yes" if r["fits"] else "no", cycles, lat, util, xfer, goal,
+                         r["published"]))
+        lines += _table(("model", "board (array @ clock)", "fits", "cycles", "latency",
+                         "utilisation", "input transfer", "goal (#14)", "published"), rows)
+        emu = data["emulator"]
+        lines += ["", f"Emulator speed: {emu['model']} on {emu['inputs']} inputs through "
+                      f"`connect(\"emu\", config=<{emu['preset']}>)` in {emu['seconds']:.2f} s "
+                      "(goal: under 10 s).", ""]
+    return lines + [_source(results, "mlperf"), ""]
+
+
 def render(results) -> str:
     """Return docs/performance.md for ``results`` (the contents of performance.json)."""
     lines = ["# Performance", "",
@@ -198,7 +230,7 @@ def render(results) -> str:
              "board: tens of minutes) or `.venv/bin/python bench/run_all.py --quick` (small "
              "sizes, saved board reports). The design-space sweep of array sizes and widths "
              "on your own model is `tessera explore` ([explore.md](explore.md)).", ""]
-    for section in (_utilisation, _speed, _boards, _accuracy, _host, _cnn):
+    for section in (_utilisation, _speed, _boards, _accuracy, _host, _cnn, _mlperf):
         lines += section(results)
     failed = [(n, b) for n, b in results["benches"].items() if not b["ok"]]
     if failed:

@@ -39,6 +39,7 @@ BENCHES = {
     "emulator": ("bench_emulator.py", [], ["--repeat", "1"]),
     "requant": ("bench_requant_exhaustive.py", [], ["--count", "20000"]),
     "cnn": ("bench_cnn_reference.py", [], ["--repeat", "1"]),
+    "mlperf": ("bench_mlperf_tiny.py", [], []),
 }
 _NO_JSON_FLAG = {"bench_requant_exhaustive.py"}
 
