@@ -188,6 +188,17 @@ def test_average_pool2d_matches_ort(case, count_include_pad, qdq):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("case", POOL_CASES[:3], ids=lambda c: f"{c[2]}s{c[3]}p{c[4]}")
+def test_average_pool2d_of_uint8_tensors_matches_ort(case):
+    h, w, pool, stride, padding = case
+    x = _int8((16, h, w, 5))
+    geometry = dict(pool=pool, stride=stride, padding=padding)
+    expected = run_average_pool(x, **POOL_Q, **geometry, unsigned=True)
+    got = ops_onnx.average_pool2d(x, **POOL_Q, **geometry, unsigned=True)
+    np.testing.assert_array_equal(got, expected)
+    assert np.any(ops_onnx.average_pool2d(x, **POOL_Q, **geometry) != expected)
+
+
 def test_average_pool2d_over_the_whole_image_is_the_global_pool():
     # ORT hands a window covering the unpadded image to its integer global average pool; the
     # float path rounds differently on these inputs.

@@ -113,34 +113,37 @@ def run_conv(x_q, w_q, bias, *, x_scale, x_zero_point, w_scale, y_scale, y_zero_
     return nhwc(_run(nodes, ["x"], inits, {"x": nchw(x_q)}))
 
 
+def _run_maybe_unsigned(nodes, names, inits, feeds, unsigned):
+    """Run on int8 tensors, or (``unsigned``) on uint8 ones: values and zero points plus 128."""
+    if not unsigned:
+        return _run(nodes, names, inits, feeds)
+    feeds = {k: (v.astype(np.int16) + 128).astype(np.uint8) for k, v in feeds.items()}
+    inits = {k: (np.uint8(int(v) + 128) if k.endswith("_z") else v) for k, v in inits.items()}
+    return (_run(nodes, names, inits, feeds).astype(np.int16) - 128).astype(np.int8)
+
+
 def run_add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
             qdq=False, unsigned=False):
     """Run ``com.microsoft.QLinearAdd`` (or DQ, DQ -> Add -> Q) on two NHWC arrays.
 
-    ``unsigned``: run it on uint8 tensors (int8 values and zero points plus 128) and map the
-    result back to int8.
+    ``unsigned``: run it on uint8 tensors and map the result back to int8.
     """
     op, domain = ("Add", "") if qdq else ("QLinearAdd", _MS)
     nodes, names, inits, feeds = _single(
         op, [nchw(a_q), nchw(b_q)], [(a_scale, a_zero_point), (b_scale, b_zero_point)],
         (y_scale, y_zero_point), {}, qdq=qdq, domain=domain)
-    if not unsigned:
-        return nhwc(_run(nodes, names, inits, feeds))
-    to_u8 = {k: (v.astype(np.int16) + 128).astype(np.uint8) for k, v in feeds.items()}
-    inits = {k: (np.uint8(int(v) + 128) if k.endswith("_z") else v) for k, v in inits.items()}
-    y = _run(nodes, names, inits, to_u8)
-    return nhwc((y.astype(np.int16) - 128).astype(np.int8))
+    return nhwc(_run_maybe_unsigned(nodes, names, inits, feeds, unsigned))
 
 
 def run_average_pool(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, pool, stride, padding,
-                     count_include_pad=False, qdq=False):
+                     count_include_pad=False, qdq=False, unsigned=False):
     """Run ``com.microsoft.QLinearAveragePool`` (or DQ -> AveragePool -> Q) on NHWC ``x_q``."""
     attrs = dict(kernel_shape=list(pool), strides=list(stride), pads=_pads(padding),
                  count_include_pad=int(count_include_pad))
     op, domain = ("AveragePool", "") if qdq else ("QLinearAveragePool", _MS)
     nodes, names, inits, feeds = _single(op, [nchw(x_q)], [(x_scale, x_zero_point)],
                                          (y_scale, y_zero_point), attrs, qdq=qdq, domain=domain)
-    return nhwc(_run(nodes, names, inits, feeds))
+    return nhwc(_run_maybe_unsigned(nodes, names, inits, feeds, unsigned))
 
 
 def run_global_average_pool(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, qdq=False):
