@@ -218,11 +218,27 @@ def test_grouped_conv_is_refused(tmp_path):
         tessera.load_model(path)
 
 
-def test_uint8_activations_are_refused(float_models):
-    path = _quantize(float_models["ResNet"], "QOperator", False, QuantType.QUInt8)
-    with pytest.raises(UnsupportedModelError, match="uint8 output; Tessera imports int8 "
-                       r"activations and weights \(quantize_static with "
-                       r"activation_type=QuantType.QInt8\)"):
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("net", ["ResNet", "Zoo", "LeNet"])
+def test_uint8_activations_equal_onnxruntime(float_models, net, fmt):
+    # quantize_static's default activation type. Held as int8 minus 128; ADD and AVERAGE_POOL_2D
+    # round on the uint8 values as ORT does. (On AVX2 CPUs without VNNI, ORT's u8s8 kernels can saturate
+    # int16 pair sums: docs/numerics.md.)
+    path = _quantize(float_models[net], fmt, True, QuantType.QUInt8)
+    model = tessera.load_model(path)
+    x = _inputs(SHAPES[net])
+    np.testing.assert_array_equal(model.predict(x), _ort(path, x))
+    rounded = [op for op in model.graph.ops if op.kind in ("ADD", "AVERAGE_POOL_2D")]
+    assert rounded and all(op.attrs["unsigned"] for op in rounded) or net == "LeNet"
+
+
+def test_uint8_weights_are_refused(float_models):
+    path = float_models["LeNet"].with_name("LeNet_u8w.onnx")
+    quantize_static(str(float_models["LeNet"]), str(path), _Calibration(SHAPES["LeNet"]),
+                    quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QUInt8)
+    with pytest.raises(UnsupportedModelError, match=r"has uint8 weights; Tessera needs symmetric "
+                       r"int8 weights \(quantize_static with weight_type=QuantType.QInt8\)"):
         tessera.load_model(path)
 
 

@@ -87,7 +87,8 @@ def _pool_args(attrs, inputs, output):
 
 def average_pool2d(mode, attrs, arrays, inputs, output):
     """Run AVERAGE_POOL_2D with the mode's ``average_pool2d`` (in-bounds taps only)."""
-    return _ops(mode).average_pool2d(arrays[0], **_pool_args(attrs, inputs, output))
+    unsigned = {"unsigned": True} if attrs["unsigned"] else {}     # ONNX uint8 models only
+    return _ops(mode).average_pool2d(arrays[0], **_pool_args(attrs, inputs, output), **unsigned)
 
 
 def max_pool2d(mode, attrs, arrays, inputs, output):

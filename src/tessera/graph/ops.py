@@ -225,7 +225,7 @@ OPS = {spec.kind: spec for spec in [
            attrs=dict(_CONV, depth_multiplier=(1, A.positive)), optional=("bias",),
            macs=_depthwise_macs, constants=("weight", "bias"), weight_axis=3),
     OpSpec("AVERAGE_POOL_2D", ("x",), _pool, kernels.average_pool2d,
-           attrs=dict(_WINDOW, pool=(None, A.pair))),
+           attrs=dict(_WINDOW, pool=(None, A.pair), unsigned=(False, A.boolean))),
     OpSpec("MAX_POOL_2D", ("x",), _pool, kernels.max_pool2d,
            attrs=dict(_WINDOW, pool=(None, A.pair))),
     OpSpec("MEAN", ("x",), _mean, kernels.mean, attrs={"keepdims": (False, A.boolean)}),

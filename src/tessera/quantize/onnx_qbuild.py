@@ -49,6 +49,7 @@ class Builder:
         self.c, self.name = chain, chain.name
         self.tensors, self.ops, self.values, self.qconst = {}, [], {}, {}
         self.fmt, self.nchw_order = set(), {}
+        self.unsigned = None         # whether the model's activations are uint8
 
     # -- helpers ------------------------------------------------------------------------------
     def fail(self, node, message):
@@ -58,9 +59,19 @@ class Builder:
         scale = np.asarray(self.c.constant(node, index, f"{where} scale"), np.float32)
         zp = self.c.constant(node, index + 1, f"{where} zero point")
         zp = np.zeros(scale.shape, np.int8) if zp is None else np.asarray(zp)
-        if zp.dtype == np.uint8:
-            raise self.fail(node, f"has a uint8 {where}; Tessera imports int8 activations and "
-                            "weights (quantize_static with activation_type=QuantType.QInt8)")
+        unsigned = zp.dtype == np.uint8
+        if unsigned and where == "weight":
+            raise self.fail(node, "has uint8 weights; Tessera needs symmetric int8 weights "
+                            "(quantize_static with weight_type=QuantType.QInt8)")
+        if where != "weight":           # activations: all int8, or all uint8 (held minus 128)
+            if self.unsigned is None:
+                self.unsigned = unsigned
+            elif self.unsigned != unsigned:
+                raise self.fail(node, f"has a {zp.dtype} {where} in a model whose other "
+                                "activations are not; Tessera imports all-int8 or all-uint8 "
+                                "activations")
+        if unsigned:
+            zp = zp.astype(np.int64) - 128
         if scale.size > 1 and not per_channel:
             raise self.fail(node, f"has a per-channel {where} scale; only weights may have one")
         try:
@@ -208,6 +219,7 @@ class Builder:
             x = self.emit(node, "PAD", [x.name], f"{out}/padded", self.tensors[x.name].qparams,
                           {"paddings": [padding[0], padding[1], (0, 0)]})
             attrs["padding"] = ((0, 0), (0, 0))
+        attrs["unsigned"] = bool(self.unsigned)
         return self.emit(node, "AVERAGE_POOL_2D", [x.name], out, out_params, attrs)
 
     def flat(self, node, x, out=None):
@@ -280,7 +292,7 @@ class Builder:
         if node.op_type == "Relu" and self.tensors[x.name].qparams == out_params:
             return self.emit(node, "RELU", [x.name], out, out_params)
         lut = tabulate_onnx(nodes, self.c.constants, input_name=nodes[0].input[0],
-                            output_name=nodes[-1].output[0], unsigned=False,
+                            output_name=nodes[-1].output[0], unsigned=bool(self.unsigned),
                             opset_import=self.c.model.opset_import)
         if lut is None:
             raise self.fail(node, "needs onnxruntime to be tabulated (pip install onnxruntime)")

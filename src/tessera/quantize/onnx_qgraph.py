@@ -173,7 +173,8 @@ class _Walker(Builder):
         if op in ("Gemm", "MatMul"):
             return self.gemm(node, *args, out, params)
         if op == "Add":
-            return self.emit(node, "ADD", [a.name for a in args], out, params)
+            return self.emit(node, "ADD", [a.name for a in args], out, params,
+                             {"unsigned": bool(self.unsigned)})
         if op in ("AveragePool", "MaxPool"):
             return self.pool(node, op, args[0], out, params)
         if op == "GlobalAveragePool":
@@ -213,6 +214,8 @@ class _Walker(Builder):
         pads = [int(v) for v in np.asarray(c.constant(node, 1, "pads")).ravel()]
         value = c.constant(node, 2, "constant value")
         value = 0 if value is None else np.asarray(value).ravel()[0]
+        if np.asarray(value).dtype == np.uint8:
+            value = int(value) - 128           # uint8 models are held minus 128
         zero = self.tensors[x.name].qparams.scalar_zero_point
         fill = value if node.op_type == "Pad" and isinstance(self.values.get(node.input[0]), Q) \
             else None
@@ -258,7 +261,8 @@ class _Walker(Builder):
         if op == "QLinearAdd":
             b = self.q(node, 3)
             self.check_same(node, b, self.qparams(node, 4, "input B"), "input B")
-            return self.emit(node, "ADD", [x.name, b.name], out, self.out_params(node, 6))
+            return self.emit(node, "ADD", [x.name, b.name], out, self.out_params(node, 6),
+                             {"unsigned": bool(self.unsigned)})
         y = self.out_params(node, 3)
         if node.op_type != "QLinearSoftmax" and c.attribute(node, "channels_last", 0):
             raise self.fail(node, "is channels_last; Tessera imports NCHW ONNX models")
