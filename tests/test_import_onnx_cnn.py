@@ -222,8 +222,8 @@ def test_grouped_conv_is_refused(tmp_path):
 @pytest.mark.parametrize("net", ["ResNet", "Zoo", "LeNet"])
 def test_uint8_activations_equal_onnxruntime(float_models, net, fmt):
     # quantize_static's default activation type. Held as int8 minus 128; ADD and AVERAGE_POOL_2D
-    # round on the uint8 values as ORT does. (On AVX2 CPUs without VNNI, ORT's u8s8 kernels can saturate
-    # int16 pair sums: docs/numerics.md.)
+    # round on the uint8 values as ORT does. (On AVX2 CPUs without VNNI, ORT's u8s8 kernels can
+    # saturate int16 pair sums: docs/numerics.md.)
     path = _quantize(float_models[net], fmt, True, QuantType.QUInt8)
     model = tessera.load_model(path)
     x = _inputs(SHAPES[net])
