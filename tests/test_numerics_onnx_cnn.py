@@ -10,12 +10,14 @@ float average pool instead of the global one) a check shows that rule *fails* on
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
 from oracles.onnx_cnn_models import (run_add, run_average_pool, run_concat, run_conv,
                                      run_global_average_pool, run_max_pool, run_softmax)
-from tessera.numerics import dequantize_tensor, get_mode, ops_onnx
+from tessera.numerics import dequantize_tensor, get_mode, ops_onnx, ops_tflite
 from tessera.numerics.rounding import round_half_away
 
 F32 = np.float32
@@ -34,6 +36,16 @@ def test_mode_registry_points_here():
     assert get_mode("onnx").ops is ops_onnx
     for name in ops_onnx.__all__:
         assert callable(getattr(ops_onnx, name))
+
+
+def test_same_calls_as_mode_tflite():
+    # The graph calls both modes' kernels alike (docs/graph.md): every parameter of a tflite
+    # kernel is one of the onnx kernel's, with the same default.
+    for name in sorted(set(ops_tflite.__all__) & set(ops_onnx.__all__)):
+        ours = inspect.signature(getattr(ops_onnx, name)).parameters
+        for param in inspect.signature(getattr(ops_tflite, name)).parameters.values():
+            assert param.name in ours, f"ops_onnx.{name} lacks {param.name!r}"
+            assert ours[param.name].default == param.default, f"{name}({param.name}=...)"
 
 
 CONV_CASES = [
