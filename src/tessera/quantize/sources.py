@@ -93,6 +93,10 @@ def _onnx(source, calibration, mode):
     from .onnx_graph import OnnxChain, float_layers_from_onnx, load_onnx
     from .onnx_quantized import import_quantized_onnx, is_quantized_onnx
     chain = OnnxChain(*load_onnx(source))
+    from .qonnx_import import import_qonnx, is_qonnx_model
+    if is_qonnx_model(chain.model):         # QONNX / Brevitas QCDQ: quantization-aware models
+        _prequantized(f"QONNX model {chain.name}", calibration, mode, ("onnx",))
+        return "quantized", import_qonnx(chain), f"QONNX ({chain.name})"
     if is_quantized_onnx(chain):
         _prequantized(f"ONNX model {chain.name}", calibration, mode, ("onnx",))
         return "quantized", import_quantized_onnx(chain), f"ONNX ({chain.name})"
