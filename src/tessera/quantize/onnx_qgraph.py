@@ -44,6 +44,9 @@ CNN_MARKERS = ("Conv", "QLinearConv", "AveragePool", "QLinearAveragePool", "Glob
                "QLinearGlobalAveragePool", "MaxPool", "Concat", "QLinearConcat", "Softmax",
                "QLinearSoftmax")
 _FLOAT_TABLES = ("Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu")
+_HINTS = {"ReduceMean": ". ORT's quantizer leaves ReduceMean in float; for a mean over H and W "
+                        "export a GlobalAveragePool (PyTorch nn.AdaptiveAvgPool2d(1)), which it "
+                        "quantizes"}
 
 
 class _Walker(Builder):
@@ -80,9 +83,10 @@ class _Walker(Builder):
             label = node.op_type if node.domain in ("", "ai.onnx") else \
                 f"{node.domain}.{node.op_type}"
             if label not in GRAPH_OPS:
+                hint = _HINTS.get(label, "")
                 raise UnsupportedModelError(
                     f"{self.name}: unsupported operator in {c.describe(node)}; Tessera imports "
-                    f"quantized ONNX graphs of: {', '.join(GRAPH_OPS)}")
+                    f"quantized ONNX graphs of: {', '.join(GRAPH_OPS)}{hint}")
             self.values[node.output[0]] = self.step(node, node.op_type)
         return self.finish()
 
