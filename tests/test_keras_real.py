@@ -250,3 +250,23 @@ def test_keras_cnn_digits_example_runs(capsys):
     converter_error = results["int8 TFLiteConverter, mode 'tflite'"][1]
     for mode in ("onnx", "tflite"):
         assert results[f"int8 tessera.quantize, mode {mode!r}"][1] <= 1.25 * converter_error
+
+
+def test_keras_graph_options_and_calibration_are_checked():
+    model = fixtures.build("pools")
+    x = fixtures.calibration_rows("pools", 8)
+    with pytest.raises(ValueError, match=r"quantize\(\) needs calibration data: pass "
+                                         r"calibration=x, a representative float batch "
+                                         r"\[M, 11, 11, 2\] \(NHWC\)"):
+        tessera.quantize(model)
+    with pytest.raises(ValueError, match=r"calibration has shape \(8, 2, 11, 11\) but the model "
+                                         r"takes \[M, 11, 11, 2\] \(NHWC\)"):
+        tessera.quantize(model, calibration=np.transpose(x, (0, 3, 1, 2)))
+    with pytest.raises(ValueError, match=r"The Keras Functional 'pools' is a graph .*int8 only, "
+                                         r"not 4-bit activations/4-bit weights: quantize with "
+                                         r"bits=8"):
+        tessera.quantize(model, calibration=x, bits=4)
+    bad = x.copy()
+    bad[3, 1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"calibration contains 1 NaN/infinite value"):
+        tessera.quantize(model, calibration=bad)
