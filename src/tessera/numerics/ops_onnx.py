@@ -25,12 +25,14 @@ Each function is the NumPy twin of one ORT kernel, on NHWC int8 arrays, batch fi
     ``com.microsoft.QLinearSoftmax`` (what ORT fuses a QDQ ``Softmax`` into): a float32 table of
     ``exp`` over the 256 distances to the row maximum, a float32 sum, and
     ``rint(e * floor(1 / sy) / sum) + zy`` (the quotient in double).
-``concatenate``
+``concatenate``, ``pad``
     ``com.microsoft.QLinearConcat``: inputs whose quantization differs from the output's are
-    requantized through ``QuantizeLinear(DequantizeLinear(x))``.
+    requantized through ``QuantizeLinear(DequantizeLinear(x))``; ``Pad`` with the zero point.
 
 The AVX2 ``QLinearAdd`` kernel is the one ORT runs on x86-64 CPUs with AVX2 (measured in
-``tests/test_numerics_onnx_cnn.py``); its SSE2/NEON fallbacks round differently.
+``tests/test_numerics_onnx_cnn.py``); its SSE2/NEON fallbacks round differently. ``add`` and
+``average_pool2d`` take ``unsigned=True`` for models whose tensors are uint8 (held as int8 minus
+128): ORT rounds those two on the uint8 values; every other kernel computes the same either way.
 """
 
 from __future__ import annotations
