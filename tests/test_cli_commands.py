@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -109,7 +110,7 @@ def test_quantize_errors(files, capsys, argv, message):
     assert message.replace("{d}", str(files)) in err, err
 
 
-def test_a_cnn_is_quantized_but_not_sent_to_the_device(files, capsys):
+def test_a_cnn_needs_a_configuration_with_the_cnn_features(files, capsys):
     import torch
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(64, 3)).eval()
@@ -123,18 +124,49 @@ def test_a_cnn_is_quantized_but_not_sent_to_the_device(files, capsys):
     assert main(["quantize", str(files / "cnn.onnx"), "--calibration", str(files / "cnn_x.npy"),
                  "-o", str(files / "cnn.npz")]) == 0
     capsys.readouterr()
-    expected = tessera.quantize(str(files / "cnn.onnx"), x)
-    for command in (["run", str(files / "cnn.npz"), "--input", str(files / "cnn_x.npy")],
-                    ["compile", str(files / "cnn.npz")]):
-        assert main(command) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.endswith(
-            "cnn.npz is a QuantizedGraph (a CNN or other graph): the accelerator runs chains of "
-            "dense layers today; run its bit-exact integer reference with QuantizedGraph.predict "
-            "in Python, and see it with tessera info MODEL\n")
     from tessera.graph import QuantizedGraph
     saved = QuantizedGraph.load(files / "cnn.npz")
-    np.testing.assert_array_equal(saved.predict(x), expected.predict(x))
+    np.testing.assert_array_equal(saved.predict(x),
+                                  tessera.quantize(str(files / "cnn.onnx"), x).predict(x))
+    # The default 8x8 configuration has no CNN features: one line, naming the operation.
+    for command, start in ((["run", str(files / "cnn.npz"), "--input", str(files / "cnn_x.npy")],
+                            "tessera run: error: The device cannot run operation 0 (CONV_2D"),
+                           (["compile", str(files / "cnn.npz")],
+                            "tessera compile: error: operation 0 (CONV_2D, output ")):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(start) and err.count("\n") == 1, err
+
+
+KWS = Path(__file__).resolve().parent / "data" / "mlperf_tiny" / "kws_ref_model.tflite"
+
+
+def test_a_cnn_runs_and_disassembles_on_a_cnn_preset(files, capsys):
+    from tessera.compiler import compile_graph
+    from tessera.compiler.presets import get_preset
+    from tessera.graph import QuantizedGraph
+    config = get_preset("icebreaker-cnn").config
+    config.save(files / "cnn.json")
+    assert main(["quantize", str(KWS), "--mode", "tflite", "-o", str(files / "kws.npz")]) == 0
+    qgraph = QuantizedGraph.load(files / "kws.npz")
+    x_q = RNG.integers(-128, 128, size=(2, *qgraph.input_shape)).astype(np.int8)
+    x_q[0, :3] = -128                              # the input range's ends
+    x_q[1, :3] = 127
+    np.save(files / "kws_xq.npy", x_q)
+    capsys.readouterr()
+    assert main(["run", str(files / "kws.npz"), "--config", str(files / "cnn.json"), "--input",
+                 str(files / "kws_xq.npy"), "--raw", "--check", "--output",
+                 str(files / "y.npy")]) == 0
+    assert "identical to the NumPy reference" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(files / "y.npy"), qgraph.predict(x_q, raw=True))
+    assert main(["compile", str(files / "kws.npz"), "--config", str(files / "cnn.json"),
+                 "--disasm"]) == 0
+    out = capsys.readouterr().out
+    compiled = compile_graph(qgraph, config)
+    assert out.startswith(f"Compiled graph '{qgraph.graph.name}' for 4x2")
+    assert disassemble(compiled.frames, config,
+                       start=len(compiled.setup_frames) + 1) in out
+    assert f"inference: {len(compiled.frames)} frame(s)" in out and "CONV" in out
 
 
 def test_compile_disasm_lists_the_compiled_program(files, capsys):

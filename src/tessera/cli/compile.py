@@ -3,7 +3,10 @@
 Prints the compiled model's summary (rows per chunk, buffer use, link bytes per inference) and,
 with ``--disasm``, the program itself: the setup frames (weights, parameters and tables that
 stay on chip) and the EXEC frames of one batch, one line per instruction
-(:func:`tessera.compiler.disassemble`; the ISA is docs/isa.md).
+(:func:`tessera.compiler.disassemble`; the ISA is docs/isa.md). A CNN graph compiles for a
+configuration with the CNN features (``cnn=True``, e.g. a preset of
+:mod:`tessera.compiler.presets`): its memory plan and steps, and with ``--disasm`` its setup,
+input and inference frames.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 
 from .options import positive_int
 
-__all__ = ["add_parser", "run", "format_listing"]
+__all__ = ["add_parser", "run", "format_listing", "format_graph_listing", "compile_any"]
 
 _EXAMPLES = """\
 examples:
@@ -69,25 +72,79 @@ def format_listing(compiled, batch) -> str:
     return "\n".join(lines)
 
 
+def format_graph_listing(compiled) -> str:
+    """Return the frames of a :class:`~tessera.compiler.CompiledGraph`, disassembled.
+
+    The input frames are those of one all-zero-point sample; only their data depends on it.
+    """
+    import numpy as np
+
+    from tessera.compiler import disassemble
+    qgraph, config = compiled.qgraph, compiled.config
+    shape = tuple(qgraph.graph.tensor(compiled.input_name).shape)
+    sample = np.full(shape, qgraph.input_zero_point, np.int8)
+    inputs = compiled.input_frames(sample)
+    setup = compiled.setup_frames
+    parts = [(f"setup: {len(setup)} frame(s), sent once per model", setup),
+             (f"input of one sample {list(shape)}: {len(inputs)} frame(s)", inputs),
+             (f"inference: {len(compiled.frames)} frame(s)", compiled.frames)]
+    lines, start = [], 0
+    for title, frames in parts:
+        lines += [title, disassemble(frames, config, start=start) if frames else "  (none)"]
+        start += len(frames)
+    return "\n".join(lines)
+
+
+def _graph_summary(compiled) -> str:
+    report = compiled.report()
+    config = compiled.config
+    lines = [f"Compiled graph {compiled.qgraph.graph.name!r} for {config.rows}x{config.cols} "
+             f"(config {config.hash_hex}), CNN features, mode tflite",
+             f"{'step':<28} {'kind':<18} {'where':<7} {'instruction':<12} {'MACs':>10}"]
+    for s in report["steps"]:
+        lines.append(f"{s['name'][:28]:<28} {s['kind']:<18} {s['where']:<7} "
+                     f"{str(s['instruction'] or '-'):<12} {s['macs']:>10}")
+    lines.append("memory: " + json.dumps(report["memory"], sort_keys=True))
+    return "\n".join(lines)
+
+
+def compile_any(qmodel, config):
+    """Return ``(compiled, is_graph)``: a CNN graph on a ``cnn`` configuration compiles as a
+    graph, a graph of dense layers as its dense chain, a :class:`QuantizedModel` as it is."""
+    from tessera.compiler import compile_model
+    if hasattr(qmodel, "graph") and hasattr(qmodel, "first_unsupported"):
+        first = qmodel.first_unsupported(("FULLY_CONNECTED", "LUT"))
+        if first is not None:
+            if not config.cnn:
+                raise ValueError(f"{qmodel.graph.describe(first)} of the graph "
+                                 "needs a configuration with the CNN features (cnn=True, mode "
+                                 "tflite; emulator-only until #15): give --config with one, e.g. "
+                                 "a preset of tessera.compiler.presets saved with "
+                                 "AcceleratorConfig.save")
+            from tessera.compiler import compile_graph
+            return compile_graph(qmodel, config), True
+        qmodel = qmodel.to_dense_chain()
+    return compile_model(qmodel, config), False
+
+
 def run(args) -> int:
     """Run ``tessera compile``."""
-    from tessera.compiler import compile_model
     from tessera.spec import AcceleratorConfig
 
     from .options import load_config
-    from .run import device_model, load_input, load_model
+    from .run import load_input, load_model
     config = load_config(args.config) or AcceleratorConfig()
     calibration = None
     if args.calibration:
         calibration = load_input(args.calibration, raw=False, what="Calibration")
-    qmodel = device_model(load_model(args.model, calibration), args.model)
-    compiled = compile_model(qmodel, config)
+    qmodel = load_model(args.model, calibration)
+    compiled, is_graph = compile_any(qmodel, config)
     if args.json:
         print(json.dumps({"model": str(args.model), "config": config.to_dict(),
                           "config_hash": config.hash_hex, **compiled.report()}, indent=2))
         return 0
-    print(compiled.summary())
+    print(_graph_summary(compiled) if is_graph else compiled.summary())
     if args.disasm:
         print()
-        print(format_listing(compiled, args.batch))
+        print(format_graph_listing(compiled) if is_graph else format_listing(compiled, args.batch))
     return 0

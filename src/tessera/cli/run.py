@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input", "device_model"]
+__all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input"]
 
 
 def _load_npz(path):
@@ -29,21 +29,6 @@ def _load_imported(path, calibration=None):
 #: ``.tflite`` (pre-quantized, or float ONNX with ``--calibration``) go through
 #: :func:`tessera.load_model`.
 LOADERS = {".npz": _load_npz, ".onnx": _load_imported, ".tflite": _load_imported}
-
-
-def device_model(qmodel, path):
-    """Return ``qmodel`` if the accelerator can run it, else raise a ``ValueError`` saying why.
-
-    Chains of dense layers (:class:`tessera.QuantizedModel`) run on every device today; a CNN or
-    other graph (:class:`tessera.graph.QuantizedGraph`) has only its NumPy reference.
-    """
-    from tessera.quantize import QuantizedModel
-    if not isinstance(qmodel, QuantizedModel):
-        raise ValueError(f"{path} is a {type(qmodel).__name__} (a CNN or other graph): the "
-                         "accelerator runs chains of dense layers today; run its bit-exact "
-                         "integer reference with QuantizedGraph.predict in Python, and see it "
-                         "with tessera info MODEL")
-    return qmodel
 
 
 def load_model(path, calibration=None):
@@ -141,7 +126,7 @@ def run(args) -> int:
     calibration = None
     if getattr(args, "calibration", None):
         calibration = load_input(args.calibration, raw=False, what="Calibration")
-    qmodel = device_model(load_model(args.model, calibration), args.model)
+    qmodel = load_model(args.model, calibration)
     x = load_input(args.input, raw=args.raw)
     with tessera.connect(args.device, config=config) as dev:
         dev.clear_counters()
