@@ -4,8 +4,8 @@ The command form of :func:`tessera.quantize`: a float model (ONNX, or an ``.npz`
 as ``tessera explore`` reads them) is calibrated on ``--calibration``; a pre-quantized model (ONNX
 QDQ/QOperator, int8 TFLite) is imported with its parameters unchanged. The result is written with
 its ``save`` and its summary printed: a :class:`tessera.QuantizedModel` for a chain of dense
-layers, a :class:`tessera.graph.QuantizedGraph` for a CNN (which only its NumPy reference runs
-today; ``tessera info MODEL`` reports it).
+layers, a :class:`tessera.graph.QuantizedGraph` for a CNN (``tessera run`` and ``compile`` take it
+with a ``--config`` that has the CNN features; ``tessera info MODEL`` reports it).
 """
 
 from __future__ import annotations
