@@ -24,10 +24,11 @@ from pathlib import Path
 from tessera.runtime.errors import LinkError
 from tessera.runtime.transport import Transport
 
-from . import runner
+from . import runner, sessions
+from .waves import check_waves_path
 
 __all__ = ["SocketTransport", "SimulatorProcess", "launch", "work_directory", "connect_sim",
-           "DEFAULT_TIMEOUT_S", "STARTUP_TIMEOUT_S"]
+           "print_progress", "DEFAULT_TIMEOUT_S", "STARTUP_TIMEOUT_S"]
 
 #: How long the simulator may take to start and connect back (wall-clock seconds).
 STARTUP_TIMEOUT_S = 120.0
@@ -50,9 +51,15 @@ class SimulatorProcess:
         Where ``sim.log`` and ``serve.log`` go.
     extra_env : dict, optional
         Environment variables for the bridge.
+    waves_file : Path, optional
+        Dump a waveform of the session there (``sim`` must be a build made for its format).
+    cleanup : callable, optional
+        Removes ``work_dir`` (a temporary directory); run if the host gets SIGTERM while the
+        child runs (:mod:`tessera.sim.sessions`).
     """
 
-    def __init__(self, sim, module, address, work_dir: Path, extra_env=None):
+    def __init__(self, sim, module, address, work_dir: Path, extra_env=None, waves_file=None,
+                 cleanup=None):
         self.sim = sim
         self.work_dir = work_dir
         self.log_path = work_dir / "sim.log"
@@ -62,9 +69,11 @@ class SimulatorProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tessera.sim.serve", "--simulator", sim.simulator,
                  "--build-dir", str(sim.build_dir), "--toplevel", sim.toplevel,
-                 "--module", module, "--address", address, "--test-dir", str(work_dir)],
+                 "--module", module, "--address", address, "--test-dir", str(work_dir)]
+                + (["--waves", str(waves_file)] if waves_file is not None else []),
                 stdin=subprocess.DEVNULL, stdout=serve_log, stderr=subprocess.STDOUT,
                 env={**os.environ, **(extra_env or {})}, start_new_session=True)
+        sessions.register(self, cleanup)
 
     @property
     def pid(self) -> int:
@@ -86,6 +95,7 @@ class SimulatorProcess:
 
     def kill(self):
         """Kill the child and everything it started (the simulator)."""
+        sessions.unregister(self)
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -94,6 +104,7 @@ class SimulatorProcess:
 
     def stop(self, timeout_s=30.0):
         """Wait for the child to exit after the host closed the link; kill it if it does not."""
+        sessions.unregister(self)
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -188,8 +199,10 @@ class SocketTransport(Transport):
                 self._on_close()
 
 
-def launch(sim, module, work_dir: Path, extra_env=None):
+def launch(sim, module, work_dir: Path, extra_env=None, waves_file=None, cleanup=None):
     """Start the bridge ``module`` on ``sim``; return ``(SimulatorProcess, connected socket)``.
+
+    ``waves_file``, ``cleanup``: see :class:`SimulatorProcess`.
 
     Raises
     ------
@@ -199,7 +212,8 @@ def launch(sim, module, work_dir: Path, extra_env=None):
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.25)
     host, port = server.getsockname()[:2]
-    process = SimulatorProcess(sim, module, f"{host}:{port}", work_dir, extra_env)
+    process = SimulatorProcess(sim, module, f"{host}:{port}", work_dir, extra_env, waves_file,
+                               cleanup)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
         while True:
@@ -220,6 +234,11 @@ def launch(sim, module, work_dir: Path, extra_env=None):
     return process, sock
 
 
+def print_progress(message):
+    """Print a build step on stderr (the default ``progress`` of :func:`connect_sim`)."""
+    print(f"tessera sim: {message}", file=sys.stderr, flush=True)
+
+
 def work_directory(work_dir):
     """Return ``(path, cleanup)``: ``work_dir``, or a new temporary directory and its remover."""
     if work_dir is not None:
@@ -231,7 +250,7 @@ def work_directory(work_dir):
 
 
 def connect_sim(config=None, simulator=None, *, timeout_s=None, retries=5, progress=None,
-                work_dir=None, transport_wrapper=None, **options):
+                work_dir=None, waves=None, transport_wrapper=None, **options):
     """Start the RTL simulation of ``config`` and return a connected Device.
 
     Parameters
@@ -244,10 +263,15 @@ def connect_sim(config=None, simulator=None, *, timeout_s=None, retries=5, progr
         Per-request timeout in wall-clock seconds (default :data:`DEFAULT_TIMEOUT_S`).
     retries : int
         Resends of a request before the driver gives up.
-    progress : callable, optional
-        Called with a message before a slow step (compiling the RTL, once per configuration).
+    progress : callable or bool, optional
+        Called with a one-line message at each step of a compilation (once per configuration
+        and simulator; a cached build says nothing). Default: print them on stderr; ``False``:
+        silent.
     work_dir : path, optional
         Where the simulator's logs go (default: a temporary directory, removed on close).
+    waves : path, optional
+        Dump a waveform of the whole session to this file, complete once the device is
+        closed: ``.fst`` or ``.vcd`` (see :mod:`tessera.sim.waves`; a separate cached build).
     transport_wrapper : callable, optional
         Wraps the :class:`SocketTransport` (e.g. in a
         :class:`~tessera.runtime.transport.FaultyTransport`, for tests).
@@ -256,6 +280,8 @@ def connect_sim(config=None, simulator=None, *, timeout_s=None, retries=5, progr
     ------
     SimulatorUnavailable
         The simulator is not installed.
+    ValueError
+        ``waves`` names a format the simulator cannot write here, or a missing directory.
     LinkError
         The simulator failed to start (the message carries its log tail).
     """
@@ -264,13 +290,18 @@ def connect_sim(config=None, simulator=None, *, timeout_s=None, retries=5, progr
 
     if options:
         raise TypeError(f"Unknown option(s) for the simulation backend: "
-                        f"{', '.join(sorted(options))}; valid options are progress, work_dir "
-                        f"and transport_wrapper")
+                        f"{', '.join(sorted(options))}; valid options are progress, work_dir, "
+                        f"waves and transport_wrapper")
     config = config if config is not None else AcceleratorConfig()
-    sim = runner.build(config, simulator, progress=progress)
+    simulator = runner.resolve_simulator(simulator)
+    waves_file = check_waves_path(waves, simulator) if waves is not None else None
+    if progress is None:
+        progress = print_progress
+    sim = runner.build(config, simulator, progress=progress or None,
+                       waves=waves_file.suffix if waves_file else False)
     path, cleanup = work_directory(work_dir)
     try:
-        process, sock = launch(sim, "bridge", path)
+        process, sock = launch(sim, "bridge", path, waves_file=waves_file, cleanup=cleanup)
     except BaseException:
         if cleanup is not None:
             cleanup()

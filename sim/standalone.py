@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import RuntimeObjects, cache_root, locked
-from .runner import _check_simulator, default_simulator, prepare_environment, python_make_variable
+from .runner import prepare_environment, python_make_variable, resolve_simulator
 
 __all__ = ["Testbench", "build_testbench", "run_testbench"]
 
@@ -77,7 +77,7 @@ def build_testbench(sources: Mapping[str, str], top: str, simulator: str | None 
     RuntimeError
         The simulator rejected the sources (the message carries its output's tail).
     """
-    simulator = _check_simulator(simulator) if simulator else default_simulator()
+    simulator = resolve_simulator(simulator)
     flags = " ".join(_VERILATOR_ARGS + _MAKE_VARIABLES if simulator == "verilator"
                      else _ICARUS_ARGS)
     digest = hashlib.sha256(f"{simulator}|{top}|{flags}|{_tool_version(simulator)}".encode())

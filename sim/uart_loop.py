@@ -57,7 +57,7 @@ class UartSimulation:
         self.work_dir, self._cleanup = work_directory(work_dir)
         self.process, self._control = launch(
             sim, "bridge_uart", self.work_dir,
-            extra_env={"TESSERA_UART_DIVISOR": str(self.divisor)})
+            extra_env={"TESSERA_UART_DIVISOR": str(self.divisor)}, cleanup=self._cleanup)
         try:
             self.port = self._read_port()
         except BaseException:

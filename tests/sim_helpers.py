@@ -2,6 +2,7 @@
 
 import functools
 import os
+import time
 
 import pytest
 from amaranth.hdl import Value
@@ -70,3 +71,29 @@ def run_cycles(dut, script, output):
     sim.add_testbench(bench)
     sim.run()
     return seen
+
+
+def group_members(pgid) -> list:
+    """Return the live (non-zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def gone(pgid, wait_s=5.0) -> bool:
+    """Whether no process of the simulator's group is left (after a short grace period)."""
+    deadline = time.monotonic() + wait_s
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

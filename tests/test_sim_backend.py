@@ -8,13 +8,12 @@ carries its log tail, and closing a device must leave no simulator process behin
 
 import os
 import signal
-import time
 import warnings
 
 import numpy as np
 import pytest
 
-from sim_helpers import CONFIGS, build, require, simulators
+from sim_helpers import CONFIGS, build, gone, require, simulators
 
 import tessera
 from tessera.runtime import FaultyTransport, LinkError
@@ -46,32 +45,6 @@ def _run(dev, qmodel, x_q):
     return out, dev.counters()
 
 
-def _group_members(pgid) -> list:
-    """Return the live (non-zombie) processes of process group ``pgid``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
-
-
-def _gone(pgid, wait_s=5.0) -> bool:
-    """Whether no process of the simulator's group is left (after a short grace period)."""
-    deadline = time.monotonic() + wait_s
-    while _group_members(pgid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", simulators())
 def test_digits_identical_on_emulator_and_rtl(simulator, digits):
@@ -92,7 +65,7 @@ def test_digits_identical_on_emulator_and_rtl(simulator, digits):
     assert 0.95 <= ratio <= 1.05, (rtl_counters["cycles"], emu_counters["cycles"])
     # Clean shutdown: the simulator exited by itself, its process group is gone, logs removed.
     assert process.process.returncode == 0
-    assert _gone(process.pid)
+    assert gone(process.pid)
     assert not process.work_dir.exists()
 
 
@@ -132,7 +105,7 @@ def test_killed_simulator_raises_with_log_tail(digits):
         assert "Simulator log" in message and str(process.work_dir) in message
     finally:
         dev.close()
-    assert _gone(process.pid)
+    assert gone(process.pid)
     assert process.work_dir.exists(), "the logs of a failed simulator are kept"
 
 
@@ -149,6 +122,6 @@ def test_broken_build_fails_to_start_with_log_tail(tmp_path):
 
 def test_unknown_option_is_refused():
     with pytest.raises(TypeError, match="Unknown option.* for the simulation backend: colour; "
-                                        "valid options are progress, work_dir and "
+                                        "valid options are progress, work_dir, waves and "
                                         "transport_wrapper"):
         backend.connect_sim(CONFIG, "verilator", colour="red")

@@ -7,11 +7,14 @@ temporary directory, ``TMPDIR`` to see which temporary directories a run leaves.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from sim_helpers import CONFIGS, build, gone, simulators
 
 import tessera
 
@@ -75,3 +78,43 @@ def test_info_shows_the_cache_and_clear_cache_empties_it(tmp_path):
     _fill(root)
     cleared = json.loads(_tessera("info", "--clear-cache", "--json", env=env).stdout)
     assert cleared == {"cleared_bytes": 4500, "path": str(root)}
+
+
+#: A host program that runs a model on the RTL over and over until it is terminated.
+_ENDLESS_RUN = """
+import sys
+import numpy as np
+import tessera
+from tessera.spec import AcceleratorConfig
+qmodel = tessera.QuantizedModel.load(sys.argv[1])
+x = np.load(sys.argv[2])
+with tessera.connect("sim:" + sys.argv[3], config=AcceleratorConfig.load(sys.argv[4])) as dev:
+    print(dev.transport.simulator.pid, dev.transport.simulator.work_dir, flush=True)
+    while True:
+        dev.run(qmodel, x)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_terminated_host_leaves_no_temporary_directory(signum, model_files, tmp_path):
+    """SIGTERM (like SIGINT) mid-run: the simulator is gone and its temporary directory too."""
+    simulator = simulators()[0]
+    build("2x4", simulator)
+    CONFIGS["2x4"].save(tmp_path / "config.json")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with subprocess.Popen(
+            [sys.executable, "-c", _ENDLESS_RUN, *map(str, model_files), simulator,
+             tmp_path / "config.json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "TMPDIR": str(temp)}) as host:
+        try:
+            pid, work_dir = host.stdout.readline().split()
+            assert os.path.dirname(work_dir) == str(temp) and os.path.isdir(work_dir)
+            host.send_signal(signum)
+            host.wait(timeout=60)
+        finally:
+            host.kill()
+        errors = host.stderr.read()
+    assert host.returncode == -signum, errors
+    assert gone(int(pid)), "the simulator outlived its host"
+    assert os.listdir(temp) == [], errors[-2000:]

@@ -111,6 +111,9 @@ def add_parser(subparsers):
     p.add_argument("--check", action="store_true",
                    help="also run the NumPy reference and fail unless the outputs are identical")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--waves", metavar="FILE",
+                   help="dump a waveform of the RTL simulation to FILE (.fst or .vcd, by the "
+                        "suffix; --device sim only)")
     return p
 
 
@@ -128,7 +131,13 @@ def run(args) -> int:
         calibration = load_input(args.calibration, raw=False, what="Calibration")
     qmodel = load_model(args.model, calibration)
     x = load_input(args.input, raw=args.raw)
-    with tessera.connect(args.device, config=config) as dev:
+    options = {}
+    if args.waves:
+        if not args.device.startswith("sim"):
+            raise ValueError(f"--waves needs --device sim (or sim:verilator, sim:icarus): only "
+                             f"the RTL simulation has waveforms, not {args.device!r}")
+        options["waves"] = args.waves
+    with tessera.connect(args.device, config=config, **options) as dev:
         dev.clear_counters()
         y = dev.run(qmodel, x, raw=args.raw)
         counters = dev.counters()
@@ -143,11 +152,14 @@ def run(args) -> int:
     if output is not None:
         np.save(output, y)
         summary["output"] = str(output)
+    if args.waves:
+        summary["waves"] = args.waves
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.model} on {args.device}: input {tuple(x.shape)} -> output "
-              f"{tuple(y.shape)} {y.dtype}" + (f", saved to {output}" if output else ""))
+              f"{tuple(y.shape)} {y.dtype}" + (f", saved to {output}" if output else "")
+              + (f", waveform in {args.waves}" if args.waves else ""))
         if output is None:
             with np.printoptions(precision=4, suppress=True, threshold=200):
                 print(y)

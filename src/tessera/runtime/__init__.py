@@ -57,7 +57,9 @@ def connect(target="emu", *, config=None, timeout_s=None, retries=5, **options):
     retries : int
         Resends of a request before :class:`DeviceTimeout` is raised.
     **options
-        Passed to the backend: for ``sim``, see :func:`tessera.sim.backend.connect_sim`; for
+        Passed to the backend: for ``sim``, ``waves="run.fst"`` (dump a waveform, ``.fst`` or
+        ``.vcd``), ``progress=False`` (no build steps on stderr), ``work_dir`` and
+        ``transport_wrapper`` (see :func:`tessera.sim.backend.connect_sim`); for
         ``emu``, ``transport_wrapper`` (a callable wrapping the emulator's transport, e.g. a
         :class:`FaultyTransport` factory, for tests).
     """
