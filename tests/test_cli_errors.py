@@ -156,6 +156,8 @@ BAD_INVOCATIONS = [
      r"Baud rate 12000000 is too fast for a 30 MHz clock.*"),
     (["build", "--board", "icebreaker", "--config", "{d}/big.json"],
      r"Configuration does not fit icebreaker: it needs 128 hardware multipliers.*"),
+    (["build", "--board", "icebreaker", "-o", "{d}/csv.npy"],
+     r"-o .*csv.npy exists and is not a directory; give a build directory"),
     (["build"], r"--board is required \(one of icebreaker, .*; see --list-boards\)"),
     (["build", "--board", "icebreaker", "--seed", "-1"],
      r"argument --seed: must be 0 or more, not -1 \(see tessera build --help\)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from .options import nonnegative_int, positive_float, positive_int
 
@@ -112,6 +113,9 @@ def run(args) -> int:
     board = get_board(args.board)
     config, baud = _check_options(args, board)
     out_dir = args.output or f"build/{board.name}-{args.design}-{config.hash_hex[:8]}"
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(f"-o {out_dir} exists and is not a directory; give a build "
+                                 "directory")
     clock_mhz = board.clock_mhz if args.clock_mhz is None else args.clock_mhz
     print(f"Building {args.design} for {board.title}: {config.rows}x{config.cols} MACs, "
           f"target {clock_mhz:g} MHz, {baud} baud, in {out_dir}", file=sys.stderr)
