@@ -176,3 +176,15 @@ def test_waves_variable_does_not_leak_into_plain_builds(monkeypatch, tmp_path):
     runner.run_test(sim, "system_link", test_dir=tmp_path, config=CONFIG,
                     testcase="hello_and_read")
     assert not list(tmp_path.glob("*.fst")) and not list(tmp_path.glob("*.vcd"))
+
+
+def test_tessera_run_waves_needs_the_simulation(model, tmp_path, capsys):
+    qmodel, x = model
+    qmodel.save(tmp_path / "model.npz")
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(tmp_path / "model.npz"), "--input", str(tmp_path / "x.npy"),
+                 "--device", "emu", "--waves", str(tmp_path / "run.fst")]) == 2
+    assert capsys.readouterr().err == (
+        "tessera run: error: --waves needs --device sim (or sim:verilator, sim:icarus): only "
+        "the RTL simulation has waveforms, not 'emu'\n")
+    assert not (tmp_path / "run.fst").exists()
