@@ -270,3 +270,27 @@ def test_keras_graph_options_and_calibration_are_checked():
     bad[3, 1, 2, 0] = np.nan
     with pytest.raises(ValueError, match=r"calibration contains 1 NaN/infinite value"):
         tessera.quantize(model, calibration=bad)
+
+
+def test_keras_rescaling_is_folded_and_linear_activation_is_skipped():
+    """Rescaling(1/255) on raw pixels folds into the next convolution (SAME padding pads the
+    scaled input with 0 as well); Activation("linear") is no operation."""
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 3))
+    x = L.Rescaling(1 / 255, name="rescale")(inp)
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    b = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.Activation("linear", name="linear")(L.Concatenate(name="cat")([a, b]))
+    model = keras.Model(inp, L.Dense(3, name="dense")(L.Flatten(name="flat")(x)))
+    fixtures._randomise(model, 3)
+    pixels = np.random.default_rng(6).integers(0, 256, (200, 8, 8, 3)).astype(np.float32)
+    qmodel, _ = _error_bound(model, pixels[:120], pixels[120:], "tflite", tolerance=0.03)
+    assert [op.kind for op in qmodel.graph.ops] == [
+        "CONV_2D", "DEPTHWISE_CONV_2D", "CONCATENATION", "RESHAPE", "FULLY_CONNECTED"]
+    assert (qmodel.input_scale, qmodel.input_zero_point) == (1.0, -128)   # raw pixels 0..255
+    _refused(keras.Model(inp, L.Conv2D(2, 1)(L.Rescaling(1 / 127.5, offset=-1, name="shift")(
+        inp))), r"Keras layer 'shift' \(Rescaling\) has an offset")
+    _refused(keras.Model(inp, L.MaxPooling2D(name="pool")(L.Rescaling(0.5)(inp))),
+             r"Keras layer 'pool' \(MaxPooling2D\) reads the output of a Rescaling")

@@ -7,7 +7,8 @@ never imported. Supported layers (channels-last): ``Dense`` (on a flat input), `
 (``groups=1``), ``DepthwiseConv2D``, ``SeparableConv2D`` (depthwise then 1x1), ``MaxPooling2D``,
 ``AveragePooling2D``, ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D``, ``ZeroPadding2D``,
 ``Add`` (two inputs), ``Concatenate``, ``Flatten``, ``Reshape``,
-``BatchNormalization`` (folded into the convolution or Dense before it), ``Activation``, ``ReLU``
+``BatchNormalization`` (folded into the convolution or Dense before it), ``Rescaling`` without
+offset (folded into the Dense or convolution after it), ``Activation``, ``ReLU``
 (max 6 or none), ``Softmax``, and the no-ops ``InputLayer`` and ``Dropout``. Anything else, a
 nested model, or a model with several inputs or outputs is refused with the layer named.
 """
@@ -25,8 +26,8 @@ __all__ = ["KERAS_GRAPH_LAYERS", "keras_float_graph"]
 KERAS_GRAPH_LAYERS = ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D",
                       "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
                       "ZeroPadding2D", "Add", "Concatenate", "Flatten", "Reshape",
-                      "BatchNormalization", "Activation", "ReLU", "Softmax", "InputLayer",
-                      "Dropout")
+                      "BatchNormalization", "Rescaling", "Activation", "ReLU", "Softmax",
+                      "InputLayer", "Dropout")
 
 
 def _refuse(layer, kind, why):
@@ -58,6 +59,7 @@ class _Reader(GraphBuilder):
     def __init__(self, shape):
         super().__init__("input", shape)
         self.alias = {}               # (layer, node, index) -> tensor name
+        self.scaled = {}              # Rescaling output -> (its input, scale), folded forward
 
     def tensor(self, history):
         layer, node, index = history[:3]
@@ -71,13 +73,42 @@ class _Reader(GraphBuilder):
             self.emit(kind, name, inputs, output, dict(attrs, activation=activation), weight,
                       bias)
 
+    def rescaled(self, layer, kind, x, weights):
+        """Fold a pending ``Rescaling`` of ``x`` into the first weight (along its input axis)."""
+        if x not in self.scaled:
+            return x, weights
+        x, scale = self.scaled[x]
+        scale = np.asarray(scale, np.float64)
+        if kind == "Dense" and scale.size != 1:
+            _refuse(layer.name, kind, "follows a per-channel Rescaling; flatten after a "
+                    "convolution instead")
+        shape = (1, 1, -1, 1) if kind != "Dense" else (1, 1)
+        return x, [weights[0] * scale.reshape(shape), *weights[1:]]
+
     def layer(self, layer, kind, config, inputs, output):
+        """Emit ``layer``'s operations; return the tensor that stands for its output."""
         x = inputs[0]
-        shape = self.shapes[x]
         weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
+        if kind in ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
+            x, weights = self.rescaled(layer, kind, x, weights)
+            inputs = [x]
+        elif any(t in self.scaled for t in inputs):
+            _refuse(layer.name, kind, "reads the output of a Rescaling; Tessera folds "
+                    "Rescaling (without offset) only into a Dense or convolution after it")
+        shape = self.shapes[x]
         act = _activation(config.get("activation", "linear"), layer.name, kind)
-        if config.get("data_format", "channels_last") != "channels_last":
+        if (config.get("data_format") or "channels_last") != "channels_last":
             _refuse(layer.name, kind, "is channels_first; use channels_last (NHWC) layers")
+        if kind == "Rescaling":
+            if np.any(np.asarray(config.get("offset", 0.0), np.float64) != 0):
+                _refuse(layer.name, kind, "has an offset; Tessera folds Rescaling(scale) into "
+                        "the next Dense or convolution only without offset: shift the inputs "
+                        "before calling the model")
+            self.scaled[output] = (x, config["scale"])
+            self.shapes[output] = shape
+            return output
+        if kind == "Activation" and act == "none":
+            return x
         if kind == "Dense":
             if len(shape) != 1:
                 _refuse(layer.name, kind, f"is applied to a {shape} input; Tessera's Dense "
@@ -155,6 +186,7 @@ class _Reader(GraphBuilder):
         else:
             _refuse(layer.name, kind, "is not supported; supported: "
                     + ", ".join(KERAS_GRAPH_LAYERS))
+        return output
 
     def batchnorm(self, layer, config, weights, x, output):
         axis = config.get("axis", -1)
@@ -248,6 +280,10 @@ def keras_float_graph(model):
         if kind in ("InputLayer", "Dropout"):
             reader.alias[(name, index, 0)] = inputs[0]
             continue
-        reader.layer(layer, kind, layer.get_config(), inputs, output)
-        reader.alias[(name, index, 0)] = output
-    return reader.graph(reader.tensor(outs[0]), name=model.name)
+        reader.alias[(name, index, 0)] = reader.layer(layer, kind, layer.get_config(), inputs,
+                                                      output)
+    output = reader.tensor(outs[0])
+    if output in reader.scaled:
+        raise UnsupportedModelError(f"The Keras model {model.name!r} ends in a Rescaling; "
+                                    "Tessera folds Rescaling only into a layer after it")
+    return reader.graph(output, name=model.name)
