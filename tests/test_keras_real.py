@@ -136,7 +136,7 @@ def test_keras_sequential_cnn():
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((9, 9, 3)), L.Conv2D(4, 3, name="conv"),
                               L.BatchNormalization(name="bn"), L.ReLU(6.0, name="relu6"),
-                              L.MaxPooling2D(name="pool"), L.Flatten(name="flat"),
+                              L.MaxPooling2D(name="pool"), L.Reshape((-1,), name="flat"),
                               L.Dropout(0.5, name="drop"), L.Dense(3, name="dense")])
     fixtures._randomise(model, 1)
     x = np.random.default_rng(2).normal(size=(150, 9, 9, 3)).astype(np.float32)

@@ -170,9 +170,11 @@ class _Reader(GraphBuilder):
             self.emit("CONCATENATION", output, inputs, output,
                       {"axis": axis - 1 if axis > 0 else axis})
         elif kind in ("Flatten", "Reshape"):
-            target = (int(np.prod(shape)),) if kind == "Flatten" else \
-                tuple(int(d) for d in config["target_shape"])
-            self.emit("RESHAPE", output, inputs, output, {"shape": target})
+            size = int(np.prod(shape))
+            target = [size] if kind == "Flatten" else [int(d) for d in config["target_shape"]]
+            if -1 in target:                     # Keras infers one dimension
+                target[target.index(-1)] = size // -int(np.prod(target))
+            self.emit("RESHAPE", output, inputs, output, {"shape": tuple(target)})
         elif kind == "BatchNormalization":
             self.batchnorm(layer, config, weights, x, output)
         elif kind in ("Activation", "ReLU", "Softmax"):
