@@ -127,6 +127,8 @@ class _Builder:
         fn = op.attrs.get("function")
         if op.kind == "SOFTMAX":
             out = self.QuantParams(np.float32(1.0 / 256.0), -128)
+        elif op.kind in _SHARED or fn in ("relu", "relu6"):
+            out = x_q             # the same group's range; also when x_q is a softmax output
         else:
             out = self.observed(op.output)
         inputs = list(op.inputs)
