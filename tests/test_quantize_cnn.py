@@ -133,6 +133,32 @@ def test_pytorch_resnet8():
     assert np.mean(y.argmax(1) == expected.argmax(1)) >= 0.95
 
 
+class ViewNet(nn.Module):
+    """Flattens with x.view(x.size(0), -1) (shape arithmetic that the static export folds);
+    Hardswish and Hardsigmoid become tables."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x):
+        x = nn.functional.hardswish(self.conv(x))
+        return nn.functional.hardsigmoid(self.fc(x.view(x.size(0), -1)))
+
+
+def test_pytorch_view_flatten_and_hard_activations():
+    torch.manual_seed(1)
+    net = ViewNet().eval()
+    x = np.random.default_rng(4).normal(size=(160, 3, 6, 6)).astype(F32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x[100:])).numpy()
+    qmodel = tessera.quantize(net, calibration=x[:100])
+    assert [op.kind for op in qmodel.graph.ops] == ["CONV_2D", "LUT", "RESHAPE",
+                                                    "FULLY_CONNECTED", "LUT"]
+    # Outputs lie in [0, 1] (near 0.5 here): within 0.02, a few output steps of ~0.0025.
+    assert np.abs(qmodel.predict(x[100:]) - expected).max() <= 0.02
+
+
 def test_pytorch_mode_is_restored_and_refusals_name_the_node():
     net = _resnetish().train()
     x = np.random.default_rng(1).normal(size=(8, 3, 16, 16)).astype(F32)

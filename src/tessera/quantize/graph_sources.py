@@ -84,9 +84,10 @@ def _torch_to_onnx(model, calibration):
             # needs no extra packages and writes plain opset-17 Conv/BatchNorm/Gemm nodes.
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
+                # A static batch of 1: shape arithmetic such as x.view(x.size(0), -1) folds
+                # into constants (the graph is per sample; predict takes any batch).
                 torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=17,
-                                  input_names=["input"], output_names=["output"],
-                                  dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
+                                  input_names=["input"], output_names=["output"])
             except (RuntimeError, ValueError, TypeError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc
                 raise ValueError(f"The PyTorch {type(model).__name__} cannot run on a "

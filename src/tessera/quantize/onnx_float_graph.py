@@ -8,7 +8,7 @@ of a ``C x H x W`` tensor keeps ONNX's channel-major order by permuting the rows
 channels), ``BatchNormalization`` (folded into the Conv/Gemm before it), ``Relu``, ``Clip``
 (relu6/relu), ``Sigmoid``, ``Tanh``, ``MaxPool``, ``AveragePool`` (padding not counted),
 ``GlobalAveragePool``, ``ReduceMean`` over H and W, ``Pad`` (constant zeros on H and W),
-``Add`` (two run-time tensors),
+``HardSwish``, ``HardSigmoid`` (PyTorch's), ``Add`` (two run-time tensors),
 ``Concat`` (channels), ``Flatten``, ``Reshape`` to ``[batch, -1]``, ``Gemm``, ``MatMul`` (+
 ``Add`` of a constant bias), ``Softmax`` (last axis), ``Identity``, ``Dropout``.
 """
@@ -28,9 +28,11 @@ __all__ = ["GRAPH_ONLY_OPS", "ONNX_GRAPH_OPS", "is_float_cnn", "onnx_float_graph
 GRAPH_ONLY_OPS = ("Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
                   "ReduceMean", "Concat")
 #: Every operator :func:`onnx_float_graph` reads.
-ONNX_GRAPH_OPS = GRAPH_ONLY_OPS + ("Pad", "Softmax", "Relu", "Clip", "Sigmoid", "Tanh", "Add",
-                                   "Flatten", "Reshape", "Gemm", "MatMul", "Identity", "Dropout")
-_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+ONNX_GRAPH_OPS = GRAPH_ONLY_OPS + ("Pad", "Softmax", "Relu", "Clip", "Sigmoid", "Tanh",
+                                   "HardSwish", "HardSigmoid", "Add", "Flatten", "Reshape",
+                                   "Gemm", "MatMul", "Identity", "Dropout")
+_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
+                "HardSigmoid": "hardsigmoid"}
 
 
 def is_float_cnn(chain):
@@ -108,6 +110,16 @@ class _Reader(GraphBuilder):
         self.emit("MAX_POOL_2D" if op == "MaxPool" else "AVERAGE_POOL_2D", output, [x], output,
                   {"pool": kernel, "stride": stride, "padding": padding})
 
+    def check_flatten(self, node, features):
+        """Accept a Reshape to ``[batch, -1]`` or ``[batch, features]``, ``batch`` 0, -1, or 1
+        when the model's batch is 1 (a static export folds ``x.view(x.size(0), -1)`` to it)."""
+        shape = [int(v) for v in np.asarray(self.chain.constant(node, 1, "target shape")).ravel()]
+        batches = (0, -1, 1) if self.chain.input_dims()[0] == 1 else (0, -1)
+        if len(shape) != 2 or shape[0] not in batches or shape[1] not in (-1, features) \
+                or shape == [-1, -1]:
+            self.refuse(node, f"reshapes to {shape}; Tessera reads reshapes that flatten to "
+                        f"[batch, -1] or [batch, {features}]")
+
     def dense(self, node, x, output, weight, bias):
         if x in self.permuted:                  # rows in ONNX's (C, H, W) order
             rows = np.empty_like(weight)
@@ -163,6 +175,11 @@ class _Reader(GraphBuilder):
                                 name=node.name or output, where=chain.describe(node))
         elif op in _ACTIVATIONS or op == "Clip":
             function = _ACTIVATIONS.get(op) or _clip_bounds(chain, node)
+            if op == "HardSigmoid" and not np.allclose(
+                    [chain.attribute(node, "alpha", 0.2), chain.attribute(node, "beta", 0.5)],
+                    [1 / 6, 0.5]):
+                self.refuse(node, "has alpha/beta other than 1/6 and 0.5 (PyTorch's "
+                            "Hardsigmoid); Tessera's table is clip(x / 6 + 0.5, 0, 1)")
             self.emit("ACTIVATION", output, [x], output, {"function": function})
         elif op == "Add" and len(inputs) == 2:
             self.emit("ADD", output, inputs, output)
@@ -177,7 +194,7 @@ class _Reader(GraphBuilder):
             if op == "Flatten" and chain.attribute(node, "axis", 1) != 1:
                 self.refuse(node, "flattens from an axis other than 1")
             if op == "Reshape":
-                chain.check_noop(node, int(np.prod(self.shapes[x])))
+                self.check_flatten(node, int(np.prod(self.shapes[x])))
             self.flatten(node, x, output)
         elif op == "Pad":
             self.pad(node, x, output)
