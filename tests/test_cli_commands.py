@@ -167,6 +167,10 @@ def test_a_cnn_runs_and_disassembles_on_a_cnn_preset(files, capsys):
     assert disassemble(compiled.frames, config,
                        start=len(compiled.setup_frames) + 1) in out
     assert f"inference: {len(compiled.frames)} frame(s)" in out and "CONV" in out
+    # The .tflite file itself, read in mode tflite, compiles to the same program.
+    assert main(["compile", str(KWS), "--mode", "tflite", "--config", str(files / "cnn.json"),
+                 "--disasm"]) == 0
+    assert capsys.readouterr().out.replace(str(KWS), "") == out.replace(str(KWS), "")
 
 
 def test_compile_disasm_lists_the_compiled_program(files, capsys):

@@ -137,6 +137,9 @@ BAD_INVOCATIONS = [
     (RUN + ["{d}/x.npy", "--output", "{d}/nowhere/y.npy"],
      r"--output .*nowhere/y.npy: directory .*nowhere does not exist; create it first"),
     (RUN + ["{d}/x.npy", "--device", "fpga"], r"Unknown target 'fpga'; valid targets .*"),
+    (RUN + ["{d}/x.npy", "--mode", "tflite"],
+     r"--mode only applies to .onnx and .tflite files: .*model.npz is quantized already, in the "
+     r"mode it was saved with"),
     (["run", "{d}/model.npz"], r"the following arguments are required: --input \(see tessera "
                                r"run --help\)"),
     (["run", "{d}/model.pt", "--input", "{d}/x.npy"], r"Cannot load a model from .*model.pt: "

@@ -24,6 +24,7 @@ examples:
   tessera compile mlp.npz --config cfg.json --disasm --batch 4
   tessera compile mlp_qdq.onnx --disasm | less
   tessera compile mlp.onnx --calibration calib.npy --json
+  tessera compile kws.tflite --mode tflite --config cnn.json --disasm   # a CNN on a cnn preset
 
 MODEL is read as tessera run reads it: .npz (QuantizedModel.save, e.g. from tessera quantize),
 .onnx (quantized, or float with --calibration) or .tflite (int8).
@@ -41,6 +42,9 @@ def add_parser(subparsers):
                    help="AcceleratorConfig JSON (default: the default 8x8 configuration)")
     p.add_argument("--calibration", metavar="FILE",
                    help="float calibration batch (.npy) to quantize a float .onnx model")
+    p.add_argument("--mode", choices=("onnx", "tflite"),
+                   help="requantization rule of an .onnx/.tflite model (default: onnx, or the "
+                        "runtime it was quantized for); CNN graphs compile in tflite")
     p.add_argument("--disasm", action="store_true",
                    help="also list the setup frames and the program of one batch, instruction "
                         "by instruction")
@@ -137,7 +141,7 @@ def run(args) -> int:
     calibration = None
     if args.calibration:
         calibration = load_input(args.calibration, raw=False, what="Calibration")
-    qmodel = load_model(args.model, calibration)
+    qmodel = load_model(args.model, calibration, args.mode)
     compiled, is_graph = compile_any(qmodel, config)
     if args.json:
         print(json.dumps({"model": str(args.model), "config": config.to_dict(),

@@ -14,15 +14,14 @@ __all__ = ["add_parser", "run", "LOADERS", "load_model", "load_input"]
 
 
 def _load_npz(path):
-    from tessera.quantize import QuantizedModel
-
     from tessera.numpy_files import check_npz
+    from tessera.quantize import QuantizedModel
     return QuantizedModel.load(check_npz(path))
 
 
-def _load_imported(path, calibration=None):
+def _load_imported(path, calibration=None, mode=None):
     from tessera.quantize import load_model as import_model
-    return import_model(path, calibration)
+    return import_model(path, calibration, **({"mode": mode} if mode else {}))
 
 
 #: File suffix -> function(path) returning a :class:`tessera.QuantizedModel`. ``.onnx`` and
@@ -31,11 +30,11 @@ def _load_imported(path, calibration=None):
 LOADERS = {".npz": _load_npz, ".onnx": _load_imported, ".tflite": _load_imported}
 
 
-def load_model(path, calibration=None):
+def load_model(path, calibration=None, mode=None):
     """Return the quantized model stored at ``path``, using the loader for its suffix.
 
-    ``calibration`` (a float array) is passed to the ONNX/TFLite loaders; float ONNX models
-    need it.
+    ``calibration`` (a float array) and ``mode`` (``"onnx"``, ``"tflite"`` or None) are passed
+    to the ONNX/TFLite loaders; float ONNX models need ``calibration``.
     """
     path = Path(path)
     loader = LOADERS.get(path.suffix.lower())
@@ -46,9 +45,12 @@ def load_model(path, calibration=None):
     if not path.exists():
         raise FileNotFoundError(f"Model file {path} does not exist")
     if loader is _load_imported:
-        return loader(path, calibration)
+        return loader(path, calibration, mode)
     if calibration is not None:
         raise ValueError(f"--calibration only applies to float .onnx models, not {path}")
+    if mode is not None:
+        raise ValueError(f"--mode only applies to .onnx and .tflite files: {path} is quantized "
+                         "already, in the mode it was saved with")
     return loader(path)
 
 
@@ -97,6 +99,9 @@ def add_parser(subparsers):
     p.add_argument("--calibration", metavar="FILE",
                    help="float calibration batch (.npy [M, in_features]) to quantize a float "
                         ".onnx model")
+    p.add_argument("--mode", choices=("onnx", "tflite"),
+                   help="requantization rule of an .onnx/.tflite model (default: onnx, or the "
+                        "runtime it was quantized for); CNN graphs run on the device in tflite")
     p.add_argument("--input", required=True, metavar="FILE",
                    help="input batch as a .npy array [M, in_features] (float; int8/int16 only "
                         "with --raw)")
@@ -129,7 +134,7 @@ def run(args) -> int:
     calibration = None
     if getattr(args, "calibration", None):
         calibration = load_input(args.calibration, raw=False, what="Calibration")
-    qmodel = load_model(args.model, calibration)
+    qmodel = load_model(args.model, calibration, getattr(args, "mode", None))
     x = load_input(args.input, raw=args.raw)
     options = {}
     if args.waves:
