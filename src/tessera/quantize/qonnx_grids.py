@@ -131,8 +131,10 @@ def tabulate_node(chain, node, source, scale, zero_point):
         context = {name: chain.constants[name] for name in node.input[1:] if name}
         context[node.input[0]] = x
         context[node.output[0]] = np.zeros_like(x)
-        opset = next((o.version for o in chain.model.opset_import if o.domain in ("", "ai.onnx")),
-                     13)
+        from qonnx.util.basic import get_preferred_qonnx_opset
+        domains = (node.domain,) if node.domain else ("", "ai.onnx")
+        opset = next((o.version for o in chain.model.opset_import if o.domain in domains),
+                     get_preferred_qonnx_opset())       # what execute_onnx picks
         execute_node(node, context, chain.model.graph, opset)
         y = np.asarray(context[node.output[0]], np.float32)
     s = np.float32(scale)
