@@ -11,9 +11,14 @@ from tessera.spec import AcceleratorConfig, isa
 from tessera.spec.isa import Buffer
 from tessera.spec.protocol import FRAME_OVERHEAD, Kind, decode_counters
 from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES as D
+from tessera.spec.timing import EXEC_END_CYCLES as END
+from tessera.spec.timing import EXEC_ERROR_END_CYCLES as ERROR_END
 from tessera.spec.timing import GEMM_OVERHEAD_CYCLES as G
 from tessera.spec.timing import IDLE_LAG_CYCLES as LAG
 from tessera.spec.timing import LINK_BYTES_PER_CYCLE
+from tessera.spec.timing import REQUEST_HEAD_CYCLES as HEAD
+from tessera.spec.timing import RESPONSE_ENTRY_CYCLES as ENTRY
+from tessera.spec.timing import RESPONSE_TAIL_CYCLES as TAIL
 
 CFG = AcceleratorConfig(rows=4, cols=4, act_depth=256, weight_depth=256, param_depth=16)
 FETCH = isa.INSN_BYTES // EXECUTOR_BYTES_PER_CYCLE
@@ -35,9 +40,10 @@ def _emulator():
 
 
 def _counters(emu):
-    """Counters as reported, minus this COUNTERS request and the previous CLEAR response."""
+    """Counters as reported, minus this COUNTERS request and the previous CLEAR response (and
+    the executor's cycles after that response and before this request's snapshot)."""
     c = decode_counters(request(emu, Kind.COUNTERS)[1])
-    c["cycles"] -= 2 * FRAME_OVERHEAD
+    c["cycles"] -= 2 * FRAME_OVERHEAD + TAIL + HEAD
     c["rx_bytes"] -= FRAME_OVERHEAD
     c["tx_bytes"] -= FRAME_OVERHEAD
     return c
@@ -54,9 +60,9 @@ def test_single_gemm():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     rx = FRAME_OVERHEAD + len(program)
-    start = rx + FETCH
-    end = start + 10 + G + 16 + D + LAG                  # compute, the drain, the idle lag
-    assert c == {"cycles": end + FRAME_OVERHEAD, "compute_cycles": 10 + G, "macs": 160,
+    start = rx + HEAD + FETCH
+    end = start + 10 + G + 16 + D + END                  # compute, the drain, the answer
+    assert c == {"cycles": end + FRAME_OVERHEAD + TAIL, "compute_cycles": 10 + G, "macs": 160,
                  "stall_cycles": 0, "rx_bytes": rx, "tx_bytes": FRAME_OVERHEAD}
 
 
@@ -68,12 +74,12 @@ def test_drain_bound_gemms_stall():
     program = _gemm(1) + _gemm(1) + _gemm(1)
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
-    start3 = FRAME_OVERHEAD + len(program) + 3 * FETCH
-    end = start3 + 1 + G + 2 * D + 16 + D + LAG          # waits 2D for the hand-off, then drains
+    start3 = FRAME_OVERHEAD + len(program) + HEAD + 3 * FETCH
+    end = start3 + 1 + G + 2 * D + 16 + D + END          # waits 2D for the hand-off, then drains
     assert c["stall_cycles"] == D + 2 * D
     assert c["compute_cycles"] == 3 * (1 + G)
     assert c["macs"] == 3 * 16
-    assert c["cycles"] == end + FRAME_OVERHEAD
+    assert c["cycles"] == end + FRAME_OVERHEAD + TAIL
 
 
 def test_engine_bound_gemms_overlap_drains():
@@ -81,9 +87,9 @@ def test_engine_bound_gemms_overlap_drains():
     program = _gemm(40) + _gemm(40, out_addr=110) + _gemm(40, out_addr=120, drain=False)
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
-    start1 = FRAME_OVERHEAD + len(program) + FETCH
-    end = start1 + 3 * (40 + G) + 1 + LAG                # no drain: idle one cycle after H
-    assert c == {"cycles": end + FRAME_OVERHEAD, "compute_cycles": 3 * (40 + G),
+    start1 = FRAME_OVERHEAD + len(program) + HEAD + FETCH
+    end = start1 + 3 * (40 + G) + END                    # no drain: the Core is idle at H
+    assert c == {"cycles": end + FRAME_OVERHEAD + TAIL, "compute_cycles": 3 * (40 + G),
                  "macs": 3 * 640, "stall_cycles": 0,
                  "rx_bytes": FRAME_OVERHEAD + len(program), "tx_bytes": FRAME_OVERHEAD}
 
@@ -94,10 +100,10 @@ def test_sync_waits_and_load_payload_costs_fetch_cycles():
     program = _gemm(20) + isa.Sync().encode() + isa.Load(Buffer.ACT, 50, 6, payload).encode()
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
-    start = FRAME_OVERHEAD + len(program) + FETCH
+    start = FRAME_OVERHEAD + len(program) + HEAD + FETCH
     after_sync = max(start + FETCH, start + 20 + G + 16 + D + LAG)
-    end = after_sync + FETCH + len(payload)               # idle long before: no lag at the end
-    assert c["cycles"] == end + FRAME_OVERHEAD
+    end = after_sync + FETCH + len(payload) + END         # idle long before: no wait at the end
+    assert c["cycles"] == end + FRAME_OVERHEAD + TAIL
 
 
 def test_store_response_bytes_are_counted():
@@ -106,8 +112,9 @@ def test_store_response_bytes_are_counted():
     exec_ok(emu, program, seq=1)
     c = _counters(emu)
     assert c["tx_bytes"] == FRAME_OVERHEAD + 16
-    end = FRAME_OVERHEAD + len(program) + FETCH + 3 + G + 16 + D + LAG   # STORE waits
-    assert c["cycles"] == end + FRAME_OVERHEAD + 16
+    # The STORE ends the program; the end waits for the drain, then ACT is read for the answer.
+    end = FRAME_OVERHEAD + len(program) + HEAD + FETCH + 3 + G + 16 + D + END
+    assert c["cycles"] == end + 3 * ENTRY + FRAME_OVERHEAD + 16 + TAIL
 
 
 def test_error_lets_the_engine_finish():
@@ -116,8 +123,8 @@ def test_error_lets_the_engine_finish():
     status, _ = request(emu, Kind.EXEC, program, seq=1)
     assert status.name == "BAD_FIELD"
     c = _counters(emu)
-    start = FRAME_OVERHEAD + len(program) + FETCH
-    assert c["cycles"] == start + 30 + G + 16 + D + LAG + FRAME_OVERHEAD + 4
+    start = FRAME_OVERHEAD + len(program) + HEAD + FETCH
+    assert c["cycles"] == start + 30 + G + 16 + D + ERROR_END + FRAME_OVERHEAD + 4 + TAIL
     assert c["compute_cycles"] == 30 + G
 
 

@@ -10,6 +10,8 @@ from tessera.spec.isa import Buffer
 from tessera.spec.protocol import (COUNTER_NAMES, FRAME_OVERHEAD, READ_LAYOUT, SYNC, FrameParser,
                                    Kind, Status, decode_counters, decode_id, encode_frame,
                                    encode_id)
+from tessera.spec.timing import (HELLO_CYCLES, REQUEST_HEAD_CYCLES,
+                                 RESPONSE_TAIL_CYCLES)
 
 CFG = AcceleratorConfig(rows=4, cols=4, act_depth=64, weight_depth=64, param_depth=16,
                         max_payload=128)
@@ -59,14 +61,17 @@ def test_counters_and_clear(emu):
     assert status == Status.OK
     first = decode_counters(payload)
     assert set(first) == set(COUNTER_NAMES)
-    # Only the COUNTERS request itself has been received: 8 bytes of frame overhead.
+    # Only the COUNTERS request itself has been received: 8 bytes of frame overhead, then the
+    # executor's IDLE and DISPATCH states copy the counters (spec.timing.REQUEST_HEAD_CYCLES).
     assert first["rx_bytes"] == FRAME_OVERHEAD and first["tx_bytes"] == 0
-    assert first["cycles"] == FRAME_OVERHEAD
+    assert first["cycles"] == FRAME_OVERHEAD + REQUEST_HEAD_CYCLES
     status, payload = request(emu, Kind.CLEAR_COUNTERS, seq=4)
     assert (status, payload) == (Status.OK, b"")
     after = decode_counters(request(emu, Kind.COUNTERS, seq=5)[1])
-    # Since the clear: the empty CLEAR response (8 bytes out) and this request (8 bytes in).
-    assert after == {"cycles": 16, "compute_cycles": 0, "macs": 0, "stall_cycles": 0,
+    # Since the clear: the empty CLEAR response (8 bytes out), the executor's cycles after it and
+    # before this request's snapshot, and this request (8 bytes in).
+    assert after == {"cycles": 16 + RESPONSE_TAIL_CYCLES + REQUEST_HEAD_CYCLES,
+                     "compute_cycles": 0, "macs": 0, "stall_cycles": 0,
                      "rx_bytes": 8, "tx_bytes": 8}
 
 
@@ -222,7 +227,10 @@ def test_rx_and_tx_byte_counters_count_every_byte(emu):
     hello_response = FRAME_OVERHEAD + len(encode_id(CFG))
     assert counters["rx_bytes"] == 3 + 2 * FRAME_OVERHEAD
     assert counters["tx_bytes"] == hello_response
-    assert counters["cycles"] == counters["rx_bytes"] + counters["tx_bytes"]
+    # One cycle per byte each way, plus the executor's states around the HELLO and before the
+    # COUNTERS snapshot (spec.timing).
+    assert counters["cycles"] == counters["rx_bytes"] + counters["tx_bytes"] + \
+        2 * REQUEST_HEAD_CYCLES + HELLO_CYCLES + RESPONSE_TAIL_CYCLES
 
 
 def test_counters_wrap_at_counter_bits():
@@ -232,7 +240,8 @@ def test_counters_wrap_at_counter_bits():
         emu.feed(hello)
     emu.read(1 << 20)
     counters = decode_counters(request(emu, Kind.COUNTERS, seq=1)[1])
-    per_hello = 2 * FRAME_OVERHEAD + len(encode_id(CFG))
-    total = 2000 * per_hello + FRAME_OVERHEAD
+    per_hello = (2 * FRAME_OVERHEAD + len(encode_id(CFG)) + REQUEST_HEAD_CYCLES + HELLO_CYCLES +
+                 RESPONSE_TAIL_CYCLES)
+    total = 2000 * per_hello + FRAME_OVERHEAD + REQUEST_HEAD_CYCLES
     assert total > 1 << 16
     assert counters["cycles"] == total % (1 << 16)

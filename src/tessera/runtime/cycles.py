@@ -15,10 +15,14 @@ The model follows ``docs/architecture.md`` with the constants of :mod:`tessera.s
   DRAIN_OVERHEAD_CYCLES`` (``requant_cycles`` of the configuration, 1 unless an iterative
   requant multiplier is built). The engine accepts the next GEMM from cycle *H* and reports
   idle from ``H + 1`` (the cycle-by-cycle table of ``docs/architecture.md``).
-- ``SYNC``, ``STORE`` and the end of every ``EXEC`` frame wait until the engine and the drain are
-  idle (and go on :data:`~tessera.spec.timing.IDLE_LAG_CYCLES` after they became idle), so no
-  work is ever in flight while the host link is idle: every counter is a deterministic function
-  of the request stream, identical in the emulator and the RTL.
+- ``SYNC`` waits until the engine and the drain are idle (and goes on
+  :data:`~tessera.spec.timing.IDLE_LAG_CYCLES` after they became idle); the end of every
+  ``EXEC`` program (a ``STORE`` ends it) goes on ``EXEC_END_CYCLES`` after the Core is idle, so
+  no work is ever in flight while the host link is idle: every counter is a deterministic
+  function of the request stream, identical in the emulator and the RTL.
+- Every request costs the executor ``REQUEST_HEAD_CYCLES`` before it acts and
+  ``RESPONSE_TAIL_CYCLES`` after its answer; ``STORE``/``READ`` answers ``RESPONSE_ENTRY_CYCLES``
+  per entry after the first; ``READ`` and ``HELLO`` a few more (``tessera.spec.timing``).
 - ``cycles`` counts every cycle since the last clear (the simulation bridge stops the clock only
   while the device is idle and no byte is pending).
 
@@ -162,6 +166,26 @@ class CycleModel:
         busy_until = max(self.engine_idle_at, self.drain_free_at)
         if busy_until > 0:
             self.now = max(self.now, busy_until + timing.IDLE_LAG_CYCLES)
+
+    # -- requests (the executor's FSM around each request, spec.timing) ----------------------
+
+    def request_head(self):
+        """Account the executor taking a request (IDLE, DISPATCH) before it acts."""
+        self.now += timing.REQUEST_HEAD_CYCLES
+
+    def response_tail(self):
+        """Account the cycles after a response before the next request is taken."""
+        self.now += timing.RESPONSE_TAIL_CYCLES
+
+    def end_program(self, *, ok: bool):
+        """End an EXEC program: wait until the Core is idle, then the answer's states."""
+        core_idle = max(self.engine_free_at, self.drain_free_at)
+        self.now = max(self.now, core_idle) + (timing.EXEC_END_CYCLES if ok
+                                               else timing.EXEC_ERROR_END_CYCLES)
+
+    def response_entries(self, count: int):
+        """Account the ACT read of ``count`` entries of a STORE or READ response."""
+        self.now += timing.RESPONSE_ENTRY_CYCLES * max(count - 1, 0)
 
     @property
     def idle(self) -> bool:

@@ -22,7 +22,7 @@ Protocol details the gateware shares with it:
 
 from __future__ import annotations
 
-from tessera.spec import AcceleratorConfig
+from tessera.spec import AcceleratorConfig, timing
 from tessera.spec.protocol import (ERROR_LAYOUT, HEADER_BYTES, READ_LAYOUT, SYNC, TRAILER_BYTES,
                                    Kind, Status, crc8, crc16, encode_counters, encode_frame,
                                    encode_id)
@@ -111,6 +111,7 @@ class Emulator:
                 if self._skip:
                     return
                 self.stats["bad_length"] += 1
+                self.cycles.request_head()
                 self._error(Status.BAD_LENGTH, self._skip_seq)
                 continue
             start = rx.find(SYNC)
@@ -142,6 +143,7 @@ class Emulator:
                 self._handle(kind, seq, payload)
             else:
                 self.stats["bad_crc"] += 1
+                self.cycles.request_head()
                 self._error(Status.BAD_CRC, seq)
 
     # -- requests ----------------------------------------------------------------------------
@@ -150,11 +152,13 @@ class Emulator:
         frame = encode_frame(status, seq, payload)
         self._tx += frame
         self.cycles.transmit(len(frame))
+        self.cycles.response_tail()
 
     def _error(self, status, seq, offset=0, opcode=0):
         self._respond(status, seq, ERROR_LAYOUT.to_bytes(offset=offset, opcode=opcode))
 
     def _handle(self, kind, seq, payload):
+        self.cycles.request_head()
         if kind not in _KINDS:
             self.stats["bad_kind"] += 1
             return self._error(Status.BAD_KIND, seq)
@@ -165,6 +169,7 @@ class Emulator:
             return self._error(Status.BAD_LENGTH, seq)
         if kind == Kind.HELLO:
             self._last_exec = None
+            self.cycles.wait(timing.HELLO_CYCLES)
             self._respond(Status.OK, seq, encode_id(self.config))
         elif kind == Kind.EXEC:
             self._exec(seq, payload)
@@ -180,6 +185,7 @@ class Emulator:
         if self._last_exec is not None and self._last_exec[0] == seq:
             self.stats["resent"] += 1
             result = self._last_exec[1]
+            self.cycles.wait(timing.EXEC_RESENT_CYCLES)
         else:
             self._last_exec = None   # if execution raises, nothing is remembered
             result = self.machine.execute(payload, self.cycles)
@@ -190,13 +196,18 @@ class Emulator:
     def _answer_exec(self, seq, result: ExecResult):
         if result.status != Status.OK:
             return self._error(result.status, seq, result.offset, result.opcode)
-        data = b"" if result.store is None else self.machine.read_act(*result.store)
+        data = b""
+        if result.store is not None:
+            data = self.machine.read_act(*result.store)
+            self.cycles.response_entries(result.store[1])
         self._respond(Status.OK, seq, data)
 
     def _read(self, seq, request):
         addr, count = request["addr"], request["count"]
+        self.cycles.wait(timing.READ_CYCLES)
         if count == 0 or count * self.config.act_entry_bytes > self.config.max_payload:
             return self._error(Status.BAD_FIELD, seq)
         if addr + count > self.config.act_depth:
             return self._error(Status.BAD_ADDRESS, seq)
+        self.cycles.response_entries(count)
         self._respond(Status.OK, seq, self.machine.read_act(addr, count))

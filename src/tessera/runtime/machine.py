@@ -29,6 +29,7 @@ depend on timing.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,16 +115,20 @@ class Machine:
         pos, end = 0, len(program)
         self._stored = None
         self.hazards.sync()
+        ok = [True]
         try:
             while pos < end:
                 opcode = program[pos] & 0xF
                 try:
                     pos = self._step(program, pos, opcode, cycles)
                 except _Fail as fail:
+                    ok[0] = False
                     return ExecResult(fail.status, pos, opcode)
             return ExecResult(store=self._stored)
         finally:
-            cycles.wait_idle()
+            # The end of every program waits for the Core (a STORE ends it; it does not wait
+            # by itself), then answers: timing.EXEC_END_CYCLES or EXEC_ERROR_END_CYCLES.
+            cycles.end_program(ok=sys.exc_info()[0] is None and ok[0])
             self.hazards.sync()
 
     def _step(self, program, pos, opcode, cycles) -> int:
@@ -163,7 +168,6 @@ class Machine:
         elif opcode == Opcode.STORE:
             self._store(f, last=nxt == end)
             self._stored = (f["addr"], f["count"])
-            cycles.wait_idle()
             self.hazards.sync()
         elif opcode == Opcode.SYNC:
             cycles.wait_idle()

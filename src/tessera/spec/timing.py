@@ -7,7 +7,9 @@ moves it. The model itself is described in ``docs/architecture.md``.
 
 __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
-    "POOL_DIVIDE_CYCLES", "ADD_PASSES",
+    "POOL_DIVIDE_CYCLES", "ADD_PASSES", "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
+    "EXEC_END_CYCLES", "EXEC_ERROR_END_CYCLES", "EXEC_RESENT_CYCLES", "HELLO_CYCLES",
+    "READ_CYCLES", "RESPONSE_ENTRY_CYCLES",
 ]
 
 #: Compute cycles of one GEMM beyond its ``k`` accumulation steps: the last operand read's data
@@ -37,3 +39,36 @@ POOL_DIVIDE_CYCLES = 16
 #: Requant passes per element of an ``ADD`` (ISA version 3): each input's multiplier, then the
 #: output's, on the drain unit's requant (``requant_cycles`` each).
 ADD_PASSES = 3
+
+# -- Per-request overhead of the executor (``hw/executor.py``'s request FSM), measured on the RTL
+# with the socket bridge (which stops the clock only while idle) and modelled exactly by
+# ``tessera.runtime.cycles``. Every request passes IDLE and DISPATCH before it acts and the
+# sender's last state after its response.
+
+#: Cycles between a request's last byte and its action (counters cleared or copied, the first
+#: instruction fetched): the executor's IDLE and DISPATCH states.
+REQUEST_HEAD_CYCLES = 2
+
+#: Cycles after a response's last byte before the executor takes the next request.
+RESPONSE_TAIL_CYCLES = 2
+
+#: Cycles from the end of an EXEC program (its last instruction, or the Core going idle if
+#: later) to its response's first byte: FIRST/FINISH, ANSWER_EXEC, READ_WAIT_EXEC, RESPOND.
+#: A STORE does not wait by itself: it ends the program and the end waits.
+EXEC_END_CYCLES = 5
+
+#: The same for a program that stopped at an error (the ErrorRecord response).
+EXEC_ERROR_END_CYCLES = 4
+
+#: Cycles of a repeated EXEC (same sequence number) answered from the last result.
+EXEC_RESENT_CYCLES = 3
+
+#: Extra cycles of a HELLO (the ID record is loaded in DISPATCH).
+HELLO_CYCLES = 1
+
+#: Extra cycles of a READ: its four request bytes, the checks and the wait for idle.
+READ_CYCLES = 8
+
+#: Cycles each ACT entry of a STORE or READ response after the first adds (the read port's
+#: address and data cycles: ACT_READ, ACT_LATCH).
+RESPONSE_ENTRY_CYCLES = 2
