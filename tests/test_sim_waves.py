@@ -138,12 +138,15 @@ def test_failing_cocotb_run_names_its_waveform(tmp_path):
     check_waveform(path)
 
 
-def test_without_waves_a_failure_says_how_to_get_one(tmp_path, monkeypatch):
-    monkeypatch.delenv("WAVES", raising=False)
-    sim = runner.build(CONFIG, simulators()[0])
+def test_plain_build_under_waves_variable_says_how_to_get_a_waveform(tmp_path, monkeypatch):
+    """cocotb's runner reads $WAVES itself: a plain build must stay plain and run under WAVES=1,
+    and its failure says how to get a waveform."""
+    monkeypatch.setenv("WAVES", "1")
+    sim = runner.build(CONFIG, simulators()[0], waves=False)
     assert sim.waves == ()
     with pytest.raises(AssertionError, match="\nno waveform \\(run with WAVES=1 to dump one\\)\n"):
         runner.run_test(sim, "system_selfcheck", test_dir=tmp_path, config=CONFIG)
+    assert not list(tmp_path.glob("*.fst")) and not list(tmp_path.glob("*.vcd"))
 
 
 @pytest.mark.parametrize(("name", "message"), [
@@ -166,16 +169,6 @@ def test_fst_on_verilator_without_lz4_says_what_to_install(monkeypatch, tmp_path
                                          r"'sim:icarus'$"):
         tessera.connect("sim:verilator", config=CONFIG, waves=tmp_path / "run.fst")
     assert waves.waves_format(True, "verilator") == ".vcd"
-
-
-def test_waves_variable_does_not_leak_into_plain_builds(monkeypatch, tmp_path):
-    """cocotb's runner reads $WAVES itself; a plain build stays plain and runs under WAVES=1."""
-    monkeypatch.setenv("WAVES", "1")
-    sim = runner.build(CONFIG, simulators()[0], waves=False)
-    assert sim.waves == ()
-    runner.run_test(sim, "system_link", test_dir=tmp_path, config=CONFIG,
-                    testcase="hello_and_read")
-    assert not list(tmp_path.glob("*.fst")) and not list(tmp_path.glob("*.vcd"))
 
 
 def test_tessera_run_waves_needs_the_simulation(model, tmp_path, capsys):
