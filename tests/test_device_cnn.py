@@ -199,3 +199,15 @@ def test_conv_counters_follow_the_command_timeline():
         (slow.now, slow.engine_free_at, slow.drain_free_at)
     fast.wait_idle()
     assert fast.counters()["macs"] == 9 * 5 * 27
+
+
+def test_a_device_without_the_cnn_features_is_refused_at_hello():
+    """A version-2 device (today's gateware) answers HELLO with isa_version 2: a host with a
+    cnn configuration refuses it before sending a program."""
+    from tessera.runtime import ConfigMismatch, Device
+    from tessera.runtime.transport import EmulatorTransport
+    cfg = CONFIGS[1]
+    built_without = Emulator(cfg.replace(cnn=False))
+    with pytest.raises(ConfigMismatch, match=r"implements ISA version 2 but this host speaks "
+                                             r"version 3 \(the CNN features .* issue #15"):
+        Device(EmulatorTransport(built_without), cfg)
