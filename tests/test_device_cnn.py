@@ -3,8 +3,8 @@
 A DAG built with ``tests/tflite_builder.py`` exercises every mapped parameter: a VALID
 convolution with stride (2, 1) and dilation (1, 2) on odd sizes, a SAME stride-2 convolution
 (padding at the end only), a depthwise SAME convolution with dilation 2, a 1x1 projection, a
-residual ADD whose skip tensor stays live across the block, a VALID average pool (3x2, stride
-2), a global average pool, a reshape, a dense layer and a final SOFTMAX on the host. It runs on
+residual ADD whose skip tensor stays live across the block, a SAME max pool (3x2, stride
+(1, 2)), a VALID average pool (3x2, stride 2), a global average pool, a reshape, a dense layer and a final SOFTMAX on the host. It runs on
 configurations with 4, 8 and 5 rows (pixels not a multiple of the rows), several columns, banked
 ACT and parallel drain lanes; TFLite Micro is the oracle. The emulator refuses unsynchronised
 programs, so every run also passes the hazard checker.
@@ -54,7 +54,8 @@ def _dag():
     e = g.conv2d(d, _weights((8, 1, 1, 8)), None, w_scale=0.004, y_scale=0.06,
                  y_zero_point=3, name="project")
     f = g.add(s, e, y_scale=0.08, y_zero_point=-128, activation="relu6", name="residual")
-    a = g.average_pool2d(f, pool=(3, 2), stride=2, padding="valid", name="avgpool")
+    m = g.max_pool2d(f, pool=(3, 2), stride=(1, 2), padding="same", name="maxpool")
+    a = g.average_pool2d(m, pool=(3, 2), stride=2, padding="valid", name="avgpool")
     gp = g.average_pool2d(a, pool=g.shape(a)[1:3], stride=1, name="global")
     flat = g.reshape(gp, (1, 8), name="flatten")
     out = g.softmax(_fully_connected(g, flat, 5), name="softmax")
@@ -129,6 +130,8 @@ def test_configurations_without_cnn_refuse_the_new_opcodes():
     (isa.Window(4, 4, 2, 4, 4, 3).encode() +
      isa.Conv(isa.ConvKind.DEPTHWISE, 0, 64).encode(), Status.BAD_FIELD),      # in_c != out_c
     (isa.Window(4, 4, 2, 4, 4, 3).encode() +
+     isa.Conv(isa.ConvKind.MAX_POOL, 0, 64).encode(), Status.BAD_FIELD),       # in_c != out_c
+    (isa.Window(4, 4, 2, 4, 4, 3).encode() +
      isa.Conv(isa.ConvKind.CONV, 0, 250).encode(), Status.BAD_ADDRESS),       # dst + 12 > 256
     (isa.Add(0, 8, 16, 0).encode(), Status.BAD_FIELD),                         # count 0
     (isa.Add(0, 8, 16, 4).encode(), Status.BAD_FIELD),                         # post mode onnx
@@ -138,10 +141,10 @@ def test_version_3_field_and_address_checks(program, status):
     assert request(emu, Kind.EXEC, program)[0] == status
 
 
-def test_conv_kind_3_is_a_bad_field():
+def test_conv_padding_bits_are_a_bad_field():
     emu = Emulator(AcceleratorConfig(rows=4, cols=2, act_depth=256, cnn=True))
-    word = isa.CNN_LAYOUTS[isa.CnnOpcode.CONV].to_bytes(opcode=7, kind=3, src=0, dst=64,
-                                                        w_addr=0, param_addr=0)
+    word = isa.CNN_LAYOUTS[isa.CnnOpcode.CONV].to_bytes(opcode=7, kind=3, _pad0=1, src=0,
+                                                        dst=64, w_addr=0, param_addr=0)
     program = isa.Window(4, 4, 2, 4, 4, 2).encode() + word
     assert request(emu, Kind.EXEC, program)[0] == Status.BAD_FIELD
 

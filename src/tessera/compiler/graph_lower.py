@@ -1,7 +1,8 @@
 """Lowering of a tensor graph's operations to ISA version 3 steps (docs/compiler.md, "Graphs").
 
 Each operation of a :class:`~tessera.graph.QuantizedGraph` (mode "tflite") becomes a
-:class:`DeviceStep`: a ``CONV`` (convolution, dense layer, depthwise convolution, average pool)
+:class:`DeviceStep`: a ``CONV`` (convolution, dense layer, depthwise convolution, average or max
+pool)
 or an ``ADD`` with its window, ``WGT`` entries, ``PARAM`` entries and post state; a ``RESHAPE``
 that keeps the entries is an alias; a final ``SOFTMAX`` runs on the host. Anything else is
 refused with :class:`~tessera.quantize.UnsupportedModelError` naming the operation.
@@ -174,15 +175,20 @@ def _lower_conv(graph, index, op, config):
 def _lower_pool(graph, index, op, config):
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     a = op.attrs
-    if any(a["padding"][0]) or any(a["padding"][1]):
+    average = op.kind == "AVERAGE_POOL_2D"
+    if average and (any(a["padding"][0]) or any(a["padding"][1])):
         raise _unsupported(graph, index, "an average pool with padding divides by a count "
                                          "that varies per pixel, which the drain does not")
     (ih, iw, c), (oh, ow, _) = map_shape(x.shape), map_shape(y.shape)
     sy, zy = _scalar(y.qparams)
     lo, hi = numerics.activation_bounds(a["activation"], sy, zy)
+    # A max pool's padded taps read -128, which never exceeds an in-bounds tap (TFLite skips
+    # them).
     window = Window(ih, iw, c, oh, ow, c, a["pool"][0], a["pool"][1],
-                    _stride(a["stride"][0], oh), _stride(a["stride"][1], ow), 1, 1, 0, 0, 0)
-    return dict(instruction="CONV", conv_kind=isa.ConvKind.AVERAGE_POOL, window=window,
+                    _stride(a["stride"][0], oh), _stride(a["stride"][1], ow), 1, 1,
+                    a["padding"][0][0], a["padding"][1][0], 0 if average else -128)
+    kind = isa.ConvKind.AVERAGE_POOL if average else isa.ConvKind.MAX_POOL
+    return dict(instruction="CONV", conv_kind=kind, window=window,
                 post=isa.Post(isa.Mode.TFLITE, False, 0, int(lo), int(hi)))
 
 
@@ -203,7 +209,8 @@ def _lower_add(graph, index, op, config):
 
 
 _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_conv,
-          "FULLY_CONNECTED": _lower_conv, "AVERAGE_POOL_2D": _lower_pool, "ADD": _lower_add}
+          "FULLY_CONNECTED": _lower_conv, "AVERAGE_POOL_2D": _lower_pool,
+          "MAX_POOL_2D": _lower_pool, "ADD": _lower_add}
 
 
 def lower_graph(qgraph, config) -> list:
@@ -243,7 +250,8 @@ def lower_graph(qgraph, config) -> list:
         else:
             raise _unsupported(graph, index, f"{op.kind} has no device mapping yet (the "
                                              f"accelerator runs CONV_2D, DEPTHWISE_CONV_2D, "
-                                             f"FULLY_CONNECTED, AVERAGE_POOL_2D, ADD, RESHAPE "
+                                             f"FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, "
+                                             f"ADD, RESHAPE "
                                              f"and a final SOFTMAX on the host)")
         if step.where == HOST and any(s.where == HOST for s in steps):
             raise _unsupported(graph, index, "only one final operation runs on the host")

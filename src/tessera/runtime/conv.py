@@ -149,7 +149,8 @@ def _gathered(act, src, window, rows):
 
 
 def run_conv(kind, window, act, wgt, src, w_addr, rows, cols) -> np.ndarray:
-    """Return the int64 accumulators ``[P, out_c]`` of a ``CONV`` (before bias and drain)."""
+    """Return the int64 accumulators ``[P, out_c]`` of a ``CONV`` (before bias and drain): sums
+    of products, of the taps (average pool) or their maximum (max pool)."""
     a = _gathered(act, src, window, rows)
     groups, k = conv_groups(kind, window, cols)
     if kind == ConvKind.CONV:
@@ -159,6 +160,8 @@ def run_conv(kind, window, act, wgt, src, w_addr, rows, cols) -> np.ndarray:
     if kind == ConvKind.DEPTHWISE:
         w = wgt[w_addr:w_addr + groups * k, 0].reshape(groups, k).T.astype(np.int64)
         return np.einsum("ptc,tc->pc", a.astype(np.int64), w)
+    if kind == ConvKind.MAX_POOL:
+        return a.astype(np.int64).max(axis=1)
     return a.astype(np.int64).sum(axis=1)
 
 

@@ -259,8 +259,7 @@ class Machine:
 
     def _conv(self, pos, f, cycles):
         cfg, w = self.config, self.window
-        if f["kind"] > max(ConvKind) or not w.valid or \
-                (f["kind"] != ConvKind.CONV and w.in_c != w.out_c):
+        if not w.valid or (f["kind"] != ConvKind.CONV and w.in_c != w.out_c):
             raise _Fail(Status.BAD_FIELD)
         kind = ConvKind(f["kind"])
         p_out = w.out_h * w.out_w
@@ -270,7 +269,8 @@ class Machine:
         self._check_range(f["src"], src_count, cfg.act_depth)
         self._check_range(f["dst"], dst_count, cfg.act_depth)
         reads = [(Buffer.ACT, f["src"], src_count)]
-        if kind != ConvKind.AVERAGE_POOL:
+        pool = kind in (ConvKind.AVERAGE_POOL, ConvKind.MAX_POOL)
+        if not pool:
             self._check_range(f["w_addr"], groups * k, cfg.weight_depth)
             self._check_range(f["param_addr"], w.out_c, cfg.param_depth)
             reads += [(Buffer.WGT, f["w_addr"], groups * k),
@@ -279,20 +279,21 @@ class Machine:
             raise HazardError(f"CONV at byte {pos} writes ACT[{f['dst']}:{f['dst'] + dst_count}]"
                               f" over its own input ACT[{f['src']}:{f['src'] + src_count}]: the "
                               f"result would depend on timing; place the output elsewhere")
-        if self.post.lut and kind != ConvKind.AVERAGE_POOL:
+        if self.post.lut and not pool:
             reads.append((Buffer.LUT, 0, 256))
         self.hazards.issue_unit(pos, "CONV", reads=reads, writes=[(f["dst"], dst_count)])
         plan = conv.gather_plan(w, cfg.rows, cfg.act_bank_lanes)
         per_tile = plan.step_cycles.sum(axis=1) * (w.in_c if kind == ConvKind.CONV else 1)
-        pool = kind == ConvKind.AVERAGE_POOL
+        per_element = {ConvKind.AVERAGE_POOL: POOL_DIVIDE_CYCLES, ConvKind.MAX_POOL: 1}
         cycles.conv(per_tile_cycles=per_tile.tolist(), pixels=p_out, rows=cfg.rows,
                     groups=groups, cols=cfg.cols if kind == ConvKind.CONV else 1,
-                    out_c=w.out_c, k=k, per_element=POOL_DIVIDE_CYCLES if pool else None)
+                    out_c=w.out_c, k=k, per_element=per_element.get(kind))
         acc = conv.run_conv(kind, w, self.act, self.wgt, f["src"], f["w_addr"], cfg.rows,
                             cfg.cols)
         if pool:
-            y = np.clip(conv.pool_average(acc, w.taps), self.post.lo, self.post.hi)
-            y = y.astype(self.act.dtype)
+            if kind == ConvKind.AVERAGE_POOL:
+                acc = conv.pool_average(acc, w.taps)
+            y = np.clip(acc, self.post.lo, self.post.hi).astype(self.act.dtype)
         else:
             params = self.param[f["param_addr"]:f["param_addr"] + w.out_c]
             y = self._postprocess(pos, acc, params, f["param_addr"])

@@ -60,6 +60,7 @@ class ConvKind(enum.IntEnum):
     CONV = 0
     DEPTHWISE = 1
     AVERAGE_POOL = 2
+    MAX_POOL = 3
 
 
 class Buffer(enum.IntEnum):
