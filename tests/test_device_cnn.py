@@ -214,3 +214,27 @@ def test_a_device_without_the_cnn_features_is_refused_at_hello():
     with pytest.raises(ConfigMismatch, match=r"implements ISA version 2 but this host speaks "
                                              r"version 3 \(the CNN features .* issue #15"):
         Device(EmulatorTransport(built_without), cfg)
+
+
+def test_every_sync_of_a_compiled_graph_is_needed(dag):
+    """Removing any one SYNC from the inference frames makes the emulator refuse a hazard."""
+    from tessera.runtime import HazardError
+    from tessera.spec.isa import decode_program
+    qgraph, x, _ = dag
+    config = CONFIGS[1]
+    compiled = compile_graph(qgraph, config)
+    program = b"".join(compiled.frames)
+    insns = decode_program(program, config)
+    syncs = [i for i, insn in enumerate(insns) if isinstance(insn, isa.Sync)]
+    assert syncs
+    for drop in [None] + syncs:     # all of them (one frame, no STORE): no hazard; then each
+        emu = Emulator(config)
+        for seq, frame in enumerate(compiled.setup_frames + compiled.input_frames(x[0])):
+            assert request(emu, Kind.EXEC, frame, seq & 0xFF)[0] == Status.OK
+        body = b"".join(insn.encode() for i, insn in enumerate(insns)
+                        if i != drop and not isinstance(insn, isa.Store))
+        if drop is None:
+            assert emu.machine.execute(body, emu.cycles).status == Status.OK
+            continue
+        with pytest.raises(HazardError):
+            emu.machine.execute(body, emu.cycles)
