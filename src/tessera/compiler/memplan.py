@@ -3,7 +3,8 @@
 Activation tensors get ``ACT`` regions live from their producer to their last reader (a graph
 input from the start, the device's result to the end); regions are placed first-fit and freed
 after the last reader, so a residual block's skip tensor keeps its region across the block while
-the tensors inside it reuse memory. A ``RESHAPE`` alias shares its input's region. Weights and
+the tensors inside it reuse memory. A ``RESHAPE`` alias shares its input's region; an ``ADD``
+writes over an input it reads last. Weights and
 ``PARAM`` entries of the steps follow one another. See docs/compiler.md, "Graphs".
 """
 
@@ -109,7 +110,14 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
     for i, step in enumerate(steps):
         if step.where == DEVICE:
             size = entries(step.output)
-            addr = _first_fit([(a, a + n) for a, n in live.values()], size)
+            # An ADD may write over an input it is the last reader of (same entries, read
+            # before written: docs/isa.md allows exactly that overlap).
+            done = [base(n) for n in step.inputs if last_use.get(base(n)) == i and
+                    base(n) in live and live[base(n)][1] == size]
+            if step.instruction == "ADD" and done:
+                addr = live.pop(done[0])[0]
+            else:
+                addr = _first_fit([(a, a + n) for a, n in live.values()], size)
             act[step.output] = live[step.output] = (addr, size)
             peak = max(peak, addr + size)
             if step.weights is not None:
