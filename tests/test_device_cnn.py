@@ -1,7 +1,7 @@
 """CNN graphs resident on the emulated device (ISA version 3) equal TFLite Micro bit for bit.
 
-A DAG built with ``tests/tflite_builder.py`` exercises every mapped parameter: a VALID
-convolution with stride (2, 1) and dilation (1, 2) on odd sizes, a SAME stride-2 convolution
+A DAG built with ``tests/tflite_builder.py`` exercises every mapped parameter: a PAD folded
+into a VALID convolution with stride (2, 1) and dilation (1, 2) on odd sizes, a SAME stride-2 convolution
 (padding at the end only), a depthwise SAME convolution with dilation 2, a 1x1 projection, a
 residual ADD whose skip tensor stays live across the block, a SAME max pool (3x2, stride
 (1, 2)), a VALID average pool (3x2, stride 2), a global average pool, a reshape, a dense layer and a final SOFTMAX on the host. It runs on
@@ -42,7 +42,8 @@ def _weights(shape):
 def _dag():
     g = TFLiteGraph()
     x = g.input("x", (1, 13, 9, 3), scale=0.04, zero_point=-5)
-    c = g.conv2d(x, _weights((6, 3, 3, 3)), RNG.integers(-900, 900, 6), name="conv",
+    p = g.pad(x, [(0, 0), (1, 2), (0, 1), (0, 0)], name="pad")
+    c = g.conv2d(p, _weights((6, 3, 3, 3)), RNG.integers(-900, 900, 6), name="conv",
                  w_scale=np.linspace(0.002, 0.009, 6), y_scale=0.05, y_zero_point=-128,
                  stride=(2, 1), dilation=(1, 2), padding="valid", activation="relu6")
     s = g.conv2d(c, _weights((8, 3, 3, 6)), RNG.integers(-900, 900, 8), name="down",
@@ -100,7 +101,9 @@ def test_dag_on_the_device_equals_tflite_micro(dag, config):
     np.testing.assert_array_equal(y, expected)
     kinds = [(s.kind, s.where) for s in compile_graph(qgraph, config).steps]
     assert ("SOFTMAX", "host") in kinds and ("RESHAPE", "alias") in kinds
-    assert all(where == "device" for kind, where in kinds if kind not in ("SOFTMAX", "RESHAPE"))
+    assert ("PAD", "folded") in kinds
+    assert all(where == "device" for kind, where in kinds
+               if kind not in ("SOFTMAX", "RESHAPE", "PAD"))
 
 
 def test_a_model_that_does_not_fit_names_each_memory(dag):

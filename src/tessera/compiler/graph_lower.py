@@ -4,7 +4,8 @@ Each operation of a :class:`~tessera.graph.QuantizedGraph` (mode "tflite") becom
 :class:`DeviceStep`: a ``CONV`` (convolution, dense layer, depthwise convolution, average or max
 pool)
 or an ``ADD`` with its window, ``WGT`` entries, ``PARAM`` entries and post state; a ``RESHAPE``
-that keeps the entries is an alias; a final ``SOFTMAX`` runs on the host. Anything else is
+that keeps the entries is an alias, a ``PAD`` read only by convolutions folds into their
+padding; a final ``SOFTMAX`` runs on the host. Anything else is
 refused with :class:`~tessera.quantize.UnsupportedModelError` naming the operation.
 """
 
@@ -22,8 +23,8 @@ from .lowering import PARAM_DTYPE
 
 __all__ = ["DeviceStep", "lower_graph", "map_shape"]
 
-#: Where a step runs.
-DEVICE, ALIAS, HOST = "device", "alias", "host"
+#: Where a step runs ("folded": a PAD merged into the convolutions that read it).
+DEVICE, ALIAS, HOST, FOLDED = "device", "alias", "host", "folded"
 
 
 def map_shape(shape) -> tuple[int, int, int]:
@@ -137,7 +138,23 @@ def _stride(stride, out_size):
     return 1 if out_size == 1 else stride
 
 
-def _lower_conv(graph, index, op, config):
+def _foldable_pads(graph):
+    """Return ``{PAD output: (PAD input, top, left)}`` for the PADs every reader of which is a
+    convolution: padding with the output zero point is the convolution's own padding."""
+    folds = {}
+    for op in graph.ops:
+        if op.kind != "PAD":
+            continue
+        (top, _), (left, _), channels = op.attrs["paddings"]
+        readers = graph.consumers(op.outputs[0])
+        if readers and channels == (0, 0) and op.outputs[0] not in graph.outputs and all(
+                graph.ops[r].kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and
+                graph.ops[r].inputs[0] == op.outputs[0] for r in readers):
+            folds[op.outputs[0]] = (op.inputs[0], top, left)
+    return folds
+
+
+def _lower_conv(graph, index, op, config, folds):
     x, w = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
     y = graph.tensor(op.outputs[0])
     bias = None if op.inputs[2] is None else graph.tensor(op.inputs[2]).data
@@ -163,6 +180,13 @@ def _lower_conv(graph, index, op, config):
         pads = (a["padding"][0][0], a["padding"][1][0])
         kind = isa.ConvKind.DEPTHWISE
     _, zx = _scalar(x.qparams)
+    if op.inputs[0] in folds:      # read the PAD's input, its padding added to ours
+        source, top, left = folds[op.inputs[0]]
+        ih, iw, _ = map_shape(graph.tensor(source).shape)
+        pads = (pads[0] + top, pads[1] + left)
+    if max(pads) > 15:
+        raise _unsupported(graph, index, f"padding {pads} before the first row/column is "
+                                         f"beyond the window's 4-bit fields (at most 15)")
     window = Window(ih, iw, ic, oh, ow, oc, kernel[0], kernel[1], _stride(stride[0], oh),
                     _stride(stride[1], ow), dil[0], dil[1], pads[0], pads[1], zx)
     params, post = _requant(graph, index, x, w, y, w_kn, bias, a["activation"], config)
@@ -172,7 +196,7 @@ def _lower_conv(graph, index, op, config):
                 params=params, post=post)
 
 
-def _lower_pool(graph, index, op, config):
+def _lower_pool(graph, index, op, config, folds):
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     a = op.attrs
     average = op.kind == "AVERAGE_POOL_2D"
@@ -192,7 +216,7 @@ def _lower_pool(graph, index, op, config):
                 post=isa.Post(isa.Mode.TFLITE, False, 0, int(lo), int(hi)))
 
 
-def _lower_add(graph, index, op, config):
+def _lower_add(graph, index, op, config, folds):
     ta, tb = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
     y = graph.tensor(op.outputs[0])
     if tuple(ta.shape) != tuple(tb.shape):
@@ -230,14 +254,18 @@ def lower_graph(qgraph, config) -> list:
         raise _unsupported(graph, 0, "the device runs graphs with one input and one output")
     steps = []
     last = len(graph.ops) - 1
+    folds = _foldable_pads(graph)
     for index, op in enumerate(graph.ops):
         out = op.outputs[0]
-        acts = tuple(n for n in op.inputs if n is not None and not graph.tensor(n).is_constant)
+        acts = tuple(folds[n][0] if n in folds else n for n in op.inputs
+                     if n is not None and not graph.tensor(n).is_constant)
         macs = op.spec.macs(op.attrs, [graph.tensor(n) if n else None for n in op.inputs],
                             graph.tensor(out).shape) if op.spec.macs else 0
         step = DeviceStep(index, op.kind, op.name, DEVICE, acts, out, macs=int(macs))
         if op.kind == "SOFTMAX" and index == last and out in graph.outputs:
             step.where = HOST
+        elif op.kind == "PAD" and out in folds:
+            step.where = FOLDED
         elif op.kind == "RESHAPE":
             (h, w, c), (h2, w2, c2) = (map_shape(graph.tensor(acts[0]).shape),
                                        map_shape(graph.tensor(out).shape))
@@ -245,13 +273,13 @@ def lower_graph(qgraph, config) -> list:
                 raise _unsupported(graph, index, "only a reshape of a 1x1 map is mapped")
             step.where = ALIAS
         elif op.kind in _LOWER:
-            for name, value in _LOWER[op.kind](graph, index, op, config).items():
+            for name, value in _LOWER[op.kind](graph, index, op, config, folds).items():
                 setattr(step, name, value)
         else:
             raise _unsupported(graph, index, f"{op.kind} has no device mapping yet (the "
                                              f"accelerator runs CONV_2D, DEPTHWISE_CONV_2D, "
                                              f"FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, "
-                                             f"ADD, RESHAPE "
+                                             f"ADD, RESHAPE, a PAD before convolutions "
                                              f"and a final SOFTMAX on the host)")
         if step.where == HOST and any(s.where == HOST for s in steps):
             raise _unsupported(graph, index, "only one final operation runs on the host")
