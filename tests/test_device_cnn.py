@@ -1,13 +1,14 @@
 """CNN graphs resident on the emulated device (ISA version 3) equal TFLite Micro bit for bit.
 
 A DAG built with ``tests/tflite_builder.py`` exercises every mapped parameter: a PAD folded
-into a VALID convolution with stride (2, 1) and dilation (1, 2) on odd sizes, a SAME stride-2 convolution
-(padding at the end only), a depthwise SAME convolution with dilation 2, a 1x1 projection, a
-residual ADD whose skip tensor stays live across the block, a SAME max pool (3x2, stride
-(1, 2)), a VALID average pool (3x2, stride 2), a global average pool, a reshape, a dense layer and a final SOFTMAX on the host. It runs on
-configurations with 4, 8 and 5 rows (pixels not a multiple of the rows), several columns, banked
-ACT and parallel drain lanes; TFLite Micro is the oracle. The emulator refuses unsynchronised
-programs, so every run also passes the hazard checker.
+into a VALID convolution with stride (2, 1) and dilation (1, 2) on odd sizes, a SAME stride-2
+convolution (padding at the end only), a depthwise SAME convolution with dilation 2, a 1x1
+projection, a residual ADD whose skip tensor stays live across the block, a SAME max pool (3x2,
+stride (1, 2)), a VALID average pool (3x2, stride 2), a global average pool, a reshape, a dense
+layer and a final SOFTMAX on the host. It runs on configurations with 4, 8 and 5 rows (pixels
+not a multiple of the rows), several columns, banked ACT and parallel drain lanes; TFLite Micro
+is the oracle. The emulator refuses unsynchronised programs, so every run also passes the
+hazard checker.
 """
 
 import numpy as np

@@ -102,7 +102,8 @@ def _conv_weights(w_kn, cols) -> np.ndarray:
     groups = -(-n // cols)
     padded = np.zeros((k, groups * cols), dtype=np.int8)
     padded[:, :n] = w_kn
-    return np.ascontiguousarray(padded.reshape(k, groups, cols).transpose(1, 0, 2)).reshape(-1, cols)
+    entries = padded.reshape(k, groups, cols).transpose(1, 0, 2)
+    return np.ascontiguousarray(entries).reshape(-1, cols)
 
 
 def _depthwise_weights(w_tc, cols) -> np.ndarray:

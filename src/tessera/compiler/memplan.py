@@ -135,8 +135,8 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
 def too_large_message(name, plan, config, presets) -> str:
     """Return the error naming bytes needed/available per memory and the smallest preset."""
     usage = plan.usage(config)
-    parts = [f"{mem} needs {u['bytes']:,} bytes ({u['entries']:,} entries), {u['available_bytes']:,}"
-             f" available ({u['depth']:,})" for mem, u in usage.items()]
+    parts = [f"{mem} needs {u['bytes']:,} bytes ({u['entries']:,} entries), "
+             f"{u['available_bytes']:,} available ({u['depth']:,})" for mem, u in usage.items()]
     if presets:
         hint = f"the smallest preset that fits it is {presets[0]!r} (tessera.compiler.presets)"
     else:
