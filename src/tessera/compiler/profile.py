@@ -89,12 +89,13 @@ def _graph_profile(qgraph, preset):
     bounds = [start] + [t[2] for t in trace[1:]] + [end]
     n = 0
     for step in compiled.steps:
-        row = {"name": step.name, "kind": step.kind, "where": step.where, "cycles": 0,
-               "macs": step.macs, "utilisation": 0.0}
+        row = {"name": step.name, "kind": step.kind, "where": step.where,
+               "instruction": step.instruction, "cycles": 0, "macs": step.macs,
+               "utilisation": 0.0}
         if step.where == "device":
             _, _, _, _, macs = next(device)
             cycles = bounds[n + 1] - bounds[n]
-            row.update(cycles=cycles, macs=macs, instruction=step.instruction,
+            row.update(cycles=cycles, macs=macs,
                        utilisation=macs / (peak * cycles) if cycles else 0.0)
             n += 1
         layers.append(row)
@@ -122,7 +123,7 @@ def _dense_profile(qmodel, preset):
                      "available_bytes": config.depth(buf) * config.entry_bytes(buf)}
               for name, buf, used in _dense_usage(usage)}
     layers = [{"name": layer.name, "kind": "FULLY_CONNECTED", "where": "device",
-               "cycles": None, "macs": layer.in_features * layer.out_features,
+               "instruction": "GEMM", "cycles": None, "macs": layer.in_features * layer.out_features,
                "utilisation": None} for layer in qmodel.layers]
     return _result(end - start, emu.cycles.macs - macs0, bool(compiled.weights_resident), memory,
                    layers, input_bytes + 25, preset)

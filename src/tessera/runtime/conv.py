@@ -22,7 +22,7 @@ from tessera.numerics.rounding import wrap_int32
 from tessera.spec.isa import ConvKind
 
 __all__ = ["Window", "GatherPlan", "gather_plan", "map_entries", "to_entries", "from_entries",
-           "run_conv", "run_add", "conv_groups", "ADD_LEFT_SHIFT"]
+           "run_conv", "run_add", "conv_groups", "pool_average", "ADD_LEFT_SHIFT"]
 
 #: TFLite's int8 ADD scales both inputs by 2^20 before their multipliers (``add.cc``).
 ADD_LEFT_SHIFT = 20
