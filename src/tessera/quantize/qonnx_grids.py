@@ -122,7 +122,12 @@ def tabulate_node(chain, node, source, scale, zero_point):
     The input values are ``(q - zero_point) * scale`` in float32; the output is read back on the
     grid of ``scale`` and ``zero_point`` and must lie on it exactly (else the node is refused).
     """
-    from qonnx.core.onnx_exec import execute_node
+    try:
+        from qonnx.core.onnx_exec import execute_node
+    except ImportError:
+        raise UnsupportedModelError(
+            f"{chain.name}: {chain.describe(node)} is tabulated by QONNX's executor, which is "
+            "not installed: pip install qonnx (or tessera's extra 'qonnx')") from None
     q = np.arange(source.lo, source.hi + 1)
     x = ((q - source.zero_point).astype(np.float32) * source.per_tensor_scale).reshape(1, -1)
     if node.op_type == "Relu":

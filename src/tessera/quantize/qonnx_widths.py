@@ -102,6 +102,11 @@ def _layers(reader, finals, bits):
             weight_scale=acc.weight_scale.astype(np.float32),
             output_scale=final.per_tensor_scale, output_zero_point=final.zero_point + d_out,
             mode="onnx", activation=activation, input_bits=bits, weight_bits=weight_bits, **lut))
+        try:
+            built[-1].folded_bias()     # the zero-point offset folds into the bias: prove it fits
+        except OverflowError as exc:
+            raise UnsupportedModelError(f"{chain.name}: {chain.describe(acc.node)}: {exc}") \
+                from None
         source, d_in = final, d_out
     return built
 
