@@ -101,11 +101,23 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
         h, w, c = map_shape(graph.tensor(name).shape)
         return map_entries(h * w, c, config.rows)
 
-    live, act, peak = {}, {}, 0
     first = base(graph.inputs[0])
-    act[first] = (0, entries(first))
-    live[first] = act[first]
-    peak = act[first][1]
+    # Two placements of the input, the better kept: at the bottom, or (so that its region,
+    # freed early, leaves no hole under the larger maps) placed last, between the regions
+    # live while it is.
+    plans = [_place(steps, base, last_use, entries, first, at_start=flag) for flag in (1, 0)]
+    act, peak, weight_addr, param_addr, wgt, prm = min(plans, key=lambda plan: plan[1])
+    for name, target in root.items():
+        act[name] = act[target]
+    return MemoryPlan(act, peak, wgt, prm, weight_addr, param_addr)
+
+
+def _place(steps, base, last_use, entries, first, *, at_start):
+    """Return ``(act, peak, weight_addr, param_addr, wgt, prm)`` of one placement."""
+    live, act, spans = {}, {}, []         # spans: (addr, size, first step, last step)
+    if at_start:
+        act[first] = live[first] = (0, entries(first))
+    peak = entries(first) if at_start else 0
     weight_addr, param_addr, wgt, prm = {}, {}, 0, 0
     for i, step in enumerate(steps):
         if step.where == DEVICE:
@@ -119,6 +131,7 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
             else:
                 addr = _first_fit([(a, a + n) for a, n in live.values()], size)
             act[step.output] = live[step.output] = (addr, size)
+            spans.append((addr, size, i, last_use.get(step.output, i)))
             peak = max(peak, addr + size)
             if step.weights is not None:
                 weight_addr[step.index], wgt = wgt, wgt + len(step.weights)
@@ -127,9 +140,11 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
         for name in list(live):
             if last_use.get(name, -1) <= i and name != base(step.output):
                 del live[name]
-    for name, target in root.items():
-        act[name] = act[target]
-    return MemoryPlan(act, peak, wgt, prm, weight_addr, param_addr)
+    if not at_start:
+        busy = [(a, a + n) for a, n, start, _ in spans if start <= last_use.get(first, 0)]
+        act[first] = (_first_fit(busy, entries(first)), entries(first))
+        peak = max(peak, sum(act[first]))
+    return act, peak, weight_addr, param_addr, wgt, prm
 
 
 def too_large_message(name, plan, config, presets) -> str:
