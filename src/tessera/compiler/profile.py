@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime import Emulator
-from ..spec.isa import CnnOpcode
+from ..spec.isa import CnnOpcode, Opcode
 from ..spec.protocol import FrameParser, Kind, Status, encode_frame
 from .graph_model import compile_graph
 from .memplan import ModelTooLarge, plan_memory
@@ -113,20 +113,40 @@ def _dense_profile(qmodel, preset):
     x = _sample((1, qmodel.in_features))
     emu = runner.emulator
     start, macs0 = emu.cycles.now, emu.cycles.macs
+    emu.machine.trace = []
     for frame in compiled.program(x).frames:
         runner.exec(frame)
     end = emu.cycles.now
+    gemms = [t for t in emu.machine.trace if t[1] == Opcode.GEMM]
     input_bytes = qmodel.in_features * config.act_entry_bytes
     usage = compiled.buffer_usage
     memory = {name: {"entries": int(used), "depth": int(config.depth(buf)),
                      "bytes": int(used) * config.entry_bytes(buf),
                      "available_bytes": config.depth(buf) * config.entry_bytes(buf)}
               for name, buf, used in _dense_usage(usage)}
-    layers = [{"name": layer.name, "kind": "FULLY_CONNECTED", "where": "device",
-               "instruction": "GEMM", "cycles": None, "macs": layer.in_features * layer.out_features,
-               "utilisation": None} for layer in qmodel.layers]
+    layers = _dense_layers(qmodel, gemms, start, end, config.rows * config.cols)
     return _result(end - start, emu.cycles.macs - macs0, bool(compiled.weights_resident), memory,
                    layers, input_bytes + 25, preset)
+
+
+def _dense_layers(qmodel, gemms, start, end, peak):
+    """Return the per-layer rows of a dense chain: its GEMMs follow the layers in order, so a
+    layer runs from its first GEMM's fetch to the next layer's (the first from ``start``)."""
+    rows, first, done, index = [], [], 0, 0
+    totals = [layer.in_features * layer.out_features for layer in qmodel.layers]
+    for _, _, fetched, _, macs in gemms:
+        if done == 0:
+            first.append(fetched)
+        done += macs
+        if done >= totals[index]:
+            done, index = 0, index + 1
+    bounds = [start] + first[1:] + [end]
+    for i, layer in enumerate(qmodel.layers):
+        cycles = bounds[i + 1] - bounds[i]
+        rows.append({"name": layer.name, "kind": "FULLY_CONNECTED", "where": "device",
+                     "instruction": "GEMM", "cycles": cycles, "macs": totals[i],
+                     "utilisation": totals[i] / (peak * cycles) if cycles else 0.0})
+    return rows
 
 
 def _dense_usage(usage):
