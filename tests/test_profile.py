@@ -76,3 +76,13 @@ def test_text_table_and_errors():
     assert bad.returncode == 2 and "Unknown CNN board preset 'nope'" in bad.stderr
     onnx = _cli(KWS, "--board", "icebreaker", "--mode", "onnx")
     assert onnx.returncode == 2 and "in mode 'tflite' only" in onnx.stderr
+
+
+def test_a_dense_chain_has_per_layer_cycles_that_add_up():
+    result = profile_model(MODELS / "ad01_int8.tflite", "ulx3s-85f")
+    assert tuple(result) == PROFILE_KEYS
+    layers = result["layers"]
+    assert len(layers) == 10 and {row["kind"] for row in layers} == {"FULLY_CONNECTED"}
+    assert sum(row["cycles"] for row in layers) == result["cycles"]
+    assert sum(row["macs"] for row in layers) == 264_192
+    assert result["fits"] is False              # 264,192 B of weights, 262,144 B of WGT
