@@ -198,8 +198,9 @@ def test_keras_unsupported_graphs_are_refused_with_the_layer_named():
     inp = keras.Input((6, 6, 2))
     _refused(keras.Model(inp, L.LeakyReLU(name="leaky")(inp)),
              r"Keras layer 'leaky' \(LeakyReLU\) is not supported; supported: Dense, Conv2D")
-    _refused(keras.Model(inp, L.Dense(3, name="dense4d")(inp)),
-             r"Keras layer 'dense4d' \(Dense\) is applied to a \(6, 6, 2\) input; .*Flatten")
+    seq = keras.Input((6, 2))
+    _refused(keras.Model(seq, L.Dense(3, name="dense3d")(seq)),
+             r"Keras layer 'dense3d' \(Dense\) is applied to a \(6, 2\) input; .*Flatten")
     conv = L.Conv2D(2, 1, name="conv")(inp)
     skip = L.Add(name="skip")([L.BatchNormalization(name="bn")(conv), conv])
     _refused(keras.Model(inp, skip), r"Keras layer 'skip' \(Add\) reads 'conv', which "
@@ -294,3 +295,21 @@ def test_keras_rescaling_is_folded_and_linear_activation_is_skipped():
         inp))), r"Keras layer 'shift' \(Rescaling\) has an offset")
     _refused(keras.Model(inp, L.MaxPooling2D(name="pool")(L.Rescaling(0.5)(inp))),
              r"Keras layer 'pool' \(MaxPooling2D\) reads the output of a Rescaling")
+
+
+def test_keras_dense_on_an_image_and_a_three_way_add():
+    """Dense on an H x W x C tensor is a 1x1 convolution; Add of three tensors is two ADDs."""
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((5, 5, 3))
+    a = L.Dense(4, activation="relu", name="pixel_dense")(inp)
+    b = L.Conv2D(4, 3, padding="same", name="conv")(inp)
+    c = L.Conv2D(4, 1, name="conv1x1")(inp)
+    out = L.GlobalAveragePooling2D(name="gap")(L.Add(name="add3")([a, b, c]))
+    model = keras.Model(inp, out)
+    fixtures._randomise(model, 4)
+    x = np.random.default_rng(8).uniform(-1, 1, (200, 5, 5, 3)).astype(np.float32)
+    qmodel, _ = _error_bound(model, x[:120], x[120:], "onnx", tolerance=0.03)
+    kinds = [(op.kind, op.name) for op in qmodel.graph.ops]
+    assert ("CONV_2D", "pixel_dense") in kinds and [k for k, _ in kinds].count("ADD") == 2

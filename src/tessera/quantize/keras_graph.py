@@ -3,10 +3,11 @@
 The model's own graph is read from ``model.get_config()`` (each layer's ``inbound_nodes``), so a
 layer called several times becomes one operation per call with the same weights, and branches
 and residual connections are kept; weights come from ``layer.get_weights()``. Keras itself is
-never imported. Supported layers (channels-last): ``Dense`` (on a flat input), ``Conv2D``
+never imported. Supported layers (channels-last): ``Dense`` (on a flat input; on an image, a 1x1
+convolution), ``Conv2D``
 (``groups=1``), ``DepthwiseConv2D``, ``SeparableConv2D`` (depthwise then 1x1), ``MaxPooling2D``,
 ``AveragePooling2D``, ``GlobalAveragePooling2D``, ``GlobalMaxPooling2D``, ``ZeroPadding2D``,
-``Add`` (two inputs), ``Concatenate``, ``Flatten``, ``Reshape``,
+``Add`` (two or more inputs), ``Concatenate``, ``Flatten``, ``Reshape``,
 ``BatchNormalization`` (folded into the convolution or Dense before it), ``Rescaling`` without
 offset (folded into the Dense or convolution after it), ``Activation``, ``ReLU``
 (max 6 or none), ``Softmax``, and the no-ops ``InputLayer`` and ``Dropout``. Anything else, a
@@ -28,6 +29,10 @@ KERAS_GRAPH_LAYERS = ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "
                       "ZeroPadding2D", "Add", "Concatenate", "Flatten", "Reshape",
                       "BatchNormalization", "Rescaling", "Activation", "ReLU", "Softmax",
                       "InputLayer", "Dropout")
+
+
+#: Attributes of a 1x1 convolution (SeparableConv2D's pointwise half, Dense on an image).
+_POINTWISE = {"stride": (1, 1), "dilation": (1, 1), "padding": ((0, 0), (0, 0))}
 
 
 def _refuse(layer, kind, why):
@@ -110,11 +115,15 @@ class _Reader(GraphBuilder):
         if kind == "Activation" and act == "none":
             return x
         if kind == "Dense":
-            if len(shape) != 1:
-                _refuse(layer.name, kind, f"is applied to a {shape} input; Tessera's Dense "
-                        "takes a flat input: add a Flatten before it")
             bias = weights[1] if len(weights) > 1 else None
-            self._fused("FULLY_CONNECTED", output, inputs, output, {}, weights[0], bias, act)
+            if len(shape) == 3:                  # on every pixel: a 1x1 convolution
+                self._fused("CONV_2D", output, inputs, output, _POINTWISE,
+                            weights[0].T[:, None, None], bias, act)
+            elif len(shape) == 1:
+                self._fused("FULLY_CONNECTED", output, inputs, output, {}, weights[0], bias, act)
+            else:
+                _refuse(layer.name, kind, f"is applied to a {shape} input; Tessera's Dense "
+                        "takes a flat input or an H x W x C image: add a Flatten before it")
         elif kind in ("Conv2D", "DepthwiseConv2D"):
             if int(config.get("groups", 1)) != 1:
                 _refuse(layer.name, kind, f"has groups={config['groups']}; only 1 is supported")
@@ -139,8 +148,7 @@ class _Reader(GraphBuilder):
                       attrs, depthwise.reshape(1, *depthwise.shape[:2], -1))
             bias = weights[2] if len(weights) > 2 else None
             self._fused("CONV_2D", output, [f"{output}:depthwise"], output,
-                        {"stride": (1, 1), "dilation": (1, 1), "padding": ((0, 0), (0, 0))},
-                        pointwise.transpose(3, 0, 1, 2), bias, act)
+                        _POINTWISE, pointwise.transpose(3, 0, 1, 2), bias, act)
         elif kind == "ZeroPadding2D":
             (top, bottom), (left, right) = (_pair(p) for p in config["padding"])
             self.emit("PAD", output, inputs, output,
@@ -160,11 +168,12 @@ class _Reader(GraphBuilder):
                       inputs, output, attrs)
         elif kind == "GlobalAveragePooling2D":
             self.emit("MEAN", output, inputs, output, {"keepdims": bool(config.get("keepdims"))})
-        elif kind == "Add":
-            if len(inputs) != 2:
-                _refuse(layer.name, kind, f"adds {len(inputs)} tensors; only two are supported "
-                        "(chain Add layers)")
-            self.emit("ADD", output, inputs, output)
+        elif kind == "Add":                     # n inputs: a chain of two-input ADDs
+            total = inputs[0]
+            for index, other in enumerate(inputs[1:], 1):
+                partial = output if index == len(inputs) - 1 else f"{output}:partial{index}"
+                self.emit("ADD", partial, [total, other], partial)
+                total = partial
         elif kind == "Concatenate":
             axis = int(config.get("axis", -1))
             self.emit("CONCATENATION", output, inputs, output,
