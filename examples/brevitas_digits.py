@@ -41,11 +41,13 @@ def digits(seed=0):
     return _digits(seed)
 
 
-def brevitas_mlp(sizes=(64, 32, 10), *, bits=4, fixed_point=True, seed=0):
+def brevitas_mlp(sizes=(64, 32, 10), *, bits=4, fixed_point=True, signed=False, seed=0):
     """Return a Brevitas MLP: unsigned input quantizer, ``QuantLinear`` + ``QuantReLU`` layers
     and a signed output quantizer, all ``bits`` wide, with ``Int32Bias`` biases.
 
     ``fixed_point``: power-of-two scales (``*FixedPoint`` quantizers) instead of float scales.
+    ``signed``: signed input and ReLU quantizers (zero point 0 on Tessera's grid, which 16-bit
+    activations need: an unsigned 16-bit grid's offset zero point overflows the folded bias).
     """
     import torch
     with quiet():
@@ -54,13 +56,15 @@ def brevitas_mlp(sizes=(64, 32, 10), *, bits=4, fixed_point=True, seed=0):
     torch.manual_seed(seed)
     kind = "FixedPoint" if fixed_point else "Float"
     weight = getattr(quant, f"Int8WeightPerTensor{kind}")
-    signed, unsigned = (getattr(quant, f"{s}8ActPerTensor{kind}") for s in ("Int", "Uint"))
+    signed_quant, unsigned = (getattr(quant, f"{s}8ActPerTensor{kind}") for s in ("Int", "Uint"))
+    if signed:
+        unsigned = signed_quant
     layers = [qnn.QuantIdentity(act_quant=unsigned, bit_width=bits, return_quant_tensor=True)]
     for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
         last = i == len(sizes) - 2
         layers.append(qnn.QuantLinear(k, n, bias=True, weight_quant=weight, weight_bit_width=bits,
                                       bias_quant=quant.Int32Bias, return_quant_tensor=not last,
-                                      **({"output_quant": signed, "output_bit_width": bits}
+                                      **({"output_quant": signed_quant, "output_bit_width": bits}
                                          if last else {})))
         if not last:
             layers.append(qnn.QuantReLU(act_quant=unsigned, bit_width=bits,

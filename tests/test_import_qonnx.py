@@ -39,44 +39,61 @@ def _inputs(k, scale, *, seed=0, rows=200):
 # -- Brevitas ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def digits():
-    x_train, x_test, y_train, y_test = example.digits()
-    return x_train[:512], x_test, y_train[:512], y_test
+def trained():
+    """Return ``train(bits)``: a Brevitas MLP 64-12-10 trained for 4 epochs (cached per width)."""
+    x_train, _, y_train, _ = example.digits()
+    cache = {}
+
+    def train(bits):
+        if bits not in cache:
+            net = example.brevitas_mlp((64, 12, 10), bits=bits, signed=bits == 16)
+            cache[bits] = example.train(net, x_train[:512], y_train[:512], epochs=4)
+        return cache[bits]
+    return train
 
 
-@pytest.fixture(scope="module")
-def trained_4bit(digits):
-    x_train, _, y_train, _ = digits
-    return example.train(example.brevitas_mlp((64, 12, 10)), x_train, y_train, epochs=4)
-
-
-@pytest.mark.parametrize("qcdq", [False, True], ids=["qonnx", "qcdq"])
-def test_brevitas_4bit_round_trips_bit_exact(tmp_path, digits, trained_4bit, qcdq):
-    """QAT int4 -> QONNX/QCDQ -> Tessera equals QONNX's executor and the emulator."""
+def _brevitas_round_trip(tmp_path, net, *, qcdq):
     path = tmp_path / "mlp.onnx"
     with example.quiet():
         import torch
         from brevitas.export import export_onnx_qcdq, export_qonnx
         export = export_onnx_qcdq if qcdq else export_qonnx
-        export(trained_4bit, torch.zeros(1, 64), export_path=str(path), dynamo=False)
+        export(net, torch.zeros(1, 64), export_path=str(path), dynamo=False)
     model = tessera.load_model(path)
-    assert [(q.input_bits, q.weight_bits, q.activation) for q in model.layers] == \
-        [(4, 4, "none"), (4, 4, "none")]
-    assert "bit for bit" in model.info["matches"]
-    x = np.concatenate([digits[1], _inputs(64, 1 / 16)])
+    x = np.concatenate([example.digits()[1], _inputs(64, 1 / 16)])
     expected = example.qonnx_execute(path, x)
     assert len({row.tobytes() for row in expected}) > len(x) // 4       # not a constant model
-    np.testing.assert_array_equal(model.predict(x), expected)
-    config = tessera.AcceleratorConfig().with_widths(4, 4)
+    config = tessera.AcceleratorConfig().with_widths(model.input_bits, model.input_bits)
     with tessera.connect("emu", config=config) as dev:
-        np.testing.assert_array_equal(dev.run(model, x), expected)
+        np.testing.assert_array_equal(dev.run(model, x), model.predict(x))
+    return model, model.predict(x), expected
 
 
-def test_brevitas_default_export_and_float_scales(tmp_path, digits):
+@pytest.mark.parametrize("bits, qcdq", [(4, False), (4, True), (8, False)],
+                         ids=["int4-qonnx", "int4-qcdq", "int8-qonnx"])
+def test_brevitas_round_trips_bit_exact(tmp_path, trained, bits, qcdq):
+    """QAT int4/int8 -> QONNX/QCDQ -> Tessera equals QONNX's executor (predict and emulator)."""
+    model, y, expected = _brevitas_round_trip(tmp_path, trained(bits), qcdq=qcdq)
+    assert [(q.input_bits, q.weight_bits, q.activation) for q in model.layers] == \
+        [(bits, bits, "none"), (bits, bits, "none")]
+    assert "bit for bit" in model.info["matches"]
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_brevitas_16bit_is_within_one_step(tmp_path, trained):
+    """16-bit accumulators pass 2**24: QONNX's float32 Gemm rounds, Tessera is exact integer."""
+    model, y, expected = _brevitas_round_trip(tmp_path, trained(16), qcdq=False)
+    assert [(q.input_bits, q.activation) for q in model.layers] == [(16, "relu"), (16, "none")]
+    assert "up to one step" in model.info["matches"]
+    assert np.max(np.abs(y - expected)) <= model.output_scale
+    assert np.mean(y == expected) > 0.99
+
+
+def test_brevitas_default_export_and_float_scales(tmp_path):
     """The default (dynamo) export imports too; with float scales Tessera is within one step."""
-    x_train, x_test, y_train, _ = digits
-    net = example.train(example.brevitas_mlp((64, 12, 10), fixed_point=False), x_train, y_train,
-                        epochs=1)
+    x_train, x_test, y_train, _ = example.digits()
+    net = example.train(example.brevitas_mlp((64, 12, 10), fixed_point=False), x_train[:512],
+                        y_train[:512], epochs=1)
     path = example.export(net, tmp_path / "float_scales.onnx", in_features=64)
     model = tessera.load_model(path)
     assert "up to one step" in model.info["matches"]

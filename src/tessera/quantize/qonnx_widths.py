@@ -105,10 +105,28 @@ def _layers(reader, finals, bits):
         try:
             built[-1].folded_bias()     # the zero-point offset folds into the bias: prove it fits
         except OverflowError as exc:
-            raise UnsupportedModelError(f"{chain.name}: {chain.describe(acc.node)}: {exc}") \
+            hint = "" if d_in == 0 else (
+                f" (its input grid was moved by {d_in} onto {bits} bits: quantize that "
+                "activation signed, zero point 0, to avoid the offset)")
+            raise UnsupportedModelError(f"{chain.name}: {chain.describe(acc.node)}: {exc}{hint}") \
                 from None
         source, d_in = final, d_out
     return built
+
+
+def _float32_exact(layers):
+    """Return whether QONNX's float32 Gemm is exact: power-of-two scales, |acc| < 2**24."""
+    scales = np.concatenate([np.r_[q.input_scale, q.output_scale, q.weight_scale]
+                             for q in layers])
+    if not np.all(np.frexp(scales)[0] == 0.5):
+        return False
+    for q in layers:
+        lo, hi = -(1 << (q.input_bits - 1)), (1 << (q.input_bits - 1)) - 1
+        reach = max(abs(lo - q.input_zero_point), abs(hi - q.input_zero_point))
+        bound = np.abs(q.weight.astype(np.int64)).sum(axis=0) * reach + np.abs(q.bias)
+        if int(bound.max()) >= 1 << 24:
+            return False
+    return True
 
 
 def build_model(reader):
@@ -152,15 +170,13 @@ def build_model(reader):
         except _Unfit as exc:
             reasons.append(f"{bits} bits: {exc}")
             continue
-        scales = np.concatenate([np.r_[q.input_scale, q.output_scale, q.weight_scale]
-                                 for q in built])
-        exact = bool(np.all(np.frexp(scales)[0] == 0.5))
         return QuantizedModel(built, info={
             "source": f"QONNX ({chain.name})", "runtime": "QONNX executor",
-            "matches": "qonnx.core.onnx_exec.execute_onnx bit for bit (power-of-two scales)"
-                       if exact else "qonnx.core.onnx_exec.execute_onnx up to one step at "
-                       "near-ties (float scales: QONNX rounds a float32 Gemm; "
-                       "docs/quantization.md)"})
+            "matches": "qonnx.core.onnx_exec.execute_onnx bit for bit (power-of-two scales, "
+                       "accumulators below 2**24)" if _float32_exact(built) else
+                       "qonnx.core.onnx_exec.execute_onnx up to one step at near-ties (float "
+                       "scales or accumulators beyond 2**24: QONNX sums a float32 Gemm; "
+                       "docs/import.md)"})
     raise UnsupportedModelError(f"{chain.name}: the quantizers fit none of Tessera's activation "
                                 f"widths {WIDTHS}: " + "; ".join(reasons or [
                                     f"they need {need} bits"]))
