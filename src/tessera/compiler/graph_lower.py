@@ -139,9 +139,14 @@ def _stride(stride, out_size):
     return 1 if out_size == 1 else stride
 
 
-def _foldable_pads(graph):
-    """Return ``{PAD output: (PAD input, top, left)}`` for the PADs every reader of which is a
-    convolution: padding with the output zero point is the convolution's own padding."""
+def _foldable(graph):
+    """Return ``{tensor: (source, top, left)}`` of the operations folded into their readers.
+
+    A PAD every reader of which is a convolution (padding with the output zero point is the
+    convolution's own padding), and a RESHAPE flattening an H x W x C map (H*W > 1) read only by
+    dense layers (a dense layer over the flattened map is a convolution with an H x W kernel:
+    both order the weights (h, w, c)).
+    """
     folds = {}
     for op in graph.ops:
         if op.kind != "PAD":
@@ -152,6 +157,14 @@ def _foldable_pads(graph):
                 graph.ops[r].kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and
                 graph.ops[r].inputs[0] == op.outputs[0] for r in readers):
             folds[op.outputs[0]] = (op.inputs[0], top, left)
+    for op in graph.ops:      # a flatten read only by dense layers: their window is the map
+        if op.kind != "RESHAPE" or len(graph.tensor(op.outputs[0]).shape) != 1:
+            continue
+        h, w, _ = map_shape(graph.tensor(op.inputs[0]).shape)
+        readers = graph.consumers(op.outputs[0])
+        if h * w > 1 and readers and op.outputs[0] not in graph.outputs and all(
+                graph.ops[r].kind == "FULLY_CONNECTED" for r in readers):
+            folds[op.outputs[0]] = (op.inputs[0], 0, 0)
     return folds
 
 
@@ -166,6 +179,9 @@ def _lower_conv(graph, index, op, config, folds):
         kind = isa.ConvKind.CONV
         ih = iw = oh = ow = 1
         ic, oc = w_kn.shape
+        if op.inputs[0] in folds:      # over a flattened map: an H x W kernel, VALID
+            ih, iw, ic = map_shape(graph.tensor(folds[op.inputs[0]][0]).shape)
+            kernel = (ih, iw)
     elif op.kind == "CONV_2D":
         o, kh, kw, i = w.data.shape
         w_kn = np.ascontiguousarray(np.asarray(w.data).transpose(1, 2, 3, 0).reshape(-1, o))
@@ -173,15 +189,13 @@ def _lower_conv(graph, index, op, config, folds):
         pads = (a["padding"][0][0], a["padding"][1][0])
         kind = isa.ConvKind.CONV
     else:
-        if a["depth_multiplier"] != 1:
-            raise _unsupported(graph, index, "a depth multiplier other than 1 is not mapped")
         _, kh, kw, c = w.data.shape
         w_kn = np.ascontiguousarray(np.asarray(w.data).reshape(kh * kw, c))
         kernel, stride, dil = (kh, kw), a["stride"], a["dilation"]
         pads = (a["padding"][0][0], a["padding"][1][0])
         kind = isa.ConvKind.DEPTHWISE
     _, zx = _scalar(x.qparams)
-    if op.inputs[0] in folds:      # read the PAD's input, its padding added to ours
+    if op.inputs[0] in folds and op.kind != "FULLY_CONNECTED":   # the PAD's input, padded
         source, top, left = folds[op.inputs[0]]
         ih, iw, _ = map_shape(graph.tensor(source).shape)
         pads = (pads[0] + top, pads[1] + left)
@@ -201,14 +215,11 @@ def _lower_pool(graph, index, op, config, folds):
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     a = op.attrs
     average = op.kind == "AVERAGE_POOL_2D"
-    if average and (any(a["padding"][0]) or any(a["padding"][1])):
-        raise _unsupported(graph, index, "an average pool with padding divides by a count "
-                                         "that varies per pixel, which the drain does not")
     (ih, iw, c), (oh, ow, _) = map_shape(x.shape), map_shape(y.shape)
     sy, zy = _scalar(y.qparams)
     lo, hi = numerics.activation_bounds(a["activation"], sy, zy)
-    # A max pool's padded taps read -128, which never exceeds an in-bounds tap (TFLite skips
-    # them).
+    # Padded taps: an average pool's read 0 and are not counted; a max pool's read -128, which
+    # never exceeds an in-bounds tap (TFLite skips both).
     window = Window(ih, iw, c, oh, ow, c, a["pool"][0], a["pool"][1],
                     _stride(a["stride"][0], oh), _stride(a["stride"][1], ow), 1, 1,
                     a["padding"][0][0], a["padding"][1][0], 0 if average else -128)
@@ -255,7 +266,7 @@ def lower_graph(qgraph, config) -> list:
         raise _unsupported(graph, 0, "the device runs graphs with one input and one output")
     steps = []
     last = len(graph.ops) - 1
-    folds = _foldable_pads(graph)
+    folds = _foldable(graph)
     for index, op in enumerate(graph.ops):
         out = op.outputs[0]
         acts = tuple(folds[n][0] if n in folds else n for n in op.inputs
@@ -265,7 +276,7 @@ def lower_graph(qgraph, config) -> list:
         step = DeviceStep(index, op.kind, op.name, DEVICE, acts, out, macs=int(macs))
         if op.kind == "SOFTMAX" and index == last and out in graph.outputs:
             step.where = HOST
-        elif op.kind == "PAD" and out in folds:
+        elif op.kind in ("PAD", "RESHAPE") and out in folds:
             step.where = FOLDED
         elif op.kind == "RESHAPE":
             (h, w, c), (h2, w2, c2) = (map_shape(graph.tensor(acts[0]).shape),

@@ -22,7 +22,8 @@ from tessera.numerics.rounding import wrap_int32
 from tessera.spec.isa import ConvKind
 
 __all__ = ["Window", "GatherPlan", "gather_plan", "map_entries", "to_entries", "from_entries",
-           "run_conv", "run_add", "conv_groups", "pool_average", "ADD_LEFT_SHIFT"]
+           "run_conv", "run_add", "conv_groups", "pool_average", "pool_taps",
+           "ADD_LEFT_SHIFT"]
 
 #: TFLite's int8 ADD scales both inputs by 2^20 before their multipliers (``add.cc``).
 ADD_LEFT_SHIFT = 20
@@ -159,10 +160,17 @@ def run_conv(kind, window, act, wgt, src, w_addr, rows, cols) -> np.ndarray:
         return numerics.integer_matmul(np.ascontiguousarray(a.reshape(len(a), k)), w)
     if kind == ConvKind.DEPTHWISE:
         w = wgt[w_addr:w_addr + groups * k, 0].reshape(groups, k).T.astype(np.int64)
+        a = a[:, :, np.arange(window.out_c) // (window.out_c // window.in_c)]
         return np.einsum("ptc,tc->pc", a.astype(np.int64), w)
     if kind == ConvKind.MAX_POOL:
         return a.astype(np.int64).max(axis=1)
     return a.astype(np.int64).sum(axis=1)
+
+
+def pool_taps(window, rows) -> np.ndarray:
+    """Return the in-bounds taps of each output pixel ``[P, 1]`` (an average pool's divisor)."""
+    p_in = window.in_h * window.in_w
+    return (gather_plan(window, rows, 1).source != p_in).sum(axis=1, keepdims=True)
 
 
 def pool_average(acc, taps) -> np.ndarray:

@@ -259,7 +259,9 @@ class Machine:
 
     def _conv(self, pos, f, cycles):
         cfg, w = self.config, self.window
-        if not w.valid or (f["kind"] != ConvKind.CONV and w.in_c != w.out_c):
+        if not w.valid or (f["kind"] in (ConvKind.AVERAGE_POOL, ConvKind.MAX_POOL) and
+                           w.in_c != w.out_c) or \
+                (f["kind"] == ConvKind.DEPTHWISE and w.out_c % w.in_c):
             raise _Fail(Status.BAD_FIELD)
         kind = ConvKind(f["kind"])
         p_out = w.out_h * w.out_w
@@ -292,7 +294,7 @@ class Machine:
                             cfg.cols)
         if pool:
             if kind == ConvKind.AVERAGE_POOL:
-                acc = conv.pool_average(acc, w.taps)
+                acc = conv.pool_average(acc, conv.pool_taps(w, cfg.rows))
             y = np.clip(acc, self.post.lo, self.post.hi).astype(self.act.dtype)
         else:
             params = self.param[f["param_addr"]:f["param_addr"] + w.out_c]
