@@ -261,3 +261,15 @@ def test_every_sync_of_a_compiled_graph_is_needed(dag):
             continue
         with pytest.raises(HazardError):
             emu.machine.execute(body, emu.cycles)
+
+
+def test_converter_made_pools_fixture_runs_on_the_device():
+    """tests/data/tflite_cnn/pools.tflite (real TFLiteConverter output: MAX_POOL, SAME average
+    pool with a padded border, a flatten into a dense layer) equals TFLite Micro."""
+    from pathlib import Path
+    path = Path(__file__).parent / "data" / "tflite_cnn" / "pools.tflite"
+    qgraph = tessera.load_model(path, mode="tflite")
+    x = _inputs(qgraph.input_shape, qgraph.input_zero_point, 30)
+    expected = np.stack([run_tflm(path.read_bytes(), [s[None]])[0][0] for s in x])
+    with tessera.connect("emu", config=CONFIGS[0]) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, x, raw=True), expected)
