@@ -18,8 +18,9 @@ already quantized activation, tabulated by running that node in QONNX's executor
 
 The layers requantize in mode ``"onnx"``: ``rint(float32(acc) * M)``, which is QONNX's float
 ``Gemm`` then ``Quant`` (round half to even) exactly when the scales are powers of two (Brevitas
-``*FixedPoint`` quantizers) and up to float32 rounding otherwise (docs/quantization.md shows the
-measured agreement). Anything else is refused with the node named.
+``*FixedPoint`` quantizers) and the accumulators stay below 2**24, and up to float32 rounding
+otherwise (docs/import.md gives the measured agreement; ``info["matches"]`` says which). Anything
+else is refused with the node named.
 """
 
 from __future__ import annotations
