@@ -96,6 +96,11 @@ def _quantize_layer(float_layer, ranges, in_qparams, *, mode, per_channel, bits=
         activation=activation, input_bits=bits, weight_bits=weight_bits, **lut_fields)
 
 
+#: What a quantized graph's kernels are bit-identical to, per mode (docs/numerics.md).
+_GRAPH_MATCHES = {"onnx": "ONNX Runtime CPU int8 kernels (mode 'onnx', docs/numerics.md)",
+                  "tflite": "TFLite Micro reference kernels (mode 'tflite', docs/numerics.md)"}
+
+
 def _quantize_float_graph(graph, source, calibration, *, mode, per_channel, calibration_method,
                           percentile, bits, weight_bits):
     from .calibrate import check_graph_calibration
@@ -109,7 +114,7 @@ def _quantize_float_graph(graph, source, calibration, *, mode, per_channel, cali
     x = check_graph_calibration(calibration, graph.input_shape, graph.input_layout)
     info = {"calibration_method": calibration_method, "percentile": float(percentile),
             "per_channel": bool(per_channel), "calibration_rows": int(x.shape[0]),
-            "bits": 8, "weight_bits": 8, "source": source, "matches": RUNTIME_MATCHES[mode]}
+            "bits": 8, "weight_bits": 8, "source": source, "matches": _GRAPH_MATCHES[mode]}
     return quantize_graph(graph, x, mode=mode, per_channel=per_channel,
                           calibration_method=calibration_method, percentile=percentile,
                           info=info)
