@@ -91,6 +91,43 @@ def _rewire(op, slot, tensor):
     op.inputs[slot] = int(tensor)
 
 
+def _constant(model, g, name, values):
+    """Append an int32 constant tensor; return its index."""
+    buffer, tensor = schema.BufferT(), schema.TensorT()
+    values = np.asarray(values, np.int32)
+    buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+    tensor.shape, tensor.type, tensor.buffer, tensor.name = list(values.shape), \
+        schema.TensorType.INT32, len(model.buffers), name
+    model.buffers.append(buffer)
+    g.tensors.append(tensor)
+    return len(g.tensors) - 1
+
+
+def _pack_as_concatenation(model, g, ops):
+    # [batch] (a slice without shrink) ++ constant [20]: CONCATENATION instead of PACK.
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CONCATENATION
+    code.version = 1
+    model.operatorCodes.append(code)
+    sliced, pack = g.operators[ops.index("STRIDED_SLICE")], g.operators[ops.index("PACK")]
+    sliced.builtinOptions.shrinkAxisMask = 0
+    g.tensors[sliced.outputs[0]].shape = [1]
+    pack.opcodeIndex = len(model.operatorCodes) - 1
+    pack.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
+    pack.builtinOptions = schema.ConcatenationOptionsT()
+    _rewire(pack, 1, _constant(model, g, "features", [20]))
+
+
+def test_concatenation_of_constants_folds():
+    """A shape built by CONCATENATION ([batch] ++ [20]) folds like PACK, and runs the same."""
+    data = _mutated("flatten_mlp", _pack_as_concatenation)
+    assert _operators(data)[1].count("CONCATENATION") == 1
+    x_q = int8_inputs(fixtures.FIXTURES["flatten_mlp"][0])
+    model = tessera.load_model(data)
+    np.testing.assert_array_equal(model.predict(x_q.reshape(len(x_q), -1), raw=True),
+                                  _litert_batch(data, x_q))
+
+
 def _slice_a_computed_tensor(model, g, ops):
     # STRIDED_SLICE reads the int8 activation instead of SHAPE's output.
     _rewire(g.operators[ops.index("STRIDED_SLICE")], 0, g.inputs[0])
@@ -104,13 +141,7 @@ def _shape_into_fully_connected(model, g, ops):
 
 def _reshape_to_a_constant_batch(model, g, ops):
     # PACK [1, 20]: a constant 1 where the batch was (right at batch 1 only).
-    buffer, tensor = schema.BufferT(), schema.TensorT()
-    buffer.data = np.frombuffer(np.int32(1).tobytes(), np.uint8)
-    tensor.shape, tensor.type, tensor.buffer, tensor.name = [], schema.TensorType.INT32, \
-        len(model.buffers), "constant_batch"
-    model.buffers.append(buffer)
-    g.tensors.append(tensor)
-    _rewire(g.operators[ops.index("PACK")], 0, len(g.tensors) - 1)
+    _rewire(g.operators[ops.index("PACK")], 0, _constant(model, g, "constant_batch", 1))
 
 
 @pytest.mark.parametrize("change, message", [
