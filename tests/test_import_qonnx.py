@@ -212,6 +212,32 @@ def test_hand_written_chains_equal_qonnx(tmp_path, build, widths, config):
         np.testing.assert_array_equal(dev.run(model, x), expected)
 
 
+def test_flattened_image_input_and_bipolar_activation(tmp_path):
+    """An image input flattened before the first layer, and a BipolarQuant activation table."""
+    rng = np.random.default_rng(4)
+    c = Chain(16)
+    sx = 2.0 ** -3
+    c.quant("x", "q_in", sx, 8)
+    c.current_input = c.node("Flatten", ["q_in"], "flatten", axis=1)
+    c.gemm("fc0", _weights(rng, 6, 16, 8) * 2.0 ** -7, 2.0 ** -7, 8, sx)
+    c.quant("fc0", "q0", 2.0 ** -2, 8)
+    c.current_input = c.node("BipolarQuant", ["q0", c.const("bq.s", 0.5)], "bipolar", DOMAIN)
+    c.gemm("fc1", _weights(rng, 3, 6, 4) * 0.25, 0.25, 4, 0.5)
+    c.quant("fc1", "q1", 0.25, 8)
+    proto = c.model()
+    proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 1
+    for size in (4, 4):
+        proto.graph.input[0].type.tensor_type.shape.dim.add().dim_value = size
+    path = tmp_path / "image.onnx"
+    onnx.save(proto, path)
+    model = tessera.load_model(path)
+    assert [q.activation for q in model.layers] == ["lut", "none"]
+    x = _inputs(16, sx).reshape(-1, 1, 4, 4)
+    expected = example.qonnx_execute(path, x)
+    assert len({row.tobytes() for row in expected}) > 8
+    np.testing.assert_array_equal(model.predict(x.reshape(len(x), -1)), expected)
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 def _base(*, out_quant=True, rounding="ROUND", bias=True, hidden_bits=4, hidden_signed=0,

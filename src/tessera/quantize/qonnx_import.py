@@ -38,7 +38,7 @@ __all__ = ["QONNX_OPS", "QONNX_CHAIN_OPS", "is_qonnx_model", "import_qonnx"]
 QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
 #: Every operator the importer reads.
 QONNX_CHAIN_OPS = QONNX_OPS + ("QuantizeLinear", "Clip", "DequantizeLinear", "Gemm", "MatMul",
-                               "Add", "Relu", "Identity", "Dropout")
+                               "Add", "Relu", "Identity", "Dropout", "Flatten", "Reshape")
 _DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 _WIDTHS = (4, 8, 16)
 _INPUT = "model input"
@@ -283,6 +283,17 @@ class _Reader:
         return self.value(node, 0)
 
     node_dropout = node_identity
+
+    def node_flatten(self, node):
+        """A flatten to ``[batch, -1]`` of the input or an activation (rows stay rows)."""
+        x = self.value(node, 0)
+        if not (isinstance(x, str) or isinstance(x, Grid) and x.ints is None):
+            raise self.fail(node, "reshapes a constant or a layer's accumulator; Tessera reads "
+                            "flattens of the model input or of quantized activations")
+        self.chain.check_noop(node, None)
+        return x
+
+    node_reshape = node_flatten
 
     def read(self):
         for node in self.chain.nodes:
