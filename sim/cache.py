@@ -2,7 +2,7 @@
 
 Everything the simulators compile lives under :func:`cache_root` (``$TESSERA_CACHE_DIR``,
 default ``~/.cache/tessera``), in the subdirectories of :data:`ENTRIES`: a build is made once per
-configuration and reused by every later session (75-150 MB each on Verilator). ``tessera info``
+configuration and reused by every later session (a few MB each on Verilator). ``tessera info``
 shows its size (:func:`cache_usage`) and ``tessera info --clear-cache`` removes it
 (:func:`clear_cache`).
 

@@ -211,6 +211,7 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, waves,
     result = SimBuild(simulator, toplevel, build_dir, build_dir / f"{toplevel}.v",
                       build_formats(simulator, waves))
     if marker.exists():
+        _drop_compile_only_files(build_dir)     # builds cached before they were dropped
         return result
     if build_dir.exists():
         shutil.rmtree(build_dir)
@@ -295,6 +296,14 @@ def compile_sources(sources, toplevel, simulator, build_dir, *, waves=None, extr
             os.environ["MAKEFLAGS"] = saved_makeflags
     if runtime is not None:
         runtime.save(build_dir)
+    _drop_compile_only_files(build_dir)
+
+
+def _drop_compile_only_files(build_dir):
+    """Remove Verilator's precompiled headers: ~145 MB of a ~150 MB build, used only to compile
+    it (a build is never updated in place: a changed design gets a new directory)."""
+    for header in Path(build_dir).glob("*.gch"):
+        header.unlink(missing_ok=True)
 
 
 #: Verilator's runtime library objects: the same for every design, ~55 s of g++ on 2 cores.

@@ -144,6 +144,7 @@ def test_plain_build_under_waves_variable_says_how_to_get_a_waveform(tmp_path, m
     monkeypatch.setenv("WAVES", "1")
     sim = runner.build(CONFIG, simulators()[0], waves=False)
     assert sim.waves == ()
+    assert not list(sim.build_dir.glob("*.gch")), "compile-only files kept in the cache"
     with pytest.raises(AssertionError, match="\nno waveform \\(run with WAVES=1 to dump one\\)\n"):
         runner.run_test(sim, "system_selfcheck", test_dir=tmp_path, config=CONFIG)
     assert not list(tmp_path.glob("*.fst")) and not list(tmp_path.glob("*.vcd"))

@@ -58,7 +58,7 @@ def add_parser(subparsers):
     p.add_argument("--json", action="store_true", help="print the information as JSON")
     p.add_argument("--clear-cache", action="store_true",
                    help="remove the cached simulation builds ($TESSERA_CACHE_DIR, default "
-                        "~/.cache/tessera; 75-150 MB per configuration) and report what was freed")
+                        "~/.cache/tessera) and report what was freed")
     return p
 
 
