@@ -5,6 +5,7 @@ process with a doctored environment: ``PATH`` without the simulator, ``TESSERA_C
 temporary directory, ``TMPDIR`` to see which temporary directories a run leaves.
 """
 
+import importlib
 import json
 import os
 import signal
@@ -138,3 +139,12 @@ def test_compilation_reports_each_step(simulator, tmp_path):
                         f"{tmp_path / 'build'}")
     assert [line.split(",")[0] for line in lines[1:]] == _STEPS[simulator]
     assert not list((tmp_path / "build").glob("*.gch"))
+
+
+@pytest.mark.parametrize("name", ["runner", "backend", "cache", "standalone", "waves",
+                                  "sessions", "uart_loop", "uart_top"])
+def test_sim_all_names_resolve(name):
+    module = importlib.import_module(f"tessera.sim.{name}")
+    assert len(set(module.__all__)) == len(module.__all__), "duplicate names in __all__"
+    for attr in module.__all__:
+        assert getattr(module, attr) is not None, f"{name}.{attr}"
