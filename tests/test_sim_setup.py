@@ -1,8 +1,10 @@
-"""What a user meets around the RTL simulation: a missing simulator, the build cache, signals.
+"""What a user meets around the RTL simulation: a missing simulator, the build cache, signals,
+the steps a compilation reports; and the public names of ``tessera.sim``.
 
-Each check runs the real command (``python -m tessera ...`` or ``tessera.connect``) in a child
-process with a doctored environment: ``PATH`` without the simulator, ``TESSERA_CACHE_DIR`` on a
-temporary directory, ``TMPDIR`` to see which temporary directories a run leaves.
+The user-facing checks run the real command (``python -m tessera ...`` or ``tessera.connect``)
+in a child process with a doctored environment: ``PATH`` without the simulator,
+``TESSERA_CACHE_DIR`` on a temporary directory, ``TMPDIR`` to see which temporary directories a
+run leaves.
 """
 
 import importlib
