@@ -209,6 +209,11 @@ def _mlperf(results):
             cycles = "–" if r["cycles"] is None else f"{r['cycles']:,}"
             xfer = "–" if r["input_transfer_ms"] is None else f"{r['input_transfer_ms']:.2f} ms"
             goal = "–" if r["goal_ms"] is None else f"≤ {r['goal_ms']:g} ms"
+            if r["goal_ms"] is not None and r["latency_ms"] is not None:
+                met = r["latency_ms"] <= r["goal_ms"] and r["fits"]
+                goal += (" met" if met else
+                         f" **missed** ({r['latency_ms'] / r['goal_ms']:.1f}×"
+                         f"{'' if r['fits'] else ', not resident'})")
             rows.append((r["title"], f"{r['board']} ({r['array']} @ {r['clock_mhz']:g} MHz)",
                          "yes" if r["fits"] else "no", cycles, lat, util, xfer, goal,
                          r["published"]))
