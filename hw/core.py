@@ -16,22 +16,15 @@ from amaranth.lib.wiring import In, Out
 from tessera.spec import isa
 
 from .array import MacArray
+from .counters import EventSignature
 from .drain import Drain
 from .gemm import GEMM_COMMAND, GemmEngine, gemm_command
 from .layouts import PARAM_ENTRY
+from .ports import ReadSignature, WriteSignature, write_width
 from .postproc import PostProcessor
 from .ram import block_ram, registered_read
 
 __all__ = ["Core", "GEMM_COMMAND", "gemm_command", "write_width"]
-
-
-def write_width(config) -> int:
-    """Return the width of the host write port's data: the widest entry, in whole bytes.
-
-    ``8 * max(act_entry_bytes, weight_entry_bytes)`` or the 72-bit PARAM entry, whichever is
-    wider (``max(rows*8, cols*8, 72)`` with 8-bit operands).
-    """
-    return max(8 * config.act_entry_bytes, 8 * config.weight_entry_bytes, PARAM_ENTRY.size)
 
 
 class Core(wiring.Component):
@@ -48,24 +41,22 @@ class Core(wiring.Component):
         GEMM commands (fields validated by the executor); accepted when the engine can take one.
     idle : Out(1)
         No GEMM running or waiting to hand off, and the drain idle (all results written).
-    wr_en, wr_buffer, wr_addr, wr_data : In
+    write : In(WriteSignature.for_config(config))
         Host write of one entry of ACT, WGT, PARAM or LUT (:class:`tessera.spec.isa.Buffer`);
-        happens in a cycle with ``wr_en & wr_ready``. Entry byte *i* is ``wr_data[8i:8i+8]``:
-        the bytes of :func:`tessera.spec.config.pack_operands`, so an ACT entry is
-        ``wr_data[:rows*input_bits]`` (operand *r* in bits ``[r*input_bits, (r+1)*input_bits)``,
-        the padding nibble of an odd count of 4-bit operands dropped), a WGT entry
-        ``wr_data[:cols*weight_bits]``, a PARAM entry ``PARAM_ENTRY`` bits, a LUT entry
-        ``wr_data[0:8]``.
-    wr_ready : Out(1)
-        Low in the cycles the drain writes ACT (it has priority on the ACT write port).
-    rd_en, rd_addr : In
-        Host read of ACT (only while ``idle``).
-    rd_data : Out(8*act_entry_bytes)
-        The entry addressed in the cycle of ``rd_en``, valid the cycle after, as its
-        ``act_entry_bytes`` bytes (padding bits zero).
-    ev_compute, ev_stall, ev_macs : Out
-        Per-cycle counter events: array occupied by a GEMM; finished GEMM waiting for the drain;
-        useful MACs.
+        happens in a cycle with ``write.en & write.ready``. Entry byte *i* is
+        ``write.data[8i:8i+8]``: the bytes of :func:`tessera.spec.config.pack_operands`, so an
+        ACT entry is ``data[:rows*input_bits]`` (operand *r* in bits
+        ``[r*input_bits, (r+1)*input_bits)``, the padding nibble of an odd count of 4-bit
+        operands dropped), a WGT entry ``data[:cols*weight_bits]``, a PARAM entry
+        ``PARAM_ENTRY`` bits, a LUT entry ``data[0:8]``. ``write.ready`` is low in the cycles
+        the drain writes ACT (it has priority on the ACT write port).
+    read : In(ReadSignature.for_act(config))
+        Host read of ACT (only while ``idle``): the entry addressed in the cycle of
+        ``read.en`` is on ``read.data`` the cycle after, as its ``act_entry_bytes`` bytes
+        (padding bits zero).
+    events : Out(EventSignature(config))
+        Per-cycle counter events: array occupied by a GEMM (``compute``); finished GEMM waiting
+        for the drain (``stall``); useful MACs (``macs``).
     """
 
     def __init__(self, config):
@@ -73,17 +64,9 @@ class Core(wiring.Component):
         members = {
             "i_cmd": In(stream.Signature(gemm_command(config))),
             "idle": Out(1),
-            "wr_en": In(1),
-            "wr_buffer": In(2),
-            "wr_addr": In(16),
-            "wr_data": In(write_width(config)),
-            "wr_ready": Out(1),
-            "rd_en": In(1),
-            "rd_addr": In(16),
-            "rd_data": Out(8 * config.act_entry_bytes),
-            "ev_compute": Out(1),
-            "ev_stall": Out(1),
-            "ev_macs": Out(range(config.rows * config.cols + 1)),
+            "write": In(WriteSignature.for_config(config)),
+            "read": In(ReadSignature.for_act(config)),
+            "events": Out(EventSignature(config)),
         }
         super().__init__(members)
 
@@ -120,9 +103,9 @@ class Core(wiring.Component):
 
         # Operand reads: the engine owns the ACT read port while it runs, the host otherwise.
         m.d.comb += [
-            act_rd.addr.eq(Mux(engine.act_reading, engine.act_addr, self.rd_addr)),
+            act_rd.addr.eq(Mux(engine.act_reading, engine.act_addr, self.read.addr)),
             engine.act_data.eq(act_rd.data),
-            self.rd_data.eq(act_rd.data),
+            self.read.data.eq(act_rd.data),
             wgt_rd.addr.eq(engine.wgt_addr),
             engine.wgt_data.eq(wgt_rd.data),
         ]
@@ -143,29 +126,25 @@ class Core(wiring.Component):
         # Host writes; the drain's write-back takes the ACT write port first.
         host_write = Signal()
         m.d.comb += [
-            self.wr_ready.eq(~drain.wr_en),
-            host_write.eq(self.wr_en & self.wr_ready),
-            act_wr.en.eq(drain.wr_en | (host_write & (self.wr_buffer == isa.Buffer.ACT))),
-            act_wr.addr.eq(Mux(drain.wr_en, drain.wr_addr, self.wr_addr)),
-            act_wr.data.eq(Mux(drain.wr_en, drain.wr_data, self.wr_data[:act_bits])),
-            wgt_wr.en.eq(host_write & (self.wr_buffer == isa.Buffer.WGT)),
-            wgt_wr.addr.eq(self.wr_addr),
-            wgt_wr.data.eq(self.wr_data[:wgt_bits]),
-            param_wr.en.eq(host_write & (self.wr_buffer == isa.Buffer.PARAM)),
-            param_wr.addr.eq(self.wr_addr),
-            param_wr.data.eq(self.wr_data[:PARAM_ENTRY.size]),
+            self.write.ready.eq(~drain.wr_en),
+            host_write.eq(self.write.en & self.write.ready),
+            act_wr.en.eq(drain.wr_en | (host_write & (self.write.buffer == isa.Buffer.ACT))),
+            act_wr.addr.eq(Mux(drain.wr_en, drain.wr_addr, self.write.addr)),
+            act_wr.data.eq(Mux(drain.wr_en, drain.wr_data, self.write.data[:act_bits])),
+            wgt_wr.en.eq(host_write & (self.write.buffer == isa.Buffer.WGT)),
+            wgt_wr.addr.eq(self.write.addr),
+            wgt_wr.data.eq(self.write.data[:wgt_bits]),
+            param_wr.en.eq(host_write & (self.write.buffer == isa.Buffer.PARAM)),
+            param_wr.addr.eq(self.write.addr),
+            param_wr.data.eq(self.write.data[:PARAM_ENTRY.size]),
         ]
         if config.lut:
             m.d.comb += [
-                postproc.lut_wr_en.eq(host_write & (self.wr_buffer == isa.Buffer.LUT)),
-                postproc.lut_wr_addr.eq(self.wr_addr[:8]),
-                postproc.lut_wr_data.eq(self.wr_data[:8]),
+                postproc.lut_wr_en.eq(host_write & (self.write.buffer == isa.Buffer.LUT)),
+                postproc.lut_wr_addr.eq(self.write.addr[:8]),
+                postproc.lut_wr_data.eq(self.write.data[:8]),
             ]
 
-        m.d.comb += [
-            self.idle.eq(~engine.busy & ~drain.busy),
-            self.ev_compute.eq(engine.ev_compute),
-            self.ev_stall.eq(engine.ev_stall),
-            self.ev_macs.eq(engine.ev_macs),
-        ]
+        m.d.comb += self.idle.eq(~engine.busy & ~drain.busy)
+        wiring.connect(m, engine.events, wiring.flipped(self.events))
         return m

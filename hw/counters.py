@@ -12,7 +12,56 @@ from amaranth.lib.wiring import In, Out
 
 from tessera.spec import protocol
 
-__all__ = ["PerfCounters"]
+from .ports import BusSignature
+
+__all__ = ["CountersSignature", "EventSignature", "PerfCounters"]
+
+
+class EventSignature(BusSignature):
+    """The compute-side counter events of one cycle, from the source's side (the Core).
+
+    Parameters
+    ----------
+    config : tessera.spec.AcceleratorConfig
+
+    Members
+    -------
+    compute : Out(1)
+        The array is occupied by a GEMM.
+    stall : Out(1)
+        A finished GEMM waits for the drain.
+    macs : Out(range(rows*cols + 1))
+        Useful MACs performed.
+    """
+
+    def __init__(self, config):
+        super().__init__({
+            "compute": Out(1),
+            "stall": Out(1),
+            "macs": Out(range(config.rows * config.cols + 1)),
+        })
+
+
+class CountersSignature(BusSignature):
+    """The counters as the executor reads and clears them, from the counters' side.
+
+    Parameters
+    ----------
+    config : tessera.spec.AcceleratorConfig
+
+    Members
+    -------
+    values : Out(data.ArrayLayout(counter_bits, 6))
+        The counters, in the order of ``protocol.COUNTER_NAMES``.
+    clear : In(1)
+        Set every counter to zero (events of this cycle are not counted).
+    """
+
+    def __init__(self, config):
+        super().__init__({
+            "values": Out(data.ArrayLayout(config.counter_bits, len(protocol.COUNTER_NAMES))),
+            "clear": In(1),
+        })
 
 
 class PerfCounters(wiring.Component):
@@ -24,28 +73,21 @@ class PerfCounters(wiring.Component):
 
     Members
     -------
-    ev_compute, ev_stall : In(1)
-        The array is occupied by a GEMM / a finished GEMM waits for the drain, this cycle.
-    ev_macs : In(range(rows*cols + 1))
-        Useful MACs performed this cycle.
+    events : In(EventSignature(config))
+        The Core's events of this cycle.
     ev_rx, ev_tx : In(1)
         A byte was transferred on the receive / transmit stream this cycle.
-    clear : In(1)
-        Set every counter to zero (events of this cycle are not counted).
-    values : Out(data.ArrayLayout(counter_bits, 6))
-        The counters, in the order of ``protocol.COUNTER_NAMES``.
+    counters : Out(CountersSignature(config))
+        The counters and their clear, to the executor.
     """
 
     def __init__(self, config):
         self._config = config
         super().__init__({
-            "ev_compute": In(1),
-            "ev_stall": In(1),
-            "ev_macs": In(range(config.rows * config.cols + 1)),
+            "events": In(EventSignature(config)),
             "ev_rx": In(1),
             "ev_tx": In(1),
-            "clear": In(1),
-            "values": Out(data.ArrayLayout(config.counter_bits, len(protocol.COUNTER_NAMES))),
+            "counters": Out(CountersSignature(config)),
         })
 
     def counter(self, name):
@@ -53,18 +95,19 @@ class PerfCounters(wiring.Component):
         if name not in protocol.COUNTER_NAMES:
             raise ValueError(f"Unknown counter {name!r}; the counters are "
                              f"{', '.join(protocol.COUNTER_NAMES)}")
-        return self.values[protocol.COUNTER_NAMES.index(name)]
+        return self.counters.values[protocol.COUNTER_NAMES.index(name)]
 
     def elaborate(self, platform):
         m = Module()
         # A one-bit event is its counter's enable, not an addend: added, it would ripple through
         # the whole carry chain, and the events come late in the cycle (ECP5 timing).
-        enables = {"cycles": 1, "compute_cycles": self.ev_compute, "macs": 1,
-                   "stall_cycles": self.ev_stall, "rx_bytes": self.ev_rx, "tx_bytes": self.ev_tx}
-        amounts = {"macs": self.ev_macs}
+        events = self.events
+        enables = {"cycles": 1, "compute_cycles": events.compute, "macs": 1,
+                   "stall_cycles": events.stall, "rx_bytes": self.ev_rx, "tx_bytes": self.ev_tx}
+        amounts = {"macs": events.macs}
         for name in protocol.COUNTER_NAMES:
             value = self.counter(name)
-            with m.If(self.clear):
+            with m.If(self.counters.clear):
                 m.d.sync += value.eq(0)
             with m.Elif(enables[name]):
                 m.d.sync += value.eq(value + amounts.get(name, 1))

@@ -12,19 +12,19 @@
 5. a ``LOAD`` payload past the end of the frame -> ``TRUNCATED``; a ``STORE`` that is not last or
    asks for more than ``max_payload`` bytes -> ``STORE_NOT_LAST``.
 
-(An instruction with fewer than 16 bytes left in the frame is caught by the executor before it
+(An instruction with fewer than 16 bytes left in the frame is caught by the sequencer before it
 is decoded.) Every layout comes from :data:`tessera.hw.layouts.INSN_LAYOUTS`.
 
-Timing: the executor reads an instruction one byte per cycle. Every named field of every
-instruction lies in its first :data:`HEAD_BYTES` bytes (checked at import), so the decode runs
-as a three-step pipeline in the cycles that present the last :data:`DECODE_STEPS` bytes, which
-can only be padding: step 1 registers the field checks, the range sums ``start + count`` and the
-``LOAD`` payload length ``count * entry_bytes`` (shifts and adds of elaboration-time constants,
-no multiplier); step 2 registers the range and length compares; step 3 registers the status by
-priority (the last byte, which comes straight from the frame buffer, only as a flag that one gate
-folds into ``ok``/``status``). The status is therefore ready, from registers, in the cycle after the 16th byte,
-exactly when the unpipelined decode was: the executor's timing (16 cycles per instruction) is
-unchanged.
+Timing: the program sequencer (``hw/sequencer.py``) reads an instruction one byte per cycle.
+Every named field of every instruction lies in its first :data:`HEAD_BYTES` bytes (checked at
+import), so the decode runs as a three-step pipeline in the cycles that present the last
+:data:`DECODE_STEPS` bytes, which can only be padding: step 1 registers the field checks, the
+range sums ``start + count`` and the ``LOAD`` payload length ``count * entry_bytes`` (shifts and
+adds of elaboration-time constants, no multiplier); step 2 registers the range and length
+compares; step 3 registers the status by priority (the last byte, which comes straight from the
+frame buffer, only as a flag that one gate folds into ``ok``/``status``). The status is therefore
+ready, from registers, in the cycle after the 16th byte, exactly when the unpipelined decode was:
+the executor's timing (16 cycles per instruction) is unchanged.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal

@@ -9,17 +9,17 @@ cycle           what happens
 T               ``i_cmd`` transfer; the command is latched (not counted as compute)
 T+1 ... T+k     read ``ACT[a_addr+i]`` and ``WGT[w_addr+i]`` for ``i = 0 ... k-1``
 T+2 ... T+k+1   read data valid: step ``i`` presented to the array (``clear`` on step 0)
-T+3 ... T+k+2   the array multiplies step ``i`` (``ev_macs = m_rows*n_cols``)
+T+3 ... T+k+2   the array multiplies step ``i`` (``events.macs = m_rows*n_cols``)
 T+4 ... T+k+3   the array accumulates step ``i``
 T+k+4           hand-off: with ``drain``, the accumulators are copied to the shadow and
                 the drain starts (``o_drain`` transfer); a new command may be accepted
 ==============  ==========================================================================
 
-``ev_compute`` is high in the ``k + 4`` cycles T+1 ... T+k+4. If the drain is still busy with the
-previous tile at T+k+4, the hand-off waits: each waiting cycle has ``ev_stall`` high and
-``ev_compute`` low, and the cycle in which the hand-off finally happens counts as compute. The
-next command is accepted in the hand-off cycle at the earliest, so back-to-back GEMMs keep the
-array busy except for the 4 overhead cycles of each.
+``events.compute`` is high in the ``k + 4`` cycles T+1 ... T+k+4. If the drain is still busy
+with the previous tile at T+k+4, the hand-off waits: each waiting cycle has ``events.stall`` high
+and ``events.compute`` low, and the cycle in which the hand-off finally happens counts as
+compute. The next command is accepted in the hand-off cycle at the earliest, so back-to-back
+GEMMs keep the array busy except for the 4 overhead cycles of each.
 """
 
 from amaranth import Const, Module, Mux, Signal, unsigned
@@ -30,6 +30,7 @@ from tessera.spec import AcceleratorConfig, BitLayout, Field, isa
 from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
 
 from .array import MacArray
+from .counters import EventSignature
 from .layouts import struct_layout
 
 __all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "GemmEngine", "gemm_command", "drain_command"]
@@ -111,8 +112,8 @@ class GemmEngine(wiring.Component):
     busy : Out(1)
         A command is running or handing off to the drain (low in the hand-off cycle of a
         command without ``drain``: its accumulators are final then).
-    ev_compute, ev_stall, ev_macs : Out
-        Counter events of this cycle.
+    events : Out(EventSignature(config))
+        Counter events of this cycle (``compute``, ``stall``, ``macs``).
     """
 
     def __init__(self, config):
@@ -132,9 +133,7 @@ class GemmEngine(wiring.Component):
             "w": Out(data.ArrayLayout(unsigned(config.weight_bits), cols)),
             "shadow_load": Out(1),
             "busy": Out(1),
-            "ev_compute": Out(1),
-            "ev_stall": Out(1),
-            "ev_macs": Out(range(rows * cols + 1)),
+            "events": Out(EventSignature(config)),
         })
 
     def elaborate(self, platform):
@@ -152,8 +151,8 @@ class GemmEngine(wiring.Component):
         flush = Signal(range(_FLUSH_CYCLES))    # cycles after the last read, minus one
         first = Signal()                        # the next read is step 0
 
-        # Pipeline of the steps: read issued (cycle t) -> data valid (t+1) -> multiplied (t+2, counted
-        # as the step's MACs) -> accumulated (t+3, in the array).
+        # Pipeline of the steps: read issued (cycle t) -> data valid (t+1) -> multiplied (t+2,
+        # counted as the step's MACs) -> accumulated (t+3, in the array).
         issue = Signal()
         data_valid = Signal()
         data_first = Signal()
@@ -167,7 +166,7 @@ class GemmEngine(wiring.Component):
             self.w.as_value().eq(self.wgt_data),
             self.step.eq(data_valid),
             self.clear.eq(data_first & cmd.clear),
-            self.ev_macs.eq(Mux(mac_valid, macs_per_step, 0)),
+            self.events.macs.eq(Mux(mac_valid, macs_per_step, 0)),
         ]
 
         drain_payload = self.o_drain.payload
@@ -200,7 +199,7 @@ class GemmEngine(wiring.Component):
                     m.next = "RUN"
 
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), self.ev_compute.eq(1), self.act_reading.eq(1)]
+                m.d.comb += [self.busy.eq(1), self.events.compute.eq(1), self.act_reading.eq(1)]
                 with m.If(left != 0):
                     m.d.comb += issue.eq(1)
                     m.d.sync += [
@@ -220,8 +219,8 @@ class GemmEngine(wiring.Component):
                     self.o_drain.valid.eq(cmd.drain),
                     done.eq(~cmd.drain | self.o_drain.ready),
                     self.shadow_load.eq(cmd.drain & self.o_drain.ready),
-                    self.ev_compute.eq(done),
-                    self.ev_stall.eq(~done),
+                    self.events.compute.eq(done),
+                    self.events.stall.eq(~done),
                     self.i_cmd.ready.eq(done),
                 ]
                 with m.If(accept):

@@ -14,6 +14,7 @@ from amaranth.utils import ceil_log2
 from tessera.spec import protocol
 
 from .crc import CRC8_INIT, CRC16_INIT, crc8_update, crc16_update
+from .ports import ReadSignature
 from .ram import block_ram, registered_read
 
 __all__ = ["FRAME_INFO", "RESPONSE_HEADER", "FrameReceiver", "FrameSender", "header_crc8"]
@@ -59,10 +60,9 @@ class FrameReceiver(wiring.Component):
         Received bytes.
     o_frame : Out(stream.Signature(FRAME_INFO))
         One descriptor per frame; accept it once the payload is no longer needed.
-    buf_rd_en, buf_rd_addr : In
-        Frame-buffer read port (payload byte offset); data is valid the cycle after ``en``
-        and held while ``en`` is low.
-    buf_rd_data : Out(8)
+    frame_buf : In(ReadSignature.for_frame_buffer(config))
+        Frame-buffer read port (``addr`` is the payload byte offset); ``data`` is valid the
+        cycle after ``en`` and held while ``en`` is low.
     busy : Out(1)
         A frame is being received (after its header), or one is waiting on ``o_frame``.
     """
@@ -73,9 +73,7 @@ class FrameReceiver(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(8)),
             "o_frame": Out(stream.Signature(FRAME_INFO)),
-            "buf_rd_en": In(1),
-            "buf_rd_addr": In(self._addr_bits),
-            "buf_rd_data": Out(8),
+            "frame_buf": In(ReadSignature.for_frame_buffer(config)),
             "busy": Out(1),
         })
 
@@ -87,10 +85,10 @@ class FrameReceiver(wiring.Component):
         # so the executor never reads what is being written.
         m.submodules.buffer = buffer = block_ram(shape=8, depth=cfg.max_payload)
         wr = buffer.write_port()
-        rd = registered_read(m, buffer, platform, en=self.buf_rd_en, name="buf_rd_data")
+        rd = registered_read(m, buffer, platform, en=self.frame_buf.en, name="buf_rd_data")
         m.d.comb += [
-            rd.addr.eq(self.buf_rd_addr),
-            self.buf_rd_data.eq(rd.data),
+            rd.addr.eq(self.frame_buf.addr),
+            self.frame_buf.data.eq(rd.data),
         ]
 
         window = Signal(40)            # the last five bytes seen while hunting, oldest lowest

@@ -67,7 +67,7 @@ class Accelerator(wiring.Component):
         m.submodules.executor = ex = Executor(cfg)
         m.submodules.sender = tx = FrameSender()
         m.submodules.core = core = Core(cfg)
-        m.submodules.counters = counters = PerfCounters(cfg)
+        m.submodules.counters = perf = PerfCounters(cfg)
 
         wiring.connect(m, wiring.flipped(self.i_rx), rx.i)
         wiring.connect(m, rx.o_frame, ex.i_frame)
@@ -75,26 +75,15 @@ class Accelerator(wiring.Component):
         wiring.connect(m, ex.o_payload, tx.i_payload)
         wiring.connect(m, tx.o, wiring.flipped(self.o_tx))
         wiring.connect(m, ex.o_cmd, core.i_cmd)
+        wiring.connect(m, ex.frame_buf, rx.frame_buf)
+        wiring.connect(m, ex.write, core.write)
+        wiring.connect(m, ex.read, core.read)
+        wiring.connect(m, core.events, perf.events)
+        wiring.connect(m, perf.counters, ex.counters)
         m.d.comb += [
-            rx.buf_rd_en.eq(ex.buf_rd_en),
-            rx.buf_rd_addr.eq(ex.buf_rd_addr),
-            ex.buf_rd_data.eq(rx.buf_rd_data),
             ex.core_idle.eq(core.idle),
-            core.wr_en.eq(ex.wr_en),
-            core.wr_buffer.eq(ex.wr_buffer),
-            core.wr_addr.eq(ex.wr_addr),
-            core.wr_data.eq(ex.wr_data),
-            ex.wr_ready.eq(core.wr_ready),
-            core.rd_en.eq(ex.rd_en),
-            core.rd_addr.eq(ex.rd_addr),
-            ex.rd_data.eq(core.rd_data),
-            counters.ev_compute.eq(core.ev_compute),
-            counters.ev_stall.eq(core.ev_stall),
-            counters.ev_macs.eq(core.ev_macs),
-            counters.ev_rx.eq(self.i_rx.valid & self.i_rx.ready),
-            counters.ev_tx.eq(self.o_tx.valid & self.o_tx.ready),
-            counters.clear.eq(ex.counters_clear),
-            ex.counters.eq(counters.values),
+            perf.ev_rx.eq(self.i_rx.valid & self.i_rx.ready),
+            perf.ev_tx.eq(self.o_tx.valid & self.o_tx.ready),
             self.busy.eq(rx.busy | ex.busy | tx.busy | ~core.idle),
         ]
         return m

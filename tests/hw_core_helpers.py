@@ -74,26 +74,26 @@ class CoreBench:
         ctx, dut = self.ctx, self.dut
         # The drain's timer covers its writes: an idle core never writes a result (that
         # would block the host's write port).
-        assert not (ctx.get(dut.idle) and not ctx.get(dut.wr_ready)), \
+        assert not (ctx.get(dut.idle) and not ctx.get(dut.write.ready)), \
             f"cycle {self.cycle}: the core is idle but the drain is writing"
-        self.compute += ctx.get(dut.ev_compute)
-        self.stall += ctx.get(dut.ev_stall)
-        self.macs += ctx.get(dut.ev_macs)
-        self.write_blocked += not ctx.get(dut.wr_ready)
+        self.compute += ctx.get(dut.events.compute)
+        self.stall += ctx.get(dut.events.stall)
+        self.macs += ctx.get(dut.events.macs)
+        self.write_blocked += not ctx.get(dut.write.ready)
         await ctx.tick()
         self.cycle += 1
 
     async def write(self, buffer, addr, entries):
         ctx, dut = self.ctx, self.dut
         for i, entry in enumerate(entries):
-            ctx.set(dut.wr_en, 1)
-            ctx.set(dut.wr_buffer, buffer)
-            ctx.set(dut.wr_addr, addr + i)
-            ctx.set(dut.wr_data, entry)
-            while not ctx.get(dut.wr_ready):
+            ctx.set(dut.write.en, 1)
+            ctx.set(dut.write.buffer, buffer)
+            ctx.set(dut.write.addr, addr + i)
+            ctx.set(dut.write.data, entry)
+            while not ctx.get(dut.write.ready):
                 await self.tick()
             await self.tick()
-        ctx.set(dut.wr_en, 0)
+        ctx.set(dut.write.en, 0)
 
     async def run(self, commands):
         """Stream ``commands`` back to back; return their accept cycles and the idle cycle."""
@@ -117,11 +117,11 @@ class CoreBench:
         ctx, dut = self.ctx, self.dut
         out = []
         for i in range(count):
-            ctx.set(dut.rd_en, 1)
-            ctx.set(dut.rd_addr, addr + i)
+            ctx.set(dut.read.en, 1)
+            ctx.set(dut.read.addr, addr + i)
             await self.tick()
-            out.append(ctx.get(dut.rd_data))
-        ctx.set(dut.rd_en, 0)
+            out.append(ctx.get(dut.read.data))
+        ctx.set(dut.read.en, 0)
         return out
 
 
@@ -237,7 +237,7 @@ def run_core(config, build, seed, *, k_total=48, **scenario_options):
     """Run the commands ``build(scenario)`` adds on a Core; check results and the cycle model."""
     rng = np.random.default_rng(seed)
     dut = Core(config)
-    assert len(dut.wr_data) == write_width(config)
+    assert len(dut.write.data) == write_width(config)
     scenario = Scenario(config, rng, k_total=k_total, **scenario_options)
     build(scenario)
     results = {}

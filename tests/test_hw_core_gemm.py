@@ -4,7 +4,7 @@ The testbench loads ACT/WGT/PARAM/LUT through the host write port, streams GEMM 
 back to back, reads the drained tiles through the host read port and compares them bit for bit
 with ``numerics.postprocess(wrap32(integer_matmul + bias))``. It also checks, cycle for cycle, the
 timing model of docs/architecture.md: when each command is accepted, when ``idle`` rises, and the
-``ev_compute`` / ``ev_stall`` / ``ev_macs`` totals.
+``events`` totals (``compute``, ``stall``, ``macs``).
 """
 
 import numpy as np
@@ -126,7 +126,7 @@ def test_utilisation_8x8_back_to_back():
 
 def test_host_writes_wait_for_the_drain_write_back():
     # The host writes ACT every cycle while tiles drain: the drain has priority on the ACT write
-    # port, so some host writes must wait for wr_ready, and every entry of both ends up written.
+    # port, so some host writes must wait for write.ready, and every entry of both ends up written.
     config = CONFIGS["2x4"]
     rng = np.random.default_rng(4)
     dut = Core(config)
@@ -150,15 +150,15 @@ def test_host_writes_wait_for_the_drain_write_back():
         while not state["loaded"]:
             await ctx.tick()
         for i, value in enumerate(host):
-            ctx.set(dut.wr_en, 1)
-            ctx.set(dut.wr_buffer, isa.Buffer.ACT)
-            ctx.set(dut.wr_addr, 90 + i)
-            ctx.set(dut.wr_data, value)
-            while not ctx.get(dut.wr_ready):
+            ctx.set(dut.write.en, 1)
+            ctx.set(dut.write.buffer, isa.Buffer.ACT)
+            ctx.set(dut.write.addr, 90 + i)
+            ctx.set(dut.write.data, value)
+            while not ctx.get(dut.write.ready):
                 state["waited"] += 1
                 await ctx.tick()
             await ctx.tick()
-        ctx.set(dut.wr_en, 0)
+        ctx.set(dut.write.en, 0)
         state["loaded"] = None
 
     sim = Simulator(dut)

@@ -126,9 +126,9 @@ def test_port_widths_follow_the_packing():
     core = Core(config)
     assert config.act_entry_bytes == 2 and config.weight_entry_bytes == 2
     assert write_width(config) == 72           # the PARAM entry is the widest
-    assert len(core.rd_data) == 16
+    assert len(core.read.data) == 16
     array = MacArray(_config("3x5-a4w8-tflite"))
     assert array.signature.members["a"].shape.elem_shape.width == 4
     assert array.signature.members["w"].shape.elem_shape.width == 8
     wide = AcceleratorConfig(rows=8, cols=16, input_bits=4, weight_bits=8)
-    assert write_width(wide) == 128 and len(Core(wide).rd_data) == 32
+    assert write_width(wide) == 128 and len(Core(wide).read.data) == 32
