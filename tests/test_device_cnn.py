@@ -273,3 +273,33 @@ def test_converter_made_pools_fixture_runs_on_the_device():
     expected = np.stack([run_tflm(path.read_bytes(), [s[None]])[0][0] for s in x])
     with tessera.connect("emu", config=CONFIGS[0]) as dev:
         np.testing.assert_array_equal(dev.run(qgraph, x, raw=True), expected)
+
+
+def _nchw_nets():
+    import torch
+    from torch import nn
+    torch.manual_seed(7)
+    classifier = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
+                               nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
+                               nn.Flatten(), nn.Linear(8 * 4 * 3, 5)).eval()
+    # Ends in a convolution: the output is a feature map, returned in the source's NCHW.
+    dense_map = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                              nn.Conv2d(4, 5, 1)).eval()
+    return {"classifier": classifier, "feature map": dense_map}
+
+
+@pytest.mark.parametrize("net", ["classifier", "feature map"])
+def test_an_nchw_source_runs_on_the_device_in_its_own_layout(net):
+    """A PyTorch (NCHW) CNN on the device equals predict(): the frames carry NHWC samples, so
+    the input is transposed on the way in and a feature-map output on the way out (an
+    untransposed input gave 23 of 24 wrong outputs with no error)."""
+    x = np.random.default_rng(5).normal(size=(40, 3, 8, 6)).astype(np.float32)
+    qmodel = tessera.quantize(_nchw_nets()[net], calibration=x[:32], mode="tflite")
+    assert qmodel.input_layout == "NCHW"
+    with tessera.connect("emu", config=CONFIGS[0]) as dev:
+        y = dev.run(qmodel, x[32:])
+        x_q = qmodel.quantize_input(x[32:])
+        y_raw = dev.run(qmodel, x_q, raw=True)
+    np.testing.assert_array_equal(y, qmodel.predict(x[32:]))
+    np.testing.assert_array_equal(y_raw, qmodel.predict(x_q, raw=True))
+    assert y.shape == (8, *qmodel.output_shape)

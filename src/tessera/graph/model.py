@@ -117,12 +117,11 @@ class QuantizedGraph:
         return dequantize_tensor(y_q, self.output_scale, self.output_zero_point)
 
     # -- running -----------------------------------------------------------------------------
-    def forward_raw(self, x_q, *, keep=None):
-        """Return every activation (tensor name -> array, NHWC) for the raw input ``x_q``.
+    def to_graph_layout(self, x_q):
+        """Return a checked raw input ``[B, *input_shape]`` (source layout) in NHWC.
 
-        ``x_q`` is ``[B, *input_shape]`` in :attr:`input_layout`, of the input's dtype.
-        ``keep``: names of the activations to return (None: all; the others are freed after
-        their last use).
+        Every executor of the graph (this reference, the device) takes its input through this
+        method, so an NCHW source is transposed in exactly one place.
         """
         x_q = np.asarray(x_q)
         dtype = np.dtype(self.input_tensor.dtype)
@@ -132,7 +131,22 @@ class QuantizedGraph:
                              "on float data")
         if self.input_layout == "NCHW" and x_q.ndim == 4:
             x_q = np.ascontiguousarray(x_q.transpose(_TO_NHWC))
-        return self.graph.execute({self.graph.inputs[0]: x_q}, keep=keep)
+        return x_q
+
+    def from_graph_layout(self, y_q):
+        """Return the graph's NHWC output ``y_q`` in the source layout (:attr:`input_layout`)."""
+        if self.input_layout == "NCHW" and y_q.ndim == 4:
+            y_q = np.ascontiguousarray(y_q.transpose(_TO_NCHW))
+        return y_q
+
+    def forward_raw(self, x_q, *, keep=None):
+        """Return every activation (tensor name -> array, NHWC) for the raw input ``x_q``.
+
+        ``x_q`` is ``[B, *input_shape]`` in :attr:`input_layout`, of the input's dtype.
+        ``keep``: names of the activations to return (None: all; the others are freed after
+        their last use).
+        """
+        return self.graph.execute({self.graph.inputs[0]: self.to_graph_layout(x_q)}, keep=keep)
 
     def predict(self, x, *, raw=False):
         """Run the bit-exact NumPy reference.
@@ -147,8 +161,7 @@ class QuantizedGraph:
         """
         x_q = np.asarray(x) if raw else self.quantize_input(x)
         y_q = self.forward_raw(x_q, keep=set(self.graph.outputs))[self.graph.outputs[0]]
-        if self.input_layout == "NCHW" and y_q.ndim == 4:
-            y_q = np.ascontiguousarray(y_q.transpose(_TO_NCHW))
+        y_q = self.from_graph_layout(y_q)
         return y_q if raw else self.dequantize_output(y_q)
 
     # -- reports, files, conversion ----------------------------------------------------------

@@ -219,15 +219,8 @@ class Device:
         """Run a CNN graph resident on a ``cnn`` device (ISA version 3), one sample at a time."""
         from tessera.compiler import compile_graph
         compiled = _cached(self._compiled, qgraph, lambda g: compile_graph(g, self.config))
-        if raw:
-            x_q = np.asarray(x)
-            shape = tuple(qgraph.graph.tensor(compiled.input_name).shape)
-            if x_q.dtype != np.int8 or x_q.shape[1:] != shape:
-                raise ValueError(f"With raw=True the input must be an int8 array "
-                                 f"[M, {', '.join(map(str, shape))}], not {x_q.dtype} "
-                                 f"{x_q.shape}; pass float data with raw=False")
-        else:
-            x_q = qgraph.quantize_input(x)
+        # The frames carry NHWC samples; an NCHW source is transposed where predict() does it.
+        x_q = qgraph.to_graph_layout(np.asarray(x) if raw else qgraph.quantize_input(x))
         if self._resident is not compiled:
             self._resident = None
             for frame in compiled.setup_frames:
@@ -244,8 +237,8 @@ class Device:
             self._resident = None
             raise
         shape = qgraph.graph.tensor(compiled.result).shape
-        y_q = compiled.finish(np.stack(results) if results else
-                              np.zeros((0, *shape), np.int8))
+        y_q = qgraph.from_graph_layout(compiled.finish(np.stack(results) if results else
+                                                       np.zeros((0, *shape), np.int8)))
         return y_q if raw else qgraph.dequantize_output(y_q)
 
     def execute(self, program) -> np.ndarray:
