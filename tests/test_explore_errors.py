@@ -141,9 +141,9 @@ def test_source_errors(digits, tmp_path):
         load_workload("m.npz")
     qpath = tmp_path / "q.npz"
     tessera.quantize(list(digits.layers), calibration=digits.x_calibration).save(qpath)
-    with pytest.raises(ValueError, match=r"q\.npz is a saved QuantizedModel; tessera explore "
-                                         r"re-quantizes the model for every width"):
-        load_workload(str(qpath), "digits")
+    # A saved QuantizedModel is swept at its own width and mode, with or without data.
+    fixed = load_workload(str(qpath))
+    assert fixed.quantized is not None and fixed.x_test is None and fixed.layers == ()
     (tmp_path / "m.pt").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"^Cannot sweep .*m\.pt: give digits, a float \.onnx"):
         load_workload(str(tmp_path / "m.pt"), "digits")

@@ -4,7 +4,9 @@ For every point of boards × rows × cols × bits: the quantized model's accurac
 its cycles per inference on the emulator (bit-exact with the RTL), LUTs/FFs/DSPs/BRAMs and Fmax
 from a real bitstream build, and latency and throughput at that Fmax. Prints a table with the
 Pareto front (accuracy vs latency vs LUTs) and writes explore.json, explore.md and PNG plots.
-Results are cached in DIR/cache, so an interrupted sweep resumes where it stopped.
+Results are cached in DIR/cache, so an interrupted sweep resumes where it stopped. A quantized
+model (.tflite, quantized .onnx, saved .npz) keeps its width and mode: only boards and array
+shapes are swept; a CNN runs on each board's CNN preset (emulator-only until #15).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ def add_parser(subparsers):
         "explore", help="sweep array shapes and bit widths: accuracy, cycles, LUTs, Fmax",
         description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("model", metavar="MODEL",
-                   help="digits (the demo's MLP, trained here), a float .onnx file, or an .npz "
-                        "of float layers w0, b0, act0, w1, ... (see docs/explore.md)")
+                   help="digits (the demo's MLP, trained here), a float .onnx file, an .npz "
+                        "of float layers w0, b0, act0, w1, ..., or a quantized model (.tflite, "
+                        "quantized .onnx, saved .npz: swept at its own width and mode; see "
+                        "docs/explore.md)")
     p.add_argument("--board", action="append", metavar="B",
                    help="board to build for (repeatable; see tessera build --list-boards)")
     p.add_argument("--rows", default="2,4,8", metavar="LIST",
@@ -33,11 +37,14 @@ def add_parser(subparsers):
                    help="array columns to sweep (default 4,8)")
     p.add_argument("--bits", default="8", metavar="LIST",
                    help="operand widths to sweep, each 4, 8 or 16 (default 8)")
-    p.add_argument("--data", metavar="digits|FILE.npz",
-                   help="test data: digits, or an .npz with x_train (calibration), x_test, "
-                        "y_test (default: digits for the digits model)")
-    p.add_argument("--mode", choices=("onnx", "tflite"), default="onnx",
-                   help="requantization mode (default onnx)")
+    p.add_argument("--data", metavar="digits|FILE.npz|X.npy",
+                   help="test data: digits, an .npz with x_train (calibration), x_test, y_test, "
+                        "or inputs X.npy (with --labels; a float model is calibrated on them). "
+                        "Default: digits for the digits model; optional for a quantized model")
+    p.add_argument("--labels", metavar="Y.npy",
+                   help="integer class labels of --data X.npy, one per row (accuracy)")
+    p.add_argument("--mode", choices=("onnx", "tflite"),
+                   help="requantization mode (default onnx; a quantized model's own mode)")
     p.add_argument("--clock-mhz", type=positive_float, metavar="F",
                    help="target clock of every build (default: each board's)")
     p.add_argument("--batch", type=int, default=64,
@@ -75,12 +82,15 @@ class _Progress:
         extra = f", {record['lut4']} LUT4, {record['fmax_mhz']:.1f} MHz" \
             if record.get("fmax_mhz") else ""
         origin = "cached" if cached else f"{record.get('elapsed_s', 0):.0f} s"
-        print(f"  [{done}/{total}] {record['label']}: accuracy {record['accuracy']:.2%}, "
-              f"{record['cycles_per_inference']:.0f} cycles/inference, {status}{extra} "
+        figures = [f"accuracy {record['accuracy']:.2%}"] if record.get("accuracy") is not None \
+            else []
+        if record.get("cycles_per_inference") is not None:
+            figures.append(f"{record['cycles_per_inference']:.0f} cycles/inference")
+        print(f"  [{done}/{total}] {record['label']}: {', '.join(figures + [status])}{extra} "
               f"({origin})", file=self.stream, flush=True)
 
 
-def _grid(args):
+def _grid(args, workload=None):
     from tessera.explore.grid import make_grid, parse_int_list
     if not args.board:
         raise ValueError("--board is required (repeat it to sweep several boards; see "
@@ -88,7 +98,18 @@ def _grid(args):
     rows = parse_int_list(args.rows, "--rows", hi=64)
     cols = parse_int_list(args.cols, "--cols", hi=64)
     bits = parse_int_list(args.bits, "--bits")
-    return make_grid(args.board, rows, cols, bits, clock_mhz=args.clock_mhz)
+    model = None if workload is None else workload.quantized
+    if model is None:
+        return make_grid(args.board, rows, cols, bits, clock_mhz=args.clock_mhz)
+    from tessera.explore.quantized import fixed_bits, is_graph
+    width = fixed_bits(model)
+    if bits != [width]:
+        if args.bits != "8" or width != 8:    # the default --bits says nothing
+            print(f"tessera explore: {args.model} is quantized at int{width}: its width cannot "
+                  f"change, so --bits {args.bits} is ignored and only boards and array shapes "
+                  f"are swept", file=sys.stderr)
+    return make_grid(args.board, rows, cols, [width], clock_mhz=args.clock_mhz,
+                     cnn=is_graph(model))
 
 
 def run(args) -> int:
@@ -102,16 +123,18 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, not {value}")
-    points = _grid(args)
-    check_points(points, args.mode)
+    _grid(args)                              # the options first: they cost nothing to check
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"-o {out_dir} exists and is not a directory; give a directory "
                                  "for the reports and the cache")
-    workload = load_workload(args.model, args.data)
+    workload = load_workload(args.model, args.data, args.labels, mode=args.mode)
+    points = _grid(args, workload)
+    mode = workload.quantized.mode if workload.quantized is not None else args.mode or "onnx"
+    check_points(points, mode)
     print(f"Sweeping {len(points)} design points of {args.model}; reports and cache in "
           f"{out_dir}", file=sys.stderr)
-    result = run_sweep(points, workload, out_dir / "cache", mode=args.mode, batch=args.batch,
+    result = run_sweep(points, workload, out_dir / "cache", mode=mode, batch=args.batch,
                        seed=args.seed, build=not args.no_build, workers=args.workers,
                        scheduler=args.scheduler, progress=_Progress(sys.stderr))
     status = 0
@@ -134,7 +157,7 @@ def run(args) -> int:
     else:
         print(format_table(result))
         print("Wrote " + ", ".join(str(p) for p in written))
-    bad = [r["label"] for r in result.records if not r["outputs_identical"]]
+    bad = [r["label"] for r in result.records if r.get("outputs_identical") is False]
     if bad:
         print(f"tessera explore: ERROR: emulator outputs differ from the reference for "
               f"{', '.join(bad)}", file=sys.stderr)

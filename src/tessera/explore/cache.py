@@ -27,7 +27,8 @@ __all__ = ["ResultCache", "point_key", "build_directory", "write_json", "RECORD_
 
 #: Version of the point record layout; part of every key, so old records are never misread.
 #: 2: emulator-only records carry the fit check's "does not fit".
-RECORD_FORMAT = 2
+#: 3: latency in µs at the target clock without a build, memory plans, CNN points.
+RECORD_FORMAT = 3
 
 
 def point_key(point, config_hash, model_hash, data_hash, *, mode, batch, seed) -> str:

@@ -12,7 +12,14 @@
    block RAMs and Fmax from its :class:`~tessera.hw.report.BuildReport`. A configuration the
    part cannot hold is recorded as ``"does not fit"`` with the reason; a tool failure as
    ``"failed"`` with the log's tail (not cached, so a rerun tries again);
-4. turns cycles into time at the achieved Fmax: latency in µs and inferences per second.
+4. turns cycles into time at the achieved Fmax (without a build: at the target clock, the
+   board's): latency in µs and inferences per second.
+
+A quantized model keeps its width and mode, and a graph (a CNN) runs on the board's CNN preset
+with the point's shape, resident, its latency one inference with the input on the device: see
+:mod:`tessera.explore.quantized`. No gateware builds the CNN features yet (#15): such a point
+is never built, its reason says so, and a shape with more MACs than the part has multipliers
+is "does not fit" like one whose memories cannot hold the model.
 
 The result is a JSON-compatible record (dict); see :data:`RECORD_FIELDS`.
 """
@@ -28,7 +35,7 @@ from .cache import build_directory, write_json
 from .grid import DesignPoint
 
 __all__ = ["evaluate_point", "quantize_for_width", "emulate", "build_point", "RECORD_FIELDS",
-           "NO_FIT", "BUILD_OK", "BUILD_FAILED"]
+           "NO_FIT", "BUILD_OK", "BUILD_FAILED", "NO_CNN_GATEWARE"]
 
 #: Build status of a point whose bitstream was built.
 BUILD_OK = "ok"
@@ -43,8 +50,13 @@ RECORD_FIELDS = (
     "point", "label", "config", "config_hash", "mode", "accuracy", "outputs_identical",
     "cycles_per_inference", "latency_cycles", "setup_cycles", "utilisation", "macs_per_inference",
     "counters", "status", "reason", "lut4", "ff", "dsp", "bram", "fmax_mhz", "target_mhz",
-    "timing_met", "latency_us", "throughput_ips", "build", "elapsed_s",
+    "timing_met", "latency_us", "latency_clock_mhz", "throughput_ips", "peak_macs_per_cycle",
+    "memory", "build", "elapsed_s",
 )
+
+#: Reason of a CNN point asked to build (no gateware implements the CNN features yet).
+NO_CNN_GATEWARE = ("not built: no gateware implements the CNN features yet (#15); figures from "
+                   "the emulator at the preset's target clock")
 
 _BUILD_RECORD = "does-not-fit.json"
 
@@ -56,10 +68,16 @@ def quantize_for_width(workload, bits, mode):
                             mode=mode, bits=bits)
 
 
-def emulate(qmodel, config, x_test, y_test, batch):
-    """Return accuracy and cycle figures of ``qmodel`` on the emulator of ``config``."""
+def emulate(qmodel, config, x_test, y_test, batch, *, raw=False):
+    """Return accuracy and cycle figures of ``qmodel`` on the emulator of ``config``.
+
+    ``x_test`` is float (``raw``: already quantized) or ``None`` (one row of zeros measures the
+    cycles); ``y_test`` ``None`` gives no accuracy.
+    """
     import tessera
-    x_q = qmodel.quantize_input(x_test)
+    if x_test is None:
+        x_test, raw = np.zeros((1, qmodel.in_features), np.float32), False
+    x_q = x_test if raw else qmodel.quantize_input(x_test)
     reference = qmodel.predict(x_q, raw=True)
     with tessera.connect("emu", config=config) as dev:
         dev.clear_counters()
@@ -74,7 +92,7 @@ def emulate(qmodel, config, x_test, y_test, batch):
         counters = dev.counters()
     out = np.concatenate(outputs)
     return {
-        "accuracy": float((np.argmax(out, axis=1) == y_test).mean()),
+        "accuracy": None if y_test is None else float((np.argmax(out, axis=1) == y_test).mean()),
         "outputs_identical": bool(np.array_equal(out, reference)),
         "cycles_per_inference": counters["cycles"] / len(x_q),
         "latency_cycles": int(latency),
@@ -150,14 +168,22 @@ def evaluate_point(point, workload, cache_root, *, mode="onnx", batch=64, seed=1
         raise ValueError(f"{point.label}: the board's configuration builds requant modes "
                          f"{', '.join(config.requant_modes)} only, not {mode!r}; use --mode "
                          f"{config.requant_modes[0]}")
-    qmodel = quantize_for_width(workload, point.bits, mode)
-    figures = emulate(qmodel, config, workload.x_test, workload.y_test, batch)
     record = {"point": point.to_dict(), "label": point.label, "config": config.to_dict(),
-              "config_hash": config.hash_hex, "mode": mode, **figures,
+              "config_hash": config.hash_hex, "mode": mode,
               "status": None, "reason": None, "lut4": None, "ff": None, "dsp": None,
               "bram": None, "fmax_mhz": None, "target_mhz": None, "timing_met": None,
-              "latency_us": None, "throughput_ips": None, "build": None}
-    if not build:
+              "latency_us": None, "latency_clock_mhz": None, "throughput_ips": None,
+              "peak_macs_per_cycle": config.peak_macs_per_cycle, "memory": None, "build": None}
+    if point.cnn:
+        record.update(_cnn_figures(point, config, workload))
+    else:
+        qmodel = workload.quantized or quantize_for_width(workload, point.bits, mode)
+        record.update(emulate(qmodel, config, workload.x_test, workload.y_test, batch,
+                              raw=workload.quantized is not None))
+    if point.cnn:
+        if build and record["status"] is None:
+            record["reason"] = NO_CNN_GATEWARE
+    elif not build:
         # The fit check is host-side and takes no time: a point its part cannot hold is
         # reported as such (and kept off the Pareto front) even when nothing is built.
         from tessera.hw.build import BuildError, check_fits
@@ -178,10 +204,35 @@ def evaluate_point(point, workload, cache_root, *, mode="onnx", batch=64, seed=1
                 dsp=_resource(report, "dsp"), bram=_resource(report, "bram"),
                 fmax_mhz=fmax, target_mhz=float(report.target_mhz),
                 timing_met=bool(report.timing_met),
-                latency_us=figures["latency_cycles"] / fmax if fmax else None,
-                throughput_ips=fmax * 1e6 / figures["cycles_per_inference"] if fmax else None)
+                latency_us=record["latency_cycles"] / fmax if fmax else None,
+                latency_clock_mhz=fmax or None,
+                throughput_ips=fmax * 1e6 / record["cycles_per_inference"] if fmax else None)
             record["build"].update(resources=report.resources, elapsed_s=report.elapsed_s,
                                    critical_path=report.critical_path_summary,
                                    bitstream=report.bitstream)
+    if record["latency_us"] is None and record["status"] is None:
+        _at_clock(record, point.clock_mhz)
     record["elapsed_s"] = round(time.monotonic() - start, 2)
     return record
+
+
+def _at_clock(record, clock_mhz):
+    """Set latency in µs and inferences per second at ``clock_mhz`` (no build: the target)."""
+    record.update(latency_us=record["latency_cycles"] / clock_mhz, latency_clock_mhz=clock_mhz,
+                  throughput_ips=clock_mhz * 1e6 / record["cycles_per_inference"])
+
+
+def _cnn_figures(point, config, workload):
+    """Return the record fields of a CNN point (see :mod:`tessera.explore.quantized`)."""
+    from tessera.hw.boards import get_board
+
+    from .quantized import graph_figures
+    multipliers = get_board(point.board).capacity["dsp"]
+    if config.rows * config.cols > multipliers:
+        return _no_fit(f"{point.rows}x{point.cols} MACs need {config.rows * config.cols} "
+                       f"hardware multipliers but the {get_board(point.board).device} has "
+                       f"{multipliers}; use a smaller array")
+    figures = graph_figures(workload.quantized, config, workload.x_test, workload.y_test)
+    if not figures.pop("fits"):
+        return _no_fit(figures["reason"])
+    return figures

@@ -9,6 +9,11 @@ size stay what the board was sized for.
 fields derived again by :meth:`~tessera.spec.AcceleratorConfig.with_widths`) and to
 ``tessera.quantize(..., bits=...)``; every width of :data:`SUPPORTED_BITS` runs on the whole
 stack.
+
+A point with ``cnn=True`` (a model that is not a dense chain) starts from the board's CNN preset
+(:func:`tessera.compiler.presets.get_preset`, emulator-only until #15) instead: 8-bit operands,
+mode ``tflite``, and each buffer keeps the preset's bytes (the chip's memories), its depth
+rescaled to the entry width of the new shape.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass
 
-__all__ = ["DesignPoint", "make_grid", "parse_int_list", "check_bits", "SUPPORTED_BITS"]
+__all__ = ["DesignPoint", "make_grid", "parse_int_list", "check_bits", "cnn_config",
+           "SUPPORTED_BITS"]
 
 #: Operand widths a sweep may ask for (the quantizer and the device stack run each of them).
 SUPPORTED_BITS = (4, 8, 16)
+
+#: Deepest buffer a CNN point may get (buffer addresses are 16-bit fields of the ISA).
+_MAX_DEPTH = 1 << 16
 
 @dataclass(frozen=True)
 class DesignPoint:
@@ -35,6 +44,8 @@ class DesignPoint:
         Operand width of activations and weights.
     clock_mhz : float
         Target clock of the build (the board's default unless the user gave one).
+    cnn : bool
+        Start from the board's CNN preset (see the module docstring) instead of its preset.
     """
 
     board: str
@@ -42,6 +53,7 @@ class DesignPoint:
     cols: int
     bits: int
     clock_mhz: float
+    cnn: bool = False
 
     @property
     def label(self) -> str:
@@ -56,6 +68,8 @@ class DesignPoint:
         ValueError
             The configuration rejects the shape or the width (the message says why).
         """
+        if self.cnn:
+            return cnn_config(self.board, self.rows, self.cols)
         from tessera.hw.boards import get_board
         base = get_board(self.board).config
         try:
@@ -75,6 +89,27 @@ class DesignPoint:
     def from_dict(cls, data: dict) -> "DesignPoint":
         """Inverse of :meth:`to_dict`."""
         return cls(**data)
+
+
+def cnn_config(board, rows, cols):
+    """Return ``board``'s CNN preset with a ``rows x cols`` array and the same memory bytes.
+
+    Raises
+    ------
+    ValueError
+        ``board`` has no CNN preset (the message lists those that have one).
+    """
+    import math
+
+    from tessera.compiler.presets import get_preset
+    base = get_preset(board).config
+    shaped = base.replace(rows=rows, cols=cols, drain_lanes=min(base.drain_lanes, rows),
+                          act_bank_lanes=math.gcd(base.act_bank_lanes, rows))
+    act_bytes = base.act_depth * base.act_entry_bytes
+    weight_bytes = base.weight_depth * base.weight_entry_bytes
+    return shaped.replace(
+        act_depth=min(_MAX_DEPTH, act_bytes // shaped.act_entry_bytes),
+        weight_depth=min(_MAX_DEPTH, weight_bytes // shaped.weight_entry_bytes))
 
 
 def parse_int_list(text, what, *, lo=1, hi=None):
@@ -111,7 +146,7 @@ def check_bits(bits):
                              f"{', '.join(map(str, SUPPORTED_BITS))}")
 
 
-def make_grid(boards, rows, cols, bits, clock_mhz=None):
+def make_grid(boards, rows, cols, bits, clock_mhz=None, *, cnn=False):
     """Return every :class:`DesignPoint` of ``boards × rows × cols × bits``.
 
     Parameters
@@ -121,6 +156,8 @@ def make_grid(boards, rows, cols, bits, clock_mhz=None):
     rows, cols, bits : list of int
     clock_mhz : float, optional
         Target clock for every board; each board's default if omitted.
+    cnn : bool
+        Points on the boards' CNN presets (8-bit operands only).
 
     Raises
     ------
@@ -135,7 +172,7 @@ def make_grid(boards, rows, cols, bits, clock_mhz=None):
     for name, r, c, b in itertools.product(boards, rows, cols, bits):
         board = get_board(name)
         clock = float(clock_mhz) if clock_mhz is not None else float(board.clock_mhz)
-        point = DesignPoint(board=board.name, rows=r, cols=c, bits=b, clock_mhz=clock)
+        point = DesignPoint(board=board.name, rows=r, cols=c, bits=b, clock_mhz=clock, cnn=cnn)
         point.config()      # validate now, not in a worker
         points.append(point)
     return list(dict.fromkeys(points))

@@ -5,19 +5,25 @@ strictly better on one. The front is the set of points that no point dominates. 
 ``(field, sense)`` pairs, ``sense`` being ``"max"`` or ``"min"``; the default is accuracy (max),
 latency in µs at the achieved Fmax (min) and LUTs (min). Points without a value for an
 objective take no part, and neither do points whose build status is "does not fit" or
-"failed" (they cannot be realised); a sweep without builds uses latency in cycles instead of
-µs and no LUTs.
+"failed" (they cannot be realised). A sweep without builds uses latency in µs at each board's
+target clock and the array's MACs per cycle instead of LUTs (latency in cycles for records without µs), and a sweep without
+labelled data has no accuracy objective.
 """
 
 from __future__ import annotations
 
-__all__ = ["OBJECTIVES", "EMULATOR_OBJECTIVES", "dominates", "pareto_front", "mark_front",
+__all__ = ["OBJECTIVES", "TARGET_CLOCK_OBJECTIVES", "EMULATOR_OBJECTIVES", "dominates", "pareto_front", "mark_front",
            "objectives_for"]
 
 #: Default objectives of a sweep with builds.
 OBJECTIVES = (("accuracy", "max"), ("latency_us", "min"), ("lut4", "min"))
 
-#: Objectives of a sweep without builds (no Fmax, no resources).
+#: Objectives of a sweep without builds: latency in µs at each board's target clock, and the
+#: array size (its multipliers) in place of the LUTs.
+TARGET_CLOCK_OBJECTIVES = (("accuracy", "max"), ("latency_us", "min"),
+                           ("peak_macs_per_cycle", "min"))
+
+#: Objectives of records with cycles only (no clock).
 EMULATOR_OBJECTIVES = (("accuracy", "max"), ("latency_cycles", "min"))
 
 _SENSES = ("max", "min")
@@ -77,9 +83,21 @@ def pareto_front(records, objectives=OBJECTIVES):
 
 
 def objectives_for(records):
-    """Return :data:`OBJECTIVES` if any record has a build, else :data:`EMULATOR_OBJECTIVES`."""
-    return OBJECTIVES if any(r.get("latency_us") is not None for r in records) \
-        else EMULATOR_OBJECTIVES
+    """Return the objectives ``records`` can be ranked on.
+
+    :data:`OBJECTIVES` if any record has a build (LUTs), else :data:`TARGET_CLOCK_OBJECTIVES`
+    if any has a latency in µs, else :data:`EMULATOR_OBJECTIVES`; without any accuracy (no
+    labelled data) the accuracy objective is dropped.
+    """
+    if any(r.get("lut4") is not None for r in records):
+        chosen = OBJECTIVES
+    elif any(r.get("latency_us") is not None for r in records):
+        chosen = TARGET_CLOCK_OBJECTIVES
+    else:
+        chosen = EMULATOR_OBJECTIVES
+    if not any(r.get("accuracy") is not None for r in records):
+        chosen = tuple(o for o in chosen if o[0] != "accuracy")
+    return chosen
 
 
 def mark_front(records, objectives=None):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["COLUMNS", "table_rows", "objectives_text", "format_markdown", "format_table",
-           "write_reports"]
+__all__ = ["COLUMNS", "table_rows", "objectives_text", "summary_line", "format_markdown",
+           "format_table", "write_reports"]
 
 #: ``(heading, field, format)`` of the table columns.
 COLUMNS = (
@@ -31,7 +31,7 @@ COLUMNS = (
 
 
 _OBJECTIVE_NAMES = {"accuracy": "accuracy", "latency_us": "latency", "lut4": "LUTs",
-                   "latency_cycles": "latency in cycles"}
+                   "latency_cycles": "latency in cycles", "peak_macs_per_cycle": "MACs per cycle"}
 
 
 def objectives_text(records) -> str:
@@ -67,13 +67,40 @@ def _notes(records):
     return notes
 
 
+def summary_line(info) -> str:
+    """Return what was swept on which data, e.g. for the top of ``explore.md``."""
+    if info.get("quantized"):
+        data = (f"{info['test_rows']} test rows" + ("" if info.get("labelled", True)
+                                                     else " without labels (no accuracy)")
+                if info["test_rows"] else "no data (no accuracy)")
+        return (f"Model: {info['model']}: its width and mode are fixed, so only the boards and "
+                f"array shapes are swept; {data}.")
+    accuracy = info.get("float_accuracy")
+    return (f"Model: {info['model']}; {info['test_rows']} test rows, "
+            f"{info['calibration_rows']} calibration rows; requant mode {info['mode']}"
+            + (f"; float accuracy {accuracy:.2%}." if accuracy is not None else "."))
+
+
+def _latency_note(records, batch):
+    built = any(r.get("fmax_mhz") for r in records)
+    cnn = any(r.get("point", {}).get("cnn") for r in records)
+    note = ("Cycles are the emulator's cycle model (bit-exact with the RTL counters); latency is "
+            "one inference with the weights loaded" + (" and, on a CNN preset, the input "
+                                                       "already on the device" if cnn else "")
+            + f", throughput is batches of {batch} rows; both at "
+            + ("the achieved Fmax of the real build" if built else
+               "each board's target clock (nothing was built)") + ".")
+    if cnn:
+        note += (" CNN points run on the boards' CNN presets, emulator-only: no gateware "
+                 "builds them yet (#15).")
+    return note
+
+
 def format_markdown(result) -> str:
     """Return the sweep as a markdown section: summary, table, Pareto front, notes."""
     info, records = result.info, result.records
     head, rows = table_rows(records)
-    lines = [f"Model: {info['model']}; {info['test_rows']} test rows, "
-             f"{info['calibration_rows']} calibration rows; requant mode {info['mode']}; "
-             f"float accuracy {info['float_accuracy']:.2%}.", "",
+    lines = [summary_line(info), "",
              "| " + " | ".join(head) + " |",
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -83,9 +110,7 @@ def format_markdown(result) -> str:
     notes = _notes(records)
     if notes:
         lines += ["", "Points without a bitstream:", ""] + [f"- {n}" for n in notes]
-    lines += ["", "Cycles are the emulator's cycle model (bit-exact with the RTL counters); "
-              "latency is one inference with the weights loaded, throughput is batches of "
-              f"{info['batch']} rows; both at the achieved Fmax of the real build."]
+    lines += ["", _latency_note(records, info["batch"])]
     return "\n".join(lines) + "\n"
 
 
@@ -97,6 +122,8 @@ def format_table(result) -> str:
                                 for i, (c, w) in enumerate(zip(row, widths)))
     lines = [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
     lines += [f"  {n}" for n in _notes(result.records)]
+    lines.append(summary_line(result.info))
+    lines.append(_latency_note(result.records, result.info["batch"]))
     lines.append(f"{len(result.records)} points: {result.evaluated} evaluated, "
                  f"{result.cached} from the cache ({result.info['cache']}), "
                  f"{result.elapsed_s:.0f} s; ★ = Pareto front")

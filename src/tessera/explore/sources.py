@@ -12,7 +12,13 @@ saved :class:`~tessera.quantize.QuantizedModel`. :func:`load_workload` accepts:
 
 The data is ``"digits"`` (the demo's train/test split) or a ``.npz`` with ``x_train``
 (calibration inputs, float ``[M, K]``), ``x_test`` (float ``[T, K]``) and ``y_test`` (integer
-class labels ``[T]``; the predicted class is the argmax of the model's outputs).
+class labels ``[T]``; the predicted class is the argmax of the model's outputs), or inputs
+``x.npy`` with optional labels ``y.npy`` (a float model is then calibrated on the same inputs).
+
+A model that is already quantized — an int8 ``.tflite`` file (the MLPerf Tiny models), a
+quantized ``.onnx`` file, a saved ``.npz`` :class:`~tessera.quantize.QuantizedModel` — is swept
+at its own width and mode (:mod:`tessera.explore.quantized`); data is then optional (without it
+the sweep reports latency and resources, no accuracy).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ class Workload:
         int64 class labels of ``x_test``.
     model_hash, data_hash : str
         SHA-256 digests of the layers and of the data (part of every cache key).
+    quantized : QuantizedModel or QuantizedGraph, optional
+        A model that is already quantized (``layers`` is then empty): swept at its own width
+        and mode. ``x_calibration`` is then ``None``, and so are ``x_test`` and ``y_test``
+        without data; ``y_test`` is ``None`` when inputs come without labels.
     """
 
     name: str
@@ -52,14 +62,17 @@ class Workload:
     y_test: np.ndarray
     model_hash: str
     data_hash: str
+    quantized: object = None
 
     @property
     def in_features(self) -> int:
         """Inputs of the model."""
         return self.layers[0][0].shape[0]
 
-    def float_accuracy(self) -> float:
-        """Return the float model's accuracy on the test data."""
+    def float_accuracy(self):
+        """Return the float model's accuracy on the test data (``None`` if not applicable)."""
+        if self.quantized is not None or self.y_test is None:
+            return None
         from tessera.quantize.floatmodel import apply_activation
         y = self.x_test.astype(np.float64)
         for w, b, act in self.layers:
@@ -136,12 +149,41 @@ def load_float_layers(model, calibration=None):
                              "re-quantizes for every width, so give the float model")
         from tessera.quantize import import_model
         return source, _layers_from_float(import_model(payload))
-    raise ValueError(f"Cannot sweep {path}: give digits, a float .onnx file or an .npz of float "
-                     f"layers (w0, b0, act0, ...)")
+    raise ValueError(f"Cannot sweep {path}: give digits, a float .onnx file, an .npz of float "
+                     f"layers (w0, b0, act0, ...) or a quantized model (.tflite, quantized "
+                     f".onnx, saved .npz)")
 
 
-def load_data(data):
-    """Return ``(x_train, x_test, y_test)`` from ``"digits"`` or an ``.npz`` file."""
+def _load_npy(data, labels):
+    x = np.load(check_file(data, "Data"), allow_pickle=False)
+    y = None
+    if labels is not None:
+        y = np.load(check_file(labels, "Labels"), allow_pickle=False)
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
+            raise ValueError(f"--labels {labels} must be a 1-D array of {len(x)} integer class "
+                             f"labels (one per row of --data), not {y.dtype} {y.shape}")
+    return x, x, y
+
+
+def check_file(path, what):
+    """Return ``path`` as a :class:`~pathlib.Path`; raise ``FileNotFoundError`` if absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    return path
+
+
+def load_data(data, labels=None):
+    """Return ``(x_train, x_test, y_test)`` from ``"digits"``, an ``.npz`` or an ``.npy`` file.
+
+    An ``.npy`` holds inputs only: they are the test rows and the calibration rows, with the
+    labels of ``labels`` (an ``.npy`` of integers) or none (``y_test`` is ``None``).
+    """
+    if str(data).lower().endswith(".npy"):
+        return _load_npy(data, labels)
+    if labels is not None:
+        raise ValueError("--labels goes with --data x.npy; an .npz data file holds its labels "
+                         "as y_test")
     if data == "digits":
         from tessera.cli.demo import _digits
         x_train, x_test, _, y_test = _digits(0)
@@ -167,20 +209,35 @@ def load_data(data):
     return x_train, x_test, y
 
 
-def load_workload(model, data=None):
+def load_workload(model, data=None, labels=None, *, mode=None):
     """Return the :class:`Workload` of ``model`` on ``data`` (see the module docstring).
+
+    Parameters
+    ----------
+    model : str or path
+        ``"digits"`` or a model file.
+    data, labels : str or path, optional
+        See :func:`load_data`.
+    mode : str, optional
+        Requantization mode to read a quantized model in (default: its file's).
 
     Raises
     ------
     ValueError, FileNotFoundError
         Unknown model or data source, or inconsistent shapes; the message says what to give.
     """
+    from .quantized import is_quantized_file, load_quantized_workload
+    if model != "digits" and is_quantized_file(model):
+        return load_quantized_workload(model, data, labels, mode=mode)
     if data is None:
         if model != "digits":
             raise ValueError(f"Give --data FILE.npz (x_train, x_test, y_test) for {model}; only "
-                             "the built-in digits model comes with its data")
+                             "the built-in digits model comes with its data (a quantized model "
+                             "runs without data: latency and resources, no accuracy)")
         data = "digits"
-    x_train, x_test, y_test = load_data(data)
+    x_train, x_test, y_test = load_data(data, labels)
+    x_train, x_test = (np.asarray(x, np.float32) for x in (x_train, x_test))
+    y_test = None if y_test is None else y_test.astype(np.int64)
     if model == "digits":
         from tessera.cli.demo import train_digits_mlp
         clf = train_digits_mlp(seed=0)[0]
@@ -194,10 +251,20 @@ def load_workload(model, data=None):
         if x.ndim != 2 or x.shape[1] != k:
             raise ValueError(f"{what} is {x.shape} but the model takes {k} inputs per row")
     n_out = layers[-1][0].shape[1]
-    if len(y_test) and (y_test.min() < 0 or y_test.max() >= n_out):
+    check_labels(y_test, n_out)
+    model_hash = array_digest(*[item for layer in layers for item in layer])
+    data_hash = array_digest(*data_arrays(x_train, x_test, y_test))
+    return Workload(name=name, layers=layers, x_calibration=x_train, x_test=x_test,
+                    y_test=y_test, model_hash=model_hash, data_hash=data_hash)
+
+
+def data_arrays(*arrays):
+    """Return ``arrays`` for :func:`array_digest`, each ``None`` replaced by a marker."""
+    return [a if a is not None else f"none{i}" for i, a in enumerate(arrays)]
+
+
+def check_labels(y_test, n_out):
+    """Raise ``ValueError`` if a label of ``y_test`` is not an output index of the model."""
+    if y_test is not None and len(y_test) and (y_test.min() < 0 or y_test.max() >= n_out):
         raise ValueError(f"y_test labels run from {y_test.min()} to {y_test.max()} but the model "
                          f"has {n_out} outputs (the class is the index of the largest output)")
-    model_hash = array_digest(*[item for layer in layers for item in layer])
-    data_hash = array_digest(x_train, x_test, y_test.astype(np.int64))
-    return Workload(name=name, layers=layers, x_calibration=x_train, x_test=x_test,
-                    y_test=y_test.astype(np.int64), model_hash=model_hash, data_hash=data_hash)

@@ -117,8 +117,12 @@ def run_sweep(points, workload, cache_dir, *, mode="onnx", batch=64, seed=1, bui
             progress(records[index], done, len(points), False)
     mark_front(records)
     info = {"model": workload.name, "model_hash": workload.model_hash,
-            "data_hash": workload.data_hash, "test_rows": int(len(workload.x_test)),
-            "calibration_rows": int(len(workload.x_calibration)),
+            "data_hash": workload.data_hash,
+            "test_rows": 0 if workload.x_test is None else int(len(workload.x_test)),
+            "labelled": workload.y_test is not None,
+            "calibration_rows": 0 if workload.x_calibration is None
+            else int(len(workload.x_calibration)),
+            "quantized": workload.quantized is not None,
             "float_accuracy": workload.float_accuracy(), "mode": mode, "batch": batch,
             "seed": seed, "cache": str(cache.root)}
     return SweepResult(records=records, evaluated=len(missing), cached=cached,
