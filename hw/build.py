@@ -26,7 +26,8 @@ from .report import (BuildReport, ice40_logic_resources, late_endpoints, parse_n
                      parse_yosys_stat)
 from .toolchain import resolve_tools, tool_environment
 
-__all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources"]
+__all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources",
+           "synthesis_overrides"]
 
 _NAME = "top"
 
@@ -63,6 +64,23 @@ def _ice40_synth_opts(config):
     """
     from .mac_ice40 import ice40_macs_fit
     return "" if ice40_macs_fit(config) else "-dsp"
+
+
+def synthesis_overrides(board, config):
+    """Return the Amaranth build overrides of the Yosys script of ``config`` on ``board``.
+
+    What :func:`build_bitstream` adds to the platform's Yosys script (the iCE40's ``booth``
+    pass and ``synth_ice40`` options); the gate-level simulation (:mod:`tessera.sim.gates`)
+    synthesises with the same, so that its netlist is the bitstream's.
+    """
+    board = get_board(board) if isinstance(board, str) else board
+    if board.family != "ice40":
+        return {}
+    overrides = {"script_after_read": _ICE40_SCRIPT.format(a=config.input_bits,
+                                                          b=config.weight_bits)}
+    if _ice40_synth_opts(config):
+        overrides["synth_opts"] = _ice40_synth_opts(config)
+    return overrides
 
 
 #: Cell types nextpnr names in its utilisation table, for the "does not fit" message.
@@ -302,12 +320,8 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
     if progress:
         progress("elaborating", 0.0)
     overrides = {"nextpnr_opts": f"--report {_NAME}.report.json --detailed-timing-report "
-                                 f"--timing-allow-fail --seed {seed}"}
-    if board.family == "ice40":
-        overrides.update(script_after_read=_ICE40_SCRIPT.format(
-            a=config.input_bits, b=config.weight_bits))
-        if _ice40_synth_opts(config):
-            overrides.update(synth_opts=_ice40_synth_opts(config))
+                                 f"--timing-allow-fail --seed {seed}",
+                 **synthesis_overrides(board, config)}
     start = time.monotonic()
     returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
     elapsed = time.monotonic() - start
