@@ -170,6 +170,9 @@ def evaluate_point(point, workload, cache_root, *, mode="onnx", batch=64, seed=1
                          f"{config.requant_modes[0]}")
     record = {"point": point.to_dict(), "label": point.label, "config": config.to_dict(),
               "config_hash": config.hash_hex, "mode": mode,
+              **dict.fromkeys(("accuracy", "outputs_identical", "cycles_per_inference",
+                               "latency_cycles", "setup_cycles", "utilisation",
+                               "macs_per_inference", "counters")),
               "status": None, "reason": None, "lut4": None, "ff": None, "dsp": None,
               "bram": None, "fmax_mhz": None, "target_mhz": None, "timing_met": None,
               "latency_us": None, "latency_clock_mhz": None, "throughput_ips": None,

@@ -1,0 +1,144 @@
+"""``tessera explore`` on quantized model files: the MLPerf Tiny CNNs on the boards' CNN presets.
+
+Emulator only (``--no-build``; no gateware builds the CNN features yet, #15): a few seconds.
+The oracles are ``tessera profile`` (the cycle model of one inference) and TFLite Micro (the
+accuracy on labelled data).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tflite_micro.python.tflite_micro import runtime as tflm
+
+from tessera.cli import main
+from tessera.compiler import CNN_PRESETS
+from tessera.compiler.profile import profile_model
+
+MODELS = Path(__file__).parent / "data" / "mlperf_tiny"
+KWS = MODELS / "kws_ref_model.tflite"
+
+
+def _explore(capsys, *argv):
+    status = main(["explore", *map(str, argv)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _tflm_outputs(x):
+    interpreter = tflm.Interpreter.from_file(str(KWS))
+    out = []
+    for sample in x:
+        interpreter.set_input(sample[None], 0)
+        interpreter.invoke()
+        out.append(interpreter.get_output(0)[0].copy())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def kws_sweep(tmp_path_factory):
+    """KWS on two boards x 2 shapes x 2 shapes, with 8 labelled int8 inputs."""
+    out = tmp_path_factory.mktemp("explore-kws")
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, size=(8, 49, 10, 1)).astype(np.int8)
+    x[0], x[1] = -128, 127                                    # the extremes
+    expected = np.argmax(_tflm_outputs(x), axis=1)
+    y = expected.copy()
+    y[::2] = (y[::2] + 1) % 12                                # half of them wrong: 50 %
+    np.save(out / "x.npy", x)
+    np.save(out / "y.npy", y)
+    return out, x, y, expected
+
+
+def test_kws_sweep_prints_the_table_and_writes_the_plots(kws_sweep, capsys):
+    out, x, y, expected = kws_sweep
+    status, stdout, stderr = _explore(
+        capsys, KWS, "--board", "icebreaker", "--board", "ulx3s-85f", "--rows", "4,32",
+        "--cols", "2,4", "--bits", "4", "--data", out / "x.npy", "--labels", out / "y.npy",
+        "--no-build", "--workers", "1", "-o", out / "sweep")
+    assert status == 0, stderr
+    assert "quantized at int8: its width cannot change, so --bits 4 is ignored" in stderr
+    for label in ("icebreaker 4x2 int8", "ulx3s-85f 32x4 int8"):
+        assert label in stdout
+    assert "icebreaker 32x4 int8: does not fit — 32x4 MACs need 128 hardware multipliers but " \
+        "the iCE40UP5K has 8" in stdout
+    for name in ("explore.json", "explore.md", "accuracy_vs_latency.png",
+                 "resources_vs_latency.png"):
+        assert (out / "sweep" / name).is_file(), name
+    result = json.loads((out / "sweep" / "explore.json").read_text())
+    assert result["info"]["quantized"] and result["info"]["test_rows"] == 8
+    records = {r["label"]: r for r in result["points"]}
+    assert len(records) == 8
+    accuracy = float((expected == y).mean())
+    assert accuracy == 0.5
+    from tessera.explore.evaluate import RECORD_FIELDS
+    for r in records.values():
+        assert set(r) == set(RECORD_FIELDS) | {"key", "pareto"}
+        assert r["point"]["cnn"] and r["point"]["bits"] == 8 and r["mode"] == "tflite"
+        if r["status"] == "does not fit":
+            assert r["point"]["board"] == "icebreaker"
+            assert r["latency_us"] is None and not r["pareto"]
+            continue
+        assert r["status"] is None and r["outputs_identical"] is True
+        assert r["accuracy"] == accuracy                       # TFLite Micro's, exactly
+        clock = CNN_PRESETS[f"{r['point']['board']}-cnn"].clock_mhz
+        assert r["latency_us"] == pytest.approx(r["latency_cycles"] / clock)
+        assert r["latency_clock_mhz"] == clock
+    assert sum(r["status"] == "does not fit" for r in records.values()) == 3
+    # The preset shapes: the sweep's cycles are tessera profile's, to the cycle.
+    for label, board in (("icebreaker 4x2 int8", "icebreaker"),
+                         ("ulx3s-85f 32x4 int8", "ulx3s-85f")):
+        assert records[label]["latency_cycles"] == profile_model(KWS, board)["cycles"]
+        assert records[label]["config"] == CNN_PRESETS[f"{board}-cnn"].config.to_dict()
+    # Same accuracy everywhere: the front is latency vs MACs; 32x4 on the ULX3S is fastest.
+    assert records["ulx3s-85f 32x4 int8"]["pareto"]
+    assert not records["icebreaker 4x2 int8"]["pareto"]      # ulx3s 4x2: same MACs, faster
+    markdown = (out / "sweep" / "explore.md").read_text()
+    assert "Pareto front (accuracy ↑, latency ↓, MACs per cycle ↓): " in markdown
+    assert "its width and mode are fixed" in markdown
+
+
+def test_a_model_the_memories_cannot_hold_does_not_fit(tmp_path, capsys):
+    status, stdout, stderr = _explore(
+        capsys, MODELS / "pretrainedResnet_quant.tflite", "--board", "icebreaker", "--rows", "4",
+        "--cols", "2", "--no-build", "--workers", "1", "-o", tmp_path, "--json", "--no-plots")
+    assert status == 0, stderr
+    (record,) = json.loads(stdout)["points"]
+    assert record["status"] == "does not fit" and not record["pareto"]
+    assert "ACT" in record["reason"] and "bytes" in record["reason"]
+    assert record["accuracy"] is None and record["latency_cycles"] is None
+
+
+def test_labels_go_to_the_front_only_and_never_overlap(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from tessera.explore import labels, plots
+    placed, original = [], labels.place_labels
+
+    def spy(ax, items, **options):
+        boxes = original(ax, items, **options)
+        placed.append((ax, items, boxes))
+        return boxes
+
+    monkeypatch.setattr(labels, "place_labels", spy)
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(24):                         # a crowded sweep: many points close together
+        rows, cols = 2 ** (i % 4), 2 ** (i // 4 % 3)
+        records.append({"label": f"p{i}", "point": {"board": ("icebreaker", "ulx3s-85f")[i % 2],
+                                                    "bits": (4, 8)[i // 12], "cnn": False},
+                        "config": {"rows": rows, "cols": cols}, "accuracy": 0.9 + i % 3 / 100,
+                        "latency_us": float(100 + rng.integers(0, 30)), "lut4": 3000 + 50 * i,
+                        "dsp": rows * cols, "bram": 4 + i % 5, "pareto": i % 3 == 0})
+    written = plots.write_plots(records, tmp_path)
+    assert {p.name for p in written} == {"accuracy_vs_latency.png", "accuracy_vs_luts.png",
+                                         "latency_vs_luts.png", "resources_vs_latency.png"}
+    assert len(placed) == 6                     # three pair plots, three resource panels
+    for ax, items, boxes in placed:
+        assert len(items) == 8                  # the front only
+        area = ax.get_window_extent()
+        for i, a in enumerate(boxes):
+            assert area.x0 <= a.x0 and a.x1 <= area.x1 and area.y0 <= a.y0 and a.y1 <= area.y1
+            for b in boxes[i + 1:]:
+                assert not labels._overlaps(a, b), (a, b)
