@@ -87,7 +87,8 @@ def _latency_note(records, batch):
     note = ("Cycles are the emulator's cycle model (bit-exact with the RTL counters); latency is "
             "one inference with the weights loaded" + (" and, on a CNN preset, the input "
                                                        "already on the device" if cnn else "")
-            + f", throughput is batches of {batch} rows; both at "
+            + f", throughput is batches of {batch} rows"
+            + (" (one inference at a time on a CNN preset)" if cnn else "") + "; both at "
             + ("the achieved Fmax of the real build" if built else
                "each board's target clock (nothing was built)") + ".")
     if cnn:
