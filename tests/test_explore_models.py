@@ -142,3 +142,69 @@ def test_labels_go_to_the_front_only_and_never_overlap(tmp_path, monkeypatch):
             assert area.x0 <= a.x0 and a.x1 <= area.x1 and area.y0 <= a.y0 and a.y1 <= area.y1
             for b in boxes[i + 1:]:
                 assert not labels._overlaps(a, b), (a, b)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from tessera.explore import load_workload
+    return load_workload("digits")
+
+
+def test_saved_quantized_dense_model_keeps_its_width(digits, tmp_path, capsys):
+    """A saved int4 QuantizedModel: swept at int4, accuracy equal to its own predict."""
+    import tessera
+    qmodel = tessera.quantize(list(digits.layers), calibration=digits.x_calibration, bits=4)
+    qmodel.save(tmp_path / "q4.npz")
+    np.save(tmp_path / "x.npy", digits.x_test)                  # float rows: quantized here
+    np.save(tmp_path / "y.npy", digits.y_test)
+    status, stdout, stderr = _explore(
+        capsys, tmp_path / "q4.npz", "--data", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+        "--board", "ulx3s-25f", "--rows", "2,4", "--cols", "4", "--bits", "8", "--no-build",
+        "--workers", "1", "-o", tmp_path / "out", "--json", "--no-plots")
+    assert status == 0, stderr
+    assert "quantized at int4: its width cannot change, so --bits 8 is ignored" in stderr
+    points = json.loads(stdout)["points"]
+    expected = float((np.argmax(qmodel.predict(digits.x_test), axis=1) == digits.y_test).mean())
+    assert [r["point"]["bits"] for r in points] == [4, 4]
+    assert [r["config"]["input_bits"] for r in points] == [4, 4]
+    for r in points:
+        assert r["outputs_identical"] and r["accuracy"] == expected and not r["point"]["cnn"]
+        assert r["latency_us"] == pytest.approx(r["latency_cycles"] / 100.0)   # target clock
+
+
+def test_float_model_with_npy_data_and_labels(digits, tmp_path, capsys):
+    """--data x.npy --labels y.npy: a float model calibrated and scored on the same rows."""
+    import tessera
+    from test_explore_errors import _save_layers
+    _save_layers(tmp_path / "mlp.npz", digits)
+    np.save(tmp_path / "x.npy", digits.x_test)
+    np.save(tmp_path / "y.npy", digits.y_test.astype(np.int32))
+    status, stdout, stderr = _explore(
+        capsys, tmp_path / "mlp.npz", "--data", tmp_path / "x.npy", "--labels",
+        tmp_path / "y.npy", "--board", "ulx3s-25f", "--rows", "4", "--cols", "4", "--no-build",
+        "--workers", "1", "-o", tmp_path / "out", "--json", "--no-plots")
+    assert status == 0, stderr
+    (record,) = json.loads(stdout)["points"]
+    qmodel = tessera.quantize(list(digits.layers), calibration=digits.x_test, mode="onnx")
+    expected = float((np.argmax(qmodel.predict(digits.x_test), axis=1) == digits.y_test).mean())
+    assert record["accuracy"] == expected and record["outputs_identical"]
+
+
+def test_quantized_model_option_errors(tmp_path, capsys):
+    status, _, stderr = _explore(capsys, KWS, "--board", "icebreaker", "--rows", "4", "--cols",
+                                 "2", "--no-build", "--check-rtl", "-o", tmp_path)
+    assert status == 2
+    assert "--check-rtl: " in stderr and "no RTL implements the CNN features yet (#15)" in stderr
+    np.save(tmp_path / "y.npy", np.zeros(3, np.int64))
+    status, _, stderr = _explore(capsys, KWS, "--labels", tmp_path / "y.npy", "--board",
+                                 "icebreaker", "--no-build", "-o", tmp_path)
+    assert status == 2 and "--labels needs --data (the inputs they label)" in stderr
+    np.save(tmp_path / "x.npy", np.zeros((3, 49, 10, 1), np.int16) + 300)
+    status, _, stderr = _explore(capsys, KWS, "--data", tmp_path / "x.npy", "--board",
+                                 "icebreaker", "--no-build", "-o", tmp_path)
+    assert status == 2
+    assert "holds integers from 300 to 300, but the model's quantized input is int8 " \
+        "[-128, 127]" in stderr
+    status, _, stderr = _explore(capsys, KWS, "--board", "ulx3s-25f", "--no-build", "-o",
+                                 tmp_path)
+    assert status == 2 and "Unknown CNN board preset 'ulx3s-25f'" in stderr

@@ -132,6 +132,9 @@ def run(args) -> int:
     points = _grid(args, workload)
     mode = workload.quantized.mode if workload.quantized is not None else args.mode or "onnx"
     check_points(points, mode)
+    if args.check_rtl and any(p.cnn for p in points):
+        raise ValueError(f"--check-rtl: {args.model} is a CNN, and no RTL implements the CNN "
+                         "features yet (#15); drop --check-rtl")
     print(f"Sweeping {len(points)} design points of {args.model}; reports and cache in "
           f"{out_dir}", file=sys.stderr)
     result = run_sweep(points, workload, out_dir / "cache", mode=mode, batch=args.batch,

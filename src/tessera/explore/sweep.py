@@ -164,9 +164,17 @@ def check_rtl(record, workload, *, rows=8, simulator=None):
     from tessera.spec import AcceleratorConfig
 
     from .evaluate import quantize_for_width
+    if record["point"].get("cnn"):
+        raise ValueError(f"{record['label']}: no RTL implements the CNN features yet (#15); "
+                         "drop --check-rtl for a CNN")
     config = AcceleratorConfig.from_dict(record["config"])
-    qmodel = quantize_for_width(workload, record["point"]["bits"], record["mode"])
-    x_q = qmodel.quantize_input(workload.x_test[:rows])
+    if workload.quantized is not None:
+        qmodel = workload.quantized
+        x_q = workload.x_test[:rows] if workload.x_test is not None else \
+            qmodel.quantize_input(np.zeros((rows, qmodel.in_features), np.float32))
+    else:
+        qmodel = quantize_for_width(workload, record["point"]["bits"], record["mode"])
+        x_q = qmodel.quantize_input(workload.x_test[:rows])
     results = {}
     for name, target in (("emu", "emu"), ("rtl", f"sim:{simulator}" if simulator else "sim")):
         start = time.monotonic()
