@@ -208,3 +208,18 @@ def test_quantized_model_option_errors(tmp_path, capsys):
     status, _, stderr = _explore(capsys, KWS, "--board", "ulx3s-25f", "--no-build", "-o",
                                  tmp_path)
     assert status == 2 and "Unknown CNN board preset 'ulx3s-25f'" in stderr
+
+
+def test_a_cnn_sweep_asked_to_build_runs_once_and_says_why_nothing_was_built(tmp_path, capsys):
+    argv = [KWS, "--board", "ulx3s-85f", "--rows", "32", "--cols", "4", "--workers", "1", "-o",
+            tmp_path, "--json", "--no-plots"]
+    status, stdout, stderr = _explore(capsys, *argv)
+    assert status == 0, stderr
+    first = json.loads(stdout)
+    (record,) = first["points"]
+    assert record["status"] is None and record["lut4"] is None
+    assert record["reason"].startswith("not built: no gateware implements the CNN features yet")
+    assert record["latency_us"] == pytest.approx(48_243 / 100.0)     # tessera profile's cycles
+    status, stdout, stderr = _explore(capsys, *argv)
+    second = json.loads(stdout)
+    assert (second["evaluated"], second["cached"]) == (0, 1)          # CNN points are never built

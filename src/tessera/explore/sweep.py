@@ -94,9 +94,11 @@ def run_sweep(points, workload, cache_dir, *, mode="onnx", batch=64, seed=1, bui
                       mode=mode, batch=batch, seed=seed) for p in points]
     records = [cache.get(key) for key in keys]
     # A cached record with a build answers an emulator-only sweep too, but not the reverse; a
-    # build that failed (not "does not fit": a tool error) is tried again.
+    # build that failed (not "does not fit": a tool error) is tried again. A CNN point is
+    # never built (#15), so its emulator record answers both.
     missing = [i for i, r in enumerate(records)
-               if r is None or (build and r["status"] in (None, BUILD_FAILED))]
+               if r is None or (build and r["status"] in (None, BUILD_FAILED)
+                                and not r["point"].get("cnn"))]
     cached = len(points) - len(missing)
     done = 0
     if progress:
