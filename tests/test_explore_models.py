@@ -224,3 +224,10 @@ def test_a_cnn_sweep_asked_to_build_runs_once_and_says_why_nothing_was_built(tmp
     status, stdout, stderr = _explore(capsys, *argv)
     second = json.loads(stdout)
     assert (second["evaluated"], second["cached"]) == (0, 1)          # CNN points are never built
+
+
+def test_all_names_of_the_new_modules_resolve():
+    from tessera.explore import grid, labels, plots, quantized, report
+    for module in (grid, labels, plots, quantized, report):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (module.__name__, name)
