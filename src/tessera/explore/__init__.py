@@ -5,7 +5,9 @@ the quantized model's accuracy on the user's data and its cycles per inference o
 (bit-exact with the RTL), and builds the bitstream for LUTs, flip-flops, DSPs, block RAMs and
 Fmax; it then marks the Pareto front (accuracy vs latency vs LUTs). Points run on a local process
 pool or a Dask cluster and are cached, so an interrupted sweep resumes. ``tessera explore`` is
-the command line; see docs/explore.md.
+the command line; see docs/explore.md. A quantized model file (an int8 ``.tflite`` such as the
+MLPerf Tiny models) is swept at its own width, a CNN on each board's CNN preset with the swept
+array shape (:mod:`tessera.explore.quantized`).
 
 Only NumPy is imported here; Amaranth (builds), matplotlib (plots) and Dask (clusters) are
 imported when used.

@@ -6,14 +6,14 @@ strictly better on one. The front is the set of points that no point dominates. 
 latency in µs at the achieved Fmax (min) and LUTs (min). Points without a value for an
 objective take no part, and neither do points whose build status is "does not fit" or
 "failed" (they cannot be realised). A sweep without builds uses latency in µs at each board's
-target clock and the array's MACs per cycle instead of LUTs (latency in cycles for records without µs), and a sweep without
-labelled data has no accuracy objective.
+target clock and the array's MACs per cycle instead of LUTs (latency in cycles for records
+without µs), and a sweep without labelled data has no accuracy objective.
 """
 
 from __future__ import annotations
 
-__all__ = ["OBJECTIVES", "TARGET_CLOCK_OBJECTIVES", "EMULATOR_OBJECTIVES", "dominates", "pareto_front", "mark_front",
-           "objectives_for"]
+__all__ = ["OBJECTIVES", "TARGET_CLOCK_OBJECTIVES", "EMULATOR_OBJECTIVES", "dominates",
+           "pareto_front", "mark_front", "objectives_for"]
 
 #: Default objectives of a sweep with builds.
 OBJECTIVES = (("accuracy", "max"), ("latency_us", "min"), ("lut4", "min"))
