@@ -231,3 +231,50 @@ def test_all_names_of_the_new_modules_resolve():
     for module in (grid, labels, plots, quantized, report):
         for name in module.__all__:
             assert getattr(module, name) is not None, (module.__name__, name)
+
+
+def _float_cnn_onnx(path):
+    """A float ONNX CNN the device runs: Conv 3x3 + Relu, AveragePool 8x8, Flatten, Gemm."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(4)
+    inits = {"w0": rng.normal(0, 0.5, (4, 3, 3, 3)), "b0": rng.normal(0, 0.1, 4),
+             "wf": rng.normal(0, 0.8, (3, 4)), "bf": rng.normal(0, 0.1, 3)}
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("AveragePool", ["r0"], ["p0"], kernel_shape=[8, 8]),
+             helper.make_node("Flatten", ["p0"], ["f0"]),
+             helper.make_node("Gemm", ["f0", "wf", "bf"], ["y"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "tiny_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return model
+
+
+def test_a_float_cnn_is_quantized_once_for_the_cnn_presets(tmp_path, capsys):
+    import onnxruntime as ort
+
+    import tessera
+    model = _float_cnn_onnx(tmp_path / "cnn.onnx")
+    x = np.random.default_rng(6).normal(size=(40, 3, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = np.argmax(session.run(None, {"x": x})[0], axis=1)          # the float model's classes
+    y[::4] = (y[::4] + 1) % 3                                      # a quarter of them wrong
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    status, stdout, stderr = _explore(
+        capsys, tmp_path / "cnn.onnx", "--data", tmp_path / "x.npy", "--labels",
+        tmp_path / "y.npy", "--board", "orangecrab-25f", "--rows", "4,8", "--cols", "2",
+        "--no-build", "--workers", "1", "-o", tmp_path / "out", "--json", "--no-plots")
+    assert status == 0, stderr
+    points = json.loads(stdout)["points"]
+    qgraph = tessera.quantize(str(tmp_path / "cnn.onnx"), calibration=x, mode="tflite")
+    expected = float((np.argmax(qgraph.predict(x), axis=1) == y).mean())
+    assert 0.5 <= expected <= 0.75
+    for r in points:
+        assert r["point"]["cnn"] and r["mode"] == "tflite" and r["outputs_identical"]
+        assert r["accuracy"] == expected

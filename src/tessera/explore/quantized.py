@@ -3,7 +3,9 @@
 An int8 ``.tflite`` file (the MLPerf Tiny models), a quantized ``.onnx`` file (ONNX Runtime
 QDQ/QOperator, QONNX) or a saved ``.npz`` :class:`~tessera.quantize.QuantizedModel` keeps its
 parameters exactly, so its operand width and requantization mode cannot change: the sweep
-varies what can (boards, array shapes) at the model's own width.
+varies what can (boards, array shapes) at the model's own width. A float CNN (an ``.onnx`` file
+that is not a dense chain) is quantized once for the CNN presets, int8 mode ``tflite``
+(:func:`quantize_float_graph`), and swept the same way.
 
 A model that is not a dense chain (a :class:`~tessera.graph.QuantizedGraph` with convolutions,
 pools, ADDs, ...) runs on configurations with the CNN features: each point is the board's CNN
@@ -25,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["is_quantized_file", "load_quantized_workload", "is_graph", "fixed_bits",
-           "graph_figures"]
+__all__ = ["is_quantized_file", "load_quantized_workload", "quantized_workload",
+           "quantize_float_graph", "is_graph", "fixed_bits", "graph_figures"]
 
 
 def is_quantized_file(model) -> bool:
@@ -101,26 +103,48 @@ def load_quantized_workload(model, data=None, labels=None, *, mode=None):
     optional; integer inputs are taken as the quantized input, float ones are quantized with
     the model's input scale and zero point.
     """
-    from .sources import Workload, array_digest, check_labels, data_arrays, load_data
+    from .sources import load_data
     path = Path(model)
     qmodel = _read(path, mode)
-    x_q = y = None
+    x = y = None
     if data is not None:
         _, x, y = load_data(data, labels)
-        x_q = _raw_inputs(qmodel, np.asarray(x), data)
-        if y is not None:
-            y = y.astype(np.int64)
-            outputs = int(np.prod(qmodel.output_shape)) if is_graph(qmodel) else \
-                qmodel.out_features
-            check_labels(y, outputs)
     elif labels is not None:
         raise ValueError("--labels needs --data (the inputs they label)")
     digest = hashlib.sha256(path.read_bytes() + f"|{qmodel.mode}".encode()).hexdigest()
+    return quantized_workload(qmodel, path.name, digest, x, y, data)
+
+
+def quantized_workload(qmodel, name, model_hash, x, y, data="--data"):
+    """Return the :class:`~tessera.explore.sources.Workload` of ``qmodel`` on rows ``x``.
+
+    ``x`` (or ``None``) is raw or float (see :func:`load_quantized_workload`), ``y`` its labels
+    or ``None``; ``data`` names where they came from, for error messages.
+    """
+    from .sources import Workload, array_digest, check_labels, data_arrays
+    x_q = None if x is None else _raw_inputs(qmodel, np.asarray(x), data)
+    if y is not None:
+        y = y.astype(np.int64)
+        outputs = int(np.prod(qmodel.output_shape)) if is_graph(qmodel) else qmodel.out_features
+        check_labels(y, outputs)
     kind = "graph" if is_graph(qmodel) else "dense chain"
-    name = f"{path.name} (quantized {kind}, int{fixed_bits(qmodel)}, mode {qmodel.mode})"
+    name = f"{name} (quantized {kind}, int{fixed_bits(qmodel)}, mode {qmodel.mode})"
     return Workload(name=name, layers=(), x_calibration=None, x_test=x_q, y_test=y,
-                    model_hash=digest, data_hash=array_digest(*data_arrays(x_q, y)),
+                    model_hash=model_hash, data_hash=array_digest(*data_arrays(x_q, y)),
                     quantized=qmodel)
+
+
+def quantize_float_graph(path, x_train, x_test, y_test, data_hash):
+    """Return the workload of a float CNN file: quantized once, int8 mode ``tflite``.
+
+    The boards' CNN presets build mode ``tflite`` with 8-bit operands only, so the graph is
+    quantized for them (calibrated on ``x_train``) and swept like a quantized model.
+    """
+    import tessera
+    qmodel = tessera.quantize(str(path), calibration=x_train, mode="tflite")
+    digest = hashlib.sha256(Path(path).read_bytes() + f"|tflite|{data_hash}".encode()).hexdigest()
+    return quantized_workload(qmodel, f"{Path(path).name} quantized on the data", digest, x_test,
+                              y_test)
 
 
 def _accuracy(out, y):

@@ -245,7 +245,16 @@ def load_workload(model, data=None, labels=None, *, mode=None):
         name, layers = "digits MLP 64-32-10 (scikit-learn, seed 0)", \
             _layers_from_float(import_model(clf))
     else:
-        name, layers = load_float_layers(model, calibration=x_train)
+        from tessera.quantize.errors import UnsupportedModelError
+        try:
+            name, layers = load_float_layers(model, calibration=x_train)
+        except UnsupportedModelError:
+            if Path(model).suffix.lower() != ".onnx":
+                raise
+            # Not a dense chain: a float CNN, swept on the boards' CNN presets at int8.
+            from .quantized import quantize_float_graph
+            return quantize_float_graph(model, x_train, x_test, y_test,
+                                        array_digest(*data_arrays(x_train, x_test, y_test)))
     k = layers[0][0].shape[0]
     for what, x in (("x_train", x_train), ("x_test", x_test)):
         if x.ndim != 2 or x.shape[1] != k:
