@@ -1,0 +1,73 @@
+"""The formal checks of ``make formal``: what each proves, how, and how deep.
+
+Each :class:`Check` builds one harness (``formal/streams.py``, ``receiver.py``, ``executor.py``,
+``requant.py``) and names the SymbiYosys mode and depth that prove it. ``quick`` checks are the
+ones ``make test`` runs (tests/test_formal.py), within its budget; ``make formal`` runs all.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import executor, receiver, requant, streams
+from .sby import run_sby
+
+__all__ = ["Check", "CHECKS", "run_check"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One property set, its harness and its proof.
+
+    Attributes
+    ----------
+    name : str
+    claim : str
+        What a pass means, in one line.
+    build : callable
+        ``build(**variant) -> (bench, depth)``; keyword arguments build a broken variant.
+    mode : str
+        ``"prove"`` (k-induction) or ``"bmc"``.
+    depth : int or None
+        The proof's depth; ``None`` takes the one the harness derives.
+    quick : bool
+        Part of ``make test``.
+    """
+
+    name: str
+    claim: str
+    build: Callable
+    mode: str
+    depth: int = None
+    quick: bool = True
+
+
+CHECKS = {check.name: check for check in (
+    Check("stream_receiver", "FrameReceiver.o_frame holds valid and payload until ready",
+          streams.receiver_frames, "prove"),
+    Check("stream_sender", "FrameSender.o holds valid and payload until ready",
+          streams.sender_bytes, "prove"),
+    Check("stream_postproc", "PostProcessor.o holds valid and payload until ready",
+          streams.postproc_results, "prove"),
+    Check("stream_postproc_ram", "the same with the post state in block RAM (iCE40)",
+          lambda **kw: streams.postproc_results(delay_ram=True, **kw), "prove"),
+    Check("receiver_timeout", "no frame handed over across a receive timeout; BAD_LENGTH iff "
+          "length > max_payload", lambda **kw: receiver.receiver_frames_checked(crc=False, **kw),
+          "bmc", 40),
+    Check("receiver_crc", "an OK frame's CRC and frame-buffer bytes are the received ones",
+          receiver.receiver_frames_checked, "bmc", 16),
+    Check("executor_bounds", "no program writes or reads outside a buffer or issues an "
+          "out-of-bounds GEMM", lambda **kw: executor.executor_requests(
+              config=executor.BOUNDS_CONFIG, answers=False, **kw), "bmc", quick=False),
+    Check("executor_answers", "every request is answered and the device idle within "
+          "answer_bound cycles", executor.executor_requests, "bmc", quick=False),
+    Check("requant_tflite", "TfliteRequant equals the gemmlowp formula",
+          requant.tflite_equivalence, "bmc", quick=False),
+)}
+
+
+def run_check(check, workdir, *, name=None, **variant):
+    """Build ``check`` (a broken variant with ``variant``) and return its :class:`Verdict`."""
+    bench, depth = check.build(**variant)
+    depth = check.depth if check.depth is not None else depth
+    return run_sby(name or check.name, bench, bench.ports, mode=check.mode, depth=depth,
+                   workdir=workdir)

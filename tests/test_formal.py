@@ -1,0 +1,119 @@
+"""Formal proofs of the link, the PostProcessor's stream and the executor (``formal/``).
+
+The quick checks of ``formal.checks.CHECKS`` run here (``make formal`` runs them all); each is
+paired with a deliberately broken variant of the design, for which the prover must find a
+counterexample -- a property that cannot fail proves nothing.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Const
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from formal.checks import CHECKS, run_check  # noqa: E402
+from formal.sby import missing_tools  # noqa: E402
+from formal.streams import link_config  # noqa: E402
+
+from tessera.hw import link, requant_tflite  # noqa: E402
+from tessera.hw.executor import Executor  # noqa: E402
+from tessera.hw.link import FrameReceiver, FrameSender  # noqa: E402
+from tessera.hw.postproc import PostProcessor  # noqa: E402
+from tessera.spec.protocol import Kind  # noqa: E402
+
+QUICK = [name for name, check in CHECKS.items() if check.quick]
+
+
+def test_tools_installed():
+    assert missing_tools() == {}
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_property_holds(name, tmp_path):
+    verdict = run_check(CHECKS[name], tmp_path)
+    assert verdict.status == "PASS", verdict.log
+
+
+# -- broken variants ----------------------------------------------------------------------------
+
+class _WithdrawingReceiver(FrameReceiver):
+    # withdraws its frame descriptor whenever a byte is offered
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(self.i.valid):
+            m.d.comb += self.o_frame.valid.eq(0)
+        return m
+
+
+class _FidgetingSender(FrameSender):
+    # changes the byte it offers while it waits for ready
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(~self.o.ready & self.i_payload.valid):
+            m.d.comb += self.o.payload.eq(~self.i_payload.payload)
+        return m
+
+
+class _WithdrawingPostProcessor(PostProcessor):
+    # drops its result's valid when a new element is offered and the output is stalled
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(self.i.valid & ~self.o.ready):
+            m.d.comb += self.o.valid.eq(0)
+        return m
+
+
+class _OffByOneExecutor(Executor):
+    # LOAD writes one entry further than the decoder checked
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.write.addr.eq(
+            m.submodules.sequencer.write.addr + 1)
+        return m
+
+
+class _SilentExecutor(Executor):
+    # never answers HELLO
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(m.submodules.requests.o_resp.payload.kind == Kind.HELLO):
+            m.d.comb += self.o_resp.valid.eq(0)
+        return m
+
+
+def _crc_ignoring_bit7(crc, data):
+    return _real_crc16_update(crc, data & Const(0x7F, 8))
+
+
+_real_crc16_update = link.crc16_update
+
+BROKEN = {
+    "stream_receiver": dict(receiver_class=_WithdrawingReceiver),
+    "stream_sender": dict(sender_class=_FidgetingSender),
+    "stream_postproc": dict(postproc_class=_WithdrawingPostProcessor),
+    "stream_postproc_ram": dict(postproc_class=_WithdrawingPostProcessor),
+    # built with a timeout one cycle longer than the one it is checked against
+    "receiver_timeout": dict(config=link_config(max_payload=2, rx_timeout_cycles=5),
+                             timeout_cycles=4),
+    "receiver_crc": dict(),   # with a CRC that ignores bit 7 of each byte, patched below
+    "executor_bounds": dict(executor_class=_OffByOneExecutor),
+    "executor_answers": dict(executor_class=_SilentExecutor),
+    "requant_tflite": dict(),  # INT32_MIN * INT32_MIN not recognised, patched below
+}
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_broken_variant_fails(name, tmp_path, monkeypatch):
+    if name == "receiver_crc":
+        monkeypatch.setattr(link, "crc16_update", _crc_ignoring_bit7)
+    if name == "requant_tflite":
+        monkeypatch.setattr(requant_tflite, "_INT32_MIN", 0)
+    verdict = run_check(CHECKS[name], tmp_path, name=f"{name}_broken", **BROKEN[name])
+    assert verdict.status == "FAIL", verdict.log
+
+
+def test_every_check_has_a_broken_variant():
+    assert set(BROKEN) == set(CHECKS)
