@@ -1,0 +1,67 @@
+"""RTL fuzzing at scale: random and mutated frames into the RTL, every answer as the emulator's.
+
+Runs ``sim/system_fuzz.py`` (see docs/simulation.md, "Fuzzing") on the Verilator builds of the
+system-test configurations (``tests/sim_helpers.py``; the 2x4 and 4x4-tflite ones have short
+receive timeouts, so the timeout stimuli cost little), with more stimuli and other seeds than
+the default suite's 2000 of seed 1. Prints, per configuration: stimuli sent and refused as
+undefined, requests, responses checked, mismatches and hangs (0 unless it failed), simulated
+cycles and wall time. A failure prints the stimulus, its bytes and the seed, and exits 1.
+
+    .venv/bin/python bench/bench_rtl_fuzz.py [--stimuli 10000] [--seed 1] [--json]
+        [--configs 2x4,4x4-tflite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from sim_helpers import CONFIGS, build  # noqa: E402
+
+from tessera.sim.fuzz_frames import run_fuzz  # noqa: E402
+
+COLUMNS = ("sent", "undefined", "requests", "responses_checked", "mismatches", "hangs",
+           "cycles", "wall_s")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stimuli", type=int, default=10000, help="stimuli per configuration")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the stimuli")
+    parser.add_argument("--configs", default="2x4,4x4-tflite",
+                        help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    names = args.configs.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or args.stimuli < 1:
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}: use {', '.join(CONFIGS)}"
+                     if unknown else f"--stimuli must be at least 1, not {args.stimuli}")
+    results = {}
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="tessera-fuzz-") as work:
+            try:
+                results[name] = run_fuzz(build(name, "verilator"), CONFIGS[name],
+                                         stimuli=args.stimuli, seed=args.seed, test_dir=work)
+            except AssertionError as e:
+                print(f"{name}: the fuzz run failed:\n{str(e)[:4000]}", file=sys.stderr)
+                return 1
+    if args.json:
+        print(json.dumps({"stimuli": args.stimuli, "seed": args.seed, "configs": results}))
+        return 0
+    print(f"RTL fuzzing, Verilator, seed {args.seed}, {args.stimuli} stimuli per configuration")
+    print(f"{'config':<12}" + "".join(f"{c:>18}" for c in COLUMNS))
+    for name, summary in results.items():
+        print(f"{name:<12}" + "".join(f"{summary[c]:>18}" for c in COLUMNS))
+    for name, summary in results.items():
+        print(f"{name} response statuses: {summary['statuses']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
