@@ -14,7 +14,7 @@ _TITLES = {
     "numerics": "bench/bench_numerics.py", "quantize": "bench/bench_quantize.py",
     "compile": "bench/bench_compile.py", "emulator": "bench/bench_emulator.py",
     "requant": "bench/bench_requant_exhaustive.py", "cnn": "bench/bench_cnn_reference.py",
-    "mlperf": "bench/bench_mlperf_tiny.py",
+    "mlperf": "bench/bench_mlperf_tiny.py", "fuzz": "bench/bench_rtl_fuzz.py",
 }
 
 
@@ -226,6 +226,22 @@ def _mlperf(results):
     return lines + [_source(results, "mlperf"), ""]
 
 
+def _fuzz(results):
+    lines = ["## RTL fuzzing", ""]
+    data = _data(results, "fuzz")
+    if data:
+        lines += [f"Random and mutated frames into the RTL (Verilator) and the emulator, seed "
+                  f"{data['seed']}, every response compared byte for byte and a good request "
+                  "after each bad stimulus ([simulation.md](simulation.md), \"Fuzzing\").", ""]
+        rows = [(name, f"{s['sent']:,}", f"{s['undefined']:,}", f"{s['requests']:,}",
+                 f"{s['responses_checked']:,}", s["mismatches"], s["hangs"],
+                 f"{s['cycles']:,}", f"{s['wall_s']} s") for name, s in data["configs"].items()]
+        lines += _table(("configuration", "stimuli sent", "undefined (not sent)", "requests",
+                         "responses checked", "mismatches", "hangs", "cycles", "wall time"),
+                        rows) + [""]
+    return lines + [_source(results, "fuzz"), ""]
+
+
 def render(results) -> str:
     """Return docs/performance.md for ``results`` (the contents of performance.json)."""
     lines = ["# Performance", "",
@@ -235,7 +251,8 @@ def render(results) -> str:
              "board: tens of minutes) or `.venv/bin/python bench/run_all.py --quick` (small "
              "sizes, saved board reports). The design-space sweep of array sizes and widths "
              "on your own model is `tessera explore` ([explore.md](explore.md)).", ""]
-    for section in (_utilisation, _speed, _boards, _accuracy, _host, _cnn, _mlperf):
+    for section in (_utilisation, _speed, _boards, _accuracy, _host, _cnn, _mlperf,
+                    _fuzz):
         lines += section(results)
     failed = [(n, b) for n, b in results["benches"].items() if not b["ok"]]
     if failed:

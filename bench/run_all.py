@@ -40,6 +40,7 @@ BENCHES = {
     "requant": ("bench_requant_exhaustive.py", [], ["--count", "20000"]),
     "cnn": ("bench_cnn_reference.py", [], ["--repeat", "1"]),
     "mlperf": ("bench_mlperf_tiny.py", [], []),
+    "fuzz": ("bench_rtl_fuzz.py", [], ["--stimuli", "2000", "--configs", "2x4"]),
 }
 _NO_JSON_FLAG = {"bench_requant_exhaustive.py"}
 
