@@ -60,8 +60,12 @@ CHECKS = {check.name: check for check in (
               config=executor.BOUNDS_CONFIG, answers=False, **kw), "bmc", quick=False),
     Check("executor_answers", "every request is answered and the device idle within "
           "answer_bound cycles", executor.executor_requests, "bmc", quick=False),
-    Check("requant_tflite", "TfliteRequant equals the gemmlowp formula",
-          requant.tflite_equivalence, "bmc", quick=False),
+    Check("requant_tflite_small", "TfliteRequant equals the gemmlowp formula: 4-bit a, m0 with "
+          "4 free top bits, all 256 shifts", lambda **kw: requant.tflite_equivalence(
+              a_bits=4, m_bits=4, shifts=(-128, 127), **kw), "bmc"),
+    Check("requant_tflite", "TfliteRequant equals the gemmlowp formula: 6-bit a, m0 with 6 "
+          "free top bits, shifts -31..30", lambda **kw: requant.tflite_equivalence(
+              a_bits=6, m_bits=6, **kw), "bmc", quick=False),
 )}
 
 

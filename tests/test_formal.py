@@ -101,7 +101,8 @@ BROKEN = {
     "receiver_crc": dict(),   # with a CRC that ignores bit 7 of each byte, patched below
     "executor_bounds": dict(executor_class=_OffByOneExecutor),
     "executor_answers": dict(executor_class=_SilentExecutor),
-    "requant_tflite": dict(),  # INT32_MIN * INT32_MIN not recognised, patched below
+    "requant_tflite_small": dict(),  # INT32_MIN * INT32_MIN not recognised, patched below
+    "requant_tflite": dict(),
 }
 
 
@@ -109,7 +110,7 @@ BROKEN = {
 def test_broken_variant_fails(name, tmp_path, monkeypatch):
     if name == "receiver_crc":
         monkeypatch.setattr(link, "crc16_update", _crc_ignoring_bit7)
-    if name == "requant_tflite":
+    if name.startswith("requant_tflite"):
         monkeypatch.setattr(requant_tflite, "_INT32_MIN", 0)
     verdict = run_check(CHECKS[name], tmp_path, name=f"{name}_broken", **BROKEN[name])
     assert verdict.status == "FAIL", verdict.log
@@ -117,3 +118,20 @@ def test_broken_variant_fails(name, tmp_path, monkeypatch):
 
 def test_every_check_has_a_broken_variant():
     assert set(BROKEN) == set(CHECKS)
+
+
+@pytest.mark.parametrize("module", ["formal.bench", "formal.sby", "formal.streams",
+                                    "formal.receiver", "formal.executor", "formal.requant",
+                                    "formal.checks"])
+def test_all_names_resolve(module):
+    imported = __import__(module, fromlist=["__all__"])
+    assert len(set(imported.__all__)) == len(imported.__all__)
+    for name in imported.__all__:
+        assert hasattr(imported, name), name
+
+
+def test_unknown_check_is_refused(capsys):
+    from formal.__main__ import main
+    assert main(["no_such_check"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "python -m formal: unknown check 'no_such_check'; choose from stream_receiver, ")
