@@ -1,8 +1,9 @@
 """RTL fuzzing at scale: random and mutated frames into the RTL, every answer as the emulator's.
 
 Runs ``sim/system_fuzz.py`` (see docs/simulation.md, "Fuzzing") on the Verilator builds of the
-system-test configurations (``tests/sim_helpers.py``; the 2x4 and 4x4-tflite ones have short
-receive timeouts, so the timeout stimuli cost little), with more stimuli and other seeds than
+system-test configurations (``tests/sim_helpers.py``, and the operand-width variants of the 2x4
+one of ``tests/test_sim_system.py``: ``2x4-int4``, ``2x4-a8w4``, ``2x4-int16``; all but 8x8 have
+short receive timeouts, so the timeout stimuli cost little), with more stimuli and other seeds than
 the default suite's 2000 of seed 1. Prints, per configuration: stimuli sent and refused as
 undefined, requests, responses checked, mismatches and hangs (0 unless it failed), simulated
 cycles and wall time. A failure prints the stimulus, its bytes and the seed, and exits 1.
@@ -21,9 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sim_helpers import CONFIGS, build  # noqa: E402
+from sim_helpers import CONFIGS  # noqa: E402
+from test_sim_system import WIDTH_CONFIGS  # noqa: E402
 
+from tessera.sim import runner  # noqa: E402
 from tessera.sim.fuzz_frames import run_fuzz  # noqa: E402
+
+
+def fuzz_configs() -> dict:
+    """The system-test configurations and the operand-width variants of the 2x4 one."""
+    widths = {name: CONFIGS["2x4"].replace(**fields, acc_bits=None, requant_modes=None, lut=None)
+              for name, fields in WIDTH_CONFIGS.items()}
+    return {**CONFIGS, **widths}
 
 COLUMNS = ("sent", "undefined", "requests", "responses_checked", "mismatches", "hangs",
            "cycles", "wall_s")
@@ -33,21 +43,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stimuli", type=int, default=10000, help="stimuli per configuration")
     parser.add_argument("--seed", type=int, default=1, help="seed of the stimuli")
+    configs = fuzz_configs()
     parser.add_argument("--configs", default="2x4,4x4-tflite",
-                        help=f"comma-separated, of {', '.join(CONFIGS)}")
+                        help=f"comma-separated, of {', '.join(configs)} (8x8: its receive "
+                             "timeout is 2^20 cycles, so slow)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     names = args.configs.split(",")
-    unknown = [n for n in names if n not in CONFIGS]
+    unknown = [n for n in names if n not in configs]
     if unknown or args.stimuli < 1:
-        parser.error(f"unknown configuration(s) {', '.join(unknown)}: use {', '.join(CONFIGS)}"
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}: use {', '.join(configs)}"
                      if unknown else f"--stimuli must be at least 1, not {args.stimuli}")
     results = {}
     for name in names:
         with tempfile.TemporaryDirectory(prefix="tessera-fuzz-") as work:
             try:
-                results[name] = run_fuzz(build(name, "verilator"), CONFIGS[name],
-                                         stimuli=args.stimuli, seed=args.seed, test_dir=work)
+                results[name] = run_fuzz(runner.build(configs[name], "verilator"),
+                                         configs[name], stimuli=args.stimuli, seed=args.seed,
+                                         test_dir=work)
             except AssertionError as e:
                 print(f"{name}: the fuzz run failed:\n{str(e)[:4000]}", file=sys.stderr)
                 return 1

@@ -286,8 +286,9 @@ class FrameFuzzer:
             return word
         f = rng.choice(fields)
         if f.signed:
-            value = rng.choice((f.min, f.max, self._out_lo - 1, self._out_lo, self._out_hi,
-                                self._out_hi + 1, -1, 0))
+            value = min(f.max, max(f.min, rng.choice((
+                f.min, f.max, self._out_lo - 1, self._out_lo, self._out_hi, self._out_hi + 1,
+                -1, 0))))
         else:
             value = rng.choice(self.edges) & ((1 << f.width) - 1)
         values = layout.unpack(int.from_bytes(word, "little"))

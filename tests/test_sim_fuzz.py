@@ -15,10 +15,13 @@ import re
 import pytest
 
 from sim_helpers import CONFIGS, build
+from test_sim_system import WIDTH_CONFIGS
 
 from tessera.sim.fuzz_frames import (LINK_FAULTS, PROGRAM_MUTATIONS, VALID_KINDS, FrameFuzzer,
                                      run_fuzz)
-from tessera.spec.protocol import Status
+from tessera.runtime.emulator import Emulator
+from tessera.runtime.errors import HazardError, ParameterError
+from tessera.spec.protocol import FrameParser, Status
 
 #: Stimuli of the default run and its seed (the bench takes others).
 STIMULI = 2000
@@ -63,3 +66,28 @@ def test_fuzz_stimuli_are_reproducible_from_the_seed():
     assert first != draw(8)
     assert {s.name for s in first} == set(VALID_KINDS + PROGRAM_MUTATIONS + LINK_FAULTS)
     assert all(s.bad == (s.name not in VALID_KINDS) for s in first)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS) + list(WIDTH_CONFIGS))
+def test_fuzz_stimuli_at_every_configuration(name):
+    """At every operand width the stimuli encode, and the emulator answers them or refuses them
+    as undefined (nothing else raises); the valid ones are answered."""
+    config = CONFIGS.get(name) or CONFIGS["2x4"].replace(**WIDTH_CONFIGS[name], acc_bits=None,
+                                                         requant_modes=None, lut=None)
+    fuzzer = FrameFuzzer(config, random.Random(name))
+    emulator, answered = Emulator(config), 0
+    for _ in range(400):
+        stimulus = fuzzer.next()
+        try:
+            for index, part in enumerate(stimulus.parts):
+                if index:
+                    emulator.rx_timeout()
+                emulator.feed(part)
+        except (HazardError, ParameterError):
+            emulator = Emulator(config)
+            continue
+        emulator.rx_timeout()
+        frames = FrameParser(max_payload=config.max_payload).feed(emulator.read(emulator.pending))
+        assert frames or stimulus.bad, stimulus
+        answered += len(frames)
+    assert answered > 250
