@@ -15,9 +15,10 @@ those after the mark (the solver may put the mark anywhere, so every frame is co
 - a length above ``max_payload`` comes with ``BAD_LENGTH``, any other with ``OK`` or
   ``BAD_CRC`` (what ``formal/executor.py`` assumes of its descriptors).
 
-Proved by k-induction on the receiver with ``max_payload = 8`` and ``rx_timeout_cycles = 4``
-(:func:`formal.streams.link_config`): its counters are as wide as those need, its logic the
-same.
+Bounded proofs (``formal/checks.py`` gives the depths) on the receiver with ``max_payload = 2``
+and ``rx_timeout_cycles = 4`` (:func:`formal.streams.link_config`): its counters are as wide as
+those need, its logic the same. (k-induction does not close: a descriptor may be held, and a
+skipped frame last, for any time, so no fixed length of trace reaches back to the header.)
 """
 
 from amaranth.hdl import Assert, Assume, Cat, Mux, Signal

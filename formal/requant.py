@@ -9,9 +9,10 @@ threshold at any shift up to 128 (every value of the 8-bit ``shift``), and the s
 
 The pipeline runs with ``en`` high, so its result in step ``t >= 6`` depends on its operands of
 step ``t - 6`` only, and those are free: a bounded proof of depth 7 covers every operand value.
-The multiplier is the hard part for the solver: the operands can be narrowed
-(``a_bits``/``m_bits``: ``a`` sign-extended from its low ``a_bits``, ``m0`` with only its top
-``m_bits`` bits free), the shift always takes all 256 values.
+The multiplier is the hard part for the solver: the operands are narrowed (``a_bits``/``m_bits``:
+``a`` sign-extended from its low ``a_bits``, ``m0`` with only its top ``m_bits`` bits free) and
+the shift bounded (``shifts``: the contract's ``[-31, 30]`` by default, all 256 values on
+request); docs/verification.md lists the widths each check proves.
 """
 
 from amaranth.hdl import Assert, Assume, Mux, Signal, signed
