@@ -5,11 +5,14 @@ next read; a write, alone or with a read, leaves it undefined; unwritten entries
 is checked against the generic form in the Amaranth simulator, and the iCE40 form (Yosys's own
 SB_SPRAM256KA model from ``cells_sim.v``) side by side with the generic form's Verilog on every
 installed simulator, cycle for cycle, on random stimulus with the borders of every block. Yosys
-must map a 64 KB memory onto exactly two SB_SPRAM256KA.
+must map a 64 KB memory onto exactly two SB_SPRAM256KA, and the icebreaker-cnn preset's ACT and
+WGT, placed and routed on the UP5K, must take the four blocks and leave most of the clock period.
 """
 
+import importlib.util
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from amaranth_boards.icestick import ICEStickPlatform
 
 from ecp5_side_by_side import pack_words
 from sim_helpers import run_cycles
+from tessera.compiler.presets import get_preset
 from tessera.hw import spram
 from tessera.hw.spram import SPRAM_DEPTH, SpramMemory, has_spram, sb_spram256ka_sim_model
 from tessera.hw.toolchain import resolve_tools
@@ -236,3 +240,33 @@ def test_bad_parameters_and_platforms():
                         platform=ICEBreakerPlatform())
     for name in spram.__all__:
         assert getattr(spram, name) is not None
+
+
+def _bench_spram_timing():
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_spram_timing.py"
+    spec = importlib.util.spec_from_file_location("bench_spram_timing", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_icebreaker_cnn_presets_act_and_wgt_placed_on_the_up5k(tmp_path):
+    # bench/bench_spram_timing.py: the memory between registers on other clocks, so that
+    # nextpnr reports its address and read paths alone
+    preset = get_preset("icebreaker-cnn")
+    config = preset.config
+    period_ns = 1e3 / preset.clock_mhz
+    shapes = {"act": (8 * config.act_entry_bytes, config.act_depth),
+              "wgt": (8 * config.weight_entry_bytes, config.weight_depth)}
+    assert shapes == {"act": (32, SPRAM_DEPTH), "wgt": (16, 2 * SPRAM_DEPTH)}
+    bench = _bench_spram_timing()
+    placed = {}
+    for name, (width, depth) in shapes.items():
+        (tmp_path / name).mkdir()
+        placed[name] = bench.measure(width, depth, tmp_path / name)
+    assert placed["act"]["spram"] + placed["wgt"]["spram"] == spram.SPRAM_BLOCKS
+    assert (placed["act"]["lut4"], placed["wgt"]["lut4"]) == (15, 33)
+    for row in placed.values():
+        # half the preset's period at most: the rest is for the logic around the memory
+        assert 0 < row["address_path_ns"] < period_ns / 2
+        assert 0 < row["read_path_ns"] < period_ns / 2
