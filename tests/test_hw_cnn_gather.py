@@ -1,0 +1,135 @@
+"""The gather arbiter (``hw/gather.py``) against the emulator's window gather (runtime/conv.py).
+
+For windows with strides, dilation, padding and map-row wraps, every step's requests (the ACT
+entry and operand of each lane's input pixel, or padding) are fed to :class:`GatherArbiter` on a
+banked ACT back to back: each step must take exactly ``gather_plan(...).step_cycles`` cycles and
+show exactly the operands ``conv._gathered`` gives, on one- and multi-lane banks.
+"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, Value
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from tessera.hw.gather import GatherArbiter
+from tessera.runtime import conv
+from tessera.spec import AcceleratorConfig
+
+
+class _BankedAct(Elaboratable):
+    """The arbiter reading ``rows / act_bank_lanes`` bank memories holding ``act``."""
+
+    def __init__(self, config, act):
+        self.config, self.act = config, act
+        self.arbiter = GatherArbiter(config)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.arbiter = arb = self.arbiter
+        lanes = self.config.act_bank_lanes
+        for b in range(self.config.rows // lanes):
+            words = [sum((int(v) & 0xFF) << (8 * i)
+                         for i, v in enumerate(entry[b * lanes:(b + 1) * lanes]))
+                     for entry in self.act]
+            mem = Memory(shape=8 * lanes, depth=len(words), init=words)
+            m.submodules[f"bank{b}"] = mem
+            port = mem.read_port()
+            m.d.comb += [port.en.eq(arb.bank_en[b]), port.addr.eq(arb.bank_addr[b]),
+                         arb.bank_data[b].eq(port.data)]
+        return m
+
+
+def _requests(window, rows, src):
+    """Return the steps (tile, tap, channel) as lists of ``(entry, operand, pad)`` per lane."""
+    plan = conv.gather_plan(window, rows, 1)
+    p_out, p_in = window.out_h * window.out_w, window.in_h * window.in_w
+    steps = []
+    for t in range(-(-p_out // rows)):
+        for tap in range(window.taps):
+            for c in range(window.in_c):
+                lanes = []
+                for r in range(rows):
+                    p = t * rows + r
+                    q = int(plan.source[p, tap]) if p < p_out else p_in
+                    lanes.append((0, 0, 1) if q == p_in else
+                                 (src + (q // rows) * window.in_c + c, q % rows, 0))
+                steps.append((t, tap, c, lanes))
+    return steps
+
+
+def _run(config, window, act, src, pad_value):
+    dut = _BankedAct(config, act)
+    arb = dut.arbiter
+    steps = _requests(window, config.rows, src)
+    accepted, shown = [], []
+
+    async def bench(ctx):
+        ctx.set(arb.pad_value, pad_value & 0xFF)
+        cycle = 0
+        for _t, _tap, _c, lanes in steps:
+            for r, (entry, operand, pad) in enumerate(lanes):
+                ctx.set(arb.i_step.payload[r].entry, entry)
+                ctx.set(arb.i_step.payload[r].operand, operand)
+                ctx.set(arb.i_step.payload[r].pad, pad)
+            ctx.set(arb.i_step.valid, 1)
+            while True:
+                ready = ctx.get(arb.i_step.ready)
+                if ctx.get(arb.o_valid):
+                    shown.append([ctx.get(Value.cast(arb.o_operands[r])) for r in range(8)
+                                  if r < config.rows])
+                await ctx.tick()
+                cycle += 1
+                if ready:
+                    accepted.append(cycle)
+                    break
+        ctx.set(arb.i_step.valid, 0)
+        for _ in range(config.rows + 2):
+            if ctx.get(arb.o_valid):
+                shown.append([ctx.get(Value.cast(arb.o_operands[r])) for r in range(config.rows)])
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return steps, accepted, shown
+
+
+WINDOWS = {
+    "3x3 same": conv.Window(5, 5, 2, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, -3),
+    "3x3 valid, row wraps": conv.Window(5, 5, 1, 3, 3, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0),
+    "stride 2, padded": conv.Window(7, 6, 1, 4, 3, 1, 3, 3, 2, 2, 1, 1, 1, 1, -128),
+    "dilation 2, 10x4 kernel": conv.Window(12, 7, 1, 4, 3, 1, 5, 3, 2, 1, 2, 2, 2, 1, 5),
+}
+
+
+@pytest.mark.parametrize("rows, bank_lanes", [(8, 1), (8, 2), (4, 4)])
+@pytest.mark.parametrize("name", list(WINDOWS))
+def test_steps_cost_and_gather_what_the_emulator_says(rows, bank_lanes, name):
+    window = WINDOWS[name]
+    config = AcceleratorConfig(rows=rows, cols=2, act_depth=256, cnn=True,
+                               act_bank_lanes=bank_lanes)
+    rng = np.random.default_rng(rows + bank_lanes)
+    act = rng.integers(-128, 128, size=(config.act_depth, rows)).astype(np.int8)
+    act[:, 0] = -128                                 # extremes on lane 0, ties everywhere
+    src = 3
+    steps, accepted, shown = _run(config, window, act, src, window.pad_value)
+
+    plan = conv.gather_plan(window, rows, bank_lanes)
+    expected_cycles = [int(plan.step_cycles[t, tap]) for t, tap, _c, _l in steps]
+    # step i's reads: the cycles after its acceptance up to the next one's acceptance
+    measured = np.diff(accepted).tolist()
+    np.testing.assert_array_equal(measured, expected_cycles[:-1])
+    assert max(expected_cycles) > 1 or name != "stride 2, padded"   # conflicts happen
+
+    gathered = conv._gathered(act, src, window, rows)                # [P, taps, in_c]
+    p_out = window.out_h * window.out_w
+    assert len(shown) == len(steps)
+    for (t, tap, c, _lanes), operands in zip(steps, shown):
+        valid = min(rows, p_out - t * rows)
+        got = np.array(operands[:valid], dtype=np.uint8).view(np.int8)
+        np.testing.assert_array_equal(got, gathered[t * rows:t * rows + valid, tap, c])
+        np.testing.assert_array_equal(
+            np.array(operands[valid:], dtype=np.uint8).view(np.int8),
+            np.full(rows - valid, window.pad_value, dtype=np.int8))
