@@ -80,6 +80,22 @@ def model(script):
     return out
 
 
+class _PortView(Elaboratable):
+    """``run_cycles`` sets ports by attribute: expose ``write__en`` as ``dut.write.en``."""
+
+    def __init__(self, dut):
+        self._dut = dut
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        interface, member = name.split("__")
+        return getattr(getattr(self._dut, interface), member)
+
+    def elaborate(self, platform):
+        return self._dut
+
+
 @pytest.mark.parametrize("width, depth", SHAPES)
 def test_generic_form_equals_the_model_and_poisons_reads_across_writes(width, depth):
     rng = np.random.default_rng(width * 7 + depth)
@@ -97,24 +113,8 @@ def test_generic_form_equals_the_model_and_poisons_reads_across_writes(width, de
     assert [got[i] for i in writes] == [got[i - 1] ^ top for i in writes]
 
 
-class _PortView(Elaboratable):
-    """``run_cycles`` sets ports by attribute: expose ``write__en`` as ``dut.write.en``."""
-
-    def __init__(self, dut):
-        self._dut = dut
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        interface, member = name.split("__")
-        return getattr(getattr(self._dut, interface), member)
-
-    def elaborate(self, platform):
-        return self._dut
-
-
 def test_read_holds_and_selects_the_row_read_last():
-    # rows 0 and 1 of a 2-deep memory: the select register follows reads, not writes
+    # rows 0 and 1 of a 2-deep memory (the iCE40 form's row register): held while idle
     script = [
         {"write__en": 1, "write__addr": 5, "write__data": 0x1234},
         {"write__en": 1, "write__addr": SPRAM_DEPTH + 5, "write__data": 0xBEEF},
