@@ -40,7 +40,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .mac_ice40 import is_ice40, ice40_sim_model
+from .mac_ice40 import ice40_sim_model, is_ice40
 from .ports import BusSignature, ReadSignature
 from .ram import block_ram, registered_read
 
