@@ -1,0 +1,88 @@
+"""The window address generator (``hw/window.py``) against the emulator's gather plan.
+
+Every step's per-lane request — ACT entry, operand, padding — must be the one
+``tessera.runtime.conv.gather_plan`` gives, in the ISA's order, for convolutions (all channels
+per step sequence) and for depthwise/pool commands (one channel each), with strides, dilation,
+padding on every side, row wraps and a last tile with lanes past the last pixel.
+"""
+
+import pytest
+from amaranth.hdl import Value
+from amaranth.sim import Simulator
+
+from test_hw_cnn_gather import WINDOWS, _requests
+from tessera.hw.window import WindowAddressGenerator
+from tessera.spec import AcceleratorConfig
+
+
+def _generate(config, window, commands):
+    """Run the generator on ``commands``; return the steps as lists of (entry, operand, pad)."""
+    dut = WindowAddressGenerator(config)
+    steps = []
+
+    async def bench(ctx):
+        for name in window.__dataclass_fields__:
+            ctx.set(Value.cast(getattr(dut.window, name)),
+                    getattr(window, name) & ((1 << len(Value.cast(getattr(dut.window, name))))
+                                             - 1))
+        ctx.set(dut.o_step.ready, 1)
+        pending = list(commands)
+        for _ in range(20000):
+            if pending:
+                for name, value in pending[0].items():
+                    ctx.set(getattr(dut.i_cmd.payload, name), value)
+                ctx.set(dut.i_cmd.valid, 1)
+            else:
+                ctx.set(dut.i_cmd.valid, 0)
+            accepted = ctx.get(dut.i_cmd.valid) and ctx.get(dut.i_cmd.ready)
+            if ctx.get(dut.o_step.valid):
+                lanes = dut.o_step.payload
+                step = []
+                for r in range(config.rows):
+                    pad = ctx.get(lanes[r].pad)
+                    step.append((0, 0, 1) if pad else
+                                (ctx.get(lanes[r].entry), ctx.get(lanes[r].operand), 0))
+                steps.append(step)
+            await ctx.tick()
+            if accepted:
+                pending.pop(0)
+            if not pending and not ctx.get(dut.o_step.valid):
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return steps
+
+
+@pytest.mark.parametrize("rows", [4, 8])
+@pytest.mark.parametrize("name", list(WINDOWS))
+def test_convolution_steps_are_the_emulators(rows, name):
+    window, src = WINDOWS[name], 7
+    config = AcceleratorConfig(rows=rows, cols=2, act_depth=512, cnn=True)
+    tiles = -(-window.out_h * window.out_w // rows)
+    commands = [dict(src=src, first_tile=t == 0, next_tile=t > 0, all_channels=1, channel=0)
+                for t in range(tiles)]
+    expected = [lanes for _t, _tap, _c, lanes in _requests(window, rows, src)]
+    assert _generate(config, window, commands) == expected
+
+
+@pytest.mark.parametrize("name", ["3x3 same", "stride 2, padded"])
+def test_one_channel_commands_are_the_emulators(name):
+    window, src, rows = WINDOWS[name], 2, 4
+    config = AcceleratorConfig(rows=rows, cols=2, act_depth=512, cnn=True)
+    tiles = -(-window.out_h * window.out_w // rows)
+    commands, expected = [], []
+    steps = _requests(window, rows, src)
+    for t in range(tiles):
+        for c in range(window.in_c):
+            commands.append(dict(src=src, first_tile=t == 0, next_tile=t > 0 and c == 0,
+                                 all_channels=0, channel=c))
+            expected += [lanes for tt, _tap, cc, lanes in steps if (tt, cc) == (t, c)]
+    assert _generate(config, window, commands) == expected
+
+
+def test_rows_must_be_a_power_of_two():
+    with pytest.raises(ValueError, match="power-of-two row count, not 6"):
+        WindowAddressGenerator(AcceleratorConfig(rows=6, cols=2, cnn=True))
