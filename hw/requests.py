@@ -51,7 +51,8 @@ class RequestHandler(wiring.Component):
     i_frame : In(stream.Signature(FRAME_INFO))
         Received frames; accepted once the payload has been used (the receiver holds it).
     seek, length : Out(1), Out(byte_count_width(config))
-        To the payload reader: present the payload (``length`` bytes) from offset 0.
+        To the payload reader: present the payload (``length`` bytes, the held frame's
+        descriptor) from offset 0.
     take : Out(1)
         Consume the cursor's byte (the ``READ`` request's four bytes).
     cursor : In(CursorSignature(config))
@@ -98,7 +99,6 @@ class RequestHandler(wiring.Component):
 
         # -- the frame being handled -------------------------------------------------------
         seq = Signal(8)
-        length = self.length
         held = Signal()        # the receiver's frame has not been released yet
         # What DISPATCH does with the request, decided when it is taken: one flag per action
         # (exactly one is set), so that DISPATCH's decisions are single registers (the chain
@@ -155,6 +155,10 @@ class RequestHandler(wiring.Component):
                          resp_act.eq(0)]
             m.next = "RESPOND"
 
+        # The payload length for the reader's seek: the held frame's descriptor (the receiver
+        # keeps it until the frame is released in RESPOND, after every seek).
+        m.d.comb += self.length.eq(self.i_frame.payload.length)
+
         with m.FSM(name="requests") as fsm:
             with m.State("IDLE"):
                 with m.If(self.i_frame.valid & ~held):
@@ -170,7 +174,7 @@ class RequestHandler(wiring.Component):
                     error = rx_bad | kind_bad | length_bad
                     repeat = last_valid & (info.seq == last["seq"])
                     is_exec = ~error & (info.kind == Kind.EXEC)
-                    m.d.sync += [seq.eq(info.seq), length.eq(info.length), held.eq(1),
+                    m.d.sync += [seq.eq(info.seq), held.eq(1),
                                  go_error.eq(error),
                                  err_code.eq(Mux(rx_bad, info.status,
                                                  Mux(kind_bad, Status.BAD_KIND,
