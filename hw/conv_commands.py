@@ -1,0 +1,148 @@
+"""The commands of one ``CONV``: tile and channel-group counters and their address adders.
+
+docs/isa.md ("``CONV``") runs, for each output pixel tile ``t < T = ceil(out_h*out_w / rows)``
+(outer) and each channel group ``g`` (inner), one gathered GEMM command with ``clear`` and
+``drain``. :class:`ConvCommandSequencer` turns a ``CONV`` into that sequence: for each command
+its weights, parameters, drain address, ``m_rows`` (the valid pixels of tile *t*), ``n_cols``
+and ``k``, and the :class:`~tessera.hw.window.WindowAddressGenerator` command of its gather —
+
+- kind 0 (conv): groups of ``cols`` output channels, ``K = kernel_h*kernel_w*in_c``, weights
+  ``w_addr + g*K``, parameters ``param_addr + g*cols``, drain to ``dst + t*out_c + g*cols``;
+- kinds 1-3 (depthwise, average and max pool): one group per output channel, ``K`` the taps,
+  one column, input channel ``g div (out_c / in_c)``, weights ``w_addr + g*K``, parameters
+  ``param_addr + g``, drain to ``dst + t*out_c + g``.
+
+Every address is a running sum (no multiplier but the window's own ``K`` and pixel count, held
+from the window state); the input channel advances as ``g*in_c`` passes multiples of
+``out_c``. The instruction's checks (docs/isa.md, "Checks") are the decoder's: a command is
+only started for a valid ``CONV``.
+
+Timing: a ``CONV`` accepted in cycle *E* (``i_conv`` transfer) offers its first command from
+cycle *E+1*, each next one in the cycle after the previous was taken; ``i_conv`` is ready
+again in the cycle its last command is taken.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tessera.spec import isa
+from tessera.spec.isa import CnnOpcode, ConvKind
+
+from .layouts import struct_layout
+from .window import window_command, window_state
+
+__all__ = ["ConvCommandSequencer", "conv_request", "conv_command"]
+
+
+def conv_request() -> data.StructLayout:
+    """Return the layout of a ``CONV`` as the sequencer hands it over (its named fields)."""
+    layout = struct_layout(isa.CNN_LAYOUTS[CnnOpcode.CONV])
+    return data.StructLayout({name: layout[name].shape
+                              for name in ("kind", "src", "dst", "w_addr", "param_addr")})
+
+
+def conv_command(config) -> data.StructLayout:
+    """Return the layout of one gathered GEMM command and its gather."""
+    return data.StructLayout({
+        "w_addr": unsigned(16), "k": unsigned(16), "out_addr": unsigned(16),
+        "param_addr": unsigned(16), "m_rows": unsigned(8), "n_cols": unsigned(8),
+        "kind": unsigned(2),
+        "gather": window_command(config),
+    })
+
+
+class ConvCommandSequencer(wiring.Component):
+    """Sequence the gathered GEMM commands of ``CONV`` instructions.
+
+    Parameters
+    ----------
+    config : tessera.spec.AcceleratorConfig
+
+    Members
+    -------
+    window : In(window_state())
+        The window state (held while a ``CONV`` runs).
+    i_conv : In(stream.Signature(conv_request()))
+    o_cmd : Out(stream.Signature(conv_command(config)))
+    """
+
+    def __init__(self, config):
+        self._config = config
+        super().__init__({
+            "window": In(window_state()),
+            "i_conv": In(stream.Signature(conv_request())),
+            "o_cmd": Out(stream.Signature(conv_command(config))),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._config
+        rows, cols = cfg.rows, cfg.cols
+        w = self.window
+        m = Module()
+
+        # Window-derived sizes (the window is held while the CONV runs).
+        taps = Signal(10)
+        pixels = Signal(20)
+        m.d.comb += [taps.eq(w.kernel_h * w.kernel_w), pixels.eq(w.out_h * w.out_w)]
+
+        req = Signal(conv_request())
+        running = Signal()
+        conv_kind = req.kind == ConvKind.CONV
+        k = Signal(16)
+        m.d.comb += k.eq(Mux(conv_kind, taps * w.in_c, taps))
+
+        # Counters of the current command.
+        pixels_left = Signal(21)                   # out_h*out_w - t*rows
+        group_left = Signal(13)                    # conv: out_c - g*cols; else out_c - g
+        tile_base = Signal(16)                     # dst + t*out_c
+        out_addr = Signal(16)                      # tile_base + g*cols (conv) / + g
+        w_addr, param_addr = Signal(16), Signal(16)
+        channel = Signal(12)
+        phase = Signal(13)                         # g*in_c mod out_c (kinds 1-3)
+        first = Signal()                           # the first command of the CONV
+        new_tile = Signal()                        # the first command of its tile
+
+        cmd = self.o_cmd.payload
+        m.d.comb += [
+            cmd.w_addr.eq(w_addr), cmd.k.eq(k), cmd.out_addr.eq(out_addr),
+            cmd.param_addr.eq(param_addr), cmd.kind.eq(req.kind),
+            cmd.m_rows.eq(Mux(pixels_left > rows, rows, pixels_left)),
+            cmd.n_cols.eq(Mux(conv_kind, Mux(group_left > cols, cols, group_left), 1)),
+            cmd.gather.src.eq(req.src), cmd.gather.first_tile.eq(first),
+            cmd.gather.next_tile.eq(new_tile & ~first),
+            cmd.gather.all_channels.eq(conv_kind), cmd.gather.channel.eq(channel),
+            self.o_cmd.valid.eq(running),
+        ]
+        group_width = Mux(conv_kind, cols, 1)
+        last_group = group_left <= group_width
+        last_tile = pixels_left <= rows
+        taken = self.o_cmd.valid & self.o_cmd.ready
+        m.d.comb += self.i_conv.ready.eq(~running | (taken & last_group & last_tile))
+        with m.If(taken):
+            m.d.sync += first.eq(0)
+            with m.If(~last_group):
+                m.d.sync += [group_left.eq(group_left - group_width),
+                             out_addr.eq(out_addr + group_width),
+                             param_addr.eq(param_addr + group_width),
+                             w_addr.eq(w_addr + k), new_tile.eq(0)]
+                # input channel g div (out_c / in_c): g*in_c counted modulo out_c
+                with m.If(~conv_kind & (phase + w.in_c >= w.out_c)):
+                    m.d.sync += [channel.eq(channel + 1), phase.eq(phase + w.in_c - w.out_c)]
+                with m.Else():
+                    m.d.sync += phase.eq(phase + w.in_c)
+            with m.Else():
+                # next tile: the groups start again
+                m.d.sync += [group_left.eq(w.out_c), pixels_left.eq(pixels_left - rows),
+                             tile_base.eq(tile_base + w.out_c), out_addr.eq(tile_base + w.out_c),
+                             param_addr.eq(req.param_addr), w_addr.eq(req.w_addr),
+                             channel.eq(0), phase.eq(0), new_tile.eq(1)]
+                with m.If(last_tile):
+                    m.d.sync += running.eq(0)
+        with m.If(self.i_conv.valid & self.i_conv.ready):
+            p = self.i_conv.payload
+            m.d.sync += [req.eq(p), running.eq(1), first.eq(1), new_tile.eq(1),
+                         pixels_left.eq(pixels), group_left.eq(w.out_c), tile_base.eq(p.dst),
+                         out_addr.eq(p.dst), w_addr.eq(p.w_addr), param_addr.eq(p.param_addr),
+                         channel.eq(0), phase.eq(0)]
+        return m
