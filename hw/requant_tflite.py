@@ -40,11 +40,14 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .mac_ecp5 import is_ecp5, registered_product
-from .requant_onnx import MANTISSA_BITS, REQUANT_BITS
+from .requant_onnx import REQUANT_BITS
 
 __all__ = ["TfliteRequant"]
 
 _INT32_MIN = -(1 << 31)
+#: The widest ``result``: MultiplyByQuantizedMultiplier's whole int32 (an ``ADD``'s input passes,
+#: hw/add.py, must not saturate).
+_MAX_RESULT_BITS = 32
 _MAX_RIGHT = 33   # RDBPOT by 33 or more is 0 for every int32 (and by 32 only -2^31 -> -1)
 
 
@@ -55,7 +58,8 @@ class TfliteRequant(wiring.Component):
     ----------
     result_bits : int, optional
         Saturation width of ``result``: 16 (default) or more
-        (:func:`tessera.hw.requant_onnx.requant_bits`).
+        (:func:`tessera.hw.requant_onnx.requant_bits`), up to 32 (no saturation: an ``ADD``'s
+        input passes, hw/add.py).
 
     Members
     -------
@@ -77,10 +81,10 @@ class TfliteRequant(wiring.Component):
 
     def __init__(self, *, result_bits=REQUANT_BITS):
         if isinstance(result_bits, bool) or not isinstance(result_bits, int) \
-                or not REQUANT_BITS <= result_bits <= MANTISSA_BITS:
+                or not REQUANT_BITS <= result_bits <= _MAX_RESULT_BITS:
             self._MustUse__silence = True   # a rejected component is not an unused one
             raise ValueError(f"Result width must be an integer from {REQUANT_BITS} to "
-                             f"{MANTISSA_BITS}, not {result_bits!r}")
+                             f"{_MAX_RESULT_BITS}, not {result_bits!r}")
         self._result_bits = result_bits
         super().__init__({
             "en": In(1),
