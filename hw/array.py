@@ -37,7 +37,7 @@ row, and ``shift_col`` moves every column left by one (column ``c`` takes column
 Draining ``m_rows`` rows of a column is ``m_rows - 1`` row shifts followed by one column shift.
 """
 
-from amaranth import Module, ResetInserter, Signal, signed
+from amaranth import Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -75,6 +75,11 @@ class MacArray(wiring.Component):
         precedence over ``shift_row``. ``shadow_load`` takes precedence over both.
     head : Out(signed(acc_bits))
         ``shadow[0][0]``.
+    maximum : In(1)
+        Only with ``config.cnn`` (ISA version 3's max pool): with ``step``, each accumulator
+        keeps the maximum of its row's activations instead of the sum of products (a
+        ``clear`` step starts from its activation); the weights are not used. The generic array
+        only: the iCE40 and ECP5 arrays do not have it yet (issue 15).
     """
 
     #: Cycles from a step on the inputs to the updated accumulators (and a ``shadow_load`` in
@@ -92,6 +97,7 @@ class MacArray(wiring.Component):
             "shift_row": In(1),
             "shift_col": In(1),
             "head": Out(signed(config.acc_bits)),
+            **({"maximum": In(1)} if config.cnn else {}),
         })
 
     @property
@@ -137,11 +143,25 @@ class MacArray(wiring.Component):
         # (registered from the step's `clear`, so no combinational path reaches the resets).
         restart = Signal()
         m.d.sync += restart.eq(self.step & self.clear)
+        if self._config.cnn:
+            # Max pool (ISA version 3): the row's activation, a cycle late beside the products,
+            # is compared and selected instead of added; the clearing step takes it whole.
+            maximum, first = Signal(), Signal()
+            a_late = Signal.like(a)
+            m.d.sync += [maximum.eq(self.maximum), a_late.eq(a),
+                         first.eq(self.step & self.clear)]
+            first_late, maximum_late = Signal(), Signal()
+            m.d.sync += [first_late.eq(first), maximum_late.eq(maximum)]
         for r in range(rows):
             for c in range(cols):
                 mac = Module()
                 with mac.If(product_step):
-                    mac.d.sync += acc[r][c].eq(acc[r][c] + product[r][c])
+                    if self._config.cnn:
+                        keep = Mux(first_late | (a_late[r] > acc[r][c]), a_late[r], acc[r][c])
+                        mac.d.sync += acc[r][c].eq(
+                            Mux(maximum_late, keep, acc[r][c] + product[r][c]))
+                    else:
+                        mac.d.sync += acc[r][c].eq(acc[r][c] + product[r][c])
                 m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
 
         shifting_shadow(m, self, acc)
