@@ -1,0 +1,133 @@
+"""A whole CONV's accumulators on the RTL datapath against the emulator's ``conv.run_conv``.
+
+The commands of a ``CONV`` (docs/isa.md's list, checked against the command sequencer in
+test_hw_cnn_commands.py) run through :class:`GatheredSteps` — window addresses, the banked ACT's
+arbitrated reads, the weights — into a :class:`MacArray`; after each command the shadow must
+hold exactly the emulator's accumulators of its tile and channel group, for each kind, and the
+steps must be shown at the emulator's gather cost.
+"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, Value
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from test_hw_cnn_commands import CASES, _expected
+from tessera.hw.array import MacArray
+from tessera.hw.gathered import GatheredSteps
+from tessera.runtime import conv
+from tessera.spec import AcceleratorConfig
+from tessera.spec.isa import ConvKind
+
+
+class _Datapath(Elaboratable):
+    def __init__(self, config, act, wgt):
+        self.config, self.act, self.wgt = config, act, wgt
+        self.steps = GatheredSteps(config)
+        self.array = MacArray(config)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.steps = steps = self.steps
+        m.submodules.array = array = self.array
+        lanes = cfg.act_bank_lanes
+        for b in range(cfg.rows // lanes):
+            words = [sum((int(v) & 0xFF) << (8 * i)
+                         for i, v in enumerate(entry[b * lanes:(b + 1) * lanes]))
+                     for entry in self.act]
+            m.submodules[f"bank{b}"] = mem = Memory(shape=8 * lanes, depth=len(words), init=words)
+            port = mem.read_port()
+            m.d.comb += [port.en.eq(steps.bank_en[b]), port.addr.eq(steps.bank_addr[b]),
+                         steps.bank_data[b].eq(port.data)]
+        words = [sum((int(v) & 0xFF) << (8 * i) for i, v in enumerate(entry))
+                 for entry in self.wgt]
+        m.submodules.wgt = wgt = Memory(shape=8 * cfg.cols, depth=len(words), init=words)
+        port = wgt.read_port()
+        m.d.comb += [port.en.eq(steps.wgt_en), port.addr.eq(steps.wgt_addr),
+                     steps.wgt_data.eq(port.data),
+                     array.a.as_value().eq(steps.a.as_value()), array.w.as_value().eq(steps.w),
+                     array.step.eq(steps.step), array.clear.eq(steps.clear),
+                     array.maximum.eq(steps.maximum)]
+        return m
+
+
+def _run(config, window, kind, commands, act, wgt):
+    dut = _Datapath(config, act, wgt)
+    steps, array = dut.steps, dut.array
+    rows, cols = config.rows, config.cols
+    results, step_gaps = [], []
+
+    async def bench(ctx):
+        for name in window.__dataclass_fields__:
+            sig = getattr(steps.window, name)
+            ctx.set(sig, getattr(window, name) & ((1 << len(Value.cast(sig))) - 1))
+        for command in commands:
+            for name in ("w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols"):
+                ctx.set(getattr(steps.i_cmd.payload, name), command[name])
+            ctx.set(steps.i_cmd.payload.kind, kind)
+            for name in ("src", "first_tile", "next_tile", "all_channels", "channel"):
+                ctx.set(getattr(steps.i_cmd.payload.gather, name), command[name])
+            ctx.set(steps.i_cmd.valid, 1)
+            await ctx.tick()
+            ctx.set(steps.i_cmd.valid, 0)
+            shown_at, cycle = [], 0
+            while True:
+                step, last = ctx.get(steps.step), ctx.get(steps.o_last)
+                if step:
+                    shown_at.append(cycle)
+                await ctx.tick()
+                cycle += 1
+                if last:
+                    break
+            step_gaps.append(np.diff(shown_at).tolist())
+            for _ in range(MacArray.latency - 1):
+                await ctx.tick()
+            ctx.set(array.shadow_load, 1)
+            await ctx.tick()
+            ctx.set(array.shadow_load, 0)
+            shadow = np.zeros((rows, cols), dtype=np.int64)
+            for c in range(cols):
+                for r in range(rows):
+                    shadow[r, c] = ctx.get(array.head)
+                    ctx.set(array.shift_row, r < rows - 1)
+                    ctx.set(array.shift_col, r == rows - 1)
+                    await ctx.tick()
+            ctx.set(array.shift_row, 0)
+            ctx.set(array.shift_col, 0)
+            results.append(shadow)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return results, step_gaps
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("rows, cols, bank_lanes", [(4, 4, 1), (8, 2, 2)])
+def test_accumulators_are_the_emulators(name, rows, cols, bank_lanes):
+    kind, window = CASES[name]
+    config = AcceleratorConfig(rows=rows, cols=cols, act_depth=256, weight_depth=512, cnn=True,
+                               act_bank_lanes=bank_lanes)
+    rng = np.random.default_rng(rows)
+    act = rng.integers(-128, 128, size=(config.act_depth, rows)).astype(np.int8)
+    act[::5, 0] = 127
+    wgt = rng.integers(-128, 128, size=(config.weight_depth, cols)).astype(np.int8)
+    fields = dict(src=11, dst=300, w_addr=40, param_addr=17)
+    commands = _expected(kind, window, rows, cols, **fields)
+    results, gaps = _run(config, window, kind, commands, act, wgt)
+
+    acc = conv.run_conv(kind, window, act, wgt, fields["src"], fields["w_addr"], rows, cols)
+    # (an average pool's accumulators are its tap sums: the divider is the drain's)
+    plan = conv.gather_plan(window, rows, bank_lanes)
+    tiles, groups = plan.step_cycles.shape[0], len(commands) // plan.step_cycles.shape[0]
+    for i, (command, shadow) in enumerate(zip(commands, results)):
+        t, g = divmod(i, groups)
+        m_rows, n_cols = command["m_rows"], command["n_cols"]
+        first = g * cols if kind == ConvKind.CONV else g
+        np.testing.assert_array_equal(shadow[:m_rows, :n_cols],
+                                      acc[t * rows:t * rows + m_rows, first:first + n_cols])
+        per_step = np.repeat(plan.step_cycles[t], window.in_c if kind == ConvKind.CONV else 1)
+        assert gaps[i] == per_step[1:].tolist()
