@@ -4,8 +4,9 @@
 :class:`~tessera.hw.window.WindowAddressGenerator` makes each step's per-lane requests, the
 :class:`~tessera.hw.gather.GatherArbiter` reads them from the banked ACT, and the weights are
 read from ``WGT[w_addr + i]`` for step *i* (operand 0 only matters for one-column kinds; an
-average pool's weight is 1, a max pool ignores it). The result is what :class:`~tessera.hw.array.MacArray` takes: ``a``, ``w``,
-``step``, ``clear`` on the command's first step, ``maximum`` for a max pool.
+average pool's weight is 1, a max pool ignores it). The result is what
+:class:`~tessera.hw.array.MacArray` takes: ``a``, ``w``, ``step``, ``clear`` on the command's
+first step, ``maximum`` for a max pool.
 
 Timing: a command accepted in cycle *A* has its steps' reads issued back to back from cycle
 *A+2* (the generator's and the arbiter's registers), step *i* of cost ``n_i`` shown on the
