@@ -13,7 +13,7 @@ The lanes' output pixels are kept in registers and moved by a chain of one-pixel
 ``rows`` must be a power of two (``q div rows`` and ``q mod rows`` are bit fields).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -16,6 +16,25 @@ from tessera.spec import AcceleratorConfig
 from tessera.spec.isa import ConvKind
 
 
+async def capture_shadow(ctx, array, rows, cols):
+    """After a command's last step: copy the accumulators to the shadow, return it shifted out."""
+    for _ in range(MacArray.latency - 1):
+        await ctx.tick()
+    ctx.set(array.shadow_load, 1)
+    await ctx.tick()
+    ctx.set(array.shadow_load, 0)
+    shadow = np.zeros((rows, cols), dtype=np.int64)
+    for c in range(cols):
+        for r in range(rows):
+            shadow[r, c] = ctx.get(array.head)
+            ctx.set(array.shift_row, r < rows - 1)
+            ctx.set(array.shift_col, r == rows - 1)
+            await ctx.tick()
+    ctx.set(array.shift_row, 0)
+    ctx.set(array.shift_col, 0)
+    return shadow
+
+
 def _shadow(dut, config, steps, weights, maximum):
     """Step ``steps [k, rows]`` (and ``weights [k, cols]``); return the shadow ``[rows, cols]``."""
     rows, cols = config.rows, config.cols
@@ -33,17 +52,7 @@ def _shadow(dut, config, steps, weights, maximum):
             await ctx.tick()
         ctx.set(dut.step, 0)
         ctx.set(dut.maximum, 0)
-        for _ in range(MacArray.latency - 1):
-            await ctx.tick()
-        ctx.set(dut.shadow_load, 1)
-        await ctx.tick()
-        ctx.set(dut.shadow_load, 0)
-        for c in range(cols):
-            for r in range(rows):
-                out[r, c] = ctx.get(dut.head)
-                ctx.set(dut.shift_row, r < rows - 1)
-                ctx.set(dut.shift_col, r == rows - 1)
-                await ctx.tick()
+        out[:] = await capture_shadow(ctx, dut, rows, cols)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -73,3 +82,12 @@ def test_without_cnn_the_array_is_unchanged():
     assert "maximum" not in dut.signature.members
     text = rtlil.convert(dut)
     assert "maximum" not in text and "a_late" not in text
+
+
+def test_public_names_of_the_cnn_units_resolve():
+    import importlib
+    for name in ("gather", "window", "pool", "add", "conv_commands", "gathered"):
+        module = importlib.import_module(f"tessera.hw.{name}")
+        assert module.__all__
+        for public in module.__all__:
+            assert hasattr(module, public), f"tessera.hw.{name}.__all__ names missing {public!r}"

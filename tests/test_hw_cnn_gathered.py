@@ -13,6 +13,7 @@ from amaranth.hdl import Elaboratable, Module, Value
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from test_hw_cnn_array import capture_shadow
 from test_hw_cnn_commands import CASES, _expected
 from tessera.hw.array import MacArray
 from tessera.hw.gathered import GatheredSteps
@@ -82,21 +83,7 @@ def _run(config, window, kind, commands, act, wgt):
                 if last:
                     break
             step_gaps.append(np.diff(shown_at).tolist())
-            for _ in range(MacArray.latency - 1):
-                await ctx.tick()
-            ctx.set(array.shadow_load, 1)
-            await ctx.tick()
-            ctx.set(array.shadow_load, 0)
-            shadow = np.zeros((rows, cols), dtype=np.int64)
-            for c in range(cols):
-                for r in range(rows):
-                    shadow[r, c] = ctx.get(array.head)
-                    ctx.set(array.shift_row, r < rows - 1)
-                    ctx.set(array.shift_col, r == rows - 1)
-                    await ctx.tick()
-            ctx.set(array.shift_row, 0)
-            ctx.set(array.shift_col, 0)
-            results.append(shadow)
+            results.append(await capture_shadow(ctx, array, rows, cols))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
