@@ -4,9 +4,10 @@ Runs ``sim/system_fuzz.py`` (see docs/simulation.md, "Fuzzing") on the Verilator
 system-test configurations (``tests/sim_helpers.py``, and the operand-width variants of the 2x4
 one of ``tests/test_sim_system.py``: ``2x4-int4``, ``2x4-a8w4``, ``2x4-int16``; all but 8x8 have
 short receive timeouts, so the timeout stimuli cost little), with more stimuli and other seeds than
-the default suite's 2000 of seed 1. Prints, per configuration: stimuli sent and refused as
-undefined, requests, responses checked, mismatches and hangs (0 unless it failed), simulated
-cycles and wall time. A failure prints the stimulus, its bytes and the seed, and exits 1.
+the default suite's 1500 of seed 1. Prints, per configuration: stimuli sent, undefined and
+undefined run on the RTL alone, requests, responses checked, mismatches and hangs (0 unless it
+failed), simulated cycles and wall time. A failure prints the stimulus, its bytes and the seed,
+and exits 1.
 
     .venv/bin/python bench/bench_rtl_fuzz.py [--stimuli 10000] [--seed 1] [--json]
         [--configs 2x4,4x4-tflite]
@@ -35,8 +36,9 @@ def fuzz_configs() -> dict:
               for name, fields in WIDTH_CONFIGS.items()}
     return {**CONFIGS, **widths}
 
-COLUMNS = ("sent", "undefined", "requests", "responses_checked", "mismatches", "hangs",
-           "cycles", "wall_s")
+
+COLUMNS = ("sent", "undefined", "undefined_run", "requests", "responses_checked", "mismatches",
+           "hangs", "cycles", "wall_s")
 
 
 def main(argv=None) -> int:

@@ -381,7 +381,7 @@ def run_fuzz(sim, config, *, stimuli, seed, test_dir, break_at=None) -> dict:
     Returns
     -------
     dict
-        ``seed``, ``stimuli``, ``sent``, ``undefined``, ``requests``, ``bytes``,
+        ``seed``, ``stimuli``, ``sent``, ``undefined``, ``undefined_run``, ``requests``, ``bytes``,
         ``responses_checked``, ``mismatches``, ``hangs``, ``cycles``, ``wall_s``, ``kinds`` and
         ``statuses`` (counts by stimulus kind and by response status).
 

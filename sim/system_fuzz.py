@@ -11,7 +11,10 @@ drops the partial frame too. After every bad stimulus a good ``EXEC`` (``LOAD`` 
 must come back with exactly the loaded data: the device never wedges.
 
 Programs the emulator refuses as undefined (``HazardError``, ``ParameterError``: docs/isa.md
-leaves the hardware's result open) are not sent; they are counted as ``undefined``.
+leaves the hardware's result open) are counted as ``undefined``; when one is a whole ``EXEC``
+frame (``undefined_run``) it still goes to the RTL alone, which must answer it (any status) and
+go idle, and the testbench then rewrites every buffer, the accumulators, the post state and the
+counters from the model's state (each of those requests checked as usual).
 
 A failure names the stimulus (index, kind, bytes) and the seed; the run is reproducible from the
 seed alone. ``$TESSERA_FUZZ_REPORT`` names a JSON file for the summary (stimuli, requests,
@@ -31,7 +34,10 @@ import cocotb
 
 from tessera.runtime.errors import HazardError, ParameterError
 from tessera.spec.packing import pack_entries, unpack_entries
-from tessera.spec.protocol import HEADER_BYTES, FrameParser, Kind, Status, crc8
+from tessera.spec import isa
+from tessera.spec.isa import Buffer, Opcode
+from tessera.spec.protocol import (FRAME_OVERHEAD, HEADER_BYTES, TRAILER_BYTES, FrameParser, Kind,
+                                   Status, crc8, encode_frame)
 
 from fuzz_frames import FrameFuzzer
 from tb import TB, config_from_env
@@ -93,6 +99,56 @@ async def _still_works(tb, fuzzer):
         f"answered {[(hex(g.kind), g.payload.hex()) for g in got]}, not OK {expected.hex()}")
 
 
+def _whole_exec_frame(parts) -> bool:
+    """Whether ``parts`` is one whole, well-formed ``EXEC`` frame."""
+    part = parts[0]
+    return len(parts) == 1 and len(part) >= FRAME_OVERHEAD and part[1] == Kind.EXEC and \
+        part == encode_frame(Kind.EXEC, part[2], part[HEADER_BYTES:-TRAILER_BYTES])
+
+
+async def _undefined_answered(tb, frame, what):
+    """Send an undefined ``EXEC`` to the RTL alone: it must answer (any status) and go idle.
+
+    The model does not see it; :func:`_resync` then gives the RTL the model's state again.
+    """
+    tb.driver.send(frame)
+    got = await tb._collect(1, tb._timeout_cycles(frame), f"{what}: the undefined EXEC")
+    assert got[0].seq == frame[2], \
+        f"{what}: the undefined EXEC (seq {frame[2]}) was answered with seq {got[0].seq}"
+    await tb.settle()
+
+
+async def _resync(tb):
+    """Make the RTL's state the model's again (after an undefined program ran on it alone):
+    forget the EXEC seq, rewrite every buffer, set the accumulators and the post state, clear
+    the counters -- each request checked against the model as usual."""
+    cfg, machine = tb.config, tb.model.machine
+    await tb.request(Kind.HELLO)
+    contents = {Buffer.ACT: lambda a, b: pack_entries(machine.act[a:b], cfg.input_bits),
+                Buffer.WGT: lambda a, b: pack_entries(machine.wgt[a:b], cfg.weight_bits),
+                Buffer.PARAM: lambda a, b: machine.param[a:b].tobytes(),
+                Buffer.LUT: lambda a, b: machine.lut[a:b].tobytes()}
+    for buffer, read in contents.items():
+        step = cfg.max_load_entries(buffer)
+        for addr in range(0, cfg.depth(buffer), step):
+            count = min(step, cfg.depth(buffer) - addr)
+            load = isa.Load(buffer, addr, count, read(addr, addr + count)).encode()
+            response = await tb.exec(load, what=f"resync LOAD {buffer.name}[{addr}:{addr + count}]")
+            assert response.kind == Status.OK, f"resync LOAD answered {response.kind:#04x}"
+    post = machine.post
+    # A GEMM with clear sets the accumulators alike (the buffers now agree); the POST
+    # restores the post state (refused by both alike if it is the unbuilt reset mode).
+    response = await tb.exec(isa.Gemm(a_addr=0, w_addr=0, k=1, m_rows=1, n_cols=1, clear=True,
+                                      drain=False).encode() + isa.Sync().encode(),
+                             what="resync GEMM")
+    assert response.kind == Status.OK, f"resync GEMM answered {response.kind:#04x}"
+    await tb.exec(isa.LAYOUTS[Opcode.POST].to_bytes(
+        opcode=int(Opcode.POST), mode=int(post.mode), lut=int(post.lut),
+        zero_point=post.zero_point, lo=post.lo, hi=post.hi), what="resync POST")
+    await tb.request(Kind.HELLO)
+    await tb.request(Kind.CLEAR_COUNTERS)
+
+
 def _falsify(model):
     """Make the model answer wrongly from now on (the self-check of the fuzz test)."""
     read = model.read
@@ -118,7 +174,7 @@ async def fuzz(dut):
     dut._log.info("fuzz: seed %d, %d stimuli, %dx%d configuration (reproduce with "
                   "TESSERA_SEED=%d)", seed, total, tb.config.rows, tb.config.cols, seed)
     kinds, statuses = collections.Counter(), collections.Counter()
-    undefined = requests = sent_bytes = 0
+    undefined = undefined_run = requests = sent_bytes = 0
     falsified = False
     started = time.monotonic()
     for index in range(total):
@@ -131,6 +187,14 @@ async def fuzz(dut):
                                  f"bytes {' | '.join(p.hex() for p in stimulus.parts)}") from e
         if reason is not None:
             undefined += 1
+            if _whole_exec_frame(stimulus.parts):
+                try:
+                    await _undefined_answered(tb, stimulus.parts[0], what)
+                    await _resync(tb)
+                except AssertionError as e:
+                    raise AssertionError(f"{what} failed ({reason}): {e}\nits bytes: "
+                                         f"{stimulus.parts[0].hex()}") from None
+                undefined_run += 1
             continue
         if index >= break_at >= 0 and not falsified:
             _falsify(tb.model)
@@ -154,6 +218,7 @@ async def fuzz(dut):
             dut._log.info("fuzz: %d of %d stimuli, %d responses checked", index + 1, total,
                           tb.scoreboard.checked)
     summary = dict(seed=seed, stimuli=total, sent=total - undefined, undefined=undefined,
+                   undefined_run=undefined_run,
                    requests=requests, bytes=sent_bytes, responses_checked=tb.scoreboard.checked,
                    mismatches=0, hangs=0, cycles=tb.cycle,
                    wall_s=round(time.monotonic() - started, 1), kinds=dict(sorted(kinds.items())),
