@@ -33,16 +33,14 @@ import time
 import cocotb
 
 from tessera.runtime.errors import HazardError, ParameterError
-from tessera.spec.packing import pack_entries, unpack_entries
 from tessera.spec import isa
 from tessera.spec.isa import Buffer, Opcode
+from tessera.spec.packing import pack_entries, unpack_entries
 from tessera.spec.protocol import (FRAME_OVERHEAD, HEADER_BYTES, TRAILER_BYTES, FrameParser, Kind,
                                    Status, crc8, encode_frame)
 
 from fuzz_frames import FrameFuzzer
-from tb import TB, config_from_env
-
-_CONFIG = config_from_env()
+from tb import TB
 
 
 def _receiving(model) -> bool:
