@@ -8,10 +8,13 @@ average pool's weight is 1, a max pool ignores it). The result is what
 :class:`~tessera.hw.array.MacArray` takes: ``a``, ``w``, ``step``, ``clear`` on the command's
 first step, ``maximum`` for a max pool.
 
-Timing: a command accepted in cycle *A* has its steps' reads issued back to back from cycle
-*A+2* (the generator's and the arbiter's registers), step *i* of cost ``n_i`` shown on the
-array inputs ``n_i`` cycles after the previous one; ``o_last`` marks the command's last step.
-The GEMM engine's hand-off rules (hw/gemm.py) are not part of this block yet.
+Timing (hw/gemm.py's, with gathered steps): a command started in cycle *A* (``start``, the
+engine's acceptance) has its reads issued from *A+1*, back to back, step *i* of cost ``n_i``
+shown on the array inputs ``n_i`` cycles after the previous one, the first at *A+1+n_0*: its
+last step is shown at *A+1+Σn* and accumulated by *A+Σn+3*, so the hand-off is at
+*A + Σn + GEMM_OVERHEAD_CYCLES*, the emulator's compute cycles of a gathered command.
+``o_last`` marks the command's last step. The engine's hand-off itself is not part of this
+block yet.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -38,6 +41,10 @@ class GatheredSteps(wiring.Component):
     -------
     window : In(window_state())
     i_cmd : In(stream.Signature(conv_command(config)))
+        Taken when the generator is free (during the previous command's last steps).
+    start : In(1)
+        The GEMM engine accepts the command taken last (cycle *A*); at most once per command,
+        after its previous command's last step was shown.
     bank_en, bank_addr : Out
         The banked ACT's read ports (see :class:`~tessera.hw.gather.GatherArbiter`).
     bank_data : In
@@ -59,6 +66,7 @@ class GatheredSteps(wiring.Component):
         super().__init__({
             "window": In(window_state()),
             "i_cmd": In(stream.Signature(conv_command(config))),
+            "start": In(1),
             "bank_en": Out(ports["bank_en"].shape),
             "bank_addr": Out(ports["bank_addr"].shape),
             "bank_data": In(ports["bank_data"].shape),
@@ -86,27 +94,45 @@ class GatheredSteps(wiring.Component):
             arb.bank_data.eq(self.bank_data),
         ]
 
-        # One command at a time: the next is taken when the last step was shown.
-        cmd = Signal(conv_command(cfg))
-        busy = Signal()
-        left = Signal(16)                 # steps still to show
+        # A command is taken by the generator as soon as it is free (its first step waits in
+        # the generator's output), and started by `start` (the engine's acceptance, cycle A):
+        # its first step goes to the arbiter in that cycle, so its reads start at A+1 as a
+        # plain GEMM's do. `allowed` covers the command's steps until its last is taken.
+        nxt = Signal(conv_command(cfg))             # the command the generator works on
+        m.d.comb += [gen.i_cmd.payload.eq(self.i_cmd.payload.gather),
+                     gen.i_cmd.valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(gen.i_cmd.ready)]
+        with m.If(self.i_cmd.valid & self.i_cmd.ready):
+            m.d.sync += nxt.eq(self.i_cmd.payload)
+        allowed = Signal()
+        to_take = Signal(16)                        # steps of the started command not taken
+        taken = arb.i_step.valid & arb.i_step.ready
+        m.d.comb += [arb.i_step.valid.eq(gen.o_step.valid & (allowed | self.start)),
+                     gen.o_step.ready.eq(arb.i_step.ready & (allowed | self.start))]
+        remaining = Mux(self.start, nxt.k, to_take)
+        with m.If(self.start):
+            m.d.sync += allowed.eq(1)
+        with m.If(taken):
+            m.d.sync += to_take.eq(remaining - 1)
+            with m.If(remaining == 1):
+                m.d.sync += allowed.eq(0)
+
+        # The shown side: latched at the start (the previous command's last step was shown
+        # before its hand-off, so before this start).
+        kind = Signal.like(nxt.kind)
+        left = Signal(16)                           # steps still to show
         first = Signal()
-        w_ptr = Signal(16)
-        accept = self.i_cmd.valid & self.i_cmd.ready
-        m.d.comb += [self.i_cmd.ready.eq(~busy), gen.i_cmd.payload.eq(self.i_cmd.payload.gather),
-                     gen.i_cmd.valid.eq(self.i_cmd.valid & ~busy)]
-        with m.If(accept):
-            m.d.sync += [cmd.eq(self.i_cmd.payload), busy.eq(1), left.eq(self.i_cmd.payload.k),
-                         first.eq(1), w_ptr.eq(self.i_cmd.payload.w_addr)]
+        with m.If(self.start):
+            m.d.sync += [kind.eq(nxt.kind), left.eq(nxt.k), first.eq(1)]
 
         # The weights of a step: read when the arbiter takes it, held until it is shown.
-        taken = arb.i_step.valid & arb.i_step.ready
+        w_ptr = Signal(16)
         fresh = Signal()
         w_hold = Signal.like(self.wgt_data)
-        m.d.comb += [self.wgt_en.eq(taken), self.wgt_addr.eq(w_ptr)]
+        address = Mux(self.start, nxt.w_addr, w_ptr)
+        m.d.comb += [self.wgt_en.eq(taken), self.wgt_addr.eq(address)]
         m.d.sync += fresh.eq(taken)
         with m.If(taken):
-            m.d.sync += w_ptr.eq(w_ptr + 1)
+            m.d.sync += w_ptr.eq(address + 1)
         with m.If(fresh):
             m.d.sync += w_hold.eq(self.wgt_data)
 
@@ -114,12 +140,10 @@ class GatheredSteps(wiring.Component):
         m.d.comb += [
             self.a.eq(arb.o_operands),
             # an average pool sums its taps: weight 1 (WGT is not read for it, docs/isa.md)
-            self.w.eq(Mux(cmd.kind == ConvKind.AVERAGE_POOL, 1, w_hold)), self.step.eq(shown),
-            self.clear.eq(shown & first), self.maximum.eq(cmd.kind == ConvKind.MAX_POOL),
+            self.w.eq(Mux(kind == ConvKind.AVERAGE_POOL, 1, w_hold)), self.step.eq(shown),
+            self.clear.eq(shown & first), self.maximum.eq(kind == ConvKind.MAX_POOL),
             self.o_last.eq(shown & (left == 1)),
         ]
         with m.If(shown):
             m.d.sync += [first.eq(0), left.eq(left - 1)]
-            with m.If(left == 1):
-                m.d.sync += busy.eq(0)
         return m

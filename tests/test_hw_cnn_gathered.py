@@ -20,6 +20,7 @@ from tessera.hw.gathered import GatheredSteps
 from tessera.runtime import conv
 from tessera.spec import AcceleratorConfig
 from tessera.spec.isa import ConvKind
+from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
 
 
 class _Datapath(Elaboratable):
@@ -54,6 +55,14 @@ class _Datapath(Elaboratable):
         return m
 
 
+def _set_command(ctx, steps, kind, command):
+    for name in ("w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols"):
+        ctx.set(getattr(steps.i_cmd.payload, name), command[name])
+    ctx.set(steps.i_cmd.payload.kind, kind)
+    for name in ("src", "first_tile", "next_tile", "all_channels", "channel"):
+        ctx.set(getattr(steps.i_cmd.payload.gather, name), command[name])
+
+
 def _run(config, window, kind, commands, act, wgt):
     dut = _Datapath(config, act, wgt)
     steps, array = dut.steps, dut.array
@@ -65,14 +74,13 @@ def _run(config, window, kind, commands, act, wgt):
             sig = getattr(steps.window, name)
             ctx.set(sig, getattr(window, name) & ((1 << len(Value.cast(sig))) - 1))
         for command in commands:
-            for name in ("w_addr", "k", "out_addr", "param_addr", "m_rows", "n_cols"):
-                ctx.set(getattr(steps.i_cmd.payload, name), command[name])
-            ctx.set(steps.i_cmd.payload.kind, kind)
-            for name in ("src", "first_tile", "next_tile", "all_channels", "channel"):
-                ctx.set(getattr(steps.i_cmd.payload.gather, name), command[name])
+            _set_command(ctx, steps, kind, command)
             ctx.set(steps.i_cmd.valid, 1)
             await ctx.tick()
             ctx.set(steps.i_cmd.valid, 0)
+            ctx.set(steps.start, 1)
+            await ctx.tick()
+            ctx.set(steps.start, 0)
             shown_at, cycle = [], 0
             while True:
                 step, last = ctx.get(steps.step), ctx.get(steps.o_last)
@@ -118,3 +126,53 @@ def test_accumulators_are_the_emulators(name, rows, cols, bank_lanes):
                                       acc[t * rows:t * rows + m_rows, first:first + n_cols])
         per_step = np.repeat(plan.step_cycles[t], window.in_c if kind == ConvKind.CONV else 1)
         assert gaps[i] == per_step[1:].tolist()
+
+
+@pytest.mark.parametrize("name", ["conv, out_c not a multiple of cols", "depthwise, multiplier 3",
+                                  "max pool, partial tile"])
+def test_back_to_back_commands_take_the_emulators_compute_cycles(name):
+    """Commands started at each hand-off (the engine's acceptance, no stalls): from a start to
+    its hand-off (last step shown + 3) is the command's gather cost + GEMM_OVERHEAD_CYCLES."""
+    kind, window = CASES[name]
+    rows, cols, bank_lanes = 8, 2, 1
+    config = AcceleratorConfig(rows=rows, cols=cols, act_depth=256, weight_depth=512, cnn=True,
+                               act_bank_lanes=bank_lanes)
+    act = np.zeros((config.act_depth, rows), dtype=np.int8)
+    wgt = np.zeros((config.weight_depth, cols), dtype=np.int8)
+    commands = _expected(kind, window, rows, cols, src=11, dst=300, w_addr=40, param_addr=17)
+    dut = _Datapath(config, act, wgt)
+    steps = dut.steps
+    starts, handoffs = [], []
+
+    async def bench(ctx):
+        for field in window.__dataclass_fields__:
+            sig = getattr(steps.window, field)
+            ctx.set(sig, getattr(window, field) & ((1 << len(Value.cast(sig))) - 1))
+        pending, cycle, handoff = list(commands), 0, 1
+        while len(handoffs) < len(commands):
+            if pending:
+                _set_command(ctx, steps, kind, pending[0])
+            ctx.set(steps.i_cmd.valid, bool(pending))
+            offered = bool(pending) and ctx.get(steps.i_cmd.ready)
+            start = cycle == handoff and len(starts) < len(commands)
+            ctx.set(steps.start, start)
+            if start:
+                starts.append(cycle)
+            if ctx.get(steps.o_last):
+                handoff = cycle + 3
+                handoffs.append(handoff)
+            await ctx.tick()
+            cycle += 1
+            if offered:
+                pending.pop(0)
+            assert cycle < 5000
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    plan = conv.gather_plan(window, rows, bank_lanes)
+    groups = len(commands) // plan.step_cycles.shape[0]
+    per_tile = plan.step_cycles.sum(axis=1) * (window.in_c if kind == ConvKind.CONV else 1)
+    expected = [int(per_tile[i // groups]) + GEMM_OVERHEAD_CYCLES for i in range(len(commands))]
+    assert [h - a for a, h in zip(starts, handoffs)] == expected
