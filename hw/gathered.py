@@ -25,6 +25,7 @@ from tessera.spec.isa import ConvKind
 
 from .conv_commands import conv_command
 from .gather import GatherArbiter
+from .pool import TAPS_BITS
 from .window import WindowAddressGenerator, window_state
 
 __all__ = ["GatheredSteps"]
@@ -56,6 +57,9 @@ class GatheredSteps(wiring.Component):
         The array's step inputs (:class:`~tessera.hw.array.MacArray`).
     o_last : Out(1)
         With ``step``: the command's last step.
+    taps : Out(ArrayLayout(unsigned(TAPS_BITS), rows))
+        With ``o_last``: each lane's steps that read the input (not padding), an average pool's
+        divisor (``tessera.runtime.conv.pool_taps``).
     """
 
     def __init__(self, config):
@@ -79,6 +83,7 @@ class GatheredSteps(wiring.Component):
             "clear": Out(1),
             "maximum": Out(1),
             "o_last": Out(1),
+            "taps": Out(data.ArrayLayout(unsigned(TAPS_BITS), config.rows)),
         })
 
     def elaborate(self, platform):
@@ -115,6 +120,13 @@ class GatheredSteps(wiring.Component):
             m.d.sync += to_take.eq(remaining - 1)
             with m.If(remaining == 1):
                 m.d.sync += allowed.eq(0)
+
+        # Each lane's in-bounds steps, counted as the arbiter takes them (all are taken before
+        # the last is shown).
+        # the start cycle takes the first step
+        for r in range(cfg.rows):
+            inside = taken & ~arb.i_step.payload[r].pad
+            m.d.sync += self.taps[r].eq(Mux(self.start, 0, self.taps[r]) + inside)
 
         # The shown side: latched at the start (the previous command's last step was shown
         # before its hand-off, so before this start).

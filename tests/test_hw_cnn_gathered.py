@@ -67,7 +67,7 @@ def _run(config, window, kind, commands, act, wgt):
     dut = _Datapath(config, act, wgt)
     steps, array = dut.steps, dut.array
     rows, cols = config.rows, config.cols
-    results, step_gaps = [], []
+    results, step_gaps, taps = [], [], []
 
     async def bench(ctx):
         for name in window.__dataclass_fields__:
@@ -91,13 +91,14 @@ def _run(config, window, kind, commands, act, wgt):
                 if last:
                     break
             step_gaps.append(np.diff(shown_at).tolist())
+            taps.append([ctx.get(steps.taps[r]) for r in range(rows)])
             results.append(await capture_shadow(ctx, array, rows, cols))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return results, step_gaps
+    return results, step_gaps, taps
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -112,7 +113,8 @@ def test_accumulators_are_the_emulators(name, rows, cols, bank_lanes):
     wgt = rng.integers(-128, 128, size=(config.weight_depth, cols)).astype(np.int8)
     fields = dict(src=11, dst=300, w_addr=40, param_addr=17)
     commands = _expected(kind, window, rows, cols, **fields)
-    results, gaps = _run(config, window, kind, commands, act, wgt)
+    results, gaps, taps = _run(config, window, kind, commands, act, wgt)
+    in_bounds = conv.pool_taps(window, rows)[:, 0]
 
     acc = conv.run_conv(kind, window, act, wgt, fields["src"], fields["w_addr"], rows, cols)
     # (an average pool's accumulators are its tap sums: the divider is the drain's)
@@ -126,6 +128,8 @@ def test_accumulators_are_the_emulators(name, rows, cols, bank_lanes):
                                       acc[t * rows:t * rows + m_rows, first:first + n_cols])
         per_step = np.repeat(plan.step_cycles[t], window.in_c if kind == ConvKind.CONV else 1)
         assert gaps[i] == per_step[1:].tolist()
+        if kind != ConvKind.CONV:            # one channel per command: the divisor of a pool
+            assert taps[i][:m_rows] == in_bounds[t * rows:t * rows + m_rows].tolist()
 
 
 @pytest.mark.parametrize("name", ["conv, out_c not a multiple of cols", "depthwise, multiplier 3",
