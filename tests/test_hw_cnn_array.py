@@ -86,7 +86,8 @@ def test_without_cnn_the_array_is_unchanged():
 
 def test_public_names_of_the_cnn_units_resolve():
     import importlib
-    for name in ("gather", "window", "pool", "add", "conv_commands", "gathered", "act_banks"):
+    for name in ("gather", "window", "pool", "add", "conv_commands", "gathered", "act_banks",
+                 "conv_checks"):
         module = importlib.import_module(f"tessera.hw.{name}")
         assert module.__all__
         for public in module.__all__:
