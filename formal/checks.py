@@ -49,6 +49,8 @@ CHECKS = {check.name: check for check in (
           streams.receiver_frames, "prove"),
     Check("stream_sender", "FrameSender.o holds valid and payload until ready",
           streams.sender_bytes, "prove"),
+    Check("stream_uart", "UARTReceiver.o holds valid and payload until ready",
+          streams.uart_bytes, "prove"),
     Check("stream_postproc", "PostProcessor.o holds valid and payload until ready",
           streams.postproc_results, "prove"),
     Check("stream_postproc_ram", "the same with the post state in block RAM (iCE40)",

@@ -7,6 +7,7 @@ they hold in every reachable state, not only in the first ``depth`` steps.
 
 - ``FrameReceiver.o_frame`` (the descriptor held until the executor takes it);
 - ``FrameSender.o`` (header, pass-through payload, CRC: one valid byte held until taken);
+- ``UARTReceiver.o`` (a received byte held until taken; an overrun drops the new one);
 - ``PostProcessor.o``, with the post state carried in registers and in a block RAM
   (``delay_ram``, the iCE40 variant).
 """
@@ -17,11 +18,12 @@ from amaranth.hdl import Assume
 
 from tessera.hw.link import FrameReceiver, FrameSender
 from tessera.hw.postproc import PostProcessor
+from tessera.hw.uart import MIN_DIVISOR, UARTReceiver
 from tessera.spec import AcceleratorConfig
 
 from .bench import FormalBench, stream_rules
 
-__all__ = ["receiver_frames", "sender_bytes", "postproc_results", "link_config",
+__all__ = ["receiver_frames", "sender_bytes", "postproc_results", "uart_bytes", "link_config",
            "POSTPROC_CONFIG"]
 
 #: The PostProcessor's configuration: both requant modes, the LUT, 8-bit operands.
@@ -81,3 +83,13 @@ def postproc_results(*, delay_ram=False, postproc_class=PostProcessor):
     # the base case reaches results: the pipeline is PostProcessor.latency deep
     return bench, PostProcessor.latency + 4
 
+
+
+def uart_bytes(receiver_class=UARTReceiver):
+    """Return ``(bench, depth)``: ``UARTReceiver.o`` obeys the stream rules, any line input."""
+    bench = FormalBench()
+    bench.m.submodules.dut = dut = receiver_class(divisor=MIN_DIVISOR)
+    _drive_inputs(bench, dut, skip=set())
+    stream_rules(bench, dut.o, name="o")
+    # the base case reaches a whole character: 2 synchroniser, 10 bits of 4 cycles
+    return bench, 48

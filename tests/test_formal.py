@@ -22,6 +22,7 @@ from tessera.hw import link, requant_tflite  # noqa: E402
 from tessera.hw.executor import Executor  # noqa: E402
 from tessera.hw.link import FrameReceiver, FrameSender  # noqa: E402
 from tessera.hw.postproc import PostProcessor  # noqa: E402
+from tessera.hw.uart import UARTReceiver  # noqa: E402
 from tessera.spec.protocol import Kind  # noqa: E402
 
 QUICK = [name for name, check in CHECKS.items() if check.quick]
@@ -54,6 +55,15 @@ class _FidgetingSender(FrameSender):
         m = super().elaborate(platform)
         with m.If(~self.o.ready & self.i_payload.valid):
             m.d.comb += self.o.payload.eq(~self.i_payload.payload)
+        return m
+
+
+class _WithdrawingUART(UARTReceiver):
+    # drops a waiting byte when the line goes low (as if a new start bit overran it)
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(~self.rx & ~self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
         return m
 
 
@@ -93,6 +103,7 @@ _real_crc16_update = link.crc16_update
 BROKEN = {
     "stream_receiver": dict(receiver_class=_WithdrawingReceiver),
     "stream_sender": dict(sender_class=_FidgetingSender),
+    "stream_uart": dict(receiver_class=_WithdrawingUART),
     "stream_postproc": dict(postproc_class=_WithdrawingPostProcessor),
     "stream_postproc_ram": dict(postproc_class=_WithdrawingPostProcessor),
     # built with a timeout one cycle longer than the one it is checked against
