@@ -87,7 +87,7 @@ def test_without_cnn_the_array_is_unchanged():
 def test_public_names_of_the_cnn_units_resolve():
     import importlib
     for name in ("gather", "window", "pool", "add", "conv_commands", "gathered", "act_banks",
-                 "conv_checks"):
+                 "conv_checks", "pool_post"):
         module = importlib.import_module(f"tessera.hw.{name}")
         assert module.__all__
         for public in module.__all__:
