@@ -7,9 +7,9 @@ undefined — an output over its input — are not compared).
 """
 
 import numpy as np
-from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
+from hw_cnn_helpers import set_window
 from tessera.hw.conv_checks import REMAINDER_CYCLES, WindowChecks
 from tessera.runtime.cycles import CycleModel
 from tessera.runtime.errors import HazardError, ParameterError
@@ -61,9 +61,7 @@ def test_statuses_are_the_emulators():
 
     async def bench(ctx):
         for window, conv, _status in cases:
-            for name in window.__dataclass_fields__:
-                sig = Value.cast(getattr(dut.window, name))
-                ctx.set(sig, getattr(window, name) & ((1 << len(sig)) - 1))
+            set_window(ctx, dut.window, window)
             for name in ("kind", "src", "dst", "w_addr", "param_addr"):
                 ctx.set(getattr(dut.conv, name), int(getattr(conv, name)))
             ctx.set(dut.load, 1)

@@ -7,9 +7,9 @@ with the MAC count the emulator's cycle model gives.
 """
 
 import pytest
-from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
+from hw_cnn_helpers import set_window
 from tessera.hw.conv_commands import ConvCommandSequencer
 from tessera.runtime import conv
 from tessera.runtime.cycles import CycleModel
@@ -45,9 +45,7 @@ def _run(config, window, kind, fields, count):
     seen = []
 
     async def bench(ctx):
-        for name in window.__dataclass_fields__:
-            sig = Value.cast(getattr(dut.window, name))
-            ctx.set(sig, getattr(window, name) & ((1 << len(sig)) - 1))
+        set_window(ctx, dut.window, window)
         for name, value in dict(fields, kind=kind).items():
             ctx.set(getattr(dut.i_conv.payload, name), value)
         ctx.set(dut.i_conv.valid, 1)

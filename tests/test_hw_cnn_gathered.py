@@ -9,10 +9,11 @@ steps must be shown at the emulator's gather cost.
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, Value
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from hw_cnn_helpers import set_window
 from test_hw_cnn_array import capture_shadow
 from test_hw_cnn_commands import CASES, _expected
 from tessera.hw.array import MacArray
@@ -70,9 +71,7 @@ def _run(config, window, kind, commands, act, wgt):
     results, step_gaps, taps = [], [], []
 
     async def bench(ctx):
-        for name in window.__dataclass_fields__:
-            sig = getattr(steps.window, name)
-            ctx.set(sig, getattr(window, name) & ((1 << len(Value.cast(sig))) - 1))
+        set_window(ctx, steps.window, window)
         for command in commands:
             _set_command(ctx, steps, kind, command)
             ctx.set(steps.i_cmd.valid, 1)
@@ -149,9 +148,7 @@ def test_back_to_back_commands_take_the_emulators_compute_cycles(name):
     starts, handoffs = [], []
 
     async def bench(ctx):
-        for field in window.__dataclass_fields__:
-            sig = getattr(steps.window, field)
-            ctx.set(sig, getattr(window, field) & ((1 << len(Value.cast(sig))) - 1))
+        set_window(ctx, steps.window, window)
         pending, cycle, handoff = list(commands), 0, 1
         while len(handoffs) < len(commands):
             if pending:

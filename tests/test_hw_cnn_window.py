@@ -7,9 +7,9 @@ padding on every side, row wraps and a last tile with lanes past the last pixel.
 """
 
 import pytest
-from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
+from hw_cnn_helpers import set_window
 from test_hw_cnn_gather import WINDOWS, _requests
 from tessera.hw.window import WindowAddressGenerator
 from tessera.spec import AcceleratorConfig
@@ -21,10 +21,7 @@ def _generate(config, window, commands):
     steps = []
 
     async def bench(ctx):
-        for name in window.__dataclass_fields__:
-            ctx.set(Value.cast(getattr(dut.window, name)),
-                    getattr(window, name) & ((1 << len(Value.cast(getattr(dut.window, name))))
-                                             - 1))
+        set_window(ctx, dut.window, window)
         ctx.set(dut.o_step.ready, 1)
         pending = list(commands)
         for _ in range(20000):
