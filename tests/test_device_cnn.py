@@ -20,7 +20,7 @@ from tflite_builder import TFLiteGraph, run_tflm
 import tessera
 from runtime_helpers import error_record, request
 from tessera.compiler import ModelTooLarge, compile_graph
-from tessera.runtime import Emulator
+from tessera.runtime import Emulator, ParameterError
 from tessera.runtime.conv import Window, gather_plan
 from tessera.spec import AcceleratorConfig, isa
 from tessera.spec.protocol import Kind, Status
@@ -303,3 +303,15 @@ def test_an_nchw_source_runs_on_the_device_in_its_own_layout(net):
     np.testing.assert_array_equal(y, qmodel.predict(x[32:]))
     np.testing.assert_array_equal(y_raw, qmodel.predict(x_q, raw=True))
     assert y.shape == (8, *qmodel.output_shape)
+
+
+def test_an_average_pool_over_padding_only_is_refused_not_divided_by_zero():
+    """A window whose first output pixel sees only padding (pad_top = kernel_h) has no taps to
+    average: undefined for the hardware, so the emulator refuses it instead of dividing by 0."""
+    emu = Emulator(AcceleratorConfig(rows=4, cols=2, act_depth=256, cnn=True,
+                                     requant_modes=("tflite",)))
+    program = (isa.Window(4, 4, 2, 4, 4, 2, kernel_h=2, kernel_w=2, pad_top=2).encode() +
+               isa.Conv(isa.ConvKind.AVERAGE_POOL, 0, 64).encode())
+    with pytest.raises(ParameterError, match=r"^CONV at byte 16: average pool output pixel 0 "
+                                             r"has every tap in the padding"):
+        request(emu, Kind.EXEC, program)

@@ -294,7 +294,14 @@ class Machine:
                             cfg.cols)
         if pool:
             if kind == ConvKind.AVERAGE_POOL:
-                acc = conv.pool_average(acc, conv.pool_taps(w, cfg.rows))
+                taps = conv.pool_taps(w, cfg.rows)
+                if not taps.all():
+                    pixel = int(np.flatnonzero(taps == 0)[0])
+                    raise ParameterError(
+                        f"CONV at byte {pos}: average pool output pixel {pixel} has every tap in "
+                        f"the padding (pad_top={w.pad_top}, pad_left={w.pad_left}, kernel "
+                        f"{w.kernel_h}x{w.kernel_w}): the average of no taps is undefined")
+                acc = conv.pool_average(acc, taps)
             y = np.clip(acc, self.post.lo, self.post.hi).astype(self.act.dtype)
         else:
             params = self.param[f["param_addr"]:f["param_addr"] + w.out_c]
