@@ -236,7 +236,7 @@ def _build_locked(config, simulator, design, divisor, toplevel, variant, waves,
 
 
 def compile_sources(sources, toplevel, simulator, build_dir, *, waves=None, extra_args=(),
-                    what=None, progress=None):
+                    what=None, progress=None, public=True):
     """Compile Verilog ``sources`` for a cocotb test with top ``toplevel`` into ``build_dir``.
 
     The flags of every Tessera build (Icarus ``-g2005``; Verilator with its runtime objects
@@ -253,6 +253,9 @@ def compile_sources(sources, toplevel, simulator, build_dir, *, waves=None, extr
         What is compiled, for the ``progress`` line (default: ``toplevel``).
     progress : callable, optional
         Called with a one-line message before compiling.
+    public : bool
+        False: cocotb sees only the top's ports on Verilator (not every signal, cocotb's
+        ``--public-flat-rw``), which lets Verilator optimise a gate-level netlist.
 
     Raises
     ------
@@ -282,6 +285,8 @@ def compile_sources(sources, toplevel, simulator, build_dir, *, waves=None, extr
         # One progress line per command (cocotb runs them silently, into the log).
         for command in commands:
             say(steps.get(Path(command[0]).name, Path(command[0]).name))
+            if not public:
+                command = [arg for arg in command if arg != "--public-flat-rw"]
             run_commands([command], cwd, stdout)
 
     cocotb_runner._execute_cmds = stepwise
