@@ -29,12 +29,12 @@ POLL_CYCLES = 4096
 
 
 class UartLineMonitor:
-    """Decode 8N1 characters on the ``tx`` pin and forward the bytes to the pty."""
+    """Decode 8N1 characters on the ``tx`` pin and hand each byte to ``sink(byte)``."""
 
-    def __init__(self, tx, divisor, master_fd):
+    def __init__(self, tx, divisor, sink):
         self.tx = tx
         self.bit_ns = divisor * CLOCK_NS
-        self.master_fd = master_fd
+        self.sink = sink
         self.active = False
         self.received = 0
 
@@ -48,7 +48,7 @@ class UartLineMonitor:
                 value |= int(self.tx.value) << bit
                 await Timer(self.bit_ns, unit="ns")
             assert int(self.tx.value) == 1, "framing error: the RTL's stop bit is 0"
-            os.write(self.master_fd, bytes([value]))
+            self.sink(value)
             self.received += 1
             self.active = False
 
@@ -77,7 +77,7 @@ async def serve_uart(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     await FallingEdge(dut.clk)   # from here on every timer ends mid-cycle
-    monitor = UartLineMonitor(dut.tx, divisor, master)
+    monitor = UartLineMonitor(dut.tx, divisor, lambda value: os.write(master, bytes([value])))
     cocotb.start_soon(monitor.run())
     bit_ns = divisor * CLOCK_NS
     try:

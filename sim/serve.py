@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--simulator", required=True, choices=SIMULATORS)
     parser.add_argument("--build-dir", required=True, type=Path)
     parser.add_argument("--toplevel", required=True)
-    parser.add_argument("--module", default="bridge", choices=["bridge", "bridge_uart"])
+    parser.add_argument("--module", default="bridge", choices=["bridge", "bridge_uart", "bridge_gates"])
     parser.add_argument("--address", required=True, help="host:port of the listening host")
     parser.add_argument("--test-dir", required=True, type=Path)
     parser.add_argument("--waves", type=Path, help="dump a waveform here (.fst or .vcd; the "
