@@ -52,6 +52,13 @@ class Accelerator(wiring.Component):
     busy: Out(1)
 
     def __init__(self, config):
+        if config.cnn:
+            # The CNN units exist (hw/gather.py, window.py, conv_commands.py, add.py, pool*.py)
+            # but are not wired into the executor yet: a build would answer HELLO with ISA
+            # version 3 and then refuse WINDOW/CONV/ADD, so it is not built at all.
+            raise ValueError("The gateware does not execute ISA version 3 (cnn=True) yet "
+                             "(issue #15); run CNN configurations on the emulator: "
+                             "tessera.connect('emu', config=...) or tessera profile")
         self._config = config
         super().__init__()
 
