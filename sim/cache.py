@@ -28,6 +28,7 @@ ENTRIES = {
     "verilog": "the generated Verilog of each configuration",
     "verilator-runtime": "Verilator's runtime library objects, one set per flag set",
     "testbench": "standalone Verilog testbenches (ECP5 primitive benches)",
+    "gates": "the boards' synthesised netlists, for the gate-level simulation",
 }
 
 

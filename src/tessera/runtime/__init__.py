@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: The target strings :func:`connect` accepts.
-TARGET_FORMS = ("emu", "sim", "sim:verilator", "sim:icarus",
+TARGET_FORMS = ("emu", "sim", "sim:verilator", "sim:icarus", "sim:gates",
                 "serial:///dev/ttyUSB1?baud=3000000")
 
 _SIMULATORS = ("verilator", "icarus")
@@ -47,7 +47,9 @@ def connect(target="emu", *, config=None, timeout_s=None, retries=5, **options):
     ----------
     target : str
         ``"emu"`` (bit-exact NumPy emulator, in process), ``"sim"``, ``"sim:verilator"`` or
-        ``"sim:icarus"`` (the RTL in a simulator), or ``"serial://PORT?baud=N"`` (a board).
+        ``"sim:icarus"`` (the RTL in a simulator), ``"sim:gates"`` (a board's bitstream
+        netlist in a simulator, with ``board=``; :mod:`tessera.sim.gates`), or
+        ``"serial://PORT?baud=N"`` (a board).
     config : AcceleratorConfig, optional
         The accelerator configuration (default ``AcceleratorConfig()``). For ``emu`` and ``sim``
         the device is built from it; a board must have been built from it (checked).
@@ -59,11 +61,20 @@ def connect(target="emu", *, config=None, timeout_s=None, retries=5, **options):
     **options
         Passed to the backend: for ``sim``, ``waves="run.fst"`` (dump a waveform, ``.fst`` or
         ``.vcd``), ``progress=False`` (no build steps on stderr), ``work_dir`` and
-        ``transport_wrapper`` (see :func:`tessera.sim.backend.connect_sim`); for
+        ``transport_wrapper`` (see :func:`tessera.sim.backend.connect_sim`); for ``sim:gates``,
+        ``board="icebreaker"`` (required), ``simulator``, ``progress`` and ``work_dir``; for
         ``emu``, ``transport_wrapper`` (a callable wrapping the emulator's transport, e.g. a
         :class:`FaultyTransport` factory, for tests).
     """
     from tessera.spec import AcceleratorConfig
+    if target == "sim:gates":
+        # The board's netlist (tessera.sim.gates); its configuration defaults to the board's.
+        from tessera.sim.gates import connect_gates
+        if "board" not in options:
+            raise TypeError("connect('sim:gates') needs board=, a board of "
+                            "`tessera build --list-boards` (e.g. board='icebreaker')")
+        return connect_gates(config, options.pop("simulator", None), timeout_s=timeout_s,
+                             retries=retries, **options)
     config = config if config is not None else AcceleratorConfig()
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
