@@ -92,7 +92,8 @@ def connect(target="emu", *, config=None, timeout_s=None, retries=5, **options):
         simulator = target[4:] or None
         if simulator is not None and simulator not in _SIMULATORS:
             raise ValueError(f"Unknown simulator {simulator!r} in target {target!r}; use "
-                             f"'sim', 'sim:verilator' or 'sim:icarus'")
+                             f"'sim', 'sim:verilator' or 'sim:icarus' (a board's netlist: "
+                             f"'sim:gates' with board=)")
         try:
             from tessera.sim.backend import connect_sim
         except ModuleNotFoundError as e:
