@@ -144,7 +144,7 @@ def test_compilation_reports_each_step(simulator, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["runner", "backend", "cache", "standalone", "waves",
-                                  "sessions", "uart_loop", "uart_top"])
+                                  "sessions", "uart_loop", "uart_top", "gates"])
 def test_sim_all_names_resolve(name):
     module = importlib.import_module(f"tessera.sim.{name}")
     assert len(set(module.__all__)) == len(module.__all__), "duplicate names in __all__"
