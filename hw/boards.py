@@ -295,7 +295,10 @@ class BoardTop(wiring.Component):
             family=self.board.family, clk_port=clk_port, fin_mhz=self.board.osc_mhz,
             fout_mhz=self.clock_mhz)
 
-        pins = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        # Every subsignal raw (the ULX3S's also has rts and dtr, unused): a default direction
+        # would instantiate buffers for them, and Amaranth deprecates it with a warning.
+        pins = platform.request("uart", 0, dir={sub.name: "-"
+                                                for sub in platform.lookup("uart", 0).ios})
         m.submodules.rx_buf = rx_buf = io.Buffer("i", pins.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", pins.tx)
         m.submodules.uart = uart = UARTStream(divisor=self.divisor)
