@@ -29,13 +29,17 @@ from pathlib import Path
 from .cache import cache_root, locked
 from .runner import SimBuild, compile_sources, resolve_simulator
 
-__all__ = ["GATES_TOPLEVEL", "GateBuild", "synthesise_netlist", "cell_models", "wrapper_verilog",
-           "build_gates", "reset_cycles", "connect_gates"]
+__all__ = ["GATES_TOPLEVEL", "GATES_TIMEOUT_S", "GateBuild", "synthesise_netlist", "cell_models",
+           "wrapper_verilog", "build_gates", "reset_cycles", "connect_gates"]
 
 #: Verilog module name of the wrapper around a board's netlist.
 GATES_TOPLEVEL = "tessera_gates_top"
 
 _NETLIST = "top_gates.v"
+
+#: Default per-request timeout (wall-clock seconds): a netlist simulates a few thousand cycles
+#: per second on the larger ECP5 presets, and a frame of 1 KiB takes 330k cycles at 33 per bit.
+GATES_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,12 @@ def cell_models(family) -> dict:
     there, which becomes an ideal one (output = reference clock, always locked) keeping Yosys's
     port and parameter declaration; on the ECP5 also the MULT18X18D model of
     :mod:`tessera.hw.mac_ecp5`.
+
+    Raises
+    ------
+    NotImplementedError
+        ``"ecp5"``: Yosys declares the DP16KD block RAM as a black box and Tessera has no model
+        of it yet.
     """
     share = _yosys_share() / family
     if family == "ice40":
@@ -169,6 +179,13 @@ def cell_models(family) -> dict:
         # Yosys's netlists connect it, so the test is moot and the plain input is the same.
         return {"cells_sim.v": _patched(cells, _SB_IO_CLKEN, "CLOCK_ENABLE;")}
     from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL
+    cells = (share / "cells_sim.v").read_text()
+    if _module(cells, "DP16KD").group(1):
+        # Simulated, the black box would read every buffer as zeros: refuse, do not mislead.
+        raise NotImplementedError(
+            "The ECP5 gate-level simulation needs a DP16KD (block RAM) model, and Yosys's "
+            f"{share / 'cells_sim.v'} declares DP16KD as a black box; Tessera has no model of "
+            "its own yet, so only the iCE40 boards (board='icebreaker') simulate at gate level")
     models = {name: (share / name).read_text()
               for name in ("cells_sim.v", "common_sim.vh", "ccu2c_sim.vh", "cells_ff.vh",
                            "cells_io.vh")}
@@ -247,6 +264,8 @@ def build_gates(board, config=None, simulator=None, *, progress=None) -> GateBui
     ------
     SimulatorUnavailable
         The simulator is not installed.
+    NotImplementedError
+        An ECP5 board: Yosys has no DP16KD model (see :func:`cell_models`).
     tessera.hw.build.BuildError
         The configuration does not fit the part, or Yosys failed.
     RuntimeError
@@ -257,10 +276,10 @@ def build_gates(board, config=None, simulator=None, *, progress=None) -> GateBui
     config = board.config if config is None else config
     simulator = resolve_simulator(simulator)
     say = progress or (lambda message: None)
+    models = cell_models(board.family)
     netlist = synthesise_netlist(board, config, progress=say)
     sources = {"netlist.v": _pins_inout(netlist.read_text()),
-               "wrapper.v": wrapper_verilog(board, netlist),
-               **cell_models(board.family)}
+               "wrapper.v": wrapper_verilog(board, netlist), **models}
     digest = hashlib.sha256(f"{simulator}|{_FLAGS[simulator]}".encode())
     for name in sorted(sources):
         digest.update(f"\0{name}\0{sources[name]}".encode())
@@ -300,14 +319,15 @@ def connect_gates(config=None, simulator=None, *, board, timeout_s=None, retries
         Defaults to the board's preset (``tessera.hw.boards.BOARDS[board].config``).
     board : str
         A board of ``tessera build --list-boards``.
-    simulator, timeout_s, retries, progress, work_dir
+    timeout_s : float, optional
+        Per-request timeout (default :data:`GATES_TIMEOUT_S`).
+    simulator, retries, progress, work_dir
         As for :func:`tessera.sim.backend.connect_sim`.
     """
     from tessera.hw.boards import get_board
     from tessera.runtime.device import Device
 
-    from .backend import (DEFAULT_TIMEOUT_S, SocketTransport, launch, print_progress,
-                          work_directory)
+    from .backend import SocketTransport, launch, print_progress, work_directory
 
     board = get_board(board)
     config = board.config if config is None else config
@@ -325,7 +345,7 @@ def connect_gates(config=None, simulator=None, *, board, timeout_s=None, retries
     transport = SocketTransport(sock, process, on_close=cleanup)
     try:
         return Device(transport, config, retries=retries,
-                      timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+                      timeout_s=GATES_TIMEOUT_S if timeout_s is None else timeout_s)
     except BaseException:
         transport.close()
         raise
