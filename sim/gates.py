@@ -9,8 +9,9 @@ the script and the Yosys version under ``$TESSERA_CACHE_DIR/gates``.
 
 :func:`build_gates` compiles it with Yosys's own cell models (``share/ice40/cells_sim.v``,
 ``share/ecp5/cells_sim.v`` of the installed Yosys) and, where Yosys has only a black box, with
-:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL` and an ideal PLL (its output is the oscillator
-pin, locked from the start: a cycle of the simulation is a cycle of the design clock). The
+:data:`tessera.hw.mac_ecp5.MULT18X18D_SIM_MODEL`, a DP16KD block RAM model and an ideal PLL
+(its output is the oscillator pin, locked from the start: a cycle of the simulation is a cycle
+of the design clock). The
 netlist's pins are wrapped in :data:`GATES_TOPLEVEL` (``clk``, ``rx``, ``tx`` and ``busy``, the
 board's LED: the design or the UART is busy). :mod:`bridge_gates` serves the host link on those
 pins: every byte crosses the netlist's UART as 8N1 bits at the bitstream's own divisor.
@@ -134,6 +135,57 @@ _SB_IO_CLKEN = "CLOCK_ENABLE || CLOCK_ENABLE === 1'bz;"
 _TRELLIS_IO_T = "if (T === 1'bz) T_pd = 1'b0; else T_pd = T;"
 
 
+#: The behaviour of DP16KD (ECP5 block RAM), a black box in Yosys's models: the subset Yosys's
+#: memory mapping makes of Tessera's buffers, from Lattice's ECP5 Memory Usage Guide
+#: (FPGA-TN-02204): true dual port x9 (address AD[13:3]) and pseudo dual port x36 (written on
+#: A at AD[13:5] with byte enables AD[3:0], read on B as {DOB, DOA}), REGMODE NOREG (data one
+#: clock after the address, the old word on a write), chip select decode 0b000 with CS tied
+#: low, zero contents at configuration. Any other mode stops the elaboration.
+_DP16KD_BEHAVIOUR = """
+  wire [17:0] dia = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7,
+                     DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+  wire [17:0] dib = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7,
+                     DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
+  wire [13:0] ada = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2,
+                     ADA1, ADA0};
+  wire [13:0] adb = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2,
+                     ADB1, ADB0};
+  reg [17:0] doa = 18'd0, dob = 18'd0;
+  assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5,
+          DOA4, DOA3, DOA2, DOA1, DOA0} = doa;
+  assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5,
+          DOB4, DOB3, DOB2, DOB1, DOB0} = dob;
+  reg [8:0] mem [0:2047];
+  integer i;
+  initial for (i = 0; i < 2048; i = i + 1) mem[i] = 9'd0;
+  generate
+    if (DATA_WIDTH_A == 9 && DATA_WIDTH_B == 9 && REGMODE_A == "NOREG"
+        && REGMODE_B == "NOREG") begin
+      always @(posedge CLKA) if (CEA) begin
+        doa <= {9'd0, mem[ada[13:3]]};
+        if (WEA) mem[ada[13:3]] <= dia[8:0];
+      end
+      always @(posedge CLKB) if (CEB) begin
+        dob <= {9'd0, mem[adb[13:3]]};
+        if (WEB) mem[adb[13:3]] <= dib[8:0];
+      end
+    end else if (DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36 && REGMODE_B == "NOREG") begin
+      always @(posedge CLKA) if (CEA && WEA) begin
+        if (ada[0]) mem[{ada[13:5], 2'd0}] <= dia[8:0];
+        if (ada[1]) mem[{ada[13:5], 2'd1}] <= dia[17:9];
+        if (ada[2]) mem[{ada[13:5], 2'd2}] <= dib[8:0];
+        if (ada[3]) mem[{ada[13:5], 2'd3}] <= dib[17:9];
+      end
+      always @(posedge CLKB) if (CEB) begin
+        doa <= {mem[{adb[13:5], 2'd1}], mem[{adb[13:5], 2'd0}]};
+        dob <= {mem[{adb[13:5], 2'd3}], mem[{adb[13:5], 2'd2}]};
+      end
+    end else begin
+      DP16KD_MODE_NOT_MODELLED error();
+    end
+  endgenerate"""
+
+
 def _patched(text, old, new):
     """Return ``text`` with its one ``old`` replaced; refuse a model that lacks it."""
     if text.count(old) != 1:
@@ -158,14 +210,9 @@ def cell_models(family) -> dict:
 
     Yosys's ``cells_sim.v`` (with its includes) as installed, except the PLL, a black box
     there, which becomes an ideal one (output = reference clock, always locked) keeping Yosys's
-    port and parameter declaration; on the ECP5 also the MULT18X18D model of
-    :mod:`tessera.hw.mac_ecp5`.
-
-    Raises
-    ------
-    NotImplementedError
-        ``"ecp5"``: Yosys declares the DP16KD block RAM as a black box and Tessera has no model
-        of it yet.
+    port and parameter declaration. On the ECP5 also the MULT18X18D model of
+    :mod:`tessera.hw.mac_ecp5` and the block RAM, DP16KD, another black box of Yosys, with the
+    behaviour of :data:`_DP16KD_BEHAVIOUR` in Yosys's declaration.
     """
     share = _yosys_share() / family
     if family == "ice40":
@@ -179,13 +226,6 @@ def cell_models(family) -> dict:
         # Yosys's netlists connect it, so the test is moot and the plain input is the same.
         return {"cells_sim.v": _patched(cells, _SB_IO_CLKEN, "CLOCK_ENABLE;")}
     from tessera.hw.mac_ecp5 import MULT18X18D_SIM_MODEL
-    cells = (share / "cells_sim.v").read_text()
-    if _module(cells, "DP16KD").group(1):
-        # Simulated, the black box would read every buffer as zeros: refuse, do not mislead.
-        raise NotImplementedError(
-            "The ECP5 gate-level simulation needs a DP16KD (block RAM) model, and Yosys's "
-            f"{share / 'cells_sim.v'} declares DP16KD as a black box; Tessera has no model of "
-            "its own yet, so only the iCE40 boards (board='icebreaker') simulate at gate level")
     models = {name: (share / name).read_text()
               for name in ("cells_sim.v", "common_sim.vh", "ccu2c_sim.vh", "cells_ff.vh",
                            "cells_io.vh")}
@@ -193,6 +233,10 @@ def cell_models(family) -> dict:
     models["ehxplll.v"] = _with_outputs(pll.group(0), "\tassign CLKOP = CLKI;\n"
                                                       "\tassign LOCK = 1'b1;")
     models["mult18x18d.v"] = MULT18X18D_SIM_MODEL
+    ram = _module(models["cells_sim.v"], "DP16KD")
+    models["cells_sim.v"] = (models["cells_sim.v"][:ram.start(0)] + _with_outputs(
+        ram.group(0)[len(ram.group(1) or ""):], _DP16KD_BEHAVIOUR)
+        + models["cells_sim.v"][ram.end(0):])
     # The same for an unconnected (z), 0 or 1 tristate control, without the z test that
     # Verilator cannot compile.
     models["common_sim.vh"] = _patched(models["common_sim.vh"], _TRELLIS_IO_T,
@@ -264,8 +308,6 @@ def build_gates(board, config=None, simulator=None, *, progress=None) -> GateBui
     ------
     SimulatorUnavailable
         The simulator is not installed.
-    NotImplementedError
-        An ECP5 board: Yosys has no DP16KD model (see :func:`cell_models`).
     tessera.hw.build.BuildError
         The configuration does not fit the part, or Yosys failed.
     RuntimeError

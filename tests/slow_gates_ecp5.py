@@ -1,9 +1,8 @@
 """Gate-level simulation of the ECP5 presets' bitstream netlists (slow; not collected by default).
 
 Like ``test_sim_gates.py`` for the OrangeCrab-25F (4x4) and the ULX3S-85F (8x16): Yosys's ECP5
-cell models plus the MULT18X18D model of :mod:`tessera.hw.mac_ecp5`. They fail today with
-``NotImplementedError``: Yosys declares the DP16KD block RAM as a black box (its outputs would
-read zeros) and Tessera has no model of it yet. Each synthesises and compiles a large netlist,
+cell models plus the MULT18X18D model of :mod:`tessera.hw.mac_ecp5` and the DP16KD model of
+:mod:`tessera.sim.gates` (Yosys has black boxes). Each synthesises and compiles a large netlist,
 so the file is outside the default suite's ``test_*.py``; run it with
 
     pytest -m slow tests/slow_gates_ecp5.py

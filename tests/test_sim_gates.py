@@ -3,8 +3,7 @@
 ``connect("sim:gates", board="icebreaker")`` simulates the netlist Yosys writes for the bitstream
 (the script of ``tessera build``, :mod:`tessera.sim.gates`) with Yosys's own cell models, the
 host's bytes crossing its UART pins at the bitstream's baud rate (:mod:`gates_helpers`). The
-ECP5 presets (``slow_gates_ecp5.py``, outside the default collection) are refused until there
-is a DP16KD model: Yosys has a black box only.
+ECP5 presets' netlists are larger: ``slow_gates_ecp5.py``, outside the default collection.
 """
 
 import pytest
@@ -25,12 +24,6 @@ def test_icebreaker_netlist_has_the_bitstreams_primitives():
                                                              "SB_PLL40_PAD", "SB_IO")}
     assert cells["SB_MAC16"] == 8 and cells["SB_PLL40_PAD"] == 1 and cells["SB_IO"] == 3
     assert cells["SB_RAM40_4K"] > 0
-
-
-def test_ecp5_boards_are_refused_for_want_of_a_block_ram_model():
-    with pytest.raises(NotImplementedError, match=r"^The ECP5 gate-level simulation needs a "
-                                                  r"DP16KD \(block RAM\) model, and Yosys's "):
-        tessera.connect("sim:gates", board="orangecrab-25f", progress=False)
 
 
 def test_gates_needs_a_board():
