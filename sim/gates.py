@@ -84,7 +84,7 @@ def synthesise_netlist(board, config=None, *, progress=None) -> Path:
     tessera.hw.build.BuildError
         The configuration does not fit the part, or Yosys failed (with its log's tail).
     """
-    from tessera.hw.boards import get_board
+    from tessera.hw.boards import BoardTop, get_board
     from tessera.hw.build import BuildError, check_fits, synthesis_overrides
     from tessera.hw.toolchain import resolve_tools, tool_environment
 
@@ -93,7 +93,6 @@ def synthesise_netlist(board, config=None, *, progress=None) -> Path:
     check_fits(board, config)
     say = progress or (lambda message: None)
     tools = resolve_tools(board.family)
-    from tessera.hw.boards import BoardTop
     plan = board.make_platform().build(
         BoardTop(board, config), name="top", do_build=False,
         script_after_synth=f"write_verilog -noattr {_NETLIST}",
