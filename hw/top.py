@@ -51,14 +51,18 @@ class Accelerator(wiring.Component):
     o_tx: Out(stream.Signature(8))
     busy: Out(1)
 
-    def __init__(self, config):
+    def __new__(cls, config, *args, **kwargs):
         if config.cnn:
             # The CNN units exist (hw/gather.py, window.py, conv_commands.py, add.py, pool*.py)
             # but are not wired into the executor yet: a build would answer HELLO with ISA
-            # version 3 and then refuse WINDOW/CONV/ADD, so it is not built at all.
+            # version 3 and then refuse WINDOW/CONV/ADD, so it is not built at all. Refused in
+            # __new__ so that no half-made elaboratable is left to warn "never used".
             raise ValueError("The gateware does not execute ISA version 3 (cnn=True) yet "
                              "(issue #15); run CNN configurations on the emulator: "
                              "tessera.connect('emu', config=...) or tessera profile")
+        return super().__new__(cls, config, *args, **kwargs)
+
+    def __init__(self, config):
         self._config = config
         super().__init__()
 
