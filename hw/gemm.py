@@ -33,7 +33,8 @@ from .array import MacArray
 from .counters import EventSignature
 from .layouts import struct_layout
 
-__all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "GemmEngine", "gemm_command", "drain_command"]
+__all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "POST_STATE", "GemmEngine", "gemm_command",
+           "drain_command"]
 
 
 def _fields(opcode, names):
@@ -41,7 +42,7 @@ def _fields(opcode, names):
     return tuple(layout.field(name) for name in names)
 
 
-_POST_STATE = ("mode", "lut", "zero_point", "lo", "hi")
+POST_STATE = ("mode", "lut", "zero_point", "lo", "hi")
 
 
 def _post_state(config):
@@ -71,7 +72,7 @@ def drain_command(config) -> data.StructLayout:
     return data.StructLayout({
         **{name: command[name].shape for name in ("out_addr", "param_addr", "m_rows", "n_cols")},
         "elements": unsigned(16),
-        **{name: command[name].shape for name in _POST_STATE},
+        **{name: command[name].shape for name in POST_STATE},
     })
 
 
