@@ -14,7 +14,7 @@ from tessera.spec import BitLayout, isa, protocol
 
 __all__ = [
     "TAIL_FIELD", "struct_layout",
-    "INSN_LAYOUTS", "PARAM_ENTRY", "ERROR_RECORD", "READ_REQUEST", "ID_RECORD",
+    "INSN_LAYOUTS", "CNN_INSN_LAYOUTS", "PARAM_ENTRY", "ERROR_RECORD", "READ_REQUEST", "ID_RECORD",
 ]
 
 #: Name of the padding field added when a :class:`BitLayout` is wider than its fields (the
@@ -57,6 +57,9 @@ def struct_layout(bit_layout: BitLayout) -> data.StructLayout:
 
 #: Instruction layouts (128 bits each), by :class:`tessera.spec.isa.Opcode`.
 INSN_LAYOUTS = {opcode: struct_layout(layout) for opcode, layout in isa.LAYOUTS.items()}
+#: The ISA version 3 instruction layouts (``WINDOW``, ``CONV``, ``ADD``), by
+#: :class:`tessera.spec.isa.CnnOpcode`.
+CNN_INSN_LAYOUTS = {opcode: struct_layout(layout) for opcode, layout in isa.CNN_LAYOUTS.items()}
 #: One parameter-buffer entry (bias, multiplier, shift).
 PARAM_ENTRY = struct_layout(isa.PARAM_LAYOUT)
 #: Payload of an error response.

@@ -9,7 +9,7 @@ from tessera.hw import layouts
 from tessera.hw.layouts import TAIL_FIELD, struct_layout
 from tessera.spec import BitLayout, Field, isa, protocol
 
-ALL_LAYOUTS = ([(f"insn:{op.name}", lay) for op, lay in isa.LAYOUTS.items()] +
+ALL_LAYOUTS = ([(f"insn:{op.name}", lay) for op, lay in isa.ALL_LAYOUTS.items()] +
                [("PARAM", isa.PARAM_LAYOUT), ("ERROR", protocol.ERROR_LAYOUT),
                 ("READ", protocol.READ_LAYOUT), ("ID", protocol.ID_LAYOUT)])
 
@@ -62,6 +62,8 @@ def test_instruction_tail_covers_the_unused_bits():
 
 def test_module_constants_are_the_spec_layouts():
     assert layouts.INSN_LAYOUTS[isa.Opcode.GEMM] == struct_layout(isa.LAYOUTS[isa.Opcode.GEMM])
+    assert layouts.CNN_INSN_LAYOUTS[isa.CnnOpcode.CONV] == \
+        struct_layout(isa.CNN_LAYOUTS[isa.CnnOpcode.CONV])
     assert layouts.PARAM_ENTRY.size == isa.PARAM_LAYOUT.width == 72
     assert layouts.ID_RECORD.size == 8 * len(protocol.encode_id(__import__("tessera").spec
                                                                  .AcceleratorConfig()))
