@@ -32,9 +32,10 @@ from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
 from .array import MacArray
 from .counters import EventSignature
 from .layouts import struct_layout
+from .pool import TAPS_BITS
 
 __all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "POST_STATE", "GemmEngine", "gemm_command",
-           "drain_command"]
+           "engine_command", "drain_command"]
 
 
 def _fields(opcode, names):
@@ -63,16 +64,36 @@ def gemm_command(config) -> data.StructLayout:
     )) + _post_state(config)))
 
 
+def engine_command(config) -> data.StructLayout:
+    """Return the layout of one command as the GEMM engine takes it.
+
+    :func:`gemm_command`; with ``config.cnn`` also ``gathered`` (a ``CONV`` command: the steps
+    come from :class:`~tessera.hw.gathered.GatheredSteps`, ``a_addr`` and ``w_addr`` unused) and
+    the ``CONV`` ``kind`` (:class:`tessera.spec.isa.ConvKind`; 0 for a plain ``GEMM``).
+    """
+    command = gemm_command(config)
+    if not config.cnn:
+        return command
+    return data.StructLayout({**{name: command[name].shape for name in command.members},
+                              "gathered": unsigned(1), "kind": unsigned(2)})
+
+
 def drain_command(config) -> data.StructLayout:
     """Return the layout of what the GEMM engine hands to the drain with the accumulators.
 
-    Where the tile goes, its parameters and post state, and ``elements = m_rows * n_cols``.
+    Where the tile goes, its parameters and post state, and ``elements = m_rows * n_cols``; with
+    ``config.cnn`` also the ``CONV`` ``kind`` (pools drain through the
+    :class:`~tessera.hw.pool_post.PoolPostProcessor`) and each row's in-bounds ``taps`` (an
+    average pool's divisors).
     """
     command = gemm_command(config)
+    cnn = {"kind": unsigned(2),
+           "taps": data.ArrayLayout(unsigned(TAPS_BITS), config.rows)} if config.cnn else {}
     return data.StructLayout({
         **{name: command[name].shape for name in ("out_addr", "param_addr", "m_rows", "n_cols")},
         "elements": unsigned(16),
         **{name: command[name].shape for name in POST_STATE},
+        **cnn,
     })
 
 
@@ -96,7 +117,7 @@ class GemmEngine(wiring.Component):
 
     Members
     -------
-    i_cmd : In(stream.Signature(gemm_command(config)))
+    i_cmd : In(stream.Signature(engine_command(config)))
         Commands; ready in idle or in the hand-off cycle of the running command.
     o_drain : Out(stream.Signature(drain_command(config)))
         Hand-off to the drain; valid in the hand-off cycle of a command with ``drain``.
@@ -115,13 +136,26 @@ class GemmEngine(wiring.Component):
         command without ``drain``: its accumulators are final then).
     events : Out(EventSignature(config))
         Counter events of this cycle (``compute``, ``stall``, ``macs``).
+    g_step, g_last : In(1)
+        Only with ``config.cnn``: a gathered command's step is shown to the array (its
+        ``events.macs`` follow a cycle later), and it is the command's last. A gathered command
+        reads nothing itself: it runs until ``g_last``, then flushes and hands off as a ``GEMM``
+        does (hand-off three cycles after the last step is shown), so its compute cycles are
+        its step cycles plus ``GEMM_OVERHEAD_CYCLES`` (hw/gathered.py).
+    taps : In(ArrayLayout(TAPS_BITS, rows))
+        Only with ``config.cnn``: passed to ``o_drain`` (GatheredSteps' tap counts, stable until
+        the next command starts).
+    owes_drain : Out(1)
+        Only with ``config.cnn``: the engine holds a command with ``drain`` that has not handed
+        off before this cycle and does not hand off in it (an ``ADD`` issued now drains after
+        it).
     """
 
     def __init__(self, config):
         self._config = config
         rows, cols = config.rows, config.cols
         super().__init__({
-            "i_cmd": In(stream.Signature(gemm_command(config))),
+            "i_cmd": In(stream.Signature(engine_command(config))),
             "o_drain": Out(stream.Signature(drain_command(config))),
             "act_addr": Out(range(config.act_depth)),
             "act_data": In(rows * config.input_bits),
@@ -135,6 +169,9 @@ class GemmEngine(wiring.Component):
             "shadow_load": Out(1),
             "busy": Out(1),
             "events": Out(EventSignature(config)),
+            **({"g_step": In(1), "g_last": In(1),
+                "taps": In(data.ArrayLayout(unsigned(TAPS_BITS), rows)),
+                "owes_drain": Out(1)} if config.cnn else {}),
         })
 
     def elaborate(self, platform):
@@ -144,7 +181,7 @@ class GemmEngine(wiring.Component):
         config = self._config
         rows, cols = config.rows, config.cols
 
-        cmd = Signal(gemm_command(config))
+        cmd = Signal(engine_command(config))
         macs_per_step = Signal(range(rows * cols + 1))
         a_ptr = Signal(16)
         w_ptr = Signal(16)
@@ -158,7 +195,13 @@ class GemmEngine(wiring.Component):
         data_valid = Signal()
         data_first = Signal()
         mac_valid = Signal()
-        m.d.sync += [data_valid.eq(issue), data_first.eq(issue & first), mac_valid.eq(data_valid)]
+        m.d.sync += [data_valid.eq(issue), data_first.eq(issue & first)]
+        if config.cnn:
+            # a gathered step shown this cycle is multiplied in the next, as a read one
+            m.d.sync += mac_valid.eq(data_valid | self.g_step)
+        else:
+            m.d.sync += mac_valid.eq(data_valid)
+        waiting = Signal()                      # a gathered command's last step not shown yet
 
         m.d.comb += [
             self.act_addr.eq(a_ptr),
@@ -175,6 +218,8 @@ class GemmEngine(wiring.Component):
                      "lo", "hi"):
             m.d.comb += getattr(drain_payload, name).eq(getattr(cmd, name))
         m.d.comb += drain_payload.elements.eq(macs_per_step)
+        if config.cnn:
+            m.d.comb += [drain_payload.kind.eq(cmd.kind), drain_payload.taps.eq(self.taps)]
 
         accept = Signal()
         m.d.comb += accept.eq(self.i_cmd.valid & self.i_cmd.ready)
@@ -192,6 +237,11 @@ class GemmEngine(wiring.Component):
                 flush.eq(_FLUSH_CYCLES - 1),
                 first.eq(1),
             ]
+            if config.cnn:
+                # A gathered command reads nothing here: it waits for its last step to be
+                # shown, then for the two cycles of the array's registers.
+                with m.If(payload.gathered):
+                    m.d.sync += [left.eq(0), waiting.eq(1), flush.eq(_FLUSH_CYCLES - 2)]
 
         with m.FSM(name="engine"):
             with m.State("IDLE"):
@@ -201,12 +251,18 @@ class GemmEngine(wiring.Component):
 
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.events.compute.eq(1), self.act_reading.eq(1)]
+                if config.cnn:
+                    m.d.comb += self.owes_drain.eq(cmd.drain)
                 with m.If(left != 0):
                     m.d.comb += issue.eq(1)
                     m.d.sync += [
                         a_ptr.eq(a_ptr + 1), w_ptr.eq(w_ptr + 1), left.eq(left - 1),
                         first.eq(0),
                     ]
+                if config.cnn:
+                    with m.Elif(waiting):
+                        with m.If(self.g_last):
+                            m.d.sync += waiting.eq(0)
                 with m.Elif(flush != 0):
                     m.d.sync += flush.eq(flush - 1)
                 with m.Else():
@@ -224,6 +280,8 @@ class GemmEngine(wiring.Component):
                     self.events.stall.eq(~done),
                     self.i_cmd.ready.eq(done),
                 ]
+                if config.cnn:
+                    m.d.comb += self.owes_drain.eq(cmd.drain & ~done)
                 with m.If(accept):
                     m.next = "RUN"
                 with m.Elif(done):
