@@ -118,7 +118,7 @@ def fold_shape_subgraphs(r):
 
     Parameters
     ----------
-    r : tessera.quantize.tflite_import._Reader
+    r : tessera.quantize.tflite_reader.TFLiteReader
         The parsed flatbuffer; its operators have been checked for indices in range.
 
     Raises

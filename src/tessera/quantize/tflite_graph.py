@@ -85,27 +85,12 @@ class _GraphReader:
         if name not in self.tensors:
             values = self.r.constant(index, dtype, where) if data is None else data
             q = self.qparams(index, where, axis) if quantized else None
-            if q is not None and np.any(q.zero_point != 0):
-                raise UnsupportedModelError(
-                    f"{where}: weight {name!r} has zero points other than 0; "
-                    "Tessera needs symmetric weights")
+            if q is not None:
+                self.r.check_symmetric_weight(index, where, name)
             self.tensors[name] = Tensor(name, values.shape, np.dtype(dtype).name, q, values)
         return name
 
     # -- operators ---------------------------------------------------------------------------
-    def fused(self, opts, where):
-        acts = {self.s.ActivationFunctionType.NONE: "none",
-                self.s.ActivationFunctionType.RELU: "relu",
-                self.s.ActivationFunctionType.RELU6: "relu6"}
-        code = getattr(opts, "fusedActivationFunction", 0) if opts is not None else 0
-        if code not in acts:
-            names = {v: k for k, v in vars(self.s.ActivationFunctionType).items()
-                     if not k.startswith("_")}
-            raise UnsupportedModelError(
-                f"{where} has fused activation {names.get(code, code)}; Tessera "
-                "supports NONE, RELU and RELU6")
-        return acts[code]
-
     def padding(self, opts, x, kernel, stride, dilation):
         if opts.padding == self.s.Padding.VALID:
             return ((0, 0), (0, 0))
@@ -118,22 +103,11 @@ class _GraphReader:
         self.ops.append(Operation(kind, inputs, [output], attrs))
 
     def bias(self, op, where):
-        if len(op.inputs) < 3 or op.inputs[2] < 0:
-            return None
-        if self.r.type_of(op.inputs[2]) != "INT32":
-            raise UnsupportedModelError(
-                f"{where} has a {self.r.type_of(op.inputs[2])} bias; Tessera "
-                "needs int32")
-        return self.constant(op.inputs[2], np.int32, where, quantized=False)
-
-    def check_int8_weight(self, op, where):
-        if self.r.type_of(op.inputs[1]) != "INT8":
-            raise UnsupportedModelError(
-                f"{where} has {self.r.type_of(op.inputs[1])} weights; Tessera "
-                "needs int8")
+        index = self.r.bias_index(op, where)
+        return None if index is None else self.constant(index, np.int32, where, quantized=False)
 
     def weight(self, op, where, axis):
-        self.check_int8_weight(op, where)
+        self.r.check_int8_weight(op, where)
         return self.constant(op.inputs[1], np.int8, where, axis=axis)
 
     def conv(self, kind, op, where, x, y):
@@ -141,7 +115,8 @@ class _GraphReader:
         w = self.weight(op, where, 0 if kind == "CONV_2D" else 3)
         kernel = self.tensors[w].shape[1:3]
         stride, dilation = (o.strideH, o.strideW), (o.dilationHFactor, o.dilationWFactor)
-        attrs = {"stride": stride, "dilation": dilation, "activation": self.fused(o, where),
+        attrs = {"stride": stride, "dilation": dilation,
+                 "activation": self.r.fused_activation(o, where),
                  "padding": self.padding(o, x, kernel, stride, dilation)}
         if kind == "DEPTHWISE_CONV_2D":
             channels = self.tensors[x].shape[2]
@@ -158,21 +133,16 @@ class _GraphReader:
         pool, stride = (o.filterHeight, o.filterWidth), (o.strideH, o.strideW)
         self.add(kind, [x], y, {"pool": pool, "stride": stride,
                                 "padding": self.padding(o, x, pool, stride, (1, 1)),
-                                "activation": self.fused(o, where)})
+                                "activation": self.r.fused_activation(o, where)})
 
     def fully_connected(self, op, where, x, y):
-        o = op.builtinOptions
-        if o is not None and o.weightsFormat != self.s.FullyConnectedOptionsWeightsFormat.DEFAULT:
-            raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
-        self.check_int8_weight(op, where)
+        self.r.check_fully_connected_options(op, where)
+        self.r.check_int8_weight(op, where)
         w_nk = self.r.constant(op.inputs[1], np.int8, where)
         q = self.qparams(op.inputs[1], where, axis=0)
         name = self.name(op.inputs[1])
         if name not in self.tensors:
-            if np.any(q.zero_point != 0):
-                raise UnsupportedModelError(
-                    f"{where}: weight {name!r} has zero points other than 0; "
-                    "Tessera needs symmetric weights")
+            self.r.check_symmetric_weight(op.inputs[1], where, name)
             q = QuantParams(q.scale, 0, bits=8, axis=1 if q.per_channel else None)
             self.tensors[name] = Tensor(name, w_nk.shape[::-1], "int8", q,
                                         np.ascontiguousarray(w_nk.T))
@@ -188,7 +158,7 @@ class _GraphReader:
                 f"{where} keeps {len(self.tensors[y].shape) + 1} output dimensions "
                 "(keep_num_dims); Tessera reads [batch, N] outputs")
         self.add("FULLY_CONNECTED", [x, name, self.bias(op, where)], y,
-                 {"activation": self.fused(o, where)})
+                 {"activation": self.r.fused_activation(op.builtinOptions, where)})
 
     def table(self, kind, op, where, x, y):
         xq, yq = self.tensors[x].qparams, self.tensors[y].qparams
@@ -238,7 +208,7 @@ class _GraphReader:
         axis = int(o.axis) % rank
         if axis == 0:
             raise UnsupportedModelError(f"{where} concatenates along the batch axis; not supported")
-        if self.fused(o, where) != "none":
+        if self.r.fused_activation(o, where) != "none":
             raise UnsupportedModelError(
                 f"{where} has a fused activation; Tessera's CONCATENATION has none")
         self.add("CONCATENATION", xs, y, {"axis": axis - 1})
@@ -268,7 +238,8 @@ class _GraphReader:
             if self.tensors[x].shape != self.tensors[b].shape:
                 raise UnsupportedModelError(f"{where} broadcasts {self.tensors[x].shape} and "
                                  f"{self.tensors[b].shape}; Tessera adds equal shapes only")
-            self.add("ADD", [x, b], y, {"activation": self.fused(op.builtinOptions, where)})
+            self.add("ADD", [x, b], y,
+                     {"activation": self.r.fused_activation(op.builtinOptions, where)})
         elif kind == "MEAN":
             self.mean(op, where, x, y)
         elif kind in ("PAD", "PADV2"):
@@ -300,7 +271,7 @@ def import_tflite_graph(r, *, mode):
 
     Parameters
     ----------
-    r : tessera.quantize.tflite_import._Reader
+    r : tessera.quantize.tflite_reader.TFLiteReader
         The parsed flatbuffer.
     mode : str
         Requantization mode of the graph (``"tflite"``: TFLite Micro's reference kernels).

@@ -24,14 +24,13 @@ TFLite's ``MultiplyByQuantizedMultiplier`` (TFLite Micro, CMSIS-NN, LiteRT's CON
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .errors import UnsupportedModelError
 from .lut_tabulate import numpy_lut, tabulate_tflite
-from .prequantized import LayerDrafts, QParams
+from .prequantized import LayerDrafts
 from .tflite_fold import fold_shape_subgraphs
+from .tflite_reader import TFLiteReader, is_tflite_bytes, read_tflite
 
 __all__ = ["TFLITE_OPS", "is_tflite_bytes", "import_tflite"]
 
@@ -42,125 +41,20 @@ _TABLE_FUNCTIONS = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
                     "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
 
 
-def is_tflite_bytes(data):
-    """Return whether ``data`` starts like a TFLite flatbuffer (identifier ``TFL3``)."""
-    return len(data) >= 8 and bytes(data[4:8]) == b"TFL3"
-
-
-def _read(source):
-    if isinstance(source, (bytes, bytearray)):
-        data, name = bytes(source), "the TFLite bytes"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"TFLite model file {path} does not exist")
-        data, name = path.read_bytes(), str(path)
-    if not is_tflite_bytes(data):
-        raise ValueError(f"{name} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
-    from ai_edge_litert import schema_py_generated as schema
-    try:
-        model = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as exc:     # flatbuffers raises IndexError/struct.error on bad offsets
-        raise ValueError(f"{name} is a truncated or corrupt TFLite file ({type(exc).__name__}: "
-                         f"{exc})") from None
-    return model, data, name
-
-
-class _Reader:
-    def __init__(self, model, data, name):
-        from ai_edge_litert import schema_py_generated as schema
-        self.schema, self.model, self.data, self.name = schema, model, data, name
-        if model.subgraphs is None or len(model.subgraphs) != 1:
-            raise UnsupportedModelError(
-                f"{name}: Tessera imports models with one subgraph, found "
-                f"{len(model.subgraphs or [])}")
-        self.graph = model.subgraphs[0]
-        codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-        self.op_names = [
-            codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), "CUSTOM")
-            if c.customCode is None else f"CUSTOM:{c.customCode.decode(errors='replace')}"
-            for c in model.operatorCodes]
-        types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-        self.type_names = types
-
-    def tensor(self, index):
-        tensors = self.graph.tensors or []
-        if not 0 <= index < len(tensors):
-            raise ValueError(f"{self.name} is corrupt: it refers to tensor {index}, but its "
-                             f"subgraph has {len(tensors)} tensors")
-        return tensors[index]
-
-    def check_operator(self, i, op):
-        """Refuse an operator whose opcode or tensor indices lie outside the file."""
-        if not 0 <= op.opcodeIndex < len(self.op_names):
-            raise ValueError(f"{self.name} is corrupt: operator {i} has opcode index "
-                             f"{op.opcodeIndex}, but the file lists {len(self.op_names)} opcodes")
-        if op.outputs is None or len(op.outputs) == 0:
-            raise ValueError(f"{self.name} is corrupt: operator {i} has no output tensor")
-        # -1 marks an absent optional input (a FULLY_CONNECTED without bias).
-        for index in [t for t in (op.inputs if op.inputs is not None else []) if t != -1] + \
-                list(op.outputs):
-            self.tensor(int(index))
-
-    def tname(self, index):
-        t = self.tensor(index)
-        return (t.name or b"").decode(errors="replace") if isinstance(t.name, bytes) else t.name
-
-    def describe(self, i, op):
-        kind, out = self.op_names[op.opcodeIndex], self.tname(op.outputs[0])
-        return f"operator {i} ({kind}, output {out!r})"
-
-    def type_of(self, index):
-        return self.type_names.get(self.tensor(index).type, "?")
-
-    def qparams(self, index, where):
-        q = self.tensor(index).quantization
-        if q is None or q.scale is None or len(q.scale) == 0:
-            raise UnsupportedModelError(f"{where}: tensor {self.tname(index)!r} is not quantized")
-        return QParams.from_file(np.asarray(q.scale, np.float32),
-                                 np.asarray(q.zeroPoint if q.zeroPoint is not None else [0],
-                                            np.int64), where=where)
-
-    def constant(self, index, dtype, where):
-        t = self.tensor(index)
-        buf = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else None
-        raw = None
-        if buf is not None and buf.data is not None and len(buf.data):
-            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
-        elif buf is not None and buf.offset and buf.offset > 1:
-            raw = self.data[buf.offset:buf.offset + buf.size]
-        if raw is None:
-            raise UnsupportedModelError(
-                f"{where}: tensor {self.tname(index)!r} is not a constant; Tessera "
-                "needs constant weights and biases")
-        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-        if len(raw) != np.dtype(dtype).itemsize * int(np.prod(shape)):
-            raise ValueError(f"{where}: tensor {self.tname(index)!r} holds {len(raw)} bytes, "
-                             f"not {shape} {np.dtype(dtype).name}; the file is corrupt")
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
-
-
 def _fully_connected(r, i, op, x, drafts):
-    s = r.schema
     where = f"{r.name}: {r.describe(i, op)}"
-    opts = op.builtinOptions
     if r.type_of(op.inputs[0]) != "INT8" or r.type_of(op.outputs[0]) != "INT8":
         raise UnsupportedModelError(
             f"{where} has {r.type_of(op.inputs[0])} input and "
             f"{r.type_of(op.outputs[0])} output; Tessera imports full-integer int8 "
             "models (converter: representative_dataset, inference int8 ops only), "
             "not float, dynamic-range (hybrid) or 16x8 models")
-    if r.type_of(op.inputs[1]) != "INT8":
-        raise UnsupportedModelError(
-            f"{where} has {r.type_of(op.inputs[1])} weights; Tessera needs int8")
+    r.check_int8_weight(op, where)
     w = r.constant(op.inputs[1], np.int8, where)
     if w.ndim != 2:
         raise UnsupportedModelError(f"{where} has weights of shape {w.shape}; expected [N, K]")
+    r.check_symmetric_weight(op.inputs[1], where)
     wq = r.tensor(op.inputs[1]).quantization
-    if wq.zeroPoint is not None and np.any(np.asarray(wq.zeroPoint) != 0):
-        raise UnsupportedModelError(
-            f"{where} has weight zero points other than 0; Tessera needs "
-            "symmetric weights")
     scales = np.asarray(wq.scale, dtype=np.float32)
     if scales.size > 1 and wq.quantizedDimension != 0:
         raise UnsupportedModelError(
@@ -170,25 +64,15 @@ def _fully_connected(r, i, op, x, drafts):
         raise UnsupportedModelError(
             f"{where} has weight value -128; Tessera's symmetric weights lie in "
             "-127..127")
-    bias = None
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        if r.type_of(op.inputs[2]) != "INT32":
-            raise UnsupportedModelError(
-                f"{where} has a {r.type_of(op.inputs[2])} bias; Tessera needs int32")
-        bias = r.constant(op.inputs[2], np.int32, where).ravel()
-    fused = opts.fusedActivationFunction if opts is not None else 0
-    acts = {s.ActivationFunctionType.NONE: "none", s.ActivationFunctionType.RELU: "relu",
-            s.ActivationFunctionType.RELU6: "relu6"}
-    if fused not in acts:
-        raise UnsupportedModelError(
-            f"{where} has fused activation {fused}; Tessera supports NONE, RELU "
-            "and RELU6")
-    if opts is not None and opts.weightsFormat != s.FullyConnectedOptionsWeightsFormat.DEFAULT:
-        raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
+    bias = r.bias_index(op, where)
+    if bias is not None:
+        bias = r.constant(bias, np.int32, where).ravel()
+    activation = r.fused_activation(op.builtinOptions, where)
+    r.check_fully_connected_options(op, where)
     out = r.qparams(op.outputs[0], where)
     index = drafts.add_linear(r.tname(op.outputs[0]) or f"fc{len(drafts.drafts)}",
                               np.ascontiguousarray(w.T), bias, x, scales, out)
-    drafts.set_clamp(index, acts[fused])
+    drafts.set_clamp(index, activation)
     return out, index
 
 
@@ -214,8 +98,8 @@ def import_tflite(source, *, mode=None):
         Not a TFLite file, truncated or corrupt (a tensor or operator index out of range).
     """
     mode = "onnx" if mode is None else mode
-    model, data, name = _read(source)
-    r = _Reader(model, data, name)
+    model, data, name = read_tflite(source)
+    r = TFLiteReader(model, data, name)
     g = r.graph
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise UnsupportedModelError(
