@@ -49,41 +49,19 @@ def is_float_cnn(chain):
 class _Reader(GraphBuilder):
     def __init__(self, chain):
         self.chain = chain
-        dims = chain.input_dims()
-        if dims is None or len(dims) not in (2, 4) or \
-                not all(isinstance(d, int) and d > 0 for d in dims[1:]):
-            raise UnsupportedModelError(
-                f"{chain.name}: input {chain.input.name!r} has shape {dims}; Tessera reads "
-                "float CNNs with a static [batch, C, H, W] (or [batch, features]) input")
-        shape = (dims[2], dims[3], dims[1]) if len(dims) == 4 else (dims[1],)
-        super().__init__(chain.input.name, shape)
+        super().__init__(chain.input.name, chain.nhwc_input_shape())
         self.alias = {chain.input.name: chain.input.name}
         self.permuted = {}         # flat tensor -> ONNX (C, H, W) order as indices into ours
 
     def refuse(self, node, why):
         raise UnsupportedModelError(f"{self.chain.name}: {self.chain.describe(node)} {why}")
 
-    def window(self, node, x, kernel):
-        chain, shape = self.chain, self.shapes[x]
-        stride = tuple(chain.attribute(node, "strides", [1, 1]))
-        dilation = tuple(chain.attribute(node, "dilations", [1, 1]))
-        auto = chain.attribute(node, "auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            from ..numerics.cnn import same_padding
-            pads = [same_padding(n, k, s, d) for n, k, s, d in
-                    zip(shape[:2], kernel, stride, dilation)]
-            pads = [p[::-1] for p in pads] if auto == "SAME_LOWER" else pads
-            return stride, dilation, tuple(tuple(p) for p in pads)
-        top, left, bottom, right = chain.attribute(node, "pads", [0, 0, 0, 0])
-        return stride, dilation, ((top, bottom), (left, right))
-
     def conv(self, node, x, output):
         w = np.asarray(self.chain.constant(node, 1, "weight"), np.float64)    # [OC, IC/g, KH, KW]
         bias = self.chain.constant(node, 2, "bias")
         bias = None if bias is None else np.asarray(bias, np.float64)
         group, channels = int(self.chain.attribute(node, "group", 1)), self.shapes[x][2]
-        stride, dilation, padding = self.window(node, x, w.shape[2:])
+        stride, dilation, padding = self.chain.window(node, self.shapes[x][:2], w.shape[2:])
         attrs = {"stride": stride, "dilation": dilation, "padding": padding}
         if group == 1:
             self.emit("CONV_2D", output, [x], output, attrs, w.transpose(0, 2, 3, 1), bias)
@@ -101,7 +79,7 @@ class _Reader(GraphBuilder):
         if chain.attribute(node, "ceil_mode", 0) or any(
                 d != 1 for d in chain.attribute(node, "dilations", [1, 1])):
             self.refuse(node, "uses ceil_mode or dilations; Tessera reads floor-mode pools")
-        stride, _, padding = self.window(node, x, kernel)
+        stride, _, padding = self.chain.window(node, self.shapes[x][:2], kernel)
         if op == "AveragePool" and chain.attribute(node, "count_include_pad", 0) \
                 and padding != ((0, 0), (0, 0)):
             self.refuse(node, "counts the padding in its average (count_include_pad=1); "
