@@ -123,9 +123,10 @@ class RequestHandler(wiring.Component):
         store_count = Signal(n_act)
         # the last EXEC answered (dedup)
         last_valid = Signal()
-        last = {"seq": Signal(8), "status": Signal(8), "offset": Signal(n_bytes),
-                "opcode": Signal(4), "store_valid": Signal(), "store_addr": Signal(n_act),
-                "store_count": Signal(n_act)}
+        # (named: the invariants of formal/answers.py find them by name)
+        last = {name: Signal(shape, name=f"last_{name}") for name, shape in (
+            ("seq", 8), ("status", 8), ("offset", n_bytes), ("opcode", 4), ("store_valid", 1),
+            ("store_addr", n_act), ("store_count", n_act))}
 
         # A counter is sent as a u64 but only its low `counter_bytes` are held in `vec`: the
         # other bytes are zeros sent without shifting `vec` (`pad_phase`, the byte in the u64).
