@@ -8,16 +8,14 @@ BatchNormalization + ReLU, MaxPooling2D, DepthwiseConv2D, a residual Add, Flatte
 * the float Keras model,
 * ``tessera.quantize(model, calibration=x)`` in mode ``"onnx"`` and ``"tflite"`` (a
   :class:`tessera.graph.QuantizedGraph`, per-channel int8 weights),
-* the model converted by ``TFLiteConverter`` (full-integer int8) and loaded with
+* the model converted by ``TFLiteConverter`` (full-integer int8,
+  ``tessera.quantize.keras_to_int8_tflite``) and loaded with
   ``tessera.load_model(..., mode="tflite")``, which computes what TFLite Micro computes.
 
 Run it with ``python examples/keras_cnn_digits.py``.
 """
 
-import contextlib
-import io
 import os
-import warnings
 
 import numpy as np
 
@@ -52,22 +50,6 @@ def train_cnn(x, y, *, seed=0, epochs=12):
     return model
 
 
-def to_int8_tflite(model, x):
-    """Return ``model`` converted by ``TFLiteConverter`` (full-integer int8, int8 in/out)."""
-    import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([row[None]] for row in x)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    # Keras prints where it saved the traced model; TF 2.21 warns that int8 inputs have no
-    # statistics (the representative data sets them).
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return converter.convert()
-
-
 def run():
     """Train, quantize three ways; return ``{name: (test accuracy, mean |logit - float|)}``."""
     x_train, y_train, x_test, y_test = digits()
@@ -83,7 +65,8 @@ def run():
     for mode in ("onnx", "tflite"):
         qmodel = tessera.quantize(model, calibration=calibration, mode=mode)
         results[f"int8 tessera.quantize, mode {mode!r}"] = measure(qmodel.predict(x_test))
-    converted = tessera.load_model(to_int8_tflite(model, calibration), mode="tflite")
+    tflite_bytes = tessera.quantize.keras_to_int8_tflite(model, calibration)
+    converted = tessera.load_model(tflite_bytes, mode="tflite")
     results["int8 TFLiteConverter, mode 'tflite'"] = measure(converted.predict(x_test))
     return results
 

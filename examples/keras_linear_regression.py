@@ -6,18 +6,16 @@ squared error of
 
 * the float Keras model,
 * ``tessera.quantize(keras_model, calibration=x)`` run on the device (int8, Tessera's quantizer),
-* the same Keras model converted by ``TFLiteConverter`` to a full-integer int8 ``.tflite`` and
-  loaded with ``tessera.load_model`` (the converter's own quantization, parameters kept exactly;
-  bit-identical to LiteRT's interpreter in the default mode).
+* the same Keras model converted by ``TFLiteConverter`` to a full-integer int8 ``.tflite``
+  (``tessera.quantize.keras_to_int8_tflite``) and loaded with ``tessera.load_model`` (the
+  converter's own quantization, parameters kept exactly; bit-identical to LiteRT's interpreter
+  in the default mode).
 
 Run it with ``python examples/keras_linear_regression.py [--device emu|sim|serial://...]``.
 """
 
 import argparse
-import contextlib
-import io
 import os
-import warnings
 
 import numpy as np
 
@@ -43,22 +41,6 @@ def train_keras(x, y, *, seed=0, epochs=20):
     return model
 
 
-def to_int8_tflite(model, x):
-    """Return the model converted by ``TFLiteConverter`` (full-integer int8, int8 in/out)."""
-    import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([row[None]] for row in x)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    # Keras prints where it saved the traced model; TF 2.21 warns that int8 inputs have no
-    # statistics (the representative data sets them).
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return converter.convert()
-
-
 def run(device="emu"):
     """Train, quantize both ways, run on ``device``; return the figures printed by ``main``."""
     x, y = make_data()
@@ -67,7 +49,7 @@ def run(device="emu"):
     y_float = model(x).numpy()[:, 0]
 
     qmodel = tessera.quantize(model, calibration=x)            # Tessera's own quantizer
-    tflite_bytes = to_int8_tflite(model, x)
+    tflite_bytes = tessera.quantize.keras_to_int8_tflite(model, x)
     tflite = tessera.load_model(tflite_bytes)                   # the converter's quantization
     with tessera.connect(device) as dev:
         y_int8 = dev.run(qmodel, x)[:, 0]

@@ -14,13 +14,12 @@ SOFTMAX and a folded BatchNormalization.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
+
+from tessera.quantize.tflite_convert import keras_to_int8_tflite
 
 __all__ = ["FIXTURES", "FIXTURE_DIR", "build", "calibration_rows", "convert", "write_fixtures"]
 
@@ -121,26 +120,10 @@ def calibration_rows(name, rows=CALIBRATION_ROWS, *, seed=1):
 def convert(model, rows):
     """Return the full-integer int8 ``.tflite`` bytes of ``model`` calibrated on ``rows``.
 
-    int8 input and output (``inference_input_type``/``inference_output_type``), only int8
-    builtin operators; one representative sample per row, batch size 1.
+    int8 input and output, only int8 builtin operators; one representative sample per row,
+    batch size 1 (:func:`tessera.quantize.tflite_convert.keras_to_int8_tflite`).
     """
-    tf = _keras()
-
-    def representative():
-        for row in rows:
-            yield [row[None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    # Keras prints where it saved the traced model; TF 2.21 warns that int8 inputs have no
-    # statistics (the representative data sets them).
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return converter.convert()
+    return keras_to_int8_tflite(model, rows)
 
 
 def write_fixtures(directory=FIXTURE_DIR, names=None):

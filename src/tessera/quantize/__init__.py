@@ -21,11 +21,13 @@ from .quantizer import quantize
 from .onnx_export import export_onnx
 from .serialize import FORMAT_VERSION
 from .sources import load_model
+from .tflite_convert import keras_to_int8_tflite
 
 __all__ = [
     "quantize", "QuantizedModel", "QuantizedLayer", "FloatLayer", "import_model",
     "prove_accumulator_fits", "CALIBRATION_METHODS", "FLOAT_ACTIVATIONS", "LAYER_ACTIVATIONS",
     "FORMAT_VERSION", "load_model", "export_onnx", "UnsupportedModelError",
+    "keras_to_int8_tflite",
 ]
 
 
