@@ -180,7 +180,7 @@ class ProgramSequencer(wiring.Component):
         # ld_index == ld_entry - 1 (the byte taken next ends an entry) and ld_left == 1 (that
         # entry is the LOAD's last), kept as registers beside them: the decision to take a byte
         # drives the frame buffer's read enable and the cursor (no subtract and compare there)
-        ld_last, ld_final = Signal(), Signal()
+        ld_last, ld_final = Signal(name="ld_last"), Signal(name="ld_final")
         # ld_index one-hot: the frame buffer's late read data meets one multiplexer per lane
         ld_lane = Signal(n_lanes, init=1)
         wr = self.write
