@@ -168,6 +168,8 @@ def graph_figures(qgraph, config, x_q, y):
         compiled = compile_graph(qgraph, config)
     except ModelTooLarge as e:
         return {"fits": False, "reason": str(e)}
+    if compiled.why_not_resident():        # weights streamed or host operations between
+        return {"fits": False, "reason": compiled.why_not_resident()}
     sample = x_q[0] if x_q is not None and len(x_q) else \
         np.full(qgraph.input_shape, qgraph.input_zero_point, np.dtype(qgraph.input_tensor.dtype))
     emulator = Emulator(config)
