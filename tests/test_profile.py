@@ -62,10 +62,19 @@ def test_profile_cycles_are_the_emulator_counters_of_one_inference():
     assert result["macs"] == after["macs"] - before["macs"]
 
 
-def test_a_model_that_does_not_fit_is_profiled_as_if_it_did():
+def test_a_model_whose_weights_do_not_fit_streams_them_and_pays_the_link():
+    # ResNet-8: 77,360 B of weights, 65,536 B of WGT on the iCEBreaker.
     result = profile_model(MODELS / "pretrainedResnet_quant.tflite", "icebreaker")
+    assert tuple(result) == PROFILE_KEYS
     assert result["fits"] is False and result["cycles"] > 0
-    assert result["memory"]["WGT"]["bytes"] > result["memory"]["WGT"]["available_bytes"]
+    wgt = result["memory"]["WGT"]
+    assert wgt["bytes"] <= wgt["available_bytes"] and wgt["streamed_bytes"] > 0
+    assert result["streamed_bytes"] == wgt["streamed_bytes"]
+    assert sum(row["transfer_bytes"] for row in result["layers"]) == result["streamed_bytes"]
+    preset = CNN_PRESETS["icebreaker-cnn"]
+    assert result["link_ms"] == pytest.approx(result["streamed_bytes"] * 10 / preset.baud * 1e3)
+    assert result["latency_ms"] == pytest.approx(result["cycles"] / (preset.clock_mhz * 1e3) +
+                                                 result["link_ms"])
 
 
 def test_text_table_and_errors():

@@ -1,12 +1,13 @@
 """Lowering of a tensor graph's operations to ISA version 3 steps (docs/compiler.md, "Graphs").
 
-Each operation of a :class:`~tessera.graph.QuantizedGraph` (mode "tflite") becomes a
-:class:`DeviceStep`: a ``CONV`` (convolution, dense layer, depthwise convolution, average or max
-pool)
-or an ``ADD`` with its window, ``WGT`` entries, ``PARAM`` entries and post state; a ``RESHAPE``
-that keeps the entries is an alias, a ``PAD`` read only by convolutions folds into their
-padding; a final ``SOFTMAX`` runs on the host. Anything else is
-refused with :class:`~tessera.quantize.UnsupportedModelError` naming the operation.
+Each operation of a :class:`~tessera.graph.QuantizedGraph` becomes a :class:`DeviceStep`: a
+``CONV`` (convolution, dense layer, depthwise convolution, average or max pool, a MEAN over
+height and width where it is bit-exact: :mod:`.graph_mean`) or an ``ADD`` with its window,
+``WGT`` entries, ``PARAM`` entries and post state; a ``RESHAPE`` that keeps the entries is an
+alias, a ``PAD`` read only by convolutions folds into their padding. Every other operation (or
+one whose parameters the device cannot hold) runs on the host with the graph's own kernel
+(``where == "host"``, the reason in ``extra["reason"]``); :mod:`.graph_segments` splits the
+program around it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .. import numerics
 from ..numerics.requant_tflite import quantize_multiplier
 from ..runtime.conv import Window
 from ..spec import isa
+from .graph_mean import MAX_KERNEL, plan_mean
 from .lowering import PARAM_DTYPE
 
 __all__ = ["DeviceStep", "lower_graph", "map_shape"]
@@ -79,6 +81,10 @@ class DeviceStep:
     extra: dict = field(default_factory=dict)
 
 
+class NoDeviceMapping(Exception):
+    """The device cannot run an operation (the message says why); the host runs it."""
+
+
 def _unsupported(graph, index, why):
     from ..quantize.errors import UnsupportedModelError
     return UnsupportedModelError(
@@ -120,17 +126,18 @@ def _requant(graph, index, x, w, y, w_kn, bias, activation, config):
     sy, zy = _scalar(y.qparams)
     n = w_kn.shape[1]
     w_scale = np.broadcast_to(np.asarray(w.qparams.scale, np.float32), (n,))
+    mode = isa.Mode.TFLITE if graph.mode == "tflite" else isa.Mode.ONNX
     try:
         folded = numerics.fold_input_zero_point(w_kn, bias, zx)
-        multiplier, shift = numerics.requant_multipliers(sx, w_scale, sy, "tflite")
+        multiplier, shift = numerics.requant_multipliers(sx, w_scale, sy, graph.mode)
     except (OverflowError, ValueError) as e:
-        raise _unsupported(graph, index, str(e)) from None
+        raise NoDeviceMapping(str(e)) from None
     bound = numerics.accumulator_bound(w_kn, folded)
     if bound >= 1 << (config.acc_bits - 1):
-        raise _unsupported(graph, index, f"its accumulator can reach {bound}, beyond int"
+        raise NoDeviceMapping(f"its accumulator can reach {bound}, beyond int"
                                          f"{config.acc_bits}")
     lo, hi = numerics.activation_bounds(activation, sy, zy)
-    post = isa.Post(isa.Mode.TFLITE, False, zy, int(lo), int(hi))
+    post = isa.Post(mode, False, zy, int(lo), int(hi))
     return _params(folded, multiplier, shift), post
 
 
@@ -169,6 +176,9 @@ def _foldable(graph):
 
 
 def _lower_conv(graph, index, op, config, folds):
+    if not config.supports(graph.mode):
+        raise NoDeviceMapping(f"the configuration builds requant modes {config.requant_modes}, "
+                              f"not the graph's {graph.mode!r}")
     x, w = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
     y = graph.tensor(op.outputs[0])
     bias = None if op.inputs[2] is None else graph.tensor(op.inputs[2]).data
@@ -200,7 +210,7 @@ def _lower_conv(graph, index, op, config, folds):
         ih, iw, _ = map_shape(graph.tensor(source).shape)
         pads = (pads[0] + top, pads[1] + left)
     if max(pads) > 15:
-        raise _unsupported(graph, index, f"padding {pads} before the first row/column is "
+        raise NoDeviceMapping(f"padding {pads} before the first row/column is "
                                          f"beyond the window's 4-bit fields (at most 15)")
     window = Window(ih, iw, ic, oh, ow, oc, kernel[0], kernel[1], _stride(stride[0], oh),
                     _stride(stride[1], ow), dil[0], dil[1], pads[0], pads[1], zx)
@@ -212,6 +222,7 @@ def _lower_conv(graph, index, op, config, folds):
 
 
 def _lower_pool(graph, index, op, config, folds):
+    _tflite_only(graph, op)
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     a = op.attrs
     average = op.kind == "AVERAGE_POOL_2D"
@@ -228,11 +239,42 @@ def _lower_pool(graph, index, op, config, folds):
                 post=isa.Post(isa.Mode.TFLITE, False, 0, int(lo), int(hi)))
 
 
+def _tflite_only(graph, op):
+    if graph.mode != "tflite":
+        raise NoDeviceMapping(f"{op.kind} is mapped in mode 'tflite' only (mode {graph.mode!r} "
+                              f"rounds it differently)")
+
+
+def _lower_mean(graph, index, op, config, folds):
+    _tflite_only(graph, op)
+    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    h, w, c = map_shape(x.shape)
+    if max(h, w) > MAX_KERNEL:
+        raise NoDeviceMapping(f"its {h}x{w} window is beyond the WINDOW's kernel fields (at most "
+                              f"{MAX_KERNEL})")
+    (sx, zx), (sy, zy) = _scalar(x.qparams), _scalar(y.qparams)
+    plan = plan_mean(sx, zx, sy, zy, h * w)
+    if plan is None:
+        raise NoDeviceMapping(f"TFLite Micro's multiplier for {h * w} pixels and these scales is "
+                              f"below 2^30, which no PARAM entry encodes exactly")
+    if plan.kind == isa.ConvKind.AVERAGE_POOL:
+        return dict(instruction="CONV", conv_kind=plan.kind,
+                    window=Window(h, w, c, 1, 1, c, h, w, 1, 1, 1, 1, 0, 0, 0),
+                    post=isa.Post(isa.Mode.TFLITE, False, 0, -128, 127))
+    full = np.full(c, 1, np.int64)
+    return dict(instruction="CONV", conv_kind=plan.kind,
+                window=Window(h, w, c, 1, 1, c, h, w, 1, 1, 1, 1, 0, 0, zx),
+                weights=_depthwise_weights(np.ones((h * w, c), np.int8), config.cols),
+                params=_params(full * plan.bias, full * plan.multiplier, full * plan.shift),
+                post=isa.Post(isa.Mode.TFLITE, False, zy, -128, 127))
+
+
 def _lower_add(graph, index, op, config, folds):
+    _tflite_only(graph, op)
     ta, tb = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
     y = graph.tensor(op.outputs[0])
     if tuple(ta.shape) != tuple(tb.shape):
-        raise _unsupported(graph, index, "a broadcasting ADD is not mapped")
+        raise NoDeviceMapping("a broadcasting ADD is not mapped")
     (sa, za), (sb, zb), (sy, zy) = _scalar(ta.qparams), _scalar(tb.qparams), _scalar(y.qparams)
     twice_max = 2 * np.float64(max(sa, sb))       # numerics.ops_tflite.add, TFLite's add.cc
     ma, ea = quantize_multiplier(np.float64(sa) / twice_max)
@@ -246,22 +288,21 @@ def _lower_add(graph, index, op, config, folds):
 
 _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_conv,
           "FULLY_CONNECTED": _lower_conv, "AVERAGE_POOL_2D": _lower_pool,
-          "MAX_POOL_2D": _lower_pool, "ADD": _lower_add}
+          "MAX_POOL_2D": _lower_pool, "ADD": _lower_add, "MEAN": _lower_mean}
 
 
 def lower_graph(qgraph, config) -> list:
     """Return the :class:`DeviceStep` of every operation of ``qgraph`` for ``config``.
 
+    An operation the device cannot run gets ``where == "host"`` and its reason in
+    ``step.extra["reason"]``; so does an alias or a folded operation a host step reads.
+
     Raises
     ------
     UnsupportedModelError
-        The graph is not mode "tflite", or an operation has no device mapping (the message
-        names it).
+        The graph has more than one input or output.
     """
     graph = qgraph.graph
-    if graph.mode != "tflite":
-        raise _unsupported(graph, 0, f"graphs run on the device in mode 'tflite' only, not "
-                                     f"{graph.mode!r} (onnx ADD and pools are not mapped)")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise _unsupported(graph, 0, "the device runs graphs with one input and one output")
     steps = []
@@ -274,26 +315,40 @@ def lower_graph(qgraph, config) -> list:
         macs = op.spec.macs(op.attrs, [graph.tensor(n) if n else None for n in op.inputs],
                             graph.tensor(out).shape) if op.spec.macs else 0
         step = DeviceStep(index, op.kind, op.name, DEVICE, acts, out, macs=int(macs))
-        if op.kind == "SOFTMAX" and index == last and out in graph.outputs:
-            step.where = HOST
-        elif op.kind in ("PAD", "RESHAPE") and out in folds:
-            step.where = FOLDED
-        elif op.kind == "RESHAPE":
-            (h, w, c), (h2, w2, c2) = (map_shape(graph.tensor(acts[0]).shape),
-                                       map_shape(graph.tensor(out).shape))
-            if h * w != 1 or h2 * w2 != 1 or c != c2:
-                raise _unsupported(graph, index, "only a reshape of a 1x1 map is mapped")
-            step.where = ALIAS
-        elif op.kind in _LOWER:
-            for name, value in _LOWER[op.kind](graph, index, op, config, folds).items():
-                setattr(step, name, value)
-        else:
-            raise _unsupported(graph, index, f"{op.kind} has no device mapping yet (the "
-                                             f"accelerator runs CONV_2D, DEPTHWISE_CONV_2D, "
-                                             f"FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, "
-                                             f"ADD, RESHAPE, a PAD before convolutions "
-                                             f"and a final SOFTMAX on the host)")
-        if step.where == HOST and any(s.where == HOST for s in steps):
-            raise _unsupported(graph, index, "only one final operation runs on the host")
+        try:
+            if op.kind == "SOFTMAX" and index == last and out in graph.outputs:
+                raise NoDeviceMapping("the classifier's final SOFTMAX runs on the host")
+            if op.kind in ("PAD", "RESHAPE") and out in folds:
+                step.where = FOLDED
+            elif op.kind == "RESHAPE":
+                (h, w, c), (h2, w2, c2) = (map_shape(graph.tensor(acts[0]).shape),
+                                           map_shape(graph.tensor(out).shape))
+                if h * w != 1 or h2 * w2 != 1 or c != c2:
+                    raise NoDeviceMapping("only a reshape of a 1x1 map keeps the entries")
+                step.where = ALIAS
+            elif op.kind in _LOWER:
+                for name, value in _LOWER[op.kind](graph, index, op, config, folds).items():
+                    setattr(step, name, value)
+            else:
+                raise NoDeviceMapping(f"{op.kind} has no device mapping")
+        except NoDeviceMapping as e:
+            step.where, step.inputs = HOST, tuple(n for n in op.inputs if n is not None and
+                                                  not graph.tensor(n).is_constant)
+            step.extra["reason"] = str(e)
         steps.append(step)
+    _demote_host_read(graph, steps)
     return steps
+
+
+def _demote_host_read(graph, steps):
+    """Run on the host the aliases and folded operations whose output a host step reads."""
+    changed = True
+    while changed:
+        changed = False
+        host_read = {n for s in steps if s.where == HOST for n in s.inputs}
+        for step in steps:
+            if step.where in (ALIAS, FOLDED) and step.output in host_read:
+                op = graph.ops[step.index]
+                step.where, step.inputs = HOST, (op.inputs[0],)
+                step.extra["reason"] = "a host operation reads its output"
+                changed = True

@@ -10,12 +10,12 @@ writes over an input it reads last. Weights and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..runtime.conv import map_entries
 from .graph_lower import ALIAS, DEVICE, HOST, map_shape
 
-__all__ = ["MemoryPlan", "ModelTooLarge", "plan_memory"]
+__all__ = ["MemoryPlan", "ModelTooLarge", "device_tensors", "plan_memory"]
 
 
 class ModelTooLarge(ValueError):
@@ -34,6 +34,10 @@ class MemoryPlan:
         Entries used (``act_entries``: the peak end address of any region).
     weight_addr, param_addr : dict of int to int
         Step index -> first ``WGT`` / ``PARAM`` entry.
+    streamed : dict of int to int
+        Step index -> ``WGT`` entries of the steps whose weights are not resident: they are
+        loaded per inference into one shared region (``weight_addr`` of each), after the
+        resident ones. Empty when every weight is resident.
     """
 
     act: dict
@@ -42,6 +46,17 @@ class MemoryPlan:
     param_entries: int
     weight_addr: dict
     param_addr: dict
+    streamed: dict = field(default_factory=dict)
+
+    @property
+    def resident(self) -> bool:
+        """Whether every weight stays on the device (nothing is streamed per inference)."""
+        return not self.streamed
+
+    @property
+    def streamed_entries(self) -> int:
+        """``WGT`` entries loaded per inference."""
+        return sum(self.streamed.values())
 
     def usage(self, config) -> dict:
         """Return bytes needed and available per memory (``ACT``, ``WGT``, ``PARAM``)."""
@@ -51,7 +66,8 @@ class MemoryPlan:
                     "available_bytes": config.act_depth * config.act_entry_bytes},
             "WGT": {"entries": self.weight_entries, "depth": config.weight_depth,
                     "bytes": self.weight_entries * config.weight_entry_bytes,
-                    "available_bytes": config.weight_depth * config.weight_entry_bytes},
+                    "available_bytes": config.weight_depth * config.weight_entry_bytes,
+                    "streamed_bytes": self.streamed_entries * config.weight_entry_bytes},
             "PARAM": {"entries": self.param_entries, "depth": config.param_depth,
                       "bytes": self.param_entries * config.param_entry_bytes,
                       "available_bytes": config.param_depth * config.param_entry_bytes},
@@ -86,14 +102,13 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
     def base(name):
         return root.get(name, name)
 
+    resident = device_tensors(graph, steps)
     last_use = {}
     for i, step in enumerate(steps):
-        for name in step.inputs:
-            last_use[base(name)] = i
+        if step.where in (DEVICE, HOST):
+            for name in step.inputs:
+                last_use[base(name)] = i
     end = len(steps)
-    for step in steps:   # the device's result is read at the end
-        if step.where == HOST:
-            last_use[base(step.inputs[0])] = end
     for name in graph.outputs:
         last_use[base(name)] = end
 
@@ -105,22 +120,85 @@ def plan_memory(graph, steps, config) -> MemoryPlan:
     # Two placements of the input, the better kept: at the bottom, or (so that its region,
     # freed early, leaves no hole under the larger maps) placed last, between the regions
     # live while it is.
-    plans = [_place(steps, base, last_use, entries, first, at_start=flag) for flag in (1, 0)]
+    if first not in resident:        # the first operation runs on the host
+        first = None
+    plans = [_place(steps, base, last_use, entries, first, resident, at_start=flag)
+             for flag in ((1, 0) if first else (1,))]
     act, peak, weight_addr, param_addr, wgt, prm = min(plans, key=lambda plan: plan[1])
     for name, target in root.items():
-        act[name] = act[target]
-    return MemoryPlan(act, peak, wgt, prm, weight_addr, param_addr)
+        if target in act:
+            act[name] = act[target]
+    streamed = {}
+    if wgt > config.weight_depth:
+        sizes = {s.index: len(s.weights) for s in steps if s.index in weight_addr}
+        chosen = _streamed_weights(sizes, config.weight_depth)
+        if chosen is not None:
+            weight_addr, wgt = {}, 0
+            for index, size in sizes.items():
+                if index not in chosen:
+                    weight_addr[index], wgt = wgt, wgt + size
+            for index in chosen:
+                weight_addr[index], streamed[index] = wgt, sizes[index]
+            wgt += max(streamed.values())
+    return MemoryPlan(act, peak, wgt, prm, weight_addr, param_addr, streamed)
 
 
-def _place(steps, base, last_use, entries, first, *, at_start):
+def _streamed_weights(sizes, depth):
+    """Return the steps whose weights to stream (fewest entries streamed), or None.
+
+    The streamed weights share one region as large as the largest of them, after the resident
+    ones: for each candidate region size ``S`` (a step's size), the streamed set holds that step
+    and the smallest subset of the steps no larger than ``S`` whose entries cover the excess
+    (exact subset sums over bitsets).
+    """
+    total = sum(sizes.values())
+    best = None
+    for anchor, slot in sizes.items():
+        need = total - depth        # entries to stream besides the anchor's
+        others = [(i, n) for i, n in sizes.items() if i != anchor and n <= slot]
+        reach = [1]
+        for _, n in others:
+            reach.append(reach[-1] | (reach[-1] << n))
+        sums = reach[-1] >> need
+        if not sums:
+            continue
+        target = need + (sums & -sums).bit_length() - 1   # the least sum >= need
+        chosen = [anchor]
+        for k in range(len(others), 0, -1):          # walk the table back
+            i, n = others[k - 1]
+            if not (reach[k - 1] >> target) & 1:
+                chosen.append(i)
+                target -= n
+        cost = sum(sizes[i] for i in chosen)
+        if best is None or cost < best[0]:
+            best = (cost, sorted(chosen))
+    return None if best is None else set(best[1])
+
+
+def device_tensors(graph, steps) -> set:
+    """Return the tensors (alias roots) that need an ``ACT`` region.
+
+    The outputs of device steps, and the graph input and host steps' outputs that a device step
+    reads (the host loads them).
+    """
+    root = {}
+    for step in steps:
+        if step.where == ALIAS:
+            root[step.output] = root.get(step.inputs[0], step.inputs[0])
+    names = {step.output for step in steps if step.where == DEVICE}
+    names |= {root.get(n, n) for step in steps if step.where == DEVICE for n in step.inputs}
+    return names
+
+
+def _place(steps, base, last_use, entries, first, resident, *, at_start):
     """Return ``(act, peak, weight_addr, param_addr, wgt, prm)`` of one placement."""
     live, act, spans = {}, {}, []         # spans: (addr, size, first step, last step)
-    if at_start:
+    if first and at_start:
         act[first] = live[first] = (0, entries(first))
-    peak = entries(first) if at_start else 0
+    peak = entries(first) if first and at_start else 0
     weight_addr, param_addr, wgt, prm = {}, {}, 0, 0
     for i, step in enumerate(steps):
-        if step.where == DEVICE:
+        if step.where == DEVICE or (step.where == HOST and step.output in resident):
             size = entries(step.output)
             # An ADD may write over an input it is the last reader of (same entries, read
             # before written: docs/isa.md allows exactly that overlap).
@@ -140,7 +218,7 @@ def _place(steps, base, last_use, entries, first, *, at_start):
         for name in list(live):
             if last_use.get(name, -1) <= i and name != base(step.output):
                 del live[name]
-    if not at_start:
+    if first and not at_start:
         busy = [(a, a + n) for a, n, start, _ in spans if start <= last_use.get(first, 0)]
         act[first] = (_first_fit(busy, entries(first)), entries(first))
         peak = max(peak, sum(act[first]))
@@ -155,6 +233,7 @@ def too_large_message(name, plan, config, presets) -> str:
     if presets:
         hint = f"the smallest preset that fits it is {presets[0]!r} (tessera.compiler.presets)"
     else:
-        hint = "no preset holds it resident; its weights cannot be streamed (only dense chains can)"
+        hint = "no preset holds it"
     return (f"Model {name!r} does not fit the device resident: " + "; ".join(parts) +
-            f"; {hint}")
+            f" (feature maps and PARAM entries must be resident; weights are streamed per "
+            f"inference when every layer's fit WGT beside the resident ones); {hint}")

@@ -6,8 +6,12 @@ emulator's cycle model gives the cycles from the first byte of the inference's f
 the last byte of its result (MLPerf Tiny's latency: the input is already on the device), the
 latency at the preset's clock, the MACs, the utilisation ``MACs / (rows x cols x cycles)`` and a
 per-operation breakdown; ``input_transfer_ms`` is the input's frames at the UART rate
-(10 bits per byte). A dense chain (the anomaly detector) compiles with the dense compiler; its
-one program loads the input itself, so its cycles include that load.
+(10 bits per byte). What crosses the link during the inference -- weights streamed because they
+do not fit ``WGT`` (``streamed_bytes``) and the feature maps to and from the operations the
+host runs (``host_transfer_bytes``, per operation ``transfer_bytes``) -- is timed at the UART
+rate too (``link_ms``) and added to ``latency_ms`` (the cycle model moves link bytes at one
+per cycle, the frame buffer's rate). A dense chain (the anomaly detector) compiles with the
+dense compiler; its one program loads the input itself, so its cycles include that load.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ __all__ = ["profile_model", "PROFILE_KEYS", "format_profile"]
 
 #: The keys of :func:`profile_model`'s result (issue 14), in order.
 PROFILE_KEYS = ("cycles", "latency_ms", "macs", "utilisation", "fits", "memory", "layers",
-                "input_transfer_ms")
+                "input_transfer_ms", "link_ms", "streamed_bytes", "host_transfer_bytes")
 
 _MAX_DEPTH = 1 << 16
 
@@ -56,11 +60,11 @@ def _sample(shape):
 
 
 def _graph_profile(qgraph, preset):
-    config, fits = preset.config, True
+    config, enlarged = preset.config, False
     try:
         compiled = compile_graph(qgraph, config)
     except ModelTooLarge:
-        fits = False
+        enlarged = True
         big = config.replace(act_depth=_MAX_DEPTH, weight_depth=_MAX_DEPTH, param_depth=_MAX_DEPTH)
         try:
             compiled = compile_graph(qgraph, big)
@@ -68,30 +72,36 @@ def _graph_profile(qgraph, preset):
             from .graph_lower import lower_graph
             plan = plan_memory(qgraph.graph, lower_graph(qgraph, config), config)
             return dict(cycles=None, latency_ms=None, macs=None, utilisation=None, fits=False,
-                        memory=plan.usage(config), layers=[], input_transfer_ms=None)
+                        memory=plan.usage(config), layers=[], input_transfer_ms=None,
+                        link_ms=None, streamed_bytes=None, host_transfer_bytes=None)
         config = big
     runner = _Runner(config)
     for frame in compiled.setup_frames:
         runner.exec(frame)
     runner.link_bytes = 0
-    for frame in compiled.input_frames(_sample(qgraph.input_shape)):
-        runner.exec(frame)
-    input_bytes = runner.link_bytes
     emu = runner.emulator
-    start, macs0 = emu.cycles.now, emu.cycles.macs
-    emu.machine.trace = []
-    for frame in compiled.frames:
-        runner.exec(frame)
-    end = emu.cycles.now
+    marks = {}
+
+    def loaded():                 # MLPerf Tiny's latency starts with the input on the device
+        marks.update(start=emu.cycles.now, macs=emu.cycles.macs, input_bytes=runner.link_bytes)
+        emu.machine.trace = []
+
+    compiled.infer(_sample(tuple(qgraph.graph.tensor(compiled.input_name).shape)), runner.exec,
+                   input_loaded=loaded)
+    start, end = marks["start"], emu.cycles.now
     trace = [t for t in emu.machine.trace if t[1] in (CnnOpcode.CONV, CnnOpcode.ADD)]
     peak = config.rows * config.cols
     layers, device = [], iter(trace)
     bounds = [start] + [t[2] for t in trace[1:]] + [end]
+    moved = compiled.transfers()
+    streamed = {i: n * config.weight_entry_bytes for i, n in compiled.plan.streamed.items()}
     n = 0
     for step in compiled.steps:
+        link = moved.get(step.index, 0) + streamed.get(step.index, 0)
         row = {"name": step.name, "kind": step.kind, "where": step.where,
                "instruction": step.instruction, "cycles": 0, "macs": step.macs,
-               "utilisation": 0.0}
+               "utilisation": 0.0, "transfer_bytes": link,
+               "transfer_ms": _link_ms(link, preset)}
         if step.where == "device":
             _, _, _, _, macs = next(device)
             cycles = bounds[n + 1] - bounds[n]
@@ -99,8 +109,15 @@ def _graph_profile(qgraph, preset):
                        utilisation=macs / (peak * cycles) if cycles else 0.0)
             n += 1
         layers.append(row)
-    return _result(end - start, emu.cycles.macs - macs0, fits, compiled.plan.usage(preset.config),
-                   layers, input_bytes, preset)
+    return _result(end - start, emu.cycles.macs - marks["macs"],
+                   compiled.plan.resident and not enlarged, compiled.plan.usage(preset.config),
+                   layers, marks["input_bytes"], preset, streamed=sum(streamed.values()),
+                   host=sum(moved.values()))
+
+
+def _link_ms(nbytes, preset) -> float:
+    """Return the UART time of ``nbytes`` (10 bits per byte) at the preset's rate."""
+    return nbytes * 10 / preset.baud * 1e3
 
 
 def _dense_profile(qmodel, preset):
@@ -125,8 +142,11 @@ def _dense_profile(qmodel, preset):
                      "available_bytes": config.depth(buf) * config.entry_bytes(buf)}
               for name, buf, used in _dense_usage(usage)}
     layers = _dense_layers(qmodel, gemms, start, end, config.rows * config.cols)
+    # Streamed weights: the program's request bytes beyond the input (weights, instructions).
+    streamed = 0 if compiled.weights_resident else \
+        compiled.link_bytes(1)["request"] - input_bytes
     return _result(end - start, emu.cycles.macs - macs0, bool(compiled.weights_resident), memory,
-                   layers, input_bytes + 25, preset)
+                   layers, input_bytes + 25, preset, streamed=streamed)
 
 
 def _dense_layers(qmodel, gemms, start, end, peak):
@@ -159,12 +179,14 @@ def _dense_usage(usage):
         yield name, buf, used
 
 
-def _result(cycles, macs, fits, memory, layers, input_bytes, preset):
+def _result(cycles, macs, fits, memory, layers, input_bytes, preset, *, streamed=0, host=0):
     peak = preset.config.rows * preset.config.cols
-    return dict(cycles=int(cycles), latency_ms=cycles / (preset.clock_mhz * 1e3),
+    link_ms = _link_ms(streamed + host, preset)
+    return dict(cycles=int(cycles), latency_ms=cycles / (preset.clock_mhz * 1e3) + link_ms,
                 macs=int(macs), utilisation=macs / (peak * cycles) if cycles else 0.0,
                 fits=bool(fits), memory=memory, layers=layers,
-                input_transfer_ms=input_bytes * 10 / preset.baud * 1e3)
+                input_transfer_ms=_link_ms(input_bytes, preset), link_ms=link_ms,
+                streamed_bytes=int(streamed), host_transfer_bytes=int(host))
 
 
 def profile_model(model, board, *, mode=None) -> dict:
@@ -204,10 +226,16 @@ def format_profile(result, title="") -> str:
     lines.append(f"{'memory':8} {'bytes':>10} {'available':>10}")
     for name, use in result["memory"].items():
         lines.append(f"{name:8} {use['bytes']:>10,} {use['available_bytes']:>10,}")
-    lines.append(f"{'operation':32} {'kind':18} {'where':7} {'cycles':>9} {'MACs':>10} util")
+    if result.get("link_ms"):
+        lines.append(f"link during the inference {result['link_ms']:.3f} ms (in the latency): "
+                     f"{result['streamed_bytes']:,} bytes of streamed weights, "
+                     f"{result['host_transfer_bytes']:,} bytes to and from host operations")
+    lines.append(f"{'operation':32} {'kind':18} {'where':7} {'cycles':>9} {'MACs':>10} util  "
+                 f"link bytes")
     for row in result["layers"]:
         cycles = "-" if row["cycles"] is None else f"{row['cycles']:,}"
         util = "-" if row["utilisation"] is None else f"{row['utilisation']:.3f}"
+        moved = f"{row['transfer_bytes']:,}" if row.get("transfer_bytes") else ""
         lines.append(f"{row['name'][:32]:32} {row['kind']:18} {row['where']:7} {cycles:>9} "
-                     f"{row['macs']:>10,} {util}")
+                     f"{row['macs']:>10,} {util:5} {moved}")
     return "\n".join(lines)

@@ -228,17 +228,14 @@ class Device:
             self._resident = compiled
         results = []
         try:
-            for sample in x_q:
-                for frame in compiled.input_frames(sample):
-                    self._exec(frame)
-                responses = {i: self._exec(frame) for i, frame in enumerate(compiled.frames)}
-                results.append(compiled.output_from(responses))
+            for sample in x_q:      # device and host segments in turn (compiler.graph_segments)
+                results.append(compiled.infer(sample, self._exec))
         except BaseException:
             self._resident = None
             raise
-        shape = qgraph.graph.tensor(compiled.result).shape
-        y_q = qgraph.from_graph_layout(compiled.finish(np.stack(results) if results else
-                                                       np.zeros((0, *shape), np.int8)))
+        shape = qgraph.graph.tensor(qgraph.graph.outputs[0]).shape
+        y_q = qgraph.from_graph_layout(np.stack(results) if results else
+                                       np.zeros((0, *shape), np.int8))
         return y_q if raw else qgraph.dequantize_output(y_q)
 
     def execute(self, program) -> np.ndarray:
