@@ -43,16 +43,6 @@ from fuzz_frames import FrameFuzzer
 from tb import TB
 
 
-def _receiving(model) -> bool:
-    """Whether the model holds part of a frame (its receiver state: the timeout would drop it)."""
-    return bool(model._rx or model._skip)
-
-
-def _last_exec_seq(model):
-    """The ``seq`` the model would answer again without running (its dedup memory)."""
-    return model._last_exec[0] if model._last_exec is not None else None
-
-
 def _undefined(model, parts):
     """Return why the model refuses ``parts`` as undefined (None: defined), on a copy of it."""
     trial = copy.deepcopy(model)
@@ -81,14 +71,14 @@ async def _send(tb, parts, what="its"):
         parsed = FrameParser(max_payload=tb.config.max_payload).feed(part)
         counters = {f.seq for f in parsed if f.kind == Kind.COUNTERS}
         got += await tb.transact(part, counter_seqs=counters, what=f"{what} part {index}")
-    if _receiving(tb.model):
+    if tb.model.receiving:
         await _expire(tb)
     return got
 
 
 async def _still_works(tb, fuzzer):
     """A good EXEC answers OK with exactly the data it loaded."""
-    frame, (addr, count, data) = fuzzer.good_exec(_last_exec_seq(tb.model))
+    frame, (addr, count, data) = fuzzer.good_exec(tb.model.last_exec_seq)
     got = await _send(tb, (frame,), "the good EXEC after it:")
     rows, bits = tb.config.rows, tb.config.input_bits
     expected = pack_entries(unpack_entries(data, count, rows, bits), bits)

@@ -163,6 +163,25 @@ def test_partial_frame_dropped_after_rx_timeout(emu):
     assert counters["cycles"] >= CFG.rx_timeout_cycles
 
 
+def test_receiving_and_last_exec_seq_show_the_link_state(emu):
+    assert not emu.receiving and emu.last_exec_seq is None
+    emu.feed(encode_frame(Kind.HELLO, 4)[:7])                # part of a frame held
+    assert emu.receiving
+    emu.rx_timeout()
+    assert not emu.receiving
+    from tessera.spec.protocol import crc8
+    header = bytes([SYNC, Kind.EXEC, 6]) + (200).to_bytes(2, "little")
+    emu.feed(header + bytes([crc8(header)]) + bytes(202))    # an oversized frame, all skipped
+    assert not emu.receiving and emu.read(1000)
+    emu.feed(header + bytes([crc8(header)]) + bytes(10))     # still skipping 192 bytes
+    assert emu.receiving
+    emu.rx_timeout()
+    exec_ok(emu, b"", seq=9)
+    assert emu.last_exec_seq == 9 and not emu.receiving
+    assert request(emu, Kind.HELLO, seq=10)[0] == Status.OK  # HELLO clears the dedup memory
+    assert emu.last_exec_seq is None
+
+
 def test_repeated_exec_seq_is_not_executed_again(emu):
     # A GEMM with clear=0 would double the accumulator if it ran twice.
     data = np.ones((4, 4), dtype=np.int8)

@@ -86,9 +86,19 @@ class Emulator:
         del self._tx[:max_bytes]
         return out
 
+    @property
+    def receiving(self) -> bool:
+        """Whether part of a frame is held or being skipped (:meth:`rx_timeout` would drop it)."""
+        return bool(self._rx or self._skip)
+
+    @property
+    def last_exec_seq(self):
+        """The ``seq`` of the last ``EXEC`` answered, repeated without running; None if none."""
+        return self._last_exec[0] if self._last_exec is not None else None
+
     def rx_timeout(self):
         """Let the receive timeout expire: a partially received frame is dropped."""
-        if self._rx or self._skip:
+        if self.receiving:
             self.stats["rx_timeouts"] += 1
             self.stats["skipped_bytes"] += len(self._rx)
             self._consume(len(self._rx))
