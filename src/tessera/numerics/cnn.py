@@ -17,15 +17,22 @@ import numpy as np
 from ._checks import check_int_array, check_zero_point
 from .matmul import integer_matmul
 
-__all__ = ["check_nhwc", "same_padding", "resolve_padding", "output_size", "conv2d_accumulators",
-           "depthwise_accumulators", "pad", "max_pool2d", "pool_tap_counts", "pool_sums",
-           "reshape", "concatenate"]
+__all__ = ["check_nhwc", "int_pair", "same_padding", "resolve_padding", "output_size",
+           "window_taps", "conv2d_accumulators", "depthwise_accumulators", "pad", "max_pool2d",
+           "pool_tap_counts", "pool_sums", "reshape", "concatenate"]
 
 #: Bytes of the float32 patch matrix of one chunk of the batch (bounds the memory of a convolution).
 _CHUNK_BYTES = 32 << 20
 
 
-def _pair(name, value) -> tuple[int, int]:
+def int_pair(name, value) -> tuple[int, int]:
+    """Return ``value`` (a positive integer or a pair of them) as ``(int, int)``.
+
+    Raises
+    ------
+    ValueError
+        Anything else, the message naming ``name`` (``"stride"``, ``"pool"``, ...).
+    """
     pair = ()
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         pair = (int(value), int(value))
@@ -103,15 +110,18 @@ def check_nhwc(name, x_q) -> np.ndarray:
 
 
 def _geometry(x_shape, kernel, stride, dilation, padding):
-    stride, dilation = _pair("stride", stride), _pair("dilation", dilation)
+    stride, dilation = int_pair("stride", stride), int_pair("dilation", dilation)
     pads = resolve_padding(padding, x_shape[1:3], kernel, stride, dilation)
     out = tuple(output_size(x_shape[1 + a], kernel[a], stride[a], dilation[a], *pads[a])
                 for a in range(2))
     return stride, dilation, pads, out
 
 
-def _taps(xp, kernel, stride, dilation, out):
-    """Yield ``(ky, kx, view [B, OH, OW, C])``: the input each output pixel sees at one tap."""
+def window_taps(xp, kernel, stride, dilation, out):
+    """Yield ``(ky, kx, view)`` per kernel tap: the padded input ``xp`` each output pixel sees.
+
+    ``view`` [B, OH, OW, C] is a strided view of ``xp`` (no copy); ``out`` is ``(OH, OW)``.
+    """
     (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out
     for ky in range(kernel[0]):
         for kx in range(kernel[1]):
@@ -167,7 +177,7 @@ def conv2d_accumulators(x_q, w_q, bias, *, x_zero_point, stride=(1, 1), dilation
     acc = np.empty((batch, out[0], out[1], oc), np.int64)
     for start in range(0, batch, chunk):
         part = xp[start:start + chunk]
-        views = [view for _, _, view in _taps(part, (kh, kw), stride, dilation, out)]
+        views = [view for _, _, view in window_taps(part, (kh, kw), stride, dilation, out)]
         cols = views[0] if len(views) == 1 else np.concatenate(views, axis=-1)
         acc[start:start + chunk] = integer_matmul(
             np.ascontiguousarray(cols).reshape(-1, kh * kw * ic), weights).reshape(
@@ -218,7 +228,7 @@ def depthwise_accumulators(x_q, w_q, bias, *, x_zero_point, depth_multiplier=1, 
     b = b - zx * w.sum(axis=(0, 1), dtype=np.int64)
     acc = np.zeros((x_q.shape[0], out[0], out[1], channels), dtype)
     product = np.empty_like(acc)
-    for ky, kx, view in _taps(xp, (kh, kw), stride, dilation, out):
+    for ky, kx, view in window_taps(xp, (kh, kw), stride, dilation, out):
         np.multiply(view, w[ky, kx], out=product)
         acc += product
     return acc.astype(np.int64) + b
@@ -258,24 +268,24 @@ def max_pool2d(x_q, *, pool, stride, padding) -> np.ndarray:
     numpy.ndarray, same dtype as ``x_q``, shape [B, OH, OW, C]
     """
     check_nhwc("x_q", x_q)
-    pool = _pair("pool", pool)
+    pool = int_pair("pool", pool)
     stride, dilation, pads, out = _geometry(x_q.shape, pool, stride, 1, padding)
     lowest = np.iinfo(x_q.dtype).min
     xp = np.pad(x_q, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=lowest)
     result = None
-    for _, _, view in _taps(xp, pool, stride, dilation, out):
+    for _, _, view in window_taps(xp, pool, stride, dilation, out):
         result = view.copy() if result is None else np.maximum(result, view, out=result)
     return result
 
 
 def pool_tap_counts(in_hw, *, pool, stride, padding) -> np.ndarray:
     """Return the number of in-bounds taps of each output pixel, int64 [OH, OW]."""
-    pool = _pair("pool", pool)
+    pool = int_pair("pool", pool)
     ones = np.ones((1, in_hw[0], in_hw[1], 1), np.int64)
     stride, dilation, pads, out = _geometry(ones.shape, pool, stride, 1, padding)
     xp = np.pad(ones, ((0, 0), pads[0], pads[1], (0, 0)))
     count = np.zeros((1, out[0], out[1], 1), np.int64)
-    for _, _, view in _taps(xp, pool, stride, dilation, out):
+    for _, _, view in window_taps(xp, pool, stride, dilation, out):
         count += view
     return count[0, :, :, 0]
 
@@ -283,11 +293,11 @@ def pool_tap_counts(in_hw, *, pool, stride, padding) -> np.ndarray:
 def pool_sums(x_q, *, pool, stride, padding) -> np.ndarray:
     """Return the int64 sum of each window's in-bounds raw values, [B, OH, OW, C]."""
     check_nhwc("x_q", x_q)
-    pool = _pair("pool", pool)
+    pool = int_pair("pool", pool)
     stride, dilation, pads, out = _geometry(x_q.shape, pool, stride, 1, padding)
     xp = np.pad(x_q.astype(np.int64), ((0, 0), pads[0], pads[1], (0, 0)))
     total = np.zeros((x_q.shape[0], out[0], out[1], x_q.shape[3]), np.int64)
-    for _, _, view in _taps(xp, pool, stride, dilation, out):
+    for _, _, view in window_taps(xp, pool, stride, dilation, out):
         total += view
     return total
 

@@ -171,7 +171,7 @@ def add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
 def _pool_geometry(x_q, pool, stride, padding):
     """Return ``(pool, stride, padding, (OH, OW))`` with padding explicit."""
     check_int_array("x_q", x_q, np.int8, ndim=4)
-    pool, stride = cnn._pair("pool", pool), cnn._pair("stride", stride)
+    pool, stride = cnn.int_pair("pool", pool), cnn.int_pair("stride", stride)
     pads = cnn.resolve_padding(padding, x_q.shape[1:3], pool, stride)
     out = tuple(cnn.output_size(x_q.shape[1 + a], pool[a], stride[a], 1, *pads[a])
                 for a in range(2))
@@ -207,7 +207,7 @@ def average_pool2d(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, pool, s
     x = dequantize_tensor(x_q, x_scale, x_zero_point)
     padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     total = np.zeros((x.shape[0], oh, ow, x.shape[3]), dtype=_F32)
-    for _, _, tap in cnn._taps(padded, pool, stride, (1, 1), (oh, ow)):
+    for _, _, tap in cnn.window_taps(padded, pool, stride, (1, 1), (oh, ow)):
         total = total + tap            # float32, one tap at a time (rows, then columns) as ORT
     if count_include_pad:
         count = _F32(pool[0] * pool[1])
