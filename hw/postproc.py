@@ -11,7 +11,8 @@ stage  work
 1..6   requant, mode "onnx" (:class:`OnnxRequant`) and/or "tflite" (:class:`TfliteRequant`)
        in parallel, then the mode select; result saturated to int16 (int24 for 16-bit
        outputs, :func:`~tessera.hw.requant_onnx.requant_bits`)
-7      ``+ zero_point``, clamp, optional LUT (:class:`Activation`)
+7      ``+ zero_point`` and the two clamp comparisons (:class:`Activation`)
+8      clamp, optional LUT (:class:`Activation`)
 ====== ==================================================================================
 
 Flow control: the whole pipeline advances in a cycle when its output register is empty or
@@ -242,7 +243,7 @@ class PostProcessor(wiring.Component):
             m.d.comb += chosen.eq(Mux(late["mode"] == code, results[code], requant))
             requant = chosen
 
-        # ---- stage 7: zero point, clamp, LUT -------------------------------------------------
+        # ---- stages 7..8: zero point, clamp, LUT -----------------------------------------------
         m.d.comb += [
             activation.en.eq(advance),
             activation.value.eq(requant),

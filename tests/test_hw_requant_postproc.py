@@ -270,7 +270,7 @@ def test_ports_follow_the_config():
     assert "lut_wr_en" not in without.signature.members
     assert with_lut.signature.members["i"].signature.members["payload"].shape == POSTPROC_IN
     assert with_lut.signature.members["o"].signature.members["payload"].shape == POSTPROC_OUT
-    assert PostProcessor.latency == 8
+    assert PostProcessor.latency == 9
     assert list(POSTPROC_IN.members) == ["acc", "bias", "multiplier", "shift", "mode", "lut",
                                          "zero_point", "lo", "hi", "tag", "last"]
 

@@ -268,7 +268,8 @@ def _stream_activation(dut, value, zero_point, lo, hi, *, use_lut=None, table=No
     """Return the Activation's result for each element, one element per cycle.
 
     ``table`` (if given) is written through the LUT port first; ``use_lut`` (if given) is
-    driven per element.
+    driven per element. The result of the element presented before the *j*-th clock edge is
+    read after edge *j* + ``Activation.latency`` - 1.
     """
     results = []
 
@@ -276,16 +277,19 @@ def _stream_activation(dut, value, zero_point, lo, hi, *, use_lut=None, table=No
         if table is not None:
             await write_lut(ctx, dut, table)
         ctx.set(dut.en, 1)
-        for i in range(len(value)):
-            ctx.set(dut.value, int(value[i]))
-            ctx.set(dut.zero_point, int(zero_point[i]))
-            ctx.set(dut.hi, int(hi[i]))
-            if use_lut is not None:
-                ctx.set(dut.use_lut, int(use_lut[i]))
-            for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]), int(hi[i])).items():
-                ctx.set(getattr(dut, name), bound)
+        for i in range(len(value) + dut.latency - 1):
+            if i < len(value):
+                ctx.set(dut.value, int(value[i]))
+                ctx.set(dut.zero_point, int(zero_point[i]))
+                ctx.set(dut.hi, int(hi[i]))
+                if use_lut is not None:
+                    ctx.set(dut.use_lut, int(use_lut[i]))
+                for name, bound in clamp_bounds(int(zero_point[i]), int(lo[i]),
+                                                int(hi[i])).items():
+                    ctx.set(getattr(dut, name), bound)
             await ctx.tick()
-            results.append(ctx.get(dut.result))
+            if i >= dut.latency - 1:
+                results.append(ctx.get(dut.result))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -7,7 +7,8 @@ moves it. The model itself is described in ``docs/architecture.md``.
 
 __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
-    "POOL_DIVIDE_CYCLES", "ADD_PASSES", "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
+    "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES", "CONV_ISSUE_CYCLES",
+    "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
     "EXEC_END_CYCLES", "EXEC_ERROR_END_CYCLES", "EXEC_RESENT_CYCLES", "HELLO_CYCLES",
     "READ_CYCLES", "RESPONSE_ENTRY_CYCLES",
 ]
@@ -19,10 +20,10 @@ __all__ = [
 GEMM_OVERHEAD_CYCLES = 4
 
 #: Cycles of one drain beyond its ``m_rows * n_cols * requant_cycles`` post-processing issue
-#: slots: the hand-off cycle, the PostProcessor latency (8) and the final write-back
+#: slots: the hand-off cycle, the PostProcessor latency (9) and the final write-back
 #: (``hw/drain.py``). A drain occupies the drain unit for ``m_rows * n_cols * requant_cycles +
 #: this`` cycles from its hand-off cycle (``AcceleratorConfig.requant_cycles``, usually 1).
-DRAIN_OVERHEAD_CYCLES = 10
+DRAIN_OVERHEAD_CYCLES = 11
 
 #: Cycles from the Core going idle to the executor going on past a ``SYNC``, a ``STORE``, a
 #: ``READ`` or the end of a frame that waited for it: the executor sees ``idle`` through a
@@ -39,6 +40,15 @@ POOL_DIVIDE_CYCLES = 16
 #: Requant passes per element of an ``ADD`` (ISA version 3): each input's multiplier, then the
 #: output's, on the drain unit's requant (``requant_cycles`` each).
 ADD_PASSES = 3
+
+#: Cycles of an ``ADD`` on the drain unit beyond its ``ceil(rows / drain_lanes) * count *
+#: ADD_PASSES * requant_cycles`` issue slots: the PARAM and ACT reads before the first operand
+#: pair, the AddUnit's pipeline after the last and the write-back (``hw/add_stream.py``).
+ADD_OVERHEAD_CYCLES = 20
+
+#: Cycles from a ``CONV``'s issue to the earliest acceptance of its first command by the engine:
+#: the command sequencer's register and the gather's (``hw/core.py``).
+CONV_ISSUE_CYCLES = 2
 
 # -- Per-request overhead of the executor (``hw/executor.py``'s request FSM), measured on the RTL
 # with the socket bridge (which stops the clock only while idle) and modelled exactly by
