@@ -76,7 +76,7 @@ class WindowChecks(wiring.Component):
         taps = Signal(10)
         src_count, dst_count = Signal(unsigned(34)), Signal(unsigned(34))
         conv_weights, dw_weights = Signal(unsigned(36)), Signal(unsigned(36))
-        zero = Signal()
+        zero = Signal(init=1)              # the window at reset is all zero
         with m.If(self.load):
             tiles_in = (w.in_h * w.in_w + cfg.rows - 1) >> self._row_shift
             tiles_out = (w.out_h * w.out_w + cfg.rows - 1) >> self._row_shift

@@ -3,28 +3,36 @@
 ``docs/isa.md`` fixes which status an instruction earns and in which order the checks apply
 (the emulator, :mod:`tessera.runtime.machine`, implements the same order):
 
-1. opcode above 5 -> ``BAD_OPCODE``;
+1. opcode above 5 (above 8 for a ``cnn`` configuration) -> ``BAD_OPCODE``;
 2. non-zero padding (a ``_pad*`` field or any bit after the last field) -> ``BAD_FIELD``;
 3. the field checks (``LOAD``: buffer, LUT present, count; ``GEMM``: k, m_rows, n_cols;
    ``POST``: mode built, LUT present, ``zero_point``/``lo``/``hi`` in the ``output_bits``
-   range; ``STORE``: count) -> ``BAD_FIELD``;
-4. buffer ranges (a ``GEMM`` checks all four, drain or not) -> ``BAD_ADDRESS``;
+   range; ``STORE``: count; ``ADD``: count, mode tflite built and selected by the post state;
+   ``CONV``: the window, :mod:`tessera.hw.conv_checks`) -> ``BAD_FIELD``;
+4. buffer ranges (a ``GEMM`` checks all four, drain or not; ``ADD`` its three ACT ranges and
+   three PARAM entries; ``CONV``: :mod:`tessera.hw.conv_checks`) -> ``BAD_ADDRESS``;
 5. a ``LOAD`` payload past the end of the frame -> ``TRUNCATED``; a ``STORE`` that is not last or
    asks for more than ``max_payload`` bytes -> ``STORE_NOT_LAST``.
 
 (An instruction with fewer than 16 bytes left in the frame is caught by the sequencer before it
-is decoded.) Every layout comes from :data:`tessera.hw.layouts.INSN_LAYOUTS`.
+is decoded.) Every layout comes from :data:`tessera.hw.layouts.INSN_LAYOUTS` and
+``CNN_INSN_LAYOUTS``.
 
 Timing: the program sequencer (``hw/sequencer.py``) reads an instruction one byte per cycle.
-Every named field of every instruction lies in its first :data:`HEAD_BYTES` bytes (checked at
-import), so the decode runs as a three-step pipeline in the cycles that present the last
-:data:`DECODE_STEPS` bytes, which can only be padding: step 1 registers the field checks, the
+Every named field of every instruction but ``WINDOW`` lies in its first :data:`HEAD_BYTES` bytes
+(checked at import), so the decode runs as a three-step pipeline in the cycles that present the
+last :data:`DECODE_STEPS` bytes, which can only be padding (``WINDOW``, which has no field
+checks, has fields in byte 13 and the low :data:`WINDOW_BITS_IN_BYTE_14` bits of byte 14: the
+sequencer latches them from ``tail``, and only the rest of byte 14 and byte 15 are padding for
+it). Step 1 registers the field checks, the
 range sums ``start + count`` and the ``LOAD`` payload length ``count * entry_bytes`` (shifts and
 adds of elaboration-time constants, no multiplier); step 2 registers the range and length
 compares; step 3 registers the status by priority (the last byte, which comes straight from the
 frame buffer, only as a flag that one gate folds into ``ok``/``status``). The status is therefore
 ready, from registers, in the cycle after the 16th byte, exactly when the unpipelined decode was:
-the executor's timing (16 cycles per instruction) is unchanged.
+the executor's timing (16 cycles per instruction) is unchanged. A ``CONV``'s window checks
+(``conv_status``, computed by the sequencer's :class:`~tessera.hw.conv_checks.WindowChecks`
+from the latched fields) are sampled in step 3.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -32,12 +40,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tessera.spec import isa
-from tessera.spec.isa import Buffer, Mode, Opcode
+from tessera.spec.isa import Buffer, CnnOpcode, Mode, Opcode
 from tessera.spec.protocol import Status
 
-from .layouts import INSN_LAYOUTS
+from .layouts import CNN_INSN_LAYOUTS, INSN_LAYOUTS
 
-__all__ = ["DECODE_STEPS", "HEAD_BYTES", "InstructionDecoder", "times_const"]
+__all__ = ["DECODE_STEPS", "HEAD_BYTES", "WINDOW_BITS_IN_BYTE_14", "InstructionDecoder",
+           "times_const"]
 
 #: Pipeline steps of the decode (the last ``DECODE_STEPS`` bytes of an instruction are padding).
 DECODE_STEPS = 3
@@ -53,12 +62,21 @@ def _named_field_end(layout):
     return end
 
 
-for _op, _layout in INSN_LAYOUTS.items():
+for _op, _layout in {**INSN_LAYOUTS, **CNN_INSN_LAYOUTS}.items():
+    if _op == CnnOpcode.WINDOW:
+        continue
     if _named_field_end(_layout) > HEAD_BYTES * 8:
         raise ValueError(
             f"{_op.name}: a named field ends at bit {_named_field_end(_layout)}, after the first "
             f"{HEAD_BYTES} bytes; the pipelined decoder needs the last {DECODE_STEPS} bytes of "
             f"every instruction to be padding (lower DECODE_STEPS in hw/decoder.py)")
+
+#: ``WINDOW``'s named fields end in byte ``HEAD_BYTES + 1`` (14), after this many of its bits.
+WINDOW_BITS_IN_BYTE_14 = _named_field_end(CNN_INSN_LAYOUTS[CnnOpcode.WINDOW]) - (HEAD_BYTES + 1) * 8
+if not 0 < WINDOW_BITS_IN_BYTE_14 <= 8:
+    raise ValueError(f"WINDOW's named fields end at bit "
+                     f"{_named_field_end(CNN_INSN_LAYOUTS[CnnOpcode.WINDOW])}: the decoder and "
+                     f"the sequencer take them from bytes {HEAD_BYTES} and {HEAD_BYTES + 1}")
 
 
 def times_const(value, factor):
@@ -106,6 +124,12 @@ class InstructionDecoder(wiring.Component):
     opcode : Out(4)
     entry_bytes : Out(range(max_entry + 1))
         ``LOAD``: bytes per entry of the addressed buffer (registered in step 1).
+    post_tflite : In(1)
+        ``cnn`` only: the post state selects mode tflite (an ``ADD`` needs it), sampled in
+        step 1.
+    conv_status : In(8)
+        ``cnn`` only: the window checks of the ``CONV`` being decoded (``Status.OK``,
+        ``BAD_FIELD`` or ``BAD_ADDRESS``), sampled in step 3.
     """
 
     def __init__(self, config):
@@ -120,13 +144,15 @@ class InstructionDecoder(wiring.Component):
             "ok": Out(1),
             "opcode": Out(4),
             "entry_bytes": Out(range(self._max_entry + 1)),
+            **({"post_tflite": In(1), "conv_status": In(8)} if config.cnn else {}),
         })
 
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
         word = Cat(self.head, Const(0, (isa.INSN_BYTES - HEAD_BYTES) * 8))
-        view = {op: layout(word) for op, layout in INSN_LAYOUTS.items()}
+        layouts = {**INSN_LAYOUTS, **(CNN_INSN_LAYOUTS if cfg.cnn else {})}
+        view = {op: layout(word) for op, layout in layouts.items()}
         load, gemm, post, store = (view[Opcode.LOAD], view[Opcode.GEMM], view[Opcode.POST],
                                    view[Opcode.STORE])
         opcode = self.head[0:4]
@@ -137,7 +163,7 @@ class InstructionDecoder(wiring.Component):
             # with a leading underscore) must be zero; the tail's last bytes are checked on
             # ``tail`` in each step.
             result = Const(0, 1)
-            for name in INSN_LAYOUTS[op].members:
+            for name in layouts[op].members:
                 if name.startswith("_"):
                     result = result | (view[op][name] != 0)
             return result
@@ -165,6 +191,15 @@ class InstructionDecoder(wiring.Component):
         store_field = store.count == 0
         fields = {Opcode.LOAD: load_field, Opcode.GEMM: gemm_field, Opcode.POST: post_field,
                   Opcode.STORE: store_field}
+        if cfg.cnn:
+            add = view[CnnOpcode.ADD]
+            add_field = add.count == 0
+            if cfg.supports("tflite"):
+                add_field = add_field | ~self.post_tflite
+            else:
+                add_field = Const(1, 1)
+            fields[CnnOpcode.ADD] = add_field
+        max_opcode = max(CnnOpcode) if cfg.cnn else max(Opcode)
 
         op_r = Signal(4)
         bad_op = Signal()
@@ -193,7 +228,7 @@ class InstructionDecoder(wiring.Component):
         entry_now = Signal.like(entry)
         payload_now = Signal.like(payload)
         with m.Switch(opcode):
-            for op in Opcode:
+            for op in layouts:
                 with m.Case(op):
                     m.d.comb += field_now.eq(pad_bad(op) | fields.get(op, Const(0, 1)))
         with m.Switch(load.buffer):
@@ -204,7 +239,7 @@ class InstructionDecoder(wiring.Component):
         with m.If(step1):
             m.d.sync += [
                 op_r.eq(opcode),
-                bad_op.eq(opcode > max(Opcode)),
+                bad_op.eq(opcode > max_opcode),
                 field_bad.eq(field_now),
                 *nonzero(tail_nz[0]),
                 buffer.eq(load.buffer), entry.eq(entry_now), payload.eq(payload_now),
@@ -218,6 +253,18 @@ class InstructionDecoder(wiring.Component):
                 store_big.eq(store.count > cfg.max_payload // cfg.act_entry_bytes),
             ]
 
+        # The version 3 state of the pipeline: WINDOW's tail rule, ADD's range sums, CONV.
+        is_window, is_conv = Signal(), Signal()
+        win_nz2 = Signal()            # byte 14 has a bit set above WINDOW's last field
+        add_ends = [Signal(17, name=f"add_end_{i}") for i in range(4)]
+        if cfg.cnn:
+            with m.If(step1):
+                m.d.sync += [
+                    is_window.eq(opcode == CnnOpcode.WINDOW), is_conv.eq(opcode == CnnOpcode.CONV),
+                    add_ends[0].eq(add.a_addr + add.count), add_ends[1].eq(add.b_addr + add.count),
+                    add_ends[2].eq(add.dst + add.count), add_ends[3].eq(add.param_addr + 3),
+                ]
+
         # -- step 2: range and length compares ----------------------------------------------------
         addr_bad = Signal()
         late = Signal()
@@ -230,8 +277,12 @@ class InstructionDecoder(wiring.Component):
         gemm_addr_bad = Const(0, 1)
         for end, depth in zip(gemm_ends, gemm_depths):
             gemm_addr_bad = gemm_addr_bad | (end > depth)
+        add_addr_bad = ((add_ends[0] > cfg.act_depth) | (add_ends[1] > cfg.act_depth) |
+                        (add_ends[2] > cfg.act_depth) | (add_ends[3] > cfg.param_depth))
         with m.If(step2):
             m.d.sync += nonzero(tail_nz[1])
+            if cfg.cnn:
+                m.d.sync += win_nz2.eq(self.tail[WINDOW_BITS_IN_BYTE_14:] != 0)
             with m.Switch(op_r):
                 with m.Case(Opcode.LOAD):
                     m.d.sync += [addr_bad.eq(load_depth_bad), late.eq(payload > self.left)]
@@ -240,28 +291,37 @@ class InstructionDecoder(wiring.Component):
                 with m.Case(Opcode.STORE):
                     m.d.sync += [addr_bad.eq(store_end > cfg.act_depth),
                                  late.eq((self.left != 0) | store_big)]
+                if cfg.cnn:
+                    with m.Case(CnnOpcode.ADD):
+                        m.d.sync += [addr_bad.eq(add_addr_bad), late.eq(0)]
                 with m.Default():
                     m.d.sync += [addr_bad.eq(0), late.eq(0)]
 
         # -- step 3: the status, by priority ------------------------------------------------------
         # The last byte arrives from the frame buffer's read port in this step: it is only
         # registered (as a flag) and folded into the outputs with one gate.
-        m.d.comb += tail_bad.eq(Cat(*tail_nz[0], *tail_nz[1]).any())
         late_status = Mux(op_r == Opcode.LOAD, Status.TRUNCATED, Status.STORE_NOT_LAST)
+        tail_any = Cat(*tail_nz[0], *tail_nz[1]).any()
+        # (WINDOW: byte 13 and the low bits of byte 14 are fields)
+        m.d.comb += tail_bad.eq(Mux(is_window, win_nz2, tail_any) if cfg.cnn else tail_any)
+        # CONV: the window checks, once the padding is known to be zero
+        checks = [(bad_op, Status.BAD_OPCODE), (field_bad | tail_bad, Status.BAD_FIELD)]
+        good = ~bad_op & ~field_bad & ~tail_bad
+        if cfg.cnn:
+            conv_bad = Signal()
+            m.d.comb += conv_bad.eq(is_conv & (self.conv_status != Status.OK))
+            checks.append((conv_bad, self.conv_status))
+            good = good & ~conv_bad
+        checks += [(addr_bad, Status.BAD_ADDRESS), (late, late_status)]
         status = Signal(8)
         last_nz = nibble_flags("last_nz")
         last_bad = Signal()
         m.d.comb += last_bad.eq(last_nz[0] | last_nz[1])
         with m.If(step3):
             m.d.sync += nonzero(last_nz)
-            with m.If(bad_op):
-                m.d.sync += status.eq(Status.BAD_OPCODE)
-            with m.Elif(field_bad | tail_bad):
-                m.d.sync += status.eq(Status.BAD_FIELD)
-            with m.Elif(addr_bad):
-                m.d.sync += status.eq(Status.BAD_ADDRESS)
-            with m.Elif(late):
-                m.d.sync += status.eq(late_status)
+            for index, (failed, value) in enumerate(checks):
+                with (m.Elif if index else m.If)(failed):
+                    m.d.sync += status.eq(value)
             with m.Else():
                 m.d.sync += status.eq(Status.OK)
         with m.If(last_bad & (status != Status.BAD_OPCODE)):
@@ -270,6 +330,6 @@ class InstructionDecoder(wiring.Component):
             m.d.comb += self.status.eq(status)
         ok = Signal()
         with m.If(step3):
-            m.d.sync += ok.eq(~bad_op & ~field_bad & ~tail_bad & ~addr_bad & ~late)
+            m.d.sync += ok.eq(good & ~addr_bad & ~late)
         m.d.comb += self.ok.eq(ok & ~last_bad)
         return m

@@ -20,6 +20,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .cnn_issue import add_issue, conv_issue
 from .counters import CountersSignature
 from .gemm import gemm_command
 from .link import FRAME_INFO, RESPONSE_HEADER
@@ -60,6 +61,10 @@ class Executor(wiring.Component):
         The performance counters (``protocol.COUNTER_NAMES`` order) and their clear.
     busy : Out(1)
         A request is being handled or answered.
+    o_conv : Out(stream.Signature(conv_issue(config)))
+        ``cnn`` only: checked ``CONV`` instructions to the Core (:mod:`tessera.hw.cnn_issue`).
+    o_add : Out(stream.Signature(add_issue(config)))
+        ``cnn`` only: checked ``ADD`` instructions to the Core.
     """
 
     def __init__(self, config):
@@ -75,6 +80,8 @@ class Executor(wiring.Component):
             "read": Out(ReadSignature.for_act(config)),
             "counters": In(CountersSignature(config)),
             "busy": Out(1),
+            **({"o_conv": Out(stream.Signature(conv_issue(config))),
+                "o_add": Out(stream.Signature(add_issue(config)))} if config.cnn else {}),
         })
 
     def elaborate(self, platform):
@@ -94,6 +101,9 @@ class Executor(wiring.Component):
         wiring.connect(m, wiring.flipped(self.counters), requests.counters)
         wiring.connect(m, sequencer.o_cmd, wiring.flipped(self.o_cmd))
         wiring.connect(m, sequencer.write, wiring.flipped(self.write))
+        if cfg.cnn:
+            wiring.connect(m, sequencer.o_conv, wiring.flipped(self.o_conv))
+            wiring.connect(m, sequencer.o_add, wiring.flipped(self.o_add))
         m.d.comb += [
             reader.seek.eq(requests.seek),
             reader.length.eq(requests.length),

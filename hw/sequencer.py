@@ -11,6 +11,11 @@ ends at the end of the payload, at a ``STORE`` or at the first instruction the d
 and reports how on the same port. A new opcode is a case of ``EXECUTE`` here (and its checks in
 :mod:`tessera.hw.decoder`).
 
+ISA version 3 (``config.cnn``): ``WINDOW`` sets the window state (all zero at reset), whose
+sizes a :class:`~tessera.hw.conv_checks.WindowChecks` derives for the checks of the following
+``CONV``s (its status joins the decoder's in step 3); a valid ``CONV`` or ``ADD`` is issued on
+``o_conv``/``o_add`` (:mod:`tessera.hw.cnn_issue`) with the window and post state at issue.
+
 Timing (the emulator's cycle model, ``docs/architecture.md``): the payload is read one byte per
 cycle; an instruction is decoded while its last (padding) bytes are read, a pipeline in
 :mod:`tessera.hw.decoder` whose status is registered by the cycle after the 16th byte; when the
@@ -18,6 +23,9 @@ instruction completes in that cycle the first byte of the next one is read at th
 an instruction costs 16 cycles and a ``LOAD`` one more per payload byte. A ``GEMM`` is offered
 to the Core in its decode cycle and held until accepted. ``SYNC`` and the end of a program see
 the Core's ``idle`` through a register: they go on one cycle after the Core went idle.
+A ``CONV`` or an ``ADD`` is offered the same way as a ``GEMM``: the sequencer goes on in the cycle
+the Core accepts it (for a ``CONV``, the Core accepts it when its last command is accepted; an
+``ADD`` at once: the cycle model of ``tessera.runtime.cycles``).
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, signed
@@ -26,14 +34,17 @@ from amaranth.lib.wiring import In, Out
 
 from tessera.spec import isa
 from tessera.spec.config import operand_range
-from tessera.spec.isa import Opcode
+from tessera.spec.isa import CnnOpcode, Mode, Opcode
 from tessera.spec.protocol import Status
 
+from .cnn_issue import add_issue, conv_issue
+from .conv_checks import WindowChecks
 from .decoder import DECODE_STEPS, HEAD_BYTES, InstructionDecoder
 from .gemm import gemm_command
-from .layouts import INSN_LAYOUTS
+from .layouts import CNN_INSN_LAYOUTS, INSN_LAYOUTS
 from .payload import CursorSignature, byte_count_width
 from .ports import BusSignature, WriteSignature, write_width
+from .window import window_state
 
 __all__ = ["ProgramSequencer", "ProgramSignature"]
 
@@ -105,10 +116,16 @@ class ProgramSequencer(wiring.Component):
         ``LOAD`` entries to the Core's buffers.
     core_idle : In(1)
         The Core is idle.
+    o_conv : Out(stream.Signature(conv_issue(config)))
+        ``cnn`` only: checked ``CONV`` instructions with the window and post state at issue.
+    o_add : Out(stream.Signature(add_issue(config)))
+        ``cnn`` only: checked ``ADD`` instructions with the post state at issue.
     """
 
     def __init__(self, config):
         self._config = config
+        cnn = {"o_conv": Out(stream.Signature(conv_issue(config))),
+               "o_add": Out(stream.Signature(add_issue(config)))} if config.cnn else {}
         super().__init__({
             "program": In(ProgramSignature(config)),
             "cursor": In(CursorSignature(config)),
@@ -116,6 +133,7 @@ class ProgramSequencer(wiring.Component):
             "o_cmd": Out(stream.Signature(gemm_command(config))),
             "write": Out(WriteSignature.for_config(config)),
             "core_idle": In(1),
+            **cnn,
         })
 
     def elaborate(self, platform):
@@ -167,6 +185,8 @@ class ProgramSequencer(wiring.Component):
             m.d.comb += cmd[name].eq(gemm[name])
         for name, sig in post_state.items():
             m.d.comb += cmd[name].eq(sig)
+        if cfg.cnn:
+            set_window = self._window_state(m, decoder, word, byte, post_state)
 
         # -- LOAD: gather entry bytes, then a one-entry write stage --------------------------
         wr_width = write_width(cfg)
@@ -265,14 +285,29 @@ class ProgramSequencer(wiring.Component):
         # end of a program (and the handler's STORE and READ answers) proceed one cycle after
         # the Core went idle.
         idle_late = Signal(init=1)
-        m.d.sync += idle_late.eq(self.core_idle & ~(self.o_cmd.valid & self.o_cmd.ready))
+        issued = self.o_cmd.valid & self.o_cmd.ready
+        if cfg.cnn:
+            op_is.update({op: Signal(name=f"op_is_{op.name.lower()}")
+                          for op in (CnnOpcode.WINDOW, CnnOpcode.CONV, CnnOpcode.ADD)})
+            m.d.sync += [op_is[op].eq(decoder.opcode == op)
+                         for op in (CnnOpcode.WINDOW, CnnOpcode.CONV, CnnOpcode.ADD)]
+            issued = (issued | (self.o_conv.valid & self.o_conv.ready) |
+                      (self.o_add.valid & self.o_add.ready))
+        m.d.sync += idle_late.eq(self.core_idle & ~issued)
         settled = Signal()
         m.d.comb += [settled.eq(idle_late & ~wr_pending),
                      program.idle.eq(idle_late), program.settled.eq(settled)]
         proceed = Signal()
-        m.d.comb += proceed.eq(
-            Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
-                Mux(op_is[Opcode.SYNC], settled, 1)))
+        if cfg.cnn:
+            m.d.comb += proceed.eq(
+                Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
+                    Mux(op_is[CnnOpcode.CONV], ~wr_pending & self.o_conv.ready,
+                        Mux(op_is[CnnOpcode.ADD], ~wr_pending & self.o_add.ready,
+                            Mux(op_is[Opcode.SYNC], settled, 1)))))
+        else:
+            m.d.comb += proceed.eq(
+                Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
+                    Mux(op_is[Opcode.SYNC], settled, 1)))
 
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
@@ -299,6 +334,13 @@ class ProgramSequencer(wiring.Component):
                 with m.Else():   # GEMM, POST, SYNC, NOP: the next instruction once `proceed`
                     with m.If(op_is[Opcode.GEMM]):
                         m.d.comb += self.o_cmd.valid.eq(~wr_pending)
+                    if cfg.cnn:   # CONV, ADD: offered like a GEMM; WINDOW: the window state
+                        with m.If(op_is[CnnOpcode.CONV]):
+                            m.d.comb += self.o_conv.valid.eq(~wr_pending)
+                        with m.If(op_is[CnnOpcode.ADD]):
+                            m.d.comb += self.o_add.valid.eq(~wr_pending)
+                        with m.If(op_is[CnnOpcode.WINDOW]):
+                            m.d.comb += set_window.eq(1)
                     with m.If(op_is[Opcode.POST]):
                         m.d.sync += [post_state["mode"].eq(post.mode),
                                      post_state["lut"].eq(post.lut),
@@ -313,3 +355,46 @@ class ProgramSequencer(wiring.Component):
                 # the first instruction (the cursor presents offset 0), or the one after a LOAD
                 next_instruction()
         return m
+
+    def _window_state(self, m, decoder, word, byte, post_state):
+        """Add the ISA version 3 state: the window, its checks and the CONV/ADD payloads.
+
+        Return the signal that makes the ``WINDOW`` being executed the window (comb).
+        """
+        cfg = self._config
+        # WINDOW's last fields are in bytes 13 and 14, read while the decode runs: latched here.
+        byte13, byte14 = Signal(8), Signal(8)
+        with m.If(decoder.step[0]):
+            m.d.sync += byte13.eq(byte)
+        with m.If(decoder.step[1]):
+            m.d.sync += byte14.eq(byte)
+        full = Cat(word, byte13, byte14, C(0, 8))
+        fields = CNN_INSN_LAYOUTS[CnnOpcode.WINDOW](full)
+        conv = CNN_INSN_LAYOUTS[CnnOpcode.CONV](full)
+        add = CNN_INSN_LAYOUTS[CnnOpcode.ADD](full)
+
+        window = Signal(window_state())            # reset: all zero (docs/isa.md)
+        set_window = Signal()
+        load = Signal()                            # the checks take the new window's sizes
+        m.d.sync += load.eq(set_window)
+        with m.If(set_window):
+            m.d.sync += [window[name].eq(fields[name]) for name in window_state().members]
+        m.submodules.window_checks = checks = WindowChecks(cfg)
+        m.d.comb += [checks.window.eq(window), checks.load.eq(load)]
+        for name in ("kind", "src", "dst", "w_addr", "param_addr"):
+            m.d.comb += checks.conv[name].eq(conv[name])
+        # The sizes of a WINDOW are ready within the next instruction's fetch, by its decode's
+        # step 3 (REMAINDER_CYCLES + 2 <= 16 cycles after the WINDOW's EXECUTE).
+        m.d.comb += [decoder.conv_status.eq(checks.status),
+                     decoder.post_tflite.eq(post_state["mode"] == Mode.TFLITE)]
+
+        issue = self.o_conv.payload
+        for name in ("kind", "src", "dst", "w_addr", "param_addr"):
+            m.d.comb += issue.conv[name].eq(conv[name])
+        m.d.comb += issue.window.eq(window)
+        issue_add = self.o_add.payload
+        for name in ("a_addr", "b_addr", "dst", "count", "param_addr"):
+            m.d.comb += issue_add[name].eq(add[name])
+        for name, sig in post_state.items():
+            m.d.comb += [issue.post[name].eq(sig), issue_add.post[name].eq(sig)]
+        return set_window

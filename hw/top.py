@@ -86,6 +86,9 @@ class Accelerator(wiring.Component):
         wiring.connect(m, ex.o_payload, tx.i_payload)
         wiring.connect(m, tx.o, wiring.flipped(self.o_tx))
         wiring.connect(m, ex.o_cmd, core.i_cmd)
+        if cfg.cnn:
+            wiring.connect(m, ex.o_conv, core.i_conv)
+            wiring.connect(m, ex.o_add, core.i_add)
         wiring.connect(m, ex.frame_buf, rx.frame_buf)
         wiring.connect(m, ex.write, core.write)
         wiring.connect(m, ex.read, core.read)

@@ -13,14 +13,16 @@ CONFIG = AcceleratorConfig(rows=2, cols=2, act_depth=32, weight_depth=32, param_
                            max_payload=64, rx_timeout_cycles=64)
 
 
-def run_rtl(requests, config=CONFIG, *, max_cycles=20000, trace=None, wait_idle=True):
+def run_rtl(requests, config=CONFIG, *, max_cycles=20000, trace=None, wait_idle=True,
+            top=Accelerator, monitor=None):
     """Send each request (bytes) and wait until the device is idle; return the responses.
 
     ``trace``, if a list, receives the cycles each request took. With ``wait_idle=False`` the
     next request follows as soon as the response frame is complete, busy or not (what a host
-    does; after an ``EXEC`` the Core must be idle by then).
+    does; after an ``EXEC`` the Core must be idle by then). ``top(config)`` builds the design;
+    ``monitor(ctx, dut)``, if given, is called in every cycle before the clock edge.
     """
-    dut = Accelerator(config)
+    dut = top(config)
     responses = []
 
     async def testbench(ctx):
@@ -36,6 +38,8 @@ def run_rtl(requests, config=CONFIG, *, max_cycles=20000, trace=None, wait_idle=
                 tx_valid = ctx.get(dut.o_tx.valid)
                 tx_byte = ctx.get(dut.o_tx.payload)
                 busy = ctx.get(dut.busy)
+                if monitor is not None:
+                    monitor(ctx, dut)
                 if not pending and not busy:
                     assert not tx_valid, "o_tx.valid while busy is low"
                     break

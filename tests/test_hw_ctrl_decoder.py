@@ -44,6 +44,9 @@ CASES = {
     "pad_before_range": (_poke(Store(63, 2), isa.INSN_BYTES - 1), (Status.BAD_FIELD, 0, 4)),
     "range_before_late": (_enc(Load(Buffer.PARAM, 7, 2)), (Status.BAD_ADDRESS, 0, 1)),
     "opcode_before_pad": (_poke(Sync(), 0, 0x0E), (Status.BAD_OPCODE, 0, 15)),
+    # the version 3 opcodes are unknown to a configuration without cnn
+    **{f"v3_opcode_{op}": (_enc(Nop()) + bytes([op]) + bytes(15), (Status.BAD_OPCODE, 16, op))
+       for op in (6, 7, 8)},
     # LOAD payloads that end exactly at / one byte past the end of the frame (3 bytes/entry)
     "payload_fits": (_enc(Sync(), Load(Buffer.WGT, 2, 3, bytes(9))), (Status.OK, 0, 0)),
     "payload_late": (_enc(Sync(), Load(Buffer.WGT, 2, 3, bytes(9)))[:-1],
