@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import UnsupportedModelError
 from .floatmodel import FloatLayer
+from .sources import read_model_bytes
 
 __all__ = ["FLOAT_OPS", "OnnxChain", "load_onnx", "float_layers_from_onnx", "is_onnx_model"]
 
@@ -49,13 +50,7 @@ def load_onnx(source):
     if is_onnx_model(source):
         model, name = source, "the ONNX model"
     else:
-        if isinstance(source, (bytes, bytearray)):
-            data, name = bytes(source), "the ONNX bytes"
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise FileNotFoundError(f"ONNX model file {path} does not exist")
-            data, name = path.read_bytes(), str(path)
+        data, name = read_model_bytes(source, "ONNX")
         if not data:
             raise ValueError(f"{name} is empty, not an ONNX model")
         model = onnx.ModelProto()

@@ -15,10 +15,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["MODEL_SUFFIXES", "resolve_source", "load_model", "file_kind"]
+__all__ = ["MODEL_SUFFIXES", "resolve_source", "load_model", "file_kind",
+           "read_model_bytes"]
 
 #: File suffixes :func:`load_model` recognises (others are sniffed by content).
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".npz": "npz", ".tq": "npz"}
+
+
+def read_model_bytes(source, fmt):
+    """Return ``(data, name)`` of a model given as bytes or as a file path.
+
+    ``fmt`` (``"ONNX"``, ``"TFLite"``) names the format in ``name`` (``"the ONNX bytes"``) and in
+    the ``FileNotFoundError`` of a path that does not exist.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), f"the {fmt} bytes"
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{fmt} model file {path} does not exist")
+    return path.read_bytes(), str(path)
 
 
 def file_kind(path):

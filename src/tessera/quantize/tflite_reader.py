@@ -8,12 +8,11 @@ API): no TensorFlow, and nothing in the file is executed. Both importers, the ch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .errors import UnsupportedModelError
 from .prequantized import QParams
+from .sources import read_model_bytes
 
 __all__ = ["TFLiteReader", "is_tflite_bytes", "read_tflite"]
 
@@ -33,13 +32,7 @@ def read_tflite(source):
     ValueError
         Not a TFLite flatbuffer, or a truncated or corrupt one.
     """
-    if isinstance(source, (bytes, bytearray)):
-        data, name = bytes(source), "the TFLite bytes"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"TFLite model file {path} does not exist")
-        data, name = path.read_bytes(), str(path)
+    data, name = read_model_bytes(source, "TFLite")
     if not is_tflite_bytes(data):
         raise ValueError(f"{name} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
     from ai_edge_litert import schema_py_generated as schema
