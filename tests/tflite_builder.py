@@ -227,6 +227,23 @@ class TFLiteGraph:
                       version=2)
         return y
 
+    def fully_connected(self, x, w_q, bias_q, *, w_scale, y_scale, y_zero_point,
+                        name="fc") -> int:
+        """Append an int8 FULLY_CONNECTED of ``x [1, K]`` with weights ``w_q [N, K]`` (per
+        tensor ``w_scale``) and int32 ``bias_q [N]`` (or None)."""
+        sx, _ = self.quant(x)
+        n = w_q.shape[0]
+        w = self.weights(f"{name}/w", w_q, scale=np.float32(w_scale), axis=0)
+        inputs = [x, w]
+        if bias_q is not None:
+            inputs.append(self.bias(f"{name}/b", np.asarray(bias_q, np.int32),
+                                    scale=sx * np.float32(w_scale)))
+        y = self.activation(f"{name}/y", (1, n), scale=y_scale, zero_point=y_zero_point)
+        self.operator(_OPS.FULLY_CONNECTED, inputs, [y],
+                      schema.BuiltinOptions.FullyConnectedOptions,
+                      schema.FullyConnectedOptionsT(), version=4)
+        return y
+
     def softmax(self, x, *, beta=1.0, name="softmax") -> int:
         """Append SOFTMAX over the last axis (output scale 1/256, zero point -128)."""
         y = self.activation(f"{name}/y", self.shape(x), scale=1 / 256, zero_point=-128)
