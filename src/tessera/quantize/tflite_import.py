@@ -119,13 +119,8 @@ def import_tflite(source, *, mode=None):
     for i, op in enumerate(g.operators or []):
         if i in r.folded:
             continue
-        r.check_operator(i, op)
         kind = r.op_names[op.opcodeIndex]
         where = f"{name}: {r.describe(i, op)}"
-        if kind not in TFLITE_OPS:
-            raise UnsupportedModelError(
-                f"{name}: unsupported operator in {r.describe(i, op)}; Tessera "
-                f"imports chains of: {', '.join(TFLITE_OPS)}")
         if op.inputs is None or len(op.inputs) == 0 or op.inputs[0] != current:
             raise UnsupportedModelError(
                 f"{where} does not consume the previous tensor "
