@@ -1,0 +1,119 @@
+"""Operations the device cannot run split the program: device segments and the host between.
+
+Real models: the converter-made ``residual`` fixture (a CONCATENATION mid-network), a Keras
+U-Net-like net (an early skip tensor concatenated with the deep path, twice), and an
+ONNX ``quantize_static`` QDQ ResNet in mode "onnx" (its ADDs, pools and MEAN run on the host,
+its convolutions on a CNN configuration that builds mode onnx). Each runs through
+``connect("emu", config=...)`` and equals TFLite Micro / ONNX Runtime bit for bit; the emulator
+refuses unsynchronised programs, so every segment passes the hazard checker too. The run report
+and ``tessera profile`` say where each operation ran and what crossed the link.
+"""
+
+import numpy as np
+import pytest
+
+import make_tflite_fixtures as fixtures
+import tessera
+from tessera.compiler import CNN_PRESETS, compile_graph
+from tessera.compiler.profile import PROFILE_KEYS, profile_model
+from tessera.spec import AcceleratorConfig
+from test_keras_real import int8_inputs, tflm_run
+
+
+@pytest.mark.parametrize("preset", ["icebreaker-cnn", "ulx3s-85f-cnn"])
+def test_concatenation_mid_network_runs_between_device_segments(preset):
+    path = fixtures.FIXTURE_DIR / "residual.tflite"
+    qgraph = tessera.load_model(path, mode="tflite")
+    config = CNN_PRESETS[preset].config
+    compiled = compile_graph(qgraph, config)
+    assert [s.where for s in compiled.segments] == ["device", "host", "device", "host"]
+    x = int8_inputs(fixtures.FIXTURES["residual"][0], random_rows=100)
+    expected = tflm_run(path.read_bytes(), x)
+    assert len({row.tobytes() for row in expected}) > 60
+    with tessera.connect("emu", config=config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, x, raw=True), expected)
+    report = {s["kind"]: s for s in compiled.report()["steps"]}
+    concat = report["CONCATENATION"]
+    assert concat["where"] == "host" and "no device mapping" in concat["reason"]
+    # Its two 8x8 inputs go to the host and its 8x8x12 output comes back: 16 pixel tiles of 4
+    # (icebreaker) or 2 of 32 (ULX3S), times 4 + 8 + 12 channels, one entry of `rows` bytes.
+    tiles = -(-64 // config.rows)
+    assert concat["transfer_bytes"] == tiles * 24 * config.act_entry_bytes
+    assert compiled.why_not_resident().startswith("the host runs CONCATENATION")
+
+
+def test_profile_counts_the_host_operations_link_time():
+    result = profile_model(fixtures.FIXTURE_DIR / "residual.tflite", "icebreaker")
+    assert tuple(result) == PROFILE_KEYS
+    rows = {row["kind"]: row for row in result["layers"]}
+    preset = CNN_PRESETS["icebreaker-cnn"]
+    assert rows["CONCATENATION"]["where"] == "host" and rows["CONCATENATION"]["cycles"] == 0
+    assert result["host_transfer_bytes"] == rows["CONCATENATION"]["transfer_bytes"] > 0
+    assert result["streamed_bytes"] == 0 and result["fits"] is True
+    assert result["link_ms"] == pytest.approx(result["host_transfer_bytes"] * 10 / preset.baud
+                                              * 1e3)
+    assert result["latency_ms"] == pytest.approx(result["cycles"] / (preset.clock_mhz * 1e3) +
+                                                 result["link_ms"])
+    assert rows["MEAN"]["where"] == "device"
+
+
+def _unet(tf):
+    # (The importer has no RESIZE, so the deep path keeps the resolution: dilated instead.)
+    layers = tf.keras.layers
+    inp = tf.keras.Input((8, 8, 3), batch_size=1, name="input")
+    e1 = layers.Conv2D(6, 3, padding="same", activation="relu", name="enc1")(inp)
+    d = layers.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu", name="mid")(e1)
+    d = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="mid_dw")(d)
+    c = layers.Concatenate(name="skip")([d, e1])
+    c = layers.Conv2D(5, 3, padding="same", activation="relu", name="dec")(c)
+    c = layers.Concatenate(name="skip2")([inp, c])
+    c = layers.Conv2D(4, 1, activation="relu", name="dec2")(c)
+    c = layers.MaxPooling2D(2, name="pool")(c)
+    out = layers.Dense(6, name="head")(layers.GlobalAveragePooling2D(name="gap")(c))
+    return tf.keras.Model(inp, out, name="unet")
+
+
+def test_keras_unet_skip_concatenation_equals_tflite_micro():
+    tf = fixtures._keras()
+    model = _unet(tf)
+    fixtures._randomise(model, 3)
+    rows = np.random.default_rng(1).uniform(-1, 1, (32, 8, 8, 3)).astype(np.float32)
+    data = fixtures.convert(model, rows)
+    qgraph = tessera.load_model(data, mode="tflite")
+    config = CNN_PRESETS["orangecrab-25f-cnn"].config
+    compiled = compile_graph(qgraph, config)
+    assert [s.where for s in compiled.segments] == ["device", "host", "device", "host",
+                                                    "device"]
+    # The second concatenation reads the graph input again: the host still has it.
+    assert compiled.segments[2].loads and compiled.input_name not in compiled.segments[2].loads
+    x = int8_inputs((8, 8, 3), random_rows=100)
+    expected = tflm_run(data, x)
+    assert len({row.tobytes() for row in expected}) > 60
+    with tessera.connect("emu", config=config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, x, raw=True), expected)
+
+
+def test_onnx_mode_adds_run_on_the_host_and_convolutions_on_the_device(tmp_path):
+    import test_import_onnx_cnn as onnx_cnn
+    src = tmp_path / "ResNet.onnx"
+    onnx_cnn._export(onnx_cnn.ResNet(), onnx_cnn.SHAPES["ResNet"], src)
+    path = onnx_cnn._quantize(src, "QDQ", True)
+    qgraph = tessera.load_model(path)
+    assert qgraph.mode == "onnx"
+    config = AcceleratorConfig(rows=4, cols=4, act_depth=4096, weight_depth=8192,
+                               param_depth=512, cnn=True, requant_modes=("onnx", "tflite"))
+    compiled = compile_graph(qgraph, config)
+    where = [(s.kind, s.where) for s in compiled.steps]
+    assert ("ADD", "host") in where and ("ADD", "device") not in where
+    assert all(w == "device" for k, w in where if k in ("CONV_2D", "DEPTHWISE_CONV_2D"))
+    assert [s.where for s in compiled.segments].count("device") == 4
+    x = onnx_cnn._inputs(onnx_cnn.SHAPES["ResNet"], 100)
+    expected = onnx_cnn._ort(path, x)
+    with tessera.connect("emu", config=config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, x), expected)
+    # A configuration without mode onnx (every CNN preset) refuses the graph, naming it.
+    with pytest.raises(tessera.UnsupportedModelError,
+                       match=r"is in mode 'onnx' but the configuration builds requant modes "
+                             r"\('tflite',\) \(the CNN presets run graphs in mode 'tflite' "
+                             r"only\)"):
+        compile_graph(qgraph, CNN_PRESETS["icebreaker-cnn"].config)
