@@ -205,10 +205,12 @@ def _mlperf(results):
                   "emulator's cycle model at each preset's clock (`tessera profile MODEL --board "
                   "BOARD`). The CNN presets (`tessera.compiler.presets`) are **emulator-only "
                   "until the gateware of issue #15**. *fits*: the whole model resident; a CNN "
-                  "that does not fit is modelled with the largest buffers (its latency is what "
-                  "it would take if it fit); the autoencoder is a dense chain run by the dense "
-                  "compiler (weights streamed when they do not fit, its input load included). "
-                  "Input transfer: the input's frames at 3 Mbaud.", ""]
+                  "whose weights do not fit streams some of them every inference (the bytes "
+                  "are shown, their time at 3 Mbaud is in the latency); one whose feature maps "
+                  "do not fit is modelled with the largest buffers (its latency is what it "
+                  "would take if it fit); the autoencoder is a dense chain run by the dense "
+                  "compiler (weights streamed when they do not fit, its input load and their "
+                  "link time included). Input transfer: the input's frames at 3 Mbaud.", ""]
         rows = []
         for r in data["models"]:
             lat = "–" if r["latency_ms"] is None else f"{r['latency_ms']:.3f} ms"
@@ -222,7 +224,9 @@ def _mlperf(results):
                          f" **missed** ({r['latency_ms'] / r['goal_ms']:.1f}×"
                          f"{'' if r['fits'] else ', not resident'})")
             rows.append((r["title"], f"{r['board']} ({r['array']} @ {r['clock_mhz']:g} MHz)",
-                         "yes" if r["fits"] else "no", cycles, lat, util, xfer, goal,
+                         "yes" if r["fits"] else
+                         (f"no ({r['streamed_bytes']:,} B streamed)" if r.get("streamed_bytes")
+                          else "no"), cycles, lat, util, xfer, goal,
                          r["published"]))
         lines += _table(("model", "board (array @ clock)", "fits", "cycles", "latency",
                          "utilisation", "input transfer", "goal (#14)", "published"), rows)
