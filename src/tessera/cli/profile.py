@@ -2,8 +2,9 @@
 
 The model runs resident on the emulator with the board's CNN preset (emulator-only until the
 gateware of issue #15; ``tessera.compiler.presets``): cycles and latency at the preset's clock,
-MACs, utilisation, whether it fits resident, the memory plan, the per-operation breakdown and
-the input's transfer time at the UART rate (``tessera.compiler.profile``).
+MACs, utilisation, whether it fits resident, the memory plan, the per-operation breakdown, the
+input's transfer time at the UART rate and the link time of streamed weights and host
+operations (``tessera.compiler.profile``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ def add_parser(subparsers):
                     "inference with its input already on the device: cycles, latency_ms at the "
                     "board's clock, macs, utilisation (MACs / (array size x cycles)), fits "
                     "(whole model resident), the memory plan per memory, the per-operation "
-                    "breakdown (cycles, utilisation, where it ran) and input_transfer_ms at "
-                    f"the board's UART rate. Boards: {boards}.")
+                    "breakdown (cycles, utilisation, where it ran, transfer_bytes) and "
+                    "input_transfer_ms at the board's UART rate; weights that do not fit are "
+                    "streamed per inference and operations the device cannot run run on the "
+                    "host: what crosses the link then (streamed_bytes, host_transfer_bytes) is "
+                    f"timed at the UART rate (link_ms) and included in latency_ms. Boards: "
+                    f"{boards}.")
     p.add_argument("model", metavar="MODEL", help="a .tflite, .onnx or saved .npz model")
     p.add_argument("--board", required=True, metavar="BOARD",
                    help=f"board or preset name ({boards})")
