@@ -206,15 +206,17 @@ def test_gather_cycles_equal_the_bank_rule(rows, bank_lanes):
 
 
 def test_conv_counters_follow_the_command_timeline():
-    """A CONV's counters equal one GEMM per command issued back to back (cycles.gemm)."""
+    """A CONV's counters equal one GEMM per command issued back to back (cycles.gemm), the
+    first CONV_ISSUE_CYCLES after the CONV."""
     from tessera.runtime.cycles import CycleModel
+    from tessera.spec.timing import CONV_ISSUE_CYCLES
     cfg = AcceleratorConfig(rows=4, cols=2, act_depth=512, weight_depth=512, param_depth=64,
                             cnn=True, drain_lanes=2, requant_modes=("tflite",))
     w = Window(6, 5, 3, 3, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 0)
     plan = gather_plan(w, cfg.rows, 1)
     per_tile = (plan.step_cycles.sum(axis=1) * w.in_c).tolist()
     fast, slow = CycleModel(drain_lanes=2), CycleModel(drain_lanes=2)
-    fast.now = slow.now = 100
+    fast.now, slow.now = 100, 100 + CONV_ISSUE_CYCLES
     fast.conv(per_tile_cycles=per_tile, pixels=9, rows=4, groups=3, cols=2, out_c=5, k=27)
     for t, steps in enumerate(per_tile):
         for g in range(3):
@@ -241,26 +243,9 @@ def test_a_device_without_the_cnn_features_is_refused_at_hello():
 
 def test_every_sync_of_a_compiled_graph_is_needed(dag):
     """Removing any one SYNC from the inference frames makes the emulator refuse a hazard."""
-    from tessera.runtime import HazardError
-    from tessera.spec.isa import decode_program
+    from graph_helpers import assert_every_sync_is_needed
     qgraph, x, _ = dag
-    config = CONFIGS[1]
-    compiled = compile_graph(qgraph, config)
-    program = b"".join(compiled.frames)
-    insns = decode_program(program, config)
-    syncs = [i for i, insn in enumerate(insns) if isinstance(insn, isa.Sync)]
-    assert syncs
-    for drop in [None] + syncs:     # all of them (one frame, no STORE): no hazard; then each
-        emu = Emulator(config)
-        for seq, frame in enumerate(compiled.setup_frames + compiled.input_frames(x[0])):
-            assert request(emu, Kind.EXEC, frame, seq & 0xFF)[0] == Status.OK
-        body = b"".join(insn.encode() for i, insn in enumerate(insns)
-                        if i != drop and not isinstance(insn, isa.Store))
-        if drop is None:
-            assert emu.machine.execute(body, emu.cycles).status == Status.OK
-            continue
-        with pytest.raises(HazardError):
-            emu.machine.execute(body, emu.cycles)
+    assert_every_sync_is_needed(compile_graph(qgraph, CONFIGS[1]), x[0])
 
 
 def test_converter_made_pools_fixture_runs_on_the_device():

@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 
 import tessera
-from runtime_helpers import request
+from graph_helpers import assert_every_sync_is_needed
 from test_device_cnn import CONFIGS, _dag, _inputs
 from test_mlperf_device import MODELS, _inputs as mlperf_inputs, _tflm
 from tessera.compiler import CNN_PRESETS, ModelTooLarge, compile_graph
-from tessera.runtime import Emulator, HazardError
 from tessera.spec import isa
-from tessera.spec.protocol import Kind, Status
 
 RESNET = "pretrainedResnet_quant.tflite"
 
@@ -57,21 +55,10 @@ def test_every_sync_around_streamed_weights_is_needed():
     x = _inputs(qgraph.graph.tensor(qgraph.graph.inputs[0]).shape, -5, 12)
     with tessera.connect("emu", config=config) as dev:
         np.testing.assert_array_equal(dev.run(qgraph, x, raw=True), qgraph.predict(x, raw=True))
-    insns = isa.decode_program(b"".join(compiled.frames), config)
+    insns = assert_every_sync_is_needed(compiled, x[0])
     syncs = [i for i, insn in enumerate(insns) if isinstance(insn, isa.Sync)]
     loads = [i for i, insn in enumerate(insns) if isinstance(insn, isa.Load)]
     assert loads and any(s + 1 in loads for s in syncs)        # a SYNC guards a weight load
-    for drop in [None] + syncs:
-        emu = Emulator(config)
-        for seq, frame in enumerate(compiled.setup_frames + compiled.input_frames(x[0])):
-            assert request(emu, Kind.EXEC, frame, seq & 0xFF)[0] == Status.OK
-        body = b"".join(insn.encode() for i, insn in enumerate(insns)
-                        if i != drop and not isinstance(insn, isa.Store))
-        if drop is None:
-            assert emu.machine.execute(body, emu.cycles).status == Status.OK
-            continue
-        with pytest.raises(HazardError):
-            emu.machine.execute(body, emu.cycles)
 
 
 def test_feature_maps_that_do_not_fit_are_refused_naming_each_memory():
