@@ -117,3 +117,16 @@ def test_onnx_mode_adds_run_on_the_host_and_convolutions_on_the_device(tmp_path)
                              r"\('tflite',\) \(the CNN presets run graphs in mode 'tflite' "
                              r"only\)"):
         compile_graph(qgraph, CNN_PRESETS["icebreaker-cnn"].config)
+
+
+def test_the_listing_of_a_segmented_graph_shows_each_segment():
+    from tessera.cli.compile import format_graph_listing
+    qgraph = tessera.load_model(fixtures.FIXTURE_DIR / "residual.tflite", mode="tflite")
+    compiled = compile_graph(qgraph, CNN_PRESETS["ulx3s-85f-cnn"].config)
+    titles = [line for line in format_graph_listing(compiled).splitlines()
+              if line.startswith("segment")]
+    assert [t.split(":")[0] for t in titles] == [
+        "segment 0, device", "segment 0, device", "segment 1, host", "segment 2, device",
+        "segment 2, device", "segment 3, host"]
+    assert titles[2].endswith("CONCATENATION 'residual_1/concat_1/concat'")
+    assert titles[3].startswith("segment 2, device: load residual_1/concat_1/concat: 1 frame")

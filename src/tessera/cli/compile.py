@@ -86,12 +86,26 @@ def format_graph_listing(compiled) -> str:
     from tessera.compiler import disassemble
     qgraph, config = compiled.qgraph, compiled.config
     shape = tuple(qgraph.graph.tensor(compiled.input_name).shape)
-    sample = np.full(shape, qgraph.input_zero_point, np.int8)
-    inputs = compiled.input_frames(sample)
     setup = compiled.setup_frames
-    parts = [(f"setup: {len(setup)} frame(s), sent once per model", setup),
-             (f"input of one sample {list(shape)}: {len(inputs)} frame(s)", inputs),
-             (f"inference: {len(compiled.frames)} frame(s)", compiled.frames)]
+    parts = [(f"setup: {len(setup)} frame(s), sent once per model", setup)]
+    if compiled.simple:
+        sample = np.full(shape, qgraph.input_zero_point, np.int8)
+        inputs = compiled.input_frames(sample)
+        parts += [(f"input of one sample {list(shape)}: {len(inputs)} frame(s)", inputs),
+                  (f"inference: {len(compiled.frames)} frame(s)", compiled.frames)]
+    else:       # device and host segments in turn; loads shown with zero data
+        entry = config.act_entry_bytes
+        for n, segment in enumerate(compiled.segments):
+            if segment.where == "host":
+                parts.append((f"segment {n}, host: " + ", ".join(
+                    f"{s.kind} {s.name!r}" for s in segment.steps), []))
+                continue
+            size = sum(compiled.plan.act[name][1] * entry for name in segment.loads)
+            loads = segment.load_template.render(bytes(size))
+            parts += [(f"segment {n}, device: load {', '.join(segment.loads)}: "
+                       f"{len(loads)} frame(s)", loads),
+                      (f"segment {n}, device: {len(segment.frames)} frame(s), storing "
+                       f"{', '.join(segment.stores) or 'nothing'}", segment.frames)]
     lines, start = [], 0
     for title, frames in parts:
         lines += [title, disassemble(frames, config, start=start) if frames else "  (none)"]
