@@ -207,8 +207,8 @@ def _mlperf(results):
                   "until the gateware of issue #15**. *fits*: the whole model resident; a CNN "
                   "whose weights do not fit streams some of them every inference (the bytes "
                   "are shown, their time at 3 Mbaud is in the latency); one whose feature maps "
-                  "do not fit is modelled with the largest buffers (its latency is what it "
-                  "would take if it fit); the autoencoder is a dense chain run by the dense "
+                  "or PARAM entries do not fit is modelled with the largest buffers (its "
+                  "latency is what it would take if they fit, weights streamed as needed); the autoencoder is a dense chain run by the dense "
                   "compiler (weights streamed when they do not fit, its input load and their "
                   "link time included). Input transfer: the input's frames at 3 Mbaud.", ""]
         rows = []

@@ -64,11 +64,15 @@ def test_every_sync_around_streamed_weights_is_needed():
 def test_feature_maps_that_do_not_fit_are_refused_naming_each_memory():
     model = tessera.load_model(MODELS / "vww_96_int8.tflite", mode="tflite")
     with pytest.raises(ModelTooLarge, match=r"does not fit the device resident: ACT needs "
-                                             r"[\d,]+ bytes \([\d,]+ entries\), 65,536 available "
-                                             r"\(16,384\); WGT needs .*; PARAM needs .* \(feature "
+                                             r"55,296 bytes \(6,912 entries\), 32,768 available "
+                                             r"\(4,096\); WGT needs .*; PARAM needs .* \(feature "
                                              r"maps and PARAM entries must be resident; .*\); "
                                              r"the smallest preset that fits it is "
                                              r"'ulx3s-85f-cnn'"):
+        compile_graph(model, CNN_PRESETS["orangecrab-25f-cnn"].config)
+    # On the iCEBreaker its maps fit but its 2,738 PARAM entries do not (768): refused too.
+    with pytest.raises(ModelTooLarge, match=r"PARAM needs 24,642 bytes \(2,738 entries\), "
+                                             r"6,912 available \(768\)"):
         compile_graph(model, CNN_PRESETS["icebreaker-cnn"].config)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime import Emulator
-from ..spec.isa import CnnOpcode, Opcode
+from ..spec.isa import Buffer, CnnOpcode, Load, Opcode, decode_program
 from ..spec.protocol import FrameParser, Kind, Status, encode_frame
 from .graph_model import compile_graph
 from .memplan import ModelTooLarge, plan_memory
@@ -142,9 +142,9 @@ def _dense_profile(qmodel, preset):
                      "available_bytes": config.depth(buf) * config.entry_bytes(buf)}
               for name, buf, used in _dense_usage(usage)}
     layers = _dense_layers(qmodel, gemms, start, end, config.rows * config.cols)
-    # Streamed weights: the program's request bytes beyond the input (weights, instructions).
-    streamed = 0 if compiled.weights_resident else \
-        compiled.link_bytes(1)["request"] - input_bytes
+    streamed = sum(len(i.payload) for frame in compiled.program(x).frames      # weight LOADs
+                   for i in decode_program(frame, config)
+                   if isinstance(i, Load) and i.buffer == Buffer.WGT)
     return _result(end - start, emu.cycles.macs - macs0, bool(compiled.weights_resident), memory,
                    layers, input_bytes + 25, preset, streamed=streamed)
 
