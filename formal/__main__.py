@@ -15,8 +15,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m formal",
                                      description="Run the formal checks of formal/checks.py.")
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"checks to run (default: all but the named-only "
-                             f"executor_answers): {', '.join(CHECKS)}")
+                        help=f"checks to run (default: all but those run only when named): "
+                             f"{', '.join(CHECKS)}")
     parser.add_argument("--quick", action="store_true",
                         help="only the checks that make test runs")
     parser.add_argument("--workdir", default="build/formal",

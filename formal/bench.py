@@ -6,6 +6,8 @@ design. Its free inputs (:meth:`FormalBench.free`) are the RTLIL top's ports, wh
 sets in every step; :meth:`FormalBench.constant` is one it sets once.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Assert, Assume, ClockDomain, Elaboratable, Module, Signal, Value
 
 __all__ = ["FormalBench", "stream_rules"]
@@ -82,6 +84,12 @@ def stream_rules(bench, port, *, check=Assert, name="stream"):
         plays it (the environment obeys the rules).
     name : str
         Prefix of the history registers (and the properties' messages).
+
+    Returns
+    -------
+    types.SimpleNamespace
+        The history registers ``was_valid``, ``was_ready`` and ``was_payload`` (the previous
+        step's values), for invariants that relate them to the design's state.
     """
     payload = Value.cast(port.payload)
     was_valid = bench.past(port.valid, name=f"{name}_was_valid")
@@ -93,3 +101,4 @@ def stream_rules(bench, port, *, check=Assert, name="stream"):
         check(~waiting | port.valid, f"{name}: valid withdrawn before ready"),
         check(~waiting | (payload == was_payload), f"{name}: payload changed before ready"),
     ]
+    return SimpleNamespace(was_valid=was_valid, was_ready=was_ready, was_payload=was_payload)

@@ -1,14 +1,16 @@
 """The formal checks of ``make formal``: what each proves, how, and how deep.
 
 Each :class:`Check` builds one harness (``formal/streams.py``, ``receiver.py``, ``executor.py``,
-``requant.py``) and names the SymbiYosys mode and depth that prove it. ``quick`` checks are the
-ones ``make test`` runs (tests/test_formal.py), within its budget; ``make formal`` runs all.
+``answers.py``, ``requant.py``) and names the SymbiYosys mode and depth that prove it. ``quick``
+checks are the ones ``make test`` runs (tests/test_formal.py), within its budget; ``make formal``
+runs all.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from . import executor, receiver, requant, streams
+from . import answers, executor, receiver, requant, streams
 from .sby import run_sby
 
 __all__ = ["Check", "CHECKS", "run_check"]
@@ -44,6 +46,19 @@ class Check:
     named_only: bool = False
 
 
+def _preset_checks():
+    # executor_answers on each distinct configuration of a board preset (tessera.hw.boards)
+    from tessera.hw.boards import BOARDS
+    boards = {}
+    for name, board in BOARDS.items():
+        boards.setdefault(board.config, []).append(name)
+    for config, names in boards.items():
+        yield Check(f"executor_answers_{names[0].replace('-', '_')}",
+                    f"executor_answers on the configuration of {' and '.join(names)}",
+                    functools.partial(answers.executor_answers, config=config), "prove",
+                    quick=False)
+
+
 CHECKS = {check.name: check for check in (
     Check("stream_receiver", "FrameReceiver.o_frame holds valid and payload until ready",
           streams.receiver_frames, "prove"),
@@ -61,11 +76,12 @@ CHECKS = {check.name: check for check in (
     Check("receiver_crc", "an OK frame's CRC and frame-buffer bytes are the received ones",
           receiver.receiver_frames_checked, "bmc", 16),
     Check("executor_bounds", "no program writes or reads outside a buffer or issues an "
-          "out-of-bounds GEMM", lambda **kw: executor.executor_requests(
-              config=executor.BOUNDS_CONFIG, answers=False, **kw), "bmc", quick=False),
-    Check("executor_answers", "every request is answered and the device idle within "
-          "answer_bound cycles", executor.executor_requests, "bmc", quick=False,
-          named_only=True),
+          "out-of-bounds GEMM (32-byte frames, bounded)", executor.executor_requests, "bmc",
+          quick=False),
+    Check("executor_answers", "every request is answered and the device quiet within "
+          "answer_bound cycles, and no program writes, reads or takes outside its bounds "
+          "(2x2, 64-byte frames)", answers.executor_answers, "prove"),
+    *_preset_checks(),
     Check("requant_tflite_small", "TfliteRequant equals the gemmlowp formula: 4-bit a, m0 with "
           "4 free top bits, all 256 shifts", lambda **kw: requant.tflite_equivalence(
               a_bits=4, m_bits=4, shifts=(-128, 127), **kw), "bmc"),

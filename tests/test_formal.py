@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Const
+from amaranth.hdl import Const, Fragment
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from formal.answers import ANSWERS_CONFIG, answer_bound  # noqa: E402
 from formal.checks import CHECKS, run_check  # noqa: E402
+from formal.probe import Probe  # noqa: E402
 from formal.sby import missing_tools  # noqa: E402
 from formal.streams import link_config  # noqa: E402
 
@@ -111,10 +113,14 @@ BROKEN = {
                              timeout_cycles=4),
     "receiver_crc": dict(),   # with a CRC that ignores bit 7 of each byte, patched below
     "executor_bounds": dict(executor_class=_OffByOneExecutor),
+    # and each executor_answers_<board> preset, added below
     "executor_answers": dict(executor_class=_SilentExecutor),
     "requant_tflite_small": dict(),  # INT32_MIN * INT32_MIN not recognised, patched below
     "requant_tflite": dict(),
 }
+
+BROKEN.update({name: BROKEN["executor_answers"] for name in CHECKS
+               if name.startswith("executor_answers_")})
 
 
 @pytest.mark.parametrize("name", QUICK)
@@ -132,8 +138,8 @@ def test_every_check_has_a_broken_variant():
 
 
 @pytest.mark.parametrize("module", ["formal.bench", "formal.sby", "formal.streams",
-                                    "formal.receiver", "formal.executor", "formal.requant",
-                                    "formal.checks"])
+                                    "formal.receiver", "formal.executor", "formal.answers",
+                                    "formal.probe", "formal.requant", "formal.checks"])
 def test_all_names_resolve(module):
     imported = __import__(module, fromlist=["__all__"])
     assert len(set(imported.__all__)) == len(imported.__all__)
@@ -146,3 +152,21 @@ def test_unknown_check_is_refused(capsys):
     assert main(["no_such_check"]) == 2
     assert capsys.readouterr().err.startswith(
         "python -m formal: unknown check 'no_such_check'; choose from stream_receiver, ")
+
+
+def test_answer_bound_of_the_proved_configuration():
+    # docs/verification.md states it: 1 + 2 * 64 + 9 + 6 + 3 * 64 + 2 + 1
+    assert answer_bound(ANSWERS_CONFIG) == 339
+    assert answer_bound(ANSWERS_CONFIG, core_wait=3) == 1 + 4 * 64 + 15 + 6 + 3 * 64 + 2 + 1
+
+
+def test_probe_names_a_missing_register():
+    probe = Probe(FrameSender())
+    assert probe.state("tx", "IDLE", "HEADER") is not None
+    with pytest.raises(KeyError, match=r"No signal 'no_such' driven in submodule '' of "
+                                       r"FrameSender; the gateware changed: update the "
+                                       r"invariants of formal/"):
+        probe["no_such"]
+    with pytest.raises(KeyError, match=r"FSM 'tx' has no state 'NOWHERE'; it has IDLE, "):
+        probe.state("tx", "NOWHERE")
+    Fragment.get(probe, None)   # used: no UnusedElaboratable warning
