@@ -23,7 +23,7 @@ from ..spec import isa
 from .graph_mean import MAX_KERNEL, plan_mean
 from .lowering import PARAM_DTYPE
 
-__all__ = ["DeviceStep", "lower_graph", "map_shape"]
+__all__ = ["DeviceStep", "NoDeviceMapping", "lower_graph", "map_shape"]
 
 #: Where a step runs ("folded": a PAD merged into the convolutions that read it).
 DEVICE, ALIAS, HOST, FOLDED = "device", "alias", "host", "folded"
@@ -49,9 +49,10 @@ class DeviceStep:
     ----------
     index, kind, name : int, str, str
         The graph operation.
-    where : {"device", "alias", "host"}
+    where : {"device", "alias", "folded", "host"}
     inputs, output : tuple of str, str
-        Activation tensor names (``inputs`` of a device step are the maps it reads).
+        Activation tensor names (``inputs`` of a device step are the maps it reads, a folded
+        operation's input in its place; a host step's are its operation's own).
     instruction : str
         ``"CONV"`` or ``"ADD"`` (device steps).
     conv_kind : isa.ConvKind or None
@@ -63,6 +64,8 @@ class DeviceStep:
     post : isa.Post or None
     macs : int
         Multiply-accumulates of the operation (graph count, per sample).
+    extra : dict
+        ``"reason"``: why a host step does not run on the device.
     """
 
     index: int
