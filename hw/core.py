@@ -7,6 +7,13 @@ tile's shadow accumulators through the :class:`~tessera.hw.postproc.PostProcesso
 ``output_bits``-wide results back into ACT. Its ports are listed under Members below
 (widened by the configuration's operand widths, docs/architecture.md); the cycle behaviour is the
 model of ``tessera.spec.timing`` (hw/gemm.py and hw/drain.py give it cycle by cycle).
+
+With ``config.cnn`` (ISA version 3) the Core also executes ``CONV`` and ``ADD``: the ACT is an
+:class:`~tessera.hw.act_banks.ActBanks`, a :class:`~tessera.hw.conv_front.ConvFront` offers a
+``CONV``'s gathered commands to the engine beside the plain ``GEMM`` commands, the drain sends
+pools through a :class:`~tessera.hw.pool_post.PoolPostProcessor`, and an
+:class:`~tessera.hw.add_stream.AddStream` runs ``ADD`` on the drain unit (its PARAM read port
+and ACT write port).
 """
 
 from amaranth import Module, Mux, Signal
@@ -16,6 +23,8 @@ from amaranth.lib.wiring import In, Out
 from tessera.spec import isa
 
 from .array import MacArray
+from .cnn_issue import add_issue, conv_issue
+from .core_cnn import elaborate_cnn_core
 from .counters import EventSignature
 from .drain import Drain
 from .gemm import GEMM_COMMAND, GemmEngine, gemm_command
@@ -57,9 +66,21 @@ class Core(wiring.Component):
     events : Out(EventSignature(config))
         Per-cycle counter events: array occupied by a GEMM (``compute``); finished GEMM waiting
         for the drain (``stall``); useful MACs (``macs``).
+    i_conv : In(stream.Signature(conv_issue(config)))
+        Only with ``config.cnn``: issued ``CONV`` instructions (checked by the decoder). The
+        payload is taken when ``valid`` is first seen and must be held; ``ready`` rises in the
+        cycle the engine accepts the ``CONV``'s last command (hw/conv_front.py).
+    i_add : In(stream.Signature(add_issue(config)))
+        Only with ``config.cnn``: issued ``ADD`` instructions; ready unless one is already
+        queued for the drain unit (hw/add_stream.py).
     """
 
     def __init__(self, config):
+        if config.cnn and config.drain_lanes != 1:
+            self._MustUse__silence = True     # refused: never elaborated, no warning
+            raise ValueError(f"The Core drains one element per cycle: drain_lanes="
+                             f"{config.drain_lanes} is not built yet (issue 15); use "
+                             f"drain_lanes=1")
         self._config = config
         members = {
             "i_cmd": In(stream.Signature(gemm_command(config))),
@@ -68,6 +89,9 @@ class Core(wiring.Component):
             "read": In(ReadSignature.for_act(config)),
             "events": Out(EventSignature(config)),
         }
+        if config.cnn:
+            members["i_conv"] = In(stream.Signature(conv_issue(config)))
+            members["i_add"] = In(stream.Signature(add_issue(config)))
         super().__init__(members)
 
     @property
@@ -76,6 +100,8 @@ class Core(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
+        if self._config.cnn:
+            return elaborate_cnn_core(self, platform)
         m = Module()
         config = self._config
         rows, cols = config.rows, config.cols

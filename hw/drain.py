@@ -28,16 +28,24 @@ multiplier accepts one element every ``c`` cycles); ``i_cmd.ready`` (and with it
 comes back in the cycle after. The last write happens ``PostProcessor.latency + 1`` cycles after the
 last element is sent, so the overhead must be at least ``latency + 2``; shorter pipelines are
 padded, so the timing constant does not depend on the PostProcessor's implementation.
+
+With ``config.cnn`` the command's ``kind`` picks the path: kinds 0 and 1 (convolution,
+depthwise) as above; kinds 2 and 3 (average and max pool) send their elements, with the row's
+``taps`` and the clamp bounds, to the :class:`~tessera.hw.pool_post.PoolPostProcessor` on
+``o_pool``/``i_pool`` instead, at ``POOL_DIVIDE_CYCLES`` (average) or 1 (max) cycles per
+element, which replace ``requant_cycles`` in the drain's duration (``tessera.runtime.cycles``).
 """
 
-from amaranth import Module, Signal, signed
+from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES
+from tessera.spec.isa import ConvKind
+from tessera.spec.timing import DRAIN_OVERHEAD_CYCLES, POOL_DIVIDE_CYCLES
 
 from .gemm import drain_command
 from .layouts import PARAM_ENTRY
+from .pool_post import AVERAGE_LATENCY, pool_post_layouts
 from .postproc import postproc_layouts
 
 __all__ = ["Drain"]
@@ -76,6 +84,10 @@ class Drain(wiring.Component):
         ``rows * output_bits`` wide, row *r* in bits ``[r*output_bits, (r+1)*output_bits)``.
     busy : Out(1)
         A drain is in progress.
+    o_pool : Out(stream.Signature(pool_post_layouts(config)[0]))
+        Only with ``config.cnn``: to the PoolPostProcessor's ``i`` (kinds 2 and 3).
+    i_pool : In(stream.Signature(pool_post_layouts(config)[1]))
+        Only with ``config.cnn``: from the PoolPostProcessor's ``o`` (always ready).
     """
 
     def __init__(self, config, *, postproc_latency):
@@ -87,9 +99,13 @@ class Drain(wiring.Component):
                              f"DRAIN_OVERHEAD_CYCLES >= {postproc_latency + 2}, but "
                              f"tessera.spec.timing has {DRAIN_OVERHEAD_CYCLES}; raise the "
                              f"constant (and the emulator follows) or shorten the pipeline")
+        if config.cnn and AVERAGE_LATENCY + 2 > DRAIN_OVERHEAD_CYCLES + POOL_DIVIDE_CYCLES - 1:
+            raise ValueError(f"The average pool's latency {AVERAGE_LATENCY} does not fit in a "
+                             f"drain of DRAIN_OVERHEAD_CYCLES = {DRAIN_OVERHEAD_CYCLES}")
         self._config = config
         self._latency = postproc_latency
         post_in, post_out = postproc_layouts(config)
+        pool_in, pool_out = pool_post_layouts(config) if config.cnn else (None, None)
         super().__init__({
             "i_cmd": In(stream.Signature(drain_command(config))),
             "head": In(signed(config.acc_bits)),
@@ -103,6 +119,8 @@ class Drain(wiring.Component):
             "wr_addr": Out(range(config.act_depth)),
             "wr_data": Out(config.rows * config.output_bits),
             "busy": Out(1),
+            **({"o_pool": Out(stream.Signature(pool_in)),
+                "i_pool": In(stream.Signature(pool_out))} if config.cnn else {}),
         })
 
     def elaborate(self, platform):
@@ -112,7 +130,8 @@ class Drain(wiring.Component):
 
         cmd = Signal(drain_command(config))
         cpe = config.requant_cycles
-        timer = Signal(range((1 << 16) * cpe + DRAIN_OVERHEAD_CYCLES))  # cycles left after this
+        most = max(cpe, POOL_DIVIDE_CYCLES) if config.cnn else cpe
+        timer = Signal(range((1 << 16) * most + DRAIN_OVERHEAD_CYCLES))  # cycles left after this
         timing = Signal()                 # timer != 0, kept as a register: it is `busy`,
                                           # which reaches the executor's decisions through the
                                           # core's `idle` and the engine's `i_cmd.ready`
@@ -136,6 +155,9 @@ class Drain(wiring.Component):
         start = Signal()
         send = Signal()
         receive = Signal()
+        if config.cnn:
+            pool = Signal()               # the command is a pool (kinds 2 and 3)
+            m.d.comb += pool.eq(cmd.kind >= ConvKind.AVERAGE_POOL)
         m.d.comb += [
             # The timer covers the whole drain: every element is sent, post-processed and
             # written back before it runs out (DRAIN_OVERHEAD_CYCLES >= latency + 2, checked
@@ -147,12 +169,25 @@ class Drain(wiring.Component):
             send.eq(self.o_post.valid & self.o_post.ready),
             receive.eq(self.i_post.valid & self.i_post.ready),
         ]
+        if config.cnn:
+            m.d.comb += [
+                send.eq((self.o_post.valid & self.o_post.ready) |
+                        (self.o_pool.valid & self.o_pool.ready)),
+                receive.eq(self.i_post.valid | self.i_pool.valid),
+            ]
 
         # Timer: the drain's fixed duration.
         with m.If(start):
             # elements * cpe as shifts and adds (no hardware multiplier for a constant).
-            scaled = sum(self.i_cmd.payload.elements << b for b in range(cpe.bit_length())
-                         if cpe >> b & 1)
+            elements = self.i_cmd.payload.elements
+            scaled = sum(elements << b for b in range(cpe.bit_length()) if cpe >> b & 1)
+            if config.cnn:
+                # a pool's own cycles per element (POOL_DIVIDE_CYCLES a power of two)
+                assert POOL_DIVIDE_CYCLES & (POOL_DIVIDE_CYCLES - 1) == 0
+                kind = self.i_cmd.payload.kind
+                scaled = Mux(kind == ConvKind.AVERAGE_POOL,
+                             elements << (POOL_DIVIDE_CYCLES.bit_length() - 1),
+                             Mux(kind == ConvKind.MAX_POOL, elements, scaled))
             m.d.sync += [timer.eq(scaled + (DRAIN_OVERHEAD_CYCLES - 1)),
                          timing.eq(DRAIN_OVERHEAD_CYCLES > 1)]
         with m.Elif(timing):
@@ -161,7 +196,7 @@ class Drain(wiring.Component):
         # Sending side: one shadow element per cycle, column-major.
         post = self.o_post.payload
         m.d.comb += [
-            self.o_post.valid.eq(active),
+            self.o_post.valid.eq(active & ~pool if config.cnn else active),
             post.acc.eq(self.head),
             post.mode.eq(cmd.mode),
             post.lut.eq(cmd.lut),
@@ -173,6 +208,16 @@ class Drain(wiring.Component):
             self.shift_row.eq(send & ~end_of_col),
             self.shift_col.eq(send & end_of_col),
         ]
+        if config.cnn:
+            to_pool = self.o_pool.payload
+            taps = Array(cmd.taps[r] for r in range(rows))
+            m.d.comb += [
+                self.o_pool.valid.eq(active & pool),
+                to_pool.acc.eq(self.head), to_pool.taps.eq(taps[row]),
+                to_pool.average.eq(cmd.kind == ConvKind.AVERAGE_POOL),
+                to_pool.lo.eq(cmd.lo), to_pool.hi.eq(cmd.hi),
+                to_pool.tag.eq(row), to_pool.last.eq(end_of_col),
+            ]
         # PARAM read ahead (module docstring): `param_q` holds the entry of the column being
         # sent; the port shows the next column's entry (address p_addr), or, when the column
         # ends in this cycle, starts reading the one after it (p_addr_next). While not sending
@@ -222,6 +267,12 @@ class Drain(wiring.Component):
 
         # Collecting side: results by tag; the column's last result completes the entry.
         result = self.i_post.payload
+        if config.cnn:
+            # one path at a time (a drain's results are all written before the next starts)
+            result = Signal.like(self.i_post.payload)
+            m.d.comb += [self.i_pool.ready.eq(1),
+                         result.eq(Mux(self.i_pool.valid, self.i_pool.payload.as_value(),
+                                       self.i_post.payload.as_value()))]
         completed = Signal.like(entry)
         m.d.comb += [self.i_post.ready.eq(1), completed.eq(entry)]
         for r in range(rows):

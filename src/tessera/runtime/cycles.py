@@ -65,6 +65,7 @@ class CycleModel:
         self.engine_free_at = 0   # when the engine can accept the next GEMM (hand-off cycle H)
         self.engine_idle_at = 0   # when the engine reports idle (H + 1)
         self.drain_free_at = 0    # when the drain unit finishes its current tile
+        self._add_started_at = 0  # when the last ADD started on the drain unit
         self._cleared_at = 0
         self._events = dict.fromkeys(COUNTER_NAMES, 0)
 
@@ -120,8 +121,10 @@ class CycleModel:
 
         ``per_tile_cycles[t]`` is the cycles of all gathered steps of tile *t*; a group has
         ``min(cols, out_c - g*cols)`` columns. The executor goes on after the last command was
-        accepted. The same timeline as one :meth:`gemm` per command (the sequencer offers each
-        command at once): hand-off ``H_i = H_(i-1) + max(c_i, d_(i-1))`` for compute cycles
+        accepted; the first command is accepted
+        :data:`~tessera.spec.timing.CONV_ISSUE_CYCLES` after the issue at the earliest. The
+        same timeline as one :meth:`gemm` per command (the sequencer offers each command at
+        once): hand-off ``H_i = H_(i-1) + max(c_i, d_(i-1))`` for compute cycles
         ``c`` and drain cycles ``d``, computed in one pass with NumPy.
         """
         steps = np.asarray(per_tile_cycles, dtype=np.int64)
@@ -132,7 +135,7 @@ class CycleModel:
         c = np.repeat(steps + timing.GEMM_OVERHEAD_CYCLES, groups)
         d = ((-(-m_rows // self._drain_lanes))[:, None] * n_cols[None, :] * q
              + timing.DRAIN_OVERHEAD_CYCLES).reshape(-1)
-        start = max(self.now, self.engine_free_at)
+        start = max(self.now + timing.CONV_ISSUE_CYCLES, self.engine_free_at)
         first = max(start + int(c[0]), self.drain_free_at)
         gaps = np.maximum(c[1:], d[:-1])
         handoffs = first + np.concatenate(([0], np.cumsum(gaps)))
@@ -146,9 +149,15 @@ class CycleModel:
         self.engine_idle_at = last + 1
         self.drain_free_at = last + int(d[-1])
 
-    def drain_only(self, ncycles: int):
-        """Occupy the drain unit for ``ncycles`` when it is free (an ``ADD``); no waiting."""
+    def add(self, ncycles: int):
+        """Issue an ``ADD``: it occupies the drain unit for ``ncycles`` from when it is free.
+
+        The executor does not wait for it, except while the previous ``ADD`` is still waiting
+        for the drain unit (the Core queues one): then it goes on when that one starts.
+        """
+        self.now = max(self.now, self._add_started_at)
         start = max(self.now, self.drain_free_at)
+        self._add_started_at = start
         self.drain_free_at = start + ncycles
 
     @property

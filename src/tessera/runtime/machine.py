@@ -39,7 +39,8 @@ from tessera.spec.packing import operand_dtype, pack_entries, unpack_entries
 from tessera.spec import PARAM_ENTRY_BYTES, isa, operand_range
 from tessera.spec.isa import Buffer, CnnOpcode, ConvKind, Mode, Opcode
 from tessera.spec.protocol import Status
-from tessera.spec.timing import ADD_PASSES, POOL_DIVIDE_CYCLES
+from tessera.spec.timing import (ADD_OVERHEAD_CYCLES, ADD_PASSES, DRAIN_OVERHEAD_CYCLES,
+                                 POOL_DIVIDE_CYCLES)
 
 from . import conv
 from .errors import HazardError, ParameterError
@@ -324,7 +325,8 @@ class Machine:
         self.hazards.issue_unit(pos, "ADD", reads=[
             (Buffer.ACT, f["a_addr"], count), (Buffer.ACT, f["b_addr"], count),
             (Buffer.PARAM, f["param_addr"], 3)], writes=[(dst, count)])
-        cycles.drain_only(cfg.drain_cycles(cfg.rows, count, ADD_PASSES * cfg.requant_cycles))
+        cycles.add(cfg.drain_cycles(cfg.rows, count, ADD_PASSES * cfg.requant_cycles)
+                   - DRAIN_OVERHEAD_CYCLES + ADD_OVERHEAD_CYCLES)
         params = self.param[f["param_addr"]:f["param_addr"] + 3]
         a = self.act[f["a_addr"]:f["a_addr"] + count]
         b = self.act[f["b_addr"]:f["b_addr"] + count]

@@ -1,0 +1,208 @@
+"""The ``ADD`` of ISA version 3 on the drain unit: its queue, operand reads and write-back.
+
+docs/isa.md ("``ADD``"): ``ACT[dst+e] = add(ACT[a_addr+e], ACT[b_addr+e])`` for ``e < count``,
+operand by operand, with ``PARAM[param_addr ... param_addr+2]`` and the post state captured at
+issue. :class:`AddStream` runs one on the :class:`~tessera.hw.add.AddUnit`: it reads the three
+PARAM entries, reads each entry pair through the ACT's second read port
+(:class:`~tessera.hw.act_banks.ActBanks` ``aux``), feeds the ``rows`` operand pairs one every
+``ADD_PASSES * requant_cycles`` cycles, collects the results into an entry and writes it on the
+drain's ACT write port (the drain is idle meanwhile).
+
+Order and timing (``tessera.runtime.cycles``, "runs on the drain unit when it is free"): an
+``ADD`` is taken at once (``i_add``) unless one is already queued; it starts in cycle *S*, the
+first cycle in which the drain unit is free and no command issued before it still owes a drain
+(``owes_drain`` at its issue: the engine's command hands off and drains first), and from then
+occupies the drain unit for exactly ``rows*count*ADD_PASSES*requant_cycles +
+ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``); a queued ``ADD`` keeps later hand-offs
+from the drain (``blocks``), so the drain unit serves in issue order. A second ``ADD`` waits in
+``i_add`` until the first has started.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tessera.spec.timing import ADD_OVERHEAD_CYCLES, ADD_PASSES
+
+from .add import AddUnit
+from .cnn_issue import add_issue
+from .layouts import PARAM_ENTRY
+
+__all__ = ["AddStream"]
+
+# Cycles from the start S to the first pair's earliest acceptance: PARAM and ACT reads (S, S+1),
+# the b entry's data register (S+2), then up to two cycles for the AddUnit's rotation.
+_FIRST_FEED_CYCLES = 5
+
+
+class AddStream(wiring.Component):
+    """Sequence ``ADD`` instructions through one :class:`~tessera.hw.add.AddUnit`.
+
+    Parameters
+    ----------
+    config : tessera.spec.AcceleratorConfig
+
+    Members
+    -------
+    i_add : In(stream.Signature(add_issue(config)))
+        Issued ``ADD`` instructions; ready unless one is queued (it is ready again in the cycle
+        the queued one starts).
+    owes_drain : In(1)
+        The engine holds a command that will still hand off to the drain (sampled at issue).
+    drain_free : In(1)
+        The drain unit could start this cycle: the drain is not busy and does not start.
+    blocks : Out(1)
+        The drain must not start (an ``ADD`` runs, or one is queued behind no engine command).
+    busy : Out(1)
+        An ``ADD`` is queued or running (for the Core's ``idle``).
+    param_en, param_addr : Out
+        PARAM read (synchronous); the drain's port, free while the drain unit is this ADD's.
+    param_data : In(PARAM_ENTRY)
+    act_addr : Out(16)
+        ACT second read port address; ``act_data`` is that entry the cycle after.
+    act_data : In(rows * input_bits)
+    wr_en, wr_addr, wr_data : Out
+        ACT write of a result entry (``rows * output_bits``), on the drain's write port.
+    """
+
+    def __init__(self, config):
+        q = config.requant_cycles
+        need = _FIRST_FEED_CYCLES + AddUnit.latency + 2 - ADD_PASSES * q
+        if need > ADD_OVERHEAD_CYCLES:
+            raise ValueError(f"An ADD's pipeline needs ADD_OVERHEAD_CYCLES >= {need}, but "
+                             f"tessera.spec.timing has {ADD_OVERHEAD_CYCLES}; raise it (the "
+                             f"emulator follows)")
+        self._config = config
+        super().__init__({
+            "i_add": In(stream.Signature(add_issue(config))),
+            "owes_drain": In(1),
+            "drain_free": In(1),
+            "blocks": Out(1),
+            "busy": Out(1),
+            "param_en": Out(1),
+            "param_addr": Out(16),
+            "param_data": In(PARAM_ENTRY),
+            "act_addr": Out(16),
+            "act_data": In(config.rows * config.input_bits),
+            "wr_en": Out(1),
+            "wr_addr": Out(16),
+            "wr_data": Out(config.rows * config.output_bits),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._config
+        rows, bits = cfg.rows, cfg.input_bits
+        interval = ADD_PASSES * cfg.requant_cycles
+        m = Module()
+        m.submodules.unit = unit = AddUnit(cfg)
+
+        # -- the queue: one issued ADD waiting for the drain unit ---------------------------
+        req = Signal(add_issue(cfg))
+        pending, ahead = Signal(), Signal()
+        cand = Mux(pending, req.as_value(), self.i_add.payload.as_value())
+        cand = add_issue(cfg)(cand)
+        cand_valid = pending | self.i_add.valid
+        cand_ahead = Mux(pending, ahead, self.owes_drain)
+        timing = Signal()                      # an ADD occupies the drain unit (after S)
+        start = Signal()
+        m.d.comb += [
+            start.eq(cand_valid & ~cand_ahead & ~timing & self.drain_free),
+            self.i_add.ready.eq(~pending | start),
+            self.blocks.eq(timing | (pending & ~ahead)),
+            self.busy.eq(timing | pending),
+        ]
+        transfer = self.i_add.valid & self.i_add.ready
+        m.d.sync += ahead.eq(ahead & self.owes_drain)
+        with m.If(start):
+            m.d.sync += pending.eq(0)
+        # the candidate is the transferred one only while none is queued
+        with m.If(transfer & ~(start & ~pending)):
+            m.d.sync += [pending.eq(1), req.eq(self.i_add.payload),
+                         ahead.eq(self.owes_drain)]
+
+        # -- the drain unit's occupancy -----------------------------------------------------
+        constant = rows * interval
+        timer = Signal(range((1 << 16) * constant + ADD_OVERHEAD_CYCLES))
+        scaled = sum(cand.count << b for b in range(constant.bit_length()) if constant >> b & 1)
+        with m.If(start):
+            m.d.sync += [timer.eq(scaled + ADD_OVERHEAD_CYCLES - 1), timing.eq(1)]
+        with m.Elif(timing):
+            m.d.sync += [timer.eq(timer - 1), timing.eq(timer != 1)]
+
+        # -- PARAM: p_a, p_b, p_y read in S, S+1, S+2 ---------------------------------------
+        p_base = Signal(16)
+        p_left = Signal(2)
+        p_got = Signal(3)                      # which of the three arrives this cycle
+        m.d.sync += p_got.eq(0)
+        with m.If(start):
+            m.d.comb += [self.param_en.eq(1), self.param_addr.eq(cand.param_addr)]
+            m.d.sync += [p_base.eq(cand.param_addr + 1), p_left.eq(2), p_got.eq(1)]
+        with m.Elif(p_left != 0):
+            m.d.comb += [self.param_en.eq(1), self.param_addr.eq(p_base)]
+            m.d.sync += [p_base.eq(p_base + 1), p_left.eq(p_left - 1), p_got.eq(p_got << 1)]
+        for i in range(3):
+            with m.If(p_got[i]):
+                m.d.sync += unit.params[i].eq(self.param_data)
+
+        post = Signal.like(cand.post)
+        with m.If(start):
+            m.d.sync += post.eq(cand.post)
+        m.d.comb += [unit.zero_point.eq(post.zero_point), unit.lo.eq(post.lo),
+                     unit.hi.eq(post.hi)]
+
+        # -- operands: entry a in cycle X, entry b in X+1, usable from X+3 --------------------
+        a_ptr, b_ptr, dst = Signal(16), Signal(16), Signal(16)
+        entries_left = Signal(17)              # entries not yet fetched
+        fetch_b, got_a, got_b = Signal(), Signal(), Signal()
+        have = Signal()                        # a_word and b_word hold the entry being fed
+        a_word = Signal(rows * bits)
+        b_word = Signal(rows * bits)
+        fetch_a = Signal()
+        m.d.comb += self.act_addr.eq(Mux(fetch_b, b_ptr, Mux(start, cand.a_addr, a_ptr)))
+        m.d.sync += [fetch_b.eq(fetch_a), got_a.eq(fetch_a), got_b.eq(fetch_b)]
+        with m.If(got_a):
+            m.d.sync += a_word.eq(self.act_data)
+        with m.If(got_b):
+            m.d.sync += [b_word.eq(self.act_data), have.eq(1)]
+        with m.If(fetch_a):
+            m.d.sync += [a_ptr.eq(self.act_addr + 1), entries_left.eq(entries_left - 1)]
+        with m.If(fetch_b):
+            m.d.sync += b_ptr.eq(b_ptr + 1)
+        with m.If(start):
+            m.d.comb += fetch_a.eq(1)
+            m.d.sync += [b_ptr.eq(cand.b_addr), dst.eq(cand.dst),
+                         entries_left.eq(cand.count - 1)]
+
+        # -- feeding: one pair every `interval` cycles --------------------------------------
+        row = Signal(range(max(rows, 2)))
+        pace = Signal(range(interval))
+        feed = Signal()
+        elem = unit.i_elem.payload
+        m.d.comb += [
+            unit.i_elem.valid.eq(have & (pace == 0)),
+            elem.a.eq(a_word.word_select(row, bits).as_signed()),
+            elem.b.eq(b_word.word_select(row, bits).as_signed()),
+            feed.eq(unit.i_elem.valid & unit.i_elem.ready),
+        ]
+        with m.If(pace != 0):
+            m.d.sync += pace.eq(pace - 1)
+        with m.If(feed):
+            m.d.sync += [pace.eq(interval - 1), row.eq(row + 1)]
+            with m.If(row == rows - 1):
+                m.d.sync += [row.eq(0), have.eq(0)]
+                with m.If(entries_left != 0):
+                    m.d.comb += fetch_a.eq(1)
+
+        # -- results: an entry per `rows` results, written the cycle after the last -----------
+        out_row = Signal(range(max(rows, 2)))
+        entry = Signal(rows * cfg.output_bits)
+        completed = Signal.like(entry)
+        m.d.comb += completed.eq(entry)
+        with m.If(unit.o_valid):
+            m.d.comb += completed.word_select(out_row, cfg.output_bits).eq(unit.o_value)
+            m.d.sync += [entry.eq(completed), out_row.eq(out_row + 1)]
+        m.d.sync += self.wr_en.eq(0)
+        with m.If(unit.o_valid & (out_row == rows - 1)):
+            m.d.sync += [out_row.eq(0), self.wr_en.eq(1), self.wr_data.eq(completed),
+                         self.wr_addr.eq(dst), dst.eq(dst + 1)]
+        return m

@@ -1,0 +1,149 @@
+"""The Core of a ``cnn`` configuration (ISA version 3): the version-2 Core plus CONV and ADD.
+
+:func:`elaborate_cnn_core` builds what ``Core.elaborate`` builds for a ``cnn`` configuration
+(hw/core.py keeps the version-2 netlist unchanged for the others):
+
+- ACT is an :class:`~tessera.hw.act_banks.ActBanks`: the host write, the drain's and the
+  ADD's write-back and the engine's and the host's entry reads keep their entry-wide ports,
+  the gather reads per bank, the ADD through the second read port;
+- the GEMM engine takes plain ``GEMM`` commands from ``i_cmd`` and gathered ones from the
+  :class:`~tessera.hw.conv_front.ConvFront` (one at a time: the program sequencer issues the
+  next instruction only after the ``CONV``'s last command is accepted); the array's steps come
+  from the engine's operand reads or from the gather, whichever is stepping (never both: a
+  command's steps end three cycles before its hand-off, the next one's begin two after);
+- the drain sends pools to a :class:`~tessera.hw.pool_post.PoolPostProcessor`;
+- an :class:`~tessera.hw.add_stream.AddStream` runs ``ADD`` on the drain unit: it reads
+  PARAM through the drain's port and writes ACT through the drain's write port while it owns
+  the drain unit, and keeps later hand-offs from the drain while it waits for it.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+
+from tessera.spec import isa
+
+from .act_banks import ActBanks
+from .add_stream import AddStream
+from .array import MacArray
+from .conv_front import ConvFront
+from .drain import Drain
+from .gemm import GemmEngine
+from .layouts import PARAM_ENTRY
+from .pool_post import PoolPostProcessor
+from .postproc import PostProcessor
+from .ram import block_ram, registered_read
+
+__all__ = ["elaborate_cnn_core"]
+
+
+def elaborate_cnn_core(core, platform):
+    """Return the module of ``core`` (a :class:`~tessera.hw.core.Core` of a ``cnn`` config)."""
+    m = Module()
+    config = core.config
+    rows, cols = config.rows, config.cols
+    act_bits, wgt_bits = rows * config.input_bits, cols * config.weight_bits
+
+    m.submodules.act = act = ActBanks(config)
+    m.submodules.wgt = wgt = block_ram(shape=wgt_bits, depth=config.weight_depth)
+    m.submodules.param = param = block_ram(shape=PARAM_ENTRY, depth=config.param_depth)
+    wgt_wr, param_wr = wgt.write_port(), param.write_port()
+    wgt_rd = registered_read(m, wgt, platform, name="wgt_rd_data")
+    param_rd = registered_read(m, param, platform, name="param_rd_data")
+
+    m.submodules.engine = engine = GemmEngine(config)
+    m.submodules.array = array = MacArray(config)
+    m.submodules.postproc = postproc = PostProcessor(config)
+    m.submodules.pool_post = pool_post = PoolPostProcessor(config)
+    m.submodules.drain = drain = Drain(config, postproc_latency=PostProcessor.latency)
+    m.submodules.front = front = ConvFront(config)
+    m.submodules.adds = adds = AddStream(config)
+
+    wiring.connect(m, drain.o_post, postproc.i)
+    wiring.connect(m, postproc.o, drain.i_post)
+    wiring.connect(m, drain.o_pool, pool_post.i)
+    wiring.connect(m, pool_post.o, drain.i_pool)
+    wiring.connect(m, wiring.flipped(core.i_conv), front.i_conv)
+    wiring.connect(m, wiring.flipped(core.i_add), adds.i_add)
+
+    # Engine commands: a gathered command first (the sequencer issues nothing meanwhile).
+    plain, gathered, cmd = core.i_cmd, front.o_cmd, engine.i_cmd
+    for name in plain.payload.shape().members:
+        m.d.comb += getattr(cmd.payload, name).eq(
+            Mux(gathered.valid, getattr(gathered.payload, name), getattr(plain.payload, name)))
+    m.d.comb += [
+        cmd.payload.gathered.eq(gathered.valid),
+        cmd.payload.kind.eq(Mux(gathered.valid, gathered.payload.kind, 0)),
+        cmd.valid.eq(plain.valid | gathered.valid),
+        gathered.ready.eq(cmd.ready),
+        plain.ready.eq(cmd.ready & ~gathered.valid),
+        engine.g_step.eq(front.step), engine.g_last.eq(front.o_last),
+        engine.taps.eq(front.taps),
+    ]
+
+    # ACT reads: the engine's operands (the host's while idle), the gather, the ADD.
+    m.d.comb += [
+        act.rd_en.eq(1),
+        act.rd_addr.eq(Mux(engine.act_reading, engine.act_addr, core.read.addr)),
+        engine.act_data.eq(act.rd_data),
+        core.read.data.eq(act.rd_data),
+        act.bank_en.eq(front.bank_en), act.bank_addr.eq(front.bank_addr),
+        front.bank_data.eq(act.bank_data),
+        act.aux_addr.eq(adds.act_addr), adds.act_data.eq(act.aux_data),
+        # WGT: the gather's reads happen only while the engine reads nothing
+        wgt_rd.addr.eq(Mux(front.wgt_en, front.wgt_addr, engine.wgt_addr)),
+        engine.wgt_data.eq(wgt_rd.data), front.wgt_data.eq(wgt_rd.data),
+    ]
+
+    # Array: steps from the engine or the gather; the shadow from the engine and the drain.
+    m.d.comb += [
+        array.a.as_value().eq(Mux(front.step, front.a.as_value(), engine.a.as_value())),
+        array.w.as_value().eq(Mux(front.step, front.w, engine.w.as_value())),
+        array.step.eq(engine.step | front.step),
+        array.clear.eq(engine.clear | front.clear),
+        array.maximum.eq(front.maximum & front.step),
+        array.shadow_load.eq(engine.shadow_load),
+        array.shift_row.eq(drain.shift_row),
+        array.shift_col.eq(drain.shift_col),
+        drain.head.eq(array.head),
+        param_rd.addr.eq(Mux(adds.param_en, adds.param_addr, drain.param_addr)),
+        drain.param_data.eq(param_rd.data), adds.param_data.eq(param_rd.data),
+    ]
+
+    # The drain unit: a queued ADD keeps later hand-offs out; the ADD starts when it is free.
+    drain_start = engine.o_drain.valid & drain.i_cmd.ready & ~adds.blocks
+    m.d.comb += [
+        drain.i_cmd.payload.eq(engine.o_drain.payload),
+        drain.i_cmd.valid.eq(engine.o_drain.valid & ~adds.blocks),
+        engine.o_drain.ready.eq(drain.i_cmd.ready & ~adds.blocks),
+        adds.owes_drain.eq(engine.owes_drain),
+        adds.drain_free.eq(~drain.busy & ~drain_start),
+    ]
+
+    # Host writes; the drain's or the ADD's write-back takes the ACT write port first.
+    host_write = Signal()
+    unit_write = drain.wr_en | adds.wr_en
+    m.d.comb += [
+        core.write.ready.eq(~unit_write),
+        host_write.eq(core.write.en & core.write.ready),
+        act.wr_en.eq(unit_write | (host_write & (core.write.buffer == isa.Buffer.ACT))),
+        act.wr_addr.eq(Mux(drain.wr_en, drain.wr_addr,
+                           Mux(adds.wr_en, adds.wr_addr, core.write.addr))),
+        act.wr_data.eq(Mux(drain.wr_en, drain.wr_data,
+                           Mux(adds.wr_en, adds.wr_data, core.write.data[:act_bits]))),
+        wgt_wr.en.eq(host_write & (core.write.buffer == isa.Buffer.WGT)),
+        wgt_wr.addr.eq(core.write.addr),
+        wgt_wr.data.eq(core.write.data[:wgt_bits]),
+        param_wr.en.eq(host_write & (core.write.buffer == isa.Buffer.PARAM)),
+        param_wr.addr.eq(core.write.addr),
+        param_wr.data.eq(core.write.data[:PARAM_ENTRY.size]),
+    ]
+    if config.lut:
+        m.d.comb += [
+            postproc.lut_wr_en.eq(host_write & (core.write.buffer == isa.Buffer.LUT)),
+            postproc.lut_wr_addr.eq(core.write.addr[:8]),
+            postproc.lut_wr_data.eq(core.write.data[:8]),
+        ]
+
+    m.d.comb += core.idle.eq(~engine.busy & ~drain.busy & ~front.busy & ~adds.busy)
+    wiring.connect(m, engine.events, wiring.flipped(core.events))
+    return m
