@@ -130,3 +130,52 @@ def test_the_listing_of_a_segmented_graph_shows_each_segment():
         "segment 2, device", "segment 3, host"]
     assert titles[2].endswith("CONCATENATION 'residual_1/concat_1/concat'")
     assert titles[3].startswith("segment 2, device: load residual_1/concat_1/concat: 1 frame")
+
+
+def test_host_operations_first_mid_graph_and_around_a_live_skip_tensor():
+    """A CONCATENATION of the input first (the device's first load is its output), a SOFTMAX
+    mid-graph whose input the ADD after it reads again from the device (kept live across the
+    host segment), a CONCATENATION of the ADD with the graph input (still on the host), then
+    its flatten folded into a dense layer on the device."""
+    from tflite_builder import TFLiteGraph, run_tflm
+    rng = np.random.default_rng(5)
+
+    def w(shape):
+        return rng.integers(-127, 128, size=shape).astype(np.int8)
+
+    g = TFLiteGraph()
+    x = g.input("x", (1, 6, 5, 3), scale=0.05, zero_point=-3)
+    cat = g.concatenation([x, x], name="cat_in")
+    c1 = g.conv2d(cat, w((4, 3, 3, 6)), rng.integers(-500, 500, 4), w_scale=0.004,
+                  y_scale=0.06, y_zero_point=-10, padding="same", activation="relu", name="c1")
+    s = g.softmax(c1, name="mid_softmax")
+    c2 = g.conv2d(s, w((4, 1, 1, 4)), None, w_scale=0.01, y_scale=0.05, y_zero_point=2,
+                  name="c2")
+    a = g.add(c2, c1, y_scale=0.05, y_zero_point=-3, name="add")  # TFLM concatenates equals
+    flat = g.reshape(g.concatenation([a, x], name="cat_skip"), (1, -1), name="flatten")
+    y = g.fully_connected(flat, w((5, 6 * 5 * 7)), rng.integers(-300, 300, 5), w_scale=0.002,
+                          y_scale=0.2, y_zero_point=1, name="fc")
+    model = g.build([y])
+    qgraph = tessera.load_model(model, mode="tflite")
+    config = AcceleratorConfig(rows=4, cols=2, act_depth=1024, weight_depth=2048,
+                               param_depth=64, cnn=True, requant_modes=("tflite",))
+    compiled = compile_graph(qgraph, config)
+    assert [(s.where, s.loads, s.stores) for s in compiled.segments] == [
+        ("host", [], []), ("device", ["cat_in/y"], ["c1/y"]), ("host", [], []),
+        ("device", ["mid_softmax/y"], ["add/y"]), ("host", [], []),
+        ("device", ["cat_skip/y"], ["fc/y"])]
+    assert [s.where for s in compiled.steps if s.kind == "RESHAPE"] == ["folded"]
+    xs = rng.integers(-128, 128, size=(60, 6, 5, 3)).astype(np.int8)
+    xs[0], xs[1], xs[2] = -128, 127, -3
+    expected = np.stack([run_tflm(model, [s[None]])[0][0] for s in xs])
+    assert len({row.tobytes() for row in expected}) == 60
+    with tessera.connect("emu", config=config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, xs, raw=True), expected)
+    moved = {s["name"]: s.get("transfer_bytes") for s in compiled.report()["steps"]}
+    entry = config.act_entry_bytes          # 30 pixels: 8 tiles of 4 rows
+    assert moved["cat_in/y"] == 8 * 6 * entry                       # its output loaded
+    assert moved["mid_softmax/y"] == 2 * 8 * 4 * entry              # c1 stored, its output in
+    assert moved["cat_skip/y"] == (8 * 4 + 8 * 7) * entry           # add stored, 7 ch loaded
+    with pytest.raises(ValueError, match=r"runs in 6 device and host segments: run it with "
+                                         r"infer\(sample, exec_frame\) or Device.run"):
+        compiled.frames
