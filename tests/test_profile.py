@@ -95,3 +95,18 @@ def test_a_dense_chain_has_per_layer_cycles_that_add_up():
     assert sum(row["cycles"] for row in layers) == result["cycles"]
     assert sum(row["macs"] for row in layers) == 264_192
     assert result["fits"] is False              # 264,192 B of weights, 262,144 B of WGT
+
+
+def test_a_graph_the_host_runs_entirely_is_profiled_as_host_operations():
+    from tflite_builder import TFLiteGraph
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.05, zero_point=-3)
+    qgraph = tessera.load_model(g.build([g.concatenation([x, x])]), mode="tflite")
+    result = profile_model(qgraph, "icebreaker")
+    assert result["cycles"] == 0 and result["macs"] == 0 and result["link_ms"] == 0
+    assert [(row["kind"], row["where"]) for row in result["layers"]] == [("CONCATENATION",
+                                                                          "host")]
+    x_q = np.arange(64, dtype=np.int8).reshape(2, 4, 4, 2)
+    with tessera.connect("emu", config=CNN_PRESETS["icebreaker-cnn"].config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, x_q, raw=True),
+                                      np.concatenate([x_q, x_q], axis=-1))
