@@ -6,13 +6,14 @@ issue. :class:`AddStream` runs one on the :class:`~tessera.hw.add.AddUnit`: it r
 PARAM entries, reads each entry pair through the ACT's second read port
 (:class:`~tessera.hw.act_banks.ActBanks` ``aux``), feeds the ``rows`` operand pairs one every
 ``ADD_PASSES * requant_cycles`` cycles, collects the results into an entry and writes it on the
-drain's ACT write port (the drain is idle meanwhile).
+drain's ACT write port (the drain is idle meanwhile). With ``drain_lanes = L > 1`` there are
+``L`` AddUnits in lockstep, each slot feeding ``L`` consecutive operand pairs.
 
 Order and timing (``tessera.runtime.cycles``, "runs on the drain unit when it is free"): an
 ``ADD`` is taken at once (``i_add``) unless one is already queued; it starts in cycle *S*, the
 first cycle in which the drain unit is free and no command issued before it still owes a drain
 (``owes_drain`` at its issue: the engine's command hands off and drains first), and from then
-occupies the drain unit for exactly ``rows*count*ADD_PASSES*requant_cycles +
+occupies the drain unit for exactly ``(rows/L)*count*ADD_PASSES*requant_cycles +
 ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``); a queued ``ADD`` keeps later hand-offs
 from the drain (``blocks``), so the drain unit serves in issue order. A second ``ADD`` waits in
 ``i_add`` until the first has started.
@@ -91,10 +92,14 @@ class AddStream(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        rows, bits = cfg.rows, cfg.input_bits
+        rows, bits, lanes = cfg.rows, cfg.input_bits, cfg.drain_lanes
         interval = ADD_PASSES * cfg.requant_cycles
         m = Module()
-        m.submodules.unit = unit = AddUnit(cfg)
+        units = []
+        for i in range(lanes):
+            m.submodules[f"unit{i}"] = unit = AddUnit(cfg)
+            units.append(unit)
+        unit = units[0]                        # the others follow it in lockstep
 
         # -- the queue: one issued ADD waiting for the drain unit ---------------------------
         req = Signal(add_issue(cfg))
@@ -121,7 +126,7 @@ class AddStream(wiring.Component):
                          ahead.eq(self.owes_drain)]
 
         # -- the drain unit's occupancy -----------------------------------------------------
-        constant = rows * interval
+        constant = rows // lanes * interval
         timer = Signal(range((1 << 16) * constant + ADD_OVERHEAD_CYCLES))
         scaled = sum(cand.count << b for b in range(constant.bit_length()) if constant >> b & 1)
         with m.If(start):
@@ -140,15 +145,17 @@ class AddStream(wiring.Component):
         with m.Elif(p_left != 0):
             m.d.comb += [self.param_en.eq(1), self.param_addr.eq(p_base)]
             m.d.sync += [p_base.eq(p_base + 1), p_left.eq(p_left - 1), p_got.eq(p_got << 1)]
+        params = Signal.like(unit.params)
         for i in range(3):
             with m.If(p_got[i]):
-                m.d.sync += unit.params[i].eq(self.param_data)
+                m.d.sync += params[i].eq(self.param_data)
 
         post = Signal.like(cand.post)
         with m.If(start):
             m.d.sync += post.eq(cand.post)
-        m.d.comb += [unit.zero_point.eq(post.zero_point), unit.lo.eq(post.lo),
-                     unit.hi.eq(post.hi)]
+        for each in units:
+            m.d.comb += [each.params.eq(params), each.zero_point.eq(post.zero_point),
+                         each.lo.eq(post.lo), each.hi.eq(post.hi)]
 
         # -- operands: entry a in cycle X, entry b in X+1, usable from X+3 --------------------
         a_ptr, b_ptr, dst = Signal(16), Signal(16), Signal(16)
@@ -174,21 +181,23 @@ class AddStream(wiring.Component):
                          entries_left.eq(cand.count - 1)]
 
         # -- feeding: one pair every `interval` cycles --------------------------------------
-        row = Signal(range(max(rows, 2)))
+        row = Signal(range(max(rows, 2)))      # the slot's first operand
         pace = Signal(range(interval))
         feed = Signal()
-        elem = unit.i_elem.payload
-        m.d.comb += [
-            unit.i_elem.valid.eq(have & (pace == 0)),
-            elem.a.eq(a_word.word_select(row, bits).as_signed()),
-            elem.b.eq(b_word.word_select(row, bits).as_signed()),
-            feed.eq(unit.i_elem.valid & unit.i_elem.ready),
-        ]
+        for i, each in enumerate(units):
+            elem = each.i_elem.payload
+            at = row + i if i else row
+            m.d.comb += [
+                each.i_elem.valid.eq(have & (pace == 0)),
+                elem.a.eq(a_word.word_select(at[:len(row)], bits).as_signed()),
+                elem.b.eq(b_word.word_select(at[:len(row)], bits).as_signed()),
+            ]
+        m.d.comb += feed.eq(unit.i_elem.valid & unit.i_elem.ready)
         with m.If(pace != 0):
             m.d.sync += pace.eq(pace - 1)
         with m.If(feed):
-            m.d.sync += [pace.eq(interval - 1), row.eq(row + 1)]
-            with m.If(row == rows - 1):
+            m.d.sync += [pace.eq(interval - 1), row.eq(row + lanes)]
+            with m.If(row == rows - lanes):
                 m.d.sync += [row.eq(0), have.eq(0)]
                 with m.If(entries_left != 0):
                     m.d.comb += fetch_a.eq(1)
@@ -199,10 +208,13 @@ class AddStream(wiring.Component):
         completed = Signal.like(entry)
         m.d.comb += completed.eq(entry)
         with m.If(unit.o_valid):
-            m.d.comb += completed.word_select(out_row, cfg.output_bits).eq(unit.o_value)
-            m.d.sync += [entry.eq(completed), out_row.eq(out_row + 1)]
+            for i, each in enumerate(units):
+                at = out_row + i if i else out_row
+                m.d.comb += completed.word_select(at[:len(out_row)],
+                                                  cfg.output_bits).eq(each.o_value)
+            m.d.sync += [entry.eq(completed), out_row.eq(out_row + lanes)]
         m.d.sync += self.wr_en.eq(0)
-        with m.If(unit.o_valid & (out_row == rows - 1)):
+        with m.If(unit.o_valid & (out_row == rows - lanes)):
             m.d.sync += [out_row.eq(0), self.wr_en.eq(1), self.wr_data.eq(completed),
                          self.wr_addr.eq(dst), dst.eq(dst + 1)]
         return m

@@ -75,6 +75,9 @@ class MacArray(wiring.Component):
         precedence over ``shift_row``. ``shadow_load`` takes precedence over both.
     head : Out(signed(acc_bits))
         ``shadow[0][0]``.
+    heads : Out(ArrayLayout(signed(acc_bits), drain_lanes))
+        Only with ``config.drain_lanes > 1``: ``shadow[0 ... drain_lanes-1][0]``; ``shift_row``
+        then moves column 0 up by ``drain_lanes`` rows (the drain takes that many at once).
     maximum : In(1)
         Only with ``config.cnn`` (ISA version 3's max pool): with ``step``, each accumulator
         keeps the maximum of its row's activations instead of the sum of products (a
@@ -98,6 +101,8 @@ class MacArray(wiring.Component):
             "shift_col": In(1),
             "head": Out(signed(config.acc_bits)),
             **({"maximum": In(1)} if config.cnn else {}),
+            **({"heads": Out(data.ArrayLayout(signed(config.acc_bits), config.drain_lanes))}
+               if config.drain_lanes > 1 else {}),
         })
 
     @property

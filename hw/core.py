@@ -76,11 +76,11 @@ class Core(wiring.Component):
     """
 
     def __init__(self, config):
-        if config.cnn and config.drain_lanes != 1:
+        lanes = config.drain_lanes
+        if config.cnn and (lanes & (lanes - 1) or config.rows % lanes):
             self._MustUse__silence = True     # refused: never elaborated, no warning
-            raise ValueError(f"The Core drains one element per cycle: drain_lanes="
-                             f"{config.drain_lanes} is not built yet (issue 15); use "
-                             f"drain_lanes=1")
+            raise ValueError(f"The Core's drain takes drain_lanes rows at once: it must be a "
+                             f"power of two dividing rows={config.rows}, not {lanes}")
         self._config = config
         members = {
             "i_cmd": In(stream.Signature(gemm_command(config))),

@@ -55,6 +55,20 @@ def elaborate_cnn_core(core, platform):
     m.submodules.postproc = postproc = PostProcessor(config)
     m.submodules.pool_post = pool_post = PoolPostProcessor(config)
     m.submodules.drain = drain = Drain(config, postproc_latency=PostProcessor.latency)
+    for i in range(1, config.drain_lanes):
+        # the drain's other lanes, each with its own post-processors (no LUT: cnn presets)
+        m.submodules[f"postproc{i}"] = lane_post = PostProcessor(config)
+        m.submodules[f"pool_post{i}"] = lane_pool = PoolPostProcessor(config)
+        wiring.connect(m, getattr(drain, f"o_post{i}"), lane_post.i)
+        wiring.connect(m, lane_post.o, getattr(drain, f"i_post{i}"))
+        wiring.connect(m, getattr(drain, f"o_pool{i}"), lane_pool.i)
+        wiring.connect(m, lane_pool.o, getattr(drain, f"i_pool{i}"))
+        if config.lut:
+            m.d.comb += [lane_post.lut_wr_en.eq(postproc.lut_wr_en),
+                         lane_post.lut_wr_addr.eq(postproc.lut_wr_addr),
+                         lane_post.lut_wr_data.eq(postproc.lut_wr_data)]
+    if config.drain_lanes > 1:
+        m.d.comb += drain.heads.eq(array.heads)
     m.submodules.front = front = ConvFront(config)
     m.submodules.adds = adds = AddStream(config)
 

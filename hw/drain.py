@@ -34,6 +34,12 @@ depthwise) as above; kinds 2 and 3 (average and max pool) send their elements, w
 ``taps`` and the clamp bounds, to the :class:`~tessera.hw.pool_post.PoolPostProcessor` on
 ``o_pool``/``i_pool`` instead, at ``POOL_DIVIDE_CYCLES`` (average) or 1 (max) cycles per
 element, which replace ``requant_cycles`` in the drain's duration (``tessera.runtime.cycles``).
+
+With ``config.drain_lanes = L > 1`` the drain sends ``L`` rows of a column at once (the shadow's
+``heads``; ``shift_row`` moves them by ``L``) to ``L`` post-processors in lockstep, lane *i* on
+``o_post`` (*i* = 0) or ``o_post{i}`` (and ``o_pool``/``o_pool{i}``) with ``tag = row + i``;
+results of rows ``>= m_rows`` (the padding lanes of the column's last group) are dropped. The
+command's ``elements`` is then ``ceil(m_rows / L) * n_cols``, the issue slots.
 """
 
 from amaranth import Array, Module, Mux, Signal, signed
@@ -88,6 +94,9 @@ class Drain(wiring.Component):
         Only with ``config.cnn``: to the PoolPostProcessor's ``i`` (kinds 2 and 3).
     i_pool : In(stream.Signature(pool_post_layouts(config)[1]))
         Only with ``config.cnn``: from the PoolPostProcessor's ``o`` (always ready).
+    heads, o_post{i}, i_post{i}, o_pool{i}, i_pool{i} :
+        Only with ``config.drain_lanes > 1``: the shadow's first ``drain_lanes`` rows and lanes
+        1 ... ``drain_lanes - 1``'s streams (module docstring).
     """
 
     def __init__(self, config, *, postproc_latency):
@@ -102,10 +111,23 @@ class Drain(wiring.Component):
         if config.cnn and AVERAGE_LATENCY + 2 > DRAIN_OVERHEAD_CYCLES + POOL_DIVIDE_CYCLES - 1:
             raise ValueError(f"The average pool's latency {AVERAGE_LATENCY} does not fit in a "
                              f"drain of DRAIN_OVERHEAD_CYCLES = {DRAIN_OVERHEAD_CYCLES}")
+        lanes = config.drain_lanes
+        if lanes & (lanes - 1) or config.rows % lanes:
+            self._MustUse__silence = True     # refused: never elaborated, no warning
+            raise ValueError(f"The drain needs a power-of-two drain_lanes dividing rows "
+                             f"({config.rows}), not {lanes}")
         self._config = config
         self._latency = postproc_latency
         post_in, post_out = postproc_layouts(config)
         pool_in, pool_out = pool_post_layouts(config) if config.cnn else (None, None)
+        more = {}
+        for i in range(1, lanes):
+            more.update({f"o_post{i}": Out(stream.Signature(post_in)),
+                         f"i_post{i}": In(stream.Signature(post_out)),
+                         f"o_pool{i}": Out(stream.Signature(pool_in)),
+                         f"i_pool{i}": In(stream.Signature(pool_out))})
+        if lanes > 1:
+            more["heads"] = In(data.ArrayLayout(signed(config.acc_bits), lanes))
         super().__init__({
             "i_cmd": In(stream.Signature(drain_command(config))),
             "head": In(signed(config.acc_bits)),
@@ -121,6 +143,7 @@ class Drain(wiring.Component):
             "busy": Out(1),
             **({"o_pool": Out(stream.Signature(pool_in)),
                 "i_pool": In(stream.Signature(pool_out))} if config.cnn else {}),
+            **more,
         })
 
     def elaborate(self, platform):
@@ -130,6 +153,14 @@ class Drain(wiring.Component):
 
         cmd = Signal(drain_command(config))
         cpe = config.requant_cycles
+        lanes = config.drain_lanes
+        shift = lanes.bit_length() - 1
+
+        def groups_left(m_rows):        # issue slots of a column, minus one
+            return m_rows - 1 if lanes == 1 else (m_rows - 1) >> shift
+
+        def one_group(m_rows):
+            return m_rows == 1 if lanes == 1 else m_rows <= lanes
         most = max(cpe, POOL_DIVIDE_CYCLES) if config.cnn else cpe
         timer = Signal(range((1 << 16) * most + DRAIN_OVERHEAD_CYCLES))  # cycles left after this
         timing = Signal()                 # timer != 0, kept as a register: it is `busy`,
@@ -228,6 +259,21 @@ class Drain(wiring.Component):
             post.multiplier.eq(param_q.multiplier),
             post.shift.eq(param_q.shift),
         ]
+        # Lanes 1 ... L-1: rows row+i of the same column, in lockstep with lane 0 (identical
+        # pipelines fed together are ready together).
+        for i in range(1, lanes):
+            lane_post, lane_pool = getattr(self, f"o_post{i}"), getattr(self, f"o_pool{i}")
+            m.d.comb += [
+                lane_post.valid.eq(self.o_post.valid),
+                lane_post.payload.eq(post),
+                lane_post.payload.acc.eq(self.heads[i]),
+                lane_post.payload.tag.eq(row + i),
+                lane_pool.valid.eq(self.o_pool.valid),
+                lane_pool.payload.eq(to_pool),
+                lane_pool.payload.acc.eq(self.heads[i]),
+                lane_pool.payload.taps.eq(taps[(row + i)[:len(row)]]),
+                lane_pool.payload.tag.eq(row + i),
+            ]
         with m.If(active):
             with m.If(send & end_of_col):
                 m.d.comb += self.param_addr.eq(p_addr_next)
@@ -247,22 +293,23 @@ class Drain(wiring.Component):
                 cmd.eq(self.i_cmd.payload),
                 active.eq(1),
                 row.eq(0),
-                rows_left.eq(self.i_cmd.payload.m_rows - 1),
-                end_of_col.eq(self.i_cmd.payload.m_rows == 1),
-                one_row.eq(self.i_cmd.payload.m_rows == 1),
+                rows_left.eq(groups_left(self.i_cmd.payload.m_rows)),
+                end_of_col.eq(one_group(self.i_cmd.payload.m_rows)),
+                one_row.eq(one_group(self.i_cmd.payload.m_rows)),
                 cols_left.eq(self.i_cmd.payload.n_cols - 1),
                 last_col.eq(self.i_cmd.payload.n_cols == 1),
                 out_ptr.eq(self.i_cmd.payload.out_addr),
             ]
         with m.Elif(send):
             with m.If(end_of_col):
-                m.d.sync += [row.eq(0), rows_left.eq(cmd.m_rows - 1), end_of_col.eq(one_row),
+                m.d.sync += [row.eq(0), rows_left.eq(groups_left(cmd.m_rows)),
+                             end_of_col.eq(one_row),
                              cols_left.eq(cols_left - 1), last_col.eq(cols_left == 1),
                              p_addr.eq(p_addr_next), p_addr_next.eq(p_addr_next + 1)]
                 with m.If(last_col):
                     m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += [row.eq(row + 1), rows_left.eq(rows_left - 1),
+                m.d.sync += [row.eq(row + lanes), rows_left.eq(rows_left - 1),
                              end_of_col.eq(rows_left == 1)]
 
         # Collecting side: results by tag; the column's last result completes the entry.
@@ -278,6 +325,16 @@ class Drain(wiring.Component):
         for r in range(rows):
             with m.If(result.tag == r):
                 m.d.comb += completed[r].eq(result.value)
+        for i in range(1, lanes):
+            # lane i's result arrives with lane 0's; rows past m_rows stay zero
+            lane_post, lane_pool = getattr(self, f"i_post{i}"), getattr(self, f"i_pool{i}")
+            lane = Signal.like(lane_post.payload, name=f"result{i}")
+            m.d.comb += [lane_post.ready.eq(1), lane_pool.ready.eq(1),
+                         lane.eq(Mux(lane_pool.valid, lane_pool.payload.as_value(),
+                                     lane_post.payload.as_value()))]
+            for r in range(i, rows):
+                with m.If((lane.tag == r) & (r < cmd.m_rows)):
+                    m.d.comb += completed[r].eq(lane.value)
         m.d.sync += wr_pending.eq(receive & result.last)
         with m.If(receive):
             with m.If(result.last):

@@ -199,9 +199,9 @@ class GemmEngine(wiring.Component):
         if config.cnn:
             # a gathered step shown this cycle is multiplied in the next, as a read one
             m.d.sync += mac_valid.eq(data_valid | self.g_step)
+            waiting = Signal()                  # a gathered command's last step not shown yet
         else:
             m.d.sync += mac_valid.eq(data_valid)
-        waiting = Signal()                      # a gathered command's last step not shown yet
 
         m.d.comb += [
             self.act_addr.eq(a_ptr),
@@ -217,7 +217,18 @@ class GemmEngine(wiring.Component):
         for name in ("out_addr", "param_addr", "m_rows", "n_cols", "mode", "lut", "zero_point",
                      "lo", "hi"):
             m.d.comb += getattr(drain_payload, name).eq(getattr(cmd, name))
-        m.d.comb += drain_payload.elements.eq(macs_per_step)
+        lanes = config.drain_lanes
+        if lanes == 1:
+            m.d.comb += drain_payload.elements.eq(macs_per_step)
+        else:
+            # the drain's issue slots, ceil(m_rows / drain_lanes) * n_cols (power-of-two lanes)
+            slots = Signal(range(rows * cols + 1))
+            m.d.comb += drain_payload.elements.eq(slots)
+            with m.If(self.i_cmd.valid & self.i_cmd.ready):
+                p = self.i_cmd.payload
+                m_rows = p.m_rows[:max(1, rows.bit_length())]
+                groups = ((m_rows - 1) >> (lanes.bit_length() - 1)) + 1
+                m.d.sync += slots.eq(groups * p.n_cols[:max(1, cols.bit_length())])
         if config.cnn:
             m.d.comb += [drain_payload.kind.eq(cmd.kind), drain_payload.taps.eq(self.taps)]
 

@@ -161,6 +161,7 @@ def elaborate_mac_array(array, platform):
     # and the shifts read the accumulators instead (`view`), so the copy looks made at the load
     # (a load in the loading cycle makes the next one a loading cycle: what the shadow gets then
     # is never read).
+    lanes = array.config.drain_lanes
     loading = Signal()
     m.d.sync += loading.eq(array.shadow_load)
     shadow = [[Signal(signed(acc_bits), name=f"shadow_{r}_{c}") for c in range(cols)]
@@ -172,11 +173,14 @@ def elaborate_mac_array(array, platform):
             m.d.comb += view[r][c].eq(Mux(loading, acc[r][c], shadow[r][c]))
             with m.If(array.shift_col):
                 m.d.sync += shadow[r][c].eq(view[r][min(c + 1, cols - 1)])
-            with m.Elif(array.shift_row & (c == 0) & (r + 1 < rows)):
-                m.d.sync += shadow[r][c].eq(view[min(r + 1, rows - 1)][c])
+            with m.Elif(array.shift_row & (c == 0) & (r + lanes < rows)):
+                m.d.sync += shadow[r][c].eq(view[min(r + lanes, rows - 1)][c])
             with m.Else():
                 m.d.sync += shadow[r][c].eq(view[r][c])
     m.d.comb += array.head.eq(view[0][0])
+    if lanes > 1:
+        # the drain takes `lanes` rows at once (MacArray `heads`)
+        m.d.comb += [array.heads[i].eq(view[i][0]) for i in range(lanes)]
     return m
 
 

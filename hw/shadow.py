@@ -18,11 +18,13 @@ def shifting_shadow(m, array, acc):
         The module elaborating ``array``.
     array : MacArray
         Gives ``shadow_load``, ``shift_row``, ``shift_col`` and ``head`` (whose shape the shadow
-        takes).
+        takes), and ``heads`` with ``drain_lanes > 1`` (``shift_row`` then moves column 0 up by
+        ``drain_lanes`` rows).
     acc : list of list of Value
         The accumulators, ``acc[r][c]``, copied by ``shadow_load``.
     """
     rows, cols = len(acc), len(acc[0])
+    lanes = array.config.drain_lanes
     shadow = [[Signal(array.head.shape(), name=f"shadow_{r}_{c}") for c in range(cols)]
               for r in range(rows)]
     for r in range(rows):
@@ -32,8 +34,10 @@ def shifting_shadow(m, array, acc):
             with m.Elif(array.shift_col):
                 if c + 1 < cols:
                     m.d.sync += shadow[r][c].eq(shadow[r][c + 1])
-            if c == 0 and r + 1 < rows:
+            if c == 0 and r + lanes < rows:
                 with m.If(~array.shadow_load & ~array.shift_col & array.shift_row):
-                    m.d.sync += shadow[r][0].eq(shadow[r + 1][0])
+                    m.d.sync += shadow[r][0].eq(shadow[r + lanes][0])
     m.d.comb += array.head.eq(shadow[0][0])
+    if lanes > 1:
+        m.d.comb += [array.heads[i].eq(shadow[i][0]) for i in range(lanes)]
     return shadow

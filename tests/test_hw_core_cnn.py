@@ -29,6 +29,8 @@ CONFIGS = {
     "4x2-banks2": _config(4, 2, act_bank_lanes=2),
     "8x2": _config(8, 2),
     "4x2-banks2-q4": _config(4, 2, act_bank_lanes=2, requant_cycles=4),   # as icebreaker-cnn
+    "8x2-lanes4": _config(8, 2, drain_lanes=4),                          # as ulx3s-85f-cnn
+    "4x2-lanes2-q4": _config(4, 2, drain_lanes=2, requant_cycles=4),
 }
 
 
@@ -95,7 +97,7 @@ def test_conv_kind(name, kind):
     check_program(config, program, act, wgt, param)
 
 
-@pytest.mark.parametrize("name", ["4x2", "4x2-banks2-q4"])
+@pytest.mark.parametrize("name", ["4x2", "4x2-banks2-q4", "8x2-lanes4"])
 def test_add_extremes_and_queue(name):
     # Operands at -128/127 against parameters at their ends (multiplier 0, the largest
     # multiplier with shift 0, the output shift -24): three ADDs in a row, so that the third
@@ -103,8 +105,8 @@ def test_add_extremes_and_queue(name):
     config = CONFIGS[name]
     rng = np.random.default_rng(5)
     act, wgt, param = random_state(config, rng, add_params=(30, 33))
-    act[0:4] = [-128, 127, -128, 127]
-    act[8:12] = [127, -128, -128, 127]
+    act[0:4, :4] = [-128, 127, -128, 127]
+    act[8:12, :4] = [127, -128, -128, 127]
     param["multiplier"][31], param["bias"][31] = 0, 127
     param["multiplier"][30], param["shift"][30] = (1 << 31) - 1, 0
     param["shift"][32] = -24
@@ -119,7 +121,7 @@ def test_add_extremes_and_queue(name):
     check_program(config, program, act, wgt, param)
 
 
-@pytest.mark.parametrize("name", ["4x2-banks2", "8x2"])
+@pytest.mark.parametrize("name", ["4x2-banks2", "8x2", "4x2-lanes2-q4"])
 def test_mixed_program(name):
     # GEMMs, every CONV kind and ADDs interleaved; a SYNC, then a layer reading the previous
     # layers' outputs (the chain of a network), and a GEMM after a CONV.
@@ -140,7 +142,6 @@ def test_mixed_program(name):
 
 
 def test_drain_lanes_refused():
-    with pytest.raises(ValueError, match=r"^The Core drains one element per cycle: "
-                                         r"drain_lanes=2 is not built yet \(issue 15\); use "
-                                         r"drain_lanes=1$"):
-        Core(_config(4, 2, drain_lanes=2))
+    with pytest.raises(ValueError, match=r"^The Core's drain takes drain_lanes rows at once: it "
+                                         r"must be a power of two dividing rows=6, not 3$"):
+        Core(_config(6, 2, drain_lanes=3))
