@@ -7,8 +7,9 @@
 2. non-zero padding (a ``_pad*`` field or any bit after the last field) -> ``BAD_FIELD``;
 3. the field checks (``LOAD``: buffer, LUT present, count; ``GEMM``: k, m_rows, n_cols;
    ``POST``: mode built, LUT present, ``zero_point``/``lo``/``hi`` in the ``output_bits``
-   range; ``STORE``: count; ``ADD``: count, mode tflite built and selected by the post state;
-   ``CONV``: the window, :mod:`tessera.hw.conv_checks`) -> ``BAD_FIELD``;
+   range; ``STORE``: count; ``WINDOW``: ``pad_value`` in the ``input_bits`` range; ``ADD``:
+   count, mode tflite built and selected by the post state; ``CONV``: the window,
+   :mod:`tessera.hw.conv_checks`) -> ``BAD_FIELD``;
 4. buffer ranges (a ``GEMM`` checks all four, drain or not; ``ADD`` its three ACT ranges and
    three PARAM entries; ``CONV``: :mod:`tessera.hw.conv_checks`) -> ``BAD_ADDRESS``;
 5. a ``LOAD`` payload past the end of the frame -> ``TRUNCATED``; a ``STORE`` that is not last or
@@ -21,10 +22,10 @@ is decoded.) Every layout comes from :data:`tessera.hw.layouts.INSN_LAYOUTS` and
 Timing: the program sequencer (``hw/sequencer.py``) reads an instruction one byte per cycle.
 Every named field of every instruction but ``WINDOW`` lies in its first :data:`HEAD_BYTES` bytes
 (checked at import), so the decode runs as a three-step pipeline in the cycles that present the
-last :data:`DECODE_STEPS` bytes, which can only be padding (``WINDOW``, which has no field
-checks, has fields in byte 13 and the low :data:`WINDOW_BITS_IN_BYTE_14` bits of byte 14: the
-sequencer latches them from ``tail``, and only the rest of byte 14 and byte 15 are padding for
-it). Step 1 registers the field checks, the
+last :data:`DECODE_STEPS` bytes, which can only be padding (``WINDOW`` has fields in byte 13
+and the low :data:`WINDOW_BITS_IN_BYTE_14` bits of byte 14: they are latched from ``tail`` for
+the sequencer and for the check of ``pad_value`` in step 3, and only the rest of byte 14 and
+byte 15 are padding for it). Step 1 registers the field checks, the
 range sums ``start + count`` and the ``LOAD`` payload length ``count * entry_bytes`` (shifts and
 adds of elaboration-time constants, no multiplier); step 2 registers the range and length
 compares; step 3 registers the status by priority (the last byte, which comes straight from the
@@ -130,6 +131,9 @@ class InstructionDecoder(wiring.Component):
     conv_status : In(8)
         ``cnn`` only: the window checks of the ``CONV`` being decoded (``Status.OK``,
         ``BAD_FIELD`` or ``BAD_ADDRESS``), sampled in step 3.
+    window_bytes : Out(16)
+        ``cnn`` only: bytes 13 and 14 of the instruction (``WINDOW``'s last fields), registered
+        in steps 1 and 2.
     """
 
     def __init__(self, config):
@@ -144,7 +148,8 @@ class InstructionDecoder(wiring.Component):
             "ok": Out(1),
             "opcode": Out(4),
             "entry_bytes": Out(range(self._max_entry + 1)),
-            **({"post_tflite": In(1), "conv_status": In(8)} if config.cnn else {}),
+            **({"post_tflite": In(1), "conv_status": In(8), "window_bytes": Out(16)}
+               if config.cnn else {}),
         })
 
     def elaborate(self, platform):
@@ -257,7 +262,21 @@ class InstructionDecoder(wiring.Component):
         is_window, is_conv = Signal(), Signal()
         win_nz2 = Signal()            # byte 14 has a bit set above WINDOW's last field
         add_ends = [Signal(17, name=f"add_end_{i}") for i in range(4)]
+        # WINDOW's pad_value: its bits in the head (registered in step 1) and in bytes 13 and 14
+        # (registered as they are read); it must lie in the input range, checked in step 3 from
+        # registers only
+        window = CNN_INSN_LAYOUTS[CnnOpcode.WINDOW]
+        pad_offset = window["pad_value"].offset
+        pad_head = Signal(max(0, HEAD_BYTES * 8 - pad_offset))
+        byte13, byte14 = Signal(8), Signal(8)
+        pad_value = Cat(pad_head, byte13, byte14)[:window["pad_value"].shape.width]
+        pad_top = pad_value[cfg.input_bits - 1:]
         if cfg.cnn:
+            m.d.comb += self.window_bytes.eq(Cat(byte13, byte14))
+            with m.If(step1):
+                m.d.sync += [pad_head.eq(self.head[pad_offset:]), byte13.eq(self.tail)]
+            with m.If(step2):
+                m.d.sync += byte14.eq(self.tail)
             with m.If(step1):
                 m.d.sync += [
                     is_window.eq(opcode == CnnOpcode.WINDOW), is_conv.eq(opcode == CnnOpcode.CONV),
@@ -302,8 +321,10 @@ class InstructionDecoder(wiring.Component):
         # registered (as a flag) and folded into the outputs with one gate.
         late_status = Mux(op_r == Opcode.LOAD, Status.TRUNCATED, Status.STORE_NOT_LAST)
         tail_any = Cat(*tail_nz[0], *tail_nz[1]).any()
-        # (WINDOW: byte 13 and the low bits of byte 14 are fields)
-        m.d.comb += tail_bad.eq(Mux(is_window, win_nz2, tail_any) if cfg.cnn else tail_any)
+        # (WINDOW: byte 13 and the low bits of byte 14 are fields; pad_value in the input range)
+        m.d.comb += tail_bad.eq(
+            Mux(is_window, win_nz2 | ~(pad_top.all() | ~pad_top.any()), tail_any) if cfg.cnn
+            else tail_any)
         # CONV: the window checks, once the padding is known to be zero
         checks = [(bad_op, Status.BAD_OPCODE), (field_bad | tail_bad, Status.BAD_FIELD)]
         good = ~bad_op & ~field_bad & ~tail_bad

@@ -186,7 +186,7 @@ class ProgramSequencer(wiring.Component):
         for name, sig in post_state.items():
             m.d.comb += cmd[name].eq(sig)
         if cfg.cnn:
-            set_window = self._window_state(m, decoder, word, byte, post_state)
+            set_window = self._window_state(m, decoder, word, post_state)
 
         # -- LOAD: gather entry bytes, then a one-entry write stage --------------------------
         wr_width = write_width(cfg)
@@ -356,19 +356,15 @@ class ProgramSequencer(wiring.Component):
                 next_instruction()
         return m
 
-    def _window_state(self, m, decoder, word, byte, post_state):
+    def _window_state(self, m, decoder, word, post_state):
         """Add the ISA version 3 state: the window, its checks and the CONV/ADD payloads.
 
         Return the signal that makes the ``WINDOW`` being executed the window (comb).
         """
         cfg = self._config
-        # WINDOW's last fields are in bytes 13 and 14, read while the decode runs: latched here.
-        byte13, byte14 = Signal(8), Signal(8)
-        with m.If(decoder.step[0]):
-            m.d.sync += byte13.eq(byte)
-        with m.If(decoder.step[1]):
-            m.d.sync += byte14.eq(byte)
-        full = Cat(word, byte13, byte14, C(0, 8))
+        # WINDOW's last fields are in bytes 13 and 14, read while the decode runs (the decoder
+        # latches them)
+        full = Cat(word, decoder.window_bytes, C(0, 8))
         fields = CNN_INSN_LAYOUTS[CnnOpcode.WINDOW](full)
         conv = CNN_INSN_LAYOUTS[CnnOpcode.CONV](full)
         add = CNN_INSN_LAYOUTS[CnnOpcode.ADD](full)

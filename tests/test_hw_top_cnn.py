@@ -29,6 +29,12 @@ CFG = AcceleratorConfig(rows=4, cols=2, act_depth=256, weight_depth=512, param_d
                         max_payload=96, rx_timeout_cycles=64, cnn=True)
 MESSAGE = re.escape("The gateware does not execute ISA version 3 (cnn=True) yet (issue #15)")
 WINDOW_FIELDS = [f for f in isa.CNN_LAYOUTS[CnnOpcode.WINDOW].fields if f.name != "opcode"]
+#: WINDOW pad_values: in the int8 input range or not (-129 and 128 differ from -128/127 in
+#: one bit of byte 12 and byte 13 each; +-256 and the s16 ends in bytes 13 and 14)
+PAD_VALUES = {-128: Status.OK, 127: Status.OK, 0: Status.OK, -1: Status.OK,
+              -129: Status.BAD_FIELD, 128: Status.BAD_FIELD, 256: Status.BAD_FIELD,
+              -256: Status.BAD_FIELD, 1 << 13: Status.BAD_FIELD, -32768: Status.BAD_FIELD,
+              32767: Status.BAD_FIELD}
 
 
 def _word(opcode, **fields):
@@ -73,13 +79,14 @@ class _Programs:
             if rng.random() < 0.15:   # one zero size, kernel, stride or dilation
                 values[self.pick(*[n for n in values if not n.startswith("pad")])] = 0
         else:                      # every field at a limit or random
-            # (pad_value in the input range: the emulator's gather stores it as an operand)
-            values = {f.name: (self.pick(-128, 127, 0, -1) if f.signed else self.value(f.width))
+            values = {f.name: (self.pick(f.min, f.max, -129, -128, 127, 128, 0, -1)
+                               if f.signed else self.value(f.width))
                       for f in WINDOW_FIELDS}
         word = _word(CnnOpcode.WINDOW, **values)
         if rng.random() < 0.15:
             return _poke(word, rng, 114), False     # a set bit after the fields
-        self.window = conv.Window(**values)
+        if -128 <= values["pad_value"] <= 127:
+            self.window = conv.Window(**values)
         return word, True
 
     def addresses(self, ranges):
@@ -158,6 +165,10 @@ def _requests(seed, count):
         bodies.append(value.to_bytes(16, "little") +
                       _word(CnnOpcode.CONV, kind=ConvKind.CONV, _pad0=0, src=0, dst=100,
                             w_addr=0, param_addr=0))
+    # pad_value at and past the ends of the input range, each of its bits in bytes 12-14
+    for pad_value in PAD_VALUES:
+        value = window & ~(0xFFFF << 98) | (pad_value & 0xFFFF) << 98
+        bodies.append(value.to_bytes(16, "little"))
     return [encode_frame(Kind.EXEC, i % 256, body) for i, body in enumerate(bodies)]
 
 
@@ -203,6 +214,8 @@ def test_cnn_checks_and_issues_equal_the_emulator():
     assert len(rtl_issued) == len(emu_issued)
     for got, want in zip(rtl_issued, emu_issued):
         _same_issue(got, want)
+    # the pad_value cases (the last requests) are refused exactly outside the input range
+    assert statuses[-len(PAD_VALUES):] == list(PAD_VALUES.values())
 
 
 def test_accelerator_refuses_a_cnn_configuration():

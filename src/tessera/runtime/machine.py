@@ -11,7 +11,8 @@ Instructions are checked in this order, and the first failing check gives the st
 2. opcode above 5: ``BAD_OPCODE``;
 3. ``BAD_FIELD``: non-zero padding, then the fields (``LOAD``: buffer, LUT present, count;
    ``GEMM``: k, m_rows, n_cols; ``POST``: mode built, LUT present, ``zero_point``/``lo``/``hi``
-   in the ``output_bits`` range; ``STORE``: count);
+   in the ``output_bits`` range; ``STORE``: count; ``WINDOW``: ``pad_value`` in the
+   ``input_bits`` range; ``CONV`` and ``ADD``: docs/isa.md);
 4. ``BAD_ADDRESS``: every buffer range (``GEMM``: ``a_addr+k``, ``w_addr+k``, ``out_addr+n_cols``,
    ``param_addr+n_cols``, whether or not it drains);
 5. ``LOAD`` payload past the end of the frame: ``TRUNCATED``; ``STORE`` not last or larger than
@@ -163,6 +164,9 @@ class Machine:
             if self.trace is not None:
                 self.trace.append((pos, opcode, start, cycles.now, cycles.macs - macs))
         elif opcode == CnnOpcode.WINDOW:
+            lo, hi = operand_range(self.config.input_bits)
+            if not lo <= f["pad_value"] <= hi:
+                raise _Fail(Status.BAD_FIELD)     # padding reads it as an input operand
             self.window = conv.Window.from_fields(f)
         elif opcode == Opcode.POST:
             self._post(f)
