@@ -7,8 +7,11 @@ map (``ceil(in_h*in_w/rows)*in_c`` entries from ``src``), its output map
 (``ceil(out_h*out_w/rows)*out_c`` from ``dst``), its weights (``groups*K`` from ``w_addr``,
 kinds 0 and 1) or its parameters (``out_c`` from ``param_addr``, kinds 0 and 1) leave their
 buffers. Everything that depends on the window alone is computed once per ``WINDOW``
-(:class:`WindowChecks`, ``load``): the products, and ``out_c mod in_c`` by a restoring divider
-of one bit per cycle, done within the next instruction's 16-cycle fetch (``ready``).
+(:class:`WindowChecks`, ``load``): the products, in two rounds on four
+:class:`~tessera.hw.shift_add.ShiftAddMultiplier` (no multiplier cell: the iCE40UP5K's all serve
+the MAC array), and ``out_c mod in_c`` by a restoring divider of one bit per cycle, done within
+the next instruction's 16-cycle fetch (``ready``). The counts are compared capped just above
+their buffer's depth, so the per-``CONV`` adders are as narrow as the addresses.
 ``rows`` and ``cols`` must be powers of two (the tile and group counts are shifts).
 """
 
@@ -20,6 +23,7 @@ from tessera.spec.isa import ConvKind
 from tessera.spec.protocol import Status
 
 from .conv_commands import conv_request
+from .shift_add import ShiftAddMultiplier
 from .window import window_state
 
 __all__ = ["WindowChecks", "REMAINDER_CYCLES"]
@@ -32,6 +36,13 @@ def _log2(value, what):
     if value & (value - 1):
         raise ValueError(f"The CONV checks need a power-of-two {what}, not {value}")
     return value.bit_length() - 1
+
+
+def _capped(count, depth):
+    # `count`, or 2^n > depth if it is larger: `start + count > depth` is unchanged for any
+    # start, and the per-CONV adders are n + 1 bits wide instead of the product's width.
+    n = depth.bit_length()
+    return Mux(count[n:].any(), 1 << n, count[:n])
 
 
 class WindowChecks(wiring.Component):
@@ -73,26 +84,43 @@ class WindowChecks(wiring.Component):
         m = Module()
 
         # -- per window: sizes (registered) and out_c mod in_c (sequential) ----------------------
-        taps = Signal(10)
-        src_count, dst_count = Signal(unsigned(34)), Signal(unsigned(34))
-        conv_weights, dw_weights = Signal(unsigned(36)), Signal(unsigned(36))
+        # The products run on shift-add multipliers in two rounds each (no multiplier cell):
+        # round 1 from `load`, round 2 from the cycle its operand (round 1's product) is held.
+        # kh*kw and then out_c*k (dw_weights); in_c*groups and then that times k (conv_weights);
+        # in_h*in_w and out_h*out_w, then the tile counts times in_c and out_c (src/dst_count).
+        rows_minus, cols_minus = cfg.rows - 1, cfg.cols - 1
+        tiles_bits = 20 - self._row_shift
+        m.submodules.src = src_mul = ShiftAddMultiplier(max(10, tiles_bits), 12)
+        m.submodules.dst = dst_mul = ShiftAddMultiplier(max(10, tiles_bits), 12)
+        m.submodules.taps = taps_mul = ShiftAddMultiplier(12, 10)
+        m.submodules.conv = conv_mul = ShiftAddMultiplier(24, 12)
+        rounds = max(mul.cycles for mul in (src_mul, dst_mul, taps_mul, conv_mul))
+        assert 2 * (rounds + 1) <= REMAINDER_CYCLES + 2, "the sizes must be ready with the rest"
+        steps = Signal(range(REMAINDER_CYCLES + 2))
+        second = Signal()                  # round 2 starts this cycle
+        m.d.comb += second.eq(steps == REMAINDER_CYCLES + 1 - rounds)
+        groups = (w.out_c + cols_minus) >> self._col_shift
+        m.d.comb += [
+            src_mul.start.eq(self.load | second), dst_mul.start.eq(self.load | second),
+            taps_mul.start.eq(self.load | second), conv_mul.start.eq(self.load | second),
+            src_mul.a.eq(Mux(self.load, w.in_h, (src_mul.product + rows_minus) >> self._row_shift)),
+            src_mul.b.eq(Mux(self.load, w.in_w, w.in_c)),
+            dst_mul.a.eq(Mux(self.load, w.out_h,
+                             (dst_mul.product + rows_minus) >> self._row_shift)),
+            dst_mul.b.eq(Mux(self.load, w.out_w, w.out_c)),
+            taps_mul.a.eq(Mux(self.load, w.kernel_h, w.out_c)),
+            taps_mul.b.eq(Mux(self.load, w.kernel_w, taps_mul.product)),
+            conv_mul.a.eq(Mux(self.load, w.in_c, conv_mul.product)),
+            conv_mul.b.eq(Mux(self.load, groups, taps_mul.product)),
+        ]
         zero = Signal(init=1)              # the window at reset is all zero
         with m.If(self.load):
-            tiles_in = (w.in_h * w.in_w + cfg.rows - 1) >> self._row_shift
-            tiles_out = (w.out_h * w.out_w + cfg.rows - 1) >> self._row_shift
-            groups = (w.out_c + cfg.cols - 1) >> self._col_shift
-            k = w.kernel_h * w.kernel_w
-            m.d.sync += [
-                taps.eq(k), src_count.eq(tiles_in * w.in_c), dst_count.eq(tiles_out * w.out_c),
-                conv_weights.eq(groups * k * w.in_c), dw_weights.eq(w.out_c * k),
-                zero.eq(~((w.in_h != 0) & (w.in_w != 0) & (w.in_c != 0) & (w.out_h != 0) &
-                          (w.out_w != 0) & (w.out_c != 0) & (w.kernel_h != 0) &
-                          (w.kernel_w != 0) & (w.stride_h != 0) & (w.stride_w != 0) &
-                          (w.dilation_h != 0) & (w.dilation_w != 0))),
-            ]
+            m.d.sync += zero.eq(~((w.in_h != 0) & (w.in_w != 0) & (w.in_c != 0) & (w.out_h != 0) &
+                                  (w.out_w != 0) & (w.out_c != 0) & (w.kernel_h != 0) &
+                                  (w.kernel_w != 0) & (w.stride_h != 0) & (w.stride_w != 0) &
+                                  (w.dilation_h != 0) & (w.dilation_w != 0)))
         rest = Signal(13)                 # the remainder being computed
         divisor = Signal(13 + REMAINDER_CYCLES)
-        steps = Signal(range(REMAINDER_CYCLES + 2))
         trial = Signal(unsigned(len(divisor) + 1))
         m.d.comb += trial.eq(rest - divisor)
         with m.If(self.load):
@@ -109,7 +137,10 @@ class WindowChecks(wiring.Component):
         pool = (c.kind == ConvKind.AVERAGE_POOL) | (c.kind == ConvKind.MAX_POOL)
         field_bad = (zero | (pool & (w.in_c != w.out_c)) |
                      ((c.kind == ConvKind.DEPTHWISE) & (rest != 0)))
-        weights = Mux(c.kind == ConvKind.CONV, conv_weights, dw_weights)
+        src_count = _capped(src_mul.product, cfg.act_depth)
+        dst_count = _capped(dst_mul.product, cfg.act_depth)
+        weights = Mux(c.kind == ConvKind.CONV, _capped(conv_mul.product, cfg.weight_depth),
+                      _capped(taps_mul.product, cfg.weight_depth))
         address_bad = ((c.src + src_count > cfg.act_depth) |
                        (c.dst + dst_count > cfg.act_depth) |
                        (~pool & ((c.w_addr + weights > cfg.weight_depth) |

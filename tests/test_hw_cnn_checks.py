@@ -3,14 +3,21 @@
 Random windows (zero fields, pools with in_c != out_c, depthwise with and without a multiple of
 in_c) and CONV fields around every buffer end, each kind: the status equals what
 ``Machine.execute`` answers for the program ``WINDOW; CONV`` (programs the emulator refuses as
-undefined — an output over its input — are not compared).
+undefined — an output over its input — are not compared). Then windows with fields at their
+maxima and CONVs whose ranges end exactly at a buffer's end or one past it, at the iCEBreaker
+preset's and a 32x4 configuration's depths (each size exact, capped sizes still refused), and the
+shift-add multiplier the sizes are computed on.
 """
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from hw_cnn_helpers import set_window
+from tessera.compiler.presets import get_preset
 from tessera.hw.conv_checks import REMAINDER_CYCLES, WindowChecks
+from tessera.hw.shift_add import ShiftAddMultiplier
+from tessera.runtime.conv import Window, conv_groups, map_entries
 from tessera.runtime.cycles import CycleModel
 from tessera.runtime.errors import HazardError, ParameterError
 from tessera.runtime.machine import ExecResult, Machine
@@ -54,9 +61,9 @@ def _cases(count):
     return cases
 
 
-def test_statuses_are_the_emulators():
-    cases = _cases(300)
-    dut = WindowChecks(CONFIG)
+def _statuses(config, cases):
+    # The status of each (window, conv, _) after a WINDOW's load and REMAINDER_CYCLES + 1 cycles.
+    dut = WindowChecks(config)
     seen = []
 
     async def bench(ctx):
@@ -76,6 +83,109 @@ def test_statuses_are_the_emulators():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    return seen
+
+
+def test_statuses_are_the_emulators():
+    cases = _cases(300)
+    seen = _statuses(CONFIG, cases)
     want = [int(status) for _w, _c, status in cases]
     assert seen == want
     assert {Status.OK, Status.BAD_FIELD, Status.BAD_ADDRESS} <= set(want)
+
+
+def _expected_status(config, window, conv):
+    # Machine._conv's checks, in its order, with the emulator's own size rules (conv.py): a
+    # CONV that passes them would run, which at these sizes the emulator would take minutes for.
+    kind = ConvKind(conv.kind)
+    pool = kind in (ConvKind.AVERAGE_POOL, ConvKind.MAX_POOL)
+    if (pool and window.in_c != window.out_c) or \
+            (kind == ConvKind.DEPTHWISE and window.out_c % window.in_c):
+        return Status.BAD_FIELD
+    groups, k = conv_groups(kind, Window.from_fields(vars(window)), config.cols)
+    ranges = [(conv.src, map_entries(window.in_h * window.in_w, window.in_c, config.rows),
+               config.act_depth),
+              (conv.dst, map_entries(window.out_h * window.out_w, window.out_c, config.rows),
+               config.act_depth)]
+    if not pool:
+        ranges += [(conv.w_addr, groups * k, config.weight_depth),
+                   (conv.param_addr, window.out_c, config.param_depth)]
+    bad = any(start + count > depth for start, count, depth in ranges)
+    return Status.BAD_ADDRESS if bad else Status.OK
+
+
+def _extreme_cases(config, count):
+    # Windows with fields at their maxima (every product at its widest, most far past any
+    # buffer) or at 1, and CONVs with one range ending exactly at its buffer's end or one past
+    # it, the others at 0: each size must be exact, and capped sizes still refused.
+    rng = np.random.default_rng(15)
+    field = lambda hi: int(rng.choice([1, 1, 2, hi, hi - 1, rng.integers(1, 9),    # noqa: E731
+                                       rng.integers(1, hi + 1)]))
+    cases = []
+    while len(cases) < count:
+        in_c = field(4095)
+        out_c = in_c * int(rng.integers(1, 3)) if rng.random() < 0.6 else field(4095)
+        window = isa.Window(field(1023), field(1023), in_c, field(1023), field(1023),
+                            min(out_c, 4095), field(31), field(31), 1, 1, 1, 1, 0, 0, 0)
+        kind = ConvKind(int(rng.integers(0, 4)))
+        groups, k = conv_groups(kind, Window.from_fields(vars(window)), config.cols)
+        sizes = {"src": (map_entries(window.in_h * window.in_w, window.in_c, config.rows),
+                         config.act_depth),
+                 "dst": (map_entries(window.out_h * window.out_w, window.out_c, config.rows),
+                         config.act_depth),
+                 "w_addr": (groups * k, config.weight_depth),
+                 "param_addr": (window.out_c, config.param_depth)}
+        focus = list(sizes)[int(rng.integers(0, 4))]
+        fields = {}
+        for name, (size, depth) in sizes.items():
+            end = depth - size + int(rng.integers(0, 2)) if name == focus else 0
+            fields[name] = end if 0 <= end < 1 << 16 else int(rng.integers(0, 1 << 16))
+        conv = isa.Conv(kind, fields["src"], fields["dst"], fields["w_addr"],
+                        fields["param_addr"])
+        cases.append((window, conv, _expected_status(config, window, conv)))
+    return cases
+
+
+@pytest.mark.parametrize("config", [
+    get_preset("icebreaker-cnn").config,
+    AcceleratorConfig(rows=32, cols=4, act_depth=65536, weight_depth=65536, param_depth=4096,
+                      cnn=True),
+], ids=["icebreaker-cnn", "32x4-64k"])
+def test_sizes_are_exact_at_the_widest_fields(config):
+    cases = _extreme_cases(config, 400)
+    seen = _statuses(config, cases)
+    want = [int(status) for _w, _c, status in cases]
+    assert seen == want
+    assert want.count(Status.OK) > 40 and want.count(Status.BAD_ADDRESS) > 100
+
+
+@pytest.mark.parametrize("a_width, b_width", [(5, 5), (18, 12), (24, 11), (1, 1)])
+def test_shift_add_products(a_width, b_width):
+    rng = np.random.default_rng(a_width * 100 + b_width)
+    top_a, top_b = (1 << a_width) - 1, (1 << b_width) - 1
+    pairs = [(top_a, top_b), (top_a, 0), (0, top_b), (1, top_b), (top_a, 1)] + \
+        [(int(rng.integers(0, top_a + 1)), int(rng.integers(0, top_b + 1))) for _ in range(40)]
+    dut = ShiftAddMultiplier(a_width, b_width)
+    seen = []
+
+    async def bench(ctx):
+        for a, b in pairs:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.a, top_a)        # taken in the start cycle only
+            ctx.set(dut.b, top_b)
+            for _ in range(dut.cycles):
+                await ctx.tick()
+            seen.append(ctx.get(dut.product))
+            await ctx.tick()             # held
+            assert ctx.get(dut.product) == seen[-1]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert dut.cycles == (b_width + 1) // 2
+    assert seen == [a * b for a, b in pairs]

@@ -1,0 +1,94 @@
+"""Synthesis cost of each CNN unit of issue #15 alone, on the iCE40 as a bitstream build does it.
+
+Each unit (``cnn`` configuration of a preset, the iCEBreaker's by default) is written as RTLIL
+and synthesised with YoWASP Yosys with the build's own script (:func:`tessera.hw.build.
+synthesis_overrides`: the ``booth`` pass that turns every multiplication but the array's MACs
+into logic, then ``synth_ice40`` with the build's options). Prints SB_LUT4, SB_CARRY, flip-flops
+(every SB_DFF*), SB_MAC16 and SB_RAM40_4K per unit; ``--json`` also writes them.
+
+Usage: ``.venv/bin/python bench/bench_cnn_units_synth.py [--preset icebreaker-cnn] [--unit NAME]
+[--json out.json]`` (a few seconds per unit).
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from tessera.compiler.presets import get_preset
+from tessera.hw.add import AddUnit
+from tessera.hw.build import synthesis_overrides
+from tessera.hw.conv_checks import WindowChecks
+from tessera.hw.conv_commands import ConvCommandSequencer
+from tessera.hw.gather import GatherArbiter
+from tessera.hw.pool import PoolDivider
+from tessera.hw.pool_post import PoolPostProcessor
+from tessera.hw.toolchain import resolve_tools
+from tessera.hw.window import WindowAddressGenerator
+
+#: The units measured, by name: a function of the configuration returning the component.
+UNITS = {
+    "WindowChecks": WindowChecks,
+    "ConvCommandSequencer": ConvCommandSequencer,
+    "WindowAddressGenerator": WindowAddressGenerator,
+    "GatherArbiter": GatherArbiter,
+    "PoolDivider": lambda config: PoolDivider(),
+    "PoolPostProcessor": PoolPostProcessor,
+    "AddUnit": AddUnit,
+}
+
+#: The columns printed (``SB_DFF`` sums every flip-flop type).
+COLUMNS = ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_MAC16", "SB_RAM40_4K")
+
+
+def cell_counts(stat_text):
+    """Return ``{cell type: count}`` from a Yosys ``stat`` report, flip-flops summed as SB_DFF."""
+    counts = {}
+    for count, name in re.findall(r"^\s+(\d+)\s+(SB_\w+)\s*$", stat_text, flags=re.MULTILINE):
+        key = "SB_DFF" if name.startswith("SB_DFF") else name
+        counts[key] = counts.get(key, 0) + int(count)
+    return counts
+
+
+def synthesize(unit, config, board, workdir):
+    """Return the cell counts of ``unit`` (a :data:`UNITS` name) at ``config`` on ``board``."""
+    overrides = synthesis_overrides(board, config)
+    script = (f"read_rtlil {unit}.il; hierarchy -top top; "
+              f"{overrides.get('script_after_read', '')}; "
+              f"synth_ice40 {overrides.get('synth_opts', '')} -top top; "
+              f"tee -q -o {unit}.stat stat")
+    (Path(workdir) / f"{unit}.il").write_text(rtlil.convert(UNITS[unit](config), name="top"))
+    yosys = resolve_tools("ice40")["YOSYS"].command
+    result = subprocess.run([yosys, "-q", "-p", script], cwd=workdir, capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"Yosys failed for {unit}:\n{result.stderr[-2000:]}")
+    return cell_counts((Path(workdir) / f"{unit}.stat").read_text())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="icebreaker-cnn")
+    parser.add_argument("--unit", choices=sorted(UNITS), action="append")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+    preset = get_preset(args.preset)
+    figures = {}
+    print(f"{'unit':24}" + "".join(f"{c:>12}" for c in COLUMNS))
+    with tempfile.TemporaryDirectory(dir=".") as workdir:
+        for unit in args.unit or UNITS:
+            counts = synthesize(unit, preset.config, preset.board, workdir)
+            figures[unit] = counts
+            print(f"{unit:24}" + "".join(f"{counts.get(c, 0):>12}" for c in COLUMNS), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""A shift-add multiplier: an unsigned product two multiplier bits per cycle, no multiplier cell.
+
+The iCE40UP5K's eight SB_MAC16 all serve the MAC array, and Yosys maps any other ``*`` to a
+Booth multiplier in logic (hw/build.py's ``booth`` pass), hundreds of cells for a product of
+two window fields. Sizes that are computed once per ``WINDOW`` have cycles to spare
+(:class:`~tessera.hw.conv_checks.WindowChecks`), so :class:`ShiftAddMultiplier` forms
+``a * b`` over ``ceil(b_width / 2)`` cycles with one adder of ``a_width + 2`` bits: each cycle
+adds ``a`` times the multiplier's next two bits (``0 … 3``) to the high part of the product
+register and shifts it two bits right, the product's low bits taking the place of the
+multiplier's consumed ones.
+
+Timing: operands taken in cycle *T* (``start``) give ``product`` from cycle *T +*
+:attr:`ShiftAddMultiplier.cycles` *+ 1* on, held until the next ``start``.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ShiftAddMultiplier"]
+
+
+class ShiftAddMultiplier(wiring.Component):
+    """Unsigned ``a * b`` in ``ceil(b_width / 2)`` cycles, radix 4.
+
+    Parameters
+    ----------
+    a_width, b_width : int
+        Operand widths (``b`` is the multiplier: its width sets the cycles).
+
+    Members
+    -------
+    start : In(1)
+        Take ``a`` and ``b`` this cycle (restarts a product under way).
+    a : In(a_width)
+    b : In(b_width)
+    product : Out(a_width + 2 * cycles)
+        ``a * b`` (a register) from :attr:`cycles` + 1 cycles after ``start``.
+    """
+
+    def __init__(self, a_width, b_width):
+        for name, value in (("a_width", a_width), ("b_width", b_width)):
+            if not isinstance(value, int) or value < 1:
+                self._MustUse__silence = True
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        self._a_width = a_width
+        self._cycles = (b_width + 1) // 2
+        super().__init__({"start": In(1), "a": In(a_width), "b": In(b_width),
+                          "product": Out(a_width + 2 * self._cycles)})
+
+    @property
+    def cycles(self) -> int:
+        """Cycles of one product after its ``start``."""
+        return self._cycles
+
+    def elaborate(self, platform):
+        m = Module()
+        low = 2 * self._cycles
+        acc = Signal(self._a_width + low)       # {partial sum, multiplier bits not yet used}
+        a = Signal(self._a_width)
+        left = Signal(range(self._cycles + 1))
+        high = acc[low:]
+        digit = acc[:2]
+        total = Signal(unsigned(self._a_width + 2))
+        m.d.comb += total.eq(high + Mux(digit[0], a, 0) + Mux(digit[1], a << 1, 0))
+        with m.If(self.start):
+            m.d.sync += [acc.eq(self.b), a.eq(self.a), left.eq(self._cycles)]
+        with m.Elif(left != 0):
+            m.d.sync += [acc.eq(Cat(acc[2:low], total)), left.eq(left - 1)]
+        m.d.comb += self.product.eq(acc)
+        return m
