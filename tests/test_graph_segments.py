@@ -16,7 +16,7 @@ import make_tflite_fixtures as fixtures
 import tessera
 from tessera.compiler import CNN_PRESETS, compile_graph
 from tessera.compiler.profile import PROFILE_KEYS, profile_model
-from tessera.spec import AcceleratorConfig
+from tessera.spec import AcceleratorConfig, isa
 from test_keras_real import int8_inputs, tflm_run
 
 
@@ -179,3 +179,34 @@ def test_host_operations_first_mid_graph_and_around_a_live_skip_tensor():
     with pytest.raises(ValueError, match=r"runs in 6 device and host segments: run it with "
                                          r"infer\(sample, exec_frame\) or Device.run"):
         compiled.frames
+
+
+def test_standalone_relu_and_relu6_run_on_the_device_as_a_clamping_max_pool():
+    """RELU/RELU6 with the same quantization in and out (the importer's RELU kinds; others
+    are tables) are a 1x1 max pool whose drain clamps: on the device, TFLite Micro's bits."""
+    from ai_edge_litert import schema_py_generated as schema
+    from tflite_builder import TFLiteGraph, run_tflm
+    rng = np.random.default_rng(3)
+    g = TFLiteGraph()
+    x = g.input("x", (1, 5, 7, 3), scale=0.05, zero_point=-3)
+    c = g.conv2d(x, rng.integers(-127, 128, (6, 3, 3, 3)).astype(np.int8),
+                 rng.integers(-900, 900, 6), w_scale=0.004, y_scale=0.05, y_zero_point=-7,
+                 padding="same", name="c")
+    for kind, name in ((schema.BuiltinOperator.RELU6, "relu6"),
+                       (schema.BuiltinOperator.RELU, "relu")):
+        y = g.activation(f"{name}/y", (1, 5, 7, 6), scale=0.05, zero_point=-7)
+        g.operator(kind, [c], [y])
+        c = y
+    model = g.build([c])
+    qgraph = tessera.load_model(model, mode="tflite")
+    config = AcceleratorConfig(rows=4, cols=2, act_depth=1024, weight_depth=2048,
+                               param_depth=64, cnn=True, requant_modes=("tflite",))
+    steps = compile_graph(qgraph, config).steps
+    assert [(s.kind, s.where, s.conv_kind) for s in steps[1:]] == [
+        ("RELU6", "device", isa.ConvKind.MAX_POOL), ("RELU", "device", isa.ConvKind.MAX_POOL)]
+    xs = rng.integers(-128, 128, (50, 5, 7, 3)).astype(np.int8)
+    xs[0], xs[1] = -128, 127
+    expected = np.stack([run_tflm(model, [s[None]])[0][0] for s in xs])
+    assert expected.min() == -7 and expected.max() == 113        # both bounds reached: 0 and 6
+    with tessera.connect("emu", config=config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, xs, raw=True), expected)

@@ -2,7 +2,8 @@
 
 Each operation of a :class:`~tessera.graph.QuantizedGraph` becomes a :class:`DeviceStep`: a
 ``CONV`` (convolution, dense layer, depthwise convolution, average or max pool, a MEAN over
-height and width where it is bit-exact: :mod:`.graph_mean`) or an ``ADD`` with its window,
+height and width where it is bit-exact: :mod:`.graph_mean`, a standalone RELU/RELU6 as a 1x1
+max pool that clamps) or an ``ADD`` with its window,
 ``WGT`` entries, ``PARAM`` entries and post state; a ``RESHAPE`` that keeps the entries is an
 alias, a ``PAD`` read only by convolutions folds into their padding. Every other operation (or
 one whose parameters the device cannot hold) runs on the host with the graph's own kernel
@@ -272,6 +273,17 @@ def _lower_mean(graph, index, op, config, folds):
                 post=isa.Post(isa.Mode.TFLITE, False, zy, -128, 127))
 
 
+def _lower_clamp(graph, index, op, config, folds):
+    """RELU/RELU6 on a shared quantization: a 1x1 max pool whose drain clamps (exact)."""
+    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    h, w, c = map_shape(x.shape)
+    sy, zy = _scalar(y.qparams)
+    lo, hi = numerics.activation_bounds(op.kind.lower(), sy, zy, bits=y.qparams.bits)
+    return dict(instruction="CONV", conv_kind=isa.ConvKind.MAX_POOL,
+                window=Window(h, w, c, h, w, c, 1, 1, 1, 1, 1, 1, 0, 0, -128),
+                post=isa.Post(isa.Mode.TFLITE, False, 0, int(lo), int(hi)))
+
+
 def _lower_add(graph, index, op, config, folds):
     _tflite_only(graph, op)
     ta, tb = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
@@ -291,7 +303,8 @@ def _lower_add(graph, index, op, config, folds):
 
 _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_conv,
           "FULLY_CONNECTED": _lower_conv, "AVERAGE_POOL_2D": _lower_pool,
-          "MAX_POOL_2D": _lower_pool, "ADD": _lower_add, "MEAN": _lower_mean}
+          "MAX_POOL_2D": _lower_pool, "ADD": _lower_add, "MEAN": _lower_mean,
+          "RELU": _lower_clamp, "RELU6": _lower_clamp}
 
 
 def lower_graph(qgraph, config) -> list:
