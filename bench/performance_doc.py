@@ -225,7 +225,9 @@ def _mlperf(results):
                          f"{'' if r['fits'] else ', not resident'})")
             rows.append((r["title"], f"{r['board']} ({r['array']} @ {r['clock_mhz']:g} MHz)",
                          "yes" if r["fits"] else
-                         (f"no ({r['streamed_bytes']:,} B streamed)" if r.get("streamed_bytes")
+                         (f"no ({' and '.join(r['too_small'])} too small: modelled larger)"
+                          if r.get("too_small") else
+                          f"no ({r['streamed_bytes']:,} B streamed)" if r.get("streamed_bytes")
                           else "no"), cycles, lat, util, xfer, goal,
                          r["published"]))
         lines += _table(("model", "board (array @ clock)", "fits", "cycles", "latency",
