@@ -71,6 +71,9 @@ class Verdict:
     workdir : pathlib.Path
     log : str
         The tail of SymbiYosys's output.
+    failed : tuple of str
+        ``"file:line"`` of each assertion a trace broke: the base case's counterexample
+        (``FAIL``), or the induction step's (``ERROR``: the induction did not close).
     """
 
     name: str
@@ -80,6 +83,7 @@ class Verdict:
     seconds: float
     workdir: Path
     log: str
+    failed: tuple = ()
 
     @property
     def passed(self):
@@ -142,5 +146,6 @@ def run_sby(name, harness, ports, *, mode, depth, workdir, timeout_s=1800):
     if status in ("UNKNOWN", "TIMEOUT"):
         status = "ERROR"
     tail = "\n".join(output.splitlines()[-25:])
+    failed = tuple(dict.fromkeys(re.findall(r"Assert failed in \S+: (\S+:\d+)", output)))
     return Verdict(name=name, status=status, mode=mode, depth=depth, seconds=seconds,
-                   workdir=root / name, log=tail)
+                   workdir=root / name, log=tail, failed=failed)

@@ -170,3 +170,16 @@ def test_probe_names_a_missing_register():
     with pytest.raises(KeyError, match=r"FSM 'tx' has no state 'NOWHERE'; it has IDLE, "):
         probe.state("tx", "NOWHERE")
     Fragment.get(probe, None)   # used: no UnusedElaboratable warning
+
+
+def test_induction_catches_a_write_outside_a_buffer(tmp_path):
+    # executor_answers proves the in-bounds assertions too: with LOAD writing one entry further,
+    # its induction step breaks "write outside a buffer" (no LOAD fits in the base case's steps)
+    verdict = run_check(CHECKS["executor_answers"], tmp_path, name="executor_answers_broken_load",
+                        executor_class=_OffByOneExecutor)
+    source = (ROOT / "formal" / "executor.py").read_text().splitlines()
+    line = next(number for number, text in enumerate(source, 1)
+                if '"write outside a buffer"' in text)
+    assert verdict.status == "ERROR", verdict.log
+    assert any(failed.endswith(f"formal/executor.py:{line}") for failed in verdict.failed), \
+        verdict.log
