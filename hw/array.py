@@ -81,8 +81,9 @@ class MacArray(wiring.Component):
     maximum : In(1)
         Only with ``config.cnn`` (ISA version 3's max pool): with ``step``, each accumulator
         keeps the maximum of its row's activations instead of the sum of products (a
-        ``clear`` step starts from its activation); the weights are not used. The generic array
-        only: the iCE40 and ECP5 arrays do not have it yet (issue 15).
+        ``clear`` step starts from its activation); the weights are not used. The iCE40 and
+        ECP5 arrays keep the maxima of column 0 only (a max pool's one column) in fabric
+        registers beside their blocks (hw/max_column.py).
     """
 
     #: Cycles from a step on the inputs to the updated accumulators (and a ``shadow_load`` in

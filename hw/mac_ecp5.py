@@ -36,6 +36,8 @@ guide (FPGA-TN-02205), for simulating the generated array.
 
 from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, Value, signed
 
+from .max_column import max_column
+
 __all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "is_ecp5", "registered_product"]
 
 #: Port width of the MULT18X18D operands.
@@ -161,6 +163,9 @@ def elaborate_mac_array(array, platform):
     # and the shifts read the accumulators instead (`view`), so the copy looks made at the load
     # (a load in the loading cycle makes the next one a loading cycle: what the shadow gets then
     # is never read).
+    if config.cnn:
+        # the max pool's maxima beside the blocks, a cycle behind as these accumulators
+        acc = max_column(m, array, acc, lag=1)
     lanes = array.config.drain_lanes
     loading = Signal()
     m.d.sync += loading.eq(array.shadow_load)

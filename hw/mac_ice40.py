@@ -38,6 +38,7 @@ from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .max_column import max_column
 from .shadow import shifting_shadow
 
 __all__ = ["Ice40Macs", "elaborate_ice40_array", "ice40_macs_fit", "ice40_sim_model",
@@ -215,5 +216,9 @@ def elaborate_ice40_array(array, platform):
                                          weight_bits=config.weight_bits)
     m.d.comb += [macs.a.eq(array.a), macs.w.eq(array.w), macs.step.eq(array.step),
                  macs.clear.eq(array.clear)]
-    shifting_shadow(m, array, macs.acc)
+    acc = [[macs.acc[r][c] for c in range(cols)] for r in range(rows)]
+    if config.cnn:
+        # the max pool's maxima beside the blocks (hw/max_column.py)
+        acc = max_column(m, array, acc)
+    shifting_shadow(m, array, acc)
     return m

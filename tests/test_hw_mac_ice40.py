@@ -174,9 +174,13 @@ def test_every_accumulator_every_cycle_equals_the_reference(tmp_path, rows, cols
         assert np.abs(unwrapped).max() >= 1 << 31
 
 
-def array_schedule(rng, config, tiles):
+def array_schedule(rng, config, tiles, maximum=()):
     """Per-cycle MacArray inputs for ``tiles`` with each tile's read-out, and the read-out's
-    expected ``(cycle, value)`` pairs (``A.T @ W`` per tile, accumulated across K splits)."""
+    expected ``(cycle, value)`` pairs (``A.T @ W`` per tile, accumulated across K splits).
+
+    Tiles whose index is in ``maximum`` are max-pool steps (``clear`` tiles): column 0 reads
+    out each row's largest activation; their other columns are not expected (``None``).
+    """
     rows, cols = config.rows, config.cols
     a_lo, a_hi = operand_range(config.input_bits)
     w_lo, w_hi = operand_range(config.weight_bits)
@@ -199,15 +203,24 @@ def array_schedule(rng, config, tiles):
         A[0, 0], W[0, 0] = a_lo, w_lo
         product = A.T.astype(np.int64) @ W.astype(np.int64)
         acc = numerics.wrap_signed((0 if clear else acc) + product, ACC_BITS)
+        pooled = None
+        if tiles.index((steps, clear, gap, extreme)) in maximum:
+            assert clear
+            pooled = A.max(axis=0)
         t = max(t, shadow_free - steps - 2)        # the load waits for the previous read-out
         for i in range(steps):
             at(t + i).update(a=pack(A[i], config.input_bits), w=pack(W[i], config.weight_bits),
                              step=1, clear=int(clear and i == 0))
+            if maximum:
+                at(t + i)["maximum"] = int(pooled is not None)
         load = t + steps - 1 + MacArray.latency
         at(load)["shadow_load"] = 1
         order = [(r, c) for c in range(cols) for r in range(rows)]
         for j, (r, c) in enumerate(order):
-            expect.append((load + j, int(acc[r, c])))
+            if pooled is None:
+                expect.append((load + j, int(acc[r, c])))
+            elif c == 0:
+                expect.append((load + j, int(pooled[r])))
             if j + 1 < len(order):
                 at(load + j + 1)["shift_row" if order[j + 1][1] == c else "shift_col"] = 1
         shadow_free = load + len(order)
@@ -236,6 +249,24 @@ def test_icebreaker_array_reads_out_what_the_generic_array_does(tmp_path):
     np.testing.assert_array_equal(got, [value for _, value in expect])
     assert max(value for _, value in expect) == 1100 * 128 * 128
     np.testing.assert_array_equal(head, generic_head_trace(config, cycles))
+
+
+def test_icebreaker_array_keeps_the_max_pool_maxima(tmp_path):
+    # ISA version 3's max pool (MacArray `maximum`) on the SB_MAC16 array: column 0 reads out
+    # each row's largest activation (-128 and 127 included), as the generic array does, and
+    # the sums of the tiles around it are untouched.
+    config = AcceleratorConfig(rows=4, cols=2, cnn=True)
+    rng = np.random.default_rng(8)
+    tiles = [(5, True, 2, False), (9, True, 2, False), (3, True, 0, False),
+             (1, True, 2, True), (7, True, 2, False), (4, True, 3, False)]
+    cycles, expect = array_schedule(rng, config, tiles, maximum={1, 3, 4})
+    trace = simulate(tmp_path, MacArray(config), "mac_array_cnn", cycles, ["head"])
+    head = [v - (1 << ACC_BITS) if v >> (ACC_BITS - 1) else v for (v,) in trace]
+    np.testing.assert_array_equal([head[cycle] for cycle, _ in expect],
+                                  [value for _, value in expect])
+    generic = generic_head_trace(config, cycles)
+    np.testing.assert_array_equal([head[cycle] for cycle, _ in expect],
+                                  [generic[cycle] for cycle, _ in expect])
 
 
 def test_platform_selection_and_bad_parameters():
