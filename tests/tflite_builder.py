@@ -287,6 +287,14 @@ class TFLiteGraph:
                       options)
         return y
 
+    def elementwise(self, code, x, *, y_scale, y_zero_point, options_type=None, options=None,
+                    name="act") -> int:
+        """Append a one-input element-wise operator ``code`` (RELU, LOGISTIC, QUANTIZE, ...)
+        with output quantization ``(y_scale, y_zero_point)``."""
+        y = self.activation(f"{name}/y", self.shape(x), scale=y_scale, zero_point=y_zero_point)
+        self.operator(code, [x], [y], options_type, options)
+        return y
+
     # ---- output ------------------------------------------------------------------------------
     def build(self, outputs) -> bytes:
         """Return the ``.tflite`` flatbuffer with graph outputs ``outputs`` (tensor indices)."""
