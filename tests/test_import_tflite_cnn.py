@@ -99,10 +99,10 @@ def _refused(builder, out, message):
 def test_unsupported_operator_is_named():
     g = TFLiteGraph()
     x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
-    y = g.activation("hs/y", (1, 4, 4, 2), scale=0.1, zero_point=0)
-    g.operator(schema.BuiltinOperator.HARD_SWISH, [x], [y])
-    _refused(g, y, r"the TFLite bytes: unsupported operator in operator 0 \(HARD_SWISH, output "
-                   r"'hs/y'\); Tessera imports TFLite graphs of: CONV_2D, DEPTHWISE_CONV_2D")
+    y = g.activation("exp/y", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    g.operator(schema.BuiltinOperator.EXP, [x], [y])
+    _refused(g, y, r"the TFLite bytes: unsupported operator in operator 0 \(EXP, output "
+                   r"'exp/y'\); Tessera imports TFLite graphs of: CONV_2D, DEPTHWISE_CONV_2D")
 
 
 def test_broadcasting_add_is_refused():
@@ -159,11 +159,26 @@ def test_float_edges_quantize_and_dequantize_like_tflite_micro():
     np.testing.assert_array_equal(qgraph.predict(x_float), expected)
 
 
-def test_quantize_inside_the_graph_is_refused():
+def test_quantize_inside_the_graph_is_a_requantization_table():
     g = TFLiteGraph()
     x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
     c = g.max_pool2d(x, pool=2, stride=2, name="pool")
     y = g.activation("requantized", (1, 2, 2, 2), scale=0.2, zero_point=3)
     g.operator(schema.BuiltinOperator.QUANTIZE, [c], [y])
-    _refused(g, y, r"operator 1 \(QUANTIZE, output 'requantized'\): QUANTIZE and DEQUANTIZE are "
-                   "read only at the model's float input and output")
+    model = g.build(outputs=[y])
+    x_q = np.arange(-128, 128, 8, dtype=np.int16).astype(np.int8).reshape(1, 4, 4, 2)
+    qgraph = tessera.load_model(model, mode="tflite")
+    assert [op.kind for op in qgraph.graph.ops] == ["MAX_POOL_2D", "LUT"]
+    np.testing.assert_array_equal(qgraph.predict(x_q, raw=True), run_tflm(model, [x_q])[0])
+
+
+def test_dequantize_inside_the_graph_is_refused():
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    c = g.max_pool2d(x, pool=2, stride=2, name="pool")
+    y = g._add_tensor("dequantized", (1, 2, 2, 2), schema.TensorType.FLOAT32, None)
+    g.operator(schema.BuiltinOperator.DEQUANTIZE, [c], [y])
+    z = g.activation("again", (1, 2, 2, 2), scale=0.2, zero_point=3)
+    g.operator(schema.BuiltinOperator.QUANTIZE, [y], [z])
+    _refused(g, z, r"operator 1 \(DEQUANTIZE, output 'dequantized'\): QUANTIZE and DEQUANTIZE "
+                   "are read only at the model's float input and output")

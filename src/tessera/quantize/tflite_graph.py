@@ -6,8 +6,11 @@ bottom/right), VALID as zeros, strides, dilations, depth multipliers, fused acti
 weights keep their layout (CONV_2D OHWI, DEPTHWISE_CONV_2D ``[1, KH, KW, C*m]``);
 FULLY_CONNECTED weights ``[N, K]`` are transposed to the graph's ``[K, N]``. A float input
 followed by QUANTIZE and a DEQUANTIZE before a float output are the graph's edges.
+Standalone element-wise operators (RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, an int8
+-> int8 QUANTIZE) become lookup tables with TFLite Micro's arithmetic (:mod:`.tflite_tables`);
+a RELU or RELU6 whose input and output share a quantization stays a clamp.
 Anything else — another operator, broadcasting ADD, fused activations other than NONE/RELU/RELU6,
-a requantizing QUANTIZE inside the graph — is refused with the operator and tensor named.
+a QUANTIZE between other types — is refused with the operator and tensor named.
 """
 
 from __future__ import annotations
@@ -16,16 +19,14 @@ import numpy as np
 
 from ..graph import Graph, Operation, QuantizedGraph, QuantParams, Tensor
 from .errors import UnsupportedModelError
-from .lut_tabulate import numpy_lut, tabulate_tflite
+from .tflite_tables import tflite_table
 
 __all__ = ["GRAPH_OPS", "import_tflite_graph"]
 
 #: TFLite operators the graph importer reads.
 GRAPH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
              "MEAN", "ADD", "PAD", "PADV2", "RESHAPE", "CONCATENATION", "SOFTMAX", "RELU",
-             "RELU6", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE")
-_TABLES = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
-           "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
+             "RELU6", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE")
 
 
 class _GraphReader:
@@ -162,17 +163,13 @@ class _GraphReader:
 
     def table(self, kind, op, where, x, y):
         xq, yq = self.tensors[x].qparams, self.tensors[y].qparams
-        if kind in ("RELU", "RELU6") and xq == yq:
+        if kind in ("RELU", "RELU6") and xq == yq:     # a clamp on the shared quantization
             self.add(kind, [x], y)
             return
         r = self.r
-        lut = tabulate_tflite(op, r.model.operatorCodes[op.opcodeIndex],
+        lut, _ = tflite_table(kind, op, r.model.operatorCodes[op.opcodeIndex],
                               r.tensor(op.inputs[0]).quantization,
-                              r.tensor(op.outputs[0]).quantization,
-                              reference=self.mode == "tflite")
-        if lut is None:
-            lut = numpy_lut(_TABLES[kind], xq.scalar_scale, xq.scalar_zero_point,
-                            yq.scalar_scale, yq.scalar_zero_point, self.mode)
+                              r.tensor(op.outputs[0]).quantization, mode=self.mode, where=where)
         name = f"{y}/table"
         self.tensors[name] = Tensor(name, (256,), "int8", data=lut)
         self.add("LUT", [x, name], y, {"function": kind.lower()})
@@ -257,12 +254,15 @@ class _GraphReader:
         src, dst = op.inputs[0], op.outputs[0]
         if kind == "QUANTIZE" and src in g.inputs and r.type_of(src) == "FLOAT32":
             self.alias[src] = self.activation(dst, where)
+        elif kind == "QUANTIZE" and r.type_of(src) == "INT8" and r.type_of(dst) == "INT8":
+            self.table(kind, op, where, self.activation(src, where), self.activation(dst, where))
         elif kind == "DEQUANTIZE" and dst in g.outputs and r.type_of(dst) == "FLOAT32":
             self.alias[dst] = self.activation(src, where)
         else:
             raise UnsupportedModelError(
                 f"{where}: QUANTIZE and DEQUANTIZE are read only at the model's "
-                "float input and output; this one converts tensor "
+                "float input and output and as int8 -> int8 requantizations; this one converts "
+                "tensor "
                 f"{r.tname(src)!r} inside the graph (not supported)")
 
 

@@ -10,8 +10,8 @@ A converter's constant shape arithmetic before a RESHAPE (SHAPE, STRIDED_SLICE, 
 folded first (:mod:`.tflite_fold`).
 
 Weights are int8 ``[N, K]`` (per tensor or per output channel, zero point 0), biases int32.
-Standalone activation operators become the preceding layer's lookup table, tabulated by running the
-operator in LiteRT itself (see :mod:`.lut_tabulate`). Such chains import as a
+Standalone activation operators become the preceding layer's lookup table
+(:mod:`.tflite_tables`: TFLite Micro's arithmetic in mode ``"tflite"``, LiteRT's in ``"onnx"``). Such chains import as a
 :class:`QuantizedModel` (they run on the accelerator); a model with any other operator (CNNs,
 residual DAGs) is read by :mod:`.tflite_graph` into a :class:`tessera.graph.QuantizedGraph`.
 
@@ -27,18 +27,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UnsupportedModelError
-from .lut_tabulate import numpy_lut, tabulate_tflite
 from .prequantized import LayerDrafts
 from .tflite_fold import fold_shape_subgraphs
 from .tflite_reader import TFLiteReader, is_tflite_bytes, read_tflite
+from .tflite_tables import tflite_table
 
 __all__ = ["TFLITE_OPS", "is_tflite_bytes", "import_tflite"]
 
 #: Operators Tessera imports from TFLite models.
 TFLITE_OPS = ("QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "LOGISTIC", "TANH", "RELU", "RELU6",
               "RESHAPE")
-_TABLE_FUNCTIONS = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
-                    "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
 
 
 def _fully_connected(r, i, op, x, drafts):
@@ -149,15 +147,10 @@ def import_tflite(source, *, mode=None):
                     f"{where} does not follow a FULLY_CONNECTED layer; Tessera fuses "
                     "activations into the layer before them")
             out = r.qparams(op.outputs[0], where)
-            lut = tabulate_tflite(op, model.operatorCodes[op.opcodeIndex],
-                                  r.tensor(op.inputs[0]).quantization,
-                                  r.tensor(op.outputs[0]).quantization,
-                                  reference=mode == "tflite")
-            source_name = "LiteRT " + ("BUILTIN_REF" if mode == "tflite" else "default resolver")
-            if lut is None:
-                lut = numpy_lut(_TABLE_FUNCTIONS[kind], params.scale, params.zero_point,
-                                out.scale, out.zero_point, "tflite")
-                source_name = "numpy float32"
+            lut, source_name = tflite_table(kind, op, model.operatorCodes[op.opcodeIndex],
+                                            r.tensor(op.inputs[0]).quantization,
+                                            r.tensor(op.outputs[0]).quantization, mode=mode,
+                                            where=where)
             drafts.attach_table(layer, lut, out, what=where, source=source_name)
             params = out
         current = op.outputs[0]

@@ -1,0 +1,98 @@
+"""The int8 [256] lookup table of a standalone TFLite element-wise operator.
+
+Both TFLite importers (:mod:`.tflite_import`, :mod:`.tflite_graph`) turn RELU, RELU6,
+LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH and an int8 -> int8 QUANTIZE into a table over all 256
+inputs. In mode ``"tflite"`` the table is TFLite Micro's arithmetic for that operator:
+
+* RELU, RELU6, LEAKY_RELU, QUANTIZE: :mod:`tessera.numerics.activations_tflite` (NumPy ports of
+  the TFLite Micro kernels; RELU6 clamps in the input's domain and ignores the output
+  quantization, as TFLite Micro does — LiteRT rescales instead);
+* LOGISTIC, TANH, HARD_SWISH: run in LiteRT's ``BUILTIN_REF`` kernels, which are the
+  ``reference_integer_ops`` code TFLite Micro compiles (``tests/test_tflite_tables.py`` checks
+  every table against the ``tflite-micro`` wheel on random quantizations).
+
+In mode ``"onnx"`` every table is run in LiteRT's default resolver (what LiteRT users get).
+An operator whose table cannot be made exactly (LiteRT refuses its quantization, a negative
+LEAKY_RELU alpha) is refused with :class:`UnsupportedModelError`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UnsupportedModelError
+from .lut_tabulate import numpy_lut, tabulate_tflite
+
+__all__ = ["TABLE_OPS", "tflite_table"]
+
+#: Standalone element-wise operators imported as a lookup table.
+TABLE_OPS = ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE")
+
+_ALL_INT8 = np.arange(-128, 128, dtype=np.int16).astype(np.int8)
+_FLOAT = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
+          "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
+
+
+def _scalar(quant, where, what):
+    if quant is None or quant.scale is None or len(quant.scale) != 1:
+        raise UnsupportedModelError(f"{where}: its {what} is not quantized per tensor; a "
+                                    "table activation needs one scale and zero point")
+    zero_point = int(quant.zeroPoint[0]) if quant.zeroPoint is not None else 0
+    return np.float32(quant.scale[0]), zero_point
+
+
+def _numpy_tflm(kind, op, x, y, where):
+    from ..numerics import activations_tflite as act
+    q = {"x_scale": x[0], "x_zero_point": x[1], "y_scale": y[0], "y_zero_point": y[1]}
+    if kind == "LEAKY_RELU":
+        alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.2
+        try:
+            return act.leaky_relu(_ALL_INT8, alpha=alpha, **q)
+        except ValueError as exc:
+            raise UnsupportedModelError(f"{where}: {exc}") from None
+    fn = {"RELU": act.relu, "RELU6": act.relu6, "QUANTIZE": act.requantize_int8}[kind]
+    return fn(_ALL_INT8, **q)
+
+
+def tflite_table(kind, op, opcode, in_quant, out_quant, *, mode, where):
+    """Return ``(table, source)``: operator ``op``'s int8 table and what computed it.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`TABLE_OPS`.
+    op : schema.OperatorT
+    opcode : schema.OperatorCodeT
+    in_quant, out_quant : schema.QuantizationParametersT
+    mode : {"tflite", "onnx"}
+    where : str
+        Names the operator in messages.
+
+    Returns
+    -------
+    (numpy.ndarray of int8 [256], str)
+        ``table[x + 128]`` is the operator's output for input ``x``.
+
+    Raises
+    ------
+    UnsupportedModelError
+        Per-channel quantization, or a quantization the runtime refuses for this operator.
+    """
+    x, y = _scalar(in_quant, where, "input"), _scalar(out_quant, where, "output")
+    if mode == "tflite" and kind in ("RELU", "RELU6", "LEAKY_RELU", "QUANTIZE"):
+        return _numpy_tflm(kind, op, x, y, where), "TFLite Micro arithmetic (NumPy)"
+    reference = mode == "tflite"
+    try:
+        lut = tabulate_tflite(op, opcode, in_quant, out_quant, reference=reference)
+    except (RuntimeError, ValueError) as exc:
+        raise UnsupportedModelError(
+            f"{where}: LiteRT refuses this operator with input (scale {float(x[0])!r}, zero "
+            f"point {x[1]}) and output (scale {float(y[0])!r}, zero point {y[1]}): "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+            ) from None
+    if lut is not None:
+        return lut, "LiteRT " + ("BUILTIN_REF" if reference else "default resolver")
+    if kind not in _FLOAT:
+        raise UnsupportedModelError(f"{where}: its table needs ai-edge-litert (pip install "
+                                    "'tessera-fpga[tflite]')")
+    return numpy_lut(_FLOAT[kind], x[0], x[1], y[0], y[1], "tflite"), "numpy float32"

@@ -1,0 +1,106 @@
+"""Standalone TFLite element-wise operators equal TFLite Micro on all 256 int8 inputs.
+
+Each operator is a one-operator model (``tests/tflite_builder.py``) with random input and output
+quantizations — differing ones included, where TFLite Micro's RELU6 clamps in the input's domain
+and ignores the output quantization — run on the ``tflite-micro`` wheel; the table Tessera builds
+(:mod:`tessera.quantize.tflite_tables`) and the imported graph's ``predict`` must equal it.
+"""
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+from tflite_builder import TFLiteGraph, run_tflm
+
+import tessera
+from tessera.numerics import activations_tflite
+
+OPS = schema.BuiltinOperator
+ALL_INT8 = np.arange(-128, 128, dtype=np.int16).astype(np.int8)
+
+
+def _leaky(alpha):
+    options = schema.LeakyReluOptionsT()
+    options.alpha = alpha
+    return schema.BuiltinOptions.LeakyReluOptions, options
+
+
+# kind -> (builtin code, options, fixed output quantization or None)
+CASES = {
+    "RELU": (OPS.RELU, (None, None), None),
+    "RELU6": (OPS.RELU6, (None, None), None),
+    "LEAKY_RELU": (OPS.LEAKY_RELU, _leaky(0.3), None),
+    "LEAKY_RELU_0": (OPS.LEAKY_RELU, _leaky(0.0), None),
+    "HARD_SWISH": (OPS.HARD_SWISH, (None, None), None),
+    "LOGISTIC": (OPS.LOGISTIC, (None, None), (1 / 256, -128)),
+    "TANH": (OPS.TANH, (None, None), (1 / 128, 0)),
+    "QUANTIZE": (OPS.QUANTIZE, (None, None), None),
+}
+
+
+def _quantizations(kind, count=6):
+    """Random quantizations; the first has equal input and output, the second zero points at
+    the int8 ends (a RELU6 whose six saturates, a RELU whose output is one value)."""
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    rows = [(0.05, -3, 0.05, -3), (0.01, 127, 0.2, -128)]
+    for _ in range(count - 2):
+        rows.append((float(np.exp(rng.uniform(-6, 0.5))), int(rng.integers(-128, 128)),
+                     float(np.exp(rng.uniform(-6, 0.5))), int(rng.integers(-128, 128))))
+    fixed = CASES[kind][2]
+    return [(sx, zx) + (fixed or (sy, zy)) for sx, zx, sy, zy in rows]
+
+
+def _one_op(kind, sx, zx, sy, zy):
+    code, (options_type, options), _ = CASES[kind]
+    g = TFLiteGraph()
+    x = g.input("x", (1, 16, 16, 1), scale=sx, zero_point=zx)
+    # A max pool first makes it a graph (the chain importer wants a FULLY_CONNECTED first).
+    p = g.max_pool2d(x, pool=1, stride=1, name="pool")
+    y = g.elementwise(code, p, y_scale=sy, y_zero_point=zy, options_type=options_type,
+                      options=options, name=kind.lower())
+    return g.build(outputs=[y])
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_every_int8_input_equals_tflm(kind):
+    x = ALL_INT8.reshape(1, 16, 16, 1)
+    for sx, zx, sy, zy in _quantizations(kind):
+        model = _one_op(kind, sx, zx, sy, zy)
+        expected = run_tflm(model, [x])[0]
+        qgraph = tessera.load_model(model, mode="tflite")
+        np.testing.assert_array_equal(qgraph.predict(x, raw=True), expected,
+                                      err_msg=f"{kind} x ({sx}, {zx}) y ({sy}, {zy})")
+
+
+def test_relu6_with_differing_quantizations_clamps_the_raw_input():
+    # TFLite Micro's RELU6 ignores the output quantization: six = round(6 / 0.05) + 10 = 130
+    # saturates to 127, zero = 10; the result is the input clamped, not rescaled.
+    y = activations_tflite.relu6(ALL_INT8, x_scale=0.05, x_zero_point=10, y_scale=0.5,
+                                 y_zero_point=-100)
+    np.testing.assert_array_equal(y, np.clip(ALL_INT8, 10, 127))
+
+
+def test_relu6_after_a_fully_connected_layer_equals_tflm():
+    rng = np.random.default_rng(66)
+    g = TFLiteGraph()
+    x = g.input("x", (1, 12), scale=0.03, zero_point=4)
+    h = g.fully_connected(x, rng.integers(-127, 128, (8, 12)).astype(np.int8),
+                          rng.integers(-3000, 3000, 8), w_scale=0.01, y_scale=0.02,
+                          y_zero_point=-7)
+    y = g.elementwise(OPS.RELU6, h, y_scale=0.03, y_zero_point=-128)
+    model = g.build(outputs=[y])
+    samples = rng.integers(-128, 128, (64, 12)).astype(np.int8)
+    expected = np.concatenate([run_tflm(model, [s[None]])[0] for s in samples])
+    qmodel = tessera.load_model(model, mode="tflite")
+    np.testing.assert_array_equal(qmodel.predict(samples, raw=True), expected)
+
+
+def test_leaky_relu_with_negative_alpha_is_refused():
+    options_type, options = _leaky(-0.5)
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 1), scale=0.05, zero_point=0)
+    p = g.max_pool2d(x, pool=1, stride=1, name="pool")
+    y = g.elementwise(OPS.LEAKY_RELU, p, y_scale=0.05, y_zero_point=0,
+                      options_type=options_type, options=options, name="leaky")
+    with pytest.raises(tessera.UnsupportedModelError,
+                       match=r"LEAKY_RELU.*alpha must be a finite number >= 0, not -0.5"):
+        tessera.load_model(g.build(outputs=[y]), mode="tflite")
