@@ -105,8 +105,9 @@ def test_onnx_mode_adds_run_on_the_host_and_convolutions_on_the_device(tmp_path)
     compiled = compile_graph(qgraph, config)
     where = [(s.kind, s.where) for s in compiled.steps]
     assert ("ADD", "host") in where and ("ADD", "device") not in where
+    assert ("MAX_POOL_2D", "device") in where and ("AVERAGE_POOL_2D", "host") in where
     assert all(w == "device" for k, w in where if k in ("CONV_2D", "DEPTHWISE_CONV_2D"))
-    assert [s.where for s in compiled.segments].count("device") == 4
+    assert [s.where for s in compiled.segments].count("device") == 5
     x = onnx_cnn._inputs(onnx_cnn.SHAPES["ResNet"], 100)
     expected = onnx_cnn._ort(path, x)
     with tessera.connect("emu", config=config) as dev:

@@ -226,10 +226,12 @@ def _lower_conv(graph, index, op, config, folds):
 
 
 def _lower_pool(graph, index, op, config, folds):
-    _tflite_only(graph, op)
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     a = op.attrs
     average = op.kind == "AVERAGE_POOL_2D"
+    if average or _scalar(x.qparams) != _scalar(y.qparams):
+        # ONNX Runtime's MaxPool is the int8 maximum when it does not requantize.
+        _tflite_only(graph, op)
     (ih, iw, c), (oh, ow, _) = map_shape(x.shape), map_shape(y.shape)
     sy, zy = _scalar(y.qparams)
     lo, hi = numerics.activation_bounds(a["activation"], sy, zy)
