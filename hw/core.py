@@ -24,7 +24,7 @@ from tessera.spec import isa
 
 from .array import MacArray
 from .cnn_issue import add_issue, conv_issue
-from .core_cnn import elaborate_cnn_core
+from .core_cnn import elaborate_cnn_core, host_buffer_writes
 from .counters import EventSignature
 from .drain import Drain
 from .gemm import GEMM_COMMAND, GemmEngine, gemm_command
@@ -157,19 +157,8 @@ class Core(wiring.Component):
             act_wr.en.eq(drain.wr_en | (host_write & (self.write.buffer == isa.Buffer.ACT))),
             act_wr.addr.eq(Mux(drain.wr_en, drain.wr_addr, self.write.addr)),
             act_wr.data.eq(Mux(drain.wr_en, drain.wr_data, self.write.data[:act_bits])),
-            wgt_wr.en.eq(host_write & (self.write.buffer == isa.Buffer.WGT)),
-            wgt_wr.addr.eq(self.write.addr),
-            wgt_wr.data.eq(self.write.data[:wgt_bits]),
-            param_wr.en.eq(host_write & (self.write.buffer == isa.Buffer.PARAM)),
-            param_wr.addr.eq(self.write.addr),
-            param_wr.data.eq(self.write.data[:PARAM_ENTRY.size]),
         ]
-        if config.lut:
-            m.d.comb += [
-                postproc.lut_wr_en.eq(host_write & (self.write.buffer == isa.Buffer.LUT)),
-                postproc.lut_wr_addr.eq(self.write.addr[:8]),
-                postproc.lut_wr_data.eq(self.write.data[:8]),
-            ]
+        host_buffer_writes(m, self, host_write, wgt_wr, param_wr, postproc)
 
         m.d.comb += self.idle.eq(~engine.busy & ~drain.busy)
         wiring.connect(m, engine.events, wiring.flipped(self.events))

@@ -33,7 +33,26 @@ from .pool_post import PoolPostProcessor
 from .postproc import PostProcessor
 from .ram import block_ram, registered_read
 
-__all__ = ["elaborate_cnn_core"]
+__all__ = ["elaborate_cnn_core", "host_buffer_writes"]
+
+
+def host_buffer_writes(m, core, host_write, wgt_wr, param_wr, postproc):
+    """Connect the host's writes of WGT, PARAM and the LUT (``host_write``: one this cycle)."""
+    config, write = core.config, core.write
+    m.d.comb += [
+        wgt_wr.en.eq(host_write & (write.buffer == isa.Buffer.WGT)),
+        wgt_wr.addr.eq(write.addr),
+        wgt_wr.data.eq(write.data[:config.cols * config.weight_bits]),
+        param_wr.en.eq(host_write & (write.buffer == isa.Buffer.PARAM)),
+        param_wr.addr.eq(write.addr),
+        param_wr.data.eq(write.data[:PARAM_ENTRY.size]),
+    ]
+    if config.lut:
+        m.d.comb += [
+            postproc.lut_wr_en.eq(host_write & (write.buffer == isa.Buffer.LUT)),
+            postproc.lut_wr_addr.eq(write.addr[:8]),
+            postproc.lut_wr_data.eq(write.data[:8]),
+        ]
 
 
 def elaborate_cnn_core(core, platform):
@@ -144,19 +163,8 @@ def elaborate_cnn_core(core, platform):
                            Mux(adds.wr_en, adds.wr_addr, core.write.addr))),
         act.wr_data.eq(Mux(drain.wr_en, drain.wr_data,
                            Mux(adds.wr_en, adds.wr_data, core.write.data[:act_bits]))),
-        wgt_wr.en.eq(host_write & (core.write.buffer == isa.Buffer.WGT)),
-        wgt_wr.addr.eq(core.write.addr),
-        wgt_wr.data.eq(core.write.data[:wgt_bits]),
-        param_wr.en.eq(host_write & (core.write.buffer == isa.Buffer.PARAM)),
-        param_wr.addr.eq(core.write.addr),
-        param_wr.data.eq(core.write.data[:PARAM_ENTRY.size]),
     ]
-    if config.lut:
-        m.d.comb += [
-            postproc.lut_wr_en.eq(host_write & (core.write.buffer == isa.Buffer.LUT)),
-            postproc.lut_wr_addr.eq(core.write.addr[:8]),
-            postproc.lut_wr_data.eq(core.write.data[:8]),
-        ]
+    host_buffer_writes(m, core, host_write, wgt_wr, param_wr, postproc)
 
     m.d.comb += core.idle.eq(~engine.busy & ~drain.busy & ~front.busy & ~adds.busy)
     wiring.connect(m, engine.events, wiring.flipped(core.events))
