@@ -7,6 +7,9 @@ UART in front of the two streams; the RTL simulation drives them from cocotb thr
 written by :func:`generate_verilog` (module ``tessera_top``; ports ``clk``, ``rst``,
 ``i_rx__payload``, ``i_rx__valid``, ``i_rx__ready``, ``o_tx__payload``, ``o_tx__valid``,
 ``o_tx__ready``, ``busy``).
+
+With ``config.cnn`` (ISA version 3) the executor issues ``CONV`` and ``ADD`` to the Core on the
+streams of :mod:`tessera.hw.cnn_issue` (``o_conv``/``i_conv``, ``o_add``/``i_add``).
 """
 
 from pathlib import Path
@@ -50,17 +53,6 @@ class Accelerator(wiring.Component):
     i_rx: In(stream.Signature(8))
     o_tx: Out(stream.Signature(8))
     busy: Out(1)
-
-    def __new__(cls, config, *args, **kwargs):
-        if config.cnn:
-            # The CNN units exist (hw/gather.py, window.py, conv_commands.py, add.py, pool*.py)
-            # but are not wired into the executor yet: a build would answer HELLO with ISA
-            # version 3 and then refuse WINDOW/CONV/ADD, so it is not built at all. Refused in
-            # __new__ so that no half-made elaboratable is left to warn "never used".
-            raise ValueError("The gateware does not execute ISA version 3 (cnn=True) yet "
-                             "(issue #15); run CNN configurations on the emulator: "
-                             "tessera.connect('emu', config=...) or tessera profile")
-        return super().__new__(cls, config, *args, **kwargs)
 
     def __init__(self, config):
         self._config = config

@@ -1,9 +1,9 @@
-"""A ``cnn`` accelerator around a Core that takes every ``CONV``/``ADD`` and ignores it.
+"""A ``cnn`` accelerator around a Core that takes every ``CONV``/``ADD`` at once and ignores it.
 
-Until the Core executes ISA version 3 (``i_conv``/``i_add``, issue #15), the instruction checks
-of the decoder and the sequencer are tested end to end on this top: the real executor, link and
-dense Core, with ``i_conv``/``i_add`` always ready. Every response to a program whose ``CONV``s
-and ``ADD``s need not have run (errors, programs without a ``STORE`` after them) is the real
+The instruction checks of the decoder and the sequencer are tested end to end on this top,
+whatever the Core does with what they issue: the real executor and link, the dense Core of the
+same buffers, ``i_conv``/``i_add`` always ready. Every response to a program whose ``CONV``s and
+``ADD``s need not have run (errors, programs without a ``STORE`` after them) is the real
 device's; the issued instructions are recorded by :func:`issue_monitor`.
 """
 
@@ -24,8 +24,7 @@ class IgnoringCnnCore(wiring.Component):
     """The dense :class:`~tessera.hw.core.Core` plus ``i_conv``/``i_add`` that take anything."""
 
     def __init__(self, config):
-        # (the dense Core of the same buffers and array: the Core of a cnn configuration is
-        # being built)
+        # (the dense Core of the same buffers and array)
         self._core = Core(config.replace(cnn=False, act_bank_lanes=1, drain_lanes=1))
         super().__init__({
             **dict(self._core.signature.members),
@@ -45,9 +44,6 @@ class IgnoringCnnCore(wiring.Component):
 
 class StubCnnAccelerator(Accelerator):
     """:class:`~tessera.hw.top.Accelerator` built with :class:`IgnoringCnnCore`."""
-
-    def __new__(cls, config):
-        return wiring.Component.__new__(cls)
 
     core = None   #: the IgnoringCnnCore, once elaborated
 

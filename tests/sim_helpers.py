@@ -25,6 +25,16 @@ CONFIGS = {
     "8x8": AcceleratorConfig(),
 }
 
+#: The ISA version 3 configurations of the CNN system tests and the CNN fuzz run: 4 rows x 2
+#: columns, small buffers, mode tflite only, a short receive timeout; ACT banks of one lane and
+#: of two.
+CNN_CONFIGS = {
+    "4x2-cnn": AcceleratorConfig(rows=4, cols=2, act_depth=512, weight_depth=1024,
+                                 param_depth=64, max_payload=256, cnn=True,
+                                 requant_modes=("tflite",), lut=False, rx_timeout_cycles=64),
+}
+CNN_CONFIGS["4x2-cnn-banked"] = CNN_CONFIGS["4x2-cnn"].replace(act_bank_lanes=2)
+
 
 def simulators() -> list:
     """Return the simulators to test: ``$SIM`` if set, else Verilator and, when installed, Icarus.
@@ -47,8 +57,10 @@ def require(simulator):
 
 @functools.lru_cache(maxsize=None)
 def build(config_name, simulator, design="accelerator"):
-    """Build (or fetch from the cache) the RTL of ``CONFIGS[config_name]``: once per session."""
-    return runner.build(CONFIGS[config_name], simulator, design=design)
+    """Build (or fetch from the cache) the RTL of ``CONFIGS[config_name]`` (or of
+    ``CNN_CONFIGS[config_name]``): once per session."""
+    config = CONFIGS.get(config_name) or CNN_CONFIGS[config_name]
+    return runner.build(config, simulator, design=design)
 
 
 def run_cycles(dut, script, output):

@@ -6,16 +6,13 @@ multiple of ``in_c``, ranges ending at and one past their buffer, ``ADD`` outsid
 opcodes above 8) into the executor: every response (status and ``ErrorRecord``) equals the
 emulator's, and every ``CONV``/``ADD`` the emulator accepts is issued to the Core exactly once,
 with its fields, the window and the post state current at issue. The Core here takes the issued
-instructions and ignores them (tests/hw_cnn_top_helpers.py) until it executes them (#15).
+instructions at once and ignores them (tests/hw_cnn_top_helpers.py): the checks and the issue
+alone, whatever the Core does with them (tests/test_sim_cnn.py and the CNN fuzz run of
+tests/test_sim_fuzz.py run the whole device).
 """
 
-import re
-
 import numpy as np
-import pytest
 
-import tessera
-from tessera.hw.top import Accelerator
 from tessera.runtime import conv
 from tessera.runtime.emulator import Emulator
 from tessera.spec import AcceleratorConfig, isa
@@ -27,7 +24,6 @@ from hw_exec_helpers import parse, run_rtl
 
 CFG = AcceleratorConfig(rows=4, cols=2, act_depth=256, weight_depth=512, param_depth=64,
                         max_payload=96, rx_timeout_cycles=64, cnn=True)
-MESSAGE = re.escape("The gateware does not execute ISA version 3 (cnn=True) yet (issue #15)")
 WINDOW_FIELDS = [f for f in isa.CNN_LAYOUTS[CnnOpcode.WINDOW].fields if f.name != "opcode"]
 #: WINDOW pad_values: in the int8 input range or not (-129 and 128 differ from -128/127 in
 #: one bit of byte 12 and byte 13 each; +-256 and the s16 ends in bytes 13 and 14)
@@ -217,12 +213,3 @@ def test_cnn_checks_and_issues_equal_the_emulator():
     # the pad_value cases (the last requests) are refused exactly outside the input range
     assert statuses[-len(PAD_VALUES):] == list(PAD_VALUES.values())
 
-
-def test_accelerator_refuses_a_cnn_configuration():
-    with pytest.raises(ValueError, match=f"^{MESSAGE}"):
-        Accelerator(AcceleratorConfig(rows=4, cols=2, cnn=True))
-
-
-def test_sim_refuses_a_cnn_configuration_before_building():
-    with pytest.raises(ValueError, match=MESSAGE):
-        tessera.connect("sim", config=AcceleratorConfig(rows=4, cols=2, cnn=True))
