@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 from hw_cnn_helpers import set_window
 from test_hw_cnn_gather import WINDOWS, _requests
 from tessera.hw.window import WindowAddressGenerator
+from tessera.runtime import conv
 from tessera.spec import AcceleratorConfig
 
 
@@ -83,3 +84,26 @@ def test_one_channel_commands_are_the_emulators(name):
 def test_rows_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="power-of-two row count, not 6"):
         WindowAddressGenerator(AcceleratorConfig(rows=6, cols=2, cnn=True))
+
+
+#: Windows beyond WINDOWS' small ones: a one-pixel-wide map (every tile crosses `rows` output
+#: rows) and wide rows with the largest strides, dilation and padding (q near its width).
+WIDE_WINDOWS = {
+    "one column": conv.Window(9, 1, 2, 9, 1, 2, 3, 1, 1, 1, 1, 1, 1, 0, 7),
+    "wide, stride 7, pad 15": conv.Window(8, 1000, 1, 3, 143, 1, 3, 3, 2, 7, 3, 7, 2, 15, 0),
+}
+
+
+@pytest.mark.parametrize("name, rows", [("one column", 1), ("one column", 4),
+                                        ("one column", 32), ("wide, stride 7, pad 15", 4)])
+def test_wide_windows_are_the_emulators(name, rows):
+    window, src = WIDE_WINDOWS[name], 5
+    config = AcceleratorConfig(rows=rows, cols=2, act_depth=2048, cnn=True)
+    tiles = -(-window.out_h * window.out_w // rows)
+    commands = [dict(src=src, first_tile=t == 0, next_tile=t > 0, all_channels=1, channel=0)
+                for t in range(tiles)]
+    expected = [lanes for _t, _tap, _c, lanes in _requests(window, rows, src)]
+    steps = _generate(config, window, commands)
+    assert steps == expected
+    entries = [entry for step in steps for entry, _o, pad in step if not pad]
+    assert max(entries) > (600 if window.in_w > 1 else 2 * 9 // rows)
