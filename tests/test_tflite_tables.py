@@ -37,12 +37,14 @@ CASES = {
 }
 
 
-def _quantizations(kind, count=6):
-    """Random quantizations; the first has equal input and output, the second zero points at
-    the int8 ends (a RELU6 whose six saturates, a RELU whose output is one value)."""
+def _quantizations(kind, count=8):
+    """Quantizations: equal input and output, zero points at the int8 ends (a RELU6 whose six
+    saturates), power-of-two scales, then random ones."""
     rng = np.random.default_rng(sum(map(ord, kind)))
-    rows = [(0.05, -3, 0.05, -3), (0.01, 127, 0.2, -128)]
-    for _ in range(count - 2):
+    # Power-of-two scales (a TANH's 1/128 feeding a LOGISTIC) put gemmlowp's ties on inputs.
+    rows = [(0.05, -3, 0.05, -3), (0.01, 127, 0.2, -128), (1 / 128, 0, 1 / 64, 5),
+            (1 / 1024, -128, 1 / 32, 0)]
+    for _ in range(count - 4):
         rows.append((float(np.exp(rng.uniform(-6, 0.5))), int(rng.integers(-128, 128)),
                      float(np.exp(rng.uniform(-6, 0.5))), int(rng.integers(-128, 128))))
     fixed = CASES[kind][2]
@@ -104,3 +106,22 @@ def test_leaky_relu_with_negative_alpha_is_refused():
     with pytest.raises(tessera.UnsupportedModelError,
                        match=r"LEAKY_RELU.*alpha must be a finite number >= 0, not -0.5"):
         tessera.load_model(g.build(outputs=[y]), mode="tflite")
+
+
+@pytest.mark.parametrize("kind", ["LOGISTIC", "TANH"])
+def test_logistic_and_tanh_equal_tflm_at_power_of_two_and_random_scales(kind):
+    # LiteRT's BUILTIN_REF differs from TFLite Micro by 1 at small power-of-two input scales
+    # (e.g. x = +-1 at scale 1/128): the NumPy port follows TFLite Micro's gemmlowp arithmetic.
+    code, _, (sy, zy) = CASES[kind]
+    fn = activations_tflite.logistic if kind == "LOGISTIC" else activations_tflite.tanh
+    rng = np.random.default_rng(51)
+    scales = [(2.0 ** k, z) for k in range(-12, 2, 2) for z in (0, -128, 37)]
+    scales += [(float(np.exp(rng.uniform(-8, 1))), int(rng.integers(-128, 128)))
+               for _ in range(12)]
+    for sx, zx in scales:
+        g = TFLiteGraph()
+        x = g.input("x", (1, 256), scale=sx, zero_point=zx)
+        y = g.elementwise(code, x, y_scale=sy, y_zero_point=zy)
+        expected = run_tflm(g.build(outputs=[y]), [ALL_INT8[None]])[0][0]
+        np.testing.assert_array_equal(fn(ALL_INT8, x_scale=sx, x_zero_point=zx), expected,
+                                      err_msg=f"{kind} x ({sx}, {zx})")

@@ -2,7 +2,8 @@
 
 Each function is the arithmetic of one TFLite Micro kernel (``tensorflow/lite/micro/kernels/``:
 ``activations_common.cc`` for RELU and RELU6, ``leaky_relu_common.cc``, ``quantize_common.cc``
-with ``reference_ops::Requantize``) including its ``Prepare``'s float/double rounding of the
+with ``reference_ops::Requantize``, ``logistic_common.cc`` and ``tanh.cc`` with
+``reference_integer_ops::Logistic``/``Tanh`` on gemmlowp's fixed point) including its ``Prepare``'s float/double rounding of the
 multipliers. The importers tabulate them over all 256 int8 inputs
 (:mod:`tessera.quantize.tflite_tables`); ``tests/test_tflite_tables.py`` compares every table with
 the ``tflite-micro`` wheel on one-operator models.
@@ -16,10 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_scale, check_zero_point
+from .fixedpoint import exp_on_negative_values, one_over_one_plus_x, rounding_half_sum
+from .fixedpoint import saturating_shift_left
 from .requant_tflite import multiply_by_quantized_multiplier as _mbqm
 from .requant_tflite import quantize_multiplier, round_tflite
+from .rounding import INT32_MAX, rdbpot, srdhm, wrap_int32
 
-__all__ = ["relu", "relu6", "leaky_relu", "requantize_int8"]
+__all__ = ["relu", "relu6", "leaky_relu", "requantize_int8", "logistic", "tanh"]
+
+#: Integer bits of LOGISTIC's and TANH's rescaled input (``kInputIntegerBits``, Q4.27).
+_INPUT_INTEGER_BITS = 4
 
 
 def _check_int8(x_q):
@@ -102,3 +109,62 @@ def requantize_int8(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point) -> np.
     zy = check_zero_point("y_zero_point", y_zero_point)
     m0, e = (int(v) for v in quantize_multiplier(np.float64(sx) / np.float64(sy)))
     return np.clip(_mbqm(x - zx, m0, e) + zy, -128, 127).astype(np.int8)
+
+
+def _rescaled_input(x, x_scale, x_zero_point):
+    """Return ``(d, radius, q4)`` of LOGISTIC/TANH: ``d = x - zx``, the saturation radius and
+    ``d`` in Q4.27 (``MBQM(d, m, shift)`` with ``m, shift`` from ``frexp(sx * 2^27)``)."""
+    sx = check_scale("x_scale", x_scale)
+    zx = check_zero_point("x_zero_point", x_zero_point)
+    q, shift = np.frexp(np.float64(sx) * float(1 << (31 - _INPUT_INTEGER_BITS)))
+    multiplier = int(round_tflite(q * float(1 << 31)))
+    # CalculateInputRadius(4, shift, 31): floor(15 * 2^27 / 2^shift).
+    radius = int(np.floor(((1 << _INPUT_INTEGER_BITS) - 1) *
+                          float(1 << (31 - _INPUT_INTEGER_BITS)) / np.ldexp(1.0, int(shift))))
+    d = x - zx
+    inside = np.abs(d) < radius
+    q4 = np.where(inside, _mbqm(np.where(inside, d, 0), multiplier, int(shift)), 0)
+    return d, radius, q4
+
+
+def _one_minus_x_over_one_plus_x(a):
+    """gemmlowp's ``one_minus_x_over_one_plus_x_for_x_in_0_1`` (Q0.31 in and out)."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    x = wrap_int32(1515870810 + srdhm(half_denominator, -1010580540))
+    for _ in range(3):
+        one_minus = wrap_int32((1 << 29) - srdhm(half_denominator, x))
+        x = wrap_int32(x + saturating_shift_left(srdhm(x, one_minus), 2))
+    return saturating_shift_left(wrap_int32(x - (1 << 29)), 2)
+
+
+def logistic(x_q, *, x_scale, x_zero_point) -> np.ndarray:
+    """Return TFLite Micro's int8 LOGISTIC (``reference_integer_ops::Logistic``).
+
+    The output is scale 1/256, zero point -128 (TFLite Micro checks the zero point and assumes
+    the scale). ``d = x - zx``; ``|d| >= radius`` saturates; else ``d`` in Q4.27 goes through
+    gemmlowp's ``logistic`` (``1 / (1 + exp(-|a|))``, ``1 - that`` for ``a < 0``, 1/2 at 0)
+    and ``RDBPOT(., 23) - 128``.
+    """
+    d, radius, a = _rescaled_input(_check_int8(x_q), x_scale, x_zero_point)
+    positive = one_over_one_plus_x(exp_on_negative_values(-np.abs(a), _INPUT_INTEGER_BITS))
+    result = np.where(a == 0, 1 << 30, np.where(a > 0, positive, wrap_int32(INT32_MAX - positive)))
+    y = np.clip(rdbpot(result, 31 - 8) - 128, -128, 127)
+    y = np.where(d <= -radius, -128, np.where(d >= radius, 127, y))
+    return y.astype(np.int8)
+
+
+def tanh(x_q, *, x_scale, x_zero_point) -> np.ndarray:
+    """Return TFLite Micro's int8 TANH (``reference_integer_ops::Tanh``).
+
+    The output is scale 1/128, zero point 0 (assumed, not checked, by TFLite Micro).
+    ``d = x - zx``; ``|d| >= radius`` saturates; else ``d`` in Q4.27 goes through gemmlowp's
+    ``tanh`` (``(1 - e) / (1 + e)`` with ``e = exp(-2|a|)``, the sign of ``a``) and
+    ``RDBPOT(., 24)``.
+    """
+    d, radius, a = _rescaled_input(_check_int8(x_q), x_scale, x_zero_point)
+    # ExactMulByPot<1>: the same raw value read with 5 integer bits.
+    t = _one_minus_x_over_one_plus_x(exp_on_negative_values(-np.abs(a), 5))
+    result = np.where(a == 0, 0, np.where(a < 0, -t, t))
+    y = np.clip(rdbpot(result, 31 - 7), -128, 127)
+    y = np.where(d <= -radius, -128, np.where(d >= radius, 127, y))
+    return y.astype(np.int8)

@@ -4,12 +4,16 @@ Both TFLite importers (:mod:`.tflite_import`, :mod:`.tflite_graph`) turn RELU, R
 LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH and an int8 -> int8 QUANTIZE into a table over all 256
 inputs. In mode ``"tflite"`` the table is TFLite Micro's arithmetic for that operator:
 
-* RELU, RELU6, LEAKY_RELU, QUANTIZE: :mod:`tessera.numerics.activations_tflite` (NumPy ports of
-  the TFLite Micro kernels; RELU6 clamps in the input's domain and ignores the output
-  quantization, as TFLite Micro does — LiteRT rescales instead);
-* LOGISTIC, TANH, HARD_SWISH: run in LiteRT's ``BUILTIN_REF`` kernels, which are the
-  ``reference_integer_ops`` code TFLite Micro compiles (``tests/test_tflite_tables.py`` checks
-  every table against the ``tflite-micro`` wheel on random quantizations).
+* RELU, RELU6, LEAKY_RELU, QUANTIZE, LOGISTIC, TANH: :mod:`tessera.numerics.activations_tflite`
+  (NumPy ports of the TFLite Micro kernels). RELU6 clamps in the input's domain and ignores the
+  output quantization, as TFLite Micro does (LiteRT rescales instead); LOGISTIC and TANH use
+  gemmlowp's fixed point (LiteRT's ``BUILTIN_REF`` differs by 1 at small power-of-two input
+  scales, e.g. a TANH's 1/128 output feeding a LOGISTIC);
+* HARD_SWISH: run in LiteRT's ``BUILTIN_REF`` kernel, the ``reference_ops::HardSwish`` code
+  TFLite Micro compiles (equal on all 256 inputs for every quantization tried, and refusing
+  the same ones).
+
+``tests/test_tflite_tables.py`` checks every table against the ``tflite-micro`` wheel.
 
 In mode ``"onnx"`` every table is run in LiteRT's default resolver (what LiteRT users get).
 An operator whose table cannot be made exactly (LiteRT refuses its quantization, a negative
@@ -28,6 +32,8 @@ __all__ = ["TABLE_OPS", "tflite_table"]
 #: Standalone element-wise operators imported as a lookup table.
 TABLE_OPS = ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE")
 
+#: Tabulated from NumPy ports of TFLite Micro in mode "tflite" (HARD_SWISH runs in LiteRT).
+_NUMPY_KINDS = ("RELU", "RELU6", "LEAKY_RELU", "QUANTIZE", "LOGISTIC", "TANH")
 _ALL_INT8 = np.arange(-128, 128, dtype=np.int16).astype(np.int8)
 _FLOAT = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
           "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
@@ -44,6 +50,12 @@ def _scalar(quant, where, what):
 def _numpy_tflm(kind, op, x, y, where):
     from ..numerics import activations_tflite as act
     q = {"x_scale": x[0], "x_zero_point": x[1], "y_scale": y[0], "y_zero_point": y[1]}
+    if kind == "LOGISTIC" and y[1] != -128:
+        raise UnsupportedModelError(f"{where}: TFLite Micro's int8 LOGISTIC needs output zero "
+                                    f"point -128, not {y[1]}")
+    if kind in ("LOGISTIC", "TANH"):       # the output quantization is implied (1/256, 1/128)
+        return (act.logistic if kind == "LOGISTIC" else act.tanh)(
+            _ALL_INT8, x_scale=x[0], x_zero_point=x[1])
     if kind == "LEAKY_RELU":
         alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.2
         try:
@@ -79,7 +91,7 @@ def tflite_table(kind, op, opcode, in_quant, out_quant, *, mode, where):
         Per-channel quantization, or a quantization the runtime refuses for this operator.
     """
     x, y = _scalar(in_quant, where, "input"), _scalar(out_quant, where, "output")
-    if mode == "tflite" and kind in ("RELU", "RELU6", "LEAKY_RELU", "QUANTIZE"):
+    if mode == "tflite" and kind in _NUMPY_KINDS:
         return _numpy_tflm(kind, op, x, y, where), "TFLite Micro arithmetic (NumPy)"
     reference = mode == "tflite"
     try:
