@@ -1,7 +1,7 @@
 """Synthesis cost of each CNN unit of issue #15 alone, on the iCE40 as a bitstream build does it.
 
 Each unit (``cnn`` configuration of a preset, the iCEBreaker's by default) is written as RTLIL
-and synthesised with YoWASP Yosys with the build's own script (:func:`tessera.hw.build.
+for the preset board's platform and synthesised with YoWASP Yosys with the build's own script (:func:`tessera.hw.build.
 synthesis_overrides`: the ``booth`` pass that turns every multiplication but the array's MACs
 into logic, then ``synth_ice40`` with the build's options). Prints SB_LUT4, SB_CARRY, flip-flops
 (every SB_DFF*), SB_MAC16 and SB_RAM40_4K per unit; ``--json`` also writes them.
@@ -22,13 +22,16 @@ from amaranth.back import rtlil
 
 from tessera.compiler.presets import get_preset
 from tessera.hw.add import AddUnit
+from tessera.hw.boards import get_board
 from tessera.hw.build import synthesis_overrides
 from tessera.hw.conv_checks import WindowChecks
 from tessera.hw.conv_commands import ConvCommandSequencer
 from tessera.hw.gather import GatherArbiter
 from tessera.hw.pool import PoolDivider
 from tessera.hw.pool_post import PoolPostProcessor
+from tessera.hw.requant_tflite import TfliteRequant
 from tessera.hw.toolchain import resolve_tools
+from tessera.hw.top import Accelerator
 from tessera.hw.window import WindowAddressGenerator
 
 #: The units measured, by name: a function of the configuration returning the component.
@@ -40,10 +43,14 @@ UNITS = {
     "PoolDivider": lambda config: PoolDivider(),
     "PoolPostProcessor": PoolPostProcessor,
     "AddUnit": AddUnit,
+    # the AddUnit's requant alone (the drain's PostProcessor has one more, 16-bit saturated)
+    "TfliteRequant32": lambda config: TfliteRequant(result_bits=32),
+    # the whole device (without the board's UART/PLL shell), for the fit against the part
+    "Accelerator": lambda config: Accelerator(config),
 }
 
 #: The columns printed (``SB_DFF`` sums every flip-flop type).
-COLUMNS = ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_MAC16", "SB_RAM40_4K")
+COLUMNS = ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_MAC16", "SB_RAM40_4K", "SB_SPRAM256KA")
 
 
 def cell_counts(stat_text):
@@ -62,7 +69,10 @@ def synthesize(unit, config, board, workdir):
               f"{overrides.get('script_after_read', '')}; "
               f"synth_ice40 {overrides.get('synth_opts', '')} -top top; "
               f"tee -q -o {unit}.stat stat")
-    (Path(workdir) / f"{unit}.il").write_text(rtlil.convert(UNITS[unit](config), name="top"))
+    # the board's platform, as the build: the iCE40 array instantiates its SB_MAC16 by hand
+    platform = get_board(board).make_platform()
+    (Path(workdir) / f"{unit}.il").write_text(rtlil.convert(UNITS[unit](config), name="top",
+                                                            platform=platform))
     yosys = resolve_tools("ice40")["YOSYS"].command
     result = subprocess.run([yosys, "-q", "-p", script], cwd=workdir, capture_output=True,
                             text=True, check=False)
@@ -79,12 +89,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     figures = {}
-    print(f"{'unit':24}" + "".join(f"{c:>12}" for c in COLUMNS))
+    print(f"{'unit':24}" + "".join(f"{c:>14}" for c in COLUMNS))
     with tempfile.TemporaryDirectory(dir=".") as workdir:
         for unit in args.unit or UNITS:
             counts = synthesize(unit, preset.config, preset.board, workdir)
             figures[unit] = counts
-            print(f"{unit:24}" + "".join(f"{counts.get(c, 0):>12}" for c in COLUMNS), flush=True)
+            print(f"{unit:24}" + "".join(f"{counts.get(c, 0):>14}" for c in COLUMNS), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
     return 0
