@@ -1,10 +1,13 @@
-"""``tessera demo``: the main job, end to end on a real data set.
+"""``tessera demo``: the main job, end to end: a digits MLP, then an MLPerf Tiny CNN.
 
-Trains a scikit-learn MLP (64-32-10) on the digits data set (seeded), quantizes it to int8 with
-calibration on the training split, then runs the whole test split through the bit-exact emulator
-and through the RTL of the accelerator in simulation, and prints accuracy (float, int8 reference,
-emulator, RTL), how many outputs are bit-identical, cycles and simulated time per inference (at
---clock-mhz), utilisation, and the wall time each device took for the whole split.
+Digits: trains a scikit-learn MLP (64-32-10) on the digits data set (seeded), quantizes it to
+int8 with calibration on the training split, runs the whole test split through the bit-exact
+emulator and through the RTL of the accelerator in simulation, and prints accuracy (float, int8
+reference, emulator, RTL), how many outputs are bit-identical, cycles and simulated time per
+inference (at --clock-mhz), utilisation, and the wall time each device took. KWS: the MLPerf Tiny
+keyword-spotting DS-CNN on a board's CNN preset, TFLite Micro vs Tessera's reference vs the
+emulator vs the RTL, bit for bit, then its latency on every board preset
+(:mod:`tessera.cli.demo_kws`).
 """
 
 from __future__ import annotations
@@ -12,26 +15,43 @@ from __future__ import annotations
 import json
 import time
 
-from .options import positive_float, positive_int
+from .demo_kws import format_kws, run_kws
+from .options import nonnegative_int, positive_float, positive_int
 
-__all__ = ["add_parser", "run", "run_demo", "format_report", "train_digits_mlp"]
+__all__ = ["add_parser", "run", "run_demo", "format_report", "train_digits_mlp", "demo_failures"]
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "demo", help="train, quantize and run a digits MLP on the emulator and the RTL",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
-    p.add_argument("--mode", choices=["onnx", "tflite"], default="onnx",
-                   help="requantization rule (default: onnx)")
-    p.add_argument("--config", metavar="FILE", help="AcceleratorConfig JSON (default: 8x8)")
+        "demo", help="a digits MLP and the MLPerf Tiny KWS CNN on the emulator and the RTL",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog="--json prints {\"digits\": {...}, \"kws\": {...}} (the parts that ran; keys "
+               "in docs/quickstart.md). Exit status 1 if any output differs from its oracle "
+               "or an RTL counter from the emulator's.")
+    p.add_argument("--model", choices=["all", "digits", "kws"], default="all",
+                   help="which part to run (default: all)")
     p.add_argument("--simulator", choices=["verilator", "icarus"],
                    help="RTL simulator (default: $SIM or the first installed)")
-    p.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
-    p.add_argument("--batch", type=positive_int, default=45,
-                   help="images per device call (default 45)")
-    p.add_argument("--clock-mhz", type=positive_float, default=100.0,
-                   help="clock used to turn cycles into time (default 100)")
+    p.add_argument("--no-rtl", action="store_true", help="skip the RTL simulations")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    digits = p.add_argument_group("digits part")
+    digits.add_argument("--mode", choices=["onnx", "tflite"], default="onnx",
+                        help="requantization rule (default: onnx)")
+    digits.add_argument("--config", metavar="FILE",
+                        help="AcceleratorConfig JSON (default: 8x8)")
+    digits.add_argument("--batch", type=positive_int, default=45,
+                        help="images per device call (default 45)")
+    digits.add_argument("--clock-mhz", type=positive_float, default=100.0,
+                        help="clock used to turn cycles into time (default 100)")
+    kws = p.add_argument_group("KWS part")
+    kws.add_argument("--board", default="icebreaker",
+                     help="board or CNN preset to run on (default: icebreaker, i.e. "
+                          "icebreaker-cnn; tessera.compiler.presets)")
+    kws.add_argument("--kws-inputs", type=positive_int, default=100,
+                     help="inputs through TFLite Micro, the reference and the emulator "
+                          "(default 100)")
+    kws.add_argument("--kws-rtl-inputs", type=nonnegative_int, default=2,
+                     help="how many of them also run on the RTL (default 2; ~0.6 M cycles each)")
     return p
 
 
@@ -74,7 +94,7 @@ def _run_device(dev, qmodel, x_q, batch, label):
 
 def run_demo(*, mode="onnx", config=None, simulator=None, rtl=True, batch=45, clock_mhz=100.0,
              seed=0, log=print):
-    """Run the demo and return the report as a dict (see :func:`format_report`)."""
+    """Run the digits part and return its report as a dict (see :func:`format_report`)."""
     import numpy as np
 
     import tessera
@@ -140,16 +160,50 @@ def format_report(report, clock_mhz=100.0) -> str:
 def run(args) -> int:
     import sys
 
+    from tessera.compiler.presets import get_preset
+
     from .options import load_config
     config = load_config(args.config)
+    if args.model in ("all", "kws"):
+        get_preset(args.board)      # a bad --board is reported before any work
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    report = run_demo(mode=args.mode, config=config, simulator=args.simulator,
-                      rtl=not args.no_rtl, batch=args.batch, clock_mhz=args.clock_mhz, log=log)
+    reports = {}
+    if args.model in ("all", "digits"):
+        reports["digits"] = run_demo(mode=args.mode, config=config, simulator=args.simulator,
+                                     rtl=not args.no_rtl, batch=args.batch,
+                                     clock_mhz=args.clock_mhz, log=log)
+        if not args.json:
+            print(format_report(reports["digits"], args.clock_mhz), flush=True)
+            if args.model == "all":
+                print(flush=True)
+    if args.model in ("all", "kws"):
+        reports["kws"] = run_kws(board=args.board, inputs=args.kws_inputs,
+                                 rtl_inputs=args.kws_rtl_inputs, simulator=args.simulator,
+                                 rtl=not args.no_rtl, log=log)
+        if not args.json:
+            print(format_kws(reports["kws"]))
     if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report, args.clock_mhz))
-    ok = all(d["outputs_identical"] for d in report["devices"].values())
-    if not ok:
-        print("ERROR: device outputs differ from the int8 reference", file=sys.stderr)
-    return 0 if ok else 1
+        print(json.dumps(reports, indent=2))
+    failures = demo_failures(reports)
+    for failure in failures:
+        print(f"ERROR: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def demo_failures(reports) -> list:
+    """Return one line per check of the demo's ``reports`` that failed (empty: all passed)."""
+    failures = []
+    digits = reports.get("digits", {"devices": {}})
+    for name, d in digits["devices"].items():
+        if not d["outputs_identical"]:
+            failures.append(f"digits: the {name} outputs differ from the int8 reference")
+    kws = reports.get("kws")
+    if kws is not None:
+        if not kws["reference"]["outputs_identical"]:
+            failures.append("kws: Tessera's reference differs from TFLite Micro")
+        for name, d in kws["devices"].items():
+            if not d["outputs_identical"]:
+                failures.append(f"kws: the {name} outputs differ from TFLite Micro")
+            if not d.get("counters_equal_emulator", True):
+                failures.append(f"kws: the {name} counters differ from the emulator's")
+    return failures
