@@ -3,8 +3,8 @@
 Each function is the arithmetic of one TFLite Micro kernel (``tensorflow/lite/micro/kernels/``:
 ``activations_common.cc`` for RELU and RELU6, ``leaky_relu_common.cc``, ``quantize_common.cc``
 with ``reference_ops::Requantize``, ``logistic_common.cc`` and ``tanh.cc`` with
-``reference_integer_ops::Logistic``/``Tanh`` on gemmlowp's fixed point) including its ``Prepare``'s float/double rounding of the
-multipliers. The importers tabulate them over all 256 int8 inputs
+``reference_integer_ops::Logistic``/``Tanh`` on gemmlowp's fixed point) including its
+``Prepare``'s float/double rounding of the multipliers. The importers tabulate them over all 256 int8 inputs
 (:mod:`tessera.quantize.tflite_tables`); ``tests/test_tflite_tables.py`` compares every table with
 the ``tflite-micro`` wheel on one-operator models.
 
