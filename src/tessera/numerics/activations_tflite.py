@@ -4,9 +4,9 @@ Each function is the arithmetic of one TFLite Micro kernel (``tensorflow/lite/mi
 ``activations_common.cc`` for RELU and RELU6, ``leaky_relu_common.cc``, ``quantize_common.cc``
 with ``reference_ops::Requantize``, ``logistic_common.cc`` and ``tanh.cc`` with
 ``reference_integer_ops::Logistic``/``Tanh`` on gemmlowp's fixed point) including its
-``Prepare``'s float/double rounding of the multipliers. The importers tabulate them over all 256 int8 inputs
-(:mod:`tessera.quantize.tflite_tables`); ``tests/test_tflite_tables.py`` compares every table with
-the ``tflite-micro`` wheel on one-operator models.
+``Prepare``'s float/double rounding of the multipliers. The importers tabulate them over all
+256 int8 inputs (:mod:`tessera.quantize.tflite_tables`); ``tests/test_tflite_tables.py``
+compares them with the ``tflite-micro`` wheel on one-operator models.
 
 They differ from "dequantize, apply, quantize" where TFLite Micro does: RELU6 clamps the raw
 input between its zero point and ``round(6 / sx) + zx`` and ignores the output quantization.
