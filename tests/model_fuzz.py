@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["build", "describe", "convert_cached", "check", "PRESET"]
+__all__ = ["build", "describe", "convert_cached", "operators", "check", "PRESET"]
 
 #: The CNN preset the emulated device runs (the smallest; 4x2 MACs, 2 ACT lanes).
 PRESET = "icebreaker-cnn"
@@ -164,8 +164,18 @@ def _tflm(data, x_q):
     return np.stack(outputs)
 
 
-def check(data, *, seed=0, rows=8, device=True):
+def operators(data):
+    """Return the TFLite operator names of a converted model, in order."""
+    from tessera.quantize.tflite_reader import TFLiteReader, read_tflite
+    r = TFLiteReader(*read_tflite(data))
+    return [r.op_names[op.opcodeIndex] for op in r.graph.operators or []]
+
+
+def check(data, *, seed=0, rows=8, preset=PRESET):
     """Check one converted model; return ``("equal" | "refused", detail)``.
+
+    ``rows`` random int8 inputs follow the extremes, a checkerboard, a ramp and zeros; the
+    emulated device runs with the CNN preset ``preset`` (None: ``predict`` only).
 
     Raises
     ------
@@ -185,9 +195,9 @@ def check(data, *, seed=0, rows=8, device=True):
     expected = _tflm(data, x_q)
     got = qmodel.predict(x_q, raw=True)
     np.testing.assert_array_equal(got, expected, err_msg="predict differs from TFLite Micro")
-    if device:
-        with tessera.connect("emu", config=get_preset(PRESET).config) as dev:
+    if preset is not None:
+        with tessera.connect("emu", config=get_preset(preset).config) as dev:
             on_device = dev.run(qmodel, x_q, raw=True)
         np.testing.assert_array_equal(on_device, expected,
-                                      err_msg=f"connect('emu', {PRESET}).run differs from TFLM")
+                                      err_msg=f"connect('emu', {preset}).run differs from TFLM")
     return "equal", f"{len(x_q)} inputs"
