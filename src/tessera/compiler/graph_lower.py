@@ -24,7 +24,7 @@ from ..spec import isa
 from .graph_mean import MAX_KERNEL, plan_mean
 from .lowering import PARAM_DTYPE
 
-__all__ = ["DeviceStep", "NoDeviceMapping", "lower_graph", "map_shape"]
+__all__ = ["DeviceStep", "NoDeviceMapping", "demote_host_read", "lower_graph", "map_shape"]
 
 #: Where a step runs ("folded": a PAD merged into the convolutions that read it).
 DEVICE, ALIAS, HOST, FOLDED = "device", "alias", "host", "folded"
@@ -354,11 +354,11 @@ def lower_graph(qgraph, config) -> list:
                                                   not graph.tensor(n).is_constant)
             step.extra["reason"] = str(e)
         steps.append(step)
-    _demote_host_read(graph, steps)
+    demote_host_read(graph, steps)
     return steps
 
 
-def _demote_host_read(graph, steps):
+def demote_host_read(graph, steps):
     """Run on the host the aliases and folded operations whose output a host step reads."""
     changed = True
     while changed:

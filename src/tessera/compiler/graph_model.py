@@ -16,7 +16,7 @@ from ..spec import isa
 from ..spec.packing import pack_entries, unpack_entries
 from .framing import frame_ops
 from .graph_lower import DEVICE, HOST, lower_graph, map_shape
-from .graph_segments import alias_roots, split_segments
+from .graph_segments import alias_roots, prefer_host, split_segments
 from .memplan import ModelTooLarge, plan_memory, too_large_message
 from .ops import LoadOp, StoreOp, SyncOp, WordOp
 from .presets import presets_that_fit
@@ -296,7 +296,7 @@ def compile_graph(qgraph, config) -> CompiledGraph:
             f"requant modes {config.requant_modes} (the CNN presets run graphs in mode 'tflite' "
             f"only): load the model with mode='tflite', or compile for a configuration with "
             f"cnn=True that builds {graph.mode!r}")
-    steps = lower_graph(qgraph, config)
+    steps = prefer_host(graph, lower_graph(qgraph, config), config.rows)
     plan = plan_memory(graph, steps, config)
     if not plan.fits(config):
         fitting = presets_that_fit(

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .graph_lower import ALIAS, DEVICE, HOST
+from ..runtime.conv import map_entries
+from .graph_lower import ALIAS, DEVICE, HOST, demote_host_read, map_shape
 
-__all__ = ["Segment", "split_segments", "alias_roots"]
+__all__ = ["Segment", "split_segments", "alias_roots", "link_entries", "prefer_host"]
 
 
 @dataclass(eq=False)
@@ -79,3 +80,43 @@ def split_segments(graph, steps) -> list:
             segment.stores.append(step.output)
     return [s for s in segments
             if s.where == HOST or any(step.where == DEVICE for step in s.steps)]
+
+
+def link_entries(graph, segments, rows) -> int:
+    """Return the ``ACT`` entries the segments load and store per inference."""
+    def entries(name):
+        h, w, c = map_shape(graph.tensor(name).shape)
+        return map_entries(h * w, c, rows)
+    return sum(entries(n) for s in segments for n in s.loads + s.stores)
+
+
+def prefer_host(graph, steps, rows):
+    """Move to the host each device segment without weights (pools, ``ADD``, clamps) whose
+    operations cost more link traffic on the device than on the host; return ``steps``.
+
+    Such a segment between host operations only makes the feature maps cross the link twice.
+    A segment that loads the graph's input or stores its output stays on the device.
+    """
+    cost = link_entries(graph, split_segments(graph, steps), rows)
+    ends = {graph.inputs[0], graph.outputs[0]}
+    for segment in split_segments(graph, steps):
+        device = [s for s in segment.steps if s.where == DEVICE]
+        if segment.where != DEVICE or any(s.weights is not None for s in device) or \
+                ends & set(segment.loads + segment.stores):     # the model's own ends stay
+            continue
+        saved = [(s, s.where, s.inputs, dict(s.extra)) for s in segment.steps]
+        for step in device:
+            op = graph.ops[step.index]
+            step.where = HOST
+            step.inputs = tuple(n for n in op.inputs
+                                if n is not None and not graph.tensor(n).is_constant)
+            step.extra["reason"] = ("no weights, and the link carries less with it on the "
+                                    "host than around it")
+        demote_host_read(graph, steps)
+        new = link_entries(graph, split_segments(graph, steps), rows)
+        if new < cost:
+            cost = new
+            continue
+        for step, where, inputs, extra in saved:
+            step.where, step.inputs, step.extra = where, inputs, extra
+    return steps
