@@ -4,13 +4,14 @@ Runs ``sim/system_fuzz.py`` (see docs/simulation.md, "Fuzzing") on the Verilator
 system-test configurations (``tests/sim_helpers.py``, and the operand-width variants of the 2x4
 one of ``tests/test_sim_system.py``: ``2x4-int4``, ``2x4-a8w4``, ``2x4-int16``; all but 8x8 have
 short receive timeouts, so the timeout stimuli cost little), with more stimuli and other seeds than
-the default suite's 1500 of seed 1. Prints, per configuration: stimuli sent, undefined and
-undefined run on the RTL alone, requests, responses checked, mismatches and hangs (0 unless it
-failed), simulated cycles and wall time. A failure prints the stimulus, its bytes and the seed,
+the default suite's 1500 of seed 1. ``--cnn`` runs the ISA version 3 configurations instead
+(``4x2-cnn``, ``4x2-cnn-banked``: programs with ``WINDOW``, ``CONV`` and ``ADD``). Prints, per
+configuration: stimuli sent, undefined and undefined run on the RTL alone, requests, responses
+checked, mismatches and hangs (0 unless it failed), simulated cycles and wall time. A failure prints the stimulus, its bytes and the seed,
 and exits 1.
 
     .venv/bin/python bench/bench_rtl_fuzz.py [--stimuli 10000] [--seed 1] [--json]
-        [--configs 2x4,4x4-tflite]
+        [--configs 2x4,4x4-tflite | --cnn]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sim_helpers import CONFIGS  # noqa: E402
+from sim_helpers import CNN_CONFIGS, CONFIGS  # noqa: E402
 from test_sim_system import WIDTH_CONFIGS  # noqa: E402
 
 from tessera.sim import runner  # noqa: E402
@@ -31,10 +32,11 @@ from tessera.sim.fuzz_frames import run_fuzz  # noqa: E402
 
 
 def fuzz_configs() -> dict:
-    """The system-test configurations and the operand-width variants of the 2x4 one."""
+    """The system-test configurations, the operand-width variants of the 2x4 one and the ISA
+    version 3 ones."""
     widths = {name: CONFIGS["2x4"].replace(**fields, acc_bits=None, requant_modes=None, lut=None)
               for name, fields in WIDTH_CONFIGS.items()}
-    return {**CONFIGS, **widths}
+    return {**CONFIGS, **widths, **CNN_CONFIGS}
 
 
 COLUMNS = ("sent", "undefined", "undefined_run", "requests", "responses_checked", "mismatches",
@@ -49,9 +51,12 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", default="2x4,4x4-tflite",
                         help=f"comma-separated, of {', '.join(configs)} (8x8: its receive "
                              "timeout is 2^20 cycles, so slow)")
+    parser.add_argument("--cnn", action="store_true",
+                        help=f"run the ISA version 3 configurations ({', '.join(CNN_CONFIGS)}) "
+                             "instead of --configs")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
-    names = args.configs.split(",")
+    names = list(CNN_CONFIGS) if args.cnn else args.configs.split(",")
     unknown = [n for n in names if n not in configs]
     if unknown or args.stimuli < 1:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}: use {', '.join(configs)}"
@@ -75,6 +80,7 @@ def main(argv=None) -> int:
         print(f"{name:<12}" + "".join(f"{summary[c]:>18}" for c in COLUMNS))
     for name, summary in results.items():
         print(f"{name} response statuses: {summary['statuses']}")
+        print(f"{name} instructions in programs answered OK: {summary['executed']}")
     return 0
 
 

@@ -4,7 +4,8 @@
 
 - **valid** requests: random programs (``LOAD`` into every buffer, ``POST``, ``GEMM`` with and
   without drain, ``NOP``, ``SYNC``, a final ``STORE``; ranges often placed to end exactly at a
-  buffer's depth), ``HELLO``, ``READ``, ``COUNTERS``, ``CLEAR_COUNTERS``, a repeated ``EXEC``;
+  buffer's depth; with ``config.cnn`` also ``WINDOW`` + ``CONV`` of every kind and ``ADD``),
+  ``HELLO``, ``READ``, ``COUNTERS``, ``CLEAR_COUNTERS``, a repeated ``EXEC``;
 - **mutated programs** (docs/isa.md's checks): a field set at or past its limit, a flipped bit,
   an unknown opcode, padding bits set, a truncated program or ``LOAD`` payload, a ``STORE`` not
   last or too large, random instruction bytes;
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tessera.spec import isa, operand_range
-from tessera.spec.isa import Buffer, Opcode
+from tessera.spec.isa import Buffer, CnnOpcode, ConvKind, Opcode
 from tessera.spec.protocol import READ_LAYOUT, SYNC, Kind, crc8, encode_frame
 
 __all__ = ["Stimulus", "FrameFuzzer", "PROGRAM_MUTATIONS", "LINK_FAULTS", "VALID_KINDS",
@@ -72,14 +73,20 @@ class FrameFuzzer:
             edges |= {d - 1, d, d + 1}
         #: Values tried for a field (masked to its width): limits, their neighbours, extremes.
         self.edges = sorted(v for v in edges if v >= 0)
+        #: The instruction layouts of the configuration's ISA version.
+        self.layouts = isa.ALL_LAYOUTS if cfg.cnn else isa.LAYOUTS
 
     # -- top level ---------------------------------------------------------------------------
 
     def next(self) -> Stimulus:
-        """Return the next stimulus: about 30 % valid, 35 % mutated programs, 35 % link faults."""
+        """Return the next stimulus: about 30 % valid (with ``config.cnn`` half of them
+        programs), 35 % mutated programs, 35 % link faults."""
         r = self.rng.random()
         if r < 0.3:
-            name = self.rng.choice(VALID_KINDS)
+            if self.config.cnn:   # more programs: each brings WINDOW, CONV and ADD to run
+                name = self.rng.choices(VALID_KINDS, (4,) + (1,) * (len(VALID_KINDS) - 1))[0]
+            else:
+                name = self.rng.choice(VALID_KINDS)
             return Stimulus(name, (self.valid_request(name),), False)
         if r < 0.65:
             name = self.rng.choice(PROGRAM_MUTATIONS)
@@ -138,8 +145,11 @@ class FrameFuzzer:
         if rng.random() < 0.7:
             post, mode = self._post()
             out.append((post, b""))
+        kinds, weights = ("load", "gemm", "nop", "sync", "post"), (4, 4, 1, 1, 1)
+        if cfg.cnn:
+            kinds, weights = kinds + ("conv", "add"), weights + (4, 2)
         for _ in range(rng.randint(1, 6)):
-            what = rng.choices(("load", "gemm", "nop", "sync", "post"), (4, 4, 1, 1, 1))[0]
+            what = rng.choices(kinds, weights)[0]
             used = sum(len(a) + len(b) for a, b in out)
             room = budget - used - isa.INSN_BYTES
             if room < isa.INSN_BYTES:
@@ -153,6 +163,12 @@ class FrameFuzzer:
             elif what == "post":
                 post, mode = self._post()
                 out.append((post, b""))
+            elif what in ("conv", "add"):
+                words = self._conv() if what == "conv" else [self._add()]
+                if rng.random() < 0.8:
+                    words.append(isa.Sync().encode())
+                if room >= len(words) * isa.INSN_BYTES:
+                    out += [(word, b"") for word in words]
             else:
                 out.append(((isa.Nop() if what == "nop" else isa.Sync()).encode(), b""))
         if rng.random() < 0.6:
@@ -225,6 +241,56 @@ class FrameFuzzer:
             param_addr=self._place(n_cols, cfg.param_depth),
             m_rows=rng.randint(1, cfg.rows), n_cols=n_cols)
 
+    def _disjoint(self, count_a, count_b, depth):
+        """Return two start addresses of ``count_a`` and ``count_b`` entries that do not overlap
+        (the emulator refuses an output over its input as undefined), when they fit."""
+        for _ in range(8):
+            a, b = self._place(count_a, depth), self._place(count_b, depth)
+            if a + count_a <= b or b + count_b <= a:
+                return a, b
+        return a, b
+
+    def _conv(self) -> list:
+        """Return ``[WINDOW, CONV]``: a small random layer of a random kind, its maps placed in
+        ACT (often ending at its last entry), weights and parameters in WGT and PARAM."""
+        from tessera.runtime import conv
+
+        rng, cfg = self.rng, self.config
+        kind = ConvKind(rng.randrange(4))
+        in_c = rng.randint(1, 4)
+        out_c = in_c if kind in (ConvKind.AVERAGE_POOL, ConvKind.MAX_POOL) else \
+            in_c * rng.randint(1, 2) if kind == ConvKind.DEPTHWISE else rng.randint(1, 5)
+        window = conv.Window(
+            in_h=rng.randint(1, 6), in_w=rng.randint(1, 6), in_c=in_c, out_h=rng.randint(1, 5),
+            out_w=rng.randint(1, 5), out_c=out_c, kernel_h=rng.randint(1, 3),
+            kernel_w=rng.randint(1, 3), stride_h=rng.randint(1, 2), stride_w=rng.randint(1, 2),
+            dilation_h=rng.randint(1, 2), dilation_w=rng.randint(1, 2),
+            pad_top=rng.randint(0, 1), pad_left=rng.randint(0, 1),
+            pad_value=rng.choice((self._out_lo, 0, rng.randint(self._out_lo, self._out_hi))))
+        src_count = conv.map_entries(window.in_h * window.in_w, in_c, cfg.rows)
+        dst_count = conv.map_entries(window.out_h * window.out_w, out_c, cfg.rows)
+        groups, k = conv.conv_groups(kind, window, cfg.cols)
+        src, dst = self._disjoint(src_count, dst_count, cfg.act_depth)
+        word = isa.CNN_LAYOUTS[CnnOpcode.WINDOW].to_bytes(
+            opcode=int(CnnOpcode.WINDOW), **{name: getattr(window, name)
+                                              for name in window.__dataclass_fields__})
+        return [word, isa.CNN_LAYOUTS[CnnOpcode.CONV].to_bytes(
+            opcode=int(CnnOpcode.CONV), kind=int(kind), _pad0=0, src=src, dst=dst,
+            w_addr=self._place(groups * k, cfg.weight_depth),
+            param_addr=self._place(out_c, cfg.param_depth))]
+
+    def _add(self) -> bytes:
+        """Return an ``ADD`` of a few entries (its output in place of an input, or apart)."""
+        rng, cfg = self.rng, self.config
+        count = rng.choice((1, cfg.rows, rng.randint(1, 24)))
+        a_addr, dst = self._disjoint(count, count, cfg.act_depth)
+        b_addr = rng.choice((dst, self._place(count, cfg.act_depth)))
+        if b_addr != dst and not (b_addr + count <= dst or dst + count <= b_addr):
+            b_addr = dst
+        return isa.CNN_LAYOUTS[CnnOpcode.ADD].to_bytes(
+            opcode=int(CnnOpcode.ADD), _pad0=0, a_addr=a_addr, b_addr=b_addr, dst=dst,
+            count=count, param_addr=self._place(3, cfg.param_depth))
+
     # -- mutated programs --------------------------------------------------------------------
 
     def mutated_program(self, name) -> bytes:
@@ -244,7 +310,7 @@ class FrameFuzzer:
                            self._bytes(15), b"")
         elif name == "pad_bits":
             opcode = word[0] & 0xF
-            layout = isa.LAYOUTS.get(opcode, isa.LAYOUTS[Opcode.NOP])
+            layout = self.layouts.get(opcode, isa.LAYOUTS[Opcode.NOP])
             used = sum(f.width for f in layout)
             pads = [layout.offsets[f.name] + b for f in layout if f.name.startswith("_")
                     for b in range(f.width)]
@@ -278,7 +344,7 @@ class FrameFuzzer:
         """Set one field of instruction ``word`` to a limit value (an edge, maybe past it)."""
         rng = self.rng
         opcode = word[0] & 0xF
-        layout = isa.LAYOUTS.get(opcode)
+        layout = self.layouts.get(opcode)
         if layout is None:
             return word
         fields = [f for f in layout if f.name != "opcode"]
@@ -382,8 +448,9 @@ def run_fuzz(sim, config, *, stimuli, seed, test_dir, break_at=None) -> dict:
     -------
     dict
         ``seed``, ``stimuli``, ``sent``, ``undefined``, ``undefined_run``, ``requests``, ``bytes``,
-        ``responses_checked``, ``mismatches``, ``hangs``, ``cycles``, ``wall_s``, ``kinds`` and
-        ``statuses`` (counts by stimulus kind and by response status).
+        ``responses_checked``, ``mismatches``, ``hangs``, ``cycles``, ``wall_s``, ``kinds``,
+        ``statuses`` and ``executed`` (counts by stimulus kind, by response status, and of the
+        instructions, by name, in the ``EXEC`` programs answered ``OK``).
 
     Raises
     ------

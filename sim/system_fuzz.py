@@ -18,7 +18,10 @@ counters from the model's state (each of those requests checked as usual).
 
 A failure names the stimulus (index, kind, bytes) and the seed; the run is reproducible from the
 seed alone. ``$TESSERA_FUZZ_REPORT`` names a JSON file for the summary (stimuli, requests,
-responses checked, statuses seen, mismatches and hangs, which are 0 when the run ends).
+responses checked, statuses seen, the instructions of the programs answered OK, mismatches
+and hangs, which are 0 when the run ends). With ``config.cnn`` the programs also hold
+``WINDOW``, ``CONV`` and ``ADD`` (``fuzz_frames``), and the resynchronisation after an
+undefined program restores the window state too.
 ``$TESSERA_FUZZ_BREAK_AT`` (self-check) falsifies the model's answers from that stimulus on,
 so the run must fail there.
 """
@@ -34,7 +37,7 @@ import cocotb
 
 from tessera.runtime.errors import HazardError, ParameterError
 from tessera.spec import isa
-from tessera.spec.isa import Buffer, Opcode
+from tessera.spec.isa import Buffer, CnnOpcode, Opcode
 from tessera.spec.packing import pack_entries, unpack_entries
 from tessera.spec.protocol import (FRAME_OVERHEAD, HEADER_BYTES, TRAILER_BYTES, FrameParser, Kind,
                                    Status, crc8, encode_frame)
@@ -108,8 +111,9 @@ async def _undefined_answered(tb, frame, what):
 
 async def _resync(tb):
     """Make the RTL's state the model's again (after an undefined program ran on it alone):
-    forget the EXEC seq, rewrite every buffer, set the accumulators and the post state, clear
-    the counters -- each request checked against the model as usual."""
+    forget the EXEC seq, rewrite every buffer, set the accumulators, the post state and (ISA
+    version 3) the window state, clear the counters -- each request checked against the model
+    as usual."""
     cfg, machine = tb.config, tb.model.machine
     await tb.request(Kind.HELLO)
     contents = {Buffer.ACT: lambda a, b: pack_entries(machine.act[a:b], cfg.input_bits),
@@ -133,6 +137,13 @@ async def _resync(tb):
     await tb.exec(isa.LAYOUTS[Opcode.POST].to_bytes(
         opcode=int(Opcode.POST), mode=int(post.mode), lut=int(post.lut),
         zero_point=post.zero_point, lo=post.lo, hi=post.hi), what="resync POST")
+    if cfg.cnn:
+        window = machine.window
+        response = await tb.exec(isa.CNN_LAYOUTS[CnnOpcode.WINDOW].to_bytes(
+            opcode=int(CnnOpcode.WINDOW), **{name: getattr(window, name)
+                                              for name in window.__dataclass_fields__}),
+            what="resync WINDOW")
+        assert response.kind == Status.OK, f"resync WINDOW answered {response.kind:#04x}"
     await tb.request(Kind.HELLO)
     await tb.request(Kind.CLEAR_COUNTERS)
 
@@ -161,7 +172,7 @@ async def fuzz(dut):
     fuzzer = FrameFuzzer(tb.config, random.Random(f"fuzz-{seed}"))
     dut._log.info("fuzz: seed %d, %d stimuli, %dx%d configuration (reproduce with "
                   "TESSERA_SEED=%d)", seed, total, tb.config.rows, tb.config.cols, seed)
-    kinds, statuses = collections.Counter(), collections.Counter()
+    kinds, statuses, executed = collections.Counter(), collections.Counter(), collections.Counter()
     undefined = undefined_run = requests = sent_bytes = 0
     falsified = False
     started = time.monotonic()
@@ -192,6 +203,9 @@ async def fuzz(dut):
             got = await _send(tb, stimulus.parts)
             statuses.update(Status(g.kind).name if g.kind in set(Status) else hex(g.kind)
                             for g in got)
+            if _whole_exec_frame(stimulus.parts) and [g.kind for g in got] == [Status.OK]:
+                executed.update(type(insn).__name__.upper() for insn in isa.decode_program(
+                    stimulus.parts[0][HEADER_BYTES:-TRAILER_BYTES], tb.config))
             requests += 1
             if stimulus.bad:
                 await _still_works(tb, fuzzer)
@@ -210,7 +224,8 @@ async def fuzz(dut):
                    requests=requests, bytes=sent_bytes, responses_checked=tb.scoreboard.checked,
                    mismatches=0, hangs=0, cycles=tb.cycle,
                    wall_s=round(time.monotonic() - started, 1), kinds=dict(sorted(kinds.items())),
-                   statuses=dict(sorted(statuses.items())))
+                   statuses=dict(sorted(statuses.items())),
+                   executed=dict(sorted(executed.items())))
     dut._log.info("fuzz summary: %s", json.dumps(summary))
     report = os.environ.get("TESSERA_FUZZ_REPORT")
     if report:

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from sim_helpers import CONFIGS, build
+from sim_helpers import CNN_CONFIGS, CONFIGS, build
 from test_sim_system import WIDTH_CONFIGS
 
 from tessera.sim.fuzz_frames import (LINK_FAULTS, PROGRAM_MUTATIONS, VALID_KINDS, FrameFuzzer,
@@ -27,6 +27,8 @@ from tessera.spec.protocol import FrameParser, Status
 #: Stimuli of the default run and its seed (the bench takes others).
 STIMULI = 1500
 SEED = 1
+#: Stimuli of the default run on the ISA version 3 configuration (4x2-cnn).
+CNN_STIMULI = 250
 
 
 def _run(tmp_path, stimuli, seed, break_at=None):
@@ -46,6 +48,22 @@ def test_fuzz_rtl_answers_as_the_emulator(tmp_path):
     assert set(summary["statuses"]) == {s.name for s in Status}
     # Each sent stimulus is a request; each bad one is followed by a good EXEC.
     assert summary["requests"] > summary["sent"] and summary["responses_checked"] > STIMULI
+
+
+@pytest.mark.slow
+def test_fuzz_cnn_programs_answer_as_the_emulator(tmp_path):
+    """WINDOW, CONV of every kind and ADD among the stimuli of a cnn configuration (fields at
+    their limits, padding bits, bit flips, random words with opcodes 6-8): every response as
+    the emulator's, never a hang, the device answers a good EXEC after every bad stimulus."""
+    summary = run_fuzz(build("4x2-cnn", "verilator"), CNN_CONFIGS["4x2-cnn"],
+                       stimuli=CNN_STIMULI, seed=SEED, test_dir=tmp_path)
+    print(json.dumps(summary))
+    assert summary["mismatches"] == summary["hangs"] == 0
+    assert summary["undefined"] < CNN_STIMULI // 10
+    assert set(summary["kinds"]) == set(VALID_KINDS + PROGRAM_MUTATIONS + LINK_FAULTS)
+    # the CNN instructions ran (in programs answered OK), and every check answered
+    assert min(summary["executed"].get(name, 0) for name in ("WINDOW", "CONV", "ADD")) >= 10
+    assert {"BAD_OPCODE", "BAD_FIELD", "BAD_ADDRESS", "TRUNCATED"} <= set(summary["statuses"])
 
 
 @pytest.mark.slow
@@ -70,12 +88,13 @@ def test_fuzz_stimuli_are_reproducible_from_the_seed():
     assert all(s.bad == (s.name not in VALID_KINDS) for s in first)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS) + list(WIDTH_CONFIGS))
+@pytest.mark.parametrize("name", list(CONFIGS) + list(WIDTH_CONFIGS) + list(CNN_CONFIGS))
 def test_fuzz_stimuli_at_every_configuration(name):
-    """At every operand width the stimuli encode, and the emulator answers them or refuses them
-    as undefined (nothing else raises); the valid ones are answered."""
-    config = CONFIGS.get(name) or CONFIGS["2x4"].replace(**WIDTH_CONFIGS[name], acc_bits=None,
-                                                         requant_modes=None, lut=None)
+    """At every operand width (and with ISA version 3) the stimuli encode, and the emulator
+    answers them or refuses them as undefined (nothing else raises); the valid ones are
+    answered."""
+    config = CONFIGS.get(name) or CNN_CONFIGS.get(name) or CONFIGS["2x4"].replace(
+        **WIDTH_CONFIGS[name], acc_bits=None, requant_modes=None, lut=None)
     fuzzer = FrameFuzzer(config, random.Random(name))
     emulator, answered = Emulator(config), 0
     for _ in range(400):
