@@ -7,8 +7,8 @@ short receive timeouts, so the timeout stimuli cost little), with more stimuli a
 the default suite's 1500 of seed 1. ``--cnn`` runs the ISA version 3 configurations instead
 (``4x2-cnn``, ``4x2-cnn-banked``: programs with ``WINDOW``, ``CONV`` and ``ADD``). Prints, per
 configuration: stimuli sent, undefined and undefined run on the RTL alone, requests, responses
-checked, mismatches and hangs (0 unless it failed), simulated cycles and wall time. A failure prints the stimulus, its bytes and the seed,
-and exits 1.
+checked, mismatches and hangs (0 unless it failed), simulated cycles and wall time. A failure
+prints the stimulus, its bytes and the seed, and exits 1.
 
     .venv/bin/python bench/bench_rtl_fuzz.py [--stimuli 10000] [--seed 1] [--json]
         [--configs 2x4,4x4-tflite | --cnn]
