@@ -143,3 +143,17 @@ def test_cli_refuses_an_unknown_board_before_any_work(capsys):
     err = capsys.readouterr().err
     assert err.startswith("tessera demo: error: Unknown CNN board preset 'de10'; the presets "
                           "are icebreaker-cnn, ") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_one_input_on_the_rtl():
+    # The icebreaker-cnn build is the one tests/test_sim_cnn_mlperf.py makes (cached): ~30 s.
+    report = run_kws(inputs=1, rtl_inputs=1, log=lambda msg: None)
+    rtl = report["devices"]["rtl"]
+    assert (rtl["target"], rtl["inputs"], rtl["bit_identical"]) == ("sim", 1, 1)
+    assert rtl["counters_equal_emulator"] and rtl["counters"] == rtl["emulator_counters"]
+    assert rtl["counters"]["cycles"] > report["profile"][0]["cycles"]     # weights + inference
+    assert demo_failures({"kws": report}) == []
+    doc = (Path(__file__).parent.parent / "docs" / "quickstart.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| `kws.devices.rtl`"))
+    assert all(f"`{key}`" in row for key in rtl)

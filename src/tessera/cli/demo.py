@@ -7,7 +7,7 @@ reference, emulator, RTL), how many outputs are bit-identical, cycles and simula
 inference (at --clock-mhz), utilisation, and the wall time each device took. KWS: the MLPerf Tiny
 keyword-spotting DS-CNN on a board's CNN preset, TFLite Micro vs Tessera's reference vs the
 emulator vs the RTL, bit for bit, then its latency on every board preset
-(:mod:`tessera.cli.demo_kws`).
+(tessera/cli/demo_kws.py).
 """
 
 from __future__ import annotations
