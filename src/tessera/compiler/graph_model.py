@@ -2,9 +2,12 @@
 
 :func:`compile_graph` lowers every operation (:mod:`.graph_lower`), plans the memories by tensor
 lifetime (:mod:`.memplan`), emits ``POST``/``WINDOW``/``CONV``/``ADD`` with the ``SYNC``\\ s the
-hazard rules need and frames them. A :class:`CompiledGraph` holds the setup frames (weights and
-``PARAM`` entries, loaded once), renders the input frames of one sample, and keeps the constant
-frames of one inference, which end with the ``STORE``\\ s of the result.
+hazard rules need (and the ``LOAD``\\ s of streamed weights) and frames them, one device segment
+at a time (:mod:`.graph_segments`). A :class:`CompiledGraph` holds the setup frames (resident
+weights and ``PARAM`` entries, loaded once) and, per device segment, the frames loading what it
+reads from the host and the constant frames of its operations, which end with the
+``STORE``\\ s of what the host needs; :meth:`CompiledGraph.infer` runs one sample through them
+and the host's operations between.
 """
 
 from __future__ import annotations
