@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
-from tflite_builder import TFLiteGraph, run_tflm
+from tflite_builder import TFLiteGraph, quantization, run_tflm
 
 import tessera
 from tessera.graph import QuantizedGraph
@@ -182,3 +182,14 @@ def test_dequantize_inside_the_graph_is_refused():
     g.operator(schema.BuiltinOperator.QUANTIZE, [y], [z])
     _refused(g, z, r"operator 1 \(DEQUANTIZE, output 'dequantized'\): QUANTIZE and DEQUANTIZE "
                    "are read only at the model's float input and output")
+
+
+def test_add_of_a_constant_is_refused_naming_the_constant():
+    # The converter's decomposed hard_swish: ADD(x, 3) with a scalar int8 constant.
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    three = g._add_tensor("three", (), schema.TensorType.INT8,
+                          quantization(0.1, 0), np.array(30, np.int8))
+    y = g.add(x, three, y_scale=0.2, y_zero_point=0, name="add")
+    _refused(g, y, r"operator 0 \(ADD, output 'add/y'\): tensor 'three' is a constant; Tessera's "
+                   "operators take activation tensors here")

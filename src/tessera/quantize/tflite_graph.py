@@ -69,6 +69,11 @@ class _GraphReader:
         name = self.name(index)
         if name in self.tensors:
             return name
+        if self.r.is_constant(index):
+            raise UnsupportedModelError(
+                f"{where}: tensor {self.r.tname(index)!r} is a constant; Tessera's operators "
+                "take activation tensors here (an element-wise operation with a constant, e.g. "
+                "a decomposed hard_swish, is not supported)")
         if self.r.type_of(index) != "INT8":
             raise UnsupportedModelError(f"{where}: tensor {self.r.tname(index)!r} is "
                              f"{self.r.type_of(index)}; Tessera imports full-integer int8 "

@@ -111,6 +111,13 @@ class TFLiteReader:
                                  np.asarray(q.zeroPoint if q.zeroPoint is not None else [0],
                                             np.int64), where=where)
 
+    def is_constant(self, index):
+        """Return whether tensor ``index`` holds data in the file (a constant)."""
+        t = self.tensor(index)
+        buf = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers or []) else None
+        return buf is not None and ((buf.data is not None and len(buf.data) > 0)
+                                    or bool(buf.offset and buf.offset > 1))
+
     def constant(self, index, dtype, where):
         t = self.tensor(index)
         buf = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else None
