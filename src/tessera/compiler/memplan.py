@@ -1,11 +1,13 @@
 """The memory plan of a compiled graph: every buffer region, placed by tensor lifetime.
 
-Activation tensors get ``ACT`` regions live from their producer to their last reader (a graph
-input from the start, the device's result to the end); regions are placed first-fit and freed
-after the last reader, so a residual block's skip tensor keeps its region across the block while
-the tensors inside it reuse memory. A ``RESHAPE`` alias shares its input's region; an ``ADD``
-writes over an input it reads last. Weights and
-``PARAM`` entries of the steps follow one another. See docs/compiler.md, "Graphs".
+Activation tensors a device operation writes or reads (the graph input and host operations'
+outputs too) get ``ACT`` regions live from their producer to their last reader, device or host
+(a graph input from the start, the graph's output to the end); regions are placed first-fit and
+freed after the last reader, so a residual block's skip tensor keeps its region across the block
+while the tensors inside it reuse memory. A ``RESHAPE`` alias shares its input's region; an
+``ADD`` writes over an input it reads last. Weights and ``PARAM`` entries of the steps follow
+one another; when the weights do not fit ``WGT``, the fewest bytes' worth of them are streamed
+per inference into one shared region after the resident ones. See docs/compiler.md, "Graphs".
 """
 
 from __future__ import annotations
