@@ -238,4 +238,5 @@ def too_large_message(name, plan, config, presets) -> str:
         hint = "no preset holds it"
     return (f"Model {name!r} does not fit the device resident: " + "; ".join(parts) +
             f" (feature maps and PARAM entries must be resident; weights are streamed per "
-            f"inference when every layer's fit WGT beside the resident ones); {hint}")
+            f"inference when the largest streamed layer fits WGT beside the resident ones); "
+            f"{hint}")
