@@ -142,3 +142,29 @@ def test_keras_global_average_pooling_equals_tflite_micro(keras_gap_models):
     # n not a power of two on the device, and on the host (its multiplier is denormalised).
     assert any(where[n] == "device" for n in (15, 60, 25, 49, 6))
     assert any(where[n] == "host" for n in (15, 60, 25, 49, 6))
+
+
+def test_a_mean_whose_ones_would_be_streamed_runs_on_the_host():
+    """Its n*C WGT entries of ones would cost `cols` times its map's bytes per inference."""
+    g = TFLiteGraph()
+    rng = np.random.default_rng(9)
+    x = g.input("x", (1, 8, 8, 3), scale=0.05, zero_point=-7)
+    c = g.conv2d(x, rng.integers(-127, 128, (16, 3, 3, 3)).astype(np.int8),
+                 rng.integers(-900, 900, 16), w_scale=0.004, y_scale=0.05, y_zero_point=-7,
+                 padding="same", activation="relu", name="conv")
+    y = g.mean_hw(c, y_scale=0.031, y_zero_point=4, keepdims=False)   # 64 px: maps exactly
+    model = g.build([y])
+    qgraph = tessera.load_model(model, mode="tflite")
+    roomy = compile_graph(qgraph, CONFIG)
+    assert [s.where for s in roomy.steps] == ["device", "device"]
+    assert roomy.steps[1].conv_kind == isa.ConvKind.DEPTHWISE
+    conv_entries = len(roomy.steps[0].weights)               # 16 channels: 6 groups of 3
+    tight = CONFIG.replace(weight_depth=conv_entries + 16 * 64 - 1)
+    compiled = compile_graph(qgraph, tight)
+    mean = compiled.steps[1]
+    assert mean.where == "host" and "ones would be streamed" in mean.extra["reason"]
+    assert compiled.plan.resident
+    inputs = _tie_inputs((8, 8, 3), -7, 40)
+    expected = np.stack([run_tflm(model, [s[None]])[0][0] for s in inputs])
+    with tessera.connect("emu", config=tight) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, inputs, raw=True), expected)

@@ -222,3 +222,42 @@ def test_standalone_relu_and_relu6_run_on_the_device_as_a_clamping_max_pool():
     assert expected.min() == -7 and expected.max() == 113        # both bounds reached: 0 and 6
     with tessera.connect("emu", config=config) as dev:
         np.testing.assert_array_equal(dev.run(qgraph, xs, raw=True), expected)
+
+
+def test_a_weightless_segment_stays_on_the_device_when_that_moves_fewer_bytes():
+    """A max pool between host SOFTMAXes reads a map the device holds and feeds a device
+    convolution: on the host it would add a store and a load, so it stays (the compiler tries
+    and restores it); the ADDs at the end run on the device too."""
+    from tflite_builder import TFLiteGraph, run_tflm
+    rng = np.random.default_rng(11)
+
+    def conv(g, x, oc, k, name):
+        ic = g.shape(x)[3]
+        return g.conv2d(x, rng.integers(-127, 128, (oc, k, k, ic)).astype(np.int8),
+                        rng.integers(-500, 500, oc), w_scale=0.005, y_scale=0.06,
+                        y_zero_point=-4, padding="same", name=name)
+
+    g = TFLiteGraph()
+    x = g.input("x", (1, 6, 6, 3), scale=0.05, zero_point=-3)
+    c1, c2 = conv(g, x, 4, 3, "c1"), conv(g, x, 4, 3, "c2")
+    s1 = g.softmax(c1, name="s1")
+    m = g.max_pool2d(c2, pool=3, stride=1, padding="same", name="m")
+    s2 = g.softmax(x, name="s2")
+    a = g.add(conv(g, m, 4, 1, "c3"), conv(g, s2, 4, 1, "c4"), y_scale=0.08, y_zero_point=1,
+              name="a")
+    out = g.add(a, conv(g, s1, 4, 1, "c5"), y_scale=0.1, y_zero_point=-2, name="out")
+    model = g.build([out])
+    qgraph = tessera.load_model(model, mode="tflite")
+    config = AcceleratorConfig(rows=4, cols=2, act_depth=1024, weight_depth=2048,
+                               param_depth=64, cnn=True, requant_modes=("tflite",))
+    compiled = compile_graph(qgraph, config)
+    assert [s.where for s in compiled.segments] == ["device", "host", "device", "host",
+                                                    "device"]
+    assert compiled.segments[2].loads == [] and compiled.segments[2].stores == []
+    (pool,) = [s for s in compiled.steps if s.kind == "MAX_POOL_2D"]
+    assert pool.where == "device" and pool.conv_kind == isa.ConvKind.MAX_POOL
+    xs = rng.integers(-128, 128, (40, 6, 6, 3)).astype(np.int8)
+    expected = np.stack([run_tflm(model, [s[None]])[0][0] for s in xs])
+    assert len({row.tobytes() for row in expected}) == 40
+    with tessera.connect("emu", config=config) as dev:
+        np.testing.assert_array_equal(dev.run(qgraph, xs, raw=True), expected)

@@ -24,7 +24,8 @@ from ..spec import isa
 from .graph_mean import MAX_KERNEL, plan_mean
 from .lowering import PARAM_DTYPE
 
-__all__ = ["DeviceStep", "NoDeviceMapping", "demote_host_read", "lower_graph", "map_shape"]
+__all__ = ["DeviceStep", "NoDeviceMapping", "demote_host_read", "lower_graph", "map_shape",
+           "to_host"]
 
 #: Where a step runs ("folded": a PAD merged into the convolutions that read it).
 DEVICE, ALIAS, HOST, FOLDED = "device", "alias", "host", "folded"
@@ -350,12 +351,19 @@ def lower_graph(qgraph, config) -> list:
             else:
                 raise NoDeviceMapping(f"{op.kind} has no device mapping")
         except NoDeviceMapping as e:
-            step.where, step.inputs = HOST, tuple(n for n in op.inputs if n is not None and
-                                                  not graph.tensor(n).is_constant)
-            step.extra["reason"] = str(e)
+            to_host(graph, step, str(e))
         steps.append(step)
     demote_host_read(graph, steps)
     return steps
+
+
+def to_host(graph, step, reason):
+    """Make ``step`` run on the host (its operation's own inputs) for ``reason``."""
+    op = graph.ops[step.index]
+    step.where, step.extra["reason"] = HOST, reason
+    step.inputs = tuple(n for n in op.inputs if n is not None and not graph.tensor(n).is_constant)
+    step.instruction, step.conv_kind, step.window = "", None, None
+    step.weights = step.params = step.post = None
 
 
 def demote_host_read(graph, steps):
@@ -366,7 +374,5 @@ def demote_host_read(graph, steps):
         host_read = {n for s in steps if s.where == HOST for n in s.inputs}
         for step in steps:
             if step.where in (ALIAS, FOLDED) and step.output in host_read:
-                op = graph.ops[step.index]
-                step.where, step.inputs = HOST, (op.inputs[0],)
-                step.extra["reason"] = "a host operation reads its output"
+                to_host(graph, step, "a host operation reads its output")
                 changed = True

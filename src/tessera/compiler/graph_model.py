@@ -18,7 +18,7 @@ from ..runtime.conv import from_entries, to_entries
 from ..spec import isa
 from ..spec.packing import pack_entries, unpack_entries
 from .framing import frame_ops
-from .graph_lower import DEVICE, HOST, lower_graph, map_shape
+from .graph_lower import DEVICE, HOST, demote_host_read, lower_graph, map_shape, to_host
 from .graph_segments import alias_roots, prefer_host, split_segments
 from .memplan import ModelTooLarge, plan_memory, too_large_message
 from .ops import LoadOp, StoreOp, SyncOp, WordOp
@@ -301,6 +301,12 @@ def compile_graph(qgraph, config) -> CompiledGraph:
             f"cnn=True that builds {graph.mode!r}")
     steps = prefer_host(graph, lower_graph(qgraph, config), config.rows)
     plan = plan_memory(graph, steps, config)
+    means = [s for s in steps if s.kind == "MEAN" and s.index in plan.streamed]
+    if means:       # streamed ones cost `cols` times the bytes of its map going to the host
+        for step in means:
+            to_host(graph, step, "its weights of ones would be streamed: the host is cheaper")
+        demote_host_read(graph, steps)
+        plan = plan_memory(graph, steps, config)
     if not plan.fits(config):
         fitting = presets_that_fit(
             lambda cfg: plan_memory(graph, lower_graph(qgraph, cfg), cfg).fits(cfg))

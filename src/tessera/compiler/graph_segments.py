@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..runtime.conv import map_entries
-from .graph_lower import ALIAS, DEVICE, HOST, demote_host_read, map_shape
+from .graph_lower import ALIAS, DEVICE, HOST, demote_host_read, map_shape, to_host
 
 __all__ = ["Segment", "split_segments", "alias_roots", "link_entries", "prefer_host"]
 
@@ -104,19 +104,15 @@ def prefer_host(graph, steps, rows):
         if segment.where != DEVICE or any(s.weights is not None for s in device) or \
                 ends & set(segment.loads + segment.stores):     # the model's own ends stay
             continue
-        saved = [(s, s.where, s.inputs, dict(s.extra)) for s in segment.steps]
+        saved = [(s, dict(vars(s), extra=dict(s.extra))) for s in segment.steps]
         for step in device:
-            op = graph.ops[step.index]
-            step.where = HOST
-            step.inputs = tuple(n for n in op.inputs
-                                if n is not None and not graph.tensor(n).is_constant)
-            step.extra["reason"] = ("no weights, and the link carries less with it on the "
-                                    "host than around it")
+            to_host(graph, step, "no weights, and the link carries less with it on the host "
+                                 "than around it")
         demote_host_read(graph, steps)
         new = link_entries(graph, split_segments(graph, steps), rows)
         if new < cost:
             cost = new
             continue
-        for step, where, inputs, extra in saved:
-            step.where, step.inputs, step.extra = where, inputs, extra
+        for step, state in saved:
+            vars(step).update(state)
     return steps
