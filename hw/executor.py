@@ -8,8 +8,10 @@
   ``READ``, ``COUNTERS``, ``CLEAR_COUNTERS``, link errors), the ``EXEC`` dedup and answer, and
   response serialisation, including the ACT reads of ``READ`` and ``STORE``;
 - the :class:`~tessera.hw.sequencer.ProgramSequencer`: the instruction loop (fetch, decode
-  and checks, ``LOAD`` gather, ``GEMM``/``POST``/``SYNC``/``STORE``), started by the handler
-  on a :class:`~tessera.hw.sequencer.ProgramSignature` port that reports how the program ended.
+  and checks, ``LOAD`` gather, ``GEMM``/``POST``/``SYNC``/``STORE``; with ``config.cnn`` also
+  ``WINDOW``, and ``CONV``/``ADD`` issued to the Core on ``o_conv``/``o_add``), started by the
+  handler on a :class:`~tessera.hw.sequencer.ProgramSignature` port that reports how the
+  program ended.
 
 A new request kind touches the handler; a new opcode the sequencer (and its checks,
 :mod:`tessera.hw.decoder`). The executor's timing is the emulator's cycle model
