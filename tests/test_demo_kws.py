@@ -116,6 +116,14 @@ def test_a_mismatch_fails_the_demo_and_shows_in_the_table(report):
     assert "STM32L4R5 (Cortex-M4, 120 MHz)               43 ms" in text
 
 
+def test_quickstart_latency_table_is_the_demo_s(report):
+    # docs/quickstart.md shows the table the demo prints; a cycle-model change must update it.
+    doc = (Path(__file__).parent.parent / "docs" / "quickstart.md").read_text()
+    table = format_kws(report).splitlines()
+    start = table.index(next(line for line in table if line.startswith("preset ")))
+    assert "\n".join(table[start:start + 2 + len(CNN_PRESETS)]) in doc
+
+
 def test_cli_kws_json(capsys):
     status = main(["demo", "--model", "kws", "--no-rtl", "--kws-inputs", "3", "--board",
                    "ulx3s-85f", "--json"])
