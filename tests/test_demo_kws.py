@@ -8,6 +8,7 @@ same ``connect("sim")`` path as tests/test_sim_cnn_mlperf.py; here its report is
 :func:`demo_failures` and the table.
 """
 
+import importlib
 import json
 from pathlib import Path
 
@@ -37,6 +38,13 @@ def report():
 def test_the_packaged_model_is_the_published_one():
     for name in ("kws_ref_model.tflite", "LICENSE"):
         assert (KWS_MODEL.parent / name).read_bytes() == (TESTS_COPY / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["tessera.cli.demo", "tessera.cli.demo_kws"])
+def test_all_names_resolve(name):
+    module = importlib.import_module(name)
+    assert len(set(module.__all__)) == len(module.__all__)
+    assert all(getattr(module, attr) is not None for attr in module.__all__)
 
 
 def test_inputs_are_deterministic_and_reach_both_ends():

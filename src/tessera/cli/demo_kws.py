@@ -23,7 +23,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["KWS_MODEL", "PUBLISHED_KWS_LATENCY_MS", "kws_inputs", "run_kws", "format_kws"]
+__all__ = ["KWS_MODEL", "PUBLISHED_KWS_LATENCY_MS", "INPUTS_LABEL", "kws_inputs", "run_kws",
+           "format_kws"]
 
 #: The packaged MLPerf Tiny KWS model (Apache-2.0, ``LICENSE`` and ``README.md`` beside it).
 KWS_MODEL = Path(str(resources.files("tessera").joinpath("data/mlperf_tiny/kws_ref_model.tflite")))
