@@ -81,6 +81,9 @@ CHECKS = {check.name: check for check in (
     Check("executor_answers", "every request is answered and the device quiet within "
           "answer_bound cycles, and no program writes, reads or takes outside its bounds "
           "(2x2, 64-byte frames)", answers.executor_answers, "prove"),
+    Check("executor_answers_slow_core", "the same with Core handshakes low for up to 3 cycles "
+          "in a row (answer_bound 473)", functools.partial(answers.executor_answers,
+                                                            core_wait=3), "prove", quick=False),
     *_preset_checks(),
     Check("requant_tflite_small", "TfliteRequant equals the gemmlowp formula: 4-bit a, m0 with "
           "4 free top bits, all 256 shifts", lambda **kw: requant.tflite_equivalence(
