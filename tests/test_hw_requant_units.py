@@ -101,6 +101,40 @@ def test_onnx_iterative_matches_float32_and_numerics(cycles):
             assert taken == len(a) * cycles + OnnxRequant.latency - 1
 
 
+def _carry_out_vectors(result_bits):
+    """Return ``(a, M bits)`` with ``|a * M|`` around ``2^(r-1) - 1/2`` and ``2^(r-1)``."""
+    top = 1 << (result_bits - 1)
+    a, m = [], []
+    for k in range(1, 16):
+        for frac in (-1.5, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5):
+            a.append(round((top - 1 + frac) * 2 ** k))
+            m.append(2.0 ** -k)
+    for scale in (1 / 3, 0.7, 1.1):
+        for frac in np.linspace(-1.0, 1.0, 41):
+            a.append(round((top - 0.5 + frac) / scale))
+            m.append(scale)
+    a = np.array(a + [-x for x in a], dtype=np.int64)
+    bits = f32_bits(m + m)
+    rounded = np.rint(np.array([np.float32(float(x)) for x in a]) * bits.view(np.float32))
+    for value in (top, -top, top - 1, 1 - top):   # carried out, and the values beside them
+        assert np.sum(rounded == value) >= 20
+    return a, bits
+
+
+@pytest.mark.parametrize("cycles", [1, 24], ids=["pipelined", "iterative"])
+def test_onnx_saturates_where_rounding_carries_out(cycles):
+    # A floor of 2^(r-1) - 1 rounded up is 2^(r-1), one past the result range: saturated to
+    # 2^(r-1) - 1 when positive, exactly -2^(r-1) when negative; beside it values that round
+    # to +-(2^(r-1) - 1), ties to even on both sides, dyadic and non-dyadic M; int16 results
+    # (32-bit accumulators) and int24 ones (48-bit, 16-bit outputs).
+    for acc_bits, result_bits in ((32, 16), (48, 24)):
+        a, bits = _carry_out_vectors(result_bits)
+        unit = OnnxRequant(cycles, acc_bits=acc_bits, result_bits=result_bits)
+        got = (run_pipeline(unit, {"a": a, "multiplier": bits}) if cycles == 1
+               else run_iterative(unit, {"a": a, "multiplier": bits})[0])
+        np.testing.assert_array_equal(got, onnx_oracle_wide(a, bits, result_bits))
+
+
 def test_onnx_rejects_bad_cycles():
     for bad in (0, 25, 2.0, True):
         with pytest.raises(ValueError, match="Requant cycles per element must be an integer "
