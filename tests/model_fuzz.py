@@ -3,9 +3,10 @@
 :func:`build` makes a seeded, reproducible ``tf.keras`` model from a vocabulary of layers —
 Conv2D (strides, dilation, SAME/VALID), DepthwiseConv2D (depth multiplier), SeparableConv2D,
 Conv2D + BatchNormalization (folded by the converter), ReLU/ReLU6/LeakyReLU/sigmoid/tanh/
-hard_swish both fused (``activation=``) and standalone, residual Add, Concatenate,
+hard_swish both fused (``activation=``) and standalone (also right after a merge, where the
+converter gives input and output different quantizations), residual Add, Concatenate,
 Average/MaxPooling2D, ZeroPadding2D, and a head of GlobalAveragePooling2D or Flatten/Reshape,
-Dense and an optional Softmax. :func:`check` converts it with
+an optional hidden Dense with an activation, Dense and an optional Softmax. :func:`check` converts it with
 :func:`tessera.quantize.tflite_convert.keras_to_int8_tflite`, runs discriminating int8 inputs
 on TFLite Micro (the ``tflite-micro`` wheel) and requires ``tessera.load_model(...).predict``
 and ``connect("emu", config=<CNN preset>).run`` to equal it, or the import to refuse with
@@ -23,6 +24,8 @@ import numpy as np
 
 __all__ = ["build", "describe", "convert_cached", "operators", "check", "PRESET"]
 
+#: Generator version: names the cached conversions (a new vocabulary makes new models).
+VERSION = 2
 #: The CNN preset the emulated device runs (the smallest; 4x2 MACs, 2 ACT lanes).
 PRESET = "icebreaker-cnn"
 _ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hard_swish", "leaky_relu")
@@ -112,9 +115,15 @@ def build(seed):
     shape = (int(rng.integers(5, 11)), int(rng.integers(5, 11)), int(rng.integers(1, 4)))
     inp = tf.keras.Input(shape, batch_size=1, name="input")
     log = [f"Input{shape}"]
+    # A second stream adds version-2 extras without changing the first stream's choices.
+    extra = np.random.default_rng([seed, 2])
     x = inp
     for _ in range(int(rng.integers(2, 6))):
         x = _block(L, x, rng, log)
+        if log[-1].startswith(("Add(", "Concatenate(")) and extra.random() < 0.5:
+            name = str(extra.choice(_ACTIVATIONS))     # after a merge: in/out scales differ
+            log.append(f"standalone {name}")
+            x = _activation_layer(L, name, extra)(x)
     head = str(rng.choice(["gap", "flatten", "reshape"]))
     if head == "gap":
         x = L.GlobalAveragePooling2D()(x)
@@ -124,7 +133,12 @@ def build(seed):
         x = L.Reshape((-1,))(x)
     units = int(rng.integers(2, 9))
     softmax = bool(rng.integers(2))
-    log.append(f"{head} -> Dense({units})" + (" -> Softmax" if softmax else ""))
+    if extra.random() < 0.4:
+        hidden, act = int(extra.integers(3, 12)), str(extra.choice(_ACTIVATIONS[:4]))
+        log.append(f"{head} -> Dense({hidden},{act})")
+        x = L.Dense(hidden, activation=act)(x)
+        head = ""
+    log.append(f"{head} -> Dense({units})".lstrip(" ->") + (" -> Softmax" if softmax else ""))
     x = L.Dense(units)(x)
     if softmax:
         x = L.Softmax()(x)
@@ -141,7 +155,7 @@ def describe(seed):
 
 def convert_cached(seed, cache_dir):
     """Return ``(tflite_bytes, description)`` of model ``seed``, converted once per cache dir."""
-    path = Path(cache_dir) / f"fuzz{seed}.tflite"
+    path = Path(cache_dir) / f"fuzz{seed}-v{VERSION}.tflite"
     note = path.with_suffix(".txt")
     if path.exists() and note.exists():
         return path.read_bytes(), note.read_text()
