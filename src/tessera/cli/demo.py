@@ -166,7 +166,8 @@ def run(args) -> int:
     config = load_config(args.config)
     if args.model in ("all", "kws"):
         get_preset(args.board)      # a bad --board is reported before any work
-    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    def log(message):       # progress on stderr: stdout holds only the report
+        print(message, file=sys.stderr, flush=True)
     reports = {}
     if args.model in ("all", "digits"):
         reports["digits"] = run_demo(mode=args.mode, config=config, simulator=args.simulator,
