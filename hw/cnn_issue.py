@@ -7,7 +7,9 @@ between :mod:`tessera.hw.sequencer` (initiator, ``Out``) and :mod:`tessera.hw.co
 ``In``), each carried on an ``amaranth.lib.stream`` of the layout.
 
 - :func:`conv_issue`: the ``CONV`` fields (``kind``, ``src``, ``dst``, ``w_addr``,
-  ``param_addr``), the window state (the ``WINDOW`` fields) and the post state;
+  ``param_addr``), the window state (the ``WINDOW`` fields), its sizes
+  (:func:`~tessera.hw.window.window_sizes`: the products a ``CONV`` needs from its first cycle,
+  computed once per ``WINDOW`` by the sequencer's checks) and the post state;
 - :func:`add_issue`: the ``ADD`` fields (``a_addr``, ``b_addr``, ``dst``, ``count``,
   ``param_addr``) and the post state.
 
@@ -24,7 +26,7 @@ from tessera.spec.isa import CnnOpcode
 from .conv_commands import conv_request
 from .gemm import POST_STATE, gemm_command
 from .layouts import struct_layout
-from .window import window_state
+from .window import window_sizes, window_state
 
 __all__ = ["post_state", "conv_issue", "add_issue"]
 
@@ -36,9 +38,11 @@ def post_state(config) -> data.StructLayout:
 
 
 def conv_issue(config) -> data.StructLayout:
-    """Return the layout of one issued ``CONV``: its fields, the window and the post state."""
+    """Return the layout of one issued ``CONV``: its fields, the window, its sizes, the post
+    state."""
     return data.StructLayout({
-        "conv": conv_request(), "window": window_state(), "post": post_state(config),
+        "conv": conv_request(), "window": window_state(), "sizes": window_sizes(),
+        "post": post_state(config),
     })
 
 

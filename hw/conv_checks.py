@@ -24,7 +24,7 @@ from tessera.spec.protocol import Status
 
 from .conv_commands import conv_request
 from .shift_add import ShiftAddMultiplier
-from .window import window_state
+from .window import window_sizes, window_state
 
 __all__ = ["WindowChecks", "REMAINDER_CYCLES"]
 
@@ -64,6 +64,9 @@ class WindowChecks(wiring.Component):
         A ``CONV``'s fields.
     status : Out(8)
         ``Status.OK``, ``BAD_FIELD`` or ``BAD_ADDRESS`` for ``conv`` (valid while ``ready``).
+    sizes : Out(window_sizes())
+        The window's ``taps``, ``pixels`` and ``k_conv`` (valid while ``ready``), for the
+        ``CONV`` issue.
     """
 
     def __init__(self, config):
@@ -76,6 +79,7 @@ class WindowChecks(wiring.Component):
             "ready": Out(1),
             "conv": In(conv_request()),
             "status": Out(8),
+            "sizes": Out(window_sizes()),
         })
 
     def elaborate(self, platform):
@@ -87,14 +91,16 @@ class WindowChecks(wiring.Component):
         # The products run on shift-add multipliers in two rounds each (no multiplier cell):
         # round 1 from `load`, round 2 from the cycle its operand (round 1's product) is held.
         # kh*kw and then out_c*k (dw_weights); in_c*groups and then that times k (conv_weights);
-        # in_h*in_w and out_h*out_w, then the tile counts times in_c and out_c (src/dst_count).
+        # in_h*in_w and out_h*out_w, then the tile counts times in_c and out_c (src/dst_count);
+        # in round 2 also in_c*k (k_conv, for the command sequencer).
         rows_minus, cols_minus = cfg.rows - 1, cfg.cols - 1
         tiles_bits = 20 - self._row_shift
         m.submodules.src = src_mul = ShiftAddMultiplier(max(10, tiles_bits), 12)
         m.submodules.dst = dst_mul = ShiftAddMultiplier(max(10, tiles_bits), 12)
         m.submodules.taps = taps_mul = ShiftAddMultiplier(12, 10)
         m.submodules.conv = conv_mul = ShiftAddMultiplier(24, 12)
-        rounds = max(mul.cycles for mul in (src_mul, dst_mul, taps_mul, conv_mul))
+        m.submodules.k_conv = k_mul = ShiftAddMultiplier(12, 10)    # round 2 only: in_c * taps
+        rounds = max(mul.cycles for mul in (src_mul, dst_mul, taps_mul, conv_mul, k_mul))
         assert 2 * (rounds + 1) <= REMAINDER_CYCLES + 2, "the sizes must be ready with the rest"
         steps = Signal(range(REMAINDER_CYCLES + 2))
         second = Signal()                  # round 2 starts this cycle
@@ -112,7 +118,13 @@ class WindowChecks(wiring.Component):
             taps_mul.b.eq(Mux(self.load, w.kernel_w, taps_mul.product)),
             conv_mul.a.eq(Mux(self.load, w.in_c, conv_mul.product)),
             conv_mul.b.eq(Mux(self.load, groups, taps_mul.product)),
+            k_mul.start.eq(second), k_mul.a.eq(w.in_c), k_mul.b.eq(taps_mul.product),
         ]
+        # round 1's kernel_h*kernel_w and out_h*out_w, kept for the issue
+        with m.If(second):
+            m.d.sync += [self.sizes.taps.eq(taps_mul.product),
+                         self.sizes.pixels.eq(dst_mul.product)]
+        m.d.comb += self.sizes.k_conv.eq(k_mul.product)
         zero = Signal(init=1)              # the window at reset is all zero
         with m.If(self.load):
             m.d.sync += zero.eq(~((w.in_h != 0) & (w.in_w != 0) & (w.in_c != 0) & (w.out_h != 0) &

@@ -12,10 +12,11 @@ and ``k``, and the :class:`~tessera.hw.window.WindowAddressGenerator` command of
   one column, input channel ``g div (out_c / in_c)``, weights ``w_addr + g*K``, parameters
   ``param_addr + g``, drain to ``dst + t*out_c + g``.
 
-Every address is a running sum (no multiplier but the window's own ``K`` and pixel count, held
-from the window state); the input channel advances as ``g*in_c`` passes multiples of
-``out_c``. The instruction's checks (docs/isa.md, "Checks") are the decoder's: a command is
-only started for a valid ``CONV``.
+Every address is a running sum and nothing is multiplied here: ``K`` and the pixel count come
+with the window state as its sizes (:func:`~tessera.hw.window.window_sizes`, computed once per
+``WINDOW`` by :class:`~tessera.hw.conv_checks.WindowChecks`); the input channel advances as
+``g*in_c`` passes multiples of ``out_c``. The instruction's checks (docs/isa.md, "Checks") are
+the decoder's: a command is only started for a valid ``CONV``.
 
 Timing: a ``CONV`` accepted in cycle *E* (``i_conv`` transfer) offers its first command from
 cycle *E+1*, each next one in the cycle after the previous was taken; ``i_conv`` is ready
@@ -30,7 +31,7 @@ from tessera.spec import isa
 from tessera.spec.isa import CnnOpcode, ConvKind
 
 from .layouts import struct_layout
-from .window import window_command, window_state
+from .window import window_command, window_sizes, window_state
 
 __all__ = ["ConvCommandSequencer", "conv_request", "conv_command"]
 
@@ -63,6 +64,8 @@ class ConvCommandSequencer(wiring.Component):
     -------
     window : In(window_state())
         The window state (held while a ``CONV`` runs).
+    sizes : In(window_sizes())
+        The window's sizes (held with it).
     i_conv : In(stream.Signature(conv_request()))
     o_cmd : Out(stream.Signature(conv_command(config)))
     """
@@ -71,6 +74,7 @@ class ConvCommandSequencer(wiring.Component):
         self._config = config
         super().__init__({
             "window": In(window_state()),
+            "sizes": In(window_sizes()),
             "i_conv": In(stream.Signature(conv_request())),
             "o_cmd": Out(stream.Signature(conv_command(config))),
         })
@@ -81,16 +85,14 @@ class ConvCommandSequencer(wiring.Component):
         w = self.window
         m = Module()
 
-        # Window-derived sizes (the window is held while the CONV runs).
-        taps = Signal(10)
-        pixels = Signal(20)
-        m.d.comb += [taps.eq(w.kernel_h * w.kernel_w), pixels.eq(w.out_h * w.out_w)]
+        # Window-derived sizes (held with the window while the CONV runs).
+        taps, pixels = self.sizes.taps, self.sizes.pixels
 
         req = Signal(conv_request())
         running = Signal()
         conv_kind = req.kind == ConvKind.CONV
         k = Signal(16)
-        m.d.comb += k.eq(Mux(conv_kind, taps * w.in_c, taps))
+        m.d.comb += k.eq(Mux(conv_kind, self.sizes.k_conv, taps))
 
         # Counters of the current command.
         pixels_left = Signal(21)                   # out_h*out_w - t*rows

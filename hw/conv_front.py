@@ -14,9 +14,10 @@ the ``CONV``'s last command. The first command is offered two cycles after the p
 taken (:data:`~tessera.spec.timing.CONV_ISSUE_CYCLES`: the sequencer's and the gather's command
 registers).
 
-The window state is kept twice: the command sequencer's copy changes when a ``CONV`` is taken;
-the gather's copy when the gather has nothing in flight (the previous ``CONV``'s last step was
-shown), which it always has before the engine could accept the new ``CONV``'s first command.
+The window state is kept twice: the command sequencer's copy (with the window's sizes) changes
+when a ``CONV`` is taken; the gather's copy when the gather has nothing in flight (the previous
+``CONV``'s last step was shown), which it always has before the engine could accept the new
+``CONV``'s first command.
 """
 
 from amaranth.hdl import Module, Signal
@@ -84,6 +85,7 @@ class ConvFront(wiring.Component):
         taken = Signal()                  # the CONV on i_conv was given to the sequencer
         load = Signal()
         seq_window = Signal(window_state())
+        seq_sizes = Signal.like(issue.sizes)
         gather_window = Signal(window_state())
         post = Signal.like(issue.post)
         m.d.comb += [
@@ -91,11 +93,13 @@ class ConvFront(wiring.Component):
             seq.i_conv.valid.eq(load),
             seq.i_conv.payload.eq(issue.conv),
             seq.window.eq(seq_window),
+            seq.sizes.eq(seq_sizes),
             steps.window.eq(gather_window),
         ]
         with m.If(load):
-            m.d.comb += seq.window.eq(issue.window)
-            m.d.sync += [taken.eq(1), seq_window.eq(issue.window), post.eq(issue.post)]
+            m.d.comb += [seq.window.eq(issue.window), seq.sizes.eq(issue.sizes)]
+            m.d.sync += [taken.eq(1), seq_window.eq(issue.window), seq_sizes.eq(issue.sizes),
+                         post.eq(issue.post)]
 
         # The command GatheredSteps took and the engine has not accepted yet (at most one: the
         # gather takes the next command only after the engine started this one).

@@ -387,7 +387,7 @@ class ProgramSequencer(wiring.Component):
         issue = self.o_conv.payload
         for name in ("kind", "src", "dst", "w_addr", "param_addr"):
             m.d.comb += issue.conv[name].eq(conv[name])
-        m.d.comb += issue.window.eq(window)
+        m.d.comb += [issue.window.eq(window), issue.sizes.eq(checks.sizes)]
         issue_add = self.o_add.payload
         for name in ("a_addr", "b_addr", "dst", "count", "param_addr"):
             m.d.comb += issue_add[name].eq(add[name])

@@ -23,7 +23,7 @@ from tessera.spec.isa import CnnOpcode
 from .gather import gather_request
 from .layouts import struct_layout
 
-__all__ = ["WindowAddressGenerator", "window_state", "window_command"]
+__all__ = ["WindowAddressGenerator", "window_state", "window_sizes", "window_command"]
 
 
 def window_state() -> data.StructLayout:
@@ -31,6 +31,17 @@ def window_state() -> data.StructLayout:
     layout = struct_layout(isa.CNN_LAYOUTS[CnnOpcode.WINDOW])
     return data.StructLayout({name: layout[name].shape for name in layout.members
                               if name != "opcode" and not name.startswith("_")})
+
+
+def window_sizes() -> data.StructLayout:
+    """Return the layout of a window's sizes that a ``CONV`` needs from its first cycle on.
+
+    ``taps = kernel_h * kernel_w``, ``pixels = out_h * out_w`` and ``k_conv = taps * in_c``,
+    computed once per ``WINDOW`` by :class:`~tessera.hw.conv_checks.WindowChecks` (which has the
+    cycles for shift-add products) and issued with the window state.
+    """
+    return data.StructLayout({"taps": unsigned(10), "pixels": unsigned(20),
+                              "k_conv": unsigned(22)})
 
 
 def window_command(config) -> data.StructLayout:

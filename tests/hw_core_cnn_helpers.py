@@ -13,6 +13,7 @@ counters, and the cycle the Core went idle at the end against the model's.
 
 import numpy as np
 from amaranth.sim import Simulator
+from hw_cnn_helpers import window_sizes_of
 from hw_core_helpers import CoreBench, entries_from, entry_values
 
 from tessera import numerics
@@ -124,7 +125,8 @@ def run_program(config, program, act, wgt, param):
                 clock = await issue(dut.i_conv, conv_issue(config).const({
                     "conv": {name: int(fields[name])
                              for name in ("kind", "src", "dst", "w_addr", "param_addr")},
-                    "window": window.fields(), "post": post.fields()}))
+                    "window": window.fields(), "sizes": window_sizes_of(window),
+                    "post": post.fields()}))
             elif isinstance(insn, isa.Add):
                 clock = await issue(dut.i_add, add_issue(config).const(
                     {**insn.fields(), "post": post.fields()}))

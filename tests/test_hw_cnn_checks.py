@@ -61,8 +61,9 @@ def _cases(count):
     return cases
 
 
-def _statuses(config, cases):
-    # The status of each (window, conv, _) after a WINDOW's load and REMAINDER_CYCLES + 1 cycles.
+def _statuses(config, cases, sizes=None):
+    # The status of each (window, conv, _) after a WINDOW's load and REMAINDER_CYCLES + 1 cycles
+    # (and its sizes (taps, pixels, k_conv) appended to `sizes`).
     dut = WindowChecks(config)
     seen = []
 
@@ -78,6 +79,9 @@ def _statuses(config, cases):
                 await ctx.tick()
             assert ctx.get(dut.ready)
             seen.append(ctx.get(dut.status))
+            if sizes is not None:
+                sizes.append(tuple(ctx.get(getattr(dut.sizes, name))
+                                   for name in ("taps", "pixels", "k_conv")))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -153,9 +157,13 @@ def _extreme_cases(config, count):
 ], ids=["icebreaker-cnn", "32x4-64k"])
 def test_sizes_are_exact_at_the_widest_fields(config):
     cases = _extreme_cases(config, 400)
-    seen = _statuses(config, cases)
+    sizes = []
+    seen = _statuses(config, cases, sizes)
     want = [int(status) for _w, _c, status in cases]
     assert seen == want
+    # the sizes issued with a CONV to the command sequencer
+    assert sizes == [(w.kernel_h * w.kernel_w, w.out_h * w.out_w,
+                      w.kernel_h * w.kernel_w * w.in_c) for w, _c, _s in cases]
     assert want.count(Status.OK) > 40 and want.count(Status.BAD_ADDRESS) > 100
 
 

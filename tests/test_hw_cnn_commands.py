@@ -9,7 +9,7 @@ with the MAC count the emulator's cycle model gives.
 import pytest
 from amaranth.sim import Simulator
 
-from hw_cnn_helpers import set_window
+from hw_cnn_helpers import set_sizes, set_window
 from tessera.hw.conv_commands import ConvCommandSequencer
 from tessera.runtime import conv
 from tessera.runtime.cycles import CycleModel
@@ -46,6 +46,7 @@ def _run(config, window, kind, fields, count):
 
     async def bench(ctx):
         set_window(ctx, dut.window, window)
+        set_sizes(ctx, dut.sizes, window)
         for name, value in dict(fields, kind=kind).items():
             ctx.set(getattr(dut.i_conv.payload, name), value)
         ctx.set(dut.i_conv.valid, 1)

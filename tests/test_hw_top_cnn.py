@@ -19,6 +19,7 @@ from tessera.spec import AcceleratorConfig, isa
 from tessera.spec.isa import CnnOpcode, ConvKind, Mode, Post
 from tessera.spec.protocol import Kind, Status, encode_frame
 
+from hw_cnn_helpers import window_sizes_of
 from hw_cnn_top_helpers import RecordingMachine, StubCnnAccelerator, issue_monitor
 from hw_exec_helpers import parse, run_rtl
 
@@ -190,6 +191,8 @@ def _same_issue(rtl, emu):
     if window is not None:
         for field in window.__dataclass_fields__:
             assert view.window[field] == getattr(window, field), field
+        for field, value in window_sizes_of(window).items():
+            assert view.sizes[field] == value, field
     for field in ("mode", "lut", "zero_point", "lo", "hi"):
         assert view.post[field] == int(getattr(post, field)), field
 
