@@ -65,6 +65,8 @@ def _block(L, x, rng, log):
     act = _fused(rng)
     if kind == "conv":
         dilation = int(rng.choice([1, 1, 2])) if not small and k > 1 else 1
+        if pad == "valid" and (k - 1) * dilation + 1 > min(h, w):
+            dilation = 1                  # the dilated window would not fit the map
         log.append(f"Conv2D({channels},{k},{pad},d{dilation},{act})")
         return L.Conv2D(channels, k, padding=pad, dilation_rate=dilation, activation=act)(x)
     if kind == "conv_stride":
