@@ -247,3 +247,38 @@ def test_abc9_crash_is_explained(tmp_path):
     (tmp_path / "top.rpt").write_text("ERROR: Module `\\\\top' referenced but not found\n")
     assert not build._abc9_crashed(tmp_path)
     assert "ABC9" not in str(build._failure_message(get_board("ulx3s-85f"), tmp_path, 1))
+
+
+def test_cli_preset_builds_its_board_configuration_and_clock(monkeypatch, tmp_path, capsys):
+    from tessera.compiler.presets import CNN_PRESETS, get_preset
+    built = []
+
+    def fake_build(board, config, clock_mhz, out_dir, **options):
+        built.append((board.name, config, clock_mhz))
+        raise BuildError("stopped before the tools")
+
+    monkeypatch.setattr(build, "build_bitstream", fake_build)
+    preset = get_preset("orangecrab-25f-cnn")
+    assert main(["build", "--preset", preset.name, "-o", str(tmp_path / "b")]) == 1
+    assert built == [("orangecrab-25f", preset.config, preset.clock_mhz)]
+    assert "stopped before the tools" in capsys.readouterr().err
+    assert main(["build", "--preset", preset.name, "--board", "orangecrab-25f",
+                 "--clock-mhz", "50", "-o", str(tmp_path / "b")]) == 1
+    assert built[-1] == ("orangecrab-25f", preset.config, 50.0)
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in CNN_PRESETS)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "nope"], "Unknown CNN board preset 'nope'; the presets are icebreaker-cnn"),
+    (["--preset", "ulx3s-85f-cnn", "--board", "icebreaker"],
+     "--preset ulx3s-85f-cnn is for board ulx3s-85f, not --board icebreaker; leave --board out "
+     "or pick a preset of icebreaker"),
+    (["--preset", "ulx3s-85f-cnn", "--config", "cfg.json"],
+     "--preset ulx3s-85f-cnn and --config both give the configuration; give one of them"),
+])
+def test_cli_preset_errors(argv, message, capsys):
+    assert main(["build", *argv]) == 2
+    assert message in capsys.readouterr().err

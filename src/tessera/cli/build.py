@@ -33,6 +33,9 @@ def add_parser(subparsers):
                    help="list the supported boards with their default configuration and clock")
     p.add_argument("--config", metavar="FILE",
                    help="AcceleratorConfig JSON (default: the board's preset)")
+    p.add_argument("--preset", metavar="NAME",
+                   help="a CNN preset (icebreaker-cnn, orangecrab-25f-cnn, ulx3s-85f-cnn): its "
+                        "board, configuration and clock, instead of --config")
     p.add_argument("--clock-mhz", type=positive_float, metavar="F",
                    help="target clock in MHz (default: the board's preset)")
     p.add_argument("--baud", type=positive_int, default=None, metavar="BAUD",
@@ -77,7 +80,7 @@ class _StageLine:
         self.stage = stage
 
 
-def _check_options(args, board):
+def _check_options(args, board, preset=None):
     """Return the configuration, after checking every option against the board (no tool runs).
 
     Raises ``ValueError`` (a user error: status 2) naming the option to change.
@@ -86,7 +89,7 @@ def _check_options(args, board):
     from tessera.hw.build import BuildError, check_fits
 
     from .options import load_config
-    config = load_config(args.config) or board.config
+    config = preset.config if preset else load_config(args.config) or board.config
     try:
         check_fits(board, config, args.design)
     except BuildError as e:
@@ -94,9 +97,33 @@ def _check_options(args, board):
     baud = DEFAULT_BAUD if args.baud is None else args.baud
     # BoardTop checks the clock (the PLL can make it), the baud rate (the clock can divide it)
     # and the receive timeout; build_bitstream makes its own.
-    top = BoardTop(board, config, clock_mhz=args.clock_mhz, baud=baud, design=args.design)
+    top = BoardTop(board, config, clock_mhz=_clock_mhz(args, preset), baud=baud,
+                   design=args.design)
     top._MustUse__silence = True    # a check, not an unused design (as BoardTop does itself)
     return config, baud
+
+
+def _clock_mhz(args, preset):
+    # --clock-mhz, else the preset's clock, else None (the board's)
+    return args.clock_mhz if args.clock_mhz is not None or preset is None else preset.clock_mhz
+
+
+def _preset(args):
+    """Return the ``--preset`` (a :class:`~tessera.compiler.presets.CnnPreset`) or ``None``.
+
+    Raises ``ValueError`` when it is unknown, comes with ``--config`` or names another board.
+    """
+    if args.preset is None:
+        return None
+    from tessera.compiler.presets import get_preset
+    if args.config:
+        raise ValueError(f"--preset {args.preset} and --config both give the configuration; "
+                         f"give one of them")
+    preset = get_preset(args.preset)
+    if args.board and args.board != preset.board:
+        raise ValueError(f"--preset {preset.name} is for board {preset.board}, not --board "
+                         f"{args.board}; leave --board out or pick a preset of {args.board}")
+    return preset
 
 
 def run(args) -> int:
@@ -108,19 +135,21 @@ def run(args) -> int:
     if args.list_boards:
         print(format_boards(BOARDS))
         return 0
-    if not args.board:
+    preset = _preset(args)
+    if not args.board and not preset:
         raise ValueError(f"--board is required (one of {', '.join(BOARDS)}; see --list-boards)")
-    board = get_board(args.board)
-    config, baud = _check_options(args, board)
+    board = get_board(preset.board if preset else args.board)
+    config, baud = _check_options(args, board, preset)
     out_dir = args.output or f"build/{board.name}-{args.design}-{config.hash_hex[:8]}"
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise NotADirectoryError(f"-o {out_dir} exists and is not a directory; give a build "
                                  "directory")
-    clock_mhz = board.clock_mhz if args.clock_mhz is None else args.clock_mhz
+    clock_mhz = _clock_mhz(args, preset) or board.clock_mhz
     print(f"Building {args.design} for {board.title}: {config.rows}x{config.cols} MACs, "
           f"target {clock_mhz:g} MHz, {baud} baud, in {out_dir}", file=sys.stderr)
     try:
-        report = build_bitstream(board, config, args.clock_mhz, out_dir, design=args.design,
+        report = build_bitstream(board, config, _clock_mhz(args, preset), out_dir,
+                                 design=args.design,
                                  baud=baud, seed=args.seed, progress=_StageLine(sys.stderr))
     except (BuildError, ToolchainError) as e:
         print(f"tessera build: error: {e}", file=sys.stderr)
