@@ -22,6 +22,7 @@ import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -61,7 +62,10 @@ def run(seeds, *, rows, presets, cache):
         except AssertionError as exc:
             record.update(outcome="MISMATCH", detail=str(exc).strip().splitlines()[0][:300])
         except Exception as exc:
-            record.update(outcome="error", detail=f"{type(exc).__name__}: {exc}"[:300])
+            where = traceback.extract_tb(exc.__traceback__)[-3:]
+            record.update(outcome="error", detail=f"{type(exc).__name__}: {exc}"[:300],
+                          traceback=[f"{f.filename}:{f.lineno} {f.name}" for f in where],
+                          preset=preset)
         records.append(record)
     outcomes = collections.Counter(r["outcome"] for r in records)
     summary = {"models": len(records), "outcomes": dict(outcomes),
@@ -99,6 +103,8 @@ def main(argv=None) -> int:
         print("models per TFLite operator:", summary["models_per_operator"])
         for r in bad:
             print(f"seed {r['seed']}: {r['outcome']}: {r['detail']}\n    {r.get('layers')}")
+            for line in r.get("traceback", []):
+                print(f"    at {line}")
         print(json.dumps(summary))
     return 1 if any(r["outcome"] == "MISMATCH" for r in records) else 0
 
