@@ -193,3 +193,22 @@ def test_add_of_a_constant_is_refused_naming_the_constant():
     y = g.add(x, three, y_scale=0.2, y_zero_point=0, name="add")
     _refused(g, y, r"operator 0 \(ADD, output 'add/y'\): tensor 'three' is a constant; Tessera's "
                    "operators take activation tensors here")
+
+
+def test_add_of_a_squeezed_skip_tensor_equals_tflm():
+    # The converter's residual ADD at 1x1: the skip squeezed to [C] by a RESHAPE (no batch
+    # dimension), broadcast against [1, 1, 1, C]; values are never repeated.
+    g = TFLiteGraph()
+    x = g.input("x", (1, 1, 1, 3), scale=0.05, zero_point=-7)
+    c = g.conv2d(x, _weights((3, 1, 1, 3)), RNG.integers(-300, 300, 3), w_scale=0.01,
+                 y_scale=0.06, y_zero_point=4, name="conv")
+    squeezed = g.reshape(x, (3,), name="squeeze")
+    y = g.add(c, squeezed, y_scale=0.08, y_zero_point=-2, activation="relu", name="add")
+    model = g.build([y])
+    qgraph = tessera.load_model(model, mode="tflite")
+    x_q = np.array([[-128, 0, 127], [127, -128, 5], [3, 9, -100]], np.int8).reshape(3, 1, 1, 1, 3)
+    expected = np.concatenate([run_tflm(model, [s])[0] for s in x_q])
+    np.testing.assert_array_equal(qgraph.predict(x_q[:, 0], raw=True), expected)
+    from tessera.compiler.presets import get_preset
+    with tessera.connect("emu", config=get_preset("icebreaker-cnn").config) as device:
+        np.testing.assert_array_equal(device.run(qgraph, x_q[:, 0], raw=True), expected)

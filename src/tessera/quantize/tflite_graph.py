@@ -64,8 +64,12 @@ class _GraphReader:
         except ValueError as exc:
             raise UnsupportedModelError(f"{where}: tensor {self.r.tname(index)!r}: {exc}") from None
 
-    def activation(self, index, where):
-        """Return the graph name of activation tensor ``index`` (per-sample shape, int8)."""
+    def activation(self, index, where, *, batchless=False):
+        """Return the graph name of activation tensor ``index`` (per-sample shape, int8).
+
+        ``batchless``: a RESHAPE output may lack the batch dimension (the converter squeezes
+        ``[1, 1, 1, C]`` to ``[C]`` for a broadcasting ADD); its whole shape is one sample.
+        """
         name = self.name(index)
         if name in self.tensors:
             return name
@@ -79,6 +83,8 @@ class _GraphReader:
                              f"{self.r.type_of(index)}; Tessera imports full-integer int8 "
                              "models (not float, dynamic-range or 16x8 ones)")
         shape = [int(d) for d in self.r.tensor(index).shape]
+        if batchless and shape and shape[0] != 1:
+            shape = [1] + shape
         if not shape or shape[0] != 1:
             raise UnsupportedModelError(
                 f"{where}: tensor {self.r.tname(index)!r} has shape {shape}; "
@@ -179,6 +185,21 @@ class _GraphReader:
         self.tensors[name] = Tensor(name, (256,), "int8", data=lut)
         self.add("LUT", [x, name], y, {"function": kind.lower()})
 
+    def as_shape(self, name, x, b, y, where):
+        """Return ``name``, or a RESHAPE of it to output ``y``'s shape when it broadcasts to it
+        without repeating a value (a squeezed ``[C]`` added to ``[1, 1, C]``)."""
+        shape, out = tuple(self.tensors[name].shape), tuple(self.tensors[y].shape)
+        if shape == out:
+            return name
+        if np.prod(shape) != np.prod(out) or np.broadcast_shapes(shape, out) != out:
+            raise UnsupportedModelError(f"{where} broadcasts {self.tensors[x].shape} and "
+                                        f"{self.tensors[b].shape}; Tessera adds equal shapes only")
+        view = f"{name}/as_{'x'.join(map(str, out))}"
+        if view not in self.tensors:
+            self.tensors[view] = Tensor(view, out, "int8", self.tensors[name].qparams)
+            self.add("RESHAPE", [name], view, {"shape": out})
+        return view
+
     def mean(self, op, where, x, y):
         axes = self.r.constant(op.inputs[1], np.int32, where).ravel()
         rank = len(self.tensors[x].shape) + 1
@@ -228,7 +249,7 @@ class _GraphReader:
         if kind == "CONCATENATION":
             return self.concatenation(op, where, self.activation(op.outputs[0], where))
         x = self.activation(op.inputs[0], where)
-        y = self.activation(op.outputs[0], where)
+        y = self.activation(op.outputs[0], where, batchless=kind == "RESHAPE")
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             self.conv(kind, op, where, x, y)
         elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
@@ -237,10 +258,7 @@ class _GraphReader:
             self.fully_connected(op, where, x, y)
         elif kind == "ADD":
             b = self.activation(op.inputs[1], where)
-            if self.tensors[x].shape != self.tensors[b].shape:
-                raise UnsupportedModelError(f"{where} broadcasts {self.tensors[x].shape} and "
-                                 f"{self.tensors[b].shape}; Tessera adds equal shapes only")
-            self.add("ADD", [x, b], y,
+            self.add("ADD", [self.as_shape(a, x, b, y, where) for a in (x, b)], y,
                      {"activation": self.r.fused_activation(op.builtinOptions, where)})
         elif kind == "MEAN":
             self.mean(op, where, x, y)
