@@ -9,7 +9,8 @@ followed by QUANTIZE and a DEQUANTIZE before a float output are the graph's edge
 Standalone element-wise operators (RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, an int8
 -> int8 QUANTIZE) become lookup tables with TFLite Micro's arithmetic (:mod:`.tflite_tables`);
 a RELU or RELU6 whose input and output share a quantization stays a clamp.
-Anything else — another operator, broadcasting ADD, fused activations other than NONE/RELU/RELU6,
+Anything else — another operator, broadcasting ADD (but a squeezed ``[C]`` skip added to
+``[1, 1, 1, C]``), fused activations other than NONE/RELU/RELU6,
 a QUANTIZE between other types — is refused with the operator and tensor named.
 """
 
