@@ -10,7 +10,7 @@ mismatch prints its seed and layers and makes the exit status 1. ``tests/test_mo
 runs 12 of these seeds in the default suite.
 
     .venv/bin/python bench/bench_model_fuzz.py [--seeds 0:200] [--rows 8]
-        [--presets icebreaker-cnn,orangecrab-25f-cnn] [--cache DIR] [--json]
+        [--presets icebreaker-cnn,orangecrab-25f-cnn] [--wide] [--cache DIR] [--json]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _seeds(text):
     return range(int(start), int(stop)) if stop else [int(s) for s in text.split(",")]
 
 
-def run(seeds, *, rows, presets, cache):
+def run(seeds, *, rows, presets, cache, wide=False):
     """Return the per-seed records and the summary of one fuzzing run."""
     records, operators = [], collections.Counter()
     refusals = collections.Counter()
@@ -43,7 +43,7 @@ def run(seeds, *, rows, presets, cache):
     for seed in seeds:
         record = {"seed": seed}
         try:
-            data, record["layers"] = model_fuzz.convert_cached(seed, cache)
+            data, record["layers"] = model_fuzz.convert_cached(seed, cache, wide=wide)
         except Exception as exc:                      # the converter's own failures
             record.update(outcome="convert_error", detail=f"{type(exc).__name__}: {exc}"[:300])
             records.append(record)
@@ -71,7 +71,7 @@ def run(seeds, *, rows, presets, cache):
     summary = {"models": len(records), "outcomes": dict(outcomes),
                "refused_by_operator": dict(refusals),
                "models_per_operator": dict(sorted(operators.items())),
-               "presets": list(presets), "random_rows": rows,
+               "presets": list(presets), "random_rows": rows, "wide": wide,
                "wall_s": round(time.perf_counter() - start, 1)}
     return records, summary
 
@@ -84,13 +84,15 @@ def main(argv=None) -> int:
                         help="comma-separated CNN presets the emulated device runs")
     parser.add_argument("--cache", default=None,
                         help="directory of converted models (default: a temporary one)")
+    parser.add_argument("--wide", action="store_true",
+                        help="4x the channels, maps 12 larger (tiling, weight streaming)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
         records, summary = run(_seeds(args.seeds), rows=args.rows,
-                               presets=args.presets.split(","), cache=cache)
+                               presets=args.presets.split(","), cache=cache, wide=args.wide)
     bad = [r for r in records if r["outcome"] not in ("equal", "refused")]
     if args.json:
         print(json.dumps({"summary": summary, "failures": bad}))

@@ -52,7 +52,7 @@ def _fused(rng):
     return str(rng.choice(["linear", "linear", "relu", "relu6", "sigmoid", "tanh", "hard_swish"]))
 
 
-def _block(L, x, rng, log):
+def _block(L, x, rng, log, width):
     h, w, c = (int(d) for d in x.shape[1:])
     small = min(h, w) < 4
     kinds = ["conv", "dw", "sep", "bn", "act", "add", "concat", "zeropad"]
@@ -61,7 +61,7 @@ def _block(L, x, rng, log):
     kind = str(rng.choice(kinds))
     pad = str(rng.choice(["same", "valid"])) if not small else "same"
     k = int(rng.choice([1, 3])) if small else int(rng.choice([1, 2, 3]))
-    channels = int(rng.integers(2, 7))
+    channels = int(rng.integers(2, 7)) * width
     act = _fused(rng)
     if kind == "conv":
         dilation = int(rng.choice([1, 1, 2])) if not small and k > 1 else 1
@@ -108,20 +108,26 @@ def _block(L, x, rng, log):
     return layer(pool, strides=stride, padding=pad)(x)
 
 
-def build(seed):
-    """Return ``(keras_model, calibration_rows, description)`` of fuzz model ``seed``."""
+def build(seed, *, wide=False):
+    """Return ``(keras_model, calibration_rows, description)`` of fuzz model ``seed``.
+
+    ``wide``: 4x the channels and maps 12 larger (tiles over the device's rows and columns,
+    weights streamed on the small presets); the same layer choices otherwise.
+    """
     from make_tflite_fixtures import _randomise
     tf = _tf()
     L = tf.keras.layers
     rng = np.random.default_rng(seed)
-    shape = (int(rng.integers(5, 11)), int(rng.integers(5, 11)), int(rng.integers(1, 4)))
+    width, grow = (4, 12) if wide else (1, 0)
+    shape = (int(rng.integers(5, 11)) + grow, int(rng.integers(5, 11)) + grow,
+             int(rng.integers(1, 4)) * width)
     inp = tf.keras.Input(shape, batch_size=1, name="input")
     log = [f"Input{shape}"]
     # A second stream adds version-2 extras without changing the first stream's choices.
     extra = np.random.default_rng([seed, 2])
     x = inp
     for _ in range(int(rng.integers(2, 6))):
-        x = _block(L, x, rng, log)
+        x = _block(L, x, rng, log, width)
         if log[-1].startswith(("Add(", "Concatenate(")) and extra.random() < 0.5:
             name = str(extra.choice(_ACTIVATIONS))     # after a merge: in/out scales differ
             log.append(f"standalone {name}")
@@ -144,25 +150,25 @@ def build(seed):
     x = L.Dense(units)(x)
     if softmax:
         x = L.Softmax()(x)
-    model = tf.keras.Model(inp, x, name=f"fuzz{seed}")
+    model = tf.keras.Model(inp, x, name=f"fuzz{seed}{'w' if wide else ''}")
     _randomise(model, seed)
     rows = np.random.default_rng(seed + 1).uniform(-1.0, 1.0, (32, *shape)).astype(np.float32)
     return model, rows, " -> ".join(log)
 
 
-def describe(seed):
+def describe(seed, *, wide=False):
     """Return the layer list of fuzz model ``seed`` (builds the Keras model)."""
-    return build(seed)[2]
+    return build(seed, wide=wide)[2]
 
 
-def convert_cached(seed, cache_dir):
+def convert_cached(seed, cache_dir, *, wide=False):
     """Return ``(tflite_bytes, description)`` of model ``seed``, converted once per cache dir."""
-    path = Path(cache_dir) / f"fuzz{seed}-v{VERSION}.tflite"
+    path = Path(cache_dir) / f"fuzz{seed}{'w' if wide else ''}-v{VERSION}.tflite"
     note = path.with_suffix(".txt")
     if path.exists() and note.exists():
         return path.read_bytes(), note.read_text()
     from tessera.quantize.tflite_convert import keras_to_int8_tflite
-    model, rows, text = build(seed)
+    model, rows, text = build(seed, wide=wide)
     data = keras_to_int8_tflite(model, rows)
     path.write_bytes(data)
     note.write_text(text)
