@@ -43,14 +43,17 @@ _BRAM_SHAPES = {
 
 #: Hardware multipliers a requant mode needs beyond the MAC array (ECP5 MULT18X18D: a 24x24
 #: mantissa product and a 32x32 product each split into four 18x18 blocks). On the iCE40 they
-#: are built from logic so that all SB_MAC16 serve the array (see ``_ICE40_SCRIPT``).
+#: are built from logic so that all SB_MAC16 serve the array (see ``_BOOTH_SCRIPT``).
 _REQUANT_DSP = {"ice40": {"onnx": 0, "tflite": 0}, "ecp5": {"onnx": 4, "tflite": 4}}
 
 #: Yosys commands run before ``synth_ice40``: every multiplication that is not a MAC of the
 #: array (``input_bits`` x ``weight_bits``) becomes Booth-encoded logic, so that the scarce
 #: SB_MAC16 blocks all go to the array (``booth`` skips modules that still contain processes,
-#: hence ``proc`` first).
-_ICE40_SCRIPT = ("proc; booth t:$mul t:$mul r:A_WIDTH={a} %i r:B_WIDTH={b} %i %d")
+#: hence ``proc`` first). The same runs before ``synth_ecp5`` for a ``cnn`` configuration,
+#: whose window address generator has four products per row lane (``hw/window.py``):
+#: ``synth_ecp5`` would give each a MULT18X18D, beyond the part's blocks beside the MAC array
+#: and the requant units, which instantiate theirs (dense configurations are unchanged).
+_BOOTH_SCRIPT = ("proc; booth t:$mul t:$mul r:A_WIDTH={a} %i r:B_WIDTH={b} %i %d")
 
 
 def _ice40_synth_opts(config):
@@ -70,13 +73,16 @@ def synthesis_overrides(board, config):
     """Return the Amaranth build overrides of the Yosys script of ``config`` on ``board``.
 
     What :func:`build_bitstream` adds to the platform's Yosys script (the iCE40's ``booth``
-    pass and ``synth_ice40`` options); the gate-level simulation (:mod:`tessera.sim.gates`)
-    synthesises with the same, so that its netlist is the bitstream's.
+    pass and ``synth_ice40`` options, the ``booth`` pass of a ``cnn`` configuration on the
+    ECP5); the gate-level simulation (:mod:`tessera.sim.gates`) synthesises with the same, so
+    that its netlist is the bitstream's.
     """
     board = get_board(board) if isinstance(board, str) else board
     if board.family != "ice40":
-        return {}
-    overrides = {"script_after_read": _ICE40_SCRIPT.format(a=config.input_bits,
+        return ({"script_after_read": _BOOTH_SCRIPT.format(a=config.input_bits,
+                                                           b=config.weight_bits)}
+                if config.cnn else {})
+    overrides = {"script_after_read": _BOOTH_SCRIPT.format(a=config.input_bits,
                                                           b=config.weight_bits)}
     if _ice40_synth_opts(config):
         overrides["synth_opts"] = _ice40_synth_opts(config)

@@ -282,3 +282,18 @@ def test_cli_preset_builds_its_board_configuration_and_clock(monkeypatch, tmp_pa
 def test_cli_preset_errors(argv, message, capsys):
     assert main(["build", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_booth_pass_keeps_the_ecp5_blocks_for_the_array_and_requant():
+    # A cnn configuration's stray products (the window generator's, four per lane) become logic
+    # on the ECP5 as on the iCE40; a dense ECP5 build keeps Yosys's own script.
+    from tessera.compiler.presets import get_preset
+    script = "proc; booth t:$mul t:$mul r:A_WIDTH=8 %i r:B_WIDTH=8 %i %d"
+    for name in ("orangecrab-25f-cnn", "ulx3s-85f-cnn"):
+        preset = get_preset(name)
+        assert build.synthesis_overrides(preset.board, preset.config) == \
+            {"script_after_read": script}
+    for name in ("orangecrab-25f", "ulx3s-85f"):
+        assert build.synthesis_overrides(name, get_board(name).config) == {}
+    assert build.synthesis_overrides("icebreaker", get_board("icebreaker").config) == \
+        {"script_after_read": script}
