@@ -116,8 +116,8 @@ def _ecp5(lut4, dsp, bram):
 # mantissa multiplier at one bit per cycle (requant_cycles=24: a 24x1 product instead of a 24x24
 # one of ~900 LUT4; a drain costs 24 cycles per element; 8 cycles saved only ~80 cells more than
 # it costs), no activation LUT (lut=False: the clamp activations remain; ~80 cells) and 32-bit
-# performance counters. Measured at 5237/5280 logic cells: it fits, but the 99 % full part
-# routes at 26.0 MHz, short of the 30 MHz target (docs/boards.md).
+# performance counters. Measured at fe5c7f1: 4762/5280 logic cells (90 %), 31.4 MHz at seed 1
+# against the 30 MHz target (docs/boards.md).
 # Buffers leave the block RAMs some headroom: ACT 16 b x 1024 = 4 EBR, WGT 32 b x 1024 = 8 EBR,
 # PARAM 72 b x 256 = 5 EBR, frame buffers 2-4 EBR.
 _ICEBREAKER_CONFIG = AcceleratorConfig(rows=2, cols=4, act_depth=1024, weight_depth=1024,
