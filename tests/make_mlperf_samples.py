@@ -171,7 +171,8 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")    # TensorFlow's start-up banner
     arrays = extract(args.repo)
     write_npz(SAMPLES, arrays)
-    write_npz(PACKAGED_SAMPLES, {k: v for k, v in arrays.items() if not k.startswith(("ic_", "ad_"))})
+    write_npz(PACKAGED_SAMPLES,
+              {k: v for k, v in arrays.items() if not k.startswith(("ic_", "ad_"))})
     for m in ("kws", "ic", "ad"):
         print(f"{m}: {len(arrays[f'{m}_inputs'])} samples {arrays[f'{m}_inputs'].shape[1:]}")
     print(f"wrote {SAMPLES} and {PACKAGED_SAMPLES}")

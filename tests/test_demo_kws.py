@@ -27,7 +27,7 @@ INPUTS = 12
 
 #: The keys of the KWS report, as docs/quickstart.md lists them.
 KWS_KEYS = {"model", "mode", "inputs", "input_count", "preset", "clock_mhz", "config",
-            "config_hash", "reference", "devices", "profile", "published_latency_ms"}
+            "config_hash", "reference", "devices", "profile", "published_latency_ms", "samples"}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,23 @@ def test_reference_and_emulator_equal_tflite_micro(report):
     # Steady state: the cycles of one inference are the profile's plus the input's load.
     profile = report["profile"][0]["cycles"]
     assert profile < emu["cycles_per_inference"] < profile * 1.01
+
+
+def test_the_real_samples_come_first_with_their_keywords(report):
+    # The MLPerf Tiny repository's two KWS samples, then the synthetic maps.
+    sources = [s["source"] for s in report["samples"]]
+    assert [s.split(":")[1].rsplit("/", 1)[1] for s in sources] == [
+        "kws_input_data.cc", "marvin_617de221_0.wav"]
+    assert all(s.startswith("mlcommons/tiny@1afd2c9820f7:benchmark/") for s in sources)
+    assert [s["expected"] for s in report["samples"]] == [None, "unknown"]
+    assert [s["tflite_micro"] for s in report["samples"]] == ["on", "unknown"]
+    assert all(s["emu"] == s["tflite_micro"] for s in report["samples"])
+    lines = format_kws(report).splitlines()
+    assert lines[2] == ("  mlcommons/tiny kws_input_data.cc: no keyword given; TFLite Micro "
+                        "'on', emulator 'on'")
+    assert lines[3].endswith("marvin_617de221_0.wav: expected 'unknown'; TFLite Micro "
+                             "'unknown', emulator 'unknown'")
+    assert len(run_kws(inputs=1, rtl=False, log=lambda msg: None)["samples"]) == 1
 
 
 def test_one_output_off_by_one_is_counted(monkeypatch):

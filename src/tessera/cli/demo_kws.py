@@ -13,8 +13,10 @@ in mode ``"tflite"`` and run on a board's CNN preset (:mod:`tessera.compiler.pre
 3. ``tessera profile``'s latency of one inference on every board preset (input already on the
    device, MLPerf Tiny's rule), beside the published MLPerf Tiny KWS latencies.
 
-No speech data ships with Tessera, so the inputs are deterministic int8 feature maps
-(:func:`kws_inputs`), not recorded keywords: the part reports agreement, not accuracy.
+The inputs are first the MLPerf Tiny repository's own KWS samples (:func:`kws_samples`: the
+reference submission's MFCC map and the MFCCs of a Speech Commands clip, with their source and
+expected keyword), then deterministic int8 feature maps (:func:`kws_inputs`). Two recorded
+samples are no test set: the part reports agreement, and the keyword of each sample, not accuracy.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ import time
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["KWS_MODEL", "PUBLISHED_KWS_LATENCY_MS", "INPUTS_LABEL", "kws_inputs", "run_kws",
-           "format_kws"]
+__all__ = ["KWS_MODEL", "KWS_SAMPLES", "PUBLISHED_KWS_LATENCY_MS", "INPUTS_LABEL", "kws_samples",
+           "kws_inputs", "run_kws", "format_kws"]
 
 #: The packaged MLPerf Tiny KWS model (Apache-2.0, ``LICENSE`` and ``README.md`` beside it).
 KWS_MODEL = Path(str(resources.files("tessera").joinpath("data/mlperf_tiny/kws_ref_model.tflite")))
+
+#: The MLPerf Tiny repository's KWS samples as int8 model inputs, with their labels and sources
+#: (written by tests/make_mlperf_samples.py; a copy of ``tests/data/mlperf_tiny/samples.npz``'s
+#: ``kws_*`` arrays).
+KWS_SAMPLES = KWS_MODEL.with_name("kws_samples.npz")
 
 #: Published MLPerf Tiny KWS latencies, ms (mlcommons tiny_results v0.7-v1.3, closed division).
 PUBLISHED_KWS_LATENCY_MS = (
@@ -38,10 +45,26 @@ PUBLISHED_KWS_LATENCY_MS = (
     ("fpgaConvNet, Zedboard XC7Z020 (Vivado)", 0.32),
 )
 
-#: What :func:`kws_inputs` makes, in order (the report's ``inputs`` key).
-INPUTS_LABEL = ("deterministic int8 49x10 feature maps, not speech: all -128, all 127, the "
-                "input zero point, two checkerboards of -128/127, five maps within 3 of the zero "
-                "point, then seeded uniform random maps")
+#: What the part runs, in order (the report's ``inputs`` key).
+INPUTS_LABEL = ("first the MLPerf Tiny repository's KWS samples (each listed with its source and "
+                "keyword), then deterministic int8 49x10 feature maps, not speech: all -128, all "
+                "127, the input zero point, two checkerboards of -128/127, five maps within 3 of "
+                "the zero point, then seeded uniform random maps")
+
+
+def kws_samples():
+    """Return the packaged real KWS samples: int8 inputs, expected keywords and sources.
+
+    The expected keyword is ``None`` where the source names none (the reference submission's
+    ``kws_input_data.cc``); the "marvin" clip is none of the model's ten keywords: "unknown".
+    Each source is the path in the MLPerf Tiny repository at the commit of ``commit``.
+    """
+    import numpy as np
+    with np.load(KWS_SAMPLES) as data:
+        classes = [str(c) for c in data["kws_classes"]]
+        expected = [classes[i] if i >= 0 else None for i in data["kws_labels"]]
+        sources = [f"mlcommons/tiny@{str(data['commit'])[:12]}:{s}" for s in data["kws_sources"]]
+        return data["kws_inputs"], expected, sources, classes
 
 
 def kws_inputs(shape, zero_point, count, seed=0):
@@ -112,8 +135,12 @@ def run_kws(*, board="icebreaker", inputs=100, rtl_inputs=2, simulator=None, rtl
 
     preset = get_preset(board)
     config = preset.config
+    import numpy as np
     model = tessera.load_model(KWS_MODEL, mode="tflite")
-    x = kws_inputs(model.input_shape, model.input_zero_point, inputs)
+    real, keywords, sources, classes = kws_samples()
+    real = real[:inputs]
+    x = np.concatenate([real, kws_inputs(model.input_shape, model.input_zero_point,
+                                         inputs - len(real))])
     log(f"KWS DS-CNN: TFLite Micro (the oracle) and Tessera's reference on {inputs} inputs ...")
     expected = _tflite_micro(KWS_MODEL, x)
     report = {"model": f"MLPerf Tiny KWS DS-CNN ({KWS_MODEL.name})", "mode": "tflite",
@@ -124,6 +151,10 @@ def run_kws(*, board="icebreaker", inputs=100, rtl_inputs=2, simulator=None, rtl
     t0 = time.monotonic()
     with tessera.connect("emu", config=config) as dev:
         out, counters = _run_samples(dev, model, x, "emu", clear_after_first=inputs > 1)
+    report["samples"] = [
+        {"source": source, "expected": keyword,
+         "tflite_micro": classes[int(expected[i].argmax())], "emu": classes[int(out[i].argmax())]}
+        for i, (keyword, source) in enumerate(zip(keywords[:len(real)], sources))]
     counted = max(inputs - 1, 1)
     report["devices"]["emu"] = {
         "target": "emu", **_agreement(out, expected),
@@ -168,7 +199,13 @@ def format_kws(report) -> str:
     lines = [f"Tessera demo — {report['model']}, mode 'tflite', {report['preset']} preset "
              f"({c['rows']}x{c['cols']} at {report['clock_mhz']:g} MHz, config "
              f"{report['config_hash']})",
-             f"inputs: {n} {report['inputs']}", ""]
+             f"inputs: {n}, {report['inputs']}"]
+    for s in report["samples"]:
+        expected = "no keyword given" if s["expected"] is None else f"expected {s['expected']!r}"
+        name = s["source"].split(":")[1].rsplit("/", 1)[-1]
+        lines.append(f"  mlcommons/tiny {name}: {expected}; TFLite Micro {s['tflite_micro']!r}, "
+                     f"emulator {s['emu']!r}")
+    lines.append("")
     rows = [("int8 reference (NumPy)", f"{report['reference']['bit_identical']}/{n}", "", "",
              "", "")]
     for name, d in report["devices"].items():
