@@ -7,8 +7,12 @@ OrangeCrab-25F, ULX3S-85F; ``tessera.compiler.presets``, emulator-only until the
 issue #15), ``tessera.compiler.profile.profile_model`` gives one inference with the input on the
 device: whether the model is resident (a CNN whose weights do not fit streams some per
 inference; their link time at 3 Mbaud is in the latency), cycles, latency at the preset's
-clock, utilisation and the input's transfer time at 3 Mbaud; beside them the issue's goal and the published latencies
-(``tests/data/mlperf_tiny/README.md`` of the shared models). Then the emulator's speed: the
+clock, utilisation and the input's transfer time at 3 Mbaud; beside them the issue's goal and
+the published latencies (``tests/data/mlperf_tiny/README.md`` of the shared models), and whether
+the outputs on the
+MLPerf Tiny repository's real sample inputs (``tests/data/mlperf_tiny/samples.npz``: 2 KWS maps,
+1 IC image, the first ``--ad-windows`` AD windows; none for VWW) through ``connect("emu",
+config=<preset>)`` equal TFLite Micro's bit for bit. Then the emulator's speed: the
 KWS model on ``--inputs`` inputs through ``connect("emu", config=<iCEBreaker preset>)``
 (goal: 100 inputs in under 10 s on the 2-core development machine), one BLAS thread.
 """
@@ -28,7 +32,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tessera  # noqa: E402
-from tessera.compiler import CNN_PRESETS  # noqa: E402
+from tessera.cli.demo_kws import tflite_micro_outputs  # noqa: E402
+from tessera.compiler import CNN_PRESETS, ModelTooLarge  # noqa: E402
 from tessera.compiler.profile import profile_model  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent.parent / "tests" / "data" / "mlperf_tiny"
@@ -50,6 +55,28 @@ GOALS = {
 }
 
 
+def real_samples(key, preset, ad_windows):
+    """Return how many of the repository's samples of ``key`` equal TFLite Micro on ``preset``.
+
+    ``None`` when the repository has no sample for the model; ``{"refused": message}`` when the
+    preset does not hold it.
+    """
+    samples = np.load(MODELS / "samples.npz")
+    name = key.lower()
+    if f"{name}_inputs" not in samples:
+        return None
+    x = samples[f"{name}_inputs"][:ad_windows if key == "AD" else None]
+    path = MODELS / CASES[key][0]
+    model = tessera.load_model(path, mode="tflite")
+    try:
+        with tessera.connect("emu", config=CNN_PRESETS[preset].config) as dev:
+            out = dev.run(model, x, raw=True)
+    except ModelTooLarge as e:
+        return {"refused": str(e).replace(str(path), path.name)}
+    equal = (out == tflite_micro_outputs(path, x)).all(axis=1)
+    return {"samples": len(x), "equal": int(equal.sum())}
+
+
 def emulator_speed(inputs):
     """Return seconds for ``inputs`` KWS inferences on the emulator (iCEBreaker preset)."""
     model = tessera.load_model(MODELS / CASES["KWS"][0], mode="tflite")
@@ -67,6 +94,8 @@ def emulator_speed(inputs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=100)
+    parser.add_argument("--ad-windows", type=int, default=8,
+                        help="anomaly-detection windows of the real sample run per preset")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rows = []
@@ -84,6 +113,7 @@ def main(argv=None):
                          "too_small": [m for m, u in r["memory"].items() if m != "WGT" and
                                        u["bytes"] > u["available_bytes"]],
                          "goal_ms": GOALS.get((key, name)), "published": published,
+                         "real_samples": real_samples(key, name, args.ad_windows),
                          "dense": not any(layer["kind"] != "FULLY_CONNECTED"
                                           for layer in r["layers"])})
     seconds = emulator_speed(args.inputs)
@@ -95,7 +125,7 @@ def main(argv=None):
         for r in rows:
             lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f} ms"
             print(f"{r['model']:4} {r['preset']:20} fits={r['fits']!s:5} {lat:>12} "
-                  f"goal={r['goal_ms']}")
+                  f"goal={r['goal_ms']} real samples={r['real_samples']}")
         print(f"emulator: KWS x {args.inputs} in {seconds:.2f} s")
     return 0
 

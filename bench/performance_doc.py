@@ -197,6 +197,16 @@ def _cnn(results):
     return lines + [_source(results, "cnn"), ""]
 
 
+def _real(row):
+    real = row.get("real_samples")
+    if real is None:
+        return "–"
+    if "refused" in real:
+        return "– (does not fit)"
+    windows = " windows" if row["model"] == "AD" else ""
+    return f"{real['equal']}/{real['samples']}{windows}"
+
+
 def _mlperf(results):
     lines = ["## MLPerf Tiny on the board presets (device model)", ""]
     data = _data(results, "mlperf")
@@ -210,7 +220,11 @@ def _mlperf(results):
                   "or PARAM entries do not fit is modelled with the largest buffers (its "
                   "latency is what it would take if they fit, weights streamed as needed); the autoencoder is a dense chain run by the dense "
                   "compiler (weights streamed when they do not fit, its input load and their "
-                  "link time included). Input transfer: the input's frames at 3 Mbaud.", ""]
+                  "link time included). Input transfer: the input's frames at 3 Mbaud. *Real "
+                  "samples = TFLM*: the MLPerf Tiny repository's sample inputs "
+                  "(`tests/data/mlperf_tiny/samples.npz`; none for VWW) through "
+                  "`connect(\"emu\", config=<preset>)`, outputs equal to TFLite Micro's bit "
+                  "for bit.", ""]
         rows = []
         for r in data["models"]:
             lat = "–" if r["latency_ms"] is None else f"{r['latency_ms']:.3f} ms"
@@ -228,10 +242,11 @@ def _mlperf(results):
                          (f"no ({' and '.join(r['too_small'])} too small: modelled larger)"
                           if r.get("too_small") else
                           f"no ({r['streamed_bytes']:,} B streamed)" if r.get("streamed_bytes")
-                          else "no"), cycles, lat, util, xfer, goal,
+                          else "no"), cycles, lat, util, xfer, goal, _real(r),
                          r["published"]))
         lines += _table(("model", "board (array @ clock)", "fits", "cycles", "latency",
-                         "utilisation", "input transfer", "goal (#14)", "published"), rows)
+                         "utilisation", "input transfer", "goal (#14)", "real samples = TFLM",
+                         "published"), rows)
         emu = data["emulator"]
         lines += ["", f"Emulator speed: {emu['model']} on {emu['inputs']} inputs through "
                       f"`connect(\"emu\", config=<{emu['preset']}>)` in {emu['seconds']:.2f} s "

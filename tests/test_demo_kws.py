@@ -91,14 +91,14 @@ def test_the_real_samples_come_first_with_their_keywords(report):
 
 def test_one_output_off_by_one_is_counted(monkeypatch):
     from tessera.cli import demo_kws
-    oracle = demo_kws._tflite_micro
+    oracle = demo_kws.tflite_micro_outputs
 
     def off_by_one(path, x):
         out = oracle(path, x)
         out[3, 7] += 1 if out[3, 7] < 127 else -1
         return out
 
-    monkeypatch.setattr(demo_kws, "_tflite_micro", off_by_one)
+    monkeypatch.setattr(demo_kws, "tflite_micro_outputs", off_by_one)
     report = run_kws(inputs=5, rtl=False, log=lambda msg: None)
     assert report["reference"] == {"bit_identical": 4, "outputs_identical": False}
     assert report["devices"]["emu"]["bit_identical"] == 4

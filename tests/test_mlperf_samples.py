@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tessera
-from tessera.cli.demo_kws import KWS_SAMPLES, _tflite_micro
+from tessera.cli.demo_kws import KWS_SAMPLES, tflite_micro_outputs
 from tessera.compiler import CNN_PRESETS, ModelTooLarge
 
 DATA = Path(__file__).parent / "data" / "mlperf_tiny"
@@ -40,7 +40,7 @@ def _expected(task):
     """Return TFLite Micro's outputs on every sample of ``task`` (cached)."""
     if task not in _ORACLE:
         x, model = _samples(task)
-        _ORACLE[task] = _tflite_micro(model, x)
+        _ORACLE[task] = tflite_micro_outputs(model, x)
     return _ORACLE[task]
 
 

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 __all__ = ["KWS_MODEL", "KWS_SAMPLES", "PUBLISHED_KWS_LATENCY_MS", "INPUTS_LABEL", "kws_samples",
-           "kws_inputs", "run_kws", "format_kws"]
+           "kws_inputs", "tflite_micro_outputs", "run_kws", "format_kws"]
 
 #: The packaged MLPerf Tiny KWS model (Apache-2.0, ``LICENSE`` and ``README.md`` beside it).
 KWS_MODEL = Path(str(resources.files("tessera").joinpath("data/mlperf_tiny/kws_ref_model.tflite")))
@@ -86,7 +86,7 @@ def kws_inputs(shape, zero_point, count, seed=0):
     return np.clip(x, -128, 127).astype(np.int8)
 
 
-def _tflite_micro(path, x):
+def tflite_micro_outputs(path, x):
     """Return TFLite Micro's int8 outputs for every sample of ``x`` (one invoke each)."""
     import numpy as np
     try:
@@ -142,7 +142,7 @@ def run_kws(*, board="icebreaker", inputs=100, rtl_inputs=2, simulator=None, rtl
     x = np.concatenate([real, kws_inputs(model.input_shape, model.input_zero_point,
                                          inputs - len(real))])
     log(f"KWS DS-CNN: TFLite Micro (the oracle) and Tessera's reference on {inputs} inputs ...")
-    expected = _tflite_micro(KWS_MODEL, x)
+    expected = tflite_micro_outputs(KWS_MODEL, x)
     report = {"model": f"MLPerf Tiny KWS DS-CNN ({KWS_MODEL.name})", "mode": "tflite",
               "inputs": INPUTS_LABEL, "input_count": inputs, "preset": preset.name,
               "clock_mhz": preset.clock_mhz, "config": config.to_dict(),
