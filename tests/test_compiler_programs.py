@@ -93,9 +93,15 @@ def test_whole_k_per_gemm_when_it_fits():
     assert {g.k for g in gemms} == {256}
     assert all(g.clear and g.drain for g in gemms)
     assert len(gemms) == 32 * 32
-    # Double-buffered streaming: each weight tile is loaded once per chunk of 32 rows.
-    assert compiled.allocation.layers[0].weights.strategy == "double"
+    # 32 column tiles of 256 entries, WGT 2048: 7 stay resident beside a ring of one 256-entry
+    # slot, the other 25 are streamed, each once per chunk of 32 rows.
+    plan = compiled.allocation.layers[0].weights
+    assert (plan.strategy, plan.resident_tiles, plan.slots) == ("single", 7, (7 * 256,))
     assert compiled.rows_per_chunk == 32
+    insns = check_structure(program.frames, config)
+    wgt = [i for i in insns if isinstance(i, isa.Load) and i.buffer == isa.Buffer.WGT]
+    assert sum(i.count for i in wgt) == 25 * 256 * 8 == compiled.streamed_weight_entries * 8
+    assert {i.addr for i in wgt} <= set(range(7 * 256, 2048))
 
 
 def test_resident_weights_go_in_setup_frames():

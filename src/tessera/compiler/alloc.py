@@ -6,12 +6,15 @@
   top, odd layers the other way round, so ``tiles * (K_i + N_i) <= act_depth`` is all a layer
   needs. ``tiles`` is the largest value that holds for every layer; bigger batches run in
   several chunks.
-* **Weights** (WGT). Resident -- loaded once by the setup frames -- when all layers fit.
-  Otherwise every layer streams its weights inside the per-batch program, one column tile at a
-  time, into a ring of slots: two slots of ``K`` entries (``"double"``: the next tile loads while
-  the array works on the current one), one slot (``"single"``), or, when even one tile's ``K``
-  does not fit, two slots of a part of ``K`` with the tile's K split across GEMMs
-  (``"split"``; the weights are then re-sent for every row tile).
+* **Weights** (WGT), per column tile of ``K`` entries. All resident -- loaded once by the setup
+  frames -- when they fit. Otherwise as many tiles stay resident as leave room for a *ring*
+  after them, and the others are streamed inside the per-batch program into the ring's slots
+  (:func:`streamed_tiles` chooses the fewest entries streamed per chunk; a layer keeps its first
+  tiles resident and streams its last ones). A streamed tile uses two slots of ``K`` entries
+  when the ring holds them (``"double"``: the next tile loads while the array works on the
+  current one), else one (``"single"``); a layer whose ``K`` exceeds ``WGT`` is never resident
+  and streams two (or one) slots of a part of ``K`` per GEMM, its tile's K split across GEMMs
+  (``"split"``; its weights are then re-sent for every row tile).
 * **Parameters** (PARAM). Resident when every layer's channels fit, else streamed per column
   tile into a ring of two (or one) slots of ``tile_n`` entries.
 * **Lookup table** (LUT). Resident when the model uses at most one distinct table, else loaded
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 
 from .tiling import split_even, split_fixed
 
-__all__ = ["WeightPlan", "LayerAlloc", "Allocation", "allocate"]
+__all__ = ["WeightPlan", "LayerAlloc", "Allocation", "allocate", "streamed_tiles"]
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,13 @@ class WeightPlan:
     Parameters
     ----------
     strategy : str
-        ``"resident"``, ``"double"``, ``"single"`` or ``"split"`` (see the module docstring).
+        ``"resident"`` when every column tile is, else how the streamed ones are loaded:
+        ``"double"``, ``"single"`` or ``"split"`` (see the module docstring).
     addrs : tuple of int
-        Resident: WGT address of each column tile (``K`` entries each).
+        WGT address of each resident column tile (``K`` entries each): tiles
+        ``0 .. len(addrs) - 1`` are resident, the later ones streamed.
     slots : tuple of int
-        Streamed: WGT addresses of the ring slots, used in turn.
+        WGT addresses of the ring slots the streamed tiles use in turn (empty if none is).
     k_parts : tuple of (int, int)
         ``(k_start, k_len)`` of the GEMMs accumulating one tile; ``((0, K),)`` unless split.
     """
@@ -47,6 +52,11 @@ class WeightPlan:
     addrs: tuple
     slots: tuple
     k_parts: tuple
+
+    @property
+    def resident_tiles(self) -> int:
+        """Column tiles loaded once by the setup frames (the layer's first ones)."""
+        return len(self.addrs)
 
 
 @dataclass(frozen=True)
@@ -88,22 +98,30 @@ class Allocation:
     def usage(self) -> dict:
         """Return ``{buffer: {"used": entries, "depth": entries, "use": text}}``."""
         act = self.tiles_per_chunk * max(l.k + l.n for l in self.layers)
-        if self.weights_resident:
-            wgt = sum(l.k * len(l.n_tiles) for l in self.layers)
-        else:
-            wgt = max(l.weights.slots[-1] + l.weights.k_parts[0][1] for l in self.layers)
+        wgt = sum(l.k * l.weights.resident_tiles for l in self.layers)
+        streamed = [l for l in self.layers if l.weights.slots]
+        if streamed:
+            wgt = max(l.weights.slots[-1] + l.weights.k_parts[0][1] for l in streamed)
         if self.params_resident:
             param = sum(l.n for l in self.layers)
         else:
             param = self.param_slots[-1] + self.tile_n
         lut = 256 if self.n_luts else 0
-        strategies = sorted({l.weights.strategy for l in self.layers})
+        strategies = sorted({l.weights.strategy for l in streamed})
+        n_tiles = sum(len(l.n_tiles) for l in self.layers)
+        n_resident = sum(l.weights.resident_tiles for l in self.layers)
+        if self.weights_resident:
+            wgt_use = "resident"
+        elif n_resident:
+            wgt_use = (f"{n_resident} of {n_tiles} column tiles resident, the others streamed ("
+                       + ", ".join(strategies) + ")")
+        else:
+            wgt_use = "streamed (" + ", ".join(strategies) + ")"
         return {
             "ACT": {"used": act, "depth": self.depth["ACT"],
                     "use": f"{self.tiles_per_chunk} row tile(s) per chunk, ping-pong"},
             "WGT": {"used": wgt, "depth": self.depth["WGT"],
-                    "use": "resident" if self.weights_resident
-                    else "streamed (" + ", ".join(strategies) + ")"},
+                    "use": wgt_use},
             "PARAM": {"used": param, "depth": self.depth["PARAM"],
                       "use": "resident" if self.params_resident else "streamed per tile"},
             "LUT": {"used": lut, "depth": self.depth["LUT"],
@@ -129,16 +147,91 @@ def _distinct_luts(layers):
     return tables, index
 
 
-def _streamed_plan(k, weight_depth):
-    if 2 * k <= weight_depth:
-        return WeightPlan("double", (), (0, k), ((0, k),))
-    if k <= weight_depth:
-        return WeightPlan("single", (), (0,), ((0, k),))
-    part = max(1, weight_depth // 2)
-    parts = tuple(split_even(k, part))
+def _streamed_plan(k, addrs, base, ring):
+    """Return the plan of a layer with resident tiles at ``addrs``, streaming the others into
+    the ring of ``ring`` entries at ``base``."""
+    if 2 * k <= ring:
+        return WeightPlan("double", addrs, (base, base + k), ((0, k),))
+    if k <= ring:
+        return WeightPlan("single", addrs, (base,), ((0, k),))
+    parts = tuple(split_even(k, max(1, ring // 2)))
     length = parts[0][1]
-    slots = (0, length) if 2 * length <= weight_depth else (0,)
-    return WeightPlan("split", (), slots, parts)
+    slots = (base, base + length) if 2 * length <= ring else (base,)
+    return WeightPlan("split", addrs, slots, parts)
+
+
+def _least_cover(items, need):
+    """Return the indices of ``items`` (entry counts) whose sum is the least one >= ``need``,
+    or None (exact subset sums over bitsets, as :mod:`.memplan` does for whole layers)."""
+    if need <= 0:
+        return []
+    reach = [1]
+    for size in items:
+        reach.append(reach[-1] | (reach[-1] << size))
+    sums = reach[-1] >> need
+    if not sums:
+        return None
+    target = need + (sums & -sums).bit_length() - 1
+    chosen = []
+    for i in range(len(items), 0, -1):               # walk the table back
+        if not (reach[i - 1] >> target) & 1:
+            chosen.append(i - 1)
+            target -= items[i - 1]
+    return chosen
+
+
+def streamed_tiles(tiles, depth) -> list:
+    """Return how many column tiles of each layer to stream (its last ones), fewest entries.
+
+    Parameters
+    ----------
+    tiles : list of (int, int)
+        ``(K, column tiles)`` per layer; a tile is ``K`` WGT entries.
+    depth : int
+        ``weight_depth``.
+
+    A layer with ``K > depth`` streams every tile (split). The others' streamed tiles share a
+    ring after the resident ones that must hold one tile of the largest ``K`` streamed: for each
+    candidate ``K`` (one of its tiles streamed), the streamed tiles are the smallest set of tiles
+    no larger whose entries, with the resident ones and the ring, leave ``WGT`` no fuller than
+    ``depth``; the candidate streaming the fewest entries wins. Multiplicities enter the subset
+    sums in binary pieces (1, 2, 4, ... tiles), so the cost grows with the log of the tiles.
+    """
+    counts = [t if k > depth else 0 for k, t in tiles]
+    free = [(i, k, t) for i, (k, t) in enumerate(tiles) if k <= depth]
+    total = sum(k * t for _, k, t in free)
+    if total + (1 if any(counts) else 0) <= depth:
+        return counts       # every tile that can be resident is (split layers: a ring of >= 1)
+    best = None
+    for slot in sorted({k for _, k, _ in free}):
+        anchor = next(i for i, k, _ in free if k == slot)
+        pieces = []                         # (layer, tiles, entries)
+        for i, k, t in free:
+            left = t - (i == anchor)
+            if k > slot:
+                continue
+            size = 1
+            while left > 0:
+                take = min(size, left)
+                pieces.append((i, take, take * k))
+                left, size = left - take, size * 2
+        # The resident entries total - streamed and the ring's slot fit depth; the anchor's
+        # tile is slot of the streamed entries.
+        need = total - depth
+        chosen = _least_cover([p[2] for p in pieces], need)
+        if chosen is None:
+            continue
+        cost = slot + sum(pieces[c][2] for c in chosen)
+        if best is None or cost < best[0]:
+            picked = {anchor: 1}
+            for c in chosen:
+                picked[pieces[c][0]] = picked.get(pieces[c][0], 0) + pieces[c][1]
+            best = (cost, picked)
+    if best is None:
+        raise AssertionError("a WGT plan always exists: every tile streamed")
+    for i, n in best[1].items():
+        counts[i] = n
+    return counts
 
 
 def allocate(layers, config) -> Allocation:
@@ -164,19 +257,23 @@ def allocate(layers, config) -> Allocation:
     tile_n = min(config.cols, config.param_depth)
     n_tiles = [tuple(split_fixed(layer.n, tile_n)) for layer in layers]
 
-    resident_wgt = sum(layer.k * len(nt) for layer, nt in zip(layers, n_tiles))
-    weights_resident = resident_wgt <= config.weight_depth
+    streamed = streamed_tiles([(layer.k, len(nt)) for layer, nt in zip(layers, n_tiles)],
+                              config.weight_depth)
+    weights_resident = not any(streamed)
+    ring_base = sum(layer.k * (len(nt) - s) for layer, nt, s in zip(layers, n_tiles, streamed))
+    ring = config.weight_depth - ring_base
     params_resident = sum(layer.n for layer in layers) <= config.param_depth
     tables, lut_index = _distinct_luts(layers)
 
     out, w_addr, p_addr = [], 0, 0
-    for layer, nt, li in zip(layers, n_tiles, lut_index):
-        if weights_resident:
-            addrs = tuple(w_addr + j * layer.k for j in range(len(nt)))
-            w_addr += layer.k * len(nt)
-            plan = WeightPlan("resident", addrs, (), ((0, layer.k),))
+    for layer, nt, li, n_streamed in zip(layers, n_tiles, lut_index, streamed):
+        kept = len(nt) - n_streamed
+        addrs = tuple(w_addr + j * layer.k for j in range(kept))
+        w_addr += layer.k * kept
+        if n_streamed:
+            plan = _streamed_plan(layer.k, addrs, ring_base, ring)
         else:
-            plan = _streamed_plan(layer.k, config.weight_depth)
+            plan = WeightPlan("resident", addrs, (), ((0, layer.k),))
         param_base = None
         if params_resident:
             param_base, p_addr = p_addr, p_addr + layer.n

@@ -6,9 +6,10 @@ Its schedule:
 1. ``LOAD ACT`` of the packed input (layer 0's input region);
 2. per layer: ``LOAD LUT`` if the table is not resident and differs from the loaded one,
    ``POST``, then the tiles. With whole K (resident, ``"double"``, ``"single"`` weights) the
-   loop is *column tile outer, row tile inner*: each streamed weight tile (and parameter tile) is
-   loaded once per chunk and used by every row tile; ``"split"`` layers loop row tile, column
-   tile, K part, re-sending the weights per row tile because the accumulators hold one tile;
+   loop is *column tile outer, row tile inner*: the resident column tiles first, then each
+   streamed weight tile (and parameter tile) is loaded once per chunk into the ring and used by
+   every row tile; ``"split"`` layers loop row tile, column tile, K part, re-sending the weights
+   per row tile because the accumulators hold one tile;
 3. ``STORE`` of the last layer's output, per row tile, in pieces of at most
    ``max_store_entries`` entries (each ending its own frame).
 
@@ -58,11 +59,12 @@ class WeightTiles:
 
 
 def setup_ops(layers, alloc, weights) -> list:
-    """Return the LOADs of everything resident: weights, parameters, the lookup table."""
+    """Return the LOADs of everything resident: weights (every layer's resident column tiles),
+    parameters, the lookup table."""
     ops = []
-    if alloc.weights_resident:
-        for i, la in enumerate(alloc.layers):
-            payload = b"".join(weights.tile(i, j) for j in range(len(la.n_tiles)))
+    for i, la in enumerate(alloc.layers):
+        if la.weights.addrs:
+            payload = b"".join(weights.tile(i, j) for j in range(la.weights.resident_tiles))
             ops.append(LoadOp(Buffer.WGT, la.weights.addrs[0],
                               len(payload) // weights.entry_bytes, payload=payload))
     if alloc.params_resident:
@@ -125,7 +127,7 @@ def chunk_ops(layers, alloc, weights, config, tiles, last_rows) -> list:
 
         if plan.strategy != "split":
             for j, (n0, n_cols) in enumerate(la.n_tiles):
-                if plan.strategy == "resident":
+                if j < plan.resident_tiles:
                     w_addr = plan.addrs[j]
                 else:
                     w_addr = rings.next_wgt(plan.slots)

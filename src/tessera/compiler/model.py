@@ -69,8 +69,19 @@ class CompiledModel:
 
     @property
     def weights_resident(self) -> bool:
-        """Whether all weights are loaded once by :attr:`setup_frames` (else streamed)."""
+        """Whether all weights are loaded once by :attr:`setup_frames` (else some or all are
+        streamed per chunk: :attr:`streamed_weight_entries`)."""
         return self.allocation.weights_resident
+
+    @property
+    def streamed_weight_entries(self) -> int:
+        """``WGT`` entries a full chunk streams (0 when every weight is resident)."""
+        tiles = self.allocation.tiles_per_chunk
+        total = 0
+        for la in self.allocation.layers:
+            entries = la.k * (len(la.n_tiles) - la.weights.resident_tiles)
+            total += entries * (tiles if la.weights.strategy == "split" else 1)
+        return total
 
     @property
     def rows_per_chunk(self) -> int:
@@ -126,9 +137,12 @@ class CompiledModel:
             "config_hash": self.config.hash_hex,
             "layers": [{"name": l.name, "k": l.k, "n": l.n, "mode": l.mode,
                         "weights": a.weights.strategy, "k_parts": len(a.weights.k_parts),
+                        "resident_tiles": a.weights.resident_tiles,
+                        "column_tiles": len(a.n_tiles),
                         "lut": l.lut is not None}
                        for l, a in zip(self.layers, self.allocation.layers)],
             "weights_resident": self.weights_resident,
+            "streamed_weight_entries": self.streamed_weight_entries,
             "params_resident": self.allocation.params_resident,
             "buffers": self.buffer_usage,
             "rows_per_chunk": m,
@@ -149,6 +163,9 @@ class CompiledModel:
         lines.append(f"{'layer':<16}{'K':>7}{'N':>7}  weights")
         for l in r["layers"]:
             parts = f", K in {l['k_parts']} parts" if l["k_parts"] > 1 else ""
+            tiles, kept = l["column_tiles"], l["resident_tiles"]
+            if l["weights"] != "resident" and kept:
+                parts += f", {tiles - kept} of {tiles} column tiles streamed"
             lines.append(f"{l['name']:<16}{l['k']:>7}{l['n']:>7}  {l['weights']}{parts}")
         lines.append(f"{'buffer':<8}{'used':>8}{'depth':>8}  use")
         for name, u in r["buffers"].items():
