@@ -47,11 +47,15 @@ class Check:
 
 
 def _preset_checks():
-    # executor_answers on each distinct configuration of a board preset (tessera.hw.boards)
+    # executor_answers on each distinct configuration of a board preset (tessera.hw.boards) and
+    # of a CNN preset (tessera.compiler.presets)
+    from tessera.compiler.presets import CNN_PRESETS
     from tessera.hw.boards import BOARDS
     boards = {}
     for name, board in BOARDS.items():
         boards.setdefault(board.config, []).append(name)
+    for name, preset in CNN_PRESETS.items():
+        boards.setdefault(preset.config, []).append(name)
     for config, names in boards.items():
         yield Check(f"executor_answers_{names[0].replace('-', '_')}",
                     f"executor_answers on the configuration of {' and '.join(names)}",

@@ -11,9 +11,10 @@ simulation bridge is), in an environment the solver plays (:func:`executor_envir
 - the payload: every byte the executor reads from the frame buffer is free, so every program
   of every length, every opcode and every field value is covered (and more: a byte read twice
   may differ);
-- the Core: ``o_cmd.ready``, ``write.ready`` and ``core_idle`` are free, except that none stays
-  low for more than :data:`CORE_WAIT` cycles in a row (the Core finishes its work: its own
-  bound is the cycle model of ``docs/architecture.md``); read data and counters are free.
+- the Core: ``o_cmd.ready``, ``write.ready`` and ``core_idle`` (and ``o_conv.ready``,
+  ``o_add.ready`` with ``cnn``) are free, except that none stays low for more than
+  :data:`CORE_WAIT` cycles in a row (the Core finishes its work: its own bound is the cycle
+  model of ``docs/architecture.md``); read data and counters are free.
 
 In bounds (:func:`assert_in_bounds`): a ``write`` goes to an existing buffer below its depth
 (``LUT`` below 256, only if built); a ``read`` below ``act_depth``; a frame-buffer read below
@@ -111,8 +112,11 @@ def executor_environment(config, executor_class=Executor, *, core_wait=CORE_WAIT
     bench.free(executor.frame_buf.data, name="frame_byte")
     bench.free(executor.read.data, name="act_data")
     bench.free(executor.counters.values, name="counter_values")
-    for port, name in ((executor.o_cmd.ready, "cmd_ready"), (executor.write.ready, "write_ready"),
-                       (executor.core_idle, "core_idle")):
+    handshakes = [(executor.o_cmd.ready, "cmd_ready"), (executor.write.ready, "write_ready"),
+                  (executor.core_idle, "core_idle")]
+    if config.cnn:   # CONV and ADD are issued to the Core like GEMM commands
+        handshakes += [(executor.o_conv.ready, "conv_ready"), (executor.o_add.ready, "add_ready")]
+    for port, name in handshakes:
         _bounded_low(bench, bench.free(port, name=name), core_wait, name)
     return bench, dut, sender_probe, history
 
