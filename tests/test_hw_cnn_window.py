@@ -54,16 +54,21 @@ def _generate(config, window, commands):
     return steps
 
 
+def _convolution(config, window, src):
+    """Return ``(steps generated, steps of the emulator's plan)`` of a whole convolution."""
+    tiles = -(-window.out_h * window.out_w // config.rows)
+    commands = [dict(src=src, first_tile=t == 0, next_tile=t > 0, all_channels=1, channel=0)
+                for t in range(tiles)]
+    expected = [lanes for _t, _tap, _c, lanes in _requests(window, config.rows, src)]
+    return _generate(config, window, commands), expected
+
+
 @pytest.mark.parametrize("rows", [4, 8])
 @pytest.mark.parametrize("name", list(WINDOWS))
 def test_convolution_steps_are_the_emulators(rows, name):
-    window, src = WINDOWS[name], 7
     config = AcceleratorConfig(rows=rows, cols=2, act_depth=512, cnn=True)
-    tiles = -(-window.out_h * window.out_w // rows)
-    commands = [dict(src=src, first_tile=t == 0, next_tile=t > 0, all_channels=1, channel=0)
-                for t in range(tiles)]
-    expected = [lanes for _t, _tap, _c, lanes in _requests(window, rows, src)]
-    assert _generate(config, window, commands) == expected
+    steps, expected = _convolution(config, WINDOWS[name], 7)
+    assert steps == expected
 
 
 @pytest.mark.parametrize("name", ["3x3 same", "stride 2, padded"])
@@ -97,13 +102,9 @@ WIDE_WINDOWS = {
 @pytest.mark.parametrize("name, rows", [("one column", 1), ("one column", 4),
                                         ("one column", 32), ("wide, stride 7, pad 15", 4)])
 def test_wide_windows_are_the_emulators(name, rows):
-    window, src = WIDE_WINDOWS[name], 5
+    window = WIDE_WINDOWS[name]
     config = AcceleratorConfig(rows=rows, cols=2, act_depth=2048, cnn=True)
-    tiles = -(-window.out_h * window.out_w // rows)
-    commands = [dict(src=src, first_tile=t == 0, next_tile=t > 0, all_channels=1, channel=0)
-                for t in range(tiles)]
-    expected = [lanes for _t, _tap, _c, lanes in _requests(window, rows, src)]
-    steps = _generate(config, window, commands)
+    steps, expected = _convolution(config, window, 5)
     assert steps == expected
     entries = [entry for step in steps for entry, _o, pad in step if not pad]
     assert max(entries) > (600 if window.in_w > 1 else 2 * 9 // rows)
