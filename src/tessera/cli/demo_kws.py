@@ -129,13 +129,14 @@ def _agreement(out, expected):
 def run_kws(*, board="icebreaker", inputs=100, rtl_inputs=2, simulator=None, rtl=True,
             log=print):
     """Run the KWS part and return its report (a dict; keys in docs/quickstart.md)."""
+    import numpy as np
+
     import tessera
     from tessera.compiler.presets import CNN_PRESETS, get_preset
     from tessera.compiler.profile import profile_model
 
     preset = get_preset(board)
     config = preset.config
-    import numpy as np
     model = tessera.load_model(KWS_MODEL, mode="tflite")
     real, keywords, sources, classes = kws_samples()
     real = real[:inputs]
