@@ -184,14 +184,29 @@ def test_dequantize_inside_the_graph_is_refused():
                    "are read only at the model's float input and output")
 
 
-def test_add_of_a_constant_is_refused_naming_the_constant():
-    # The converter's decomposed hard_swish: ADD(x, 3) with a scalar int8 constant.
+def test_add_of_a_per_channel_constant_is_refused_naming_the_constant():
+    # A standalone BatchNormalization's ADD(x, beta[C]): not one value, so not a table.
     g = TFLiteGraph()
     x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
-    three = g._add_tensor("three", (), schema.TensorType.INT8,
-                          quantization(0.1, 0), np.array(30, np.int8))
-    y = g.add(x, three, y_scale=0.2, y_zero_point=0, name="add")
-    _refused(g, y, r"operator 0 \(ADD, output 'add/y'\): tensor 'three' is a constant; Tessera's "
+    beta = g._add_tensor("beta", (2,), schema.TensorType.INT8,
+                         quantization(0.1, 0), np.array([30, -4], np.int8))
+    y = g.add(x, beta, y_scale=0.2, y_zero_point=0, name="add")
+    _refused(g, y, r"operator 0 \(ADD, output 'add/y'\): its constant 'beta' is INT8 \[2\]; "
+                   "Tessera reads an element-wise operation with a constant as a table: one int8 "
+                   "value")
+
+
+def test_two_constants_are_refused_naming_the_constant():
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 2), scale=0.1, zero_point=0)
+    p = g.max_pool2d(x, pool=1, stride=1, name="pool")
+    a = g._add_tensor("a", (), schema.TensorType.INT8, quantization(0.1, 0), np.array(3, np.int8))
+    b = g._add_tensor("b", (), schema.TensorType.INT8, quantization(0.1, 0), np.array(4, np.int8))
+    y = g.activation("add/y", (1, 4, 4, 2), scale=0.2, zero_point=0)
+    g.operator(schema.BuiltinOperator.ADD, [a, b], [y], schema.BuiltinOptions.AddOptions,
+               schema.AddOptionsT())
+    z = g.add(p, y, y_scale=0.2, y_zero_point=0, name="sum")
+    _refused(g, z, r"operator 1 \(ADD, output 'add/y'\): tensor 'a' is a constant; Tessera's "
                    "operators take activation tensors here")
 
 

@@ -65,3 +65,22 @@ def test_relu6_after_concatenate_equals_tflm():
     qgraph = tessera.load_model(data, mode="tflite")
     assert "LUT" in [op.kind for op in qgraph.graph.ops]      # the quantizations differ
     assert model_fuzz.check(data, seed=7)[0] == "equal"
+
+
+def test_decomposed_hard_swish_equals_tflm():
+    """hard_swish followed by ReLU converts to ADD(x, 3) + RELU6, MUL by 1/6 and MUL(x, .):
+    the constant operations are tables, the product a MUL (found by the fuzzer, seed 65 of
+    version 1)."""
+    from make_tflite_fixtures import _randomise
+
+    from tessera.quantize.tflite_convert import keras_to_int8_tflite
+    tf = model_fuzz._tf()
+    L = tf.keras.layers
+    inp = tf.keras.Input((6, 5, 2), batch_size=1)
+    x = L.ReLU()(L.Activation("hard_swish")(L.Conv2D(3, 3, padding="same")(inp)))
+    model = tf.keras.Model(inp, L.Dense(4)(L.Flatten()(x)))
+    _randomise(model, 65)
+    rows = np.random.default_rng(1).uniform(-1, 1, (32, 6, 5, 2)).astype(np.float32)
+    data = keras_to_int8_tflite(model, rows)
+    assert "MUL" in model_fuzz.operators(data)
+    assert model_fuzz.check(data, seed=65)[0] == "equal"

@@ -9,7 +9,7 @@ and ignores the output quantization — run on the ``tflite-micro`` wheel; the t
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
-from tflite_builder import TFLiteGraph, run_tflm
+from tflite_builder import ACTIVATIONS, TFLiteGraph, quantization, run_tflm
 
 import tessera
 from tessera.numerics import activations_tflite
@@ -125,3 +125,64 @@ def test_logistic_and_tanh_equal_tflm_at_power_of_two_and_random_scales(kind):
         expected = run_tflm(g.build(outputs=[y]), [ALL_INT8[None]])[0][0]
         np.testing.assert_array_equal(fn(ALL_INT8, x_scale=sx, x_zero_point=zx), expected,
                                       err_msg=f"{kind} x ({sx}, {zx})")
+
+
+def _constant(g, value, scale, zero_point):
+    return g._add_tensor("c", (), schema.TensorType.INT8, quantization(scale, zero_point),
+                         np.array(value, np.int8))
+
+
+@pytest.mark.parametrize("kind", ["ADD", "MUL"])
+def test_an_operation_with_a_scalar_constant_is_a_table_equal_to_tflm(kind):
+    # The converter's decomposed hard_swish: ADD(x, 3) with RELU6, MUL(t, 1/6).
+    rng = np.random.default_rng(len(kind))
+    x = ALL_INT8.reshape(1, 16, 16, 1)
+    cases = [(0.05, -3, 127, 0.02, 0, 0.1, -128, "relu6"), (0.1, 10, -128, 0.5, 3, 0.3, 7, "none"),
+             (1 / 128, 0, 1, 1 / 64, 0, 1 / 256, -128, "relu")]
+    cases += [(float(np.exp(rng.uniform(-5, 0))), int(rng.integers(-128, 128)),
+               int(rng.integers(-128, 128)), float(np.exp(rng.uniform(-5, 0))),
+               int(rng.integers(-128, 128)), float(np.exp(rng.uniform(-5, 0))),
+               int(rng.integers(-128, 128)), "none") for _ in range(4)]
+    for sx, zx, value, sc, zc, sy, zy, activation in cases:
+        for first in (True, False):              # the constant as either operand
+            g = TFLiteGraph()
+            inp = g.input("x", (1, 16, 16, 1), scale=sx, zero_point=zx)
+            p = g.max_pool2d(inp, pool=1, stride=1, name="pool")
+            c = _constant(g, value, sc, zc)
+            y = g.activation("y", (1, 16, 16, 1), scale=sy, zero_point=zy)
+            options, options_type = (schema.AddOptionsT(), schema.BuiltinOptions.AddOptions) \
+                if kind == "ADD" else (schema.MulOptionsT(), schema.BuiltinOptions.MulOptions)
+            options.fusedActivationFunction = ACTIVATIONS[activation]
+            g.operator(getattr(OPS, kind), [c, p] if first else [p, c], [y], options_type,
+                       options)
+            model = g.build(outputs=[y])
+            qgraph = tessera.load_model(model, mode="tflite")
+            assert [op.kind for op in qgraph.graph.ops] == ["MAX_POOL_2D", "LUT"]
+            np.testing.assert_array_equal(qgraph.predict(x, raw=True), run_tflm(model, [x])[0],
+                                          err_msg=f"{kind} {(sx, zx, value, sc, zc, sy, zy)}")
+
+
+def test_mul_of_two_activations_equals_tflm():
+    rng = np.random.default_rng(77)
+    g = TFLiteGraph()
+    inp = g.input("x", (1, 8, 8, 2), scale=0.04, zero_point=-9)
+    c = g.conv2d(inp, rng.integers(-127, 128, (2, 1, 1, 2)).astype(np.int8),
+                 rng.integers(-500, 500, 2), w_scale=0.01, y_scale=0.03, y_zero_point=12,
+                 name="conv")
+    y = g.activation("y", (1, 8, 8, 2), scale=0.02, zero_point=-5)
+    options = schema.MulOptionsT()
+    options.fusedActivationFunction = ACTIVATIONS["relu"]
+    g.operator(OPS.MUL, [inp, c], [y], schema.BuiltinOptions.MulOptions, options)
+    model = g.build(outputs=[y])
+    x = rng.integers(-128, 128, (12, 8, 8, 2)).astype(np.int8)
+    x[0], x[1] = -128, 127
+    expected = np.concatenate([run_tflm(model, [s[None]])[0] for s in x])
+    qgraph = tessera.load_model(model, mode="tflite")
+    assert [op.kind for op in qgraph.graph.ops] == ["CONV_2D", "MUL"]
+    np.testing.assert_array_equal(qgraph.predict(x, raw=True), expected)
+    from tessera.compiler.presets import get_preset
+    with tessera.connect("emu", config=get_preset("icebreaker-cnn").config) as device:
+        np.testing.assert_array_equal(device.run(qgraph, x, raw=True), expected)
+    with pytest.raises(tessera.UnsupportedModelError,
+                       match=r"MUL is imported in mode 'tflite' only .*not 'onnx'"):
+        tessera.load_model(model, mode="onnx")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["fully_connected", "conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d",
-           "mean", "add", "pad", "reshape", "concatenate", "softmax", "relu", "relu6", "lut"]
+           "mean", "add", "mul", "pad", "reshape", "concatenate", "softmax", "relu", "relu6",
+           "lut"]
 
 
 def _ops(mode):
@@ -108,6 +109,18 @@ def add(mode, attrs, arrays, inputs, output):
     return _ops(mode).add(arrays[0], arrays[1], a_scale=a_s, a_zero_point=a_z, b_scale=b_s,
                           b_zero_point=b_z, y_scale=y_s, y_zero_point=y_z,
                           activation=attrs["activation"], **unsigned)
+
+
+def mul(mode, attrs, arrays, inputs, output):
+    """Run MUL with the mode's ``mul`` (mode "tflite": TFLite Micro's; no other mode has one)."""
+    ops = _ops(mode)
+    if not hasattr(ops, "mul"):
+        raise ValueError(f"MUL has no kernel in mode {mode!r}; Tessera imports MUL from TFLite "
+                         "models in mode 'tflite'")
+    (a_s, a_z), (b_s, b_z), (y_s, y_z) = _q(inputs[0]), _q(inputs[1]), _q(output)
+    return ops.mul(arrays[0], arrays[1], a_scale=a_s, a_zero_point=a_z, b_scale=b_s,
+                   b_zero_point=b_z, y_scale=y_s, y_zero_point=y_z,
+                   activation=attrs["activation"])
 
 
 def pad(mode, attrs, arrays, inputs, output):

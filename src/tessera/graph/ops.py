@@ -231,6 +231,7 @@ OPS = {spec.kind: spec for spec in [
     OpSpec("MEAN", ("x",), _mean, kernels.mean, attrs={"keepdims": (False, A.boolean)}),
     OpSpec("ADD", ("a", "b"), _same, kernels.add, attrs={"activation": ("none", A.activation),
                                                          "unsigned": (False, A.boolean)}),
+    OpSpec("MUL", ("a", "b"), _same, kernels.mul, attrs={"activation": ("none", A.activation)}),
     OpSpec("PAD", ("x",), _pad, kernels.pad, attrs={"paddings": (None, A.paddings)}),
     OpSpec("RESHAPE", ("x",), _reshape, kernels.reshape, attrs={"shape": (None, A.shape)}),
     OpSpec("CONCATENATION", ("x",), _concat, kernels.concatenate, variadic=True,

@@ -24,7 +24,7 @@ from .requant_tflite import quantize_multiplier
 from .rounding import INT32_MAX, rdbpot, srdhm, wrap_int32
 
 __all__ = ["conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d", "mean_hw", "add",
-           "softmax", "pad", "concatenate", "softmax_parameters"]
+           "mul", "softmax", "pad", "concatenate", "softmax_parameters"]
 
 #: ADD shifts its int8 inputs left by 20 bits before rescaling them (``add_common.cc``).
 ADD_LEFT_SHIFT = 20
@@ -186,15 +186,9 @@ def mean_hw(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, keepdims=True)
     return np.clip(v + zy, -128, 127).astype(np.int8)
 
 
-def add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
-        activation="none") -> np.ndarray:
-    """Return TFLite Micro's int8 ADD (``add_common.cc``, ``integer_ops/add.h``), broadcasting.
-
-    ``twice_max = 2 * max(sa, sb)``; ``(ma, ea)``, ``(mb, eb)`` from ``sa / twice_max``,
-    ``sb / twice_max`` and ``(my, ey)`` from ``twice_max / (2^20 * sy)`` (double, then
-    ``QuantizeMultiplier``); ``s = MBQM((a - za) << 20, ma, ea) + MBQM((b - zb) << 20, mb, eb)``;
-    ``y = clamp(MBQM(s, my, ey) + zy)`` to the activation's range.
-    """
+def _binary_quantization(a_q, b_q, a_scale, a_zero_point, b_scale, b_zero_point, y_scale,
+                         y_zero_point, activation):
+    """Check ADD's/MUL's operands; return ``(sa, za), (sb, zb), (sy, zy), (lo, hi)``."""
     for name, value in (("a_q", a_q), ("b_q", b_q)):
         if not isinstance(value, np.ndarray) or value.dtype != np.int8:
             shown = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
@@ -205,6 +199,20 @@ def add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
     zb = check_zero_point("b_zero_point", b_zero_point)
     zy = check_zero_point("y_zero_point", y_zero_point)
     lo, hi = activation_bounds(activation, y_scale, zy)
+    return (sa, za), (sb, zb), (sy, zy), (lo, hi)
+
+
+def add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
+        activation="none") -> np.ndarray:
+    """Return TFLite Micro's int8 ADD (``add_common.cc``, ``integer_ops/add.h``), broadcasting.
+
+    ``twice_max = 2 * max(sa, sb)``; ``(ma, ea)``, ``(mb, eb)`` from ``sa / twice_max``,
+    ``sb / twice_max`` and ``(my, ey)`` from ``twice_max / (2^20 * sy)`` (double, then
+    ``QuantizeMultiplier``); ``s = MBQM((a - za) << 20, ma, ea) + MBQM((b - zb) << 20, mb, eb)``;
+    ``y = clamp(MBQM(s, my, ey) + zy)`` to the activation's range.
+    """
+    (sa, za), (sb, zb), (sy, zy), (lo, hi) = _binary_quantization(
+        a_q, b_q, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point, activation)
     twice_max = 2 * np.float64(max(sa, sb))
     ma, ea = quantize_multiplier(np.float64(sa) / twice_max)
     mb, eb = quantize_multiplier(np.float64(sb) / twice_max)
@@ -213,6 +221,20 @@ def add(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
     scaled_b = _mbqm((b_q.astype(np.int64) - zb) << ADD_LEFT_SHIFT, mb, eb)
     v = _mbqm(wrap_int32(scaled_a + scaled_b), my, ey)
     return np.clip(v + zy, lo, hi).astype(np.int8)
+
+
+def mul(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
+        activation="none") -> np.ndarray:
+    """Return TFLite Micro's int8 MUL (``mul_common.cc``, ``integer_ops/mul.h``), broadcasting.
+
+    ``(m, e) = QuantizeMultiplier(double(sa) * double(sb) / double(sy))``;
+    ``y = clamp(zy + MBQM((a - za) * (b - zb), m, e))`` to the activation's range.
+    """
+    (sa, za), (sb, zb), (sy, zy), (lo, hi) = _binary_quantization(
+        a_q, b_q, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point, activation)
+    m, e = quantize_multiplier(np.float64(sa) * np.float64(sb) / np.float64(sy))
+    product = (a_q.astype(np.int64) - za) * (b_q.astype(np.int64) - zb)
+    return np.clip(zy + _mbqm(product, m, e), lo, hi).astype(np.int8)
 
 
 def softmax_parameters(x_scale, beta=1.0):

@@ -9,8 +9,10 @@ followed by QUANTIZE and a DEQUANTIZE before a float output are the graph's edge
 Standalone element-wise operators (RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, an int8
 -> int8 QUANTIZE) become lookup tables with TFLite Micro's arithmetic (:mod:`.tflite_tables`);
 a RELU or RELU6 whose input and output share a quantization stays a clamp.
+MUL of two activations (mode "tflite"), and ADD or MUL of an activation and one int8 constant
+(a table; the converter's decomposed hard_swish) are read too.
 Anything else — another operator, broadcasting ADD (but a squeezed ``[C]`` skip added to
-``[1, 1, 1, C]``), fused activations other than NONE/RELU/RELU6,
+``[1, 1, 1, C]``), other constant operands, fused activations other than NONE/RELU/RELU6,
 a QUANTIZE between other types — is refused with the operator and tensor named.
 """
 
@@ -20,13 +22,13 @@ import numpy as np
 
 from ..graph import Graph, Operation, QuantizedGraph, QuantParams, Tensor
 from .errors import UnsupportedModelError
-from .tflite_tables import tflite_table
+from .tflite_tables import constant_operand_table, tflite_table
 
 __all__ = ["GRAPH_OPS", "import_tflite_graph"]
 
 #: TFLite operators the graph importer reads.
 GRAPH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-             "MEAN", "ADD", "PAD", "PADV2", "RESHAPE", "CONCATENATION", "SOFTMAX", "RELU",
+             "MEAN", "ADD", "MUL", "PAD", "PADV2", "RESHAPE", "CONCATENATION", "SOFTMAX", "RELU",
              "RELU6", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE")
 
 
@@ -186,6 +188,37 @@ class _GraphReader:
         self.tensors[name] = Tensor(name, (256,), "int8", data=lut)
         self.add("LUT", [x, name], y, {"function": kind.lower()})
 
+    def binary(self, kind, op, where, y):
+        """ADD or MUL of two activations, or of one and a scalar constant (then a table)."""
+        activation = self.r.fused_activation(op.builtinOptions, where)
+        if kind == "MUL" and self.mode != "tflite":
+            raise UnsupportedModelError(f"{where}: MUL is imported in mode 'tflite' only "
+                                        f"(TFLite Micro's arithmetic), not {self.mode!r}")
+        constants = [i for i in op.inputs if self.r.is_constant(i)]
+        if len(constants) == 1 and self.mode == "tflite":
+            index = constants[0]
+            x = self.activation(next(i for i in op.inputs if i != index), where)
+            if self.r.type_of(index) != "INT8" or int(np.prod(self.r.tensor(index).shape)) != 1:
+                raise UnsupportedModelError(
+                    f"{where}: its constant {self.r.tname(index)!r} is "
+                    f"{self.r.type_of(index)} {[int(d) for d in self.r.tensor(index).shape]}; "
+                    "Tessera reads an element-wise operation with a constant as a table: one "
+                    "int8 value")
+            c = self.qparams(index, where)
+            value = int(self.r.constant(index, np.int8, where).ravel()[0])
+            xq, yq = self.tensors[x].qparams, self.tensors[y].qparams
+            lut = constant_operand_table(
+                kind, (xq.scalar_scale, xq.scalar_zero_point),
+                (value, c.scalar_scale, c.scalar_zero_point),
+                (yq.scalar_scale, yq.scalar_zero_point), activation=activation, where=where)
+            name = f"{y}/table"
+            self.tensors[name] = Tensor(name, (256,), "int8", data=lut)
+            self.add("LUT", [x, name], y, {"function": f"{kind.lower()}_constant"})
+            return
+        x, b = (self.activation(i, where) for i in op.inputs)
+        self.add(kind, [self.as_shape(a, x, b, y, where) for a in (x, b)], y,
+                 {"activation": activation})
+
     def as_shape(self, name, x, b, y, where):
         """Return ``name``, or a RESHAPE of it to output ``y``'s shape when it broadcasts to it
         without repeating a value (a squeezed ``[C]`` added to ``[1, 1, C]``)."""
@@ -249,6 +282,8 @@ class _GraphReader:
             return self.edge(kind, op, where)
         if kind == "CONCATENATION":
             return self.concatenation(op, where, self.activation(op.outputs[0], where))
+        if kind in ("ADD", "MUL"):
+            return self.binary(kind, op, where, self.activation(op.outputs[0], where))
         x = self.activation(op.inputs[0], where)
         y = self.activation(op.outputs[0], where, batchless=kind == "RESHAPE")
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -257,10 +292,6 @@ class _GraphReader:
             self.pool(kind, op, where, x, y)
         elif kind == "FULLY_CONNECTED":
             self.fully_connected(op, where, x, y)
-        elif kind == "ADD":
-            b = self.activation(op.inputs[1], where)
-            self.add("ADD", [self.as_shape(a, x, b, y, where) for a in (x, b)], y,
-                     {"activation": self.r.fused_activation(op.builtinOptions, where)})
         elif kind == "MEAN":
             self.mean(op, where, x, y)
         elif kind in ("PAD", "PADV2"):

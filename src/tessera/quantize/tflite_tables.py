@@ -27,7 +27,7 @@ import numpy as np
 from .errors import UnsupportedModelError
 from .lut_tabulate import numpy_lut, tabulate_tflite
 
-__all__ = ["TABLE_OPS", "tflite_table"]
+__all__ = ["TABLE_OPS", "tflite_table", "constant_operand_table"]
 
 #: Standalone element-wise operators imported as a lookup table.
 TABLE_OPS = ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE")
@@ -108,3 +108,21 @@ def tflite_table(kind, op, opcode, in_quant, out_quant, *, mode, where):
         raise UnsupportedModelError(f"{where}: its table needs ai-edge-litert (pip install "
                                     "'tessera-fpga[tflite]')")
     return numpy_lut(_FLOAT[kind], x[0], x[1], y[0], y[1], "tflite"), "numpy float32"
+
+
+def constant_operand_table(kind, x, constant, y, *, activation, where):
+    """Return TFLite Micro's int8 ``kind`` (ADD or MUL) of ``x`` and a scalar constant as a table.
+
+    ``x``, ``y``: ``(scale, zero_point)`` of the activation input and the output; ``constant``:
+    ``(int8 value, scale, zero_point)``. Both kernels are symmetric in their operands, so the
+    table does not depend on which input the constant was.
+    """
+    from ..numerics import ops_tflite
+    value, c_scale, c_zero_point = constant
+    fn = {"ADD": ops_tflite.add, "MUL": ops_tflite.mul}[kind]
+    try:
+        return fn(_ALL_INT8, np.full(256, value, np.int8), a_scale=x[0], a_zero_point=x[1],
+                  b_scale=c_scale, b_zero_point=c_zero_point, y_scale=y[0], y_zero_point=y[1],
+                  activation=activation)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"{where}: {exc}") from None
