@@ -6,8 +6,9 @@ Conv2D + BatchNormalization (folded by the converter), ReLU/ReLU6/LeakyReLU/sigm
 hard_swish both fused (``activation=``) and standalone (also right after a merge, where the
 converter gives input and output different quantizations), residual Add, Concatenate,
 Average/MaxPooling2D, ZeroPadding2D, and a head of GlobalAveragePooling2D or Flatten/Reshape,
-an optional hidden Dense with an activation, Dense and an optional Softmax. :func:`check` converts it with
-:func:`tessera.quantize.tflite_convert.keras_to_int8_tflite`, runs discriminating int8 inputs
+an optional hidden Dense with an activation, Dense and an optional Softmax.
+:func:`convert_cached` converts it with
+:func:`tessera.quantize.tflite_convert.keras_to_int8_tflite`; :func:`check` runs discriminating int8 inputs
 on TFLite Micro (the ``tflite-micro`` wheel) and requires ``tessera.load_model(...).predict``
 and ``connect("emu", config=<CNN preset>).run`` to equal it, or the import to refuse with
 :class:`tessera.UnsupportedModelError` naming the operator. Used by ``tests/test_model_fuzz.py``
@@ -194,10 +195,12 @@ def operators(data):
 
 
 def check(data, *, seed=0, rows=8, preset=PRESET):
-    """Check one converted model; return ``("equal" | "refused", detail)``.
+    """Check one converted model; return ``("equal" | "refused" | "too_large", detail)``.
 
     ``rows`` random int8 inputs follow the extremes, a checkerboard, a ramp and zeros; the
-    emulated device runs with the CNN preset ``preset`` (None: ``predict`` only).
+    emulated device runs with the CNN preset ``preset`` or, if the model does not fit it
+    (:class:`~tessera.compiler.ModelTooLarge`), the next larger preset it fits ("too_large":
+    none; ``predict`` was still checked). ``preset=None``: ``predict`` only.
 
     Raises
     ------
@@ -206,7 +209,8 @@ def check(data, *, seed=0, rows=8, preset=PRESET):
         name an operator.
     """
     import tessera
-    from tessera.compiler.presets import get_preset
+    from tessera.compiler import ModelTooLarge
+    from tessera.compiler.presets import CNN_PRESETS, get_preset
     from test_keras_real import int8_inputs
     try:
         qmodel = tessera.load_model(data, mode="tflite")
@@ -217,9 +221,19 @@ def check(data, *, seed=0, rows=8, preset=PRESET):
     expected = _tflm(data, x_q)
     got = qmodel.predict(x_q, raw=True)
     np.testing.assert_array_equal(got, expected, err_msg="predict differs from TFLite Micro")
-    if preset is not None:
-        with tessera.connect("emu", config=get_preset(preset).config) as dev:
-            on_device = dev.run(qmodel, x_q, raw=True)
+    if preset is None:
+        return "equal", f"{len(x_q)} inputs, predict"
+    # The preset asked for, else the next larger one the model fits.
+    sizes = {name: p.memory_bytes for name, p in CNN_PRESETS.items()}
+    larger = sorted((n for n in sizes if sizes[n] > sizes[preset]), key=sizes.get)
+    for name in [preset, *larger]:
+        try:
+            with tessera.connect("emu", config=get_preset(name).config) as dev:
+                on_device = dev.run(qmodel, x_q, raw=True)
+        except ModelTooLarge as exc:
+            too_large = str(exc)
+            continue
         np.testing.assert_array_equal(on_device, expected,
-                                      err_msg=f"connect('emu', {preset}).run differs from TFLM")
-    return "equal", f"{len(x_q)} inputs"
+                                      err_msg=f"connect('emu', {name}).run differs from TFLM")
+        return "equal", f"{len(x_q)} inputs, predict and {name}"
+    return "too_large", too_large
