@@ -8,9 +8,10 @@ converter gives input and output different quantizations), residual Add, Concate
 Average/MaxPooling2D, ZeroPadding2D, and a head of GlobalAveragePooling2D or Flatten/Reshape,
 an optional hidden Dense with an activation, Dense and an optional Softmax.
 :func:`convert_cached` converts it with
-:func:`tessera.quantize.tflite_convert.keras_to_int8_tflite`; :func:`check` runs discriminating int8 inputs
-on TFLite Micro (the ``tflite-micro`` wheel) and requires ``tessera.load_model(...).predict``
-and ``connect("emu", config=<CNN preset>).run`` to equal it, or the import to refuse with
+:func:`tessera.quantize.tflite_convert.keras_to_int8_tflite`; :func:`check` runs discriminating
+int8 inputs on TFLite Micro (the ``tflite-micro`` wheel) and requires
+``tessera.load_model(...).predict`` and ``connect("emu", config=<CNN preset>).run`` to equal
+it, or the import to refuse with
 :class:`tessera.UnsupportedModelError` naming the operator. Used by ``tests/test_model_fuzz.py``
 and ``bench/bench_model_fuzz.py``.
 """
