@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["COMMIT", "SAMPLES", "PACKAGED_SAMPLES", "KWS_CLASSES", "IC_CLASSES", "extract",
-           "write_npz"]
+           "quantize_float_to_int8", "write_npz"]
 
 #: The mlcommons/tiny commit of the models and of these samples.
 COMMIT = "1afd2c9820f795965a6134facd0b4dfae41ef23f"
@@ -100,6 +100,17 @@ def _input_quantization(model):
     return np.float32(q["scales"][0]), int(q["zero_points"][0])
 
 
+def quantize_float_to_int8(x, scale, zero_point) -> np.ndarray:
+    """Return ``QuantizeFloatToInt8`` of the reference submissions' ``quantization_helpers.h``.
+
+    ``round(value / scale) + zero_point`` clamped to int8: a float32 quotient, C's ``round``
+    (half away from zero, unlike NumPy's half to even).
+    """
+    ratio = (np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64)
+    rounded = np.sign(ratio) * np.floor(np.abs(ratio) + 0.5)
+    return np.clip(rounded + zero_point, -128, 127).astype(np.int8)
+
+
 def _kws_mfcc(wav: bytes) -> np.ndarray:
     """Return the float MFCCs (49, 10, 1) of ``get_dataset.py``'s mfcc front end."""
     import tensorflow as tf
@@ -130,9 +141,7 @@ def extract(repo) -> dict:
     floats = np.frombuffer(_show(repo, AD_BIN), "<f4")
     starts = range(0, len(floats) - AD_WINDOW + 1, AD_STRIDE)
     windows = np.stack([floats[s:s + AD_WINDOW] for s in starts])
-    scale, zero_point = _input_quantization("ad01_int8.tflite")
-    ratio = (windows / scale).astype(np.float64)            # float / float, then C's round()
-    ad = np.clip(np.sign(ratio) * np.floor(np.abs(ratio) + 0.5) + zero_point, -128, 127)
+    ad = quantize_float_to_int8(windows, *_input_quantization("ad01_int8.tflite"))
     return {
         "repository": np.array(REPOSITORY), "commit": np.array(COMMIT),
         "kws_model": np.array("kws_ref_model.tflite"), "kws_classes": np.array(KWS_CLASSES),

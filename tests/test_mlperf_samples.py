@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tessera
+from make_mlperf_samples import quantize_float_to_int8, write_npz
 from tessera.cli.demo_kws import KWS_SAMPLES, tflite_micro_outputs
 from tessera.compiler import CNN_PRESETS, ModelTooLarge
 
@@ -59,6 +60,20 @@ def test_samples_name_their_source():
     assert SAMPLES["ad_inputs"].shape == (196, 640)
     # Consecutive windows overlap by four slices of 128: the windowing of y_labels.csv.
     np.testing.assert_array_equal(SAMPLES["ad_inputs"][1:, :512], SAMPLES["ad_inputs"][:-1, 128:])
+
+
+def test_the_extractor_rounds_as_the_reference_submission_and_writes_the_same_bytes(tmp_path):
+    # QuantizeFloatToInt8: C's round() takes halves away from zero; clamped to int8.
+    x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49, -300.0, 300.0], np.float32)
+    np.testing.assert_array_equal(quantize_float_to_int8(x, 1.0, 0),
+                                  [-3, -2, -1, 1, 2, 3, 0, -128, 127])
+    np.testing.assert_array_equal(quantize_float_to_int8(x, 0.5, 10),
+                                  [5, 7, 9, 11, 13, 15, 11, -128, 127])
+    arrays = {k: SAMPLES[k] for k in SAMPLES}
+    write_npz(tmp_path / "a.npz", arrays)
+    write_npz(tmp_path / "b.npz", arrays)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes() == \
+        (DATA / "samples.npz").read_bytes()
 
 
 def test_the_packaged_kws_samples_are_the_tests():
