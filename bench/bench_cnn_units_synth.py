@@ -1,10 +1,12 @@
-"""Synthesis cost of each CNN unit of issue #15 alone, on the iCE40 as a bitstream build does it.
+"""Synthesis cost of each CNN unit of issue #15 alone, as a bitstream build synthesises it.
 
 Each unit (``cnn`` configuration of a preset, the iCEBreaker's by default) is written as RTLIL
-for the preset board's platform and synthesised with YoWASP Yosys with the build's own script (:func:`tessera.hw.build.
-synthesis_overrides`: the ``booth`` pass that turns every multiplication but the array's MACs
-into logic, then ``synth_ice40`` with the build's options). Prints SB_LUT4, SB_CARRY, flip-flops
-(every SB_DFF*), SB_MAC16 and SB_RAM40_4K per unit; ``--json`` also writes them.
+for the preset board's platform and synthesised with YoWASP Yosys with the build's own script
+(:func:`tessera.hw.build.synthesis_overrides`: the ``booth`` pass that turns every
+multiplication but the array's MACs into logic, then ``synth_ice40`` or ``synth_ecp5`` with the
+build's options). Prints the logic,
+carry, flip-flop, multiplier and RAM cells per unit (on the iCE40 SB_DFF sums every flip-flop
+type); ``--json`` also writes them.
 
 Usage: ``.venv/bin/python bench/bench_cnn_units_synth.py [--preset icebreaker-cnn] [--unit NAME]
 [--json out.json]`` (a few seconds per unit).
@@ -49,14 +51,16 @@ UNITS = {
     "Accelerator": lambda config: Accelerator(config),
 }
 
-#: The columns printed (``SB_DFF`` sums every flip-flop type).
-COLUMNS = ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_MAC16", "SB_RAM40_4K", "SB_SPRAM256KA")
+#: The columns printed per family (``SB_DFF`` sums every iCE40 flip-flop type).
+COLUMNS = {"ice40": ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_MAC16", "SB_RAM40_4K", "SB_SPRAM256KA"),
+           "ecp5": ("LUT4", "CCU2C", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_DPR16X4")}
 
 
 def cell_counts(stat_text):
     """Return ``{cell type: count}`` from a Yosys ``stat`` report, flip-flops summed as SB_DFF."""
     counts = {}
-    for count, name in re.findall(r"^\s+(\d+)\s+(SB_\w+)\s*$", stat_text, flags=re.MULTILINE):
+    for count, name in re.findall(r"^\s+(\d+)\s+([A-Z]\w+)\s*$", stat_text,
+                                  flags=re.MULTILINE):
         key = "SB_DFF" if name.startswith("SB_DFF") else name
         counts[key] = counts.get(key, 0) + int(count)
     return counts
@@ -65,15 +69,16 @@ def cell_counts(stat_text):
 def synthesize(unit, config, board, workdir):
     """Return the cell counts of ``unit`` (a :data:`UNITS` name) at ``config`` on ``board``."""
     overrides = synthesis_overrides(board, config)
+    family = get_board(board).family
     script = (f"read_rtlil {unit}.il; hierarchy -top top; "
               f"{overrides.get('script_after_read', '')}; "
-              f"synth_ice40 {overrides.get('synth_opts', '')} -top top; "
+              f"synth_{family} {overrides.get('synth_opts', '')} -top top; "
               f"tee -q -o {unit}.stat stat")
     # the board's platform, as the build: the iCE40 array instantiates its SB_MAC16 by hand
     platform = get_board(board).make_platform()
     (Path(workdir) / f"{unit}.il").write_text(rtlil.convert(UNITS[unit](config), name="top",
                                                             platform=platform))
-    yosys = resolve_tools("ice40")["YOSYS"].command
+    yosys = resolve_tools(family)["YOSYS"].command
     result = subprocess.run([yosys, "-q", "-p", script], cwd=workdir, capture_output=True,
                             text=True, check=False)
     if result.returncode != 0:
@@ -89,12 +94,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     figures = {}
-    print(f"{'unit':24}" + "".join(f"{c:>14}" for c in COLUMNS))
+    columns = COLUMNS[get_board(preset.board).family]
+    print(f"{'unit':24}" + "".join(f"{c:>16}" for c in columns))
     with tempfile.TemporaryDirectory(dir=".") as workdir:
         for unit in args.unit or UNITS:
             counts = synthesize(unit, preset.config, preset.board, workdir)
             figures[unit] = counts
-            print(f"{unit:24}" + "".join(f"{counts.get(c, 0):>14}" for c in COLUMNS), flush=True)
+            print(f"{unit:24}" + "".join(f"{counts.get(c, 0):>16}" for c in columns), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
     return 0

@@ -26,6 +26,16 @@ from .layouts import struct_layout
 __all__ = ["WindowAddressGenerator", "window_state", "window_sizes", "window_command"]
 
 
+def _times_stride(value, stride):
+    """Return ``value * stride`` as shifts and adds (a 3-bit stride: three terms).
+
+    Yosys's ``booth`` pass leaves a product this narrow alone, and ``synth_ecp5`` would give
+    each a MULT18X18D: two per row lane, more than the part has beside the MAC array and the
+    requant units.
+    """
+    return sum(Mux(stride[b], value << b, 0) for b in range(len(stride)))
+
+
 def window_state() -> data.StructLayout:
     """Return the layout of the window state: the fields of ``WINDOW`` (docs/isa.md)."""
     layout = struct_layout(isa.CNN_LAYOUTS[CnnOpcode.WINDOW])
@@ -154,8 +164,8 @@ class WindowAddressGenerator(wiring.Component):
             iw = Signal(signed(14), name=f"iw{r}")
             q = Signal(unsigned(20), name=f"q{r}")
             m.d.comb += [
-                ih.eq(oh[r] * w.stride_h + off_h - w.pad_top),
-                iw.eq(ow[r] * w.stride_w + off_w - w.pad_left),
+                ih.eq(_times_stride(oh[r], w.stride_h) + off_h - w.pad_top),
+                iw.eq(_times_stride(ow[r], w.stride_w) + off_w - w.pad_left),
                 q.eq(ih.as_unsigned()[:10] * w.in_w + iw.as_unsigned()[:10]),
             ]
             inside = ((ih >= 0) & (ih < w.in_h) & (iw >= 0) & (iw < w.in_w) &
