@@ -6,10 +6,8 @@ address, so a gathered step reads a different entry in each bank. :class:`ActBan
 entry-wide ports of the version-2 ACT — one write (a ``LOAD`` entry or a drained column, all
 banks at one address) and one read of a whole entry (``STORE``/``READ`` answers, plain
 ``GEMM`` operands) — beside the :class:`~tessera.hw.gather.GatherArbiter`'s per-bank reads,
-which take a bank's read port in the cycles they read it, and a second entry-wide read port
-(``aux``) for the ``ADD``'s operands, which runs on the drain unit beside the engine's reads and
-gathers. Each bank is a :func:`~tessera.hw.ram.block_ram` read through
-:func:`~tessera.hw.ram.registered_read`.
+which take a bank's read port in the cycles they read it. Each bank is a
+:func:`~tessera.hw.ram.block_ram` read through :func:`~tessera.hw.ram.registered_read`.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -41,9 +39,6 @@ class ActBanks(wiring.Component):
         Gather reads: bank *b* reads ``bank_addr[b]`` (takes precedence over ``rd_en`` for that
         bank); its data is ``bank_data[b]`` the cycle after.
     bank_data : Out(ArrayLayout(act_bank_lanes * input_bits, banks))
-    aux_addr : In
-        The second read port: entry ``aux_addr`` is on ``aux_data`` the cycle after.
-    aux_data : Out(rows * input_bits)
     """
 
     def __init__(self, config):
@@ -57,7 +52,6 @@ class ActBanks(wiring.Component):
             "bank_en": In(banks),
             "bank_addr": In(data.ArrayLayout(addr, banks)),
             "bank_data": Out(data.ArrayLayout(unsigned(lane_bits), banks)),
-            "aux_addr": In(addr), "aux_data": Out(config.rows * config.input_bits),
         })
 
     def elaborate(self, platform):
@@ -65,7 +59,7 @@ class ActBanks(wiring.Component):
         banks = cfg.rows // cfg.act_bank_lanes
         width = cfg.act_bank_lanes * cfg.input_bits
         m = Module()
-        words, aux_words = [], []
+        words = []
         for b in range(banks):
             m.submodules[f"bank{b}"] = mem = block_ram(shape=width, depth=cfg.act_depth)
             write = mem.write_port()
@@ -79,8 +73,5 @@ class ActBanks(wiring.Component):
                 self.bank_data[b].eq(read.data),
             ]
             words.append(read.data)
-            aux = registered_read(m, mem, platform, name=f"bank{b}_aux_data")
-            m.d.comb += aux.addr.eq(self.aux_addr)
-            aux_words.append(aux.data)
-        m.d.comb += [self.rd_data.eq(Cat(*words)), self.aux_data.eq(Cat(*aux_words))]
+        m.d.comb += self.rd_data.eq(Cat(*words))
         return m

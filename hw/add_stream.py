@@ -3,20 +3,18 @@
 docs/isa.md ("``ADD``"): ``ACT[dst+e] = add(ACT[a_addr+e], ACT[b_addr+e])`` for ``e < count``,
 operand by operand, with ``PARAM[param_addr ... param_addr+2]`` and the post state captured at
 issue. :class:`AddStream` runs one on the :class:`~tessera.hw.add.AddUnit`: it reads the three
-PARAM entries, reads each entry pair through the ACT's second read port
-(:class:`~tessera.hw.act_banks.ActBanks` ``aux``), feeds the ``rows`` operand pairs one every
-``ADD_PASSES * requant_cycles`` cycles, collects the results into an entry and writes it on the
-drain's ACT write port (the drain is idle meanwhile). With ``drain_lanes = L > 1`` there are
-``L`` AddUnits in lockstep, each slot feeding ``L`` consecutive operand pairs.
+PARAM entries (the drain's read port), reads each entry pair through the ACT's entry read port,
+feeds the ``rows`` operand pairs one every ``ADD_PASSES * requant_cycles`` cycles, collects the
+results into an entry and writes it on the drain's ACT write port. With ``drain_lanes = L > 1``
+there are ``L`` AddUnits in lockstep, each slot feeding ``L`` consecutive operand pairs.
 
-Order and timing (``tessera.runtime.cycles``, "runs on the drain unit when it is free"): an
-``ADD`` is taken at once (``i_add``) unless one is already queued; it starts in cycle *S*, the
-first cycle in which the drain unit is free and no command issued before it still owes a drain
-(``owes_drain`` at its issue: the engine's command hands off and drains first), and from then
-occupies the drain unit for exactly ``(rows/L)*count*ADD_PASSES*requant_cycles +
-ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``); a queued ``ADD`` keeps later hand-offs
-from the drain (``blocks``), so the drain unit serves in issue order. A second ``ADD`` waits in
-``i_add`` until the first has started.
+Order and timing (``tessera.runtime.cycles``): an ``ADD`` is taken at once (``i_add``) unless
+one is already queued; it starts in cycle *S*, the first cycle in which the engine and the drain
+unit are both free (``unit_free``: everything issued before it has handed off and drained), and
+from then occupies the drain unit for exactly ``(rows/L)*count*ADD_PASSES*requant_cycles +
+ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``). While it is queued or runs, the engine
+accepts nothing (``blocks``): the ACT read port is the ADD's, and no block RAM needs a second
+read port for it. A second ``ADD`` waits in ``i_add`` until the first has started.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -48,19 +46,18 @@ class AddStream(wiring.Component):
     i_add : In(stream.Signature(add_issue(config)))
         Issued ``ADD`` instructions; ready unless one is queued (it is ready again in the cycle
         the queued one starts).
-    owes_drain : In(1)
-        The engine holds a command that will still hand off to the drain (sampled at issue).
-    drain_free : In(1)
-        The drain unit could start this cycle: the drain is not busy and does not start.
+    unit_free : In(1)
+        The engine is idle and the drain neither busy nor starting: an ``ADD`` may start.
     blocks : Out(1)
-        The drain must not start (an ``ADD`` runs, or one is queued behind no engine command).
+        The engine must not accept a command (an ``ADD`` is queued or runs).
     busy : Out(1)
         An ``ADD`` is queued or running (for the Core's ``idle``).
     param_en, param_addr : Out
         PARAM read (synchronous); the drain's port, free while the drain unit is this ADD's.
     param_data : In(PARAM_ENTRY)
-    act_addr : Out(16)
-        ACT second read port address; ``act_data`` is that entry the cycle after.
+    act_en, act_addr : Out(1), Out(16)
+        ACT entry read (the engine reads nothing meanwhile); ``act_data`` is that entry the
+        cycle after.
     act_data : In(rows * input_bits)
     wr_en, wr_addr, wr_data : Out
         ACT write of a result entry (``rows * output_bits``), on the drain's write port.
@@ -76,13 +73,13 @@ class AddStream(wiring.Component):
         self._config = config
         super().__init__({
             "i_add": In(stream.Signature(add_issue(config))),
-            "owes_drain": In(1),
-            "drain_free": In(1),
+            "unit_free": In(1),
             "blocks": Out(1),
             "busy": Out(1),
             "param_en": Out(1),
             "param_addr": Out(16),
             "param_data": In(PARAM_ENTRY),
+            "act_en": Out(1),
             "act_addr": Out(16),
             "act_data": In(config.rows * config.input_bits),
             "wr_en": Out(1),
@@ -103,27 +100,24 @@ class AddStream(wiring.Component):
 
         # -- the queue: one issued ADD waiting for the drain unit ---------------------------
         req = Signal(add_issue(cfg))
-        pending, ahead = Signal(), Signal()
+        pending = Signal()
         cand = Mux(pending, req.as_value(), self.i_add.payload.as_value())
         cand = add_issue(cfg)(cand)
         cand_valid = pending | self.i_add.valid
-        cand_ahead = Mux(pending, ahead, self.owes_drain)
         timing = Signal()                      # an ADD occupies the drain unit (after S)
         start = Signal()
         m.d.comb += [
-            start.eq(cand_valid & ~cand_ahead & ~timing & self.drain_free),
+            start.eq(cand_valid & ~timing & self.unit_free),
             self.i_add.ready.eq(~pending | start),
-            self.blocks.eq(timing | (pending & ~ahead)),
+            self.blocks.eq(timing | pending),
             self.busy.eq(timing | pending),
         ]
         transfer = self.i_add.valid & self.i_add.ready
-        m.d.sync += ahead.eq(ahead & self.owes_drain)
         with m.If(start):
             m.d.sync += pending.eq(0)
         # the candidate is the transferred one only while none is queued
         with m.If(transfer & ~(start & ~pending)):
-            m.d.sync += [pending.eq(1), req.eq(self.i_add.payload),
-                         ahead.eq(self.owes_drain)]
+            m.d.sync += [pending.eq(1), req.eq(self.i_add.payload)]
 
         # -- the drain unit's occupancy -----------------------------------------------------
         constant = rows // lanes * interval
@@ -165,7 +159,8 @@ class AddStream(wiring.Component):
         a_word = Signal(rows * bits)
         b_word = Signal(rows * bits)
         fetch_a = Signal()
-        m.d.comb += self.act_addr.eq(Mux(fetch_b, b_ptr, Mux(start, cand.a_addr, a_ptr)))
+        m.d.comb += [self.act_addr.eq(Mux(fetch_b, b_ptr, Mux(start, cand.a_addr, a_ptr))),
+                     self.act_en.eq(fetch_a | fetch_b)]
         m.d.sync += [fetch_b.eq(fetch_a), got_a.eq(fetch_a), got_b.eq(fetch_b)]
         with m.If(got_a):
             m.d.sync += a_word.eq(self.act_data)

@@ -4,17 +4,17 @@
 (hw/core.py keeps the version-2 netlist unchanged for the others):
 
 - ACT is an :class:`~tessera.hw.act_banks.ActBanks`: the host write, the drain's and the
-  ADD's write-back and the engine's and the host's entry reads keep their entry-wide ports,
-  the gather reads per bank, the ADD through the second read port;
+  ADD's write-back and the engine's, the ADD's and the host's entry reads keep their entry-wide
+  ports, the gather reads per bank;
 - the GEMM engine takes plain ``GEMM`` commands from ``i_cmd`` and gathered ones from the
   :class:`~tessera.hw.conv_front.ConvFront` (one at a time: the program sequencer issues the
   next instruction only after the ``CONV``'s last command is accepted); the array's steps come
   from the engine's operand reads or from the gather, whichever is stepping (never both: a
   command's steps end three cycles before its hand-off, the next one's begin two after);
 - the drain sends pools to a :class:`~tessera.hw.pool_post.PoolPostProcessor`;
-- an :class:`~tessera.hw.add_stream.AddStream` runs ``ADD`` on the drain unit: it reads
-  PARAM through the drain's port and writes ACT through the drain's write port while it owns
-  the drain unit, and keeps later hand-offs from the drain while it waits for it.
+- an :class:`~tessera.hw.add_stream.AddStream` runs ``ADD`` on the drain unit with the engine
+  idle: it reads PARAM through the drain's port, ACT through the entry read port and writes
+  ACT through the drain's write port, and keeps the engine from accepting commands meanwhile.
 """
 
 from amaranth import Module, Mux, Signal
@@ -106,9 +106,10 @@ def elaborate_cnn_core(core, platform):
     m.d.comb += [
         cmd.payload.gathered.eq(gathered.valid),
         cmd.payload.kind.eq(Mux(gathered.valid, gathered.payload.kind, 0)),
-        cmd.valid.eq(plain.valid | gathered.valid),
-        gathered.ready.eq(cmd.ready),
-        plain.ready.eq(cmd.ready & ~gathered.valid),
+        # an ADD queued or running keeps the engine (and the ACT read port) to itself
+        cmd.valid.eq((plain.valid | gathered.valid) & ~adds.blocks),
+        gathered.ready.eq(cmd.ready & ~adds.blocks),
+        plain.ready.eq(cmd.ready & ~gathered.valid & ~adds.blocks),
         engine.g_step.eq(front.step), engine.g_last.eq(front.o_last),
         engine.taps.eq(front.taps),
     ]
@@ -116,12 +117,13 @@ def elaborate_cnn_core(core, platform):
     # ACT reads: the engine's operands (the host's while idle), the gather, the ADD.
     m.d.comb += [
         act.rd_en.eq(1),
-        act.rd_addr.eq(Mux(engine.act_reading, engine.act_addr, core.read.addr)),
+        act.rd_addr.eq(Mux(engine.act_reading, engine.act_addr,
+                           Mux(adds.act_en, adds.act_addr, core.read.addr))),
         engine.act_data.eq(act.rd_data),
         core.read.data.eq(act.rd_data),
         act.bank_en.eq(front.bank_en), act.bank_addr.eq(front.bank_addr),
         front.bank_data.eq(act.bank_data),
-        act.aux_addr.eq(adds.act_addr), adds.act_data.eq(act.aux_data),
+        adds.act_data.eq(act.rd_data),
         # WGT: the gather's reads happen only while the engine reads nothing
         wgt_rd.addr.eq(Mux(front.wgt_en, front.wgt_addr, engine.wgt_addr)),
         engine.wgt_data.eq(wgt_rd.data), front.wgt_data.eq(wgt_rd.data),
@@ -142,15 +144,11 @@ def elaborate_cnn_core(core, platform):
         drain.param_data.eq(param_rd.data), adds.param_data.eq(param_rd.data),
     ]
 
-    # The drain unit: a queued ADD keeps later hand-offs out; the ADD starts when it is free.
-    drain_start = engine.o_drain.valid & drain.i_cmd.ready & ~adds.blocks
-    m.d.comb += [
-        drain.i_cmd.payload.eq(engine.o_drain.payload),
-        drain.i_cmd.valid.eq(engine.o_drain.valid & ~adds.blocks),
-        engine.o_drain.ready.eq(drain.i_cmd.ready & ~adds.blocks),
-        adds.owes_drain.eq(engine.owes_drain),
-        adds.drain_free.eq(~drain.busy & ~drain_start),
-    ]
+    # The drain unit: an ADD starts when the engine and the drain are both free.
+    wiring.connect(m, engine.o_drain, drain.i_cmd)
+    drain_start = engine.o_drain.valid & drain.i_cmd.ready
+    # (a CONV taken meanwhile waits at the engine: ConvFront reads nothing before acceptance)
+    m.d.comb += adds.unit_free.eq(~engine.busy & ~drain.busy & ~drain_start)
 
     # Host writes; the drain's or the ADD's write-back takes the ACT write port first.
     host_write = Signal()

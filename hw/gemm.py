@@ -145,10 +145,6 @@ class GemmEngine(wiring.Component):
     taps : In(ArrayLayout(TAPS_BITS, rows))
         Only with ``config.cnn``: passed to ``o_drain`` (GatheredSteps' tap counts, stable until
         the next command starts).
-    owes_drain : Out(1)
-        Only with ``config.cnn``: the engine holds a command with ``drain`` that has not handed
-        off before this cycle and does not hand off in it (an ``ADD`` issued now drains after
-        it).
     """
 
     def __init__(self, config):
@@ -170,8 +166,7 @@ class GemmEngine(wiring.Component):
             "busy": Out(1),
             "events": Out(EventSignature(config)),
             **({"g_step": In(1), "g_last": In(1),
-                "taps": In(data.ArrayLayout(unsigned(TAPS_BITS), rows)),
-                "owes_drain": Out(1)} if config.cnn else {}),
+                "taps": In(data.ArrayLayout(unsigned(TAPS_BITS), rows))} if config.cnn else {}),
         })
 
     def elaborate(self, platform):
@@ -262,8 +257,6 @@ class GemmEngine(wiring.Component):
 
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.events.compute.eq(1), self.act_reading.eq(1)]
-                if config.cnn:
-                    m.d.comb += self.owes_drain.eq(cmd.drain)
                 with m.If(left != 0):
                     m.d.comb += issue.eq(1)
                     m.d.sync += [
@@ -291,8 +284,6 @@ class GemmEngine(wiring.Component):
                     self.events.stall.eq(~done),
                     self.i_cmd.ready.eq(done),
                 ]
-                if config.cnn:
-                    m.d.comb += self.owes_drain.eq(cmd.drain & ~done)
                 with m.If(accept):
                     m.next = "RUN"
                 with m.Elif(done):

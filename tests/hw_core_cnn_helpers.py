@@ -28,6 +28,8 @@ from tessera.spec.timing import IDLE_LAG_CYCLES
 __all__ = ["check_program", "random_state", "run_program"]
 
 FETCH_CYCLES = isa.INSN_BYTES
+#: A program of these benches ends well within this many cycles; more is a hang.
+MAX_CYCLES = 100_000
 
 
 def random_state(config, rng, *, add_params=()):
@@ -92,6 +94,7 @@ def run_program(config, program, act, wgt, param):
             nonlocal idle_since
             was_idle = ctx.get(dut.idle)
             await bench.tick()
+            assert now() < MAX_CYCLES, f"the Core hangs (cycle {now()}, program {program})"
             if ctx.get(dut.idle) and not was_idle:
                 idle_since = bench.cycle - origin
 

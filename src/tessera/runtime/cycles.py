@@ -150,15 +150,17 @@ class CycleModel:
         self.drain_free_at = last + int(d[-1])
 
     def add(self, ncycles: int):
-        """Issue an ``ADD``: it occupies the drain unit for ``ncycles`` from when it is free.
+        """Issue an ``ADD``: it runs for ``ncycles`` once the engine and the drain unit are free.
 
-        The executor does not wait for it, except while the previous ``ADD`` is still waiting
-        for the drain unit (the Core queues one): then it goes on when that one starts.
+        It occupies the drain unit, and the engine accepts nothing meanwhile (the ``ADD`` reads
+        ACT through the engine's read port). The executor does not wait for it, except while
+        the previous ``ADD`` is still waiting (the Core queues one): then it goes on when that
+        one starts.
         """
         self.now = max(self.now, self._add_started_at)
-        start = max(self.now, self.drain_free_at)
+        start = max(self.now, self.drain_free_at, self.engine_free_at)
         self._add_started_at = start
-        self.drain_free_at = start + ncycles
+        self.drain_free_at = self.engine_free_at = start + ncycles
 
     @property
     def macs(self) -> int:
