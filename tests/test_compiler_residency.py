@@ -20,12 +20,13 @@ from compiler_helpers import check_structure, hazards, make_model
 from sim_helpers import CONFIGS as SIM_CONFIGS, build
 
 SIM_CONFIG = SIM_CONFIGS["2x4"]                 # rows 2, cols 4, WGT 64 entries
-#: Split layer (K=70 > 64), a whole layer streamed (single slot), two resident layers.
+#: A split layer (K=70 > 64, a ring of 32 entries), two layers partly resident, one streamed.
 MIXED = [70, 8, 12, 9, 5]
 #: A whole layer and two of the next layer's four tiles streamed, the last layer resident.
 PARTIAL = [12, 9, 16, 5]
-#: Rows 2, cols 8, WGT 68: a split layer (K=70) between two resident layers.
-SPLIT_MIDDLE = AcceleratorConfig(rows=2, cols=8, act_depth=256, weight_depth=68,
+#: Rows 2, cols 8, WGT 128: a split layer (K=130) between two resident layers (59 entries,
+#: beside its ring of 64).
+SPLIT_MIDDLE = AcceleratorConfig(rows=2, cols=8, act_depth=256, weight_depth=128,
                                  param_depth=32, max_payload=128)
 
 
@@ -36,7 +37,8 @@ def _brute_force(tiles, depth):
         if any(k > depth and c < t for (k, t), c in zip(tiles, counts)):
             continue                                  # a K > depth layer is never resident
         resident = sum(k * (t - c) for (k, t), c in zip(tiles, counts))
-        ring = max([k if k <= depth else 1 for (k, _), c in zip(tiles, counts) if c] or [0])
+        ring = max([k if k <= depth else depth // 2 for (k, _), c in zip(tiles, counts) if c]
+                   or [0])
         if resident + ring <= depth:
             cost = sum(k * c for (k, t), c in zip(tiles, counts) if k <= depth)
             best = cost if best is None else min(best, cost)
@@ -56,7 +58,7 @@ def test_streamed_tiles_is_the_minimum(seed):
     counts = streamed_tiles(tiles, 64)
     assert all(0 <= c <= t for (_, t), c in zip(tiles, counts))
     resident = sum(k * (t - c) for (k, t), c in zip(tiles, counts))
-    ring = max([k if k <= 64 else 1 for (k, _), c in zip(tiles, counts) if c] or [0])
+    ring = max([k if k <= 64 else 32 for (k, _), c in zip(tiles, counts) if c] or [0])
     assert resident + ring <= 64
     assert _cost(tiles, counts) == _brute_force(tiles, 64), (tiles, counts)
 
@@ -65,8 +67,10 @@ def test_streamed_tiles_borders():
     assert streamed_tiles([(8, 8)], 64) == [0]                 # exactly full: all resident
     # One entry too many: streaming the 1-entry tile leaves no room for its own ring.
     assert streamed_tiles([(8, 8), (1, 1)], 64) == [1, 1]
-    assert streamed_tiles([(65, 2), (8, 8)], 64) == [2, 1]     # split + a ring of one tile
-    assert streamed_tiles([(65, 2), (9, 7)], 64) == [2, 0]     # 63 resident, a ring of 1
+    # A split layer needs a ring of half of WGT: 32 of the others' entries stay resident.
+    assert streamed_tiles([(65, 2), (8, 8)], 64) == [2, 4]
+    assert streamed_tiles([(65, 2), (8, 4)], 64) == [2, 0]
+    assert streamed_tiles([(65, 2), (9, 7)], 64) == [2, 4]     # 27 resident: 3 tiles of 9
     assert streamed_tiles([(64, 3)], 64) == [3]                # one slot of 64: all streamed
 
 
@@ -92,11 +96,11 @@ def _check_program(compiled, config, x_q):
 
 
 CASES = {
-    "mixed": (SIM_CONFIG, MIXED, [("split", 0, 2), ("single", 0, 3), ("resident", 3, 3),
-                                  ("resident", 2, 2)]),
+    "mixed": (SIM_CONFIG, MIXED, [("split", 0, 2), ("double", 1, 3), ("double", 2, 3),
+                                  ("double", 0, 2)]),
     "partial": (SIM_CONFIG, PARTIAL, [("single", 0, 3), ("single", 2, 4), ("resident", 2, 2)]),
-    "split-middle": (SPLIT_MIDDLE, [6, 70, 8, 5], [("resident", 9, 9), ("split", 0, 1),
-                                                   ("resident", 1, 1)]),
+    "split-middle": (SPLIT_MIDDLE, [3, 130, 8, 5], [("resident", 17, 17), ("split", 0, 1),
+                                                    ("resident", 1, 1)]),
 }
 
 

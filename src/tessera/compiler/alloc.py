@@ -190,18 +190,21 @@ def streamed_tiles(tiles, depth) -> list:
     depth : int
         ``weight_depth``.
 
-    A layer with ``K > depth`` streams every tile (split). The others' streamed tiles share a
-    ring after the resident ones that must hold one tile of the largest ``K`` streamed: for each
-    candidate ``K`` (one of its tiles streamed), the streamed tiles are the smallest set of tiles
-    no larger whose entries, with the resident ones and the ring, leave ``WGT`` no fuller than
-    ``depth``; the candidate streaming the fewest entries wins. Multiplicities enter the subset
-    sums in binary pieces (1, 2, 4, ... tiles), so the cost grows with the log of the tiles.
+    A layer with ``K > depth`` streams every tile, split, and needs a ring of at least half of
+    ``WGT`` (so that its parts stay a quarter of ``WGT`` long or more and the LOAD and GEMM
+    instructions of the parts a small share of its bytes). The other layers' streamed tiles
+    share that ring, after the resident ones; it holds one tile of the largest
+    ``K`` streamed. For each candidate ``K`` (one of its tiles streamed), the streamed tiles are
+    the smallest set of tiles no larger whose entries leave room for the ring; the candidate
+    streaming the fewest entries wins. Multiplicities enter the subset sums in binary pieces
+    (1, 2, 4, ... tiles), so the cost grows with the log of the tiles.
     """
     counts = [t if k > depth else 0 for k, t in tiles]
+    floor = max(1, depth // 2) if any(counts) else 0      # the ring a split layer needs
     free = [(i, k, t) for i, (k, t) in enumerate(tiles) if k <= depth]
     total = sum(k * t for _, k, t in free)
-    if total + (1 if any(counts) else 0) <= depth:
-        return counts       # every tile that can be resident is (split layers: a ring of >= 1)
+    if total + floor <= depth:
+        return counts                       # every tile that can be resident is
     best = None
     for slot in sorted({k for _, k, _ in free}):
         anchor = next(i for i, k, _ in free if k == slot)
@@ -215,10 +218,10 @@ def streamed_tiles(tiles, depth) -> list:
                 take = min(size, left)
                 pieces.append((i, take, take * k))
                 left, size = left - take, size * 2
-        # The resident entries total - streamed and the ring's slot fit depth; the anchor's
-        # tile is slot of the streamed entries.
-        need = total - depth
-        chosen = _least_cover([p[2] for p in pieces], need)
+        # Resident entries (total - streamed) and the ring fit depth; the anchor's tile is
+        # ``slot`` of the streamed entries.
+        ring = max(slot, floor)
+        chosen = _least_cover([p[2] for p in pieces], total - depth + ring - slot)
         if chosen is None:
             continue
         cost = slot + sum(pieces[c][2] for c in chosen)
