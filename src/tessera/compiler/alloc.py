@@ -14,7 +14,8 @@
   when the ring holds them (``"double"``: the next tile loads while the array works on the
   current one), else one (``"single"``); a layer whose ``K`` exceeds ``WGT`` is never resident
   and streams two (or one) slots of a part of ``K`` per GEMM, its tile's K split across GEMMs
-  (``"split"``; its weights are then re-sent for every row tile).
+  (``"split"``; the ring is then at least half of ``WGT``; its weights are re-sent for every
+  row tile).
 * **Parameters** (PARAM). Resident when every layer's channels fit, else streamed per column
   tile into a ring of two (or one) slots of ``tile_n`` entries.
 * **Lookup table** (LUT). Resident when the model uses at most one distinct table, else loaded
