@@ -143,3 +143,17 @@ def test_mixed_residency_on_the_rtl():
     np.testing.assert_array_equal(got, expected)
     exact = ("compute_cycles", "macs", "stall_cycles", "rx_bytes", "tx_bytes")
     assert {n: rtl[n] for n in exact} == {n: counters[n] for n in exact}
+
+
+def test_summary_and_report_name_the_streamed_tiles():
+    model = make_model(np.random.default_rng(7), PARTIAL, ["relu", "tanh", "none"])
+    compiled = compile_model(model, SIM_CONFIG)
+    # Per chunk: 3 tiles of 12 entries and 2 of 9 streamed.
+    assert compiled.streamed_weight_entries == compiled.report()["streamed_weight_entries"] == 54
+    text = compiled.summary()
+    assert "weights partly resident (54 entries streamed per chunk)" in text.splitlines()[0]
+    assert "single, 2 of 4 column tiles streamed" in text
+    (wgt,) = [line for line in text.splitlines() if line.startswith("WGT")]
+    assert wgt.split(None, 3) == ["WGT", "64", "64",
+                                  "4 of 9 column tiles resident, the others streamed (single)"]
+    assert repr(compiled).endswith("weights partly resident>")

@@ -157,9 +157,12 @@ class CompiledModel:
     def summary(self) -> str:
         """Return a text table of the allocation and costs."""
         r = self.report()
+        weights = self._weights_word()
+        if weights == "partly resident":
+            weights += f" ({r['streamed_weight_entries']} entries streamed per chunk)"
         lines = [f"Compiled for {self.config.rows}x{self.config.cols} "
                  f"(config {r['config_hash']}): {r['rows_per_chunk']} rows per chunk, "
-                 f"weights {'resident' if r['weights_resident'] else 'streamed'}"]
+                 f"weights {weights}"]
         lines.append(f"{'layer':<16}{'K':>7}{'N':>7}  weights")
         for l in r["layers"]:
             parts = f", K in {l['k_parts']} parts" if l["k_parts"] > 1 else ""
@@ -246,10 +249,15 @@ class CompiledModel:
             y = layer.forward(y)
         return y
 
+    def _weights_word(self):
+        if self.weights_resident:
+            return "resident"
+        kept = any(la.weights.resident_tiles for la in self.allocation.layers)
+        return "partly resident" if kept else "streamed"
+
     def __repr__(self):
         return (f"<CompiledModel {self.in_features} -> {self.out_features} for "
-                f"{self.config.rows}x{self.config.cols}, weights "
-                f"{'resident' if self.weights_resident else 'streamed'}>")
+                f"{self.config.rows}x{self.config.cols}, weights {self._weights_word()}>")
 
 
 def compile_model(qmodel, config) -> CompiledModel:
