@@ -154,6 +154,6 @@ def test_summary_and_report_name_the_streamed_tiles():
     assert "weights partly resident (54 entries streamed per chunk)" in text.splitlines()[0]
     assert "single, 2 of 4 column tiles streamed" in text
     (wgt,) = [line for line in text.splitlines() if line.startswith("WGT")]
-    assert wgt.split(None, 3) == ["WGT", "64", "64",
+    assert wgt.split(None, 3) == ["WGT", "62", "64",
                                   "4 of 9 column tiles resident, the others streamed (single)"]
     assert repr(compiled).endswith("weights partly resident>")
