@@ -15,6 +15,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .ram import block_ram, registered_read
+from .spram import SpramMemory
 
 __all__ = ["ActBanks"]
 
@@ -25,6 +26,10 @@ class ActBanks(wiring.Component):
     Parameters
     ----------
     config : tessera.spec.AcceleratorConfig
+    spram : bool
+        Build each bank on a single-port :class:`~tessera.hw.spram.SpramMemory` (the iCE40
+        UltraPlus): a write then takes the bank's only port, so no read may be asked in a cycle
+        with ``wr_en``, and a write leaves the read data undefined until the next read.
 
     Members
     -------
@@ -41,8 +46,9 @@ class ActBanks(wiring.Component):
     bank_data : Out(ArrayLayout(act_bank_lanes * input_bits, banks))
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, spram=False):
         self._config = config
+        self._spram = spram
         banks = config.rows // config.act_bank_lanes
         addr = unsigned(max(1, (config.act_depth - 1).bit_length()))
         lane_bits = config.act_bank_lanes * config.input_bits
@@ -61,9 +67,20 @@ class ActBanks(wiring.Component):
         m = Module()
         words = []
         for b in range(banks):
+            gather = self.bank_en[b]
+            if self._spram:
+                m.submodules[f"bank{b}"] = mem = SpramMemory(width=width, depth=cfg.act_depth)
+                m.d.comb += [
+                    mem.write.en.eq(self.wr_en), mem.write.addr.eq(self.wr_addr),
+                    mem.write.data.eq(self.wr_data[b * width:(b + 1) * width]),
+                    mem.read.en.eq(gather | self.rd_en),
+                    mem.read.addr.eq(Mux(gather, self.bank_addr[b], self.rd_addr)),
+                    self.bank_data[b].eq(mem.read.data),
+                ]
+                words.append(mem.read.data)
+                continue
             m.submodules[f"bank{b}"] = mem = block_ram(shape=width, depth=cfg.act_depth)
             write = mem.write_port()
-            gather = self.bank_en[b]
             read = registered_read(m, mem, platform, en=gather | self.rd_en,
                                    name=f"bank{b}_rd_data")
             m.d.comb += [

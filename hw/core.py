@@ -43,6 +43,11 @@ class Core(wiring.Component):
     ----------
     config : AcceleratorConfig
         Array shape, operand and accumulator widths, buffer depths, requant modes and LUT.
+    spram : bool or None
+        Only with ``config.cnn``: ACT and WGT on single-port SB_SPRAM256KA
+        (:mod:`tessera.hw.spram`; hw/core_cnn.py says how the agents take turns). ``None``:
+        when the platform has them (an iCE40 UltraPlus). ``True`` without a platform simulates
+        the single port (the tests).
 
     Members
     -------
@@ -75,13 +80,14 @@ class Core(wiring.Component):
         queued for the drain unit (hw/add_stream.py).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, spram=None):
         lanes = config.drain_lanes
         if config.cnn and (lanes & (lanes - 1) or config.rows % lanes):
             self._MustUse__silence = True     # refused: never elaborated, no warning
             raise ValueError(f"The Core's drain takes drain_lanes rows at once: it must be a "
                              f"power of two dividing rows={config.rows}, not {lanes}")
         self._config = config
+        self._spram = spram
         members = {
             "i_cmd": In(stream.Signature(gemm_command(config))),
             "idle": Out(1),
@@ -98,6 +104,11 @@ class Core(wiring.Component):
     def config(self):
         """The :class:`~tessera.spec.AcceleratorConfig` this core was elaborated for."""
         return self._config
+
+    @property
+    def spram(self):
+        """Whether ACT and WGT are asked on single-port SPRAM (``None``: as the platform has)."""
+        return self._spram
 
     def elaborate(self, platform):
         if self._config.cnn:

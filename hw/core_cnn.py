@@ -12,13 +12,20 @@
   from the engine's operand reads or from the gather, whichever is stepping (never both: a
   command's steps end three cycles before its hand-off, the next one's begin two after);
 - the drain sends pools to a :class:`~tessera.hw.pool_post.PoolPostProcessor`;
+- with ``spram`` (the iCE40 UltraPlus: ACT and WGT on single-port SB_SPRAM256KA), the agents
+  take turns on each memory's one port without costing a cycle: the drain's and the ADD's
+  write-backs wait in a small buffer for a cycle in which nothing reads ACT (each command has
+  at least ``GEMM_OVERHEAD_CYCLES`` without operand reads, and a drain's writes all come before
+  the next hand-off, so the buffer is empty before the next drain starts and before ``idle``);
+  the host writes only while the Core is idle, and the ISA keeps ``ADD`` and ``LOAD`` from
+  running beside a ``GEMM``/``CONV`` (docs/isa.md, "Ordering"), so nothing else meets;
 - an :class:`~tessera.hw.add_stream.AddStream` runs ``ADD`` on the drain unit with the engine
   idle: it reads PARAM through the drain's port, ACT through the entry read port and writes
   ACT through the drain's write port, and keeps the engine from accepting commands meanwhile.
 """
 
-from amaranth import Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth import Assert, Cat, Module, Mux, Signal
+from amaranth.lib import fifo, wiring
 
 from tessera.spec import isa
 
@@ -32,6 +39,7 @@ from .layouts import PARAM_ENTRY
 from .pool_post import PoolPostProcessor
 from .postproc import PostProcessor
 from .ram import block_ram, registered_read
+from .spram import SpramMemory, has_spram
 
 __all__ = ["elaborate_cnn_core", "host_buffer_writes"]
 
@@ -62,11 +70,17 @@ def elaborate_cnn_core(core, platform):
     rows, cols = config.rows, config.cols
     act_bits, wgt_bits = rows * config.input_bits, cols * config.weight_bits
 
-    m.submodules.act = act = ActBanks(config)
-    m.submodules.wgt = wgt = block_ram(shape=wgt_bits, depth=config.weight_depth)
+    spram = has_spram(platform) if core.spram is None else core.spram
+    m.submodules.act = act = ActBanks(config, spram=spram)
+    if spram:
+        m.submodules.wgt = wgt = SpramMemory(width=wgt_bits, depth=config.weight_depth)
+        wgt_wr, wgt_rd = wgt.write, wgt.read
+    else:
+        m.submodules.wgt = wgt = block_ram(shape=wgt_bits, depth=config.weight_depth)
+        wgt_wr = wgt.write_port()
+        wgt_rd = registered_read(m, wgt, platform, name="wgt_rd_data")
     m.submodules.param = param = block_ram(shape=PARAM_ENTRY, depth=config.param_depth)
-    wgt_wr, param_wr = wgt.write_port(), param.write_port()
-    wgt_rd = registered_read(m, wgt, platform, name="wgt_rd_data")
+    param_wr = param.write_port()
     param_rd = registered_read(m, param, platform, name="param_rd_data")
 
     m.submodules.engine = engine = GemmEngine(config)
@@ -153,17 +167,43 @@ def elaborate_cnn_core(core, platform):
     # Host writes; the drain's or the ADD's write-back takes the ACT write port first.
     host_write = Signal()
     unit_write = drain.wr_en | adds.wr_en
-    m.d.comb += [
-        core.write.ready.eq(~unit_write),
-        host_write.eq(core.write.en & core.write.ready),
-        act.wr_en.eq(unit_write | (host_write & (core.write.buffer == isa.Buffer.ACT))),
-        act.wr_addr.eq(Mux(drain.wr_en, drain.wr_addr,
-                           Mux(adds.wr_en, adds.wr_addr, core.write.addr))),
-        act.wr_data.eq(Mux(drain.wr_en, drain.wr_data,
-                           Mux(adds.wr_en, adds.wr_data, core.write.data[:act_bits]))),
-    ]
+    unit_addr = Mux(drain.wr_en, drain.wr_addr, adds.wr_addr)
+    unit_data = Mux(drain.wr_en, drain.wr_data, adds.wr_data)
+    pending = Signal()                       # write-backs wait in the buffer (spram only)
+    if spram:
+        # The single port: a write-back waits for a cycle without an ACT read.
+        reading = (engine.act_issue | front.bank_en.any() | adds.act_en | core.read.en)
+        m.d.comb += [act.rd_en.eq(engine.act_issue | adds.act_en | core.read.en),
+                     wgt_rd.en.eq(engine.act_issue | front.wgt_en)]
+        entry = len(unit_addr) + len(unit_data)
+        m.submodules.writes = writes = fifo.SyncFIFO(width=entry,
+                                                     depth=2 * config.cols)
+        through = unit_write & ~writes.r_rdy & ~reading
+        m.d.comb += [
+            writes.w_data.eq(Cat(unit_addr, unit_data)),
+            writes.w_en.eq(unit_write & ~through),
+            writes.r_en.eq(~reading),
+            pending.eq(writes.r_rdy),
+            act.wr_en.eq((writes.r_rdy & ~reading) | through |
+                         (host_write & (core.write.buffer == isa.Buffer.ACT))),
+            act.wr_addr.eq(Mux(writes.r_rdy, writes.r_data[:len(unit_addr)],
+                               Mux(through, unit_addr, core.write.addr))),
+            act.wr_data.eq(Mux(writes.r_rdy, writes.r_data[len(unit_addr):],
+                               Mux(through, unit_data, core.write.data[:act_bits]))),
+            core.write.ready.eq(~unit_write & ~writes.r_rdy),
+        ]
+        with m.If(writes.w_en & ~writes.w_rdy):
+            m.d.comb += Assert(0, "the ACT write-back buffer overflowed (hw/core_cnn.py)")
+    else:
+        m.d.comb += [
+            act.wr_en.eq(unit_write | (host_write & (core.write.buffer == isa.Buffer.ACT))),
+            act.wr_addr.eq(Mux(unit_write, unit_addr, core.write.addr)),
+            act.wr_data.eq(Mux(unit_write, unit_data, core.write.data[:act_bits])),
+            core.write.ready.eq(~unit_write),
+        ]
+    m.d.comb += host_write.eq(core.write.en & core.write.ready)
     host_buffer_writes(m, core, host_write, wgt_wr, param_wr, postproc)
 
-    m.d.comb += core.idle.eq(~engine.busy & ~drain.busy & ~front.busy & ~adds.busy)
+    m.d.comb += core.idle.eq(~engine.busy & ~drain.busy & ~front.busy & ~adds.busy & ~pending)
     wiring.connect(m, engine.events, wiring.flipped(core.events))
     return m

@@ -145,6 +145,9 @@ class GemmEngine(wiring.Component):
     taps : In(ArrayLayout(TAPS_BITS, rows))
         Only with ``config.cnn``: passed to ``o_drain`` (GatheredSteps' tap counts, stable until
         the next command starts).
+    act_issue : Out(1)
+        Only with ``config.cnn``: an operand read is issued this cycle (``act_addr``,
+        ``wgt_addr``): a single-port ACT or WGT must read then.
     """
 
     def __init__(self, config):
@@ -166,7 +169,8 @@ class GemmEngine(wiring.Component):
             "busy": Out(1),
             "events": Out(EventSignature(config)),
             **({"g_step": In(1), "g_last": In(1),
-                "taps": In(data.ArrayLayout(unsigned(TAPS_BITS), rows))} if config.cnn else {}),
+                "taps": In(data.ArrayLayout(unsigned(TAPS_BITS), rows)),
+                "act_issue": Out(1)} if config.cnn else {}),
         })
 
     def elaborate(self, platform):
@@ -225,7 +229,8 @@ class GemmEngine(wiring.Component):
                 groups = ((m_rows - 1) >> (lanes.bit_length() - 1)) + 1
                 m.d.sync += slots.eq(groups * p.n_cols[:max(1, cols.bit_length())])
         if config.cnn:
-            m.d.comb += [drain_payload.kind.eq(cmd.kind), drain_payload.taps.eq(self.taps)]
+            m.d.comb += [drain_payload.kind.eq(cmd.kind), drain_payload.taps.eq(self.taps),
+                         self.act_issue.eq(issue)]
 
         accept = Signal()
         m.d.comb += accept.eq(self.i_cmd.valid & self.i_cmd.ready)

@@ -71,10 +71,13 @@ def _emulate(config, program, act, wgt, param):
     }
 
 
-def run_program(config, program, act, wgt, param):
-    """Run ``program`` on Core(config) and on the emulator; return ``(rtl, emulator)`` dicts."""
+def run_program(config, program, act, wgt, param, *, spram=False):
+    """Run ``program`` on Core(config) and on the emulator; return ``(rtl, emulator)`` dicts.
+
+    ``spram``: ACT and WGT simulated as single-port SPRAM (reads after a write are garbage).
+    """
     want = _emulate(config, program, act, wgt, param)
-    dut = Core(config)
+    dut = Core(config, spram=spram)
     got = {"issues": []}
 
     async def testbench(ctx):
@@ -161,9 +164,9 @@ def run_program(config, program, act, wgt, param):
     return got, want
 
 
-def check_program(config, program, act, wgt, param):
+def check_program(config, program, act, wgt, param, *, spram=False):
     """Run ``program`` both ways and assert every ACT byte and every event count equal."""
-    got, want = run_program(config, program, act, wgt, param)
+    got, want = run_program(config, program, act, wgt, param, spram=spram)
     for addr in range(config.act_depth):
         np.testing.assert_array_equal(got["act"][addr], want["act"][addr],
                                       err_msg=f"ACT[{addr}]")

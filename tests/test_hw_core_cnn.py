@@ -32,6 +32,8 @@ CONFIGS = {
     "8x2-lanes4": _config(8, 2, drain_lanes=4),                          # as ulx3s-85f-cnn
     "4x2-lanes2-q4": _config(4, 2, drain_lanes=2, requant_cycles=4),
 }
+#: Configurations whose ACT and WGT are simulated as single-port SPRAM (Core(spram=True)).
+SPRAM = {"4x2-banks2-q4"}
 
 
 def _window(rng, kind, *, pad_value=None):
@@ -94,7 +96,7 @@ def test_conv_kind(name, kind):
     act, wgt, param = random_state(config, rng)
     # Two CONVs back to back: the second is issued while the first's last command gathers.
     program = [_post(rng)] + _convs(config, rng, [kind, kind])[0]
-    check_program(config, program, act, wgt, param)
+    check_program(config, program, act, wgt, param, spram=name in SPRAM)
 
 
 @pytest.mark.parametrize("name", ["4x2", "4x2-banks2-q4", "8x2-lanes4"])
@@ -118,7 +120,7 @@ def test_add_extremes_and_queue(name):
         *_convs(config, rng, [ConvKind.CONV], dst=140)[0],
         isa.Add(a_addr=3, b_addr=3, dst=130, count=2, param_addr=33),
     ]
-    check_program(config, program, act, wgt, param)
+    check_program(config, program, act, wgt, param, spram=name in SPRAM)
 
 
 @pytest.mark.parametrize("name", ["4x2-banks2", "8x2", "4x2-lanes2-q4"])
@@ -138,10 +140,27 @@ def test_mixed_program(name):
                isa.Gemm(a_addr=5, w_addr=3, k=2, out_addr=64, param_addr=4, m_rows=1, n_cols=1),
                isa.Sync(),
                *_convs(config, rng, [ConvKind.CONV], src=100, dst=free + 3)[0]]
-    check_program(config, program, act, wgt, param)
+    check_program(config, program, act, wgt, param, spram=name in SPRAM)
 
 
 def test_drain_lanes_refused():
     with pytest.raises(ValueError, match=r"^The Core's drain takes drain_lanes rows at once: it "
                                          r"must be a power of two dividing rows=6, not 3$"):
         Core(_config(6, 2, drain_lanes=3))
+
+
+@pytest.mark.parametrize("kind", [ConvKind.CONV, ConvKind.DEPTHWISE])
+def test_spram_write_backs_wait_for_the_gather(kind):
+    # Single-port ACT (Core(spram=True)): long commands (K = 27 gathered steps) whose gathers
+    # overlap the previous command's drain writes, so the write-backs must wait for the
+    # read-free cycles; a read meeting a write would read garbage (hw/spram.py).
+    config = CONFIGS["4x2-banks2-q4"]
+    rng = np.random.default_rng(21 + int(kind))
+    act, wgt, param = random_state(config, rng)
+    in_c, out_c = (3, 4) if kind == ConvKind.CONV else (1, 2)
+    kernel = 3 if kind == ConvKind.CONV else 5
+    window = isa.Window(in_h=4, in_w=4, in_c=in_c, out_h=4, out_w=4, out_c=out_c,
+                        kernel_h=kernel, kernel_w=kernel, pad_top=kernel // 2,
+                        pad_left=kernel // 2, pad_value=-5)
+    program = [_post(rng), window, isa.Conv(kind=kind, src=0, dst=100, w_addr=0, param_addr=3)]
+    check_program(config, program, act, wgt, param, spram=True)
