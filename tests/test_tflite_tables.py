@@ -186,3 +186,32 @@ def test_mul_of_two_activations_equals_tflm():
     with pytest.raises(tessera.UnsupportedModelError,
                        match=r"MUL is imported in mode 'tflite' only .*not 'onnx'"):
         tessera.load_model(model, mode="onnx")
+
+
+def test_hard_swish_equals_tflm_and_refuses_what_it_refuses():
+    # Power-of-two and random scales; an output scale below sx / 128 is refused by TFLite Micro
+    # (output multiplier exponent > 0), one far above it shifts an int16 by 16 or more.
+    rng = np.random.default_rng(285)
+    cases = [(2.0 ** k, z, 2.0 ** j, w) for k in (-8, -4, 0) for j in (-8, -2, 1)
+             for z, w in ((0, 0), (-128, 17), (127, -128))]
+    cases += [(float(np.exp(rng.uniform(-7, 1))), int(rng.integers(-128, 128)),
+               float(np.exp(rng.uniform(-7, 1))), int(rng.integers(-128, 128)))
+              for _ in range(30)]
+    cases += [(0.001, -91, 2.4, 84), (1.0, 0, 0.001, 0)]
+    refused = 0
+    for sx, zx, sy, zy in cases:
+        g = TFLiteGraph()
+        x = g.input("x", (1, 256), scale=sx, zero_point=zx)
+        y = g.elementwise(OPS.HARD_SWISH, x, y_scale=sy, y_zero_point=zy)
+        try:
+            expected = run_tflm(g.build(outputs=[y]), [ALL_INT8[None]])[0][0]
+        except RuntimeError:
+            refused += 1
+            with pytest.raises(ValueError, match="TFLite Micro needs it <= 0"):
+                activations_tflite.hard_swish(ALL_INT8, x_scale=sx, x_zero_point=zx,
+                                              y_scale=sy, y_zero_point=zy)
+            continue
+        got = activations_tflite.hard_swish(ALL_INT8, x_scale=sx, x_zero_point=zx,
+                                            y_scale=sy, y_zero_point=zy)
+        np.testing.assert_array_equal(got, expected, err_msg=f"x ({sx}, {zx}) y ({sy}, {zy})")
+    assert refused >= 3

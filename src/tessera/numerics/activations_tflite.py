@@ -3,7 +3,8 @@
 Each function is the arithmetic of one TFLite Micro kernel (``tensorflow/lite/micro/kernels/``:
 ``activations_common.cc`` for RELU and RELU6, ``leaky_relu_common.cc``, ``quantize_common.cc``
 with ``reference_ops::Requantize``, ``logistic_common.cc`` and ``tanh.cc`` with
-``reference_integer_ops::Logistic``/``Tanh`` on gemmlowp's fixed point) including its
+``reference_integer_ops::Logistic``/``Tanh`` on gemmlowp's fixed point, ``hard_swish_common.cc``
+with ``reference_ops::HardSwish`` on int16 fixed point) including its
 ``Prepare``'s float/double rounding of the multipliers. The importers tabulate them over all
 256 int8 inputs (:mod:`tessera.quantize.tflite_tables`); ``tests/test_tflite_tables.py``
 compares them with the ``tflite-micro`` wheel on one-operator models.
@@ -23,7 +24,7 @@ from .requant_tflite import multiply_by_quantized_multiplier as _mbqm
 from .requant_tflite import quantize_multiplier, round_tflite
 from .rounding import INT32_MAX, rdbpot, srdhm, wrap_int32
 
-__all__ = ["relu", "relu6", "leaky_relu", "requantize_int8", "logistic", "tanh"]
+__all__ = ["relu", "relu6", "leaky_relu", "requantize_int8", "logistic", "tanh", "hard_swish"]
 
 #: Integer bits of LOGISTIC's and TANH's rescaled input (``kInputIntegerBits``, Q4.27).
 _INPUT_INTEGER_BITS = 4
@@ -168,3 +169,72 @@ def tanh(x_q, *, x_scale, x_zero_point) -> np.ndarray:
     y = np.clip(rdbpot(result, 31 - 7), -128, 127)
     y = np.where(d <= -radius, -128, np.where(d >= radius, 127, y))
     return y.astype(np.int8)
+
+
+def _int16_multiplier(real):
+    """Return ``(int16 multiplier, exponent)``: ``QuantizeMultiplier`` then
+    ``DownScaleInt32ToInt16Multiplier`` (``(m + 2^15) >> 16``, 32767 at the top)."""
+    m0, e = (int(v) for v in quantize_multiplier(np.float64(real)))
+    return (32767 if m0 >= INT32_MAX - (1 << 15) else (m0 + (1 << 15)) >> 16), e
+
+
+def _srdhm16(a, b):
+    """gemmlowp's int16 ``SaturatingRoundingDoublingHighMul`` (C division by 2^15)."""
+    ab = a * b
+    nudged = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    q = np.where(nudged >= 0, nudged >> 15, -((-nudged) >> 15))
+    return np.where((a == b) & (a == -32768), 32767, q)
+
+
+def _rdbpot16(x, exponent):
+    """gemmlowp's ``RoundingDivideByPOT`` on int16: for ``exponent >= 16`` its mask
+    ``int16((1 << exponent) - 1)`` is -1, so the result is 1 for ``x >= 0`` and -1 below."""
+    if exponent >= 16:
+        return np.where(x >= 0, 1, -1)
+    return rdbpot(x, exponent)
+
+
+def _saturating_left_shift16(x, amount):
+    return np.clip(x * (1 << amount), -32768, 32767)
+
+
+def hard_swish(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point) -> np.ndarray:
+    """Return TFLite Micro's int8 HARD_SWISH (``reference_ops::HardSwish``, int16 fixed point).
+
+    ``hires = (x - zx) * 2^7``; the output multiplier from ``float32(sx / 128 / sy)`` and the
+    "relu-ish" one from ``float32(sx / 128 / (3 / 32768))``, both ``QuantizeMultiplier`` then
+    rounded to 16 bits; ``reluish`` is ``hires`` rescaled (saturating left shift, int16
+    ``SRDHM``, ``RDBPOT``) to [-1, 1] in Q0.15, then ``(reluish + 2^15) >> 1``;
+    ``y = clamp(RDBPOT(SaturatingDoublingHighMul(reluish, SRDHM(hires, m_out)), -e_out) + zy)``.
+
+    Raises
+    ------
+    ValueError
+        The output multiplier's exponent is positive (TFLite Micro refuses the model).
+    """
+    x = _check_int8(x_q)
+    sx, sy = check_scale("x_scale", x_scale), check_scale("y_scale", y_scale)
+    zx = check_zero_point("x_zero_point", x_zero_point)
+    zy = check_zero_point("y_zero_point", y_zero_point)
+    hires_scale = np.float32(1 / 128) * np.float32(sx)
+    m_out, e_out = _int16_multiplier(np.float32(hires_scale / np.float32(sy)))
+    m_relu, e_relu = _int16_multiplier(np.float32(hires_scale / np.float32(3 / 32768)))
+    if e_out > 0:
+        raise ValueError(f"HARD_SWISH's output multiplier sx / (128 * sy) = "
+                         f"{float(hires_scale / np.float32(sy))!r} has exponent {e_out}; TFLite "
+                         "Micro needs it <= 0 (an output scale at least sx / 128)")
+    hires = (x - zx) * (1 << 7)
+    preshift = _srdhm16(hires, m_out)
+    reluish = hires
+    if e_relu > 0:
+        reluish = _saturating_left_shift16(reluish, e_relu - 1)
+    reluish = _srdhm16(reluish, m_relu)
+    if e_relu > 0:
+        reluish = _saturating_left_shift16(reluish, 1)
+    if e_relu < 0:
+        reluish = _rdbpot16(reluish, -e_relu)
+    reluish = (reluish + (1 << 15)) >> 1
+    product = reluish * preshift                           # SaturatingDoublingHighMul
+    product = np.where(product >= 0, product >> 15, -((-product) >> 15))
+    y = _rdbpot16(product, -e_out) + zy
+    return np.clip(y, -128, 127).astype(np.int8)

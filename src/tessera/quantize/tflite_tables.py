@@ -4,20 +4,18 @@ Both TFLite importers (:mod:`.tflite_import`, :mod:`.tflite_graph`) turn RELU, R
 LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH and an int8 -> int8 QUANTIZE into a table over all 256
 inputs. In mode ``"tflite"`` the table is TFLite Micro's arithmetic for that operator:
 
-* RELU, RELU6, LEAKY_RELU, QUANTIZE, LOGISTIC, TANH: :mod:`tessera.numerics.activations_tflite`
-  (NumPy ports of the TFLite Micro kernels). RELU6 clamps in the input's domain and ignores the
-  output quantization, as TFLite Micro does (LiteRT rescales instead); LOGISTIC and TANH use
-  gemmlowp's fixed point (LiteRT's ``BUILTIN_REF`` differs by 1 at small power-of-two input
-  scales, e.g. a TANH's 1/128 output feeding a LOGISTIC);
-* HARD_SWISH: run in LiteRT's ``BUILTIN_REF`` kernel, the ``reference_ops::HardSwish`` code
-  TFLite Micro compiles (equal on all 256 inputs for every quantization tried, and refusing
-  the same ones).
+:mod:`tessera.numerics.activations_tflite`, NumPy ports of the TFLite Micro kernels. RELU6
+clamps in the input's domain and ignores the output quantization, as TFLite Micro does (LiteRT
+rescales instead); LOGISTIC and TANH use gemmlowp's fixed point (LiteRT's ``BUILTIN_REF``
+differs by 1 at small power-of-two input scales, e.g. a TANH's 1/128 output feeding a
+LOGISTIC); HARD_SWISH its int16 fixed point, refusing what TFLite Micro refuses.
 
 ``tests/test_tflite_tables.py`` checks every table against the ``tflite-micro`` wheel.
 
 In mode ``"onnx"`` every table is run in LiteRT's default resolver (what LiteRT users get).
-An operator whose table cannot be made exactly (LiteRT refuses its quantization, a negative
-LEAKY_RELU alpha) is refused with :class:`UnsupportedModelError`.
+An operator whose table cannot be made exactly (TFLite Micro, or in mode ``"onnx"`` LiteRT,
+refuses its quantization; a negative LEAKY_RELU alpha) is refused with
+:class:`UnsupportedModelError`.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ __all__ = ["TABLE_OPS", "tflite_table", "constant_operand_table"]
 #: Standalone element-wise operators imported as a lookup table.
 TABLE_OPS = ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE")
 
-#: Tabulated from NumPy ports of TFLite Micro in mode "tflite" (HARD_SWISH runs in LiteRT).
-_NUMPY_KINDS = ("RELU", "RELU6", "LEAKY_RELU", "QUANTIZE", "LOGISTIC", "TANH")
 _ALL_INT8 = np.arange(-128, 128, dtype=np.int16).astype(np.int8)
 _FLOAT = {"LOGISTIC": lambda x: 1 / (1 + np.exp(-x)), "TANH": np.tanh,
           "RELU": lambda x: np.maximum(x, 0), "RELU6": lambda x: np.clip(x, 0, 6)}
@@ -62,8 +58,12 @@ def _numpy_tflm(kind, op, x, y, where):
             return act.leaky_relu(_ALL_INT8, alpha=alpha, **q)
         except ValueError as exc:
             raise UnsupportedModelError(f"{where}: {exc}") from None
-    fn = {"RELU": act.relu, "RELU6": act.relu6, "QUANTIZE": act.requantize_int8}[kind]
-    return fn(_ALL_INT8, **q)
+    fn = {"RELU": act.relu, "RELU6": act.relu6, "QUANTIZE": act.requantize_int8,
+          "HARD_SWISH": act.hard_swish}[kind]
+    try:
+        return fn(_ALL_INT8, **q)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"{where}: {exc}") from None
 
 
 def tflite_table(kind, op, opcode, in_quant, out_quant, *, mode, where):
@@ -91,11 +91,10 @@ def tflite_table(kind, op, opcode, in_quant, out_quant, *, mode, where):
         Per-channel quantization, or a quantization the runtime refuses for this operator.
     """
     x, y = _scalar(in_quant, where, "input"), _scalar(out_quant, where, "output")
-    if mode == "tflite" and kind in _NUMPY_KINDS:
+    if mode == "tflite":
         return _numpy_tflm(kind, op, x, y, where), "TFLite Micro arithmetic (NumPy)"
-    reference = mode == "tflite"
     try:
-        lut = tabulate_tflite(op, opcode, in_quant, out_quant, reference=reference)
+        lut = tabulate_tflite(op, opcode, in_quant, out_quant, reference=False)
     except (RuntimeError, ValueError) as exc:
         raise UnsupportedModelError(
             f"{where}: LiteRT refuses this operator with input (scale {float(x[0])!r}, zero "
@@ -103,7 +102,7 @@ def tflite_table(kind, op, opcode, in_quant, out_quant, *, mode, where):
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
             ) from None
     if lut is not None:
-        return lut, "LiteRT " + ("BUILTIN_REF" if reference else "default resolver")
+        return lut, "LiteRT default resolver"
     if kind not in _FLOAT:
         raise UnsupportedModelError(f"{where}: its table needs ai-edge-litert (pip install "
                                     "'tessera-fpga[tflite]')")
