@@ -215,3 +215,11 @@ def test_hard_swish_equals_tflm_and_refuses_what_it_refuses():
                                             y_scale=sy, y_zero_point=zy)
         np.testing.assert_array_equal(got, expected, err_msg=f"x ({sx}, {zx}) y ({sy}, {zy})")
     assert refused >= 3
+
+
+def test_every_public_name_resolves():
+    from tessera.quantize import tflite_tables
+    for module in (activations_tflite, tflite_tables):
+        assert len(set(module.__all__)) == len(module.__all__)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
