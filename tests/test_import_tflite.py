@@ -96,3 +96,27 @@ def test_errors(crafted, tmp_path):
     with pytest.raises(ValueError, match="TFLite model is already quantized: Tessera keeps its "
                                          "parameters exactly, so calibration data is not used"):
         tessera.quantize(content, calibration=np.zeros((2, 3)))
+
+
+def test_a_dense_layer_on_a_feature_map_is_refused_naming_it():
+    # Keras Dense on [1, H, W, C] converts to FULLY_CONNECTED with keep_num_dims (one product per
+    # pixel); the chain importer read it as a [batch, K] layer and then failed on the shapes.
+    from ai_edge_litert import schema_py_generated as schema
+    from tflite_builder import TFLiteGraph
+    rng = np.random.default_rng(4)
+    g = TFLiteGraph()
+    x = g.input("x", (1, 4, 4, 3), scale=0.05, zero_point=0)
+    w = g.weights("pixel/w", rng.integers(-127, 128, (5, 3)).astype(np.int8), scale=0.01,
+                  axis=0)
+    y = g.activation("pixel/y", (1, 4, 4, 5), scale=0.1, zero_point=0)
+    options = schema.FullyConnectedOptionsT()
+    options.keepNumDims = True
+    g.operator(schema.BuiltinOperator.FULLY_CONNECTED, [x, w, -1], [y],
+               schema.BuiltinOptions.FullyConnectedOptions, options, version=4)
+    flat = g.reshape(y, (1, 80))
+    out = g.fully_connected(flat, rng.integers(-127, 128, (2, 80)).astype(np.int8), None,
+                            w_scale=0.01, y_scale=0.2, y_zero_point=0)
+    with pytest.raises(tessera.UnsupportedModelError,
+                       match=r"operator 0 \(FULLY_CONNECTED, output 'pixel/y'\) keeps 4 output "
+                             r"dimensions \(keep_num_dims\); Tessera reads \[batch, N\] outputs"):
+        tessera.load_model(g.build([out]), mode="tflite")

@@ -168,10 +168,6 @@ class _GraphReader:
                                         self.tensors[x].qparams)
             self.add("RESHAPE", [x], flat, {"shape": (int(np.prod(shape)),)})
             x = flat
-        if len(self.tensors[y].shape) != 1:
-            raise UnsupportedModelError(
-                f"{where} keeps {len(self.tensors[y].shape) + 1} output dimensions "
-                "(keep_num_dims); Tessera reads [batch, N] outputs")
         self.add("FULLY_CONNECTED", [x, name, self.bias(op, where)], y,
                  {"activation": self.r.fused_activation(op.builtinOptions, where)})
 

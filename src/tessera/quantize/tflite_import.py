@@ -41,6 +41,7 @@ TFLITE_OPS = ("QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "LOGISTIC", "TANH", "
 
 def _fully_connected(r, i, op, x, drafts):
     where = f"{r.name}: {r.describe(i, op)}"
+    r.check_fully_connected_options(op, where)
     if r.type_of(op.inputs[0]) != "INT8" or r.type_of(op.outputs[0]) != "INT8":
         raise UnsupportedModelError(
             f"{where} has {r.type_of(op.inputs[0])} input and "
@@ -66,7 +67,6 @@ def _fully_connected(r, i, op, x, drafts):
     if bias is not None:
         bias = r.constant(bias, np.int32, where).ravel()
     activation = r.fused_activation(op.builtinOptions, where)
-    r.check_fully_connected_options(op, where)
     out = r.qparams(op.outputs[0], where)
     index = drafts.add_linear(r.tname(op.outputs[0]) or f"fc{len(drafts.drafts)}",
                               np.ascontiguousarray(w.T), bias, x, scales, out)

@@ -176,8 +176,14 @@ class TFLiteReader:
         return op.inputs[2]
 
     def check_fully_connected_options(self, op, where):
-        """Refuse a FULLY_CONNECTED whose weights are stored in a shuffled format."""
+        """Refuse a FULLY_CONNECTED whose weights are stored in a shuffled format or that keeps
+        its input's dimensions (a Keras Dense on a feature map: one product per pixel)."""
         o = op.builtinOptions
         if o is not None and o.weightsFormat != \
                 self.schema.FullyConnectedOptionsWeightsFormat.DEFAULT:
             raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
+        rank = len(self.tensor(op.outputs[0]).shape)
+        if rank != 2:
+            raise UnsupportedModelError(
+                f"{where} keeps {rank} output dimensions (keep_num_dims); Tessera reads "
+                "[batch, N] outputs")
