@@ -84,3 +84,24 @@ def test_decomposed_hard_swish_equals_tflm():
     data = keras_to_int8_tflite(model, rows)
     assert "MUL" in model_fuzz.operators(data)
     assert model_fuzz.check(data, seed=65)[0] == "equal"
+
+
+def test_squeeze_excite_block_equals_tflm():
+    """A squeeze-excite block (MobileNetV3): global pool with keepdims, Dense on the 1x1 map
+    (FULLY_CONNECTED with keep_num_dims), sigmoid, and a MUL broadcasting [1, 1, C] over the
+    map."""
+    from make_tflite_fixtures import _randomise
+
+    from tessera.quantize.tflite_convert import keras_to_int8_tflite
+    tf = model_fuzz._tf()
+    L = tf.keras.layers
+    inp = tf.keras.Input((8, 8, 3), batch_size=1)
+    c = L.Conv2D(4, 3, padding="same")(inp)
+    s = L.GlobalAveragePooling2D(keepdims=True)(c)
+    s = L.Dense(4, activation="sigmoid")(L.Dense(2, activation="relu")(s))
+    model = tf.keras.Model(inp, L.Dense(3)(L.Flatten()(L.Multiply()([c, s]))))
+    _randomise(model, 3)
+    rows = np.random.default_rng(0).uniform(-1, 1, (32, 8, 8, 3)).astype(np.float32)
+    data = keras_to_int8_tflite(model, rows)
+    assert "MUL" in model_fuzz.operators(data)
+    assert model_fuzz.check(data, seed=3)[0] == "equal"

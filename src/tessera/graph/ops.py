@@ -151,6 +151,18 @@ def _same(attrs, ins, out):
     return ins[0].shape
 
 
+def _broadcast(attrs, ins, out):
+    a, b = (tuple(t.shape) for t in ins)
+    try:
+        shape = np.broadcast_shapes(a, b)
+    except ValueError:
+        shape = None
+    if len(a) != len(b) or shape not in (a, b):
+        raise ValueError(f"inputs {[a, b]} must have the same rank and one must broadcast to "
+                         "the other (a [1, 1, C] scale of an [H, W, C] map)")
+    return shape
+
+
 def _same_qparams(attrs, ins, out):
     if out is not None and out.qparams != ins[0].qparams:
         raise ValueError(f"output {out.name!r} must have the input's quantization "
@@ -231,7 +243,8 @@ OPS = {spec.kind: spec for spec in [
     OpSpec("MEAN", ("x",), _mean, kernels.mean, attrs={"keepdims": (False, A.boolean)}),
     OpSpec("ADD", ("a", "b"), _same, kernels.add, attrs={"activation": ("none", A.activation),
                                                          "unsigned": (False, A.boolean)}),
-    OpSpec("MUL", ("a", "b"), _same, kernels.mul, attrs={"activation": ("none", A.activation)}),
+    OpSpec("MUL", ("a", "b"), _broadcast, kernels.mul,
+           attrs={"activation": ("none", A.activation)}),
     OpSpec("PAD", ("x",), _pad, kernels.pad, attrs={"paddings": (None, A.paddings)}),
     OpSpec("RESHAPE", ("x",), _reshape, kernels.reshape, attrs={"shape": (None, A.shape)}),
     OpSpec("CONCATENATION", ("x",), _concat, kernels.concatenate, variadic=True,

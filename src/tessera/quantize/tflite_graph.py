@@ -151,7 +151,7 @@ class _GraphReader:
                                 "activation": self.r.fused_activation(o, where)})
 
     def fully_connected(self, op, where, x, y):
-        self.r.check_fully_connected_options(op, where)
+        self.r.check_fully_connected_options(op, where, one_pixel=True)
         self.r.check_int8_weight(op, where)
         w_nk = self.r.constant(op.inputs[1], np.int8, where)
         q = self.qparams(op.inputs[1], where, axis=0)
@@ -168,8 +168,15 @@ class _GraphReader:
                                         self.tensors[x].qparams)
             self.add("RESHAPE", [x], flat, {"shape": (int(np.prod(shape)),)})
             x = flat
-        self.add("FULLY_CONNECTED", [x, name, self.bias(op, where)], y,
+        out = y
+        if len(self.tensors[y].shape) != 1:       # keep_num_dims on one pixel: [1, 1, N]
+            out = f"{y}/flat"
+            self.tensors[out] = Tensor(out, self.tensors[y].shape[-1:], "int8",
+                                       self.tensors[y].qparams)
+        self.add("FULLY_CONNECTED", [x, name, self.bias(op, where)], out,
                  {"activation": self.r.fused_activation(op.builtinOptions, where)})
+        if out != y:
+            self.add("RESHAPE", [out], y, {"shape": tuple(self.tensors[y].shape)})
 
     def table(self, kind, op, where, x, y):
         xq, yq = self.tensors[x].qparams, self.tensors[y].qparams
@@ -212,14 +219,16 @@ class _GraphReader:
             self.add("LUT", [x, name], y, {"function": f"{kind.lower()}_constant"})
             return
         x, b = (self.activation(i, where) for i in op.inputs)
-        self.add(kind, [self.as_shape(a, x, b, y, where) for a in (x, b)], y,
-                 {"activation": activation})
+        self.add(kind, [self.as_shape(a, x, b, y, where, broadcast=kind == "MUL")
+                        for a in (x, b)], y, {"activation": activation})
 
-    def as_shape(self, name, x, b, y, where):
+    def as_shape(self, name, x, b, y, where, *, broadcast=False):
         """Return ``name``, or a RESHAPE of it to output ``y``'s shape when it broadcasts to it
-        without repeating a value (a squeezed ``[C]`` added to ``[1, 1, C]``)."""
+        without repeating a value (a squeezed ``[C]`` added to ``[1, 1, C]``). ``broadcast``
+        (MUL): a ``[1, 1, C]`` operand of an ``[H, W, C]`` output stays as it is."""
         shape, out = tuple(self.tensors[name].shape), tuple(self.tensors[y].shape)
-        if shape == out:
+        if shape == out or (broadcast and len(shape) == len(out)
+                            and np.broadcast_shapes(shape, out) == out):
             return name
         if np.prod(shape) != np.prod(out) or np.broadcast_shapes(shape, out) != out:
             raise UnsupportedModelError(f"{where} broadcasts {self.tensors[x].shape} and "

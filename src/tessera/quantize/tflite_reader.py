@@ -175,15 +175,18 @@ class TFLiteReader:
                 f"{where} has a {self.type_of(op.inputs[2])} bias; Tessera needs int32")
         return op.inputs[2]
 
-    def check_fully_connected_options(self, op, where):
+    def check_fully_connected_options(self, op, where, *, one_pixel=False):
         """Refuse a FULLY_CONNECTED whose weights are stored in a shuffled format or that keeps
-        its input's dimensions (a Keras Dense on a feature map: one product per pixel)."""
+        its input's dimensions (a Keras Dense on a feature map: one product per pixel), unless
+        ``one_pixel`` and the map has one pixel (a squeeze-excite block's Dense after a global
+        pool with keepdims: a plain product)."""
         o = op.builtinOptions
         if o is not None and o.weightsFormat != \
                 self.schema.FullyConnectedOptionsWeightsFormat.DEFAULT:
             raise UnsupportedModelError(f"{where} uses a shuffled weights format; not supported")
-        rank = len(self.tensor(op.outputs[0]).shape)
-        if rank != 2:
+        shape = [int(d) for d in self.tensor(op.outputs[0]).shape]
+        rank = len(shape)
+        if rank != 2 and not (one_pixel and int(np.prod(shape[:-1])) == 1):
             raise UnsupportedModelError(
                 f"{where} keeps {rank} output dimensions (keep_num_dims); Tessera reads "
                 "[batch, N] outputs")
