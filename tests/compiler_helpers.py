@@ -29,11 +29,12 @@ def instructions(frames, config):
     return out
 
 
-def hazards(insns):
+def hazards(insns, single_port=False):
     """Return the hazards of an instruction stream (conservative contract of docs/isa.md).
 
     A GEMM is in flight from its issue to the next SYNC or STORE -- frame ends are *not*
-    treated as synchronisation. Returns a list of ``(index, description)``.
+    treated as synchronisation. With ``single_port`` (a configuration with ``cnn``) any LOAD
+    into ACT or WGT while a GEMM is in flight is one too. Returns ``(index, description)``s.
     """
     found, in_flight, post = [], [], isa.Post()
 
@@ -44,6 +45,8 @@ def hazards(insns):
         if isinstance(insn, (isa.Sync, isa.Store)):
             in_flight = []
         elif isinstance(insn, isa.Load):
+            if single_port and in_flight and insn.buffer in (Buffer.ACT, Buffer.WGT):
+                found.append((i, f"LOAD {insn.buffer.name} while a GEMM runs (single port)"))
             for g, lut in in_flight:
                 reads = {Buffer.ACT: [(g.a_addr, g.k)], Buffer.WGT: [(g.w_addr, g.k)],
                          Buffer.PARAM: [], Buffer.LUT: []}

@@ -223,9 +223,12 @@ def _emit(steps, plan, stores, config):
     """Return the operation list of one device segment (its loads already sent).
 
     Regions are ``(buffer, addr, entries)``; a ``SYNC`` goes before an operation that reads a
-    region an in-flight one writes or writes a region an in-flight one reads or writes.
+    region an in-flight one writes or writes a region an in-flight one reads or writes, and
+    before an ``ADD`` or a streamed weight ``LOAD`` while a ``CONV`` is in flight (``ACT`` and
+    ``WGT`` may be single-port memories: docs/isa.md, "Version 3").
     """
     ops, reads, writes = [], [], []
+    engine = False      # a CONV issued since the last SYNC
     post = window = None
     act = isa.Buffer.ACT
     for step in steps:
@@ -241,9 +244,10 @@ def _emit(steps, plan, stores, config):
         streamed = [r for r in used if r[0] != act and step.index in plan.streamed and
                     r[0] == isa.Buffer.WGT]
         if any(_overlap(r, w) for r in used for w in writes) or \
-                any(_overlap(x, y) for x in [out] + streamed for y in reads + writes):
+                any(_overlap(x, y) for x in [out] + streamed for y in reads + writes) or \
+                (engine and (streamed or step.instruction != "CONV")):
             ops.append(SyncOp())
-            reads, writes = [], []
+            reads, writes, engine = [], [], False
         for buffer, addr, count in streamed:      # weights that are not resident
             ops.append(LoadOp(buffer, addr, count,
                               payload=pack_entries(step.weights, config.weight_bits)))
@@ -256,6 +260,7 @@ def _emit(steps, plan, stores, config):
                 ops.append(WordOp(isa.Window(**{k: getattr(w, k)
                                                 for k in w.__dataclass_fields__})))
                 window = step.window
+            engine = True
             ops.append(WordOp(isa.Conv(step.conv_kind, ins[0][1], out[1],
                                        plan.weight_addr.get(step.index, 0),
                                        plan.param_addr.get(step.index, 0))))

@@ -10,7 +10,10 @@ enabled in its post state, the LUT. A conflict with an in-flight GEMM *g* is
 * a ``GEMM`` reading ACT entries *g*'s drain writes (layer chaining);
 * a ``GEMM`` whose drain writes entries *g* reads or drains into (never needed by the schedules
   the compiler emits -- GEMMs complete in order -- but checked, so no reading of the contract
-  can flag a compiled program).
+  can flag a compiled program);
+* on a configuration with ``cnn=True`` (``single_port``: ``ACT`` and ``WGT`` may be single-port
+  memories, docs/isa.md "Version 3"), a ``LOAD`` into ``ACT`` or ``WGT`` while any GEMM is in
+  flight, whatever entries it touches.
 
 A ``SYNC`` is inserted only when an instruction conflicts, and it waits for everything in
 flight. Before a conflicting ``GEMM`` it goes right before that GEMM (the GEMM could not start
@@ -18,7 +21,8 @@ earlier anyway, and one ``SYNC`` then covers a whole layer boundary). Before a c
 ``LOAD`` it goes as *early* as still useful: right before the first GEMM issued after the latest
 conflicting one. A weight load for tile *j + 2* into the slot of tile *j* then puts its ``SYNC``
 before the GEMMs of tile *j + 1*, after the load of tile *j + 1*, so every weight load overlaps
-the GEMMs of the previous tile (double buffering). Either way each ``SYNC`` is necessary: without
+the GEMMs of the previous tile (double buffering); with ``single_port`` the ``SYNC`` goes right
+before the load, which then overlaps nothing. Either way each ``SYNC`` is necessary: without
 it the instruction that caused it would race.
 
 The bookkeeping is one array per (buffer, access) holding the sequence number of the last GEMM
@@ -35,7 +39,7 @@ from .ops import GemmOp, LoadOp, StoreOp, SyncOp
 __all__ = ["insert_syncs"]
 
 
-def insert_syncs(ops, depth) -> list:
+def insert_syncs(ops, depth, *, single_port=False) -> list:
     """Return ``ops`` with :class:`SyncOp` inserted wherever a hazard requires one.
 
     Parameters
@@ -44,6 +48,9 @@ def insert_syncs(ops, depth) -> list:
         Operations from :mod:`.ops`, in issue order.
     depth : dict
         Entries of each buffer: ``{"ACT": ..., "WGT": ..., "PARAM": ..., "LUT": ...}``.
+    single_port : bool
+        The ISA version 3 rule (``config.cnn``): no ``LOAD`` into ``ACT`` or ``WGT`` while a
+        GEMM is in flight.
     """
     act_read = np.full(depth["ACT"], -1, dtype=np.int64)
     act_write = np.full(depth["ACT"], -1, dtype=np.int64)
@@ -65,6 +72,8 @@ def insert_syncs(ops, depth) -> list:
             lo, hi = op.addr, op.addr + op.count
             for table in load_targets[op.buffer]:
                 latest = max(latest, int(table[lo:hi].max()))
+            if single_port and op.buffer in (Buffer.ACT, Buffer.WGT):
+                latest = len(gemm_at) - 1     # every GEMM issued so far reads ACT/WGT
         elif isinstance(op, GemmOp):
             g = op.gemm
             latest = int(act_write[g.a_addr:g.a_addr + g.k].max())

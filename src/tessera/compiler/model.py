@@ -185,7 +185,7 @@ class CompiledModel:
         if template is None:
             ops = chunk_ops(self.layers, self.allocation, self._weights, self.config, tiles,
                             last_rows)
-            ops = insert_syncs(ops, self.allocation.depth)
+            ops = insert_syncs(ops, self.allocation.depth, single_port=self.config.cnn)
             template = self._templates[key] = frame_ops(ops, self.config)
         return template
 
