@@ -14,6 +14,11 @@ A ``LOAD`` into any of those regions, or a ``GEMM`` reading activations that an 
 writes, is a hazard. Later ``GEMM`` drains never race earlier ones (the engine and the drain unit
 each work in order, and a ``GEMM`` finishes reading before the next one starts), so those pairs
 are not hazards.
+
+Configurations with ``cnn=True`` (ISA version 3) may keep ``ACT`` and ``WGT`` in single-port
+memories (the iCE40's SPRAM) and do not arbitrate other readers or writers against the engine's
+reads, so there (``single_port``) any ``ADD`` and any ``LOAD`` into ``ACT`` or ``WGT`` while a
+``GEMM`` or ``CONV`` is in flight is a hazard too, whatever regions they touch.
 """
 
 from __future__ import annotations
@@ -30,11 +35,20 @@ def _region(buffer, start, count) -> str:
 
 
 class HazardTracker:
-    """Buffer regions touched by the GEMMs in flight since the last synchronisation point."""
+    """Buffer regions touched by the GEMMs in flight since the last synchronisation point.
 
-    def __init__(self):
+    Parameters
+    ----------
+    single_port : bool
+        Apply the single-port rule of ISA version 3 (``config.cnn``): no ``ADD`` and no ``LOAD``
+        into ``ACT`` or ``WGT`` while a ``GEMM`` or ``CONV`` is in flight.
+    """
+
+    def __init__(self, *, single_port=False):
+        self.single_port = single_port
         self._reads = []    # (buffer, start, stop, gemm_offset)
         self._writes = []   # (start, stop, gemm_offset): ACT regions written by drains
+        self._engine = []   # (name, offset): the GEMMs and CONVs in flight
 
     @property
     def in_flight(self) -> bool:
@@ -44,6 +58,17 @@ class HazardTracker:
         """Forget everything in flight (the device is idle)."""
         self._reads.clear()
         self._writes.clear()
+        self._engine.clear()
+
+    def _check_single_port(self, what, offset):
+        """Refuse ``what`` at byte ``offset`` while the engine reads (single-port memories)."""
+        if self.single_port and self._engine:
+            name, other = self._engine[-1]
+            raise HazardError(
+                f"Unsynchronised hazard: the {what} at byte {offset} would access ACT/WGT while "
+                f"the {name} at byte {other} is in flight; ACT and WGT may be single-port "
+                f"memories on a cnn configuration (ISA version 3, docs/isa.md \"Ordering\"), "
+                f"so the compiler must insert a SYNC before it")
 
     def issue_gemm(self, offset, *, a_addr, w_addr, k, out_addr, param_addr, n_cols, drain,
                    lut):
@@ -55,6 +80,7 @@ class HazardTracker:
                     f"{_region(Buffer.ACT, a_addr, k)} while the drain of the GEMM at byte "
                     f"{other} may still be writing ACT[{start}:{stop}]; the compiler must "
                     f"insert a SYNC between them (layer chaining)")
+        self._engine.append(("GEMM", offset))
         self._reads.append((Buffer.ACT, a_addr, a_addr + k, offset))
         self._reads.append((Buffer.WGT, w_addr, w_addr + k, offset))
         if drain:
@@ -68,8 +94,11 @@ class HazardTracker:
 
         ``reads``: ``(buffer, start, count)`` regions it reads; ``writes``: ``(start, count)``
         ACT regions it writes. Reading what an in-flight unit writes, or writing what one reads
-        (an ``ADD`` runs beside the engine), is a hazard.
+        (an ``ADD`` runs beside the engine), is a hazard, and with ``single_port`` so is an
+        ``ADD`` while a ``GEMM`` or ``CONV`` is in flight.
         """
+        if name == "ADD":
+            self._check_single_port("ADD", offset)
         for buffer, start, count in reads:
             if buffer != Buffer.ACT:
                 continue
@@ -92,9 +121,13 @@ class HazardTracker:
             self._reads.append((buffer, start, start + count, offset))
         for start, count in writes:
             self._writes.append((start, start + count, offset))
+        if name == "CONV":
+            self._engine.append(("CONV", offset))
 
     def check_write(self, buffer, addr, count, offset):
         """Check a LOAD at byte ``offset`` writing ``count`` entries of ``buffer`` at ``addr``."""
+        if buffer in (Buffer.ACT, Buffer.WGT):
+            self._check_single_port(f"LOAD into {_region(buffer, addr, count)}", offset)
         stop = addr + count
         for buf, start, end, other in self._reads:
             if buf == buffer and addr < end and start < stop:

@@ -104,7 +104,7 @@ class Machine:
         lo, hi = operand_range(config.output_bits)
         self.post = PostState(lo=lo, hi=hi)   # reset: the full output range
         self.window = conv.Window()           # reset: all zero (ISA version 3)
-        self.hazards = HazardTracker()
+        self.hazards = HazardTracker(single_port=config.cnn)
         #: When a list, each CONV/ADD/GEMM appends ``(offset, opcode, start, end, macs)``: the
         #: executor cycles at its fetch and after it was issued (``tessera profile``).
         self.trace = None
