@@ -103,7 +103,7 @@ def test_conv_kind(name, kind):
 def test_add_extremes_and_queue(name):
     # Operands at -128/127 against parameters at their ends (multiplier 0, the largest
     # multiplier with shift 0, the output shift -24): three ADDs in a row, so that the third
-    # waits for the second to start; a CONV's hand-offs then wait for the ADDs.
+    # waits for the second to start; a CONV then waits for the ADDs to end.
     config = CONFIGS[name]
     rng = np.random.default_rng(5)
     act, wgt, param = random_state(config, rng, add_params=(30, 33))
@@ -118,6 +118,7 @@ def test_add_extremes_and_queue(name):
         isa.Add(a_addr=20, b_addr=40, dst=110, count=3, param_addr=33),
         isa.Add(a_addr=2, b_addr=12, dst=120, count=1, param_addr=30),
         *_convs(config, rng, [ConvKind.CONV], dst=140)[0],
+        isa.Sync(),        # single-port ACT/WGT: no ADD beside a CONV (docs/isa.md)
         isa.Add(a_addr=3, b_addr=3, dst=130, count=2, param_addr=33),
     ]
     check_program(config, program, act, wgt, param, spram=name in SPRAM)
@@ -125,8 +126,9 @@ def test_add_extremes_and_queue(name):
 
 @pytest.mark.parametrize("name", ["4x2-banks2", "8x2", "4x2-lanes2-q4"])
 def test_mixed_program(name):
-    # GEMMs, every CONV kind and ADDs interleaved; a SYNC, then a layer reading the previous
-    # layers' outputs (the chain of a network), and a GEMM after a CONV.
+    # GEMMs and every CONV kind back to back, an ADD (after a SYNC: ISA version 3's single-port
+    # rule) with a GEMM issued while it runs; a SYNC, then a layer reading the previous layers'
+    # outputs (the chain of a network).
     config = CONFIGS[name]
     rng = np.random.default_rng(7)
     act, wgt, param = random_state(config, rng, add_params=(36,))
@@ -136,6 +138,7 @@ def test_mixed_program(name):
                isa.Gemm(a_addr=0, w_addr=0, k=9, out_addr=60, param_addr=1, m_rows=config.rows,
                         n_cols=2),
                *layers,
+               isa.Sync(),     # single-port ACT/WGT: no ADD beside a CONV (docs/isa.md)
                isa.Add(a_addr=0, b_addr=10, dst=free, count=3, param_addr=36),
                isa.Gemm(a_addr=5, w_addr=3, k=2, out_addr=64, param_addr=4, m_rows=1, n_cols=1),
                isa.Sync(),
