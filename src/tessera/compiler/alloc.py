@@ -12,7 +12,8 @@
   (:func:`streamed_tiles` chooses the fewest entries streamed per chunk; a layer keeps its first
   tiles resident and streams its last ones). A streamed tile uses two slots of ``K`` entries
   when the ring holds them (``"double"``: the next tile loads while the array works on the
-  current one), else one (``"single"``); a layer whose ``K`` exceeds ``WGT`` is never resident
+  current one -- except on a ``cnn`` configuration, whose single-port rule makes every ``ACT`` or
+  ``WGT`` load wait for the GEMMs), else one (``"single"``); a layer whose ``K`` exceeds ``WGT`` is never resident
   and streams two (or one) slots of a part of ``K`` per GEMM, its tile's K split across GEMMs
   (``"split"``; the ring is then at least half of ``WGT``; its weights are re-sent for every
   row tile).
