@@ -13,9 +13,9 @@
   tiles resident and streams its last ones). A streamed tile uses two slots of ``K`` entries
   when the ring holds them (``"double"``: the next tile loads while the array works on the
   current one -- except on a ``cnn`` configuration, whose single-port rule makes every ``ACT`` or
-  ``WGT`` load wait for the GEMMs), else one (``"single"``); a layer whose ``K`` exceeds ``WGT`` is never resident
-  and streams two (or one) slots of a part of ``K`` per GEMM, its tile's K split across GEMMs
-  (``"split"``; the ring is then at least half of ``WGT``; its weights are re-sent for every
+  ``WGT`` load wait for the GEMMs), else one (``"single"``); a layer whose ``K`` exceeds ``WGT``
+  is never resident and streams two (or one) slots of a part of ``K`` per GEMM, its tile's K
+  split across GEMMs (``"split"``; the ring is then at least half of ``WGT``; its weights are re-sent for every
   row tile).
 * **Parameters** (PARAM). Resident when every layer's channels fit, else streamed per column
   tile into a ring of two (or one) slots of ``tile_n`` entries.
