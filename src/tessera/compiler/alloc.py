@@ -15,8 +15,8 @@
   current one -- except on a ``cnn`` configuration, whose single-port rule makes every ``ACT`` or
   ``WGT`` load wait for the GEMMs), else one (``"single"``); a layer whose ``K`` exceeds ``WGT``
   is never resident and streams two (or one) slots of a part of ``K`` per GEMM, its tile's K
-  split across GEMMs (``"split"``; the ring is then at least half of ``WGT``; its weights are re-sent for every
-  row tile).
+  split across GEMMs (``"split"``; the ring is then at least half of ``WGT``; its weights are
+  re-sent for every row tile).
 * **Parameters** (PARAM). Resident when every layer's channels fit, else streamed per column
   tile into a ring of two (or one) slots of ``tile_n`` entries.
 * **Lookup table** (LUT). Resident when the model uses at most one distinct table, else loaded
