@@ -3,8 +3,7 @@
     .venv/bin/python bench/bench_mlperf_tiny.py [--inputs 100] [--json]
 
 For each of the four MLPerf Tiny reference models and each board's CNN preset (iCEBreaker,
-OrangeCrab-25F, ULX3S-85F; ``tessera.compiler.presets``, emulator-only until the gateware of
-issue #15), ``tessera.compiler.profile.profile_model`` gives one inference with the input on the
+OrangeCrab-25F, ULX3S-85F; ``tessera.compiler.presets``), ``tessera.compiler.profile.profile_model`` gives one inference with the input on the
 device: whether the model is resident (a CNN whose weights do not fit streams some per
 inference; their link time at 3 Mbaud is in the latency), cycles, latency at the preset's
 clock, utilisation and the input's transfer time at 3 Mbaud; beside them the issue's goal and

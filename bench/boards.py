@@ -187,13 +187,16 @@ with a one-bit-per-cycle mantissa multiplier (`requant_cycles=24`) and no activa
 (`lut=False`), to fit the part's 5280 logic cells. On the ECP5 each MAC is one MULT18X18D
 and the requant products take a few more (the pre-build check counts four per mode).
 
-**CNN presets (emulator-only until issue #15).** `tessera.compiler.presets` holds one
+**CNN presets (issue #15).** `tessera.compiler.presets` holds one
 configuration per board with the convolution features of ISA version 3 (`cnn=True`,
 [isa.md](isa.md)): `icebreaker-cnn` (4×2, ACT and WGT in the four SB_SPRAM256KA, mode tflite
 with a 4-cycle iterative requant, 30 MHz), `orangecrab-25f-cnn` (8×2, 100 MHz) and
-`ulx3s-85f-cnn` (32×4, eight drain lanes, 100 MHz). No bitstream implements them yet: they run
-on the emulator (`tessera profile MODEL --board BOARD`, `connect("emu", config=...)`);
-`tessera build` still builds the presets above.
+`ulx3s-85f-cnn` (32×4, eight drain lanes, 100 MHz). They run on the emulator and on the RTL in
+simulation (`connect("emu"|"sim", config=...)`, `tessera profile MODEL --board BOARD`);
+`tessera build --preset NAME` builds one, but none meets timing yet: orangecrab-25f-cnn fits
+(19,332 LUT4, 25 of 28 DSP) at 27.9 MHz (the window generator's lane chain), icebreaker-cnn
+needs about twice the UP5K's logic, ulx3s-85f-cnn more multipliers than the 85F has
+(docs/architecture.md, "Gateware budget"). `tessera build --board B` builds the presets above.
 
 ## Measured results
 

@@ -213,8 +213,8 @@ def _mlperf(results):
     if data:
         lines += ["One inference with the input on the device (MLPerf Tiny's latency), from the "
                   "emulator's cycle model at each preset's clock (`tessera profile MODEL --board "
-                  "BOARD`). The CNN presets (`tessera.compiler.presets`) are **emulator-only "
-                  "until the gateware of issue #15**. *fits*: the whole model resident; a CNN "
+                  "BOARD`). The CNN presets (`tessera.compiler.presets`) run on the RTL in simulation with "
+                  "the emulator's counters; no CNN bitstream meets timing yet (issue #15). *fits*: the whole model resident; a CNN "
                   "whose weights do not fit streams some of them every inference (the bytes "
                   "are shown, their time at 3 Mbaud is in the latency); one whose feature maps "
                   "or PARAM entries do not fit is modelled with the largest buffers (its "

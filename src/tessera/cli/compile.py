@@ -136,7 +136,7 @@ def compile_any(qmodel, config):
             if not config.cnn:
                 raise ValueError(f"{qmodel.graph.describe(first)} of the graph "
                                  "needs a configuration with the CNN features (cnn=True, mode "
-                                 "tflite; emulator-only until #15): give --config with one, e.g. "
+                                 "tflite): give --config with one, e.g. "
                                  "a preset of tessera.compiler.presets saved with "
                                  "AcceleratorConfig.save")
             from tessera.compiler import compile_graph

@@ -6,7 +6,7 @@ from a real bitstream build, and latency and throughput at that Fmax. Prints a t
 Pareto front (accuracy vs latency vs LUTs) and writes explore.json, explore.md and PNG plots.
 Results are cached in DIR/cache, so an interrupted sweep resumes where it stopped. A quantized
 model (.tflite, quantized .onnx, saved .npz) keeps its width and mode: only boards and array
-shapes are swept; a CNN runs on each board's CNN preset (emulator-only until #15).
+shapes are swept; a CNN runs on each board's CNN preset (in the emulator; never built, #15).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``tessera profile MODEL --board BOARD``: the device model's answer for one inference.
 
-The model runs resident on the emulator with the board's CNN preset (emulator-only until the
-gateware of issue #15; ``tessera.compiler.presets``): cycles and latency at the preset's clock,
+The model runs on the emulator with the board's CNN preset (``tessera.compiler.presets``; the
+emulator's counters equal the RTL's): cycles and latency at the preset's target clock,
 MACs, utilisation, whether it fits resident, the memory plan, the per-operation breakdown, the
 input's transfer time at the UART rate and the link time of streamed weights and host
 operations (``tessera.compiler.profile``).
@@ -19,8 +19,8 @@ def add_parser(subparsers):
     boards = ", ".join(p.board for p in CNN_PRESETS.values())
     p = subparsers.add_parser(
         "profile", help="cycles, latency and memory of one inference on a board's CNN preset",
-        description="Compile MODEL for the CNN preset of BOARD (emulator-only until the "
-                    "gateware of issue #15), load it resident on the emulator and report one "
+        description="Compile MODEL for the CNN preset of BOARD, load it on the emulator (its "
+                    "counters equal the RTL's) and report one "
                     "inference with its input already on the device: cycles, latency_ms at the "
                     "board's clock, macs, utilisation (MACs / (array size x cycles)), fits "
                     "(whole model resident), the memory plan per memory, the per-operation "
@@ -50,5 +50,5 @@ def run(args) -> int:
     else:
         print(format_profile(result, f"{args.model} on {preset.name} ({preset.config.rows}x"
                                      f"{preset.config.cols} at {preset.clock_mhz:g} MHz, "
-                                     f"emulator-only until #15)"))
+                                     f"cycle model)"))
     return 0

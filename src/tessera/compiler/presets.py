@@ -1,9 +1,10 @@
-"""Board presets with the CNN features (ISA version 3) — emulator-only until issue #15.
+"""Board presets with the CNN features (ISA version 3).
 
 Each :class:`CnnPreset` names a board of ``tessera.hw.boards``, the configuration a CNN build
-for it would carry, the target clock and the UART rate. No gateware implements these
-configurations yet (#15 builds it); ``tessera profile`` and the MLPerf Tiny table model them
-on the emulator. The memories follow the chips: on the iCE40UP5K the four SB_SPRAM256KA
+for it carries, the target clock and the UART rate. The emulator and the RTL (in simulation,
+``connect("sim", config=preset.config)``, counter for counter equal) run them; ``tessera build
+--preset NAME`` builds one, but no CNN bitstream meets timing yet (#15: docs/architecture.md);
+``tessera profile`` and the MLPerf Tiny table use the emulator's cycle model. The memories follow the chips: on the iCE40UP5K the four SB_SPRAM256KA
 (``ACT`` two of them, 16 K x 32 bits in banks of two lanes; ``WGT`` two, 32 K x 16 bits) and
 block RAM for ``PARAM``; on the ECP5 parts block RAM sized per preset (docs/architecture.md).
 """
@@ -19,7 +20,7 @@ __all__ = ["CnnPreset", "CNN_PRESETS", "get_preset", "presets_that_fit"]
 
 @dataclass(frozen=True)
 class CnnPreset:
-    """A board's CNN configuration (emulator-only until #15).
+    """A board's CNN configuration.
 
     Attributes
     ----------

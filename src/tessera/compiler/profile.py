@@ -1,7 +1,6 @@
 """The device model's answer for one inference on a board preset (``tessera profile``).
 
-:func:`profile_model` compiles a model for a CNN preset (:mod:`.presets`, emulator-only until
-#15), loads it resident on the emulator, loads one input and then runs one inference: the
+:func:`profile_model` compiles a model for a CNN preset (:mod:`.presets`), loads it on the emulator, loads one input and then runs one inference: the
 emulator's cycle model gives the cycles from the first byte of the inference's first request to
 the last byte of its result (MLPerf Tiny's latency: the input is already on the device), the
 latency at the preset's clock, the MACs, the utilisation ``MACs / (rows x cols x cycles)`` and a

@@ -17,7 +17,7 @@
 
 A quantized model keeps its width and mode, and a graph (a CNN) runs on the board's CNN preset
 with the point's shape, resident, its latency one inference with the input on the device: see
-:mod:`tessera.explore.quantized`. No gateware builds the CNN features yet (#15): such a point
+:mod:`tessera.explore.quantized`. No CNN bitstream meets timing yet (#15): such a point
 is never built, its reason says so, and a shape with more MACs than the part has multipliers
 is "does not fit" like one whose memories cannot hold the model.
 
@@ -54,9 +54,9 @@ RECORD_FIELDS = (
     "memory", "build", "elapsed_s",
 )
 
-#: Reason of a CNN point asked to build (no gateware implements the CNN features yet).
-NO_CNN_GATEWARE = ("not built: no gateware implements the CNN features yet (#15); figures from "
-                   "the emulator at the preset's target clock")
+#: Reason of a CNN point asked to build (no CNN bitstream meets timing yet).
+NO_CNN_GATEWARE = ("not built: no CNN bitstream meets timing yet (#15); figures from the "
+                   "emulator at the preset's target clock")
 
 _BUILD_RECORD = "does-not-fit.json"
 

@@ -11,7 +11,7 @@ fields derived again by :meth:`~tessera.spec.AcceleratorConfig.with_widths`) and
 stack.
 
 A point with ``cnn=True`` (a model that is not a dense chain) starts from the board's CNN preset
-(:func:`tessera.compiler.presets.get_preset`, emulator-only until #15) instead: 8-bit operands,
+(:func:`tessera.compiler.presets.get_preset`) instead: 8-bit operands,
 mode ``tflite``, and each buffer keeps the preset's bytes (the chip's memories), its depth
 rescaled to the entry width of the new shape.
 """

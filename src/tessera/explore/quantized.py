@@ -9,8 +9,7 @@ that is not a dense chain) is quantized once for the CNN presets, int8 mode ``tf
 
 A model that is not a dense chain (a :class:`~tessera.graph.QuantizedGraph` with convolutions,
 pools, ADDs, ...) runs on configurations with the CNN features: each point is the board's CNN
-preset with the point's array shape (:func:`tessera.explore.grid.cnn_config`, emulator-only
-until #15). :func:`graph_figures` compiles the model resident for it
+preset with the point's array shape (:func:`tessera.explore.grid.cnn_config`). :func:`graph_figures` compiles the model resident for it
 (:func:`tessera.compiler.compile_graph`; a configuration whose memories cannot hold it is
 "does not fit", with the compiler's message naming the bytes) and measures one inference with
 its input already on the device on the emulator's cycle model (:class:`tessera.runtime.Emulator`,

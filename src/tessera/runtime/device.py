@@ -131,9 +131,10 @@ class Device:
         ident.pop("magic", None)
         cfg = self.config
         if ident["isa_version"] != cfg.isa_version:
-            cnn = (f" (the CNN features of configuration field cnn=True; no gateware builds "
-                   f"them before issue #15: use the emulator, tessera.connect('emu', "
-                   f"config=...))" if cfg.isa_version == isa.CNN_ISA_VERSION else "")
+            cnn = (f" (the CNN features of configuration field cnn=True: build a CNN "
+                   f"preset's bitstream, tessera build --preset NAME, or run on "
+                   f"tessera.connect('emu' or 'sim', config=...))"
+                   if cfg.isa_version == isa.CNN_ISA_VERSION else "")
             raise ConfigMismatch(
                 f"The device implements ISA version {ident['isa_version']} but this host speaks "
                 f"version {cfg.isa_version}{cnn}: rebuild the bitstream with this version of "

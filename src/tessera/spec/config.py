@@ -115,9 +115,9 @@ class AcceleratorConfig:
         Idle cycles after which a partially received frame is discarded.
     cnn : bool
         Whether the convolution features of ISA version 3 are built (``WINDOW``, ``CONV``,
-        ``ADD``: docs/isa.md); needs 8-bit operands. No gateware implements them yet (issue
-        #15): such configurations run on the emulator only. Left out of :meth:`to_dict` when
-        False, like the two fields below at 1.
+        ``ADD``: docs/isa.md); needs 8-bit operands. The emulator and the RTL (in simulation)
+        run them; no CNN bitstream meets timing yet (issue #15). Left out of :meth:`to_dict`
+        when False, like the two fields below at 1.
     drain_lanes : int
         Elements the drain post-processes per cycle, 1 to ``rows`` (``cnn`` only): a drain takes
         ``ceil(m_rows / drain_lanes) * n_cols * requant_cycles + DRAIN_OVERHEAD_CYCLES`` cycles.
