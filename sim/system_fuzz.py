@@ -161,6 +161,19 @@ def _falsify(model):
     model.read = wrong
 
 
+def _instruction_names(frame, config):
+    """Return the names of the instructions of an ``EXEC`` frame answered OK.
+
+    An OK answer to a program that does not decode is the device's replay of the previous
+    answer to a repeated sequence number (nothing was executed): its names are ``["REPLAYED"]``.
+    """
+    try:
+        program = isa.decode_program(frame[HEADER_BYTES:-TRAILER_BYTES], config)
+    except isa.ProgramError:
+        return ["REPLAYED"]
+    return [type(insn).__name__.upper() for insn in program]
+
+
 @cocotb.test()
 async def fuzz(dut):
     """Random and mutated frames, every response checked; a good request after each bad one."""
@@ -204,8 +217,7 @@ async def fuzz(dut):
             statuses.update(Status(g.kind).name if g.kind in set(Status) else hex(g.kind)
                             for g in got)
             if _whole_exec_frame(stimulus.parts) and [g.kind for g in got] == [Status.OK]:
-                executed.update(type(insn).__name__.upper() for insn in isa.decode_program(
-                    stimulus.parts[0][HEADER_BYTES:-TRAILER_BYTES], tb.config))
+                executed.update(_instruction_names(stimulus.parts[0], tb.config))
             requests += 1
             if stimulus.bad:
                 await _still_works(tb, fuzzer)

@@ -237,7 +237,8 @@ def test_a_device_without_the_cnn_features_is_refused_at_hello():
     cfg = CONFIGS[1]
     built_without = Emulator(cfg.replace(cnn=False))
     with pytest.raises(ConfigMismatch, match=r"implements ISA version 2 but this host speaks "
-                                             r"version 3 \(the CNN features .* issue #15"):
+                                             r"version 3 \(the CNN features .* tessera build "
+                                             r"--preset NAME"):
         Device(EmulatorTransport(built_without), cfg)
 
 
