@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_scale, check_zero_point
-from .fixedpoint import exp_on_negative_values, one_over_one_plus_x, rounding_half_sum
+from .fixedpoint import exp_on_negative_values, one_over_one_plus_x, reciprocal_of_half_sum
 from .fixedpoint import saturating_shift_left
 from .requant_tflite import multiply_by_quantized_multiplier as _mbqm
 from .requant_tflite import quantize_multiplier, round_tflite
-from .rounding import INT32_MAX, rdbpot, srdhm, wrap_int32
+from .rounding import INT32_MAX, rdbpot, wrap_int32
 
 __all__ = ["relu", "relu6", "leaky_relu", "requantize_int8", "logistic", "tanh", "hard_swish"]
 
@@ -130,12 +130,7 @@ def _rescaled_input(x, x_scale, x_zero_point):
 
 def _one_minus_x_over_one_plus_x(a):
     """gemmlowp's ``one_minus_x_over_one_plus_x_for_x_in_0_1`` (Q0.31 in and out)."""
-    half_denominator = rounding_half_sum(a, INT32_MAX)
-    x = wrap_int32(1515870810 + srdhm(half_denominator, -1010580540))
-    for _ in range(3):
-        one_minus = wrap_int32((1 << 29) - srdhm(half_denominator, x))
-        x = wrap_int32(x + saturating_shift_left(srdhm(x, one_minus), 2))
-    return saturating_shift_left(wrap_int32(x - (1 << 29)), 2)
+    return saturating_shift_left(wrap_int32(reciprocal_of_half_sum(a) - (1 << 29)), 2)
 
 
 def logistic(x_q, *, x_scale, x_zero_point) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from .rounding import INT32_MAX, INT32_MIN, rdbpot, srdhm, wrap_int32
 
 __all__ = ["saturating_shift_left", "exp_on_negative_values", "rounding_half_sum",
-           "one_over_one_plus_x", "get_reciprocal"]
+           "reciprocal_of_half_sum", "one_over_one_plus_x", "get_reciprocal"]
 
 #: ``exp(-2^k)`` in Q0.31 for k = -2..4: the barrel shifter of ``exp_on_negative_values``.
 _EXP_OF_MINUS_POWERS = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
@@ -61,14 +61,21 @@ def rounding_half_sum(a, b):
     return np.where(nudged >= 0, nudged >> 1, -((-nudged) >> 1))
 
 
-def one_over_one_plus_x(a):
-    """Return ``1 / (1 + a)`` in Q0.31 for ``a`` in [0, 1) (Q0.31): Newton-Raphson in Q2.29."""
+def reciprocal_of_half_sum(a):
+    """Return ``2 / (1 + a)`` in Q2.29 for ``a`` in [0, 1) (Q0.31): gemmlowp's three
+    Newton-Raphson steps, shared by ``one_over_one_plus_x_for_x_in_0_1`` and
+    ``one_minus_x_over_one_plus_x_for_x_in_0_1``."""
     half_denominator = rounding_half_sum(a, INT32_MAX)
     x = wrap_int32(1515870810 + srdhm(half_denominator, -1010580540))
     for _ in range(3):
         one_minus = wrap_int32((1 << 29) - srdhm(half_denominator, x))
         x = wrap_int32(x + saturating_shift_left(srdhm(x, one_minus), 2))
-    return saturating_shift_left(x, 1)
+    return x
+
+
+def one_over_one_plus_x(a):
+    """Return ``1 / (1 + a)`` in Q0.31 for ``a`` in [0, 1) (Q0.31): Newton-Raphson in Q2.29."""
+    return saturating_shift_left(reciprocal_of_half_sum(a), 1)
 
 
 def get_reciprocal(x, integer_bits):
