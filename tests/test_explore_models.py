@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tflite_micro.python.tflite_micro import runtime as tflm
 
 from tessera.cli import main
+from tessera.cli.demo_kws import tflite_micro_outputs
 from tessera.compiler import CNN_PRESETS
 from tessera.compiler.profile import profile_model
 
@@ -27,13 +27,7 @@ def _explore(capsys, *argv):
 
 
 def _tflm_outputs(x):
-    interpreter = tflm.Interpreter.from_file(str(KWS))
-    out = []
-    for sample in x:
-        interpreter.set_input(sample[None], 0)
-        interpreter.invoke()
-        out.append(interpreter.get_output(0)[0].copy())
-    return np.stack(out)
+    return tflite_micro_outputs(KWS, x)
 
 
 @pytest.fixture(scope="module")

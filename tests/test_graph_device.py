@@ -34,17 +34,12 @@ def test_device_runs_a_dense_chain_graph():
 
 def test_mlperf_autoencoder_still_runs_on_the_device():
     """ad01 (ten FULLY_CONNECTED layers) loads as a dense chain and the emulator equals TFLM."""
-    from tflite_micro.python.tflite_micro import runtime as tflm
+    from tessera.cli.demo_kws import tflite_micro_outputs
     path = MODELS / "ad01_int8.tflite"
     qmodel = tessera.load_model(path, mode="tflite")
     assert isinstance(qmodel, tessera.QuantizedModel)
     x = np.random.default_rng(4).integers(-128, 128, size=(6, 640)).astype(np.int8)
     x[0], x[1] = -128, 127
-    interpreter = tflm.Interpreter.from_file(str(path))
-    expected = []
-    for sample in x:
-        interpreter.set_input(sample[None], 0)
-        interpreter.invoke()
-        expected.append(interpreter.get_output(0)[0].copy())
+    expected = tflite_micro_outputs(path, x)
     with tessera.connect("emu") as device:
-        np.testing.assert_array_equal(device.run(qmodel, x, raw=True), np.stack(expected))
+        np.testing.assert_array_equal(device.run(qmodel, x, raw=True), expected)
