@@ -2,14 +2,15 @@
 
 Each model runs through the real host driver into the Verilated RTL of a preset's configuration
 on at least 10 int8 inputs: the real samples of ``tests/data/mlperf_tiny/samples.npz`` first
-(two KWS utterances, one CIFAR-10 image), then inputs of tests/test_mlperf_device.py (all -128,
+(two KWS utterances, one CIFAR-10 image, the first five anomaly-detection windows; it has none
+for VWW), then inputs of tests/test_mlperf_device.py (all -128,
 all 127, the zero point, checkerboards, near the zero point, random). The outputs are TFLite
 Micro's bit for bit (the tflite-micro wheel, the oracle of tests/test_mlperf_device.py) and
 every counter of the RTL (cycles, compute, stall, MACs, link bytes) equals the emulator's after
 the same requests. Here KWS (~0.6 M cycles per inference); IC (ResNet-8, 2.9 M cycles per
-inference, ~6 CPU-minutes for 10) is in ``tests/slow_sim_cnn_mlperf.py``, run by name. The
-ULX3S-85F preset (32x4, 8 drain lanes) is not run: its Verilator build alone takes longer than
-the default suite allows (docs/simulation.md).
+inference, ~6 CPU-minutes for 10) and the four models on the ULX3S-85F preset (32x4, 8 drain
+lanes: its Verilator build alone takes longer than the default suite allows) are in
+``tests/slow_sim_cnn_mlperf.py``, run by name (docs/simulation.md).
 """
 
 import numpy as np
@@ -28,11 +29,29 @@ INPUTS = 10
 SYNTHETIC = [0, 1, 2, 3, 4, 5, 10, 11, 12, 13]
 
 
+#: Model files of the tasks without real samples in samples.npz.
+FILES = {"vww": "vww_96_int8.tflite"}
+
+
+def _model_path(task):
+    return MODELS / (str(SAMPLES[f"{task}_model"]) if f"{task}_model" in SAMPLES else FILES[task])
+
+
+def _blocks(shape, block=8):
+    """Return random images of ``block x block`` pixel squares, in place of real samples: VWW
+    calls every pixel-noise input of tests/test_mlperf_device.py a person at about 0.97."""
+    h, w, c = shape
+    cells = np.random.default_rng(0).integers(-128, 128, (INPUTS, h // block, w // block, c))
+    return np.kron(cells, np.ones((1, block, block, 1), dtype=cells.dtype)).astype(np.int8)
+
+
 def _model_inputs(task, model):
-    name = str(SAMPLES[f"{task}_model"])
-    real = SAMPLES[f"{task}_inputs"]
-    synthetic = _inputs(model.input_shape, model.input_zero_point, seed=len(name))[SYNTHETIC]
-    return np.concatenate([real, synthetic])[:max(INPUTS, len(real))]
+    name = _model_path(task).name
+    shape = model.input_shape if hasattr(model, "graph") else (model.in_features,)
+    real = SAMPLES[f"{task}_inputs"] if f"{task}_inputs" in SAMPLES else _blocks(shape)
+    synthetic = _inputs(shape, model.input_zero_point, seed=len(name))[SYNTHETIC]
+    # at most half real samples (the anomaly detector has 196 windows): the extremes follow
+    return np.concatenate([real[:INPUTS // 2], synthetic])[:INPUTS]
 
 
 def _run(target, config, model, x):
@@ -45,7 +64,7 @@ def _run(target, config, model, x):
 def _check(task, preset):
     """Run the model of ``task`` on the emulator and on the RTL of ``preset``; compare them
     with TFLite Micro."""
-    path = MODELS / str(SAMPLES[f"{task}_model"])
+    path = _model_path(task)
     model = tessera.load_model(path, mode="tflite")
     config = CNN_PRESETS[preset].config
     x = _model_inputs(task, model)
