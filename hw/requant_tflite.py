@@ -29,6 +29,19 @@ docs/numerics.md, in six registered stages (one result per enabled cycle):
 6. Saturation to int16, or ``result_bits`` for 16-bit outputs (exact after the zero point and
    clamp, see :mod:`tessera.hw.requant_onnx`).
 
+With ``cycles = c > 1`` (``AcceleratorConfig.requant_cycles``, for parts whose multipliers all
+serve the MAC array) stage 2 is an iterative digit-serial product instead: ``m0`` read as the
+unsigned ``u = m0 + 2^32 * m0[31]`` is split into ``c`` digits of ``d = ceil(32 / c)`` bits,
+least significant first, and each cycle adds one digit times ``x`` (a ``32 x d`` product in
+shift-add rows, never a hardware multiplier) to the high part of a product register whose low
+part holds the digits not yet used (:class:`~tessera.hw.shift_add.ShiftAddMultiplier`'s
+layout), so ``x * u`` is exact after ``c`` cycles. ``p = x * u - m0[31] * x * 2^32``: the
+correction folds into the rounding addend, ``r' = r - m0[31] * 2x * 2^31``, and
+``p + r = x * u + 2^30 + c' * 2^31`` needs only ``(x * u) >> 30`` from the product. The
+stages after it: 3 ``b``, the sum; 4 and 5 RDBPOT's floor shift (by a multiple of 8, then the
+rest); 6 saturation. Stage 2 holds its element for ``c - 1`` extra cycles (:attr:`hold`), as
+:class:`~tessera.hw.requant_onnx.OnnxRequant`'s iterative product does.
+
 The multiplier bits are read as a C ``int32_t`` (in-contract ``m0`` is 0 or in
 ``[2^30, 2^31)``). Shifts outside the contract's ``[-31, 30]`` still give the exact value of the
 formula with unbounded integers (a left shift by 32 or more wraps to 0, a right shift by 33 or
@@ -49,17 +62,27 @@ _INT32_MIN = -(1 << 31)
 #: hw/add.py, must not saturate).
 _MAX_RESULT_BITS = 32
 _MAX_RIGHT = 33   # RDBPOT by 33 or more is 0 for every int32 (and by 32 only -2^31 -> -1)
+_MAX_CYCLES = 24  # tessera.spec.config.MAX_REQUANT_CYCLES
 
 
 class TfliteRequant(wiring.Component):
-    """Pipelined ``RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))``, saturated to int16.
+    """``RDBPOT(SRDHM(a << max(e, 0), m0), max(-e, 0))`` in six stages, saturated to int16.
 
     Parameters
     ----------
+    cycles : int, optional
+        Cycles per element of the product (1 to 24, ``AcceleratorConfig.requant_cycles``).
+        1 (default): fully pipelined, four 18x18 partial products. ``c > 1``: the iterative
+        ``32 x ceil(32 / c)`` digit product of the module docstring; stage 2 then holds its
+        element for ``c - 1`` extra cycles, :attr:`hold` is high in them and the caller must
+        keep ``en`` low (the whole pipeline freezes), so every element costs exactly ``c``
+        cycles.
     result_bits : int, optional
         Saturation width of ``result``: 16 (default) or more
-        (:func:`tessera.hw.requant_onnx.requant_bits`), up to 32 (no saturation: an ``ADD``'s
-        input passes, hw/add.py).
+        (:func:`tessera.hw.requant_onnx.requant_bits`), up to 32 (no saturation).
+    unsaturated : bool, optional
+        Also build :attr:`rounded`, the result before saturation (an ``ADD``'s input passes,
+        hw/add.py, need the whole int32).
 
     Members
     -------
@@ -74,41 +97,106 @@ class TfliteRequant(wiring.Component):
     result : Out(signed(result_bits))
         The saturated result for the operands presented :attr:`latency` enabled cycles earlier
         (a register output).
+    valid : In(1)
+        Only with ``cycles > 1``: the operands are an element (stage 2 works only on those).
+    hold : Out(1)
+        Only with ``cycles > 1``: stage 2 needs more cycles for its element; ``en`` must be low.
+    rounded : Out(signed(32))
+        Only with ``unsaturated``: the unsaturated result (every value of the formula is an
+        int32) for the operands presented :attr:`rounded_latency` enabled cycles earlier.
     """
 
     #: Enabled cycles from operands to :attr:`result`.
     latency = 6
+    #: Enabled cycles from operands to :attr:`rounded`.
+    rounded_latency = 5
 
-    def __init__(self, *, result_bits=REQUANT_BITS):
+    def __init__(self, cycles=1, *, result_bits=REQUANT_BITS, unsaturated=False):
+        if isinstance(cycles, bool) or not isinstance(cycles, int) \
+                or not 1 <= cycles <= _MAX_CYCLES:
+            self._MustUse__silence = True   # a rejected component is not an unused one
+            raise ValueError(f"Requant cycles per element must be an integer from 1 to "
+                             f"{_MAX_CYCLES}, not {cycles!r}")
         if isinstance(result_bits, bool) or not isinstance(result_bits, int) \
                 or not REQUANT_BITS <= result_bits <= _MAX_RESULT_BITS:
-            self._MustUse__silence = True   # a rejected component is not an unused one
+            self._MustUse__silence = True
             raise ValueError(f"Result width must be an integer from {REQUANT_BITS} to "
                              f"{_MAX_RESULT_BITS}, not {result_bits!r}")
+        if not isinstance(unsaturated, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"unsaturated must be True or False, not {unsaturated!r}")
+        self._cycles = cycles
         self._result_bits = result_bits
-        super().__init__({
+        self._unsaturated = unsaturated
+        members = {
             "en": In(1),
             "a": In(signed(32)),
             "multiplier": In(32),
             "shift": In(signed(8)),
             "result": Out(signed(result_bits)),
-        })
+        }
+        if cycles > 1:
+            members.update(valid=In(1), hold=Out(1))
+        if unsaturated:
+            members.update(rounded=Out(signed(32)))
+        super().__init__(members)
 
-    def elaborate(self, platform):
-        m = Module()
-        en = self.en
+    @property
+    def cycles(self) -> int:
+        """Cycles per element of the product."""
+        return self._cycles
+
+    def _left_shift(self, m):
+        # Stage 1's wrapping left shift. The shifter's levels take e's low bits straight from
+        # the input; the range cases (no left shift for e <= 0, everything shifted out for
+        # e >= 32) are decided beside it and chosen last.
         e = self.shift
-
-        # ---- stage 1: wrapping left shift, right-shift amount -----------------------------
-        # The shifter's levels take e's low bits straight from the input; the range cases
-        # (no left shift for e <= 0, everything shifted out for e >= 32) are decided beside it
-        # and chosen last.
         by_low = Signal(signed(32))
         shifted = Signal(signed(32))
         m.d.comb += [
             by_low.eq(self.a << e[0:5]),                 # keeps the low 32 bits: int32 wrap
             shifted.eq(Mux(e <= 0, self.a, Mux(e >= 32, 0, by_low))),
         ]
+        return shifted
+
+    @staticmethod
+    def _right_amount(e):
+        return Mux(e < -_MAX_RIGHT, _MAX_RIGHT, Mux(e < 0, -e, 0))
+
+    @staticmethod
+    def _addend(m, k1, sign_differs, both_min):
+        # r = 2^30 + c * 2^31 with c = 2^(k-1) - n (see the module docstring): 2^(k-1) is 0
+        # for k = 0, n is 1 for a negative product when k >= 1 and for INT32_MIN x INT32_MIN.
+        # c is formed bit by bit from k without a subtractor: 2^(k-1) - 1 is the mask of the
+        # k - 1 low bits for k >= 1, and -1 for k = 0 (n = 1 there only for INT32_MIN^2).
+        n1 = Signal()
+        half1 = Signal(_MAX_RIGHT)                     # 2^(k-1), 0 for k = 0
+        mask1 = Signal(_MAX_RIGHT)                     # 2^(k-1) - 1 for k >= 1, 0 for k = 0
+        m.d.comb += [
+            n1.eq((sign_differs & (k1 != 0)) | both_min),
+            half1.eq(Cat(*(k1 == i + 1 for i in range(_MAX_RIGHT)))),
+            mask1.eq(Cat(*(k1 > i + 1 for i in range(_MAX_RIGHT)))),
+        ]
+        return Mux(n1, Mux(k1 == 0, -1, mask1), half1)
+
+    def _saturate(self, m, rounded):
+        sat_max = (1 << (self._result_bits - 1)) - 1
+        sat_min = -(1 << (self._result_bits - 1))
+        with m.If(self.en):
+            m.d.sync += self.result.eq(
+                Mux(rounded > sat_max, sat_max, Mux(rounded < sat_min, sat_min, rounded)))
+        if self._unsaturated:
+            m.d.comb += self.rounded.eq(rounded)
+
+    def elaborate(self, platform):
+        if self._cycles > 1:
+            return self._elaborate_iterative()
+        m = Module()
+        en = self.en
+        e = self.shift
+
+        # ---- stage 1: wrapping left shift, right-shift amount -----------------------------
+        shifted = self._left_shift(m)
         s1_x = Signal(signed(32))
         s1_m0 = Signal(signed(32))
         s1_right = Signal(range(_MAX_RIGHT + 1))
@@ -116,7 +204,7 @@ class TfliteRequant(wiring.Component):
             m.d.sync += [
                 s1_x.eq(shifted),
                 s1_m0.eq(self.multiplier.as_signed()),
-                s1_right.eq(Mux(e < -_MAX_RIGHT, _MAX_RIGHT, Mux(e < 0, -e, 0))),
+                s1_right.eq(self._right_amount(e)),
             ]
 
         # ---- stage 2: partial products of the signed 32x32 product, rounding addend ------------
@@ -128,25 +216,14 @@ class TfliteRequant(wiring.Component):
         s2_hh = Signal(signed(32))
         s2_hl = Signal(signed(33))
         s2_lh = Signal(signed(33))
-        # r = 2^30 + c * 2^31 with c = 2^(k-1) - n (see the module docstring): 2^(k-1) is 0
-        # for k = 0, n is 1 for a negative product when k >= 1 and for INT32_MIN x INT32_MIN.
-        # c is formed bit by bit from k without a subtractor: 2^(k-1) - 1 is the mask of the
-        # k - 1 low bits for k >= 1, and -1 for k = 0 (n = 1 there only for INT32_MIN^2).
         k1 = s1_right
-        n1 = Signal()
-        half1 = Signal(_MAX_RIGHT)                     # 2^(k-1), 0 for k = 0
-        mask1 = Signal(_MAX_RIGHT)                     # 2^(k-1) - 1 for k >= 1, 0 for k = 0
-        m.d.comb += [
-            n1.eq(((s1_x[31] ^ s1_m0[31]) & (k1 != 0))
-                  | ((s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN))),
-            half1.eq(Cat(*(k1 == i + 1 for i in range(_MAX_RIGHT)))),
-            mask1.eq(Cat(*(k1 > i + 1 for i in range(_MAX_RIGHT)))),
-        ]
+        addend = self._addend(m, k1, s1_x[31] ^ s1_m0[31],
+                              (s1_x == _INT32_MIN) & (s1_m0 == _INT32_MIN))
         s2_addend = Signal(signed(_MAX_RIGHT + 1))     # c, from -1 to 2^32
         s2_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s2_addend.eq(Mux(n1, Mux(k1 == 0, -1, mask1), half1)),
+                s2_addend.eq(addend),
                 s2_right.eq(s1_right),
             ]
         if is_ecp5(platform):
@@ -200,10 +277,94 @@ class TfliteRequant(wiring.Component):
             m.d.sync += s5_rounded.eq(s4_biased >> s4_right)
 
         # ---- stage 6: saturation to int16 (result_bits) ----------------------------------------
-        sat_max = (1 << (self._result_bits - 1)) - 1
-        sat_min = -(1 << (self._result_bits - 1))
-        rounded = s5_rounded
+        self._saturate(m, s5_rounded)
+        return m
+
+    def _elaborate_iterative(self):
+        m = Module()
+        en = self.en
+        cycles = self._cycles
+        digit_bits = -(-32 // cycles)
+        width = digit_bits * cycles            # the multiplier's digits, zero-extended
+
+        # ---- stage 1: wrapping left shift, right-shift amount; the multiplier's digits ------
+        shifted = self._left_shift(m)
+        s1_valid = Signal()
+        s1_x = Signal(signed(32))
+        s1_right = Signal(range(_MAX_RIGHT + 1))
+        s1_m0_negative = Signal()
+        s1_m0_min = Signal()                   # m0 == INT32_MIN
         with m.If(en):
-            m.d.sync += self.result.eq(
-                Mux(rounded > sat_max, sat_max, Mux(rounded < sat_min, sat_min, rounded)))
+            m.d.sync += [
+                s1_valid.eq(self.valid),
+                s1_x.eq(shifted),
+                s1_right.eq(self._right_amount(self.shift)),
+                s1_m0_negative.eq(self.multiplier[31]),
+                s1_m0_min.eq(self.multiplier == (1 << 31)),
+            ]
+
+        # ---- stage 2: the digit-serial product x * u, rounding addend ---------------------------
+        # `product` is {high part (an int32: |acc + digit * x| >> d stays in range), the digits
+        # not yet used, below them the product's low bits}: each step adds digit * x to the
+        # high part and shifts the register right by a digit (module docstring). The step in
+        # which the pipeline advances is the last one: its sum goes straight to stage 2's
+        # register, and the register is loaded with the next element's digits.
+        product = Signal(width + 32)
+        high = product[width:].as_signed()
+        digit = product[:digit_bits]
+        # digit * x as explicit shift-and-add rows: logic by construction, so a small part
+        # never spends a hardware multiplier on it.
+        digit_product = Mux(digit[0], s1_x, 0)
+        for b in range(1, digit_bits):
+            digit_product = digit_product + (Mux(digit[b], s1_x, 0) << b)
+        step_sum = Signal(signed(32 + digit_bits))
+        m.d.comb += step_sum.eq(high + digit_product)
+        stepped = Cat(product[digit_bits:width], step_sum)     # x * u once the last digit is in
+        step = Signal(range(cycles))
+        # step == cycles - 1, kept as a register: `hold` reaches the drain's decisions through
+        # the PostProcessor's i.ready
+        last = Signal()
+        working = Signal()
+        m.d.comb += [working.eq(s1_valid & ~last), self.hold.eq(working)]
+        with m.If(working):
+            m.d.sync += [product.eq(stepped), step.eq(step + 1), last.eq(step == cycles - 2)]
+        with m.If(en):
+            m.d.sync += [product.eq(self.multiplier), step.eq(0), last.eq(0)]
+
+        # c' = c - m0[31] * 2x: the addend with the correction of the unsigned multiplier
+        addend = self._addend(m, s1_right, s1_x[31] ^ s1_m0_negative,
+                              (s1_x == _INT32_MIN) & s1_m0_min)
+        s2_high = Signal(signed(34))           # (x * u) >> 30
+        s2_addend = Signal(signed(_MAX_RIGHT + 3))
+        s2_right = Signal.like(s1_right)
+        with m.If(en):
+            m.d.sync += [
+                s2_high.eq(stepped[30:64]),
+                s2_addend.eq(addend - Mux(s1_m0_negative, s1_x << 1, 0)),
+                s2_right.eq(s1_right),
+            ]
+
+        # ---- stage 3: b = floor((x * u + 2^30) / 2^31) + c' --------------------------------
+        s3_biased = Signal(signed(36))
+        s3_right = Signal.like(s1_right)
+        with m.If(en):
+            m.d.sync += [
+                s3_biased.eq(s2_high[1:].as_signed() + s2_addend + s2_high[0]),
+                s3_right.eq(s2_right),
+            ]
+
+        # ---- stages 4 and 5: RDBPOT's floor shift, by a multiple of 8, then the rest ----------
+        s4_coarse = Signal(signed(36))
+        s4_fine = Signal(3)
+        with m.If(en):
+            m.d.sync += [
+                s4_coarse.eq(s3_biased >> Cat(Const(0, 3), s3_right[3:])),
+                s4_fine.eq(s3_right[:3]),
+            ]
+        s5_rounded = Signal(signed(33))
+        with m.If(en):
+            m.d.sync += s5_rounded.eq(s4_coarse >> s4_fine)
+
+        # ---- stage 6: saturation to int16 (result_bits) ----------------------------------------
+        self._saturate(m, s5_rounded)
         return m

@@ -19,12 +19,14 @@ from hw_requant_vectors import (INT32_MAX, INT32_MIN, SAT16, f32_bits, onnx_orac
                                 tflite_oracle, tflite_vectors, write_lut)
 
 
-def run_pipeline(dut, inputs, *, stall_every=0):
+def run_pipeline(dut, inputs, *, stall_every=0, output="result"):
     """Stream ``inputs`` (port name -> array) through ``dut``; return its ``result`` values.
 
     ``en`` is held high except every ``stall_every``-th cycle (0: never), when the inputs change
-    to garbage: a held pipeline must ignore them and keep its state.
+    to garbage: a held pipeline must ignore them and keep its state. ``output="rounded"`` reads
+    a TfliteRequant's unsaturated result (at its ``rounded_latency``) instead.
     """
+    latency = dut.latency if output == "result" else dut.rounded_latency
     n = len(next(iter(inputs.values())))
     results = []
 
@@ -39,8 +41,8 @@ def run_pipeline(dut, inputs, *, stall_every=0):
             await ctx.tick()
             if not stalled:
                 index += 1
-                if index >= dut.latency:
-                    results.append(ctx.get(dut.result))
+                if index >= latency:
+                    results.append(ctx.get(getattr(dut, output)))
             cycle += 1
 
     sim = Simulator(dut)
@@ -50,12 +52,13 @@ def run_pipeline(dut, inputs, *, stall_every=0):
     return np.array(results, dtype=np.int64)
 
 
-def run_iterative(dut, inputs, *, stall_every=0):
+def run_iterative(dut, inputs, *, stall_every=0, output="result"):
     """Like :func:`run_pipeline` for an iterative unit: ``en`` is also low while ``hold``.
 
     While the unit holds, or every ``stall_every``-th cycle, the operands are garbage.
     Returns the results and the number of cycles taken.
     """
+    latency = dut.latency if output == "result" else dut.rounded_latency
     n = len(next(iter(inputs.values())))
     results = []
     cycles = []
@@ -74,8 +77,8 @@ def run_iterative(dut, inputs, *, stall_every=0):
             await ctx.tick()
             if enabled:
                 index += 1
-                if index >= dut.latency:
-                    results.append(ctx.get(dut.result))
+                if index >= latency:
+                    results.append(ctx.get(getattr(dut, output)))
             cycle += 1
         cycles.append(cycle)
 
@@ -256,6 +259,57 @@ def test_tflite_holds_while_disabled():
     got = run_pipeline(TfliteRequant(), {"a": a, "multiplier": m0, "shift": shift},
                        stall_every=4)
     np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
+
+
+def _tflite_every_case(rng):
+    # The in-contract vectors, the out-of-contract operands and the rounding-addend grid of the
+    # tests above, plus negative multipliers (out of contract: the iterative unit's unsigned
+    # digits need their correction there) at every shift.
+    a, m0, shift = tflite_vectors(rng, 300)
+    edges = np.array([INT32_MIN, INT32_MIN, 1, -1, INT32_MIN, INT32_MAX, 5, INT32_MIN, -7, 123])
+    edge_m0 = np.array([1 << 31, 1 << 31, 1 << 31, 1 << 31, 1 << 30, 1 << 30, 1 << 30,
+                        (1 << 31) - 1, 1 << 30, 0xFFFFFFFF])
+    edge_shift = np.array([0, -3, 31, 0, -32, -33, 40, -60, -128, 127])
+    grid = np.array(np.meshgrid([0, 1, -1, 3, -3, INT32_MAX, INT32_MIN, INT32_MIN + 1, 1 << 20],
+                                [0xFFFFFFFF, 0xC0000000, 0x80000001, 1 << 31, 0xBFFFFFFF],
+                                [0, -1, -2, -31, -33, 1, 5, 30])).reshape(3, -1)
+    n = 300
+    parts = [(a, m0, shift), (edges, edge_m0, edge_shift), tuple(grid),
+             (rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True),
+              rng.integers(1 << 31, 1 << 32, n), rng.integers(-40, 31, n))]
+    return tuple(np.concatenate([p[i] for p in parts]).astype(dtype)
+                 for i, dtype in enumerate((np.int64, np.uint32, np.int64)))
+
+
+@pytest.mark.parametrize("cycles", [2, 3, 4, 7])
+def test_tflite_iterative_matches_integer_formula(cycles):
+    # Digit sizes 16, 11, 8, 5 (32/c rounded up; 3 and 7 leave a zero-extended top digit),
+    # the int32 extremes, negative multipliers, shifts beyond the contract, enable stalls in the middle
+    # of an element's steps, and exactly `cycles` per element.
+    rng = np.random.default_rng(20261207 + cycles)
+    a, m0, shift = _tflite_every_case(rng)
+    for stall_every in (0, 3):
+        got, taken = run_iterative(TfliteRequant(cycles), {"a": a, "multiplier": m0,
+                                                          "shift": shift},
+                                   stall_every=stall_every)
+        np.testing.assert_array_equal(got, tflite_oracle(a, m0, shift))
+        if not stall_every:
+            assert taken == len(a) * cycles + TfliteRequant.latency - 1
+
+
+@pytest.mark.parametrize("cycles", [1, 4])
+def test_tflite_unsaturated_result(cycles):
+    # `rounded`, one stage before the saturation, is the whole int32 of the formula.
+    rng = np.random.default_rng(3232 + cycles)
+    a, m0, shift = _tflite_every_case(rng)
+    inputs = {"a": a, "multiplier": m0, "shift": shift}
+    dut = TfliteRequant(cycles, unsaturated=True)
+    got = (run_pipeline(dut, inputs, output="rounded") if cycles == 1
+           else run_iterative(dut, inputs, output="rounded")[0])
+    want = tflite_oracle(a, m0, shift, result_bits=64)
+    assert want.min() >= INT32_MIN and want.max() <= INT32_MAX
+    np.testing.assert_array_equal(got, want)
+    assert (np.abs(got) > (1 << 24)).sum() > 50
 
 
 def _activation_vectors(rng, n):
@@ -439,10 +493,16 @@ def test_requant_width_parameters():
         with pytest.raises(ValueError, match=r"^Result width must be an integer from 16 to 24, "
                                              rf"not {bad!r}$"):
             OnnxRequant(result_bits=bad)
-    for bad in (15, 33, True):   # up to int32: an ADD's input passes (hw/add.py)
+    for bad in (15, 33, True):   # up to int32
         with pytest.raises(ValueError, match=r"^Result width must be an integer from 16 to 32, "
                                              rf"not {bad!r}$"):
             TfliteRequant(result_bits=bad)
+    for bad in (0, 25, 2.0, True):
+        with pytest.raises(ValueError, match=r"^Requant cycles per element must be an integer "
+                                             rf"from 1 to 24, not {bad!r}$"):
+            TfliteRequant(bad)
+    with pytest.raises(TypeError, match=r"^unsaturated must be True or False, not 1$"):
+        TfliteRequant(unsaturated=1)
 
 
 def test_activation_16bit_output_lane():
