@@ -10,6 +10,14 @@ entry of its lowest pending lane, which serves every pending lane asking that ba
 entry. A step therefore takes as many cycles as its busiest bank has distinct entries, at least
 one: exactly ``tessera.runtime.conv.gather_plan(...).step_cycles``, the emulator's cost.
 
+For 100 MHz on the ECP5 (issue #15) nothing is compared while a step is read: at its
+acceptance the step's requests are turned into registers — each lane's bank (one-hot) and, per
+pair of lanes, "same bank" and "same bank, other entry" (the pairs still pending are kept as
+``live``) — so that each cycle the lowest pending lane per bank, the lanes it serves and the
+banks' addresses are AND-OR logic of registers, and ``i_step.ready`` (the last read cycle: no
+live pair left) one OR of registers. ``rows * (rows - 1) / 2`` bits per matrix: 28 at 8 lanes,
+496 at 32.
+
 Timing (as the GEMM engine's operand reads, ``hw/gemm.py``): a step is accepted in cycle *T*
 (``i_step`` transfer); its reads are issued in cycles *T+1 … T+n* (``n`` its cost) and the next
 step is accepted in cycle *T+n*, so consecutive steps read back to back; the gathered operands
@@ -79,30 +87,46 @@ class GatherArbiter(wiring.Component):
         cfg = self._config
         rows, lanes_per_bank, bits = cfg.rows, cfg.act_bank_lanes, cfg.input_bits
         banks = rows // lanes_per_bank
+        sub_bits = (lanes_per_bank - 1).bit_length()  # act_bank_lanes divides rows, a power of 2
         m = Module()
 
-        step = Signal(gather_request(cfg))          # the requests being read
+        def bank_of(operand):
+            return operand[sub_bits:] if banks > 1 else C(0, 1)
+
+        # What a step needs in each of its cycles, registered at its acceptance (from the
+        # payload): the lanes' entries, banks (one-hot) and operands within their bank, and per
+        # pair of lanes s < r whether they ask the same bank (`same_bank`) and whether they ask
+        # it for different entries (`conflict`). Each cycle is then AND-OR logic of registers.
+        step = Signal(gather_request(cfg))
+        bank_hot = [Signal(banks, name=f"bank_hot{r}") for r in range(rows)]
+        same_bank = [Signal(max(1, r), name=f"same_bank{r}") for r in range(rows)]
+        conflict = [Signal(max(1, r), name=f"conflict{r}") for r in range(rows)]
+        # Per pair of pending lanes s < r: conflict, kept as lanes are served. None left: the
+        # step's last read cycle, the arbiter's `ready` from registers through one OR.
+        live = [Signal(max(1, r), name=f"live{r}") for r in range(rows)]
         pending = Signal(rows)                       # lanes whose operand is not read yet
         active = Signal()                            # a step is being read (at least a cycle)
-        bank_of = Array(C(operand // lanes_per_bank, range(banks)) for operand in range(rows))
-        sub_of = Array(C(operand % lanes_per_bank, range(lanes_per_bank))
-                       for operand in range(rows))
 
         # Per bank, the lowest pending lane asking it gives the bank's read this cycle; every
         # pending lane asking that bank for that entry is served by it.
+        lowest = Signal(rows)
         served = Signal(rows)
-        served_terms = [Const(0, 1)] * rows
+        for r in range(rows):
+            below = [pending[s] & same_bank[r][s] for s in range(r)]
+            first = [lowest[s] & conflict[r][s] for s in range(r)]
+            m.d.comb += [lowest[r].eq(pending[r] & ~Cat(*below).any() if r else pending[r]),
+                         served[r].eq(pending[r] & ~Cat(*first).any() if r else pending[r])]
         for b in range(banks):
-            asks = [pending[r] & (bank_of[step[r].operand] == b) for r in range(rows)]
-            addr = Const(0, len(self.bank_addr[b]))
-            for r in reversed(range(rows)):
-                addr = Mux(asks[r], step[r].entry, addr)
-            m.d.comb += [self.bank_addr[b].eq(addr), self.bank_en[b].eq(Cat(*asks).any())]
+            pick = [lowest[r] & bank_hot[r][b] for r in range(rows)]
+            addr = 0
             for r in range(rows):
-                served_terms[r] = served_terms[r] | (asks[r] & (step[r].entry == addr))
-        m.d.comb += served.eq(Cat(*served_terms))
-        last = Signal()                              # the step's last read cycle
-        m.d.comb += [last.eq(active & (served == pending)),
+                addr = addr | Mux(pick[r], step[r].entry, 0)
+            m.d.comb += [self.bank_addr[b].eq(addr),
+                         self.bank_en[b].eq(Cat(*[pending[r] & bank_hot[r][b]
+                                                  for r in range(rows)]).any())]
+        # The last read cycle: every pending lane is served (no two ask a bank for two entries).
+        last = Signal()
+        m.d.comb += [last.eq(active & ~Cat(*live[1:]).any()),
                      self.i_step.ready.eq(~active | last)]
 
         # The served lanes' bank and operand, kept for the data a cycle later.
@@ -112,8 +136,8 @@ class GatherArbiter(wiring.Component):
         m.d.sync += took.eq(served)
         for r in range(rows):
             with m.If(served[r]):
-                m.d.sync += [took_bank[r].eq(bank_of[step[r].operand]),
-                             took_sub[r].eq(sub_of[step[r].operand])]
+                m.d.sync += [took_bank[r].eq(bank_of(step[r].operand)),
+                             took_sub[r].eq(step[r].operand[:sub_bits] if sub_bits else 0)]
         held = Signal(data.ArrayLayout(unsigned(bits), rows))   # operands read before the last
         out_pad = Signal(rows)                       # the padded lanes of the step shown next
         with m.If(last):
@@ -131,10 +155,21 @@ class GatherArbiter(wiring.Component):
         m.d.comb += self.o_valid.eq(done)
         with m.If(active):
             m.d.sync += pending.eq(pending & ~served)
+            for r in range(1, rows):
+                m.d.sync += live[r].eq(live[r] & ~Cat(*[served[r] | served[s]
+                                                        for s in range(r)]))
         with m.If(last):
             m.d.sync += active.eq(0)
         with m.If(self.i_step.valid & self.i_step.ready):
             request = self.i_step.payload
             m.d.sync += [step.eq(request), active.eq(1),
                          pending.eq(Cat(~request[r].pad for r in range(rows)))]
+            for r in range(rows):
+                bank = bank_of(request[r].operand)
+                m.d.sync += bank_hot[r].eq(C(1, banks) << bank)
+                for s in range(r):
+                    same = bank == bank_of(request[s].operand)
+                    differ = same & (request[r].entry != request[s].entry)
+                    m.d.sync += [same_bank[r][s].eq(same), conflict[r][s].eq(differ),
+                                 live[r][s].eq(differ & ~request[r].pad & ~request[s].pad)]
         return m

@@ -133,3 +133,109 @@ def test_steps_cost_and_gather_what_the_emulator_says(rows, bank_lanes, name):
         np.testing.assert_array_equal(
             np.array(operands[valid:], dtype=np.uint8).view(np.int8),
             np.full(rows - valid, window.pad_value, dtype=np.int8))
+
+
+def _step_cycles(lanes, bank_lanes):
+    """The cost rule of docs/architecture.md: the busiest bank's distinct entries, at least 1."""
+    per_bank = {}
+    for entry, operand, pad in lanes:
+        if not pad:
+            per_bank.setdefault(operand // bank_lanes, set()).add(entry)
+    return max([1] + [len(entries) for entries in per_bank.values()])
+
+
+def _random_steps(rng, rows, count, depth):
+    """Return ``count`` steps of random requests: many conflicts, pads, all lanes on one bank."""
+    steps = []
+    for i in range(count):
+        style = i % 5
+        entries = rng.integers(0, [depth, 3, 2, depth, 1][style], size=rows)
+        operands = rng.integers(0, rows, size=rows)
+        if style == 2:
+            operands[:] = operands[0]                   # every lane on one bank
+        pads = rng.random(rows) < [0.2, 0.0, 0.3, 1.0, 0.5][style]
+        if style == 4:
+            entries[:] = depth - 1                      # the last entry, one read each
+        steps.append([(int(e), int(o), int(p)) for e, o, p in zip(entries, operands, pads)])
+    return steps
+
+
+def _run_steps(config, act, steps, pad_value, gaps):
+    """Feed ``steps`` (with ``gaps[i]`` idle cycles before step *i*); return what was seen each
+    cycle: ``(ready, accepted, valid, operands, bank_en)``."""
+    dut = _BankedAct(config, act)
+    arb = dut.arbiter
+    rows = config.rows
+    trace = []
+
+    async def bench(ctx):
+        ctx.set(arb.pad_value, pad_value & 0xFF)
+        for gap, lanes in zip(gaps, steps):
+            ctx.set(arb.i_step.valid, 0)
+            for _ in range(gap):
+                trace.append((ctx.get(arb.i_step.ready), 0, ctx.get(arb.o_valid),
+                              [ctx.get(Value.cast(arb.o_operands[r])) for r in range(rows)],
+                              ctx.get(arb.bank_en)))
+                await ctx.tick()
+            for r, (entry, operand, pad) in enumerate(lanes):
+                ctx.set(arb.i_step.payload[r].entry, entry)
+                ctx.set(arb.i_step.payload[r].operand, operand)
+                ctx.set(arb.i_step.payload[r].pad, pad)
+            ctx.set(arb.i_step.valid, 1)
+            while True:
+                ready = ctx.get(arb.i_step.ready)
+                trace.append((ready, ready, ctx.get(arb.o_valid),
+                              [ctx.get(Value.cast(arb.o_operands[r])) for r in range(rows)],
+                              ctx.get(arb.bank_en)))
+                await ctx.tick()
+                if ready:
+                    break
+        ctx.set(arb.i_step.valid, 0)
+        for _ in range(rows + 3):
+            trace.append((ctx.get(arb.i_step.ready), 0, ctx.get(arb.o_valid),
+                          [ctx.get(Value.cast(arb.o_operands[r])) for r in range(rows)],
+                          ctx.get(arb.bank_en)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return trace
+
+
+@pytest.mark.parametrize("rows, bank_lanes", [(8, 1), (8, 2), (8, 4), (4, 2), (4, 1), (16, 1)])
+def test_random_conflicts_cycle_by_cycle(rows, bank_lanes):
+    """Random requests (conflicts, repeated entries, pads, a step all on one bank, a step all
+    padding), back to back and with idle gaps: each step is accepted exactly its cost after the
+    previous one, shown in the cycle after its last read, once, with the ACT's operands or the
+    pad value; the banks read only while a step is being read, and at most one read per cost."""
+    config = AcceleratorConfig(rows=rows, cols=2, act_depth=64, cnn=True,
+                               act_bank_lanes=bank_lanes)
+    rng = np.random.default_rng(rows * 10 + bank_lanes)
+    act = rng.integers(-128, 128, size=(config.act_depth, rows)).astype(np.int8)
+    act[config.act_depth - 1] = [127, -128] * (rows // 2)      # extremes
+    steps = _random_steps(rng, rows, 60, config.act_depth)
+    gaps = [int(g) if i % 3 == 0 else 0 for i, g in enumerate(rng.integers(0, 3, len(steps)))]
+    pad_value = -77
+    trace = _run_steps(config, act, steps, pad_value, gaps)
+
+    accepted = [c for c, (_ready, took, *_rest) in enumerate(trace) if took]
+    assert len(accepted) == len(steps)
+    costs = [_step_cycles(lanes, bank_lanes) for lanes in steps]
+    assert max(costs) >= 3 and min(costs) == 1                      # the stimulus discriminates
+    shown = [c for c, (_r, _t, valid, *_rest) in enumerate(trace) if valid]
+    assert len(shown) == len(steps)
+    busy = set()
+    for i, (cycle, cost, lanes) in enumerate(zip(accepted, costs, steps)):
+        # reads in cycle+1 .. cycle+cost, shown at cycle+cost+1; the next step waits for it
+        assert shown[i] == cycle + cost + 1, f"step {i} ({lanes}) shown late or early"
+        if i + 1 < len(steps):
+            gap = gaps[i + 1]
+            assert accepted[i + 1] - cycle == (max(cost, gap + 1) if gap else cost)
+        busy.update(range(cycle + 1, cycle + cost + 1))
+        expected = [pad_value & 0xFF if pad else int(act[entry, operand]) & 0xFF
+                    for entry, operand, pad in lanes]
+        assert trace[shown[i]][3] == expected, f"step {i}: {lanes}"
+    for c, (*_rest, bank_en) in enumerate(trace):
+        assert c in busy or bank_en == 0, f"bank read in idle cycle {c}"
