@@ -18,12 +18,18 @@ with the window state as its sizes (:func:`~tessera.hw.window.window_sizes`, com
 ``g*in_c`` passes multiples of ``out_c``. The instruction's checks (docs/isa.md, "Checks") are
 the decoder's: a command is only started for a valid ``CONV``.
 
+For 100 MHz on the ECP5 (issue #15) every field of the offered command comes from a register,
+and so does whether it is its tile's last and its ``CONV``'s last: the next command is computed
+from registers alone (an adder or a compare each), and ``o_cmd.ready``, which arrives late
+through the gather's handshakes, only enables the registers (2 LUT levels after it on
+orangecrab-25f-cnn, ``bench/bench_cnn_units_depth.py``; 8 before).
+
 Timing: a ``CONV`` accepted in cycle *E* (``i_conv`` transfer) offers its first command from
 cycle *E+1*, each next one in the cycle after the previous was taken; ``i_conv`` is ready
 again in the cycle its last command is taken.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,66 +91,88 @@ class ConvCommandSequencer(wiring.Component):
         w = self.window
         m = Module()
 
-        # Window-derived sizes (held with the window while the CONV runs).
-        taps, pixels = self.sizes.taps, self.sizes.pixels
-
         req = Signal(conv_request())
         running = Signal()
         conv_kind = req.kind == ConvKind.CONV
-        k = Signal(16)
-        m.d.comb += k.eq(Mux(conv_kind, self.sizes.k_conv, taps))
+        m.d.comb += self.o_cmd.payload.k.eq(Mux(conv_kind, self.sizes.k_conv, self.sizes.taps))
 
-        # Counters of the current command.
+        # The current command, all in registers (its outputs and what its successor needs).
         pixels_left = Signal(21)                   # out_h*out_w - t*rows
         group_left = Signal(13)                    # conv: out_c - g*cols; else out_c - g
         tile_base = Signal(16)                     # dst + t*out_c
         out_addr = Signal(16)                      # tile_base + g*cols (conv) / + g
         w_addr, param_addr = Signal(16), Signal(16)
         channel = Signal(12)
-        phase = Signal(13)                         # g*in_c mod out_c (kinds 1-3)
+        m_rows, n_cols = Signal(8), Signal(8)
+        # g*in_c mod out_c (kinds 1-3) as `wrap_at = g*in_c mod out_c + in_c - out_c`: the input
+        # channel advances after this command when it is not negative.
+        wrap_at = Signal(signed(14))
+        in_less_out = Signal(signed(14))           # in_c - out_c, for the whole CONV
+        last_group = Signal()                      # the last command of its tile
+        last_tile = Signal()                       # the command is in the last tile
         first = Signal()                           # the first command of the CONV
         new_tile = Signal()                        # the first command of its tile
 
         cmd = self.o_cmd.payload
         m.d.comb += [
-            cmd.w_addr.eq(w_addr), cmd.k.eq(k), cmd.out_addr.eq(out_addr),
-            cmd.param_addr.eq(param_addr), cmd.kind.eq(req.kind),
-            cmd.m_rows.eq(Mux(pixels_left > rows, rows, pixels_left)),
-            cmd.n_cols.eq(Mux(conv_kind, Mux(group_left > cols, cols, group_left), 1)),
+            cmd.w_addr.eq(w_addr), cmd.out_addr.eq(out_addr), cmd.param_addr.eq(param_addr),
+            cmd.kind.eq(req.kind), cmd.m_rows.eq(m_rows), cmd.n_cols.eq(n_cols),
             cmd.gather.src.eq(req.src), cmd.gather.first_tile.eq(first),
             cmd.gather.next_tile.eq(new_tile & ~first),
             cmd.gather.all_channels.eq(conv_kind), cmd.gather.channel.eq(channel),
             self.o_cmd.valid.eq(running),
         ]
-        group_width = Mux(conv_kind, cols, 1)
-        last_group = group_left <= group_width
-        last_tile = pixels_left <= rows
         taken = self.o_cmd.valid & self.o_cmd.ready
         m.d.comb += self.i_conv.ready.eq(~running | (taken & last_group & last_tile))
-        with m.If(taken):
-            m.d.sync += first.eq(0)
-            with m.If(~last_group):
-                m.d.sync += [group_left.eq(group_left - group_width),
-                             out_addr.eq(out_addr + group_width),
-                             param_addr.eq(param_addr + group_width),
-                             w_addr.eq(w_addr + k), new_tile.eq(0)]
-                # input channel g div (out_c / in_c): g*in_c counted modulo out_c
-                with m.If(~conv_kind & (phase + w.in_c >= w.out_c)):
-                    m.d.sync += [channel.eq(channel + 1), phase.eq(phase + w.in_c - w.out_c)]
-                with m.Else():
-                    m.d.sync += phase.eq(phase + w.in_c)
+
+        # The command after the current one, from registers only: `taken` just loads it.
+        def first_group(kind, out_c):
+            """Return ``group_left``, ``n_cols`` and ``last_group`` of a tile's first command."""
+            conv = kind == ConvKind.CONV
+            return (out_c, Mux(conv, Mux(out_c > cols, cols, out_c), 1),
+                    out_c <= Mux(conv, cols, 1))
+
+        group_width = Mux(conv_kind, cols, 1)
+        rest = group_left - group_width            # the next group's channels
+        advance = ~conv_kind & ~wrap_at[-1]        # the next group's input channel is the next
+        tile_pixels = pixels_left - rows
+        # The registers change when a CONV is accepted or a command taken; which of the two
+        # does not depend on `o_cmd.ready` (a CONV is accepted while running only with the last
+        # command taken), so that the late `ready` only enables the registers.
+        change = (self.i_conv.valid & ~running) | taken
+        accept = self.i_conv.valid & (~running | (last_group & last_tile))
+        with m.If(change):
+            with m.If(accept):
+                p = self.i_conv.payload
+                group, cols_first, last = first_group(p.kind, w.out_c)
+                m.d.sync += [req.eq(p), running.eq(1), first.eq(1), new_tile.eq(1),
+                             pixels_left.eq(self.sizes.pixels), tile_base.eq(p.dst),
+                             out_addr.eq(p.dst), w_addr.eq(p.w_addr), param_addr.eq(p.param_addr),
+                             channel.eq(0), wrap_at.eq(w.in_c - w.out_c),
+                             in_less_out.eq(w.in_c - w.out_c),
+                             m_rows.eq(Mux(self.sizes.pixels > rows, rows, self.sizes.pixels)),
+                             last_tile.eq(self.sizes.pixels <= rows),
+                             group_left.eq(group), n_cols.eq(cols_first), last_group.eq(last)]
             with m.Else():
-                # next tile: the groups start again
-                m.d.sync += [group_left.eq(w.out_c), pixels_left.eq(pixels_left - rows),
-                             tile_base.eq(tile_base + w.out_c), out_addr.eq(tile_base + w.out_c),
-                             param_addr.eq(req.param_addr), w_addr.eq(req.w_addr),
-                             channel.eq(0), phase.eq(0), new_tile.eq(1)]
-                with m.If(last_tile):
-                    m.d.sync += running.eq(0)
-        with m.If(self.i_conv.valid & self.i_conv.ready):
-            p = self.i_conv.payload
-            m.d.sync += [req.eq(p), running.eq(1), first.eq(1), new_tile.eq(1),
-                         pixels_left.eq(pixels), group_left.eq(w.out_c), tile_base.eq(p.dst),
-                         out_addr.eq(p.dst), w_addr.eq(p.w_addr), param_addr.eq(p.param_addr),
-                         channel.eq(0), phase.eq(0)]
+                m.d.sync += first.eq(0)
+                with m.If(~last_group):
+                    m.d.sync += [group_left.eq(rest), out_addr.eq(out_addr + group_width),
+                                 param_addr.eq(param_addr + group_width),
+                                 w_addr.eq(w_addr + cmd.k), new_tile.eq(0),
+                                 n_cols.eq(Mux(conv_kind, Mux(rest > cols, cols, rest), 1)),
+                                 last_group.eq(group_left <= 2 * group_width),
+                                 channel.eq(channel + advance),
+                                 wrap_at.eq(wrap_at + Mux(advance, in_less_out, w.in_c))]
+                with m.Else():
+                    # next tile: the groups start again
+                    group, cols_first, last = first_group(req.kind, w.out_c)
+                    m.d.sync += [pixels_left.eq(tile_pixels), tile_base.eq(tile_base + w.out_c),
+                                 out_addr.eq(tile_base + w.out_c), param_addr.eq(req.param_addr),
+                                 w_addr.eq(req.w_addr), channel.eq(0), wrap_at.eq(in_less_out),
+                                 new_tile.eq(1),
+                                 m_rows.eq(Mux(tile_pixels > rows, rows, tile_pixels)),
+                                 last_tile.eq(pixels_left <= 2 * rows),
+                                 group_left.eq(group), n_cols.eq(cols_first), last_group.eq(last)]
+                    with m.If(last_tile):
+                        m.d.sync += running.eq(0)
         return m

@@ -6,6 +6,8 @@ depth multiplier of 3, a partial last tile: the commands (weights, parameters, d
 with the MAC count the emulator's cycle model gives.
 """
 
+import random
+
 import pytest
 from amaranth.sim import Simulator
 
@@ -102,3 +104,62 @@ def test_commands_are_the_isas(name, rows, cols):
                groups=groups, cols=cols if kind == ConvKind.CONV else 1, out_c=window.out_c,
                k=k)
     assert sum(c["m_rows"] * c["n_cols"] * c["k"] for c in seen) == model.macs
+
+
+@pytest.mark.parametrize("rows, cols", [(4, 4), (8, 2)])
+def test_back_to_back_with_stalls(rows, cols):
+    """Two ``CONV`` instructions offered back to back while ``o_cmd.ready`` stalls at random:
+    the commands in order, each offered from the cycle after the previous was taken (or the
+    ``CONV`` accepted) until taken, and the second ``CONV`` accepted in the very cycle the first
+    one's last command is taken."""
+    window = CASES["depthwise, multiplier 3"][1]
+    config = AcceleratorConfig(rows=rows, cols=cols, cnn=True)
+    convs = [(ConvKind.CONV, dict(src=11, dst=300, w_addr=40, param_addr=17)),
+             (ConvKind.DEPTHWISE, dict(src=5, dst=1000, w_addr=7, param_addr=3))]
+    expected = [_expected(kind, window, rows, cols, **fields) for kind, fields in convs]
+    dut = ConvCommandSequencer(config)
+    rng = random.Random(rows * cols)
+    seen, events = [], []
+
+    async def bench(ctx):
+        set_window(ctx, dut.window, window)
+        set_sizes(ctx, dut.sizes, window)
+        queue = list(convs)
+        cycle = 0
+        while queue or ctx.get(dut.o_cmd.valid):
+            if queue:
+                for name, value in dict(queue[0][1], kind=queue[0][0]).items():
+                    ctx.set(getattr(dut.i_conv.payload, name), value)
+            ctx.set(dut.i_conv.valid, bool(queue))
+            ready = rng.random() < 0.6
+            ctx.set(dut.o_cmd.ready, ready)
+            valid = ctx.get(dut.o_cmd.valid)
+            if valid and ready:
+                cmd = dut.o_cmd.payload
+                record = {name: ctx.get(getattr(cmd, name)) for name in FIELDS}
+                record.update({name: ctx.get(getattr(cmd.gather, name))
+                               for name in ("src", "first_tile", "next_tile", "all_channels",
+                                            "channel")})
+                seen.append(record)
+                events.append(("taken", cycle))
+            elif not valid:
+                events.append(("idle", cycle))
+            if queue and ctx.get(dut.i_conv.ready):
+                queue.pop(0)
+                events.append(("accepted", cycle))
+            await ctx.tick()
+            cycle += 1
+            assert cycle < 2000
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == expected[0] + expected[1]
+    accepted = [c for what, c in events if what == "accepted"]
+    taken = [c for what, c in events if what == "taken"]
+    idle = [c for what, c in events if what == "idle"]
+    # the first CONV at once; the second with the first's last command
+    assert accepted == [0, taken[len(expected[0]) - 1]]
+    # o_cmd.valid low only in the cycle the first CONV was accepted
+    assert idle == [0]
