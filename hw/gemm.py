@@ -33,6 +33,7 @@ from .array import MacArray
 from .counters import EventSignature
 from .layouts import struct_layout
 from .pool import TAPS_BITS
+from .shift_add import narrow_product
 
 __all__ = ["GEMM_COMMAND", "DRAIN_COMMAND", "POST_STATE", "GemmEngine", "gemm_command",
            "engine_command", "drain_command"]
@@ -227,7 +228,7 @@ class GemmEngine(wiring.Component):
                 p = self.i_cmd.payload
                 m_rows = p.m_rows[:max(1, rows.bit_length())]
                 groups = ((m_rows - 1) >> (lanes.bit_length() - 1)) + 1
-                m.d.sync += slots.eq(groups * p.n_cols[:max(1, cols.bit_length())])
+                m.d.sync += slots.eq(narrow_product(groups, p.n_cols[:max(1, cols.bit_length())]))
         if config.cnn:
             m.d.comb += [drain_payload.kind.eq(cmd.kind), drain_payload.taps.eq(self.taps),
                          self.act_issue.eq(issue)]
@@ -241,7 +242,9 @@ class GemmEngine(wiring.Component):
             n_cols = payload.n_cols[:max(1, cols.bit_length())]
             m.d.sync += [
                 cmd.eq(payload),
-                macs_per_step.eq(m_rows * n_cols),
+                # (cnn: no MULT18X18D for a product of a few bits; dense RTLIL unchanged)
+                macs_per_step.eq(narrow_product(m_rows, n_cols) if config.cnn
+                                 else m_rows * n_cols),
                 a_ptr.eq(payload.a_addr),
                 w_ptr.eq(payload.w_addr),
                 left.eq(payload.k),

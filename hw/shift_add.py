@@ -11,13 +11,32 @@ multiplier's consumed ones.
 
 Timing: operands taken in cycle *T* (``start``) give ``product`` from cycle *T +*
 :attr:`ShiftAddMultiplier.cycles` *+ 1* on, held until the next ``start``.
+
+:func:`narrow_product` is the combinational form for a multiplier of a few bits (the GEMM
+engine's ``m_rows * n_cols``): one shifted copy of ``a`` per bit of ``b``, added. A ``*`` there
+takes a whole MULT18X18D on the ECP5 (the ``booth`` pass leaves such narrow products alone).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ShiftAddMultiplier"]
+__all__ = ["ShiftAddMultiplier", "narrow_product"]
+
+
+def narrow_product(a, b):
+    """Return the unsigned ``a * b`` as ``len(b)`` shifted, gated copies of ``a``, added.
+
+    Parameters
+    ----------
+    a, b : amaranth value
+        Unsigned operands; ``b`` should be a few bits wide (one adder per bit after the first).
+    """
+    terms = [Mux(b[bit], a << bit, 0) for bit in range(len(b))]
+    result = terms[0] if terms else Const(0, 1)
+    for term in terms[1:]:
+        result = result + term
+    return result
 
 
 class ShiftAddMultiplier(wiring.Component):
