@@ -10,21 +10,22 @@ engine's acceptance starts the gather's steps.
 Handshake with the program sequencer (the cycle model's "the executor goes on after the last
 command is accepted"): the payload of ``i_conv`` is taken in the first cycle ``i_conv.valid``
 is seen (the sequencer holds it), and ``i_conv.ready`` rises in the cycle the engine accepts
-the ``CONV``'s last command. The first command is offered two cycles after the payload is
-taken (:data:`~tessera.spec.timing.CONV_ISSUE_CYCLES`: the sequencer's and the gather's command
-registers).
+the ``CONV``'s last command.
 
 The window state is kept twice: the command sequencer's copy (with the window's sizes) changes
-when a ``CONV`` is taken; the gather's copy when the gather has nothing in flight (the previous
-``CONV``'s last step was shown), which it always has before the engine could accept the new
-``CONV``'s first command.
+when a ``CONV`` is taken (cycle *V*); the gather's copy, with ``src``, in the first cycle *Y* from
+*V* on in which the gather has nothing in flight (the cycle after the previous ``CONV``'s last
+step was shown, ``GEMM_OVERHEAD_CYCLES - 2`` before its hand-off). The window address generator
+is set up from *Y+1* (:func:`~tessera.hw.window_setup.setup_cycles`), takes the first command
+when it is done, and the engine can accept it in the next cycle:
+:func:`~tessera.spec.timing.conv_issue_cycles` after *Y*.
 """
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.spec.timing import CONV_ISSUE_CYCLES
+from tessera.spec.timing import CONV_ISSUE_CYCLES, GEMM_OVERHEAD_CYCLES
 
 from .cnn_issue import conv_issue
 from .conv_commands import ConvCommandSequencer, conv_command
@@ -72,6 +73,7 @@ class ConvFront(wiring.Component):
 
     def elaborate(self, platform):
         assert CONV_ISSUE_CYCLES == 2, "tessera.spec.timing.CONV_ISSUE_CYCLES: see hw/conv_front.py"
+        assert GEMM_OVERHEAD_CYCLES >= 3, "the gather goes free before the hand-off"
         cfg = self._config
         m = Module()
         m.submodules.commands = seq = ConvCommandSequencer(cfg)
@@ -109,13 +111,19 @@ class ConvFront(wiring.Component):
         showing = Signal()                # a started command's last step is not shown yet
         idle_gather = ~held_valid & ~showing
         stale = Signal()                  # gather_window is not the taken CONV's window yet
+        gather_src = Signal(16)
+        set_up = Signal()                 # the generator's set-up starts (window, src held)
+        m.d.comb += [steps.src.eq(gather_src), steps.load.eq(set_up)]
+        m.d.sync += set_up.eq(0)
         with m.If(load):
             with m.If(idle_gather):
-                m.d.sync += gather_window.eq(issue.window)
+                m.d.sync += [gather_window.eq(issue.window), gather_src.eq(issue.conv.src),
+                             set_up.eq(1)]
             with m.Else():
                 m.d.sync += stale.eq(1)
         with m.Elif(stale & idle_gather):
-            m.d.sync += [gather_window.eq(seq_window), stale.eq(0)]
+            m.d.sync += [gather_window.eq(seq_window), gather_src.eq(seq.o_cmd.payload.gather.src),
+                         stale.eq(0), set_up.eq(1)]
 
         m.d.comb += [
             steps.i_cmd.payload.eq(seq.o_cmd.payload),

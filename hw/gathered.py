@@ -41,11 +41,18 @@ class GatheredSteps(wiring.Component):
     Members
     -------
     window : In(window_state())
+    src : In(16)
+        The ``CONV``'s ``src``, held with the window.
+    load : In(1)
+        Set the generator up for the window and ``src`` (held from this cycle on), while no
+        command is in flight: :class:`~tessera.hw.window.WindowAddressGenerator`.
     i_cmd : In(stream.Signature(conv_command(config)))
-        Taken when the generator is free (during the previous command's last steps).
+        Taken when the generator is free (during the previous command's last steps) and set up.
     start : In(1)
         The GEMM engine accepts the command taken last (cycle *A*); at most once per command,
-        after its previous command's last step was shown.
+        after its previous command's last step was shown, and when the command's first step is
+        offered (the cycle after it was taken, two after for a next-tile command: in a
+        ``CONV`` the engine's acceptances are further apart).
     bank_en, bank_addr : Out
         The banked ACT's read ports (see :class:`~tessera.hw.gather.GatherArbiter`).
     bank_data : In
@@ -69,6 +76,8 @@ class GatheredSteps(wiring.Component):
         ports = arbiter.signature.members
         super().__init__({
             "window": In(window_state()),
+            "src": In(16),
+            "load": In(1),
             "i_cmd": In(stream.Signature(conv_command(config))),
             "start": In(1),
             "bank_en": Out(ports["bank_en"].shape),
@@ -93,7 +102,7 @@ class GatheredSteps(wiring.Component):
         m.submodules.arbiter = arb = self._arbiter
         wiring.connect(m, gen.o_step, arb.i_step)
         m.d.comb += [
-            gen.window.eq(self.window),
+            gen.window.eq(self.window), gen.src.eq(self.src), gen.load.eq(self.load),
             arb.pad_value.eq(self.window.pad_value[:cfg.input_bits]),
             self.bank_en.eq(arb.bank_en), self.bank_addr.eq(arb.bank_addr),
             arb.bank_data.eq(self.bank_data),
@@ -104,7 +113,8 @@ class GatheredSteps(wiring.Component):
         # its first step goes to the arbiter in that cycle, so its reads start at A+1 as a
         # plain GEMM's do. `allowed` covers the command's steps until its last is taken.
         nxt = Signal(conv_command(cfg))             # the command the generator works on
-        m.d.comb += [gen.i_cmd.payload.eq(self.i_cmd.payload.gather),
+        m.d.comb += [gen.i_cmd.payload.gather.eq(self.i_cmd.payload.gather),
+                     gen.i_cmd.payload.m_rows.eq(self.i_cmd.payload.m_rows),
                      gen.i_cmd.valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(gen.i_cmd.ready)]
         with m.If(self.i_cmd.valid & self.i_cmd.ready):
             m.d.sync += nxt.eq(self.i_cmd.payload)

@@ -8,12 +8,31 @@ of ``ACT[src + (q div rows)*in_c + c]`` with ``q = ih*in_w + iw``, or padding ou
 (a tile, and all channels or one) into the stream of its steps' requests in the ISA's order —
 tap ``(i, j)`` outer, channel inner — for :class:`~tessera.hw.gather.GatherArbiter`.
 
-The lanes' output pixels are kept in registers and moved by a chain of one-pixel increments
-(lane 0 after the previous tile's last lane), never divided; the tap offsets are counters.
-``rows`` must be a power of two (``q div rows`` and ``q mod rows`` are bit fields).
+No lane multiplies and no lane depends on another: each keeps its pixel's position at tap
+``(0, 0)`` (:func:`~tessera.hw.window_setup.lane_state`: ``ih``, ``iw``, ``q mod rows`` and the
+entry base ``E``) and moves by constants that :class:`~tessera.hw.window_setup.WindowSetup`
+computes once per ``CONV`` (after ``load``, which also writes the first tile's positions):
+
+- a step's request of lane *r* is ``entry = E + c`` (``E`` of the tap, ``c`` the step's
+  channel), ``operand = q mod rows``, and ``pad`` unless the lane is below the
+  command's ``m_rows`` and its ``(ih, iw)`` is inside the input at the tap's offsets (compared
+  with per-tap bounds shared by the lanes);
+- a tap move adds ``tap_j`` or ``tap_i`` to the lane's ``(q mod rows, E)`` (one carry);
+- a next tile adds ``tile`` or ``tile_wrap`` to the lane's position, chosen by flags that each
+  lane registers from its position in the background (``iw >= wrap_iw``, then the carry of
+  ``q mod rows``); the channel groups of a tile restart from the tile's position.
+
+Timing: a command accepted in cycle *X* shows its first step from *X+1*, or from *X+2* when it
+moves to the next tile (the position is updated in *X*, the tap state from it in *X+1*); each
+step after the one taken in cycle *T* from *T+1*. The next command is taken from the cycle
+after the last step was taken (``i_cmd.ready`` is a function of registers), and after a
+next-tile command not before *X+3* (the lanes' flags); in a ``CONV`` the engine accepts a
+command at least ``GEMM_OVERHEAD_CYCLES + 1`` cycles after its previous command's last step was
+taken, so none of these delays is ever seen by the engine. ``rows`` must be a power of two (``q div
+rows`` and ``q mod rows`` are bit fields).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,18 +41,10 @@ from tessera.spec.isa import CnnOpcode
 
 from .gather import gather_request
 from .layouts import struct_layout
+from .window_setup import POSITION, WindowSetup, lane_state
 
-__all__ = ["WindowAddressGenerator", "window_state", "window_sizes", "window_command"]
-
-
-def _times_stride(value, stride):
-    """Return ``value * stride`` as shifts and adds (a 3-bit stride: three terms).
-
-    Yosys's ``booth`` pass leaves a product this narrow alone, and ``synth_ecp5`` would give
-    each a MULT18X18D: two per row lane, more than the part has beside the MAC array and the
-    requant units.
-    """
-    return sum(Mux(stride[b], value << b, 0) for b in range(len(stride)))
+__all__ = ["WindowAddressGenerator", "window_state", "window_sizes", "window_command",
+           "generator_command"]
 
 
 def window_state() -> data.StructLayout:
@@ -65,6 +76,12 @@ def window_command(config) -> data.StructLayout:
     })
 
 
+def generator_command(config) -> data.StructLayout:
+    """Return the layout of a generator command: the gather's fields and the tile's valid pixels
+    (``m_rows``, the engine command's)."""
+    return data.StructLayout({"gather": window_command(config), "m_rows": unsigned(8)})
+
+
 class WindowAddressGenerator(wiring.Component):
     """Generate the per-lane gather requests of gathered GEMM commands.
 
@@ -75,9 +92,17 @@ class WindowAddressGenerator(wiring.Component):
     Members
     -------
     window : In(window_state())
-        The window state (held while commands run).
-    i_cmd : In(stream.Signature(window_command(config)))
-        One command per gathered GEMM; ready when the previous command's last step was taken.
+        The window state, held from ``load`` on while commands run.
+    src : In(16)
+        The ``CONV``'s ``src``, held with the window (the commands' ``src`` is not used).
+    load : In(1)
+        Set up a ``CONV``: its constants and first tile (:class:`~tessera.hw.window_setup.
+        WindowSetup`; no command is taken until :func:`~tessera.hw.window_setup.setup_cycles`
+        cycles later). Only while no command runs.
+    i_cmd : In(stream.Signature(generator_command(config)))
+        One command per gathered GEMM, ready when the set-up is done and the previous command's
+        last step was taken (in an earlier cycle). ``first_tile`` is the set-up's tile, ``next_tile`` the one after
+        the previous command's, neither the previous command's tile.
     o_step : Out(stream.Signature(gather_request(config)))
         The steps, in order.
     """
@@ -90,7 +115,9 @@ class WindowAddressGenerator(wiring.Component):
         self._config = config
         super().__init__({
             "window": In(window_state()),
-            "i_cmd": In(stream.Signature(window_command(config))),
+            "src": In(16),
+            "load": In(1),
+            "i_cmd": In(stream.Signature(generator_command(config))),
             "o_step": Out(stream.Signature(gather_request(config))),
         })
 
@@ -100,80 +127,124 @@ class WindowAddressGenerator(wiring.Component):
         shift = rows.bit_length() - 1
         w = self.window
         m = Module()
+        m.submodules.setup = setup = WindowSetup(cfg)
+        m.d.comb += [setup.window.eq(w), setup.src.eq(self.src), setup.start.eq(self.load)]
+        k = setup.constants
 
-        # -- the lanes' output pixels ---------------------------------------------------------
-        oh = [Signal(unsigned(11), name=f"oh{r}") for r in range(rows)]
-        ow = [Signal(unsigned(11), name=f"ow{r}") for r in range(rows)]
+        def low(value):
+            return value[:shift] if shift else 0
 
-        def increment(h, x):
-            wrap = x + 1 == w.out_w
-            return Mux(wrap, h + 1, h), Mux(wrap, 0, x + 1)
+        def carry(total):
+            return total[shift] if shift else 0
 
-        cmd = Signal(window_command(cfg))
+        # -- the command and its step counters: tap (i, j) outer, channel inner ---------------
+        cmd = Signal(generator_command(cfg))
         accept = Signal()
-        m.d.comb += accept.eq(self.i_cmd.valid & self.i_cmd.ready)
-        payload = self.i_cmd.payload
-        prev = None
-        moved = []
-        for r in range(rows):
-            if r == 0:
-                h0, x0 = increment(oh[-1], ow[-1])
-                h, x = Mux(payload.first_tile, 0, h0), Mux(payload.first_tile, 0, x0)
-            else:
-                h, x = increment(*prev)
-            sh_, sw_ = Signal(11, name=f"oh{r}_next"), Signal(11, name=f"ow{r}_next")
-            m.d.comb += [sh_.eq(h), sw_.eq(x)]
-            prev = (sh_, sw_)
-            moved.append(prev)
-        with m.If(accept & (payload.first_tile | payload.next_tile)):
-            m.d.sync += [sig.eq(new) for r in range(rows)
-                         for sig, new in zip((oh[r], ow[r]), moved[r])]
-
-        # -- the step counters: tap (i, j) outer, channel inner -------------------------------
-        i, j = Signal(5), Signal(5)
-        off_h, off_w = Signal(8), Signal(8)        # i*dilation_h, j*dilation_w
-        chan = Signal(12)
-        running = Signal()
-        last_chan = Mux(cmd.all_channels, chan + 1 == w.in_c, 1)
-        last_j = j + 1 == w.kernel_w
-        last_i = i + 1 == w.kernel_h
-        last_step = last_chan & last_j & last_i
         take = Signal()
-        m.d.comb += [take.eq(self.o_step.valid & self.o_step.ready),
-                     self.o_step.valid.eq(running),
-                     self.i_cmd.ready.eq(~running | (take & last_step))]
-        with m.If(take):
-            with m.If(~last_chan):
-                m.d.sync += chan.eq(chan + 1)
+        running = Signal()
+        reload = Signal()                 # the tap state is loaded from the moved tile next
+        settling = Signal(2)              # cycles until the lanes' tile flags are settled again
+        settled = Signal()
+        m.d.comb += settled.eq(settling == 0)
+        payload = self.i_cmd.payload
+        # taps and channels left, each with a registered "this is the last" flag
+        i_left, j_left = Signal(5), Signal(5)
+        chan_left = Signal(12)
+        i_last, j_last, chan_last = Signal(), Signal(), Signal()
+        chan = Signal(12)                 # the step's channel: c, or the command's channel
+        last_step = chan_last & j_last & i_last
+        one_chan = ~cmd.gather.all_channels | (w.in_c == 1)
+        m.d.comb += [
+            accept.eq(self.i_cmd.valid & self.i_cmd.ready),
+            take.eq(self.o_step.valid & self.o_step.ready),
+            self.o_step.valid.eq(running & ~reload),
+            # (from registers only: the arbiter's ready never reaches the command sequencer)
+            self.i_cmd.ready.eq(setup.done & ~self.load & settled & ~running),
+        ]
+        # the tap's bounds: lane inside <=> lo_h <= ih < hi_h and lo_w <= iw < hi_w (at (0, 0))
+        lo_h, hi_h, lo_w, hi_w = (Signal(POSITION, name=n) for n in ("lo_h", "hi_h", "lo_w",
+                                                                      "hi_w"))
+        # the constants of the tap move after this tap
+        move = Signal.like(k.tap_j)
+        first_move = Mux(w.kernel_w == 1, k.tap_i, k.tap_j)
+        with m.If(take & chan_last):
+            m.d.sync += [chan.eq(Mux(cmd.gather.all_channels, 0, cmd.gather.channel)),
+                         chan_left.eq(w.in_c - 1), chan_last.eq(one_chan)]
+            with m.If(~j_last):
+                m.d.sync += [j_left.eq(j_left - 1), j_last.eq(j_left == 1),
+                             lo_w.eq(lo_w - w.dilation_w), hi_w.eq(hi_w - w.dilation_w),
+                             move.eq(Mux(j_left == 1, k.tap_i, k.tap_j))]
             with m.Else():
-                m.d.sync += chan.eq(Mux(cmd.all_channels, 0, cmd.channel))
-                with m.If(~last_j):
-                    m.d.sync += [j.eq(j + 1), off_w.eq(off_w + w.dilation_w)]
-                with m.Else():
-                    m.d.sync += [j.eq(0), off_w.eq(0), i.eq(i + 1),
-                                 off_h.eq(off_h + w.dilation_h)]
+                m.d.sync += [j_left.eq(w.kernel_w - 1), j_last.eq(w.kernel_w == 1),
+                             i_left.eq(i_left - 1), i_last.eq(i_left == 1),
+                             lo_w.eq(0), hi_w.eq(w.in_w),
+                             lo_h.eq(lo_h - w.dilation_h), hi_h.eq(hi_h - w.dilation_h),
+                             move.eq(first_move)]
             with m.If(last_step):
                 m.d.sync += running.eq(0)
+        with m.Elif(take):
+            m.d.sync += [chan.eq(chan + 1), chan_left.eq(chan_left - 1),
+                         chan_last.eq(chan_left == 1)]
         with m.If(accept):
-            m.d.sync += [cmd.eq(payload), running.eq(1), i.eq(0), j.eq(0), off_h.eq(0),
-                         off_w.eq(0), chan.eq(Mux(payload.all_channels, 0, payload.channel))]
+            m.d.sync += [cmd.eq(payload), running.eq(1),
+                         chan.eq(Mux(payload.gather.all_channels, 0, payload.gather.channel)),
+                         i_left.eq(w.kernel_h - 1), i_last.eq(w.kernel_h == 1),
+                         j_left.eq(w.kernel_w - 1), j_last.eq(w.kernel_w == 1),
+                         chan_left.eq(w.in_c - 1),
+                         chan_last.eq(~payload.gather.all_channels | (w.in_c == 1)),
+                         lo_h.eq(0), hi_h.eq(w.in_h), lo_w.eq(0), hi_w.eq(w.in_w),
+                         move.eq(first_move), reload.eq(payload.gather.next_tile)]
+        with m.If(reload):
+            m.d.sync += reload.eq(0)
+        with m.If(~settled):
+            m.d.sync += settling.eq(settling - 1)
+        with m.If(accept & payload.gather.next_tile):
+            m.d.sync += settling.eq(2)
 
-        # -- the requests of the current step ---------------------------------------------------
+        # -- the lanes ----------------------------------------------------------------------------
+        tile_move = accept & payload.gather.next_tile
+        start_now = accept & ~payload.gather.next_tile
         for r in range(rows):
-            ih = Signal(signed(14), name=f"ih{r}")
-            iw = Signal(signed(14), name=f"iw{r}")
-            q = Signal(unsigned(20), name=f"q{r}")
-            m.d.comb += [
-                ih.eq(_times_stride(oh[r], w.stride_h) + off_h - w.pad_top),
-                iw.eq(_times_stride(ow[r], w.stride_w) + off_w - w.pad_left),
-                q.eq(ih.as_unsigned()[:10] * w.in_w + iw.as_unsigned()[:10]),
-            ]
-            inside = ((ih >= 0) & (ih < w.in_h) & (iw >= 0) & (iw < w.in_w) &
-                      (oh[r] < w.out_h))
+            base = Signal(lane_state(cfg), name=f"base{r}")
+            wrapf = Signal(name=f"wrap{r}")       # the next tile move wraps the output row
+            tile_carry = Signal(name=f"tile_carry{r}")
+            qlow = Signal.like(base.qlow, name=f"qlow{r}")
+            ec = Signal(16, name=f"ec{r}")        # the tap's E
+            valid = Signal(name=f"valid{r}")
+            tile = Mux(wrapf, k.tile_wrap, k.tile)
+            tile_low = Signal(unsigned(len(qlow) + 1), name=f"tile_low{r}")
+            m.d.comb += tile_low.eq(base.qlow + Mux(wrapf, k.tile_wrap.dlow, k.tile.dlow))
+            m.d.sync += [wrapf.eq(base.iw >= k.wrap_iw), tile_carry.eq(carry(tile_low))]
+            with m.If(setup.o_lane_en[r]):
+                m.d.sync += base.eq(setup.o_lane)
+            with m.If(tile_move):
+                m.d.sync += [
+                    base.ih.eq(base.ih + Mux(wrapf, k.tile_wrap.dih, k.tile.dih)),
+                    base.iw.eq(base.iw + Mux(wrapf, k.tile_wrap.diw, k.tile.diw)),
+                    base.qlow.eq(low(tile_low)),
+                    base.e.eq(base.e + Mux(wrapf, Mux(tile_carry, k.tile_wrap.dec,
+                                                      k.tile_wrap.de),
+                                           Mux(tile_carry, k.tile.dec, k.tile.de))),
+                ]
+            with m.If(accept):
+                m.d.sync += valid.eq(payload.m_rows > r)
+            # the tap state: from the tile's position at a command's start, then tap moves
+            step_low = Signal(unsigned(len(qlow) + 1), name=f"step_low{r}")
+            m.d.comb += step_low.eq(qlow + move.dlow)
+            with m.If(take & chan_last):
+                m.d.sync += [qlow.eq(low(step_low)),
+                             ec.eq(ec + Mux(carry(step_low), move.dec, move.de))]
+            with m.If(start_now):
+                m.d.sync += [qlow.eq(base.qlow), ec.eq(base.e)]
+            with m.If(reload):
+                m.d.sync += [qlow.eq(base.qlow), ec.eq(base.e)]
+
             lane = self.o_step.payload[r]
+            inside = ((base.ih >= lo_h) & (base.ih < hi_h) & (base.iw >= lo_w) &
+                      (base.iw < hi_w))
             m.d.comb += [
-                lane.pad.eq(~inside),
-                lane.operand.eq(q[:shift] if shift else 0),
-                lane.entry.eq(cmd.src + (q >> shift) * w.in_c + chan),
+                lane.pad.eq(~(valid & inside)),
+                lane.operand.eq(qlow if shift else 0),
+                lane.entry.eq(ec + chan),
             ]
         return m

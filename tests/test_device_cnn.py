@@ -207,16 +207,16 @@ def test_gather_cycles_equal_the_bank_rule(rows, bank_lanes):
 
 def test_conv_counters_follow_the_command_timeline():
     """A CONV's counters equal one GEMM per command issued back to back (cycles.gemm), the
-    first CONV_ISSUE_CYCLES after the CONV."""
+    first conv_issue_cycles(rows) after the CONV."""
     from tessera.runtime.cycles import CycleModel
-    from tessera.spec.timing import CONV_ISSUE_CYCLES
+    from tessera.spec.timing import conv_issue_cycles
     cfg = AcceleratorConfig(rows=4, cols=2, act_depth=512, weight_depth=512, param_depth=64,
                             cnn=True, drain_lanes=2, requant_modes=("tflite",))
     w = Window(6, 5, 3, 3, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 0)
     plan = gather_plan(w, cfg.rows, 1)
     per_tile = (plan.step_cycles.sum(axis=1) * w.in_c).tolist()
     fast, slow = CycleModel(drain_lanes=2), CycleModel(drain_lanes=2)
-    fast.now, slow.now = 100, 100 + CONV_ISSUE_CYCLES
+    fast.now, slow.now = 100, 100 + conv_issue_cycles(cfg.rows)
     fast.conv(per_tile_cycles=per_tile, pixels=9, rows=4, groups=3, cols=2, out_c=5, k=27)
     for t, steps in enumerate(per_tile):
         for g in range(3):

@@ -18,6 +18,7 @@ from test_hw_cnn_array import capture_shadow
 from test_hw_cnn_commands import CASES, _expected
 from tessera.hw.array import MacArray
 from tessera.hw.gathered import GatheredSteps
+from tessera.hw.window_setup import setup_cycles
 from tessera.runtime import conv
 from tessera.spec import AcceleratorConfig
 from tessera.spec.isa import ConvKind
@@ -64,6 +65,16 @@ def _set_command(ctx, steps, kind, command):
         ctx.set(getattr(steps.i_cmd.payload.gather, name), command[name])
 
 
+async def set_up(ctx, steps, window, src, config):
+    """Give ``steps`` the window and ``src`` and wait for the generator's set-up."""
+    set_window(ctx, steps.window, window)
+    ctx.set(steps.src, src)
+    ctx.set(steps.load, 1)
+    await ctx.tick()
+    ctx.set(steps.load, 0)
+    await ctx.tick().repeat(setup_cycles(config.rows))
+
+
 def _run(config, window, kind, commands, act, wgt):
     dut = _Datapath(config, act, wgt)
     steps, array = dut.steps, dut.array
@@ -71,12 +82,16 @@ def _run(config, window, kind, commands, act, wgt):
     results, step_gaps, taps = [], [], []
 
     async def bench(ctx):
-        set_window(ctx, steps.window, window)
+        await set_up(ctx, steps, window, commands[0]["src"], config)
         for command in commands:
             _set_command(ctx, steps, kind, command)
             ctx.set(steps.i_cmd.valid, 1)
+            assert ctx.get(steps.i_cmd.ready)
             await ctx.tick()
             ctx.set(steps.i_cmd.valid, 0)
+            # (the engine accepts a command at least GEMM_OVERHEAD_CYCLES after the previous
+            # command's last step was taken)
+            await ctx.tick().repeat(GEMM_OVERHEAD_CYCLES - 1)
             ctx.set(steps.start, 1)
             await ctx.tick()
             ctx.set(steps.start, 0)
@@ -148,7 +163,7 @@ def test_back_to_back_commands_take_the_emulators_compute_cycles(name):
     starts, handoffs = [], []
 
     async def bench(ctx):
-        set_window(ctx, steps.window, window)
+        await set_up(ctx, steps, window, commands[0]["src"], config)
         pending, cycle, handoff = list(commands), 0, 1
         while len(handoffs) < len(commands):
             if pending:

@@ -65,6 +65,7 @@ class CycleModel:
         self.engine_free_at = 0   # when the engine can accept the next GEMM (hand-off cycle H)
         self.engine_idle_at = 0   # when the engine reports idle (H + 1)
         self.drain_free_at = 0    # when the drain unit finishes its current tile
+        self.gather_free_at = 0   # when the gather has shown the last CONV's last step (+1)
         self._add_started_at = 0  # when the last ADD started on the drain unit
         self._cleared_at = 0
         self._events = dict.fromkeys(COUNTER_NAMES, 0)
@@ -121,8 +122,11 @@ class CycleModel:
 
         ``per_tile_cycles[t]`` is the cycles of all gathered steps of tile *t*; a group has
         ``min(cols, out_c - g*cols)`` columns. The executor goes on after the last command was
-        accepted; the first command is accepted
-        :data:`~tessera.spec.timing.CONV_ISSUE_CYCLES` after the issue at the earliest. The
+        accepted; the first command is accepted :func:`~tessera.spec.timing.conv_issue_cycles`
+        after the issue at the earliest, or after the gather went free if that is later (the
+        cycle after the previous ``CONV``'s last step was shown: the end of its last command's
+        compute cycles minus ``GEMM_OVERHEAD_CYCLES - 2``), the window address generator's
+        set-up. The
         same timeline as one :meth:`gemm` per command (the sequencer offers each command at
         once): hand-off ``H_i = H_(i-1) + max(c_i, d_(i-1))`` for compute cycles
         ``c`` and drain cycles ``d``, computed in one pass with NumPy.
@@ -135,7 +139,8 @@ class CycleModel:
         c = np.repeat(steps + timing.GEMM_OVERHEAD_CYCLES, groups)
         d = ((-(-m_rows // self._drain_lanes))[:, None] * n_cols[None, :] * q
              + timing.DRAIN_OVERHEAD_CYCLES).reshape(-1)
-        start = max(self.now + timing.CONV_ISSUE_CYCLES, self.engine_free_at)
+        start = max(max(self.now, self.gather_free_at) + timing.conv_issue_cycles(rows),
+                    self.engine_free_at)
         first = max(start + int(c[0]), self.drain_free_at)
         gaps = np.maximum(c[1:], d[:-1])
         handoffs = first + np.concatenate(([0], np.cumsum(gaps)))
@@ -148,6 +153,9 @@ class CycleModel:
         self.engine_free_at = last
         self.engine_idle_at = last + 1
         self.drain_free_at = last + int(d[-1])
+        # the last command's last step is shown GEMM_OVERHEAD_CYCLES - 1 before its computation
+        # ends (its hand-off, unless the drain makes it wait)
+        self.gather_free_at = self.now + int(c[-1]) - (timing.GEMM_OVERHEAD_CYCLES - 2)
 
     def add(self, ncycles: int):
         """Issue an ``ADD``: it runs for ``ncycles`` once the engine and the drain unit are free.

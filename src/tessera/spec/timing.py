@@ -8,6 +8,7 @@ moves it. The model itself is described in ``docs/architecture.md``.
 __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
     "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES", "CONV_ISSUE_CYCLES",
+    "CONV_SETUP_CYCLES", "conv_issue_cycles",
     "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
     "EXEC_END_CYCLES", "EXEC_ERROR_END_CYCLES", "EXEC_RESENT_CYCLES", "HELLO_CYCLES",
     "READ_CYCLES", "RESPONSE_ENTRY_CYCLES",
@@ -46,9 +47,21 @@ ADD_PASSES = 3
 #: pair, the AddUnit's pipeline after the last and the write-back (``hw/add_stream.py``).
 ADD_OVERHEAD_CYCLES = 20
 
-#: Cycles from a ``CONV``'s issue to the earliest acceptance of its first command by the engine:
-#: the command sequencer's register and the gather's (``hw/core.py``).
+#: Cycles of a ``CONV``'s issue beyond its window set-up (:func:`conv_issue_cycles`): the cycle
+#: that hands the window to the gather and the one in which the gather takes the first command
+#: (``hw/conv_front.py``).
 CONV_ISSUE_CYCLES = 2
+
+#: Cycles of the window address generator's set-up of a ``CONV`` beyond one per row lane: its
+#: products (10 cycles), the pixel after the first tile and two cycles of tile moves
+#: (``hw/window_setup.py``).
+CONV_SETUP_CYCLES = 13
+
+
+def conv_issue_cycles(rows: int) -> int:
+    """Return the cycles from a ``CONV``'s issue (or its gather going free, if later) to the
+    earliest acceptance of its first command by the engine, on ``rows`` row lanes."""
+    return CONV_ISSUE_CYCLES + CONV_SETUP_CYCLES + rows
 
 # -- Per-request overhead of the executor (``hw/executor.py``'s request FSM), measured on the RTL
 # with the socket bridge (which stops the clock only while idle) and modelled exactly by
