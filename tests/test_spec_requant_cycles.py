@@ -37,6 +37,16 @@ def test_iterative_multiplier_is_onnx_only():
         AcceleratorConfig(requant_cycles=3)
 
 
+def test_iterative_multiplier_builds_one_mode():
+    # cnn configurations have an iterative tflite product too, but one mode at a time (the two
+    # products hold the PostProcessor in different stages: hw/postproc.py)
+    assert AcceleratorConfig(cnn=True, requant_modes=("tflite",), requant_cycles=4)
+    with pytest.raises(ValueError, match=r"^requant_cycles=4 \(an iterative requant multiplier\) "
+                                         r"builds one requant mode, not \('onnx', 'tflite'\); "
+                                         r"pass requant_modes=\('onnx',\) or \('tflite',\)$"):
+        AcceleratorConfig(cnn=True, requant_cycles=4)
+
+
 @pytest.mark.parametrize("cycles", [1, 3, 24])
 def test_drain_takes_elements_times_cycles_plus_overhead(cycles):
     model = CycleModel(requant_cycles=cycles)

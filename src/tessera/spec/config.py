@@ -105,12 +105,13 @@ class AcceleratorConfig:
     counter_bits : int
         Width of each performance counter.
     requant_cycles : int
-        Cycles per element of the requant unit's mantissa product, 1 to 24 (mode ``"onnx"``
-        only). 1: fully pipelined, one element per cycle, the product on hardware multipliers.
-        ``c > 1``: an iterative multiplier adds one ``ceil(24 / c)``-bit digit per cycle, so
-        only a ``24 x ceil(24 / c)`` product is built (for parts whose multipliers all serve
-        the MAC array); a drain then takes ``m_rows * n_cols * c + DRAIN_OVERHEAD_CYCLES``
-        cycles. Left out of :meth:`to_dict` (and so of :attr:`hash`) when 1.
+        Cycles per element of the requant unit's product, 1 to 24 (one requant mode; mode
+        ``"tflite"`` with ``cnn`` only). 1: fully pipelined, one element per cycle, the product
+        on hardware multipliers. ``c > 1``: an iterative multiplier adds one digit per cycle,
+        so only a ``24 x ceil(24 / c)`` product (``"onnx"``) or a ``32 x ceil(32 / c)`` one
+        (``"tflite"``) is built (for parts whose multipliers all serve the MAC array); a drain
+        then takes ``m_rows * n_cols * c + DRAIN_OVERHEAD_CYCLES`` cycles. Left out of
+        :meth:`to_dict` (and so of :attr:`hash`) when 1.
     rx_timeout_cycles : int
         Idle cycles after which a partially received frame is discarded.
     cnn : bool
@@ -209,6 +210,11 @@ class AcceleratorConfig:
             raise ValueError(f"requant_cycles={self.requant_cycles} (an iterative requant "
                              f"multiplier) is implemented for mode 'onnx' only; use "
                              f"requant_modes=('onnx',) or requant_cycles=1")
+        if self.requant_cycles > 1 and len(self.requant_modes) > 1:
+            raise ValueError(f"requant_cycles={self.requant_cycles} (an iterative requant "
+                             f"multiplier) builds one requant mode, not "
+                             f"{self.requant_modes!r}; pass requant_modes=('onnx',) or "
+                             f"('tflite',)")
 
     def _resolve_widths(self):
         """Pick ``acc_bits`` when it is ``None``, then check it can hold the products."""
