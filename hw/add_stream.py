@@ -4,9 +4,11 @@ docs/isa.md ("``ADD``"): ``ACT[dst+e] = add(ACT[a_addr+e], ACT[b_addr+e])`` for 
 operand by operand, with ``PARAM[param_addr ... param_addr+2]`` and the post state captured at
 issue. :class:`AddStream` runs one on the :class:`~tessera.hw.add.AddUnit`: it reads the three
 PARAM entries (the drain's read port), reads each entry pair through the ACT's entry read port,
-feeds the ``rows`` operand pairs one every ``ADD_PASSES * requant_cycles`` cycles, collects the
-results into an entry and writes it on the drain's ACT write port. With ``drain_lanes = L > 1``
-there are ``L`` AddUnits in lockstep, each slot feeding ``L`` consecutive operand pairs.
+feeds the ``rows`` operand pairs as the AddUnit takes them (one per rotation of three requant
+passes), collects the results into an entry and writes it on the drain's ACT write port. The
+AddUnit runs on the drain's requant (``requant``, from the drain's PostProcessor). With
+``drain_lanes = L > 1`` there are ``L`` AddUnits in lockstep, each on its lane's PostProcessor
+(``requant{i}``), each slot feeding ``L`` consecutive operand pairs.
 
 Order and timing (``tessera.runtime.cycles``): an ``ADD`` is taken at once (``i_add``) unless
 one is already queued; it starts in cycle *S*, the first cycle in which the engine and the drain
@@ -15,6 +17,15 @@ from then occupies the drain unit for exactly ``(rows/L)*count*ADD_PASSES*requan
 ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``). While it is queued or runs, the engine
 accepts nothing (``blocks``): the ACT read port is the ADD's, and no block RAM needs a second
 read port for it. A second ``ADD`` waits in ``i_add`` until the first has started.
+
+The last write comes in time for every ``requant_cycles = q``: the first pair is taken at the
+latest in *S +* ``_FIRST_FEED_CYCLES``, each later one at the AddUnit's next rotation (an entry's
+next pair is there three cycles after its last was taken, and a rotation takes at least three),
+and from the first pass to the last result the requant's pipeline advances ``3 * (n - 1) +
+AddUnit latency`` times (``n`` pairs per lane), ``q`` cycles for each of the ``3 * n`` passes its
+iterative product works on, one for each of the others: ``ADD_PASSES * q * n + AddUnit.latency -
+ADD_PASSES`` cycles, then the write. So ``ADD_OVERHEAD_CYCLES >= _FIRST_FEED_CYCLES +
+AddUnit.latency + 2 - ADD_PASSES`` for every ``q``.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -26,6 +37,7 @@ from tessera.spec.timing import ADD_OVERHEAD_CYCLES, ADD_PASSES
 from .add import AddUnit
 from .cnn_issue import add_issue
 from .layouts import PARAM_ENTRY
+from .postproc import SharedRequantSignature, shares_requant
 
 __all__ = ["AddStream"]
 
@@ -61,16 +73,21 @@ class AddStream(wiring.Component):
     act_data : In(rows * input_bits)
     wr_en, wr_addr, wr_data : Out
         ACT write of a result entry (``rows * output_bits``), on the drain's write port.
+    requant, requant{i} : Out(SharedRequantSignature(config))
+        Only with mode tflite (``shares_requant``): the drain's requant of lane 0 and of lanes
+        1 ... ``drain_lanes - 1`` (hw/postproc.py).
     """
 
     def __init__(self, config):
-        q = config.requant_cycles
-        need = _FIRST_FEED_CYCLES + AddUnit.latency + 2 - ADD_PASSES * q
+        need = _FIRST_FEED_CYCLES + AddUnit.latency + 2 - ADD_PASSES
         if need > ADD_OVERHEAD_CYCLES:
             raise ValueError(f"An ADD's pipeline needs ADD_OVERHEAD_CYCLES >= {need}, but "
                              f"tessera.spec.timing has {ADD_OVERHEAD_CYCLES}; raise it (the "
                              f"emulator follows)")
         self._config = config
+        # (without mode tflite the decoder refuses every ADD: no requant to lend)
+        lanes = {f"requant{i}" if i else "requant": Out(SharedRequantSignature(config))
+                 for i in range(config.drain_lanes)} if shares_requant(config) else {}
         super().__init__({
             "i_add": In(stream.Signature(add_issue(config))),
             "unit_free": In(1),
@@ -85,6 +102,7 @@ class AddStream(wiring.Component):
             "wr_en": Out(1),
             "wr_addr": Out(16),
             "wr_data": Out(config.rows * config.output_bits),
+            **lanes,
         })
 
     def elaborate(self, platform):
@@ -95,6 +113,9 @@ class AddStream(wiring.Component):
         units = []
         for i in range(lanes):
             m.submodules[f"unit{i}"] = unit = AddUnit(cfg)
+            if shares_requant(cfg):
+                wiring.connect(m, unit.requant, wiring.flipped(getattr(self, f"requant{i}" if i
+                                                                       else "requant")))
             units.append(unit)
         unit = units[0]                        # the others follow it in lockstep
 
@@ -175,23 +196,20 @@ class AddStream(wiring.Component):
             m.d.sync += [b_ptr.eq(cand.b_addr), dst.eq(cand.dst),
                          entries_left.eq(cand.count - 1)]
 
-        # -- feeding: one pair every `interval` cycles --------------------------------------
+        # -- feeding: a pair whenever the AddUnits take one -----------------------------------
         row = Signal(range(max(rows, 2)))      # the slot's first operand
-        pace = Signal(range(interval))
         feed = Signal()
         for i, each in enumerate(units):
             elem = each.i_elem.payload
             at = row + i if i else row
             m.d.comb += [
-                each.i_elem.valid.eq(have & (pace == 0)),
+                each.i_elem.valid.eq(have),
                 elem.a.eq(a_word.word_select(at[:len(row)], bits).as_signed()),
                 elem.b.eq(b_word.word_select(at[:len(row)], bits).as_signed()),
             ]
         m.d.comb += feed.eq(unit.i_elem.valid & unit.i_elem.ready)
-        with m.If(pace != 0):
-            m.d.sync += pace.eq(pace - 1)
         with m.If(feed):
-            m.d.sync += [pace.eq(interval - 1), row.eq(row + lanes)]
+            m.d.sync += row.eq(row + lanes)
             with m.If(row == rows - lanes):
                 m.d.sync += [row.eq(0), have.eq(0)]
                 with m.If(entries_left != 0):

@@ -20,8 +20,9 @@
   the host writes only while the Core is idle, and the ISA keeps ``ADD`` and ``LOAD`` from
   running beside a ``GEMM``/``CONV`` (docs/isa.md, "Ordering"), so nothing else meets;
 - an :class:`~tessera.hw.add_stream.AddStream` runs ``ADD`` on the drain unit with the engine
-  idle: it reads PARAM through the drain's port, ACT through the entry read port and writes
-  ACT through the drain's write port, and keeps the engine from accepting commands meanwhile.
+  idle: it reads PARAM through the drain's port, ACT through the entry read port, requantizes on
+  the drain's PostProcessors (``shared``) and writes ACT through the drain's write port, and
+  keeps the engine from accepting commands meanwhile.
 """
 
 from amaranth import Assert, Cat, Module, Mux, Signal
@@ -37,7 +38,7 @@ from .drain import Drain
 from .gemm import GemmEngine
 from .layouts import PARAM_ENTRY
 from .pool_post import PoolPostProcessor
-from .postproc import PostProcessor
+from .postproc import PostProcessor, shares_requant
 from .ram import block_ram, registered_read
 from .spram import SpramMemory, has_spram
 
@@ -104,6 +105,12 @@ def elaborate_cnn_core(core, platform):
         m.d.comb += drain.heads.eq(array.heads)
     m.submodules.front = front = ConvFront(config)
     m.submodules.adds = adds = AddStream(config)
+    if shares_requant(config):
+        # an ADD runs on the drain's requant of each lane (the drain unit is free meanwhile)
+        for i in range(config.drain_lanes):
+            name = f"requant{i}" if i else "requant"
+            lane_post = m.submodules[f"postproc{i}" if i else "postproc"]
+            wiring.connect(m, getattr(adds, name), lane_post.shared)
 
     wiring.connect(m, drain.o_post, postproc.i)
     wiring.connect(m, postproc.o, drain.i_post)

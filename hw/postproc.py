@@ -21,13 +21,20 @@ so the producer may present ``valid`` whenever it has data (lib.stream rules: ``
 depends on ``o.ready`` combinationally, only ``i.ready`` does). With ``o.ready`` held high the
 output for an input accepted in cycle *t* is valid in cycle *t* + :attr:`PostProcessor.latency`.
 
-With ``config.requant_cycles = c > 1`` the onnx mantissa product is iterative: while it works on
-an element (``c - 1`` cycles per element) the whole pipeline holds (``i.ready`` low), so a
-stream of elements costs exactly ``c`` cycles each and an element's result still appears
-``latency`` advancing cycles after its transfer.
+With ``config.requant_cycles = c > 1`` the product of the mode built is iterative (onnx: always;
+tflite: ``cnn`` configurations): while it works on an element (``c - 1`` cycles per element) the
+whole pipeline holds (``i.ready`` low), so a stream of elements costs exactly ``c`` cycles each
+and an element's result still appears ``latency`` advancing cycles after its transfer.
+
+Lending the requant to an ``ADD`` (``config.cnn`` with mode "tflite"): an ``ADD`` runs only while
+the drain unit is free (hw/add_stream.py), so its three requant passes per element use this
+pipeline's tflite unit (hw/add.py) through :attr:`PostProcessor.shared`
+(:class:`SharedRequantSignature`) instead of a unit of their own: a pass presented there enters
+stage 0 in place of an element of ``i`` (which then carries none), takes part in the stalls of
+an iterative product, and is never sent to ``o``.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,7 +48,8 @@ from .ram import block_ram, registered_read
 from .requant_onnx import OnnxRequant, requant_bits
 from .requant_tflite import TfliteRequant
 
-__all__ = ["PostProcessor", "POSTPROC_IN", "POSTPROC_OUT", "TAG_BITS", "postproc_layouts"]
+__all__ = ["PostProcessor", "POSTPROC_IN", "POSTPROC_OUT", "TAG_BITS", "postproc_layouts",
+           "SharedRequantSignature", "shares_requant"]
 
 #: Width of the opaque tag passed through with each element.
 TAG_BITS = 8
@@ -79,6 +87,46 @@ def postproc_layouts(config) -> tuple:
     return layout_in, layout_out
 
 
+def shares_requant(config) -> bool:
+    """Return whether ``config``'s PostProcessor lends its tflite requant to ``ADD``."""
+    return config.cnn and "tflite" in config.requant_modes
+
+
+class SharedRequantSignature(wiring.Signature):
+    """The PostProcessor's tflite requant lent to an ``ADD``, from the borrower's side.
+
+    A pass presented with ``valid`` is taken in a cycle with ``advance`` (the pipeline's
+    ``i.ready``), enters stage 0 as ``wrap(acc + param.bias)`` with ``param``'s multiplier and
+    shift, and moves one stage per ``advance``: its unsaturated result is on ``rounded`` after
+    ``1 + TfliteRequant.rounded_latency`` advances counted from the one that took it, the
+    saturated one on ``result`` after one more.
+
+    Parameters
+    ----------
+    config : tessera.spec.AcceleratorConfig
+
+    Members
+    -------
+    valid : Out(1)
+        A pass is presented (the drain sends nothing meanwhile).
+    acc : Out(signed(acc_bits))
+    param : Out(PARAM_ENTRY)
+    advance : In(1)
+    rounded : In(signed(32))
+    result : In(signed(requant_bits(output_bits)))
+    """
+
+    def __init__(self, config):
+        super().__init__({
+            "valid": Out(1),
+            "acc": Out(signed(config.acc_bits)),
+            "param": Out(PARAM_ENTRY),
+            "advance": In(1),
+            "rounded": In(signed(32)),
+            "result": In(signed(requant_bits(config.output_bits))),
+        })
+
+
 #: Payloads of :attr:`PostProcessor.i` and :attr:`PostProcessor.o` with 8-bit operands and
 #: 32-bit accumulators (``postproc_layouts`` gives those of any configuration).
 POSTPROC_IN, POSTPROC_OUT = postproc_layouts(AcceleratorConfig())
@@ -114,6 +162,8 @@ class PostProcessor(wiring.Component):
         Table index (``y + 128``).
     lut_wr_data : In(8)
         Entry value, int8 bits.
+    shared : In(SharedRequantSignature(config))
+        Only if :func:`shares_requant`: the tflite requant lent to an ``ADD``.
     """
 
     #: Cycles from a transfer on ``i`` to ``o.valid`` of its result when ``o.ready`` is held
@@ -138,6 +188,8 @@ class PostProcessor(wiring.Component):
         }
         if config.lut:
             members.update(lut_wr_en=In(1), lut_wr_addr=In(8), lut_wr_data=In(8))
+        if shares_requant(config):
+            members.update(shared=In(SharedRequantSignature(config)))
         super().__init__(members)
 
     @property
@@ -158,14 +210,28 @@ class PostProcessor(wiring.Component):
         return onnx.result
 
     def _tflite_unit(self, m, config, *, advance, valid, hold, a, stage0):
-        m.submodules.tflite = tflite = TfliteRequant(
-            result_bits=requant_bits(config.output_bits))
+        shared = shares_requant(config)
+        if config.requant_cycles == 1 and not shared:
+            m.submodules.tflite = tflite = TfliteRequant(
+                result_bits=requant_bits(config.output_bits))
+        else:
+            m.submodules.tflite = tflite = TfliteRequant(
+                config.requant_cycles, result_bits=requant_bits(config.output_bits),
+                unsaturated=shared)
         m.d.comb += [
             tflite.en.eq(advance),
             tflite.a.eq(a),
             tflite.multiplier.eq(stage0.multiplier),
             tflite.shift.eq(stage0.shift),
         ]
+        if config.requant_cycles > 1:
+            # the side pass of an ADD in stage 0 is an element too (module docstring)
+            side = self._side_valid if shared else Const(0)
+            # (an iterative configuration builds one mode: AcceleratorConfig)
+            m.d.comb += [tflite.valid.eq(valid[0] | side), hold.eq(tflite.hold)]
+        if shared:
+            m.d.comb += [self.shared.rounded.eq(tflite.rounded),
+                         self.shared.result.eq(tflite.result)]
         return tflite.result
 
     #: The hardware unit of each requant mode (``tessera.numerics.modes.MODES``), by name: a
@@ -204,6 +270,19 @@ class PostProcessor(wiring.Component):
 
         # ---- stage 0: a = wrap(acc + bias), parameters ----------------------------------
         p = self.i.payload
+        if shares_requant(config):
+            # an ADD's pass in place of the drain's element (module docstring)
+            side = self.shared
+            incoming = Signal(postproc_layouts(config)[0])
+            m.d.comb += [incoming.eq(p), side.advance.eq(advance)]
+            with m.If(side.valid):
+                m.d.comb += [incoming.acc.eq(side.acc), incoming.bias.eq(side.param.bias),
+                             incoming.multiplier.eq(side.param.multiplier),
+                             incoming.shift.eq(side.param.shift)]
+            p = incoming
+            self._side_valid = Signal()
+            with m.If(advance):
+                m.d.sync += self._side_valid.eq(side.valid)
         stage0 = Signal(postproc_layouts(config)[0])
         a = Signal(signed(config.acc_bits))
         with m.If(advance):

@@ -30,17 +30,18 @@ docs/numerics.md, in six registered stages (one result per enabled cycle):
    clamp, see :mod:`tessera.hw.requant_onnx`).
 
 With ``cycles = c > 1`` (``AcceleratorConfig.requant_cycles``, for parts whose multipliers all
-serve the MAC array) stage 2 is an iterative digit-serial product instead: ``m0`` read as the
+serve the MAC array) the product is an iterative digit-serial one instead: ``m0`` read as the
 unsigned ``u = m0 + 2^32 * m0[31]`` is split into ``c`` digits of ``d = ceil(32 / c)`` bits,
 least significant first, and each cycle adds one digit times ``x`` (a ``32 x d`` product in
 shift-add rows, never a hardware multiplier) to the high part of a product register whose low
 part holds the digits not yet used (:class:`~tessera.hw.shift_add.ShiftAddMultiplier`'s
 layout), so ``x * u`` is exact after ``c`` cycles. ``p = x * u - m0[31] * x * 2^32``: the
 correction folds into the rounding addend, ``r' = r - m0[31] * 2x * 2^31``, and
-``p + r = x * u + 2^30 + c' * 2^31`` needs only ``(x * u) >> 30`` from the product. The
-stages after it: 3 ``b``, the sum; 4 and 5 RDBPOT's floor shift (by a multiple of 8, then the
-rest); 6 saturation. Stage 2 holds its element for ``c - 1`` extra cycles (:attr:`hold`), as
-:class:`~tessera.hw.requant_onnx.OnnxRequant`'s iterative product does.
+``p + r = x * u + 2^30 + c' * 2^31`` needs only ``(x * u) >> 30`` from the product. The stages:
+1 as above; 2 the addend ``c'``; 3 the product, which holds its element for ``c - 1`` extra
+cycles (:attr:`hold`), as :class:`~tessera.hw.requant_onnx.OnnxRequant`'s iterative product does
+(a configuration with an iterative product builds one mode); 4 ``b``, the sum; 5 and 6 as
+above.
 
 The multiplier bits are read as a C ``int32_t`` (in-contract ``m0`` is 0 or in
 ``[2^30, 2^31)``). Shifts outside the contract's ``[-31, 30]`` still give the exact value of the
@@ -73,7 +74,7 @@ class TfliteRequant(wiring.Component):
     cycles : int, optional
         Cycles per element of the product (1 to 24, ``AcceleratorConfig.requant_cycles``).
         1 (default): fully pipelined, four 18x18 partial products. ``c > 1``: the iterative
-        ``32 x ceil(32 / c)`` digit product of the module docstring; stage 2 then holds its
+        ``32 x ceil(32 / c)`` digit product of the module docstring; stage 3 then holds its
         element for ``c - 1`` extra cycles, :attr:`hold` is high in them and the caller must
         keep ``en`` low (the whole pipeline freezes), so every element costs exactly ``c``
         cycles.
@@ -98,9 +99,9 @@ class TfliteRequant(wiring.Component):
         The saturated result for the operands presented :attr:`latency` enabled cycles earlier
         (a register output).
     valid : In(1)
-        Only with ``cycles > 1``: the operands are an element (stage 2 works only on those).
+        Only with ``cycles > 1``: the operands are an element (stage 3 works only on those).
     hold : Out(1)
-        Only with ``cycles > 1``: stage 2 needs more cycles for its element; ``en`` must be low.
+        Only with ``cycles > 1``: stage 3 needs more cycles for its element; ``en`` must be low.
     rounded : Out(signed(32))
         Only with ``unsaturated``: the unsaturated result (every value of the formula is an
         int32) for the operands presented :attr:`rounded_latency` enabled cycles earlier.
@@ -287,36 +288,51 @@ class TfliteRequant(wiring.Component):
         digit_bits = -(-32 // cycles)
         width = digit_bits * cycles            # the multiplier's digits, zero-extended
 
-        # ---- stage 1: wrapping left shift, right-shift amount; the multiplier's digits ------
+        # ---- stage 1: wrapping left shift, right-shift amount ------------------------------
         shifted = self._left_shift(m)
         s1_valid = Signal()
         s1_x = Signal(signed(32))
+        s1_m0 = Signal(32)
         s1_right = Signal(range(_MAX_RIGHT + 1))
-        s1_m0_negative = Signal()
-        s1_m0_min = Signal()                   # m0 == INT32_MIN
         with m.If(en):
             m.d.sync += [
                 s1_valid.eq(self.valid),
                 s1_x.eq(shifted),
+                s1_m0.eq(self.multiplier),
                 s1_right.eq(self._right_amount(self.shift)),
-                s1_m0_negative.eq(self.multiplier[31]),
-                s1_m0_min.eq(self.multiplier == (1 << 31)),
             ]
 
-        # ---- stage 2: the digit-serial product x * u, rounding addend ---------------------------
+        # ---- stage 2: the rounding addend with the unsigned multiplier's correction ---------
+        # c' = c - m0[31] * 2x (module docstring); the product register takes the digits.
+        m0_negative = s1_m0[31]
+        addend = self._addend(m, s1_right, s1_x[31] ^ m0_negative,
+                              (s1_x == _INT32_MIN) & (s1_m0 == 1 << 31))
+        s2_valid = Signal()
+        s2_x = Signal(signed(32))
+        s2_addend = Signal(signed(_MAX_RIGHT + 3))     # c', from -2^32 to 2^33
+        s2_right = Signal.like(s1_right)
+        with m.If(en):
+            m.d.sync += [
+                s2_valid.eq(s1_valid),
+                s2_x.eq(s1_x),
+                s2_addend.eq(addend - Mux(m0_negative, s1_x << 1, 0)),
+                s2_right.eq(s1_right),
+            ]
+
+        # ---- stage 3: the digit-serial product x * u -------------------------------------------
         # `product` is {high part (an int32: |acc + digit * x| >> d stays in range), the digits
         # not yet used, below them the product's low bits}: each step adds digit * x to the
         # high part and shifts the register right by a digit (module docstring). The step in
-        # which the pipeline advances is the last one: its sum goes straight to stage 2's
-        # register, and the register is loaded with the next element's digits.
+        # which the pipeline advances is the last one: its sum goes straight to stage 3's
+        # register, and the register takes the next element's digits.
         product = Signal(width + 32)
         high = product[width:].as_signed()
         digit = product[:digit_bits]
         # digit * x as explicit shift-and-add rows: logic by construction, so a small part
         # never spends a hardware multiplier on it.
-        digit_product = Mux(digit[0], s1_x, 0)
+        digit_product = Mux(digit[0], s2_x, 0)
         for b in range(1, digit_bits):
-            digit_product = digit_product + (Mux(digit[b], s1_x, 0) << b)
+            digit_product = digit_product + (Mux(digit[b], s2_x, 0) << b)
         step_sum = Signal(signed(32 + digit_bits))
         m.d.comb += step_sum.eq(high + digit_product)
         stepped = Cat(product[digit_bits:width], step_sum)     # x * u once the last digit is in
@@ -325,45 +341,33 @@ class TfliteRequant(wiring.Component):
         # the PostProcessor's i.ready
         last = Signal()
         working = Signal()
-        m.d.comb += [working.eq(s1_valid & ~last), self.hold.eq(working)]
+        m.d.comb += [working.eq(s2_valid & ~last), self.hold.eq(working)]
         with m.If(working):
             m.d.sync += [product.eq(stepped), step.eq(step + 1), last.eq(step == cycles - 2)]
-        with m.If(en):
-            m.d.sync += [product.eq(self.multiplier), step.eq(0), last.eq(0)]
-
-        # c' = c - m0[31] * 2x: the addend with the correction of the unsigned multiplier
-        addend = self._addend(m, s1_right, s1_x[31] ^ s1_m0_negative,
-                              (s1_x == _INT32_MIN) & s1_m0_min)
-        s2_high = Signal(signed(34))           # (x * u) >> 30
-        s2_addend = Signal(signed(_MAX_RIGHT + 3))
-        s2_right = Signal.like(s1_right)
-        with m.If(en):
-            m.d.sync += [
-                s2_high.eq(stepped[30:64]),
-                s2_addend.eq(addend - Mux(s1_m0_negative, s1_x << 1, 0)),
-                s2_right.eq(s1_right),
-            ]
-
-        # ---- stage 3: b = floor((x * u + 2^30) / 2^31) + c' --------------------------------
-        s3_biased = Signal(signed(36))
+        s3_high = Signal(signed(34))           # (x * u) >> 30
+        s3_addend = Signal.like(s2_addend)
         s3_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s3_biased.eq(s2_high[1:].as_signed() + s2_addend + s2_high[0]),
+                product.eq(s1_m0), step.eq(0), last.eq(0),
+                s3_high.eq(stepped[30:64]),
+                s3_addend.eq(s2_addend),
                 s3_right.eq(s2_right),
             ]
 
-        # ---- stages 4 and 5: RDBPOT's floor shift, by a multiple of 8, then the rest ----------
-        s4_coarse = Signal(signed(36))
-        s4_fine = Signal(3)
+        # ---- stage 4: b = floor((x * u + 2^30) / 2^31) + c' --------------------------------
+        s4_biased = Signal(signed(36))
+        s4_right = Signal.like(s1_right)
         with m.If(en):
             m.d.sync += [
-                s4_coarse.eq(s3_biased >> Cat(Const(0, 3), s3_right[3:])),
-                s4_fine.eq(s3_right[:3]),
+                s4_biased.eq(s3_high[1:].as_signed() + s3_addend + s3_high[0]),
+                s4_right.eq(s3_right),
             ]
+
+        # ---- stage 5: RDBPOT's floor shift -----------------------------------------------------
         s5_rounded = Signal(signed(33))
         with m.If(en):
-            m.d.sync += s5_rounded.eq(s4_coarse >> s4_fine)
+            m.d.sync += s5_rounded.eq(s4_biased >> s4_right)
 
         # ---- stage 6: saturation to int16 (result_bits) ----------------------------------------
         self._saturate(m, s5_rounded)

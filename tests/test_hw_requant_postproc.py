@@ -129,6 +129,9 @@ CONFIGS = {
     "tflite+lut": AcceleratorConfig(requant_modes=("tflite",)),
     "onnx-iterative3": AcceleratorConfig(requant_modes=("onnx",), lut=False, requant_cycles=3),
     "onnx-iterative7+lut": AcceleratorConfig(requant_modes=("onnx",), requant_cycles=7),
+    # the iterative tflite product (cnn configurations)
+    "tflite-iterative4-cnn": AcceleratorConfig(requant_modes=("tflite",), lut=False,
+                                               requant_cycles=4, cnn=True),
 }
 
 
@@ -222,12 +225,14 @@ def test_full_throughput_and_latency():
     np.testing.assert_array_equal([v for _, v in events], expected)
 
 
-@pytest.mark.parametrize("cycles", [2, 3, 24])
-def test_iterative_throughput_and_latency(cycles):
+@pytest.mark.parametrize("cycles, modes", [(2, ("onnx",)), (3, ("onnx",)), (24, ("onnx",)),
+                                           (4, ("tflite",))])
+def test_iterative_throughput_and_latency(cycles, modes):
     # With o.ready held and an element always offered, the iterative multiplier takes exactly
     # `cycles` cycles per element: the figure the drain's cycle model (elements * cycles +
-    # overhead) rests on.
-    config = AcceleratorConfig(requant_modes=("onnx",), requant_cycles=cycles)
+    # overhead) rests on (an iterative tflite product needs a cnn configuration).
+    config = AcceleratorConfig(requant_modes=modes, requant_cycles=cycles,
+                               cnn="tflite" in modes)
     dut = PostProcessor(config)
     rng = np.random.default_rng(cycles)
     elements = _elements(rng, config, 20)
