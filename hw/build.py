@@ -115,13 +115,19 @@ def _bram_blocks(family, width, depth):
 def estimate_resources(board, config, design="accelerator"):
     """Return the estimated ``{"dsp": n, "bram": n}`` of ``config`` on ``board``.
 
-    Multipliers: one per MAC plus the requant unit's; block RAM: the ACT, WGT and PARAM
-    buffers, the LUT and the receive/transmit frame buffers, each rounded up to whole blocks.
+    Multipliers: one per MAC plus the requant unit's (a ``cnn`` configuration on the ECP5: the
+    units of every drain lane and ``ADD``, the MACs of rows built in logic not counted,
+    ``hw/mac_ecp5.py``); block RAM: the ACT, WGT and PARAM buffers, the LUT and the
+    receive/transmit frame buffers, each rounded up to whole blocks.
     """
     if design != "accelerator":
         return {"dsp": 0, "bram": 1}
     family = board.family
     dsp = config.rows * config.cols + sum(_REQUANT_DSP[family][m] for m in config.requant_modes)
+    if family == "ecp5" and config.cnn:
+        from .mac_ecp5 import fabric_rows, requant_multipliers
+        dsp = ((config.rows - fabric_rows(config, board.capacity["dsp"])) * config.cols
+               + requant_multipliers(config))
     memories = [
         (config.rows * config.input_bits, config.act_depth),
         (config.cols * config.weight_bits, config.weight_depth),

@@ -32,13 +32,22 @@ MULT18X18D; :data:`MULT18X18D_SIM_MODEL` is a behavioural Verilog model of the s
 primitive used here (18x18 signed multiply; input, pipeline and output registers on ``CLK0``
 with a clock enable and a synchronous reset each), written from Lattice's ECP5 sysDSP usage
 guide (FPGA-TN-02205), for simulating the generated array.
+
+A ``cnn`` configuration may need more multipliers than its part has: ``ulx3s-85f-cnn``'s 128
+MACs and its 8 drain lanes' tflite requant units (4 MULT18X18D each) are 160 or more of the
+LFE5U-85F's 156. Its last :func:`fabric_rows` row lanes then multiply in logic instead, in the
+blocks' two cycles (the products by the weight's two halves at *t + 1*, their sum at *t + 2*),
+so the array behaves the same. Two 8x8 products cannot share one MULT18X18D exactly: its ports are 18 bits, so two
+operands packed into one are at most 9 bits apart, and each 8x8 product is 16 bits wide; the
+open tools do not place the block's 9x9 mode (MULT9X9D).
 """
 
 from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, Value, signed
 
 from .max_column import max_column
 
-__all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "is_ecp5", "registered_product"]
+__all__ = ["MULT18X18D_SIM_MODEL", "elaborate_mac_array", "fabric_rows", "is_ecp5",
+           "registered_product", "requant_multipliers"]
 
 #: Port width of the MULT18X18D operands.
 PORT_BITS = 18
@@ -50,6 +59,54 @@ def is_ecp5(platform):
     ``None`` (simulation, Verilog generation) is not.
     """
     return platform is not None and getattr(platform, "family", None) == "ecp5"
+
+
+#: MULT18X18D of one requant unit (hw/requant_tflite.py, hw/requant_onnx.py: four 18x18
+#: partial products) when it takes one cycle per element.
+REQUANT_MULTIPLIERS = 4
+
+#: Multipliers left free when choosing :func:`fabric_rows` (any product Yosys still maps to a
+#: block, such as an 8x8 one outside the array, which the build's ``booth`` pass leaves alone).
+SPARE_MULTIPLIERS = 2
+
+
+def requant_multipliers(config) -> int:
+    """Return the MULT18X18D that ``config``'s requant units take beside the MAC array.
+
+    Every post-processor (one per drain lane) has one unit per requant mode, four blocks each
+    when it takes one cycle per element (the iterative ones, ``requant_cycles > 1``, are logic
+    on a ``cnn`` configuration, whose build turns every other product into logic); a ``cnn``
+    configuration's ``ADD`` has a tflite unit per drain lane too.
+    """
+    units = len(config.requant_modes) if config.requant_cycles == 1 else 0
+    if config.cnn and "tflite" in config.requant_modes:
+        units += 1                                   # the AddUnit's TfliteRequant
+    return REQUANT_MULTIPLIERS * units * (config.drain_lanes if config.cnn else 1)
+
+
+def fabric_rows(config, multipliers) -> int:
+    """Return how many row lanes of ``config``'s array multiply in logic on a part with
+    ``multipliers`` MULT18X18D.
+
+    Only a ``cnn`` configuration (dense ones are sized to their parts and stay unchanged): the
+    fewest last rows whose MACs leave the requant units their blocks and
+    :data:`SPARE_MULTIPLIERS` free.
+    """
+    if not config.cnn:
+        return 0
+    excess = (config.rows * config.cols + requant_multipliers(config) + SPARE_MULTIPLIERS
+              - multipliers)
+    return min(config.rows, max(0, -(-excess // config.cols)))
+
+
+def _part_multipliers(platform):
+    """Return the MULT18X18D of ``platform``'s device (``tessera.hw.boards``), ``None`` if no
+    board has that device."""
+    from .boards import BOARDS
+    for board in BOARDS.values():
+        if board.family == "ecp5" and board.device == getattr(platform, "device", None):
+            return board.capacity["dsp"]
+    return None
 
 
 def _mult18x18d(a18, b18, product, zero, ce=1, *, input_registers=True):
@@ -143,10 +200,14 @@ def elaborate_mac_array(array, platform):
     # Stages 2 and 3: the broadcast into the input registers and the multiply, in the blocks.
     product = [[Signal(2 * PORT_BITS, name=f"p_{r}_{c}") for c in range(cols)]
                for r in range(rows)]
-    for r in range(rows):
+    multipliers = _part_multipliers(platform)
+    in_logic = fabric_rows(config, multipliers) if multipliers is not None else 0
+    for r in range(rows - in_logic):
         for c in range(cols):
             m.submodules[f"mult_{r}_{c}"] = _mult18x18d(a_q[r], w_q[c], product[r][c],
                                                         ~step_in_dsp)
+    if in_logic:
+        _fabric_products(m, a_q, w_q, product, step_q, config, range(rows - in_logic, rows))
 
     # Stage 4: `acc <= acc + p` (p is 0 without a step); the restart is a synchronous reset
     # of each accumulator in the cycle before its clearing step's product arrives.
@@ -187,6 +248,29 @@ def elaborate_mac_array(array, platform):
         # the drain takes `lanes` rows at once (MacArray `heads`)
         m.d.comb += [array.heads[i].eq(view[i][0]) for i in range(lanes)]
     return m
+
+
+def _fabric_products(m, a_q, w_q, product, step_q, config, rows):
+    """Drive ``product`` of ``rows`` from logic, registered as in the blocks.
+
+    Two stages in the blocks' two cycles: at *t + 1* the operand times the low and the high
+    half of the weight (two ``input_bits x weight_bits/2`` products, zero without a step; on
+    the ECP5 about four LUT levels and a short carry chain), at *t + 2* their sum. The build's
+    ``booth`` pass (``hw/build.py``) makes them logic: it leaves only ``input_bits x
+    weight_bits`` products, the array's, to the DSP mapping.
+    """
+    a_bits, w_bits = config.input_bits, config.weight_bits
+    half = (w_bits + 1) // 2
+    for r in rows:
+        a = a_q[r][:a_bits].as_signed()
+        for c in range(config.cols):
+            low = Signal(signed(a_bits + half + 1), name=f"pl_{r}_{c}")
+            high = Signal(signed(a_bits + w_bits - half), name=f"ph_{r}_{c}")
+            m.d.sync += [
+                low.eq(Mux(step_q, a * w_q[c][:half], 0)),
+                high.eq(Mux(step_q, a * w_q[c][half:w_bits].as_signed(), 0)),
+                product[r][c].eq(low + (high << half)),
+            ]
 
 
 def _model_ports():

@@ -12,12 +12,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth_boards.ulx3s import ULX3S_85F_Platform
+from amaranth_boards.ulx3s import ULX3S_12F_Platform, ULX3S_85F_Platform
 
 from ecp5_side_by_side import run_side_by_side
 from sim_helpers import simulators
 from tessera.hw.array import MacArray
-from tessera.hw.mac_ecp5 import elaborate_mac_array, is_ecp5
+from tessera.hw.boards import get_board
+from tessera.hw.build import estimate_resources
+from tessera.compiler.presets import CNN_PRESETS
+from tessera.hw.mac_ecp5 import (SPARE_MULTIPLIERS, elaborate_mac_array, fabric_rows, is_ecp5,
+                                 requant_multipliers)
 from tessera.spec import AcceleratorConfig
 from tessera.spec.config import operand_range
 
@@ -192,11 +196,18 @@ def test_ecp5_array_shows_drain_lanes_rows(simulator, tmp_path):
     # column 0 and a row shift moves them by two; every cycle of random steps, clears, loads
     # and shifts equals the generic array.
     config = AcceleratorConfig(rows=4, cols=2, cnn=True, drain_lanes=2)
-    rng = np.random.default_rng(11)
     stim = Stimulus(config)
     stim.idle(2)
-    last_step = True
-    for _ in range(300):
+    _random_cycles(stim, np.random.default_rng(11), 300)
+    ecp5_heads, generic_heads = _heads(stim, ULX3S_85F_Platform(), tmp_path, simulator)
+    assert len(set(generic_heads)) > 50            # the read-out moves
+    assert list(ecp5_heads) == list(generic_heads)
+
+
+def _random_cycles(stim, rng, count):
+    """Add ``count`` cycles of random operands and controls (no clear right after a step)."""
+    config, last_step = stim.config, True
+    for _ in range(count):
         a = rng.integers(-128, 128, size=config.rows)
         w = rng.integers(-128, 128, size=config.cols)
         step = rng.random() < 0.7
@@ -204,13 +215,67 @@ def test_ecp5_array_shows_drain_lanes_rows(simulator, tmp_path):
         stim.cycle(a, w, step=step, clear=clear, shadow_load=rng.random() < 0.15,
                    shift_row=rng.random() < 0.4, shift_col=rng.random() < 0.3)
         last_step = step
-    platform = ULX3S_85F_Platform()
+
+
+def _heads(stim, platform, tmp_path, simulator, blocks=None):
+    """Return ``heads`` of the array on ``platform`` and of the generic one, every cycle."""
+    config = stim.config
     ecp5 = verilog.convert(MacArray(config), name="ecp5_unit", platform=platform)
     generic = verilog.convert(MacArray(config), name="generic_unit")
+    if blocks is not None:
+        assert ecp5.count("MULT18X18D #(") == blocks
     ports = [(name, 1) for name in stim.controls] + [
         ("w", config.cols * config.weight_bits), ("a", config.rows * config.input_bits)]
     heads = run_side_by_side(tmp_path, ecp5, generic, ports, stim.pack(), "heads",
                              2 * config.acc_bits, simulator)
-    ecp5_heads, generic_heads = np.array(heads, dtype=object).T
-    assert len(set(generic_heads)) > 50            # the read-out moves
+    return np.array(heads, dtype=object).T
+
+
+def test_fabric_rows_leave_the_requant_units_their_blocks():
+    # ulx3s-85f-cnn: 128 MACs + 8 drain lanes x (drain + ADD) tflite requant units of 4 blocks
+    # are 192 of the LFE5U-85F's 156: the last rows multiply in logic, 2 blocks stay spare.
+    config = CNN_PRESETS["ulx3s-85f-cnn"].config
+    assert requant_multipliers(config) == 64
+    rows = fabric_rows(config, 156)
+    assert (config.rows - rows) * config.cols + 64 + SPARE_MULTIPLIERS <= 156
+    assert (config.rows - rows + 1) * config.cols + 64 + SPARE_MULTIPLIERS > 156
+    assert fabric_rows(CNN_PRESETS["orangecrab-25f-cnn"].config, 28) == 0    # 16 + 8 fit
+    # the pre-build estimate (tessera build's check) counts what the blocks hold
+    assert estimate_resources(get_board("ulx3s-85f"), config)["dsp"] == \
+        (config.rows - rows) * config.cols + 64
+    dense = AcceleratorConfig(rows=16, cols=16)                 # dense: never, even too large
+    assert requant_multipliers(dense) == 4 * len(dense.requant_modes)
+    assert fabric_rows(dense, 156) == 0
+
+
+@pytest.mark.parametrize("simulator", simulators()[:1])
+def test_ecp5_array_with_rows_in_logic_equals_generic(simulator, tmp_path):
+    # An 8x4 cnn array with two drain lanes on the LFE5U-12F (28 blocks): 32 MACs + 16 for the
+    # requant units, so 6 of its 8 rows multiply in logic; extreme and random operands, random
+    # controls: `heads` (the rows a drain takes, moved by the shifts) equals the generic
+    # array's in every cycle.
+    config = AcceleratorConfig(rows=8, cols=4, cnn=True, drain_lanes=2, requant_modes=("tflite",))
+    assert fabric_rows(config, 28) == 6
+    rng = np.random.default_rng(12)
+    stim = Stimulus(config)
+    stim.idle(2)
+    a, w = np.full((40, 8), -128), np.full((40, 4), -128)
+    a[:, 1::2], w[:, 1::2] = 127, 127                           # sums to their extremes
+    last = stim.tile(a, w, clear=True)
+    stim.idle(2)
+    stim.cycle(shadow_load=1)                                   # in last + 3, as drain()
+    assert len(stim.cycles) == last + 4
+    sums, pairs = a.T @ w, {}
+    for c in range(config.cols):                                # two rows of a column a cycle
+        for r in range(0, config.rows, 2):
+            pairs[len(stim.cycles) - 1] = (sums[r, c], sums[r + 1, c])
+            stim.cycle(**{"shift_col" if r == config.rows - 2 else "shift_row": 1})
+    _random_cycles(stim, rng, 400)
+    ecp5_heads, generic_heads = _heads(stim, ULX3S_12F_Platform(), tmp_path, simulator,
+                                       blocks=2 * config.cols)
+    assert len(set(generic_heads)) > 50
     assert list(ecp5_heads) == list(generic_heads)
+    bits = config.acc_bits
+    for cycle, (low, high) in pairs.items():           # the extreme tile, read through heads
+        assert _wrap([ecp5_heads[cycle] & ((1 << bits) - 1), ecp5_heads[cycle] >> bits],
+                     bits).tolist() == [low, high]
