@@ -36,6 +36,8 @@ from tessera.hw.conv_commands import ConvCommandSequencer
 from tessera.hw.gather import GatherArbiter
 from tessera.hw.pool import PoolDivider
 from tessera.hw.pool_post import PoolPostProcessor
+from tessera.hw.postproc import PostProcessor, shares_requant
+from tessera.hw.requant_onnx import requant_bits
 from tessera.hw.requant_tflite import TfliteRequant
 from tessera.hw.toolchain import resolve_tools
 from tessera.hw.top import Accelerator
@@ -49,8 +51,15 @@ UNITS = {
     "GatherArbiter": GatherArbiter,
     "PoolDivider": lambda config: PoolDivider(),
     "PoolPostProcessor": PoolPostProcessor,
+    # the ADD's sequencing alone: its requant passes run on the drain's PostProcessor
     "AddUnit": AddUnit,
-    # the AddUnit's requant alone (the drain's PostProcessor has one more, 16-bit saturated)
+    # the drain's post-processor (one lane) and its tflite requant as it builds it: with the
+    # preset's requant_cycles, lent to ADD (hw/postproc.py)
+    "PostProcessor": PostProcessor,
+    "TfliteRequant": lambda config: TfliteRequant(
+        config.requant_cycles, result_bits=requant_bits(config.output_bits),
+        unsaturated=shares_requant(config)),
+    # for comparison: the fully pipelined 32x32 unit the AddUnit had of its own before 3aaa95e
     "TfliteRequant32": lambda config: TfliteRequant(result_bits=32),
     # the whole device (without the board's UART/PLL shell), for the fit against the part
     "Accelerator": lambda config: Accelerator(config),
