@@ -59,6 +59,14 @@ def conv_command(config) -> data.StructLayout:
     })
 
 
+def _at_most(value, bound):
+    """Return ``value <= bound`` for a constant ``bound``; a power of two without an adder."""
+    k = bound.bit_length() - 1
+    if bound != 1 << k or len(value) <= k:
+        return value <= bound
+    return ~value[k + 1:].any() & ~(value[k] & value[:k].any())
+
+
 class ConvCommandSequencer(wiring.Component):
     """Sequence the gathered GEMM commands of ``CONV`` instructions.
 
@@ -129,13 +137,16 @@ class ConvCommandSequencer(wiring.Component):
         def first_group(kind, out_c):
             """Return ``group_left``, ``n_cols`` and ``last_group`` of a tile's first command."""
             conv = kind == ConvKind.CONV
-            return (out_c, Mux(conv, Mux(out_c > cols, cols, out_c), 1),
-                    out_c <= Mux(conv, cols, 1))
+            last = Mux(conv, _at_most(out_c, cols), _at_most(out_c, 1))
+            return out_c, Mux(conv, Mux(last, out_c, cols), 1), last
 
         group_width = Mux(conv_kind, cols, 1)
         rest = group_left - group_width            # the next group's channels
         advance = ~conv_kind & ~wrap_at[-1]        # the next group's input channel is the next
         tile_pixels = pixels_left - rows
+        next_last_tile = _at_most(pixels_left, 2 * rows)    # the next tile is the last
+        next_last_group = Mux(conv_kind, _at_most(group_left, 2 * cols), _at_most(group_left, 2))
+        one_tile = _at_most(self.sizes.pixels, rows)
         # The registers change when a CONV is accepted or a command taken; which of the two
         # does not depend on `o_cmd.ready` (a CONV is accepted while running only with the last
         # command taken), so that the late `ready` only enables the registers.
@@ -150,8 +161,8 @@ class ConvCommandSequencer(wiring.Component):
                              out_addr.eq(p.dst), w_addr.eq(p.w_addr), param_addr.eq(p.param_addr),
                              channel.eq(0), wrap_at.eq(w.in_c - w.out_c),
                              in_less_out.eq(w.in_c - w.out_c),
-                             m_rows.eq(Mux(self.sizes.pixels > rows, rows, self.sizes.pixels)),
-                             last_tile.eq(self.sizes.pixels <= rows),
+                             m_rows.eq(Mux(one_tile, self.sizes.pixels, rows)),
+                             last_tile.eq(one_tile),
                              group_left.eq(group), n_cols.eq(cols_first), last_group.eq(last)]
             with m.Else():
                 m.d.sync += first.eq(0)
@@ -159,8 +170,8 @@ class ConvCommandSequencer(wiring.Component):
                     m.d.sync += [group_left.eq(rest), out_addr.eq(out_addr + group_width),
                                  param_addr.eq(param_addr + group_width),
                                  w_addr.eq(w_addr + cmd.k), new_tile.eq(0),
-                                 n_cols.eq(Mux(conv_kind, Mux(rest > cols, cols, rest), 1)),
-                                 last_group.eq(group_left <= 2 * group_width),
+                                 n_cols.eq(Mux(conv_kind, Mux(next_last_group, rest, cols), 1)),
+                                 last_group.eq(next_last_group),
                                  channel.eq(channel + advance),
                                  wrap_at.eq(wrap_at + Mux(advance, in_less_out, w.in_c))]
                 with m.Else():
@@ -170,8 +181,8 @@ class ConvCommandSequencer(wiring.Component):
                                  out_addr.eq(tile_base + w.out_c), param_addr.eq(req.param_addr),
                                  w_addr.eq(req.w_addr), channel.eq(0), wrap_at.eq(in_less_out),
                                  new_tile.eq(1),
-                                 m_rows.eq(Mux(tile_pixels > rows, rows, tile_pixels)),
-                                 last_tile.eq(pixels_left <= 2 * rows),
+                                 m_rows.eq(Mux(next_last_tile, tile_pixels, rows)),
+                                 last_tile.eq(next_last_tile),
                                  group_left.eq(group), n_cols.eq(cols_first), last_group.eq(last)]
                     with m.If(last_tile):
                         m.d.sync += running.eq(0)

@@ -9,10 +9,11 @@ with the MAC count the emulator's cycle model gives.
 import random
 
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hw_cnn_helpers import set_sizes, set_window
-from tessera.hw.conv_commands import ConvCommandSequencer
+from tessera.hw.conv_commands import ConvCommandSequencer, _at_most
 from tessera.runtime import conv
 from tessera.runtime.cycles import CycleModel
 from tessera.spec import AcceleratorConfig
@@ -163,3 +164,21 @@ def test_back_to_back_with_stalls(rows, cols):
     assert accepted == [0, taken[len(expected[0]) - 1]]
     # o_cmd.valid low only in the cycle the first CONV was accepted
     assert idle == [0]
+
+
+@pytest.mark.parametrize("bound", [1, 2, 4, 8, 32, 3, 6, 64])
+def test_at_most_every_value(bound):
+    """The sequencer's constant compares (powers of two without an adder) at every value."""
+    value = Signal(6)
+    result = _at_most(value, bound)
+    seen = []
+
+    async def bench(ctx):
+        for v in range(64):
+            ctx.set(value, v)
+            seen.append(ctx.get(result))
+
+    sim = Simulator(Module())
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [int(v <= bound) for v in range(64)]
