@@ -1,8 +1,8 @@
 """Logic depth of each CNN unit of issue #15 alone on the ECP5: a quick proxy for its timing.
 
 Each unit (:data:`bench_cnn_units_synth.UNITS`, at the ``cnn`` configuration of an ECP5 preset)
-is synthesised as a bitstream build does (:func:`bench_cnn_units_synth.synthesize`'s script:
-the ``booth`` pass, then ``synth_ecp5``) and Yosys ``ltp -noff`` prints the longest
+is synthesised as a bitstream build does (:func:`bench_cnn_units_synth.synthesize`: the
+``booth`` pass, then ``synth_ecp5``) and Yosys ``ltp -noff`` prints the longest
 combinational path in cells between flip-flops (and ports): a ``LUT4``, a ``PFUMX``/``L6MUX21``
 and a ``CCU2C`` (two bits of a carry chain) count one level each. About 6-7 levels is what
 100 MHz allows on the ECP5 -8 grade once placed and routed. The unit's ports count as path
@@ -18,18 +18,13 @@ register, ``--source`` those from one input port, e.g. ``o_cmd__ready``).
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from amaranth.back import rtlil
-
-from bench_cnn_units_synth import UNITS, cell_counts
+from bench_cnn_units_synth import UNITS, synthesize
 from tessera.compiler.presets import get_preset
 from tessera.hw.boards import get_board
-from tessera.hw.build import synthesis_overrides
-from tessera.hw.toolchain import resolve_tools
 
 
 def depth(unit, config, board, workdir):
@@ -39,20 +34,9 @@ def depth(unit, config, board, workdir):
     if family != "ecp5":
         raise ValueError(f"The depth proxy is calibrated for the ECP5, not {family}: "
                          "pick an ECP5 preset (orangecrab-25f-cnn, ulx3s-85f-cnn)")
-    overrides = synthesis_overrides(board, config)
-    script = (f"read_rtlil {unit}.il; hierarchy -top top; "
-              f"{overrides.get('script_after_read', '')}; "
-              f"synth_ecp5 {overrides.get('synth_opts', '')} -top top; "
-              f"tee -q -o {unit}.stat stat; write_json {unit}.json; "
-              f"delete t:TRELLIS_FF; tee -q -o {unit}.ltp ltp -noff")
-    platform = get_board(board).make_platform()
-    (Path(workdir) / f"{unit}.il").write_text(rtlil.convert(UNITS[unit](config), name="top",
-                                                            platform=platform))
-    yosys = resolve_tools(family)["YOSYS"].command
-    result = subprocess.run([yosys, "-q", "-p", script], cwd=workdir, capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"Yosys failed for {unit}:\n{result.stderr[-2000:]}")
+    counts = synthesize(unit, config, board, workdir,
+                        after=f"write_json {unit}.json; delete t:TRELLIS_FF; "
+                              f"tee -q -o {unit}.ltp ltp -noff")
     text = (Path(workdir) / f"{unit}.ltp").read_text()
     found = re.search(r"Longest topological path in \S+ \(length=(\d+)\)", text)
     if found is None:
@@ -60,8 +44,7 @@ def depth(unit, config, board, workdir):
     path = [line.strip() for line in text[found.end():].splitlines() if line.strip()]
     sys.setrecursionlimit(100000)
     netlist = json.loads((Path(workdir) / f"{unit}.json").read_text())
-    return (int(found.group(1)), path,
-            cell_counts((Path(workdir) / f"{unit}.stat").read_text()), netlist)
+    return int(found.group(1)), path, counts, netlist
 
 
 #: Cells whose outputs start a path (flip-flops, block RAMs, multipliers).

@@ -80,14 +80,15 @@ def cell_counts(stat_text):
     return counts
 
 
-def synthesize(unit, config, board, workdir):
-    """Return the cell counts of ``unit`` (a :data:`UNITS` name) at ``config`` on ``board``."""
+def synthesize(unit, config, board, workdir, after=""):
+    """Return the cell counts of ``unit`` (a :data:`UNITS` name) at ``config`` on ``board``;
+    ``after``: Yosys commands run on the synthesised netlist in ``workdir`` (for its files)."""
     overrides = synthesis_overrides(board, config)
     family = get_board(board).family
     script = (f"read_rtlil {unit}.il; hierarchy -top top; "
               f"{overrides.get('script_after_read', '')}; "
               f"synth_{family} {overrides.get('synth_opts', '')} -top top; "
-              f"tee -q -o {unit}.stat stat")
+              f"tee -q -o {unit}.stat stat; {after}")
     # the board's platform, as the build: the iCE40 array instantiates its SB_MAC16 by hand
     platform = get_board(board).make_platform()
     (Path(workdir) / f"{unit}.il").write_text(rtlil.convert(UNITS[unit](config), name="top",
