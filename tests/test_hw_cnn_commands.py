@@ -43,6 +43,14 @@ def _expected(kind, window, rows, cols, src, dst, w_addr, param_addr):
     return commands
 
 
+def _offered(ctx, cmd):
+    """Return the fields of the command on ``o_cmd`` as ``_expected`` lists them."""
+    record = {name: ctx.get(getattr(cmd, name)) for name in FIELDS}
+    record.update({name: ctx.get(getattr(cmd.gather, name))
+                   for name in ("src", "first_tile", "next_tile", "all_channels", "channel")})
+    return record
+
+
 def _run(config, window, kind, fields, count):
     dut = ConvCommandSequencer(config)
     seen = []
@@ -58,12 +66,7 @@ def _run(config, window, kind, fields, count):
         ctx.set(dut.o_cmd.ready, 1)
         for _ in range(count):
             assert ctx.get(dut.o_cmd.valid), "a command was not offered in the next cycle"
-            cmd = dut.o_cmd.payload
-            record = {name: ctx.get(getattr(cmd, name)) for name in FIELDS}
-            record.update({name: ctx.get(getattr(cmd.gather, name))
-                           for name in ("src", "first_tile", "next_tile", "all_channels",
-                                        "channel")})
-            seen.append(record)
+            seen.append(_offered(ctx, dut.o_cmd.payload))
             await ctx.tick()
         assert not ctx.get(dut.o_cmd.valid)
         assert ctx.get(dut.i_conv.ready)
@@ -136,12 +139,7 @@ def test_back_to_back_with_stalls(rows, cols):
             ctx.set(dut.o_cmd.ready, ready)
             valid = ctx.get(dut.o_cmd.valid)
             if valid and ready:
-                cmd = dut.o_cmd.payload
-                record = {name: ctx.get(getattr(cmd, name)) for name in FIELDS}
-                record.update({name: ctx.get(getattr(cmd.gather, name))
-                               for name in ("src", "first_tile", "next_tile", "all_channels",
-                                            "channel")})
-                seen.append(record)
+                seen.append(_offered(ctx, dut.o_cmd.payload))
                 events.append(("taken", cycle))
             elif not valid:
                 events.append(("idle", cycle))

@@ -58,6 +58,15 @@ def _requests(window, rows, src):
     return steps
 
 
+def _offer(ctx, arb, lanes):
+    """Offer one step's requests, ``(entry, operand, pad)`` per lane, on ``i_step``."""
+    for r, (entry, operand, pad) in enumerate(lanes):
+        ctx.set(arb.i_step.payload[r].entry, entry)
+        ctx.set(arb.i_step.payload[r].operand, operand)
+        ctx.set(arb.i_step.payload[r].pad, pad)
+    ctx.set(arb.i_step.valid, 1)
+
+
 def _run(config, window, act, src, pad_value):
     dut = _BankedAct(config, act)
     arb = dut.arbiter
@@ -68,11 +77,7 @@ def _run(config, window, act, src, pad_value):
         ctx.set(arb.pad_value, pad_value & 0xFF)
         cycle = 0
         for _t, _tap, _c, lanes in steps:
-            for r, (entry, operand, pad) in enumerate(lanes):
-                ctx.set(arb.i_step.payload[r].entry, entry)
-                ctx.set(arb.i_step.payload[r].operand, operand)
-                ctx.set(arb.i_step.payload[r].pad, pad)
-            ctx.set(arb.i_step.valid, 1)
+            _offer(ctx, arb, lanes)
             while True:
                 ready = ctx.get(arb.i_step.ready)
                 if ctx.get(arb.o_valid):
@@ -177,11 +182,7 @@ def _run_steps(config, act, steps, pad_value, gaps):
                               [ctx.get(Value.cast(arb.o_operands[r])) for r in range(rows)],
                               ctx.get(arb.bank_en)))
                 await ctx.tick()
-            for r, (entry, operand, pad) in enumerate(lanes):
-                ctx.set(arb.i_step.payload[r].entry, entry)
-                ctx.set(arb.i_step.payload[r].operand, operand)
-                ctx.set(arb.i_step.payload[r].pad, pad)
-            ctx.set(arb.i_step.valid, 1)
+            _offer(ctx, arb, lanes)
             while True:
                 ready = ctx.get(arb.i_step.ready)
                 trace.append((ready, ready, ctx.get(arb.o_valid),
