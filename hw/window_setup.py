@@ -16,15 +16,16 @@ lane states (:func:`lane_state`, streamed to the lanes on ``o_lane``):
   row more and ``out_w`` pixels less: ``+= (stride_h, -out_w*stride_w)``, ``q`` by
   ``R = stride_h*in_w - out_w*stride_w`` more.
 
-The products of window fields (``stride_h*in_w``, ``out_w*stride_w``, ``pad_top*in_w``,
-``dilation_h*in_w``, ``(kernel_w-1)*dilation_w``, then four times ``(x div rows)*in_c``) run on
-:class:`~tessera.hw.shift_add.ShiftAddMultiplier` in two rounds; the first tile's lanes come out
-of one state walked a pixel per cycle from output pixel 0 (``ow`` wraps at ``out_w``), one lane
-per cycle, and its state ``rows`` pixels on gives the tile move (``A`` and ``B`` are never
-divided out).
+The products of window fields by the narrow ones (``stride_h*in_w``, ``out_w*stride_w``,
+``pad_top*in_w``, ``dilation_h*in_w``, ``(kernel_w-1)*dilation_w``) are shift-add sums registered
+in the first cycle; the three by ``in_c`` (``(x div rows)*in_c`` of ``q`` at output pixel 0, of
+the ``i+1`` move and of ``R``) run on :class:`~tessera.hw.shift_add.ShiftAddMultiplier`. Then one
+state walked a pixel per cycle from output pixel 0 (``ow`` wraps at ``out_w``) writes the first
+tile's lanes, one per cycle, and its state ``rows`` pixels on gives the tile move (``A`` and
+``B`` are never divided out).
 
 Timing: ``start`` in cycle *L* (window and ``src`` held from *L* on) writes lane *r* in cycle
-*L* + 11 + *r* (``o_lane``), and ``done`` rises in cycle *L* + :func:`setup_cycles` (``rows``)
+*L* + 9 + *r* (``o_lane``), and ``done`` rises in cycle *L* + :func:`setup_cycles` (``rows``)
 with every constant valid; it stays up until the next ``start``.
 ``rows`` must be a power of two.
 """
@@ -43,9 +44,9 @@ __all__ = ["WindowSetup", "window_constants", "lane_state", "setup_cycles", "POS
 #: ``-15`` of padding) and of their deltas.
 POSITION = signed(15)
 
-#: Cycle (after ``start``) of the last products: two rounds of 3 and 7 cycles; the first lane
-#: is written in the next one.
-_FIRST_LANE = 10
+#: Cycle (after ``start``) of the last products: the narrow ones registered in ``start``'s
+#: cycle, then three times ``in_c`` (7 cycles); the first lane is written in the next one.
+_FIRST_LANE = 8
 
 
 def setup_cycles(rows: int) -> int:
@@ -135,45 +136,52 @@ class WindowSetup(wiring.Component):
         def high(value):                       # (value div rows) mod 2^16, value signed
             return (value >> shift)[:16]
 
-        # -- round 1 (cycles L .. L+3): five narrow products --------------------------------------
-        first = {"p": (w.in_w, w.stride_h), "wd": (w.out_w, w.stride_w),
-                 "pt": (w.in_w, w.pad_top), "dh": (w.in_w, w.dilation_h),
-                 "kw": (w.kernel_w - 1, w.dilation_w)}
-        prod = {}
-        for name, (a, b) in first.items():
-            mul = ShiftAddMultiplier(len(a), len(b))
-            m.submodules[f"round1_{name}"] = mul
-            m.d.comb += [mul.start.eq(self.start), mul.a.eq(a), mul.b.eq(b)]
-            prod[name] = mul.product
-        assert all(m.submodules[f"round1_{n}"].cycles == 2 for n in first)
+        def carry_of(total):                   # low(a) + low(b) >= rows
+            return total[shift] if shift else 0
+
+        def times(a, b):                       # a * b for a narrow b: a balanced shift-add sum
+            terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
+            while len(terms) > 1:
+                terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                         for i in range(0, len(terms), 2)]
+            return terms[0] if terms else 0
+
+        def small_times_in_c(value):           # (value div rows)*in_c for a 3-bit value
+            return times(w.in_c, value >> shift)
+
+        # -- cycle L: the narrow products, registered ---------------------------------------------
+        p, wd, pt, dh = (Signal(14, name=n) for n in ("p", "wd", "pt", "dh"))
+        kw = Signal(8)
+        de_1, dec_1 = Signal(16), Signal(16)    # a one-pixel move within the output row
+        with m.If(self.start):
+            m.d.sync += [
+                p.eq(times(w.in_w, w.stride_h)), wd.eq(times(w.out_w, w.stride_w)),
+                pt.eq(times(w.in_w, w.pad_top)), dh.eq(times(w.in_w, w.dilation_h)),
+                kw.eq(times(w.kernel_w - 1, w.dilation_w)),
+                de_1.eq(small_times_in_c(w.stride_w)),
+                dec_1.eq(small_times_in_c(w.stride_w) + w.in_c),
+                k.tap_j.dlow.eq(low(w.dilation_w)), k.tap_j.de.eq(small_times_in_c(w.dilation_w)),
+                k.tap_j.dec.eq(small_times_in_c(w.dilation_w) + w.in_c),
+            ]
         r_wrap = Signal(signed(18))            # R = stride_h*in_w - out_w*stride_w
         q00 = Signal(signed(18))               # q of output pixel 0 at tap (0, 0)
         dq_i = Signal(signed(18))              # the q move of i+1
-        dq_1w = Signal(signed(18))             # a one-pixel move that wraps the output row
-        m.d.comb += [r_wrap.eq(prod["p"] - prod["wd"]), q00.eq(-(prod["pt"] + w.pad_left)),
-                     dq_i.eq(prod["dh"] - prod["kw"]), dq_1w.eq(r_wrap + w.stride_w)]
+        m.d.comb += [r_wrap.eq(p - wd), q00.eq(-(pt + w.pad_left)), dq_i.eq(dh - kw)]
 
-        # -- round 2 (cycles L+3 .. L+10): (x div rows)*in_c --------------------------------------
+        # -- cycles L+1 .. L+8: (x div rows)*in_c on shift-add multipliers ------------------------
         t = Signal(range(setup_cycles(rows) + 1))
         busy = Signal()
-        second = busy & (t == 3)
+        second = busy & (t == 1)
         times_in_c = {}
-        for name, value in (("e00", q00), ("de_i", dq_i), ("re", r_wrap), ("de_1w", dq_1w)):
+        for name, value in (("e00", q00), ("de_i", dq_i), ("re", r_wrap)):
             mul = ShiftAddMultiplier(16, len(w.in_c))
-            m.submodules[f"round2_{name}"] = mul
+            m.submodules[f"times_in_c_{name}"] = mul
             m.d.comb += [mul.start.eq(second), mul.a.eq(high(value)), mul.b.eq(w.in_c)]
             times_in_c[name] = mul.product[:16]
-        assert 3 + m.submodules["round2_e00"].cycles + 1 == _FIRST_LANE
+        assert 1 + m.submodules["times_in_c_e00"].cycles + 1 == _FIRST_LANE
 
-        def small_times_in_c(value):           # (value div rows)*in_c for a 3-bit value
-            q = value >> shift
-            if not len(q):
-                return 0
-            return sum(Mux(q[b], w.in_c << b, 0) for b in range(len(q)))[:16]
-
-        # -- the pixel walk (L+10 ..): lane r gets pixel r, then pixel `rows` gives the tile -----
-        de_1, dec_1 = Signal(16), Signal(16)    # a one-pixel move within the row
-        de_1w, dec_1w = Signal(16), Signal(16)  # ... and one that wraps it
+        # -- the pixel walk (L+9 ..): lane r gets pixel r, then pixel `rows` gives the tile ------
+        de_1w, dec_1w = Signal(16), Signal(16)  # a one-pixel move that wraps the output row
         re, re_c, re_2c = Signal(16), Signal(16), Signal(16)
         e0, e0_c = Signal(16), Signal(16)
         dlow_1, dlow_1w = Signal.like(k.tap_j.dlow), Signal.like(k.tap_j.dlow)
@@ -181,29 +189,29 @@ class WindowSetup(wiring.Component):
         ow_left = Signal(10)                    # out_w - 1 - ow of the walked pixel
         wrap = Signal()                         # ow_left == 0: the next pixel is on a new row
         pixel = Signal(range(rows + 2))
+        # sw + R: (sw div rows) + (R div rows) and a carry of the low parts
+        wrap_1 = Signal(unsigned(len(k.tap_j.dlow) + 1))
+        m.d.comb += wrap_1.eq(low(w.stride_w) + low(r_wrap))
         with m.If(busy & (t == _FIRST_LANE)):
             e00 = times_in_c["e00"]
             m.d.sync += [
-                de_1.eq(small_times_in_c(w.stride_w)),
-                dec_1.eq(small_times_in_c(w.stride_w) + w.in_c),
-                de_1w.eq(times_in_c["de_1w"]), dec_1w.eq(times_in_c["de_1w"] + w.in_c),
+                de_1w.eq(de_1 + times_in_c["re"] + Mux(carry_of(wrap_1), w.in_c, 0)),
+                dec_1w.eq(de_1 + times_in_c["re"] + Mux(carry_of(wrap_1), w.in_c << 1, w.in_c)),
                 re.eq(times_in_c["re"]), re_c.eq(times_in_c["re"] + w.in_c),
                 re_2c.eq(times_in_c["re"] + (w.in_c << 1)),
                 e0.eq(self.src + e00), e0_c.eq(self.src + e00 + w.in_c),
                 walk.ih.eq(-w.pad_top), walk.iw.eq(-w.pad_left), walk.qlow.eq(low(q00)),
                 walk.e.eq(self.src + e00), ow_left.eq(w.out_w - 1), wrap.eq(w.out_w == 1),
                 pixel.eq(0),
-                dlow_1.eq(low(w.stride_w)), dlow_1w.eq(low(dq_1w)),
+                dlow_1.eq(low(w.stride_w)), dlow_1w.eq(low(wrap_1)),
                 k.tap_i.dlow.eq(low(dq_i)), k.tap_i.de.eq(times_in_c["de_i"]),
                 k.tap_i.dec.eq(times_in_c["de_i"] + w.in_c),
-                k.tap_j.dlow.eq(low(w.dilation_w)), k.tap_j.de.eq(small_times_in_c(w.dilation_w)),
-                k.tap_j.dec.eq(small_times_in_c(w.dilation_w) + w.in_c),
             ]
         walking = busy & (t > _FIRST_LANE) & (pixel <= rows)
         step_low = Mux(wrap, dlow_1w, dlow_1)
         total = Signal(unsigned(len(walk.qlow) + 1))
         m.d.comb += total.eq(walk.qlow + step_low)
-        carry = total[shift] if shift else 0
+        carry = carry_of(total)
         m.d.comb += [self.o_lane.eq(walk),
                      self.o_lane_en.eq(Cat(walking & (pixel == r) for r in range(rows)))]
         with m.If(walking):
@@ -225,16 +233,16 @@ class WindowSetup(wiring.Component):
                 k.tile.dlow.eq(low(walk.qlow - low(q00))),
                 k.tile.de.eq(walk.e - Mux(borrow, e0_c, e0)),
                 # ow + B >= out_w  <=>  iw >= (out_w - B)*stride_w - pad_left, B*stride_w = diw
-                k.wrap_iw.eq(prod["wd"] - walk.iw - (w.pad_left << 1)),
+                k.wrap_iw.eq(wd - walk.iw - (w.pad_left << 1)),
             ]
         with m.If(busy & (t == setup_cycles(rows) - 1)):
             wrap_total = Signal(unsigned(len(walk.qlow) + 1))
             m.d.comb += wrap_total.eq(k.tile.dlow + low(r_wrap))
-            wrap_carry = wrap_total[shift] if shift else 0
+            wrap_carry = carry_of(wrap_total)
             m.d.sync += [
                 k.tile.dec.eq(k.tile.de + w.in_c),
                 k.tile_wrap.dih.eq(k.tile.dih + w.stride_h),
-                k.tile_wrap.diw.eq(k.tile.diw - prod["wd"]),
+                k.tile_wrap.diw.eq(k.tile.diw - wd),
                 k.tile_wrap.dlow.eq(low(wrap_total)),
                 k.tile_wrap.de.eq(k.tile.de + Mux(wrap_carry, re_c, re)),
                 k.tile_wrap.dec.eq(k.tile.de + Mux(wrap_carry, re_2c, re_c)),

@@ -53,9 +53,9 @@ ADD_OVERHEAD_CYCLES = 20
 CONV_ISSUE_CYCLES = 2
 
 #: Cycles of the window address generator's set-up of a ``CONV`` beyond one per row lane: its
-#: products (10 cycles), the pixel after the first tile and two cycles of tile moves
+#: products (8 cycles), the pixel after the first tile and two cycles of tile moves
 #: (``hw/window_setup.py``).
-CONV_SETUP_CYCLES = 13
+CONV_SETUP_CYCLES = 11
 
 
 def conv_issue_cycles(rows: int) -> int:
