@@ -34,7 +34,7 @@ with a clock enable and a synchronous reset each), written from Lattice's ECP5 s
 guide (FPGA-TN-02205), for simulating the generated array.
 
 A ``cnn`` configuration may need more multipliers than its part has: ``ulx3s-85f-cnn``'s 128
-MACs and its 8 drain lanes' tflite requant units (4 MULT18X18D each) are 160 or more of the
+MACs and its 8 drain lanes' tflite requant units (4 MULT18X18D each) are 160 of the
 LFE5U-85F's 156. Its last :func:`fabric_rows` row lanes then multiply in logic instead, in the
 blocks' two cycles (the products by the weight's two halves at *t + 1*, their sum at *t + 2*),
 so the array behaves the same. Two 8x8 products cannot share one MULT18X18D exactly: its ports are 18 bits, so two
@@ -75,12 +75,10 @@ def requant_multipliers(config) -> int:
 
     Every post-processor (one per drain lane) has one unit per requant mode, four blocks each
     when it takes one cycle per element (the iterative ones, ``requant_cycles > 1``, are logic
-    on a ``cnn`` configuration, whose build turns every other product into logic); a ``cnn``
-    configuration's ``ADD`` has a tflite unit per drain lane too.
+    on a ``cnn`` configuration, whose build turns every other product into logic); the
+    ``ADD`` borrows the drain lanes' tflite units (hw/add.py).
     """
     units = len(config.requant_modes) if config.requant_cycles == 1 else 0
-    if config.cnn and "tflite" in config.requant_modes:
-        units += 1                                   # the AddUnit's TfliteRequant
     return REQUANT_MULTIPLIERS * units * (config.drain_lanes if config.cnn else 1)
 
 

@@ -232,17 +232,19 @@ def _heads(stim, platform, tmp_path, simulator, blocks=None):
 
 
 def test_fabric_rows_leave_the_requant_units_their_blocks():
-    # ulx3s-85f-cnn: 128 MACs + 8 drain lanes x (drain + ADD) tflite requant units of 4 blocks
-    # are 192 of the LFE5U-85F's 156: the last rows multiply in logic, 2 blocks stay spare.
+    # ulx3s-85f-cnn: 128 MACs + 8 drain lanes' tflite requant units of 4 blocks (the ADD
+    # borrows them) are 160 of the LFE5U-85F's 156: the last rows multiply in logic, 2 blocks
+    # stay spare.
     config = CNN_PRESETS["ulx3s-85f-cnn"].config
-    assert requant_multipliers(config) == 64
+    assert requant_multipliers(config) == 32
     rows = fabric_rows(config, 156)
-    assert (config.rows - rows) * config.cols + 64 + SPARE_MULTIPLIERS <= 156
-    assert (config.rows - rows + 1) * config.cols + 64 + SPARE_MULTIPLIERS > 156
+    assert rows == 2
+    assert (config.rows - rows) * config.cols + 32 + SPARE_MULTIPLIERS <= 156
+    assert (config.rows - rows + 1) * config.cols + 32 + SPARE_MULTIPLIERS > 156
     assert fabric_rows(CNN_PRESETS["orangecrab-25f-cnn"].config, 28) == 0    # 16 + 8 fit
     # the pre-build estimate (tessera build's check) counts what the blocks hold
     assert estimate_resources(get_board("ulx3s-85f"), config)["dsp"] == \
-        (config.rows - rows) * config.cols + 64
+        (config.rows - rows) * config.cols + 32
     dense = AcceleratorConfig(rows=16, cols=16)                 # dense: never, even too large
     assert requant_multipliers(dense) == 4 * len(dense.requant_modes)
     assert fabric_rows(dense, 156) == 0
@@ -250,12 +252,12 @@ def test_fabric_rows_leave_the_requant_units_their_blocks():
 
 @pytest.mark.parametrize("simulator", simulators()[:1])
 def test_ecp5_array_with_rows_in_logic_equals_generic(simulator, tmp_path):
-    # An 8x4 cnn array with two drain lanes on the LFE5U-12F (28 blocks): 32 MACs + 16 for the
-    # requant units, so 6 of its 8 rows multiply in logic; extreme and random operands, random
+    # An 8x4 cnn array with two drain lanes on the LFE5U-12F (28 blocks): 32 MACs + 8 for the
+    # requant units, so 4 of its 8 rows multiply in logic; extreme and random operands, random
     # controls: `heads` (the rows a drain takes, moved by the shifts) equals the generic
     # array's in every cycle.
     config = AcceleratorConfig(rows=8, cols=4, cnn=True, drain_lanes=2, requant_modes=("tflite",))
-    assert fabric_rows(config, 28) == 6
+    assert fabric_rows(config, 28) == 4
     rng = np.random.default_rng(12)
     stim = Stimulus(config)
     stim.idle(2)
@@ -272,7 +274,7 @@ def test_ecp5_array_with_rows_in_logic_equals_generic(simulator, tmp_path):
             stim.cycle(**{"shift_col" if r == config.rows - 2 else "shift_row": 1})
     _random_cycles(stim, rng, 400)
     ecp5_heads, generic_heads = _heads(stim, ULX3S_12F_Platform(), tmp_path, simulator,
-                                       blocks=2 * config.cols)
+                                       blocks=4 * config.cols)
     assert len(set(generic_heads)) > 50
     assert list(ecp5_heads) == list(generic_heads)
     bits = config.acc_bits
