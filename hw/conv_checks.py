@@ -11,7 +11,8 @@ buffers. Everything that depends on the window alone is computed once per ``WIND
 :class:`~tessera.hw.shift_add.ShiftAddMultiplier` (no multiplier cell: the iCE40UP5K's all serve
 the MAC array), and ``out_c mod in_c`` by a restoring divider of one bit per cycle, done within
 the next instruction's 16-cycle fetch (``ready``). The counts are compared capped just above
-their buffer's depth, so the per-``CONV`` adders are as narrow as the addresses.
+their buffer's depth, so the per-``CONV`` adders are as narrow as the addresses, and the status
+is registered (the decoder takes it a cycle after its step 3, at its outputs).
 ``rows`` and ``cols`` must be powers of two (the tile and group counts are shifts).
 """
 
@@ -63,7 +64,10 @@ class WindowChecks(wiring.Component):
     conv : In(conv_request())
         A ``CONV``'s fields.
     status : Out(8)
-        ``Status.OK``, ``BAD_FIELD`` or ``BAD_ADDRESS`` for ``conv`` (valid while ``ready``).
+        ``Status.OK``, ``BAD_FIELD`` or ``BAD_ADDRESS`` for ``conv`` as it was in the previous
+        cycle (a register): valid from the cycle after ``ready`` on.
+    bad : Out(1)
+        ``status != Status.OK`` (a register).
     sizes : Out(window_sizes())
         The window's ``taps``, ``pixels`` and ``k_conv`` (valid while ``ready``), for the
         ``CONV`` issue.
@@ -79,6 +83,7 @@ class WindowChecks(wiring.Component):
             "ready": Out(1),
             "conv": In(conv_request()),
             "status": Out(8),
+            "bad": Out(1),
             "sizes": Out(window_sizes()),
         })
 
@@ -157,6 +162,9 @@ class WindowChecks(wiring.Component):
                        (c.dst + dst_count > cfg.act_depth) |
                        (~pool & ((c.w_addr + weights > cfg.weight_depth) |
                                  (c.param_addr + w.out_c > cfg.param_depth))))
-        m.d.comb += self.status.eq(Mux(field_bad, Status.BAD_FIELD,
-                                       Mux(address_bad, Status.BAD_ADDRESS, Status.OK)))
+        # registered: the sums and compares end in a flip-flop, not in the decoder's status
+        # (the decoder folds this register into its outputs with one gate)
+        m.d.sync += [self.status.eq(Mux(field_bad, Status.BAD_FIELD,
+                                        Mux(address_bad, Status.BAD_ADDRESS, Status.OK))),
+                     self.bad.eq(field_bad | address_bad)]
         return m

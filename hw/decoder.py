@@ -32,8 +32,10 @@ compares; step 3 registers the status by priority (the last byte, which comes st
 frame buffer, only as a flag that one gate folds into ``ok``/``status``). The status is therefore
 ready, from registers, in the cycle after the 16th byte, exactly when the unpipelined decode was:
 the executor's timing (16 cycles per instruction) is unchanged. A ``CONV``'s window checks
-(``conv_status``, computed by the sequencer's :class:`~tessera.hw.conv_checks.WindowChecks`
-from the latched fields) are sampled in step 3.
+(``conv_status``, registered by the sequencer's :class:`~tessera.hw.conv_checks.WindowChecks`
+from the latched fields in step 3) are folded into the outputs like the last byte: step 3
+registers whether the ``CONV`` passed the checks before them, and one gate then lets
+``conv_status`` through (its sums and compares end in WindowChecks' register, not in ``status``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -130,7 +132,9 @@ class InstructionDecoder(wiring.Component):
         step 1.
     conv_status : In(8)
         ``cnn`` only: the window checks of the ``CONV`` being decoded (``Status.OK``,
-        ``BAD_FIELD`` or ``BAD_ADDRESS``), sampled in step 3.
+        ``BAD_FIELD`` or ``BAD_ADDRESS``), from a register, valid from the cycle after step 3.
+    conv_bad : In(1)
+        ``cnn`` only: ``conv_status != Status.OK``, from a register, with ``conv_status``.
     window_bytes : Out(16)
         ``cnn`` only: bytes 13 and 14 of the instruction (``WINDOW``'s last fields), registered
         in steps 1 and 2.
@@ -148,7 +152,8 @@ class InstructionDecoder(wiring.Component):
             "ok": Out(1),
             "opcode": Out(4),
             "entry_bytes": Out(range(self._max_entry + 1)),
-            **({"post_tflite": In(1), "conv_status": In(8), "window_bytes": Out(16)}
+            **({"post_tflite": In(1), "conv_status": In(8), "conv_bad": In(1),
+                "window_bytes": Out(16)}
                if config.cnn else {}),
         })
 
@@ -325,15 +330,18 @@ class InstructionDecoder(wiring.Component):
         m.d.comb += tail_bad.eq(
             Mux(is_window, win_nz2 | ~(pad_top.all() | ~pad_top.any()), tail_any) if cfg.cnn
             else tail_any)
-        # CONV: the window checks, once the padding is known to be zero
-        checks = [(bad_op, Status.BAD_OPCODE), (field_bad | tail_bad, Status.BAD_FIELD)]
+        checks = [(bad_op, Status.BAD_OPCODE), (field_bad | tail_bad, Status.BAD_FIELD),
+                  (addr_bad, Status.BAD_ADDRESS), (late, late_status)]
         good = ~bad_op & ~field_bad & ~tail_bad
+        # CONV: the window checks come next in priority (a CONV has no other range or length
+        # check); they arrive registered a cycle after this step, so step 3 registers only
+        # that they decide, and the outputs let them through with one gate
+        conv_failed = Signal()
         if cfg.cnn:
-            conv_bad = Signal()
-            m.d.comb += conv_bad.eq(is_conv & (self.conv_status != Status.OK))
-            checks.append((conv_bad, self.conv_status))
-            good = good & ~conv_bad
-        checks += [(addr_bad, Status.BAD_ADDRESS), (late, late_status)]
+            conv_live = Signal()
+            with m.If(step3):
+                m.d.sync += conv_live.eq(is_conv & good)
+            m.d.comb += conv_failed.eq(conv_live & self.conv_bad)
         status = Signal(8)
         last_nz = nibble_flags("last_nz")
         last_bad = Signal()
@@ -347,10 +355,13 @@ class InstructionDecoder(wiring.Component):
                 m.d.sync += status.eq(Status.OK)
         with m.If(last_bad & (status != Status.BAD_OPCODE)):
             m.d.comb += self.status.eq(Status.BAD_FIELD)
+        if cfg.cnn:
+            with m.Elif(conv_failed):
+                m.d.comb += self.status.eq(self.conv_status)
         with m.Else():
             m.d.comb += self.status.eq(status)
         ok = Signal()
         with m.If(step3):
             m.d.sync += ok.eq(good & ~addr_bad & ~late)
-        m.d.comb += self.ok.eq(ok & ~last_bad)
+        m.d.comb += self.ok.eq(ok & ~last_bad & ~conv_failed if cfg.cnn else ok & ~last_bad)
         return m

@@ -13,8 +13,9 @@ and reports how on the same port. A new opcode is a case of ``EXECUTE`` here (an
 
 ISA version 3 (``config.cnn``): ``WINDOW`` sets the window state (all zero at reset), whose
 sizes a :class:`~tessera.hw.conv_checks.WindowChecks` derives for the checks of the following
-``CONV``s (its status joins the decoder's in step 3); a valid ``CONV`` or ``ADD`` is issued on
-``o_conv``/``o_add`` (:mod:`tessera.hw.cnn_issue`) with the window and post state at issue.
+``CONV``s (its registered status joins the decoder's at its outputs, a cycle after step 3); a
+valid ``CONV`` or ``ADD`` is issued on ``o_conv``/``o_add`` (:mod:`tessera.hw.cnn_issue`) with
+the window and post state at issue.
 
 Timing (the emulator's cycle model, ``docs/architecture.md``): the payload is read one byte per
 cycle; an instruction is decoded while its last (padding) bytes are read, a pipeline in
@@ -380,8 +381,9 @@ class ProgramSequencer(wiring.Component):
         for name in ("kind", "src", "dst", "w_addr", "param_addr"):
             m.d.comb += checks.conv[name].eq(conv[name])
         # The sizes of a WINDOW are ready within the next instruction's fetch, by its decode's
-        # step 3 (REMAINDER_CYCLES + 2 <= 16 cycles after the WINDOW's EXECUTE).
-        m.d.comb += [decoder.conv_status.eq(checks.status),
+        # step 3 (REMAINDER_CYCLES + 2 <= 16 cycles after the WINDOW's EXECUTE); the checks'
+        # registered status reaches the decoder's outputs in the cycle after.
+        m.d.comb += [decoder.conv_status.eq(checks.status), decoder.conv_bad.eq(checks.bad),
                      decoder.post_tflite.eq(post_state["mode"] == Mode.TFLITE)]
 
         issue = self.o_conv.payload

@@ -62,8 +62,9 @@ def _cases(count):
 
 
 def _statuses(config, cases, sizes=None):
-    # The status of each (window, conv, _) after a WINDOW's load and REMAINDER_CYCLES + 1 cycles
-    # (and its sizes (taps, pixels, k_conv) appended to `sizes`).
+    # The status of each (window, conv, _) a cycle after `ready` (REMAINDER_CYCLES + 1 cycles
+    # after a WINDOW's load: the status is a register; and its sizes (taps, pixels, k_conv),
+    # ready with `ready`, appended to `sizes`).
     dut = WindowChecks(config)
     seen = []
 
@@ -78,10 +79,13 @@ def _statuses(config, cases, sizes=None):
             for _ in range(REMAINDER_CYCLES + 1):
                 await ctx.tick()
             assert ctx.get(dut.ready)
-            seen.append(ctx.get(dut.status))
             if sizes is not None:
                 sizes.append(tuple(ctx.get(getattr(dut.sizes, name))
                                    for name in ("taps", "pixels", "k_conv")))
+            await ctx.tick()
+            status = ctx.get(dut.status)
+            assert ctx.get(dut.bad) == (status != Status.OK)
+            seen.append(status)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
