@@ -95,6 +95,10 @@ CHECKS = {check.name: check for check in (
     Check("requant_tflite", "TfliteRequant equals the gemmlowp formula: 6-bit a, m0 with 6 "
           "free top bits, shifts -31..30", lambda **kw: requant.tflite_equivalence(
               a_bits=6, m_bits=6, **kw), "bmc", quick=False),
+    Check("requant_tflite_iterative", "the iterative TfliteRequant (2 cycles per element, "
+          "held as the PostProcessor holds it) equals the gemmlowp formula: 4-bit a, m0 with 4 "
+          "free top bits, all 256 shifts", lambda **kw: requant.tflite_iterative_equivalence(
+              cycles=2, **kw), "bmc", quick=False),
 )}
 
 

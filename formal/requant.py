@@ -13,6 +13,10 @@ The multiplier is the hard part for the solver: the operands are narrowed (``a_b
 ``a`` sign-extended from its low ``a_bits``, ``m0`` with only its top ``m_bits`` bits free) and
 the shift bounded (``shifts``: the contract's ``[-31, 30]`` by default, all 256 values on
 request); docs/verification.md lists the widths each check proves.
+
+The iterative unit (``TfliteRequant(cycles)``, ``requant_cycles > 1``) runs with ``en`` low
+exactly while it holds, as the PostProcessor runs it: its result in a cycle is the formula of
+the operands taken six enabled cycles before (:func:`tflite_iterative_equivalence`).
 """
 
 from amaranth.hdl import Assert, Assume, Mux, Signal, signed
@@ -22,7 +26,7 @@ from tessera.numerics.requant_tflite import SHIFT_MAX, SHIFT_MIN
 
 from .bench import FormalBench
 
-__all__ = ["tflite_reference", "tflite_equivalence"]
+__all__ = ["tflite_reference", "tflite_equivalence", "tflite_iterative_equivalence"]
 
 def tflite_reference(m, a, multiplier, shift, *, result_bits, max_right=128):
     """Return ``MultiplyByQuantizedMultiplier(a, m0, e)`` saturated to ``result_bits``.
@@ -106,3 +110,45 @@ def tflite_equivalence(*, a_bits=32, m_bits=32, shifts=(SHIFT_MIN, SHIFT_MAX), r
     m.d.comb += Assert((filled != latency) | (dut.result == expected),
                        "TfliteRequant differs from the formula")
     return bench, latency + 1
+
+
+def tflite_iterative_equivalence(*, cycles=2, a_bits=4, m_bits=4, shifts=(-128, 127),
+                                 result_bits=16):
+    """Return ``(bench, depth)``: an iterative ``TfliteRequant(cycles)`` equals the formula.
+
+    The unit runs as the PostProcessor runs it: ``en`` low exactly while it holds, every
+    operand an element. The operands taken in each enabled cycle are recorded, and ``result``
+    must equal :func:`tflite_reference` of those taken six enabled cycles earlier; the depth
+    covers two results of elements that waited in the iterative stage.
+    """
+    bench = FormalBench()
+    m = bench.m
+    m.submodules.dut = dut = TfliteRequant(cycles, result_bits=result_bits)
+    m.d.comb += [dut.valid.eq(1), dut.en.eq(~dut.hold)]
+    a = bench.free(dut.a, name="a")
+    multiplier = bench.free(dut.multiplier, name="multiplier")
+    shift = bench.free(dut.shift, name="shift")
+    m.d.comb += Assume((shift.as_signed() >= shifts[0]) & (shift.as_signed() <= shifts[1]))
+    if a_bits < 32:
+        m.d.comb += Assume(a.as_signed() == a[:a_bits].as_signed())
+    if m_bits < 32:
+        m.d.comb += Assume(multiplier[:32 - m_bits] == 0)
+
+    latency = TfliteRequant.latency
+    taken = []
+    for stage in range(latency):
+        regs = tuple(Signal.like(v, name=f"{v.name}_{stage}") for v in (a, multiplier, shift))
+        sources = (a, multiplier, shift) if stage == 0 else taken[-1]
+        with m.If(dut.en):
+            m.d.sync += [r.eq(s) for r, s in zip(regs, sources)]
+        taken.append(regs)
+    old_a, old_m, old_shift = taken[-1]
+    expected = tflite_reference(m, old_a.as_signed(), old_m, old_shift.as_signed(),
+                                result_bits=result_bits, max_right=max(0, -shifts[0]))
+    filled = Signal(range(latency + 1))
+    with m.If(dut.en & (filled != latency)):
+        m.d.sync += filled.eq(filled + 1)
+    m.d.comb += Assert((filled != latency) | (dut.result == expected),
+                       "the iterative TfliteRequant differs from the formula")
+    # six elements (the first two enabled cycles, then one every `cycles`), two checks after
+    return bench, 2 + (latency - 1) * cycles + 2
