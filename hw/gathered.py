@@ -17,7 +17,7 @@ last step is shown at *A+1+Σn* and accumulated by *A+Σn+3*, so the hand-off is
 block yet.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,27 +116,32 @@ class GatheredSteps(wiring.Component):
         m.d.comb += [gen.i_cmd.payload.gather.eq(self.i_cmd.payload.gather),
                      gen.i_cmd.payload.m_rows.eq(self.i_cmd.payload.m_rows),
                      gen.i_cmd.valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(gen.i_cmd.ready)]
-        with m.If(self.i_cmd.valid & self.i_cmd.ready):
-            m.d.sync += nxt.eq(self.i_cmd.payload)
-        allowed = Signal()
-        to_take = Signal(16)                        # steps of the started command not taken
+        # The step and weight counters are loaded when the generator takes the command (after
+        # the previous command's last step was taken), so that `start` only enables.
+        to_take = Signal(16)                        # steps of the command not taken
+        w_ptr = Signal(16)                          # the WGT address of its next step
         taken = arb.i_step.valid & arb.i_step.ready
+        with m.If(self.i_cmd.valid & self.i_cmd.ready):
+            m.d.sync += [nxt.eq(self.i_cmd.payload), to_take.eq(self.i_cmd.payload.k),
+                         w_ptr.eq(self.i_cmd.payload.w_addr)]
+        allowed = Signal()
         m.d.comb += [arb.i_step.valid.eq(gen.o_step.valid & (allowed | self.start)),
                      gen.o_step.ready.eq(arb.i_step.ready & (allowed | self.start))]
-        remaining = Mux(self.start, nxt.k, to_take)
         with m.If(self.start):
             m.d.sync += allowed.eq(1)
         with m.If(taken):
-            m.d.sync += to_take.eq(remaining - 1)
-            with m.If(remaining == 1):
+            m.d.sync += [to_take.eq(to_take - 1), w_ptr.eq(w_ptr + 1)]
+            with m.If(to_take == 1):
                 m.d.sync += allowed.eq(0)
 
-        # Each lane's in-bounds steps, counted as the arbiter takes them (all are taken before
-        # the last is shown).
-        # the start cycle takes the first step
+        # Each lane's in-bounds steps, counted the cycle after the arbiter takes them (the last
+        # is taken at least two cycles before it is shown); the start cycle takes the first.
+        counted = Signal(cfg.rows)
+        restart = Signal()
+        m.d.sync += [counted.eq(Cat(taken & ~arb.i_step.payload[r].pad for r in range(cfg.rows))),
+                     restart.eq(self.start)]
         for r in range(cfg.rows):
-            inside = taken & ~arb.i_step.payload[r].pad
-            m.d.sync += self.taps[r].eq(Mux(self.start, 0, self.taps[r]) + inside)
+            m.d.sync += self.taps[r].eq(Mux(restart, 0, self.taps[r]) + counted[r])
 
         # The shown side: latched at the start (the previous command's last step was shown
         # before its hand-off, so before this start).
@@ -147,14 +152,10 @@ class GatheredSteps(wiring.Component):
             m.d.sync += [kind.eq(nxt.kind), left.eq(nxt.k), first.eq(1)]
 
         # The weights of a step: read when the arbiter takes it, held until it is shown.
-        w_ptr = Signal(16)
         fresh = Signal()
         w_hold = Signal.like(self.wgt_data)
-        address = Mux(self.start, nxt.w_addr, w_ptr)
-        m.d.comb += [self.wgt_en.eq(taken), self.wgt_addr.eq(address)]
+        m.d.comb += [self.wgt_en.eq(taken), self.wgt_addr.eq(w_ptr)]
         m.d.sync += fresh.eq(taken)
-        with m.If(taken):
-            m.d.sync += w_ptr.eq(address + 1)
         with m.If(fresh):
             m.d.sync += w_hold.eq(self.wgt_data)
 
