@@ -98,12 +98,16 @@ class WindowChecks(wiring.Component):
         # kh*kw and then out_c*k (dw_weights); in_c*groups and then that times k (conv_weights);
         # in_h*in_w and out_h*out_w, then the tile counts times in_c and out_c (src/dst_count);
         # in round 2 also in_c*k (k_conv, for the command sequencer).
+        # Round 2's first operands (tile counts, in_c*groups) enter capped just above their
+        # buffer's depth (`_capped`: the capped product is unchanged, b being at least 1 where
+        # it counts), so these multipliers are as narrow as the depths, not the fields.
         rows_minus, cols_minus = cfg.rows - 1, cfg.cols - 1
-        tiles_bits = 20 - self._row_shift
+        tiles_bits = min(20 - self._row_shift, cfg.act_depth.bit_length() + 1)
         m.submodules.src = src_mul = ShiftAddMultiplier(max(10, tiles_bits), 12)
         m.submodules.dst = dst_mul = ShiftAddMultiplier(max(10, tiles_bits), 12)
         m.submodules.taps = taps_mul = ShiftAddMultiplier(12, 10)
-        m.submodules.conv = conv_mul = ShiftAddMultiplier(24, 12)
+        m.submodules.conv = conv_mul = ShiftAddMultiplier(
+            max(12, min(24, cfg.weight_depth.bit_length() + 1)), 12)
         m.submodules.k_conv = k_mul = ShiftAddMultiplier(12, 10)    # round 2 only: in_c * taps
         rounds = max(mul.cycles for mul in (src_mul, dst_mul, taps_mul, conv_mul, k_mul))
         assert 2 * (rounds + 1) <= REMAINDER_CYCLES + 2, "the sizes must be ready with the rest"
@@ -114,14 +118,17 @@ class WindowChecks(wiring.Component):
         m.d.comb += [
             src_mul.start.eq(self.load | second), dst_mul.start.eq(self.load | second),
             taps_mul.start.eq(self.load | second), conv_mul.start.eq(self.load | second),
-            src_mul.a.eq(Mux(self.load, w.in_h, (src_mul.product + rows_minus) >> self._row_shift)),
+            src_mul.a.eq(Mux(self.load, w.in_h,
+                             _capped((src_mul.product + rows_minus) >> self._row_shift,
+                                     cfg.act_depth))),
             src_mul.b.eq(Mux(self.load, w.in_w, w.in_c)),
             dst_mul.a.eq(Mux(self.load, w.out_h,
-                             (dst_mul.product + rows_minus) >> self._row_shift)),
+                             _capped((dst_mul.product + rows_minus) >> self._row_shift,
+                                     cfg.act_depth))),
             dst_mul.b.eq(Mux(self.load, w.out_w, w.out_c)),
             taps_mul.a.eq(Mux(self.load, w.kernel_h, w.out_c)),
             taps_mul.b.eq(Mux(self.load, w.kernel_w, taps_mul.product)),
-            conv_mul.a.eq(Mux(self.load, w.in_c, conv_mul.product)),
+            conv_mul.a.eq(Mux(self.load, w.in_c, _capped(conv_mul.product, cfg.weight_depth))),
             conv_mul.b.eq(Mux(self.load, groups, taps_mul.product)),
             k_mul.start.eq(second), k_mul.a.eq(w.in_c), k_mul.b.eq(taps_mul.product),
         ]
