@@ -41,7 +41,7 @@ from tessera.spec.isa import CnnOpcode
 
 from .gather import gather_request
 from .layouts import struct_layout
-from .window_setup import POSITION, WindowSetup, lane_state
+from .window_setup import POSITION, WindowSetup, entry_bits, lane_state
 
 __all__ = ["WindowAddressGenerator", "window_state", "window_sizes", "window_command",
            "generator_command"]
@@ -209,7 +209,7 @@ class WindowAddressGenerator(wiring.Component):
             wrapf = Signal(name=f"wrap{r}")       # the next tile move wraps the output row
             tile_carry = Signal(name=f"tile_carry{r}")
             qlow = Signal.like(base.qlow, name=f"qlow{r}")
-            ec = Signal(16, name=f"ec{r}")        # the tap's E
+            ec = Signal(entry_bits(cfg), name=f"ec{r}")   # the tap's E
             valid = Signal(name=f"valid{r}")
             tile = Mux(wrapf, k.tile_wrap, k.tile)
             tile_low = Signal(unsigned(len(qlow) + 1), name=f"tile_low{r}")

@@ -2,7 +2,7 @@
 
 :class:`~tessera.hw.window.WindowAddressGenerator` keeps, per row lane, the input position of the
 lane's output pixel at tap ``(0, 0)`` — ``ih``, ``iw``, ``q mod rows`` and the ACT entry base
-``E = src + (q div rows)*in_c`` (mod 2^16), ``q = ih*in_w + iw`` taken linearly also where it is
+``E = src + (q div rows)*in_c`` (mod :func:`entry_bits`), ``q = ih*in_w + iw`` taken linearly also where it is
 padding (floor division by the power-of-two ``rows`` is a bit field) — and moves it by adding
 constants, never multiplying: a move of ``q`` by ``d`` is ``low = (q mod rows) + (d mod rows)``,
 ``E += (d div rows)*in_c`` plus ``in_c`` when ``low >= rows``. :class:`WindowSetup` computes,
@@ -38,7 +38,8 @@ from tessera.spec.timing import CONV_SETUP_CYCLES
 
 from .shift_add import ShiftAddMultiplier
 
-__all__ = ["WindowSetup", "window_constants", "lane_state", "setup_cycles", "POSITION"]
+__all__ = ["WindowSetup", "window_constants", "lane_state", "setup_cycles", "entry_bits",
+           "POSITION"]
 
 #: Shape of a lane's input row and column (``ih``, ``iw``: up to ``1023*7 + 31*7``, and
 #: ``-15`` of padding) and of their deltas.
@@ -56,19 +57,26 @@ def setup_cycles(rows: int) -> int:
     return CONV_SETUP_CYCLES + rows
 
 
+def entry_bits(config) -> int:
+    """Return the width of an ACT entry address: ``E`` and its moves are kept modulo
+    ``2**entry_bits``."""
+    return max(1, (config.act_depth - 1).bit_length())
+
+
 def _low_shape(rows):
     return unsigned(max(1, (rows - 1).bit_length()))
 
 
 def lane_state(config) -> data.StructLayout:
     """Return the layout of one lane's position at tap ``(0, 0)``: ``ih``, ``iw``, ``qlow``
-    (``q mod rows``) and the entry base ``e`` (mod 2^16)."""
+    (``q mod rows``) and the entry base ``e`` (mod ``2**entry_bits``)."""
     return data.StructLayout({"ih": POSITION, "iw": POSITION, "qlow": _low_shape(config.rows),
-                              "e": unsigned(16)})
+                              "e": unsigned(entry_bits(config))})
 
 
 def _move(config, position):
-    fields = {"dlow": _low_shape(config.rows), "de": unsigned(16), "dec": unsigned(16)}
+    fields = {"dlow": _low_shape(config.rows), "de": unsigned(entry_bits(config)),
+              "dec": unsigned(entry_bits(config))}
     if position:
         fields = {"dih": POSITION, "diw": POSITION, **fields}
     return data.StructLayout(fields)
@@ -78,7 +86,7 @@ def window_constants(config) -> data.StructLayout:
     """Return the layout of the constant moves of one ``CONV``.
 
     Each move has ``dlow = d mod rows``, ``de = (d div rows)*in_c`` and ``dec = de + in_c`` (mod
-    2^16) for its ``q`` delta ``d``: ``tap_j`` (``j+1``), ``tap_i`` (``i+1``, ``j`` back to 0),
+    ``2**entry_bits``) for its ``q`` delta ``d``: ``tap_j`` (``j+1``), ``tap_i`` (``i+1``, ``j`` back to 0),
     ``tile`` and ``tile_wrap`` (also ``dih``, ``diw``); ``wrap_iw`` is the first ``iw`` (at tap
     ``(0, 0)``) of a lane that takes ``tile_wrap``.
     """
@@ -133,8 +141,10 @@ class WindowSetup(wiring.Component):
         def low(value):
             return value[:shift] if shift else 0
 
-        def high(value):                       # (value div rows) mod 2^16, value signed
-            return (value >> shift)[:16]
+        ew = entry_bits(self._config)
+
+        def high(value):                       # (value div rows) mod 2^ew, value signed
+            return (value >> shift)[:ew]
 
         def carry_of(total):                   # low(a) + low(b) >= rows
             return total[shift] if shift else 0
@@ -152,7 +162,7 @@ class WindowSetup(wiring.Component):
         # -- cycle L: the narrow products, registered ---------------------------------------------
         p, wd, pt, dh = (Signal(14, name=n) for n in ("p", "wd", "pt", "dh"))
         kw = Signal(8)
-        de_1, dec_1 = Signal(16), Signal(16)    # a one-pixel move within the output row
+        de_1, dec_1 = Signal(ew), Signal(ew)    # a one-pixel move within the output row
         with m.If(self.start):
             m.d.sync += [
                 p.eq(times(w.in_w, w.stride_h)), wd.eq(times(w.out_w, w.stride_w)),
@@ -174,16 +184,16 @@ class WindowSetup(wiring.Component):
         second = busy & (t == 1)
         times_in_c = {}
         for name, value in (("e00", q00), ("de_i", dq_i), ("re", r_wrap)):
-            mul = ShiftAddMultiplier(16, len(w.in_c))
+            mul = ShiftAddMultiplier(ew, len(w.in_c))
             m.submodules[f"times_in_c_{name}"] = mul
             m.d.comb += [mul.start.eq(second), mul.a.eq(high(value)), mul.b.eq(w.in_c)]
-            times_in_c[name] = mul.product[:16]
+            times_in_c[name] = mul.product[:ew]
         assert 1 + m.submodules["times_in_c_e00"].cycles + 1 == _FIRST_LANE
 
         # -- the pixel walk (L+9 ..): lane r gets pixel r, then pixel `rows` gives the tile ------
-        de_1w, dec_1w = Signal(16), Signal(16)  # a one-pixel move that wraps the output row
-        re, re_c, re_2c = Signal(16), Signal(16), Signal(16)
-        e0, e0_c = Signal(16), Signal(16)
+        de_1w, dec_1w = Signal(ew), Signal(ew)  # a one-pixel move that wraps the output row
+        re, re_c, re_2c = Signal(ew), Signal(ew), Signal(ew)
+        e0, e0_c = Signal(ew), Signal(ew)
         dlow_1, dlow_1w = Signal.like(k.tap_j.dlow), Signal.like(k.tap_j.dlow)
         walk = Signal(lane_state(self._config))
         ow_left = Signal(10)                    # out_w - 1 - ow of the walked pixel
