@@ -46,6 +46,9 @@ class ShiftAddMultiplier(wiring.Component):
     ----------
     a_width, b_width : int
         Operand widths (``b`` is the multiplier: its width sets the cycles).
+    short_b_width : int or None
+        With it, a product whose ``b`` fits this many bits can be started ``short``: it takes
+        :attr:`short_cycles` cycles and is read on ``short_product``.
 
     Members
     -------
@@ -55,22 +58,40 @@ class ShiftAddMultiplier(wiring.Component):
     b : In(b_width)
     product : Out(a_width + 2 * cycles)
         ``a * b`` (a register) from :attr:`cycles` + 1 cycles after ``start``.
+    short : In(1)
+        ``short_b_width`` only: the product started this cycle is short.
+    short_product : Out(a_width + 2 * short_cycles)
+        ``short_b_width`` only: ``a * b`` of a short product (the same register, its low bits
+        left out) from :attr:`short_cycles` + 1 cycles after ``start``.
     """
 
-    def __init__(self, a_width, b_width):
+    def __init__(self, a_width, b_width, *, short_b_width=None):
         for name, value in (("a_width", a_width), ("b_width", b_width)):
             if not isinstance(value, int) or value < 1:
                 self._MustUse__silence = True
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if short_b_width is not None and (not isinstance(short_b_width, int) or
+                                          not 0 < short_b_width < b_width):
+            self._MustUse__silence = True
+            raise ValueError(f"short_b_width must be a positive integer below b_width "
+                             f"({b_width}), not {short_b_width!r}")
         self._a_width = a_width
         self._cycles = (b_width + 1) // 2
+        self._short_cycles = None if short_b_width is None else (short_b_width + 1) // 2
+        short = {} if short_b_width is None else {
+            "short": In(1), "short_product": Out(a_width + 2 * self._short_cycles)}
         super().__init__({"start": In(1), "a": In(a_width), "b": In(b_width),
-                          "product": Out(a_width + 2 * self._cycles)})
+                          "product": Out(a_width + 2 * self._cycles), **short})
 
     @property
     def cycles(self) -> int:
         """Cycles of one product after its ``start``."""
         return self._cycles
+
+    @property
+    def short_cycles(self):
+        """Cycles of one short product after its ``start`` (None without ``short_b_width``)."""
+        return self._short_cycles
 
     def elaborate(self, platform):
         m = Module()
@@ -84,7 +105,14 @@ class ShiftAddMultiplier(wiring.Component):
         m.d.comb += total.eq(high + Mux(digit[0], a, 0) + Mux(digit[1], a << 1, 0))
         with m.If(self.start):
             m.d.sync += [acc.eq(self.b), a.eq(self.a), left.eq(self._cycles)]
+            if self._short_cycles is not None:
+                with m.If(self.short):
+                    m.d.sync += left.eq(self._short_cycles)
         with m.Elif(left != 0):
             m.d.sync += [acc.eq(Cat(acc[2:low], total)), left.eq(left - 1)]
         m.d.comb += self.product.eq(acc)
+        if self._short_cycles is not None:
+            # after s of the steps, {a * b, b's unused (zero) bits}: a * b is 2 (cycles - s)
+            # bits up
+            m.d.comb += self.short_product.eq(acc[2 * (self._cycles - self._short_cycles):])
         return m

@@ -201,3 +201,46 @@ def test_shift_add_products(a_width, b_width):
     sim.run()
     assert dut.cycles == (b_width + 1) // 2
     assert seen == [a * b for a, b in pairs]
+
+
+@pytest.mark.parametrize("a_width, b_width, short_b_width", [(16, 12, 10), (17, 12, 10), (4, 5, 1)])
+def test_shift_add_short_products(a_width, b_width, short_b_width):
+    # short and full products alternate on one multiplier, each read on its own output after
+    # exactly its cycles (the short one's b at most short_b_width bits)
+    rng = np.random.default_rng(a_width * 100 + short_b_width)
+    top_a, top_b, top_s = (1 << a_width) - 1, (1 << b_width) - 1, (1 << short_b_width) - 1
+    cases = [(top_a, top_s, True), (top_a, top_b, False), (1, top_s, True), (top_a, 0, True),
+             (0, top_b, False)]
+    cases += [(int(rng.integers(0, top_a + 1)), int(rng.integers(0, top_s + 1)), True)
+              for _ in range(20)]
+    cases += [(int(rng.integers(0, top_a + 1)), int(rng.integers(0, top_b + 1)), False)
+              for _ in range(20)]
+    dut = ShiftAddMultiplier(a_width, b_width, short_b_width=short_b_width)
+    seen = []
+
+    async def bench(ctx):
+        for a, b, short in cases:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.short, short)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.short, not short)   # taken in the start cycle only
+            ctx.set(dut.b, top_b)
+            for _ in range(dut.short_cycles if short else dut.cycles):
+                await ctx.tick()
+            seen.append(ctx.get(dut.short_product if short else dut.product))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert dut.short_cycles == (short_b_width + 1) // 2
+    assert seen == [a * b for a, b, _short in cases]
+
+
+def test_shift_add_short_width_is_checked():
+    with pytest.raises(ValueError, match=r"^short_b_width must be a positive integer below "
+                                         r"b_width \(12\), not 12$"):
+        ShiftAddMultiplier(16, 12, short_b_width=12)
