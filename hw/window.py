@@ -167,33 +167,40 @@ class WindowAddressGenerator(wiring.Component):
         # the constants of the tap move after this tap
         move = Signal.like(k.tap_j)
         first_move = Mux(w.kernel_w == 1, k.tap_i, k.tap_j)
-        with m.If(take & chan_last):
-            m.d.sync += [chan.eq(Mux(cmd.gather.all_channels, 0, cmd.gather.channel)),
-                         chan_left.eq(w.in_c - 1), chan_last.eq(one_chan)]
-            with m.If(~j_last):
-                m.d.sync += [j_left.eq(j_left - 1), j_last.eq(j_left == 1),
-                             lo_w.eq(lo_w - w.dilation_w), hi_w.eq(hi_w - w.dilation_w),
-                             move.eq(Mux(j_left == 1, k.tap_i, k.tap_j))]
-            with m.Else():
-                m.d.sync += [j_left.eq(w.kernel_w - 1), j_last.eq(w.kernel_w == 1),
-                             i_left.eq(i_left - 1), i_last.eq(i_left == 1),
-                             lo_w.eq(0), hi_w.eq(w.in_w),
-                             lo_h.eq(lo_h - w.dilation_h), hi_h.eq(hi_h - w.dilation_h),
-                             move.eq(first_move)]
-            with m.If(last_step):
-                m.d.sync += running.eq(0)
-        with m.Elif(take):
-            m.d.sync += [chan.eq(chan + 1), chan_left.eq(chan_left - 1),
-                         chan_last.eq(chan_left == 1)]
+        # Every register below takes its next value, computed from registers alone, when a step
+        # is taken (`take`, the arbiter's ready and the engine's acceptance) or a command
+        # accepted (never both: a command is accepted only while none runs), so that `take`
+        # only enables.
+        tap_move = Signal()               # the step taken is its tap's last
+        m.d.comb += tap_move.eq(take & chan_last)
+        channel = Mux(cmd.gather.all_channels, 0, cmd.gather.channel)
+        with m.If(take | accept):
+            m.d.sync += [
+                chan.eq(Mux(accept, Mux(payload.gather.all_channels, 0, payload.gather.channel),
+                            Mux(chan_last, channel, chan + 1))),
+                chan_left.eq(Mux(accept | chan_last, w.in_c - 1, chan_left - 1)),
+                chan_last.eq(Mux(accept, ~payload.gather.all_channels | (w.in_c == 1),
+                                 Mux(chan_last, one_chan, chan_left == 1))),
+                running.eq(accept | ~last_step),
+            ]
+        with m.If(tap_move | accept):
+            m.d.sync += [
+                j_left.eq(Mux(accept | j_last, w.kernel_w - 1, j_left - 1)),
+                j_last.eq(Mux(accept | j_last, w.kernel_w == 1, j_left == 1)),
+                move.eq(Mux(accept | j_last, first_move,
+                            Mux(j_left == 1, k.tap_i, k.tap_j))),
+                lo_w.eq(Mux(accept | j_last, 0, lo_w - w.dilation_w)),
+                hi_w.eq(Mux(accept | j_last, w.in_w, hi_w - w.dilation_w)),
+            ]
+        with m.If((tap_move & j_last) | accept):
+            m.d.sync += [
+                i_left.eq(Mux(accept, w.kernel_h - 1, i_left - 1)),
+                i_last.eq(Mux(accept, w.kernel_h == 1, i_left == 1)),
+                lo_h.eq(Mux(accept, 0, lo_h - w.dilation_h)),
+                hi_h.eq(Mux(accept, w.in_h, hi_h - w.dilation_h)),
+            ]
         with m.If(accept):
-            m.d.sync += [cmd.eq(payload), running.eq(1),
-                         chan.eq(Mux(payload.gather.all_channels, 0, payload.gather.channel)),
-                         i_left.eq(w.kernel_h - 1), i_last.eq(w.kernel_h == 1),
-                         j_left.eq(w.kernel_w - 1), j_last.eq(w.kernel_w == 1),
-                         chan_left.eq(w.in_c - 1),
-                         chan_last.eq(~payload.gather.all_channels | (w.in_c == 1)),
-                         lo_h.eq(0), hi_h.eq(w.in_h), lo_w.eq(0), hi_w.eq(w.in_w),
-                         move.eq(first_move), reload.eq(payload.gather.next_tile)]
+            m.d.sync += [cmd.eq(payload), reload.eq(payload.gather.next_tile)]
         with m.If(reload):
             m.d.sync += reload.eq(0)
         with m.If(~settled):
@@ -203,7 +210,8 @@ class WindowAddressGenerator(wiring.Component):
 
         # -- the lanes ----------------------------------------------------------------------------
         tile_move = accept & payload.gather.next_tile
-        start_now = accept & ~payload.gather.next_tile
+        from_base = Signal()              # the tap state is loaded from the tile's position
+        m.d.comb += from_base.eq((accept & ~payload.gather.next_tile) | reload)
         for r in range(rows):
             base = Signal(lane_state(cfg), name=f"base{r}")
             wrapf = Signal(name=f"wrap{r}")       # the next tile move wraps the output row
@@ -211,7 +219,6 @@ class WindowAddressGenerator(wiring.Component):
             qlow = Signal.like(base.qlow, name=f"qlow{r}")
             ec = Signal(entry_bits(cfg), name=f"ec{r}")   # the tap's E
             valid = Signal(name=f"valid{r}")
-            tile = Mux(wrapf, k.tile_wrap, k.tile)
             tile_low = Signal(unsigned(len(qlow) + 1), name=f"tile_low{r}")
             m.d.comb += tile_low.eq(base.qlow + Mux(wrapf, k.tile_wrap.dlow, k.tile.dlow))
             m.d.sync += [wrapf.eq(base.iw >= k.wrap_iw), tile_carry.eq(carry(tile_low))]
@@ -231,13 +238,10 @@ class WindowAddressGenerator(wiring.Component):
             # the tap state: from the tile's position at a command's start, then tap moves
             step_low = Signal(unsigned(len(qlow) + 1), name=f"step_low{r}")
             m.d.comb += step_low.eq(qlow + move.dlow)
-            with m.If(take & chan_last):
-                m.d.sync += [qlow.eq(low(step_low)),
-                             ec.eq(ec + Mux(carry(step_low), move.dec, move.de))]
-            with m.If(start_now):
-                m.d.sync += [qlow.eq(base.qlow), ec.eq(base.e)]
-            with m.If(reload):
-                m.d.sync += [qlow.eq(base.qlow), ec.eq(base.e)]
+            with m.If(tap_move | from_base):
+                m.d.sync += [qlow.eq(Mux(from_base, base.qlow, low(step_low))),
+                             ec.eq(Mux(from_base, base.e,
+                                       ec + Mux(carry(step_low), move.dec, move.de)))]
 
             lane = self.o_step.payload[r]
             inside = ((base.ih >= lo_h) & (base.ih < hi_h) & (base.iw >= lo_w) &
