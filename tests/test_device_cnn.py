@@ -229,6 +229,23 @@ def test_conv_counters_follow_the_command_timeline():
     assert fast.counters()["macs"] == 9 * 5 * 27
 
 
+def test_a_conv_issued_while_the_gather_is_busy_waits_for_its_set_up():
+    """The window address generator is set up for a CONV once the previous CONV's last step
+    was shown (the end of its compute cycles minus GEMM_OVERHEAD_CYCLES - 2): a CONV issued
+    before that starts conv_issue_cycles(rows) after it, not after its issue."""
+    from tessera.runtime.cycles import CycleModel
+    from tessera.spec.timing import GEMM_OVERHEAD_CYCLES, conv_issue_cycles
+    model = CycleModel()
+    conv = dict(per_tile_cycles=[50], pixels=4, rows=4, groups=1, cols=2, out_c=2, k=50)
+    model.conv(**conv)
+    first = conv_issue_cycles(4)
+    assert model.engine_free_at == first + 50 + GEMM_OVERHEAD_CYCLES
+    model.now = first + 3                 # issued while the first CONV's steps are read
+    model.conv(**conv)
+    free = first + 50 + 2                 # the cycle after its last step was shown
+    assert model.engine_free_at == free + conv_issue_cycles(4) + 50 + GEMM_OVERHEAD_CYCLES
+
+
 def test_a_device_without_the_cnn_features_is_refused_at_hello():
     """A version-2 device (today's gateware) answers HELLO with isa_version 2: a host with a
     cnn configuration refuses it before sending a program."""
