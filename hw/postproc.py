@@ -197,7 +197,7 @@ class PostProcessor(wiring.Component):
         """The configuration this post-processor was built for."""
         return self._config
 
-    def _onnx_unit(self, m, config, *, advance, valid, hold, a, stage0):
+    def _onnx_unit(self, m, config, *, advance, valid, hold, a, stage0, side_valid):
         m.submodules.onnx = onnx = OnnxRequant(config.requant_cycles, acc_bits=config.acc_bits,
                                                result_bits=requant_bits(config.output_bits))
         m.d.comb += [
@@ -209,7 +209,7 @@ class PostProcessor(wiring.Component):
         ]
         return onnx.result
 
-    def _tflite_unit(self, m, config, *, advance, valid, hold, a, stage0):
+    def _tflite_unit(self, m, config, *, advance, valid, hold, a, stage0, side_valid):
         shared = shares_requant(config)
         if config.requant_cycles == 1 and not shared:
             m.submodules.tflite = tflite = TfliteRequant(
@@ -225,10 +225,9 @@ class PostProcessor(wiring.Component):
             tflite.shift.eq(stage0.shift),
         ]
         if config.requant_cycles > 1:
-            # the side pass of an ADD in stage 0 is an element too (module docstring)
-            side = self._side_valid if shared else Const(0)
-            # (an iterative configuration builds one mode: AcceleratorConfig)
-            m.d.comb += [tflite.valid.eq(valid[0] | side), hold.eq(tflite.hold)]
+            # an ADD's pass in stage 0 is an element too (module docstring); an iterative
+            # configuration builds one mode (AcceleratorConfig)
+            m.d.comb += [tflite.valid.eq(valid[0] | side_valid), hold.eq(tflite.hold)]
         if shared:
             m.d.comb += [self.shared.rounded.eq(tflite.rounded),
                          self.shared.result.eq(tflite.result)]
@@ -280,9 +279,11 @@ class PostProcessor(wiring.Component):
                              incoming.multiplier.eq(side.param.multiplier),
                              incoming.shift.eq(side.param.shift)]
             p = incoming
-            self._side_valid = Signal()
+            side_valid = Signal()        # an ADD's pass is in stage 0
             with m.If(advance):
-                m.d.sync += self._side_valid.eq(side.valid)
+                m.d.sync += side_valid.eq(side.valid)
+        else:
+            side_valid = Const(0)
         stage0 = Signal(postproc_layouts(config)[0])
         a = Signal(signed(config.acc_bits))
         with m.If(advance):
@@ -295,7 +296,8 @@ class PostProcessor(wiring.Component):
         results = {}
         for name in config.requant_modes:
             results[get_mode(name).isa_code] = self._REQUANT_UNITS[name](
-                self, m, config, advance=advance, valid=valid, hold=hold, a=a, stage0=stage0)
+                self, m, config, advance=advance, valid=valid, hold=hold, a=a, stage0=stage0,
+                side_valid=side_valid)
         # The post state of the element leaving the requant stages (`requant_latency` advances
         # after stage 0): the clamp bounds depend on the parameters only, so they are formed
         # from stage 0's registers and carried along (the activation stage compares without
