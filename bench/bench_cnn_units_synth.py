@@ -29,6 +29,7 @@ from amaranth.back import rtlil
 
 from tessera.compiler.presets import get_preset
 from tessera.hw.add import AddUnit
+from tessera.hw.add_stream import AddStream
 from tessera.hw.boards import get_board
 from tessera.hw.build import synthesis_overrides
 from tessera.hw.conv_checks import WindowChecks
@@ -51,8 +52,10 @@ UNITS = {
     "GatherArbiter": GatherArbiter,
     "PoolDivider": lambda config: PoolDivider(),
     "PoolPostProcessor": PoolPostProcessor,
-    # the ADD's sequencing alone: its requant passes run on the drain's PostProcessor
+    # the ADD's sequencing alone: its requant passes run on the drain's PostProcessor; and with
+    # its queue, PARAM and operand reads and write-back (all drain lanes)
     "AddUnit": AddUnit,
+    "AddStream": AddStream,
     # the drain's post-processor (one lane) and its tflite requant as it builds it: with the
     # preset's requant_cycles, lent to ADD (hw/postproc.py)
     "PostProcessor": PostProcessor,
