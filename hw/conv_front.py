@@ -149,8 +149,9 @@ class ConvFront(wiring.Component):
                 m.d.sync += taken.eq(0)
         with m.Elif(steps.o_last):
             m.d.sync += showing.eq(0)
-        # (after the acceptance: a one-step command frees the gather in its start cycle, which
-        # may take the next command in that cycle)
+        # (after the acceptance, which it overrides; the generator takes the next command in the
+        # cycle after the accepted one's last step was taken, at the earliest the cycle after
+        # the acceptance)
         with m.If(steps.i_cmd.valid & steps.i_cmd.ready):
             # the sequencer is ready for another CONV once its last command is taken
             m.d.sync += [held.eq(seq.o_cmd.payload), held_valid.eq(1),
