@@ -104,14 +104,14 @@ class ConvCommandSequencer(wiring.Component):
         conv_kind = req.kind == ConvKind.CONV
         m.d.comb += self.o_cmd.payload.k.eq(Mux(conv_kind, self.sizes.k_conv, self.sizes.taps))
 
-        # The current command, all in registers (its outputs and what its successor needs).
+        # The current command in registers (m_rows, n_cols: one choice of them), and what its
+        # successor needs.
         pixels_left = Signal(21)                   # out_h*out_w - t*rows
         group_left = Signal(13)                    # conv: out_c - g*cols; else out_c - g
         tile_base = Signal(16)                     # dst + t*out_c
         out_addr = Signal(16)                      # tile_base + g*cols (conv) / + g
         w_addr, param_addr = Signal(16), Signal(16)
         channel = Signal(12)
-        m_rows, n_cols = Signal(8), Signal(8)
         # g*in_c mod out_c (kinds 1-3) as `wrap_at = g*in_c mod out_c + in_c - out_c`: the input
         # channel advances after this command when it is not negative.
         wrap_at = Signal(signed(14))
@@ -124,7 +124,9 @@ class ConvCommandSequencer(wiring.Component):
         cmd = self.o_cmd.payload
         m.d.comb += [
             cmd.w_addr.eq(w_addr), cmd.out_addr.eq(out_addr), cmd.param_addr.eq(param_addr),
-            cmd.kind.eq(req.kind), cmd.m_rows.eq(m_rows), cmd.n_cols.eq(n_cols),
+            cmd.kind.eq(req.kind),
+            cmd.m_rows.eq(Mux(last_tile, pixels_left, rows)),
+            cmd.n_cols.eq(Mux(conv_kind, Mux(last_group, group_left, cols), 1)),
             cmd.gather.src.eq(req.src), cmd.gather.first_tile.eq(first),
             cmd.gather.next_tile.eq(new_tile & ~first),
             cmd.gather.all_channels.eq(conv_kind), cmd.gather.channel.eq(channel),
@@ -134,11 +136,10 @@ class ConvCommandSequencer(wiring.Component):
         m.d.comb += self.i_conv.ready.eq(~running | (taken & last_group & last_tile))
 
         # The command after the current one, from registers only: `taken` just loads it.
-        def first_group(kind, out_c):
-            """Return ``group_left``, ``n_cols`` and ``last_group`` of a tile's first command."""
+        def one_group(kind, out_c):
+            """Return whether a tile has one group (its first command is its last)."""
             conv = kind == ConvKind.CONV
-            last = Mux(conv, _at_most(out_c, cols), _at_most(out_c, 1))
-            return out_c, Mux(conv, Mux(last, out_c, cols), 1), last
+            return Mux(conv, _at_most(out_c, cols), _at_most(out_c, 1))
 
         group_width = Mux(conv_kind, cols, 1)
         rest = group_left - group_width            # the next group's channels
@@ -155,35 +156,31 @@ class ConvCommandSequencer(wiring.Component):
         with m.If(change):
             with m.If(accept):
                 p = self.i_conv.payload
-                group, cols_first, last = first_group(p.kind, w.out_c)
                 m.d.sync += [req.eq(p), running.eq(1), first.eq(1), new_tile.eq(1),
                              pixels_left.eq(self.sizes.pixels), tile_base.eq(p.dst),
                              out_addr.eq(p.dst), w_addr.eq(p.w_addr), param_addr.eq(p.param_addr),
                              channel.eq(0), wrap_at.eq(w.in_c - w.out_c),
                              in_less_out.eq(w.in_c - w.out_c),
-                             m_rows.eq(Mux(one_tile, self.sizes.pixels, rows)),
                              last_tile.eq(one_tile),
-                             group_left.eq(group), n_cols.eq(cols_first), last_group.eq(last)]
+                             group_left.eq(w.out_c), last_group.eq(one_group(p.kind, w.out_c))]
             with m.Else():
                 m.d.sync += first.eq(0)
                 with m.If(~last_group):
                     m.d.sync += [group_left.eq(rest), out_addr.eq(out_addr + group_width),
                                  param_addr.eq(param_addr + group_width),
                                  w_addr.eq(w_addr + cmd.k), new_tile.eq(0),
-                                 n_cols.eq(Mux(conv_kind, Mux(next_last_group, rest, cols), 1)),
                                  last_group.eq(next_last_group),
                                  channel.eq(channel + advance),
                                  wrap_at.eq(wrap_at + Mux(advance, in_less_out, w.in_c))]
                 with m.Else():
                     # next tile: the groups start again
-                    group, cols_first, last = first_group(req.kind, w.out_c)
                     m.d.sync += [pixels_left.eq(tile_pixels), tile_base.eq(tile_base + w.out_c),
                                  out_addr.eq(tile_base + w.out_c), param_addr.eq(req.param_addr),
                                  w_addr.eq(req.w_addr), channel.eq(0), wrap_at.eq(in_less_out),
                                  new_tile.eq(1),
-                                 m_rows.eq(Mux(next_last_tile, tile_pixels, rows)),
                                  last_tile.eq(next_last_tile),
-                                 group_left.eq(group), n_cols.eq(cols_first), last_group.eq(last)]
+                                 group_left.eq(w.out_c),
+                                 last_group.eq(one_group(req.kind, w.out_c))]
                     with m.If(last_tile):
                         m.d.sync += running.eq(0)
         return m
