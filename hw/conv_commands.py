@@ -18,11 +18,12 @@ with the window state as its sizes (:func:`~tessera.hw.window.window_sizes`, com
 ``g*in_c`` passes multiples of ``out_c``. The instruction's checks (docs/isa.md, "Checks") are
 the decoder's: a command is only started for a valid ``CONV``.
 
-For 100 MHz on the ECP5 (issue #15) every field of the offered command comes from a register,
-and so does whether it is its tile's last and its ``CONV``'s last: the next command is computed
-from registers alone (an adder or a compare each), and ``o_cmd.ready`` (the gather's handshake,
-through :class:`~tessera.hw.conv_front.ConvFront`) only enables the registers (3 LUT levels
-after it on orangecrab-25f-cnn, ``bench/bench_cnn_units_depth.py``; 8 before).
+For 100 MHz on the ECP5 (issue #15) every field of the offered command comes from a register
+(``m_rows``, ``n_cols``: one choice of two), and so does whether it is its tile's last and its
+``CONV``'s last: the next command is computed from registers alone (an adder or a compare
+each), and ``o_cmd.ready`` (the gather's handshake, through
+:class:`~tessera.hw.conv_front.ConvFront`) only enables the registers (2 LUT levels after it on
+orangecrab-25f-cnn, ``bench/bench_cnn_units_depth.py``; 8 before).
 
 Timing: a ``CONV`` accepted in cycle *E* (``i_conv`` transfer) offers its first command from
 cycle *E+1*, each next one in the cycle after the previous was taken; ``i_conv`` is ready
