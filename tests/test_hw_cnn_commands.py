@@ -3,7 +3,8 @@
 Each kind on windows whose channel count is, is not, and is below a multiple of ``cols``, a
 depth multiplier of 3, a partial last tile: the commands (weights, parameters, drain address,
 ``m_rows``, ``n_cols``, ``k``, the gather's tile and channel) in order, taken one per cycle,
-with the MAC count the emulator's cycle model gives.
+with the MAC count the emulator's cycle model gives; two ``CONV`` instructions back to back
+under random stalls; the constant compares at every value.
 """
 
 import random

@@ -3,7 +3,9 @@
 For windows with strides, dilation, padding and map-row wraps, every step's requests (the ACT
 entry and operand of each lane's input pixel, or padding) are fed to :class:`GatherArbiter` on a
 banked ACT back to back: each step must take exactly ``gather_plan(...).step_cycles`` cycles and
-show exactly the operands ``conv._gathered`` gives, on one- and multi-lane banks.
+show exactly the operands ``conv._gathered`` gives, on one- and multi-lane banks. Random
+requests (conflicts, repeated entries, every lane on one bank, all padding) with idle gaps check
+the same rule cycle by cycle on 4, 8 and 16 lanes.
 """
 
 import numpy as np
