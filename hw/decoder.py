@@ -25,10 +25,11 @@ Every named field of every instruction but ``WINDOW`` lies in its first :data:`H
 last :data:`DECODE_STEPS` bytes, which can only be padding (``WINDOW`` has fields in byte 13
 and the low :data:`WINDOW_BITS_IN_BYTE_14` bits of byte 14: they are latched from ``tail`` for
 the sequencer and for the check of ``pad_value`` in step 3, and only the rest of byte 14 and
-byte 15 are padding for it). Step 1 registers the field checks, the
-range sums ``start + count`` and the ``LOAD`` payload length ``count * entry_bytes`` (shifts and
-adds of elaboration-time constants, no multiplier); step 2 registers the range and length
-compares; step 3 registers the status by priority (the last byte, which comes straight from the
+byte 15 are padding for it). Step 1 registers the field checks, the range sums
+``start + count`` (an ``ADD``'s share the ``GEMM``'s registers) and the ``LOAD`` payload length
+``count * entry_bytes`` (shifts and adds of elaboration-time constants, no multiplier); step 2
+registers the range and length compares; step 3 registers the status by priority (the last byte,
+which comes straight from the
 frame buffer, only as a flag that one gate folds into ``ok``/``status``). The status is therefore
 ready, from registers, in the cycle after the 16th byte, exactly when the unpipelined decode was:
 the executor's timing (16 cycles per instruction) is unchanged. A ``CONV``'s window checks
@@ -246,6 +247,20 @@ class InstructionDecoder(wiring.Component):
                 with m.Case(buf):
                     size = cfg.entry_bytes(buf)
                     m.d.comb += [entry_now.eq(size), payload_now.eq(times_const(load.count, size))]
+        # The GEMM's four range ends; ADD's four share their registers (each pair has its
+        # first operand in the same bits, the second is chosen by the opcode)
+        gemm_terms = [(gemm.a_addr, gemm.k), (gemm.w_addr, gemm.k),
+                      (gemm.out_addr, gemm.n_cols), (gemm.param_addr, gemm.n_cols)]
+        if cfg.cnn:
+            is_add_now = opcode == CnnOpcode.ADD
+            gemm_layout, add_layout = INSN_LAYOUTS[Opcode.GEMM], CNN_INSN_LAYOUTS[CnnOpcode.ADD]
+            for index, (first, add_first, add_second) in enumerate((
+                    ("a_addr", "a_addr", add.count), ("w_addr", "b_addr", add.count),
+                    ("out_addr", "count", add.dst), ("param_addr", "param_addr", 3))):
+                assert (gemm_layout[first].offset, gemm_layout[first].shape) == \
+                    (add_layout[add_first].offset, add_layout[add_first].shape), first
+                gemm_terms[index] = (gemm_terms[index][0],
+                                     Mux(is_add_now, add_second, gemm_terms[index][1]))
         with m.If(step1):
             m.d.sync += [
                 op_r.eq(opcode),
@@ -255,18 +270,14 @@ class InstructionDecoder(wiring.Component):
                 buffer.eq(load.buffer), entry.eq(entry_now), payload.eq(payload_now),
                 load_end.eq(load.addr + load.count),
                 store_end.eq(store.addr + store.count),
-                gemm_ends[0].eq(gemm.a_addr + gemm.k),
-                gemm_ends[1].eq(gemm.w_addr + gemm.k),
-                gemm_ends[2].eq(gemm.out_addr + gemm.n_cols),
-                gemm_ends[3].eq(gemm.param_addr + gemm.n_cols),
+                *(end.eq(first + second) for end, (first, second) in zip(gemm_ends, gemm_terms)),
                 # count * act_entry_bytes > max_payload, without the product
                 store_big.eq(store.count > cfg.max_payload // cfg.act_entry_bytes),
             ]
 
-        # The version 3 state of the pipeline: WINDOW's tail rule, ADD's range sums, CONV.
+        # The version 3 state of the pipeline: WINDOW's tail rule, CONV.
         is_window, is_conv = Signal(), Signal()
         win_nz2 = Signal()            # byte 14 has a bit set above WINDOW's last field
-        add_ends = [Signal(17, name=f"add_end_{i}") for i in range(4)]
         # WINDOW's pad_value: its bits in the head (registered in step 1) and in bytes 13 and 14
         # (registered as they are read); it must lie in the input range, checked in step 3 from
         # registers only
@@ -283,11 +294,8 @@ class InstructionDecoder(wiring.Component):
             with m.If(step2):
                 m.d.sync += byte14.eq(self.tail)
             with m.If(step1):
-                m.d.sync += [
-                    is_window.eq(opcode == CnnOpcode.WINDOW), is_conv.eq(opcode == CnnOpcode.CONV),
-                    add_ends[0].eq(add.a_addr + add.count), add_ends[1].eq(add.b_addr + add.count),
-                    add_ends[2].eq(add.dst + add.count), add_ends[3].eq(add.param_addr + 3),
-                ]
+                m.d.sync += [is_window.eq(opcode == CnnOpcode.WINDOW),
+                             is_conv.eq(opcode == CnnOpcode.CONV)]
 
         # -- step 2: range and length compares ----------------------------------------------------
         addr_bad = Signal()
@@ -301,8 +309,9 @@ class InstructionDecoder(wiring.Component):
         gemm_addr_bad = Const(0, 1)
         for end, depth in zip(gemm_ends, gemm_depths):
             gemm_addr_bad = gemm_addr_bad | (end > depth)
-        add_addr_bad = ((add_ends[0] > cfg.act_depth) | (add_ends[1] > cfg.act_depth) |
-                        (add_ends[2] > cfg.act_depth) | (add_ends[3] > cfg.param_depth))
+        # (ADD: a, b and dst in ACT, three PARAM entries)
+        add_addr_bad = ((gemm_ends[0] > cfg.act_depth) | (gemm_ends[1] > cfg.act_depth) |
+                        (gemm_ends[2] > cfg.act_depth) | (gemm_ends[3] > cfg.param_depth))
         with m.If(step2):
             m.d.sync += nonzero(tail_nz[1])
             if cfg.cnn:
