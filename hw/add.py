@@ -63,6 +63,9 @@ class AddUnit(wiring.Component):
         The post state (held).
     i_elem : In(stream.Signature(StructLayout({"a": signed(input_bits), "b": ...})))
         Operand pairs; ready in the first advance of each rotation.
+    sel : In(1)
+        An ``ADD`` has the drain unit (a register, high from before the first pass until after
+        the last): passed on as ``requant.sel``.
     requant : Out(SharedRequantSignature(config))
         The PostProcessor's requant (hw/postproc.py).
     o_valid : Out(1)
@@ -85,6 +88,7 @@ class AddUnit(wiring.Component):
             "i_elem": In(stream.Signature(data.StructLayout({"a": signed(bits),
                                                              "b": signed(bits)}))),
             "requant": Out(SharedRequantSignature(config)),
+            "sel": In(1),
             "o_valid": Out(1),
             "o_value": Out(out),
         })
@@ -112,25 +116,31 @@ class AddUnit(wiring.Component):
         first = Signal(signed(32))
         p_a, p_b, p_y = self.params[0], self.params[1], self.params[2]
 
-        # The pass presented in this cycle (taken if the pipeline advances).
+        # The pass presented in this cycle (taken if the pipeline advances): its operands chosen
+        # by the phase alone (a register), whether it is there by the phase and the operands'
+        # validity. (operand + bias) << 20 modulo 2^32 is summed by stage 0.
         kind = Signal(2)
-
-        def input_pass(operand, param, which):
-            # (operand + bias) << 20 modulo 2^32, summed by stage 0
-            return [requant.acc.eq(operand << ADD_LEFT_SHIFT),
-                    requant.param.bias.eq(param.bias << ADD_LEFT_SHIFT),
-                    requant.param.multiplier.eq(param.multiplier),
-                    requant.param.shift.eq(param.shift), kind.eq(which)]
-
-        with m.If((phase == 0) & self.i_elem.valid):
-            m.d.comb += input_pass(self.i_elem.payload.a, p_a, _PASS_A)
-        with m.Elif((phase == 1) & b_valid):
-            m.d.comb += input_pass(b_operand, p_b, _PASS_B)
-        with m.Elif((phase == 2) & sum_valid):
-            m.d.comb += [requant.acc.eq(sum_value), requant.param.multiplier.eq(p_y.multiplier),
-                         requant.param.shift.eq(p_y.shift), kind.eq(_PASS_OUT)]
-            with m.If(advance):
-                m.d.sync += sum_valid.eq(0)
+        m.d.comb += requant.sel.eq(self.sel)
+        with m.Switch(phase):
+            with m.Case(0):
+                m.d.comb += [requant.acc.eq(self.i_elem.payload.a << ADD_LEFT_SHIFT),
+                             requant.param.bias.eq(p_a.bias << ADD_LEFT_SHIFT),
+                             requant.param.multiplier.eq(p_a.multiplier),
+                             requant.param.shift.eq(p_a.shift),
+                             kind.eq(Mux(self.i_elem.valid, _PASS_A, _NONE))]
+            with m.Case(1):
+                m.d.comb += [requant.acc.eq(b_operand << ADD_LEFT_SHIFT),
+                             requant.param.bias.eq(p_b.bias << ADD_LEFT_SHIFT),
+                             requant.param.multiplier.eq(p_b.multiplier),
+                             requant.param.shift.eq(p_b.shift),
+                             kind.eq(Mux(b_valid, _PASS_B, _NONE))]
+            with m.Default():
+                m.d.comb += [requant.acc.eq(sum_value),
+                             requant.param.multiplier.eq(p_y.multiplier),
+                             requant.param.shift.eq(p_y.shift),
+                             kind.eq(Mux(sum_valid, _PASS_OUT, _NONE))]
+        with m.If(advance & (kind == _PASS_OUT)):
+            m.d.sync += sum_valid.eq(0)
         m.d.comb += requant.valid.eq(kind != _NONE)
 
         # kinds[j]: the pass in stage j of the PostProcessor (stage 0 its input register).

@@ -177,16 +177,23 @@ class AddStream(wiring.Component):
         entries_left = Signal(17)              # entries not yet fetched
         fetch_b, got_a, got_b = Signal(), Signal(), Signal()
         have = Signal()                        # a_word and b_word hold the entry being fed
+        # (shifted by a slot's operands at each feed: lane i's pair is always in bits
+        # [i*bits, (i+1)*bits), no multiplexer before the requant's stage 0)
         a_word = Signal(rows * bits)
         b_word = Signal(rows * bits)
         fetch_a = Signal()
+        feed = Signal()                        # the units take a slot's pairs
         m.d.comb += [self.act_addr.eq(Mux(fetch_b, b_ptr, Mux(start, cand.a_addr, a_ptr))),
                      self.act_en.eq(fetch_a | fetch_b)]
         m.d.sync += [fetch_b.eq(fetch_a), got_a.eq(fetch_a), got_b.eq(fetch_b)]
         with m.If(got_a):
             m.d.sync += a_word.eq(self.act_data)
+        with m.Elif(feed):
+            m.d.sync += a_word.eq(a_word >> (bits * lanes))
         with m.If(got_b):
             m.d.sync += [b_word.eq(self.act_data), have.eq(1)]
+        with m.Elif(feed):
+            m.d.sync += b_word.eq(b_word >> (bits * lanes))
         with m.If(fetch_a):
             m.d.sync += [a_ptr.eq(self.act_addr + 1), entries_left.eq(entries_left - 1)]
         with m.If(fetch_b):
@@ -198,14 +205,13 @@ class AddStream(wiring.Component):
 
         # -- feeding: a pair whenever the AddUnits take one -----------------------------------
         row = Signal(range(max(rows, 2)))      # the slot's first operand
-        feed = Signal()
         for i, each in enumerate(units):
             elem = each.i_elem.payload
-            at = row + i if i else row
             m.d.comb += [
                 each.i_elem.valid.eq(have),
-                elem.a.eq(a_word.word_select(at[:len(row)], bits).as_signed()),
-                elem.b.eq(b_word.word_select(at[:len(row)], bits).as_signed()),
+                each.sel.eq(timing),
+                elem.a.eq(a_word.word_select(i, bits).as_signed()),
+                elem.b.eq(b_word.word_select(i, bits).as_signed()),
             ]
         m.d.comb += feed.eq(unit.i_elem.valid & unit.i_elem.ready)
         with m.If(feed):

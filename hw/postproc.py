@@ -107,8 +107,11 @@ class SharedRequantSignature(wiring.Signature):
 
     Members
     -------
+    sel : Out(1)
+        An ``ADD`` has the unit: stage 0 takes ``acc`` and ``param`` instead of the drain's
+        element (a register, high around every pass: the drain sends nothing meanwhile).
     valid : Out(1)
-        A pass is presented (the drain sends nothing meanwhile).
+        A pass is presented.
     acc : Out(signed(acc_bits))
     param : Out(PARAM_ENTRY)
     advance : In(1)
@@ -118,6 +121,7 @@ class SharedRequantSignature(wiring.Signature):
 
     def __init__(self, config):
         super().__init__({
+            "sel": Out(1),
             "valid": Out(1),
             "acc": Out(signed(config.acc_bits)),
             "param": Out(PARAM_ENTRY),
@@ -274,7 +278,7 @@ class PostProcessor(wiring.Component):
             side = self.shared
             incoming = Signal(postproc_layouts(config)[0])
             m.d.comb += [incoming.eq(p), side.advance.eq(advance)]
-            with m.If(side.valid):
+            with m.If(side.sel):
                 m.d.comb += [incoming.acc.eq(side.acc), incoming.bias.eq(side.param.bias),
                              incoming.multiplier.eq(side.param.multiplier),
                              incoming.shift.eq(side.param.shift)]

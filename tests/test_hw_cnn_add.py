@@ -46,7 +46,7 @@ class _AddOnPostProcessor(Elaboratable):
         m = Module()
         m.submodules.post, m.submodules.unit = self.post, self.unit
         wiring.connect(m, self.unit.requant, self.post.shared)
-        m.d.comb += self.post.o.ready.eq(1)
+        m.d.comb += [self.post.o.ready.eq(1), self.unit.sel.eq(1)]
         return m
 
 
