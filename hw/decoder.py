@@ -25,12 +25,13 @@ Every named field of every instruction but ``WINDOW`` lies in its first :data:`H
 last :data:`DECODE_STEPS` bytes, which can only be padding (``WINDOW`` has fields in byte 13
 and the low :data:`WINDOW_BITS_IN_BYTE_14` bits of byte 14: they are latched from ``tail`` for
 the sequencer and for the check of ``pad_value`` in step 3, and only the rest of byte 14 and
-byte 15 are padding for it). Step 1 registers the field checks, the range sums
+byte 15 are padding for it). Step 1 registers the field checks (for a ``cnn`` configuration those
+of each opcode, chosen by the opcode in step 2), the range sums
 ``start + count`` (an ``ADD``'s share the ``GEMM``'s registers) and the ``LOAD`` payload length
 ``count * entry_bytes`` (shifts and adds of elaboration-time constants, no multiplier); step 2
 registers the range and length compares; step 3 registers the status by priority (the last byte,
-which comes straight from the
-frame buffer, only as a flag that one gate folds into ``ok``/``status``). The status is therefore
+which comes straight from the frame buffer, only as a flag that one gate folds into
+``ok``/``status``). The status is therefore
 ready, from registers, in the cycle after the 16th byte, exactly when the unpipelined decode was:
 the executor's timing (16 cycles per instruction) is unchanged. A ``CONV``'s window checks
 (``conv_status``, registered by the sequencer's :class:`~tessera.hw.conv_checks.WindowChecks`
@@ -238,10 +239,26 @@ class InstructionDecoder(wiring.Component):
         field_now = Signal()
         entry_now = Signal.like(entry)
         payload_now = Signal.like(payload)
-        with m.Switch(opcode):
-            for op in layouts:
-                with m.Case(op):
-                    m.d.comb += field_now.eq(pad_bad(op) | fields.get(op, Const(0, 1)))
+        if cfg.cnn:
+            # nine opcodes: each one's field checks are registered in step 1 and the opcode
+            # chooses among the registers in step 2 (on the ECP5 the choice after the checks
+            # was ten LUT levels into one register)
+            op_fields = {op: Signal(name=f"field_bad_{op.name.lower()}") for op in layouts}
+            with m.If(step1):
+                m.d.sync += [flag.eq(pad_bad(op) | fields.get(op, Const(0, 1)))
+                             for op, flag in op_fields.items()]
+            with m.If(step2):
+                with m.Switch(op_r):
+                    for op, flag in op_fields.items():
+                        with m.Case(op):
+                            m.d.sync += field_bad.eq(flag)
+                    with m.Default():
+                        m.d.sync += field_bad.eq(0)
+        else:
+            with m.Switch(opcode):
+                for op in layouts:
+                    with m.Case(op):
+                        m.d.comb += field_now.eq(pad_bad(op) | fields.get(op, Const(0, 1)))
         with m.Switch(load.buffer):
             for buf in Buffer:
                 with m.Case(buf):
@@ -265,7 +282,7 @@ class InstructionDecoder(wiring.Component):
             m.d.sync += [
                 op_r.eq(opcode),
                 bad_op.eq(opcode > max_opcode),
-                field_bad.eq(field_now),
+                *([] if cfg.cnn else [field_bad.eq(field_now)]),
                 *nonzero(tail_nz[0]),
                 buffer.eq(load.buffer), entry.eq(entry_now), payload.eq(payload_now),
                 load_end.eq(load.addr + load.count),
