@@ -109,12 +109,14 @@ class GatherArbiter(wiring.Component):
 
         # Per bank, the lowest pending lane asking it gives the bank's read this cycle; every
         # pending lane asking that bank for that entry is served by it.
+        # `below`: a lower lane is pending on the lane's bank (registered: it is known a cycle
+        # ahead, from the lanes this cycle leaves pending).
+        below = Signal(rows)
         lowest = Signal(rows)
         served = Signal(rows)
         for r in range(rows):
-            below = [pending[s] & same_bank[r][s] for s in range(r)]
             first = [lowest[s] & conflict[r][s] for s in range(r)]
-            m.d.comb += [lowest[r].eq(pending[r] & ~Cat(*below).any() if r else pending[r]),
+            m.d.comb += [lowest[r].eq(pending[r] & ~below[r]),
                          served[r].eq(pending[r] & ~Cat(*first).any() if r else pending[r])]
         for b in range(banks):
             pick = [lowest[r] & bank_hot[r][b] for r in range(rows)]
@@ -139,22 +141,26 @@ class GatherArbiter(wiring.Component):
                 m.d.sync += [took_bank[r].eq(bank_of(step[r].operand)),
                              took_sub[r].eq(step[r].operand[:sub_bits] if sub_bits else 0)]
         held = Signal(data.ArrayLayout(unsigned(bits), rows))   # operands read before the last
-        out_pad = Signal(rows)                       # the padded lanes of the step shown next
-        with m.If(last):
-            m.d.sync += out_pad.eq(Cat(step[r].pad for r in range(rows)))
+        out_pad = Signal(rows)             # the padded lanes of the step shown (then none)
+        m.d.sync += out_pad.eq(Mux(last, Cat(step[r].pad for r in range(rows)), 0))
         bank_data = Array(self.bank_data[b] for b in range(banks))
         for r in range(rows):
             word = bank_data[took_bank[r]]
             arrived = word.word_select(took_sub[r], bits) if lanes_per_bank > 1 else word
-            operand = Mux(took[r], arrived, held[r])
+            # A padded lane is never served: the late bank data passes one select only. (A lane
+            # padded in a step holds the pad value from its showing until its next operand.)
+            operand = Mux(took[r], arrived, Mux(out_pad[r], self.pad_value, held[r]))
             m.d.sync += held[r].eq(operand)
-            m.d.comb += self.o_operands[r].eq(Mux(out_pad[r], self.pad_value, operand))
+            m.d.comb += self.o_operands[r].eq(operand)
 
         done = Signal()
         m.d.sync += done.eq(last)
         m.d.comb += self.o_valid.eq(done)
         with m.If(active):
-            m.d.sync += pending.eq(pending & ~served)
+            left = pending & ~served
+            m.d.sync += pending.eq(left)
+            for r in range(1, rows):
+                m.d.sync += below[r].eq(Cat(*[left[s] & same_bank[r][s] for s in range(r)]).any())
             for r in range(1, rows):
                 m.d.sync += live[r].eq(live[r] & ~Cat(*[served[r] | served[s]
                                                         for s in range(r)]))
@@ -167,9 +173,11 @@ class GatherArbiter(wiring.Component):
             for r in range(rows):
                 bank = bank_of(request[r].operand)
                 m.d.sync += bank_hot[r].eq(C(1, banks) << bank)
+                same = [bank == bank_of(request[s].operand) for s in range(r)]
                 for s in range(r):
-                    same = bank == bank_of(request[s].operand)
-                    differ = same & (request[r].entry != request[s].entry)
-                    m.d.sync += [same_bank[r][s].eq(same), conflict[r][s].eq(differ),
+                    differ = same[s] & (request[r].entry != request[s].entry)
+                    m.d.sync += [same_bank[r][s].eq(same[s]), conflict[r][s].eq(differ),
                                  live[r][s].eq(differ & ~request[r].pad & ~request[s].pad)]
+                m.d.sync += below[r].eq(Cat(*[same[s] & ~request[s].pad
+                                              for s in range(r)]).any() if r else 0)
         return m
