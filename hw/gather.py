@@ -13,10 +13,12 @@ one: exactly ``tessera.runtime.conv.gather_plan(...).step_cycles``, the emulator
 For 100 MHz on the ECP5 (issue #15) nothing is compared while a step is read: at its
 acceptance the step's requests are turned into registers — each lane's bank (one-hot) and, per
 pair of lanes, "same bank" and "same bank, other entry" (the pairs still pending are kept as
-``live``) — so that each cycle the lowest pending lane per bank, the lanes it serves and the
-banks' addresses are AND-OR logic of registers, and ``i_step.ready`` (the last read cycle: no
-live pair left) one OR of registers. ``rows * (rows - 1) / 2`` bits per matrix: 28 at 8 lanes,
-496 at 32.
+``live``), and per lane whether a lower lane is pending on its bank (``below``, kept a cycle
+ahead from the lanes each cycle leaves pending) — so that each cycle the lowest pending lane per
+bank is one AND, the lanes it serves and the banks' addresses are AND-OR logic of registers,
+and ``i_step.ready`` (the last read cycle: no live pair left) one OR of registers; the banks'
+data reach ``o_operands`` through the bank choice and one select. ``rows * (rows - 1) / 2``
+bits per matrix: 28 at 8 lanes, 496 at 32.
 
 Timing (as the GEMM engine's operand reads, ``hw/gemm.py``): a step is accepted in cycle *T*
 (``i_step`` transfer); its reads are issued in cycles *T+1 … T+n* (``n`` its cost) and the next
