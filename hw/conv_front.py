@@ -9,8 +9,9 @@ engine's acceptance starts the gather's steps.
 
 Handshake with the program sequencer (the cycle model's "the executor goes on after the last
 command is accepted"): the payload of ``i_conv`` is taken in the first cycle ``i_conv.valid``
-is seen (the sequencer holds it), and ``i_conv.ready`` rises in the cycle the engine accepts
-the ``CONV``'s last command.
+is seen (the sequencer holds it), and ``i_conv.ready`` (a register) rises in the cycle after
+the engine accepted the ``CONV``'s last command
+(:data:`~tessera.spec.timing.CONV_RELEASE_CYCLES`).
 
 The window state is kept twice: the command sequencer's copy (with the window's sizes) changes
 when a ``CONV`` is taken (cycle *V*); the gather's copy, with ``src``, in the first cycle *Y* from
@@ -25,7 +26,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.spec.timing import CONV_ISSUE_CYCLES, GEMM_OVERHEAD_CYCLES
+from tessera.spec.timing import CONV_ISSUE_CYCLES, CONV_RELEASE_CYCLES, GEMM_OVERHEAD_CYCLES
 
 from .cnn_issue import conv_issue
 from .conv_commands import ConvCommandSequencer, conv_command
@@ -73,6 +74,7 @@ class ConvFront(wiring.Component):
 
     def elaborate(self, platform):
         assert CONV_ISSUE_CYCLES == 2, "tessera.spec.timing.CONV_ISSUE_CYCLES: see hw/conv_front.py"
+        assert CONV_RELEASE_CYCLES == 1, "tessera.spec.timing.CONV_RELEASE_CYCLES"
         assert GEMM_OVERHEAD_CYCLES >= 3, "the gather goes free before the hand-off"
         cfg = self._config
         m = Module()
@@ -142,11 +144,15 @@ class ConvFront(wiring.Component):
             cmd.lo.eq(post.lo), cmd.hi.eq(post.hi),
         ]
         accept = self.o_cmd.valid & self.o_cmd.ready
-        m.d.comb += [steps.start.eq(accept), self.i_conv.ready.eq(accept & held_last)]
+        # i_conv.ready is a register (the engine's acceptance does not reach the program
+        # sequencer): up in the cycle after the CONV's last command was accepted
+        released = Signal()
+        m.d.sync += released.eq(accept & held_last)
+        m.d.comb += [steps.start.eq(accept), self.i_conv.ready.eq(released)]
+        with m.If(released):
+            m.d.sync += taken.eq(0)
         with m.If(accept):
             m.d.sync += [held_valid.eq(0), showing.eq(1)]
-            with m.If(held_last):
-                m.d.sync += taken.eq(0)
         with m.Elif(steps.o_last):
             m.d.sync += showing.eq(0)
         # (after the acceptance, which it overrides; the generator takes the next command in the

@@ -121,8 +121,8 @@ class CycleModel:
         """Issue the commands of one ``CONV`` (tile outer, channel group inner).
 
         ``per_tile_cycles[t]`` is the cycles of all gathered steps of tile *t*; a group has
-        ``min(cols, out_c - g*cols)`` columns. The executor goes on after the last command was
-        accepted; the first command is accepted :func:`~tessera.spec.timing.conv_issue_cycles`
+        ``min(cols, out_c - g*cols)`` columns. The executor goes on
+        :data:`~tessera.spec.timing.CONV_RELEASE_CYCLES` after the last command was accepted; the first command is accepted :func:`~tessera.spec.timing.conv_issue_cycles`
         after the issue at the earliest, or after the gather went free if that is later (the
         cycle after the previous ``CONV``'s last step was shown: the end of its last command's
         compute cycles minus ``GEMM_OVERHEAD_CYCLES - 2``), the window address generator's
@@ -149,13 +149,15 @@ class CycleModel:
         self._events["stall_cycles"] += (first - start - int(c[0]) +
                                          int(np.maximum(0, d[:-1] - c[1:]).sum()))
         last = int(handoffs[-1])
-        self.now = int(handoffs[-2]) if len(handoffs) > 1 else start
+        self.now = (int(handoffs[-2]) if len(handoffs) > 1 else start) + \
+            timing.CONV_RELEASE_CYCLES
         self.engine_free_at = last
         self.engine_idle_at = last + 1
         self.drain_free_at = last + int(d[-1])
         # the last command's last step is shown GEMM_OVERHEAD_CYCLES - 1 before its computation
         # ends (its hand-off, unless the drain makes it wait)
-        self.gather_free_at = self.now + int(c[-1]) - (timing.GEMM_OVERHEAD_CYCLES - 2)
+        self.gather_free_at = (self.now - timing.CONV_RELEASE_CYCLES + int(c[-1])
+                               - (timing.GEMM_OVERHEAD_CYCLES - 2))
 
     def add(self, ncycles: int):
         """Issue an ``ADD``: it runs for ``ncycles`` once the engine and the drain unit are free.

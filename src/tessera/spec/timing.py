@@ -8,7 +8,7 @@ moves it. The model itself is described in ``docs/architecture.md``.
 __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
     "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES", "CONV_ISSUE_CYCLES",
-    "CONV_SETUP_CYCLES", "conv_issue_cycles",
+    "CONV_SETUP_CYCLES", "CONV_RELEASE_CYCLES", "conv_issue_cycles",
     "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
     "EXEC_END_CYCLES", "EXEC_ERROR_END_CYCLES", "EXEC_RESENT_CYCLES", "HELLO_CYCLES",
     "READ_CYCLES", "RESPONSE_ENTRY_CYCLES",
@@ -56,6 +56,11 @@ CONV_ISSUE_CYCLES = 2
 #: products (8 cycles), the pixel after the first tile and two cycles of tile moves
 #: (``hw/window_setup.py``).
 CONV_SETUP_CYCLES = 11
+
+
+#: Cycles from the engine's acceptance of a ``CONV``'s last command to the executor going on (the
+#: Core's ready to the program sequencer is a register, ``hw/conv_front.py``).
+CONV_RELEASE_CYCLES = 1
 
 
 def conv_issue_cycles(rows: int) -> int:
