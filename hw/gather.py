@@ -158,28 +158,40 @@ class GatherArbiter(wiring.Component):
         done = Signal()
         m.d.sync += done.eq(last)
         m.d.comb += self.o_valid.eq(done)
-        with m.If(active):
-            left = pending & ~served
-            m.d.sync += pending.eq(left)
-            for r in range(1, rows):
-                m.d.sync += below[r].eq(Cat(*[left[s] & same_bank[r][s] for s in range(r)]).any())
-            for r in range(1, rows):
-                m.d.sync += live[r].eq(live[r] & ~Cat(*[served[r] | served[s]
-                                                        for s in range(r)]))
-        with m.If(last):
-            m.d.sync += active.eq(0)
-        with m.If(self.i_step.valid & self.i_step.ready):
-            request = self.i_step.payload
-            m.d.sync += [step.eq(request), active.eq(1),
-                         pending.eq(Cat(~request[r].pad for r in range(rows)))]
+        # At an acceptance the step's registers load from the payload, else they update. The
+        # acceptance comes late (the engine's start reaches i_step.valid): it only selects
+        # between two values kept apart from the rest of the logic.
+        accept = Signal()
+        m.d.comb += accept.eq(self.i_step.valid & self.i_step.ready)
+        request = self.i_step.payload
+
+        def load(register, new, update):
+            taken = Signal.like(register, name=f"{register.name}_new", attrs={"keep": 1})
+            kept = Signal.like(register, name=f"{register.name}_kept", attrs={"keep": 1})
+            m.d.comb += [taken.eq(new), kept.eq(update)]
+            m.d.sync += register.eq(Mux(accept, taken, kept))
+
+        same, differ = {}, {}                        # the payload's pairs s < r
+        for r in range(rows):
+            for s in range(r):
+                same[r, s] = bank_of(request[r].operand) == bank_of(request[s].operand)
+                differ[r, s] = same[r, s] & (request[r].entry != request[s].entry)
+        left = pending & ~served
+        load(pending, Cat(~request[r].pad for r in range(rows)), Mux(active, left, pending))
+        below_new = Cat(C(0, 1), *[Cat(*[same[r, s] & ~request[s].pad for s in range(r)]).any()
+                                   for r in range(1, rows)])
+        below_upd = Cat(C(0, 1), *[Cat(*[left[s] & same_bank[r][s] for s in range(r)]).any()
+                                   for r in range(1, rows)])
+        load(below, below_new, Mux(active, below_upd, below))
+        for r in range(1, rows):
+            live_new = Cat(*[differ[r, s] & ~request[r].pad & ~request[s].pad for s in range(r)])
+            live_upd = live[r] & ~Cat(*[served[r] | served[s] for s in range(r)])
+            load(live[r], live_new, Mux(active, live_upd, live[r]))
+        load(active, 1, Mux(last, 0, active))
+        with m.If(accept):
+            m.d.sync += step.eq(request)
             for r in range(rows):
-                bank = bank_of(request[r].operand)
-                m.d.sync += bank_hot[r].eq(C(1, banks) << bank)
-                same = [bank == bank_of(request[s].operand) for s in range(r)]
+                m.d.sync += bank_hot[r].eq(C(1, banks) << bank_of(request[r].operand))
                 for s in range(r):
-                    differ = same[s] & (request[r].entry != request[s].entry)
-                    m.d.sync += [same_bank[r][s].eq(same[s]), conflict[r][s].eq(differ),
-                                 live[r][s].eq(differ & ~request[r].pad & ~request[s].pad)]
-                m.d.sync += below[r].eq(Cat(*[same[s] & ~request[s].pad
-                                              for s in range(r)]).any() if r else 0)
+                    m.d.sync += [same_bank[r][s].eq(same[r, s]), conflict[r][s].eq(differ[r, s])]
         return m
