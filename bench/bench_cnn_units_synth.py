@@ -34,6 +34,7 @@ from tessera.hw.boards import get_board
 from tessera.hw.build import synthesis_overrides
 from tessera.hw.conv_checks import WindowChecks
 from tessera.hw.conv_commands import ConvCommandSequencer
+from tessera.hw.executor import Executor
 from tessera.hw.gather import GatherArbiter
 from tessera.hw.pool import PoolDivider
 from tessera.hw.pool_post import PoolPostProcessor
@@ -64,6 +65,9 @@ UNITS = {
         unsaturated=shares_requant(config)),
     # for comparison: the fully pipelined 32x32 unit the AddUnit had of its own before 3aaa95e
     "TfliteRequant32": lambda config: TfliteRequant(result_bits=32),
+    # the request handler, payload reader and program sequencer: its issue handshake with the
+    # Core (o_cmd/o_conv/o_add ready -> take -> the frame buffer's read enable)
+    "Executor": Executor,
     # the whole device (without the board's UART/PLL shell), for the fit against the part
     "Accelerator": lambda config: Accelerator(config),
 }

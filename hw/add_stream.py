@@ -11,12 +11,14 @@ AddUnit runs on the drain's requant (``requant``, from the drain's PostProcessor
 (``requant{i}``), each slot feeding ``L`` consecutive operand pairs.
 
 Order and timing (``tessera.runtime.cycles``): an ``ADD`` is taken at once (``i_add``) unless
-one is already queued; it starts in cycle *S*, the first cycle in which the engine and the drain
+one is already queued (``i_add.ready`` is the register ``~pending``: the Core's readiness does
+not reach the program sequencer's issue decision through logic); it starts in cycle *S*, the first cycle in which the engine and the drain
 unit are both free (``unit_free``: everything issued before it has handed off and drained), and
 from then occupies the drain unit for exactly ``(rows/L)*count*ADD_PASSES*requant_cycles +
 ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``). While it is queued or runs, the engine
 accepts nothing (``blocks``): the ACT read port is the ADD's, and no block RAM needs a second
-read port for it. A second ``ADD`` waits in ``i_add`` until the first has started.
+read port for it. A second ``ADD`` waits in ``i_add`` until the cycle after the first started
+(:data:`~tessera.spec.timing.ADD_RELEASE_CYCLES`).
 
 The last write comes in time for every ``requant_cycles = q``: the first pair is taken at the
 latest in *S +* ``_FIRST_FEED_CYCLES``, each later one at the AddUnit's next rotation (an entry's
@@ -32,7 +34,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.spec.timing import ADD_OVERHEAD_CYCLES, ADD_PASSES
+from tessera.spec.timing import ADD_OVERHEAD_CYCLES, ADD_PASSES, ADD_RELEASE_CYCLES
 
 from .add import AddUnit
 from .cnn_issue import add_issue
@@ -56,8 +58,8 @@ class AddStream(wiring.Component):
     Members
     -------
     i_add : In(stream.Signature(add_issue(config)))
-        Issued ``ADD`` instructions; ready unless one is queued (it is ready again in the cycle
-        the queued one starts).
+        Issued ``ADD`` instructions; ready (a register) unless one is queued: ready again in the
+        cycle after the queued one starts.
     unit_free : In(1)
         The engine is idle and the drain neither busy nor starting: an ``ADD`` may start.
     blocks : Out(1)
@@ -84,6 +86,7 @@ class AddStream(wiring.Component):
             raise ValueError(f"An ADD's pipeline needs ADD_OVERHEAD_CYCLES >= {need}, but "
                              f"tessera.spec.timing has {ADD_OVERHEAD_CYCLES}; raise it (the "
                              f"emulator follows)")
+        assert ADD_RELEASE_CYCLES == 1, "tessera.spec.timing.ADD_RELEASE_CYCLES"
         self._config = config
         # (without mode tflite the decoder refuses every ADD: no requant to lend)
         lanes = {f"requant{i}" if i else "requant": Out(SharedRequantSignature(config))
@@ -129,15 +132,17 @@ class AddStream(wiring.Component):
         start = Signal()
         m.d.comb += [
             start.eq(cand_valid & ~timing & self.unit_free),
-            self.i_add.ready.eq(~pending | start),
+            self.i_add.ready.eq(~pending),
+            # (not `| start`: that is the engine's and the drain's state through logic, and it
+            # was in the program sequencer's issue decision, orangecrab-25f-cnn's 89 MHz path)
             self.blocks.eq(timing | pending),
             self.busy.eq(timing | pending),
         ]
         transfer = self.i_add.valid & self.i_add.ready
         with m.If(start):
             m.d.sync += pending.eq(0)
-        # the candidate is the transferred one only while none is queued
-        with m.If(transfer & ~(start & ~pending)):
+        # a transfer (only while none is queued) is the candidate: queued unless it starts
+        with m.If(transfer & ~start):
             m.d.sync += [pending.eq(1), req.eq(self.i_add.payload)]
 
         # -- the drain unit's occupancy -----------------------------------------------------

@@ -66,7 +66,7 @@ class CycleModel:
         self.engine_idle_at = 0   # when the engine reports idle (H + 1)
         self.drain_free_at = 0    # when the drain unit finishes its current tile
         self.gather_free_at = 0   # when the gather has shown the last CONV's last step (+1)
-        self._add_started_at = 0  # when the last ADD started on the drain unit
+        self._add_started_at = -1  # when the last ADD started on the drain unit
         self._cleared_at = 0
         self._events = dict.fromkeys(COUNTER_NAMES, 0)
 
@@ -164,10 +164,11 @@ class CycleModel:
 
         It occupies the drain unit, and the engine accepts nothing meanwhile (the ``ADD`` reads
         ACT through the engine's read port). The executor does not wait for it, except while
-        the previous ``ADD`` is still waiting (the Core queues one): then it goes on when that
-        one starts.
+        the previous ``ADD`` is still waiting (the Core queues one): then it goes on
+        :data:`~tessera.spec.timing.ADD_RELEASE_CYCLES` after that one starts.
         """
-        self.now = max(self.now, self._add_started_at)
+        if self.now <= self._add_started_at:
+            self.now = self._add_started_at + timing.ADD_RELEASE_CYCLES
         start = max(self.now, self.drain_free_at, self.engine_free_at)
         self._add_started_at = start
         self.drain_free_at = self.engine_free_at = start + ncycles

@@ -8,7 +8,7 @@ moves it. The model itself is described in ``docs/architecture.md``.
 __all__ = [
     "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
     "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES", "CONV_ISSUE_CYCLES",
-    "CONV_SETUP_CYCLES", "CONV_RELEASE_CYCLES", "conv_issue_cycles",
+    "CONV_SETUP_CYCLES", "CONV_RELEASE_CYCLES", "ADD_RELEASE_CYCLES", "conv_issue_cycles",
     "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
     "EXEC_END_CYCLES", "EXEC_ERROR_END_CYCLES", "EXEC_RESENT_CYCLES", "HELLO_CYCLES",
     "READ_CYCLES", "RESPONSE_ENTRY_CYCLES",
@@ -46,6 +46,10 @@ ADD_PASSES = 3
 #: ADD_PASSES * requant_cycles`` issue slots: the PARAM and ACT reads before the first operand
 #: pair, the AddUnit's pipeline after the last and the write-back (``hw/add_stream.py``).
 ADD_OVERHEAD_CYCLES = 20
+
+#: Cycles from the start of a queued ``ADD`` to the Core's acceptance of the next one waiting
+#: behind it (the Core's ready to the program sequencer is a register, ``hw/add_stream.py``).
+ADD_RELEASE_CYCLES = 1
 
 #: Cycles of a ``CONV``'s issue beyond its window set-up (:func:`conv_issue_cycles`): the cycle
 #: that hands the window to the gather and the one in which the gather takes the first command
