@@ -221,12 +221,15 @@ class ProgramSequencer(wiring.Component):
         with m.If(wr_pending & wr.ready):
             m.d.sync += wr_pending.eq(0)
 
+        load_can = []   # (gather_byte's `can`, for the flat `take` of a cnn configuration)
+
         def gather_byte():
             """Take `byte` as byte `ld_index` of the current entry; return the LOAD-done flag."""
             lanes = Cat(*(Mux(ld_lane[i], byte, gather[8 * i:8 * i + 8])
                           for i in range(n_lanes)))
             stage_free = ~wr_pending | wr.ready
             can = ~ld_last | stage_free
+            load_can.append(can)
             m.d.comb += take.eq(can)
             with m.If(can):
                 m.d.sync += gather.eq(lanes)
@@ -300,17 +303,23 @@ class ProgramSequencer(wiring.Component):
                      program.idle.eq(idle_late), program.settled.eq(settled)]
         proceed = Signal()
         if cfg.cnn:
-            m.d.comb += proceed.eq(
-                Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
-                    Mux(op_is[CnnOpcode.CONV], ~wr_pending & self.o_conv.ready,
-                        Mux(op_is[CnnOpcode.ADD], ~wr_pending & self.o_add.ready,
-                            Mux(op_is[Opcode.SYNC], settled, 1)))))
+            # One flat sum of registered one-hot flags (the opcodes that go on at once: POST,
+            # NOP, WINDOW), not a chain of choices: the Core's readies (registers since
+            # CONV_RELEASE_CYCLES and ADD_RELEASE_CYCLES; a GEMM's is the engine's) meet it in
+            # the last gates.
+            op_free = Signal()
+            m.d.sync += op_free.eq(~decoder.opcode.matches(
+                Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.SYNC, CnnOpcode.CONV,
+                CnnOpcode.ADD))
+            m.d.comb += proceed.eq(op_free | ~wr_pending & (
+                op_is[Opcode.GEMM] & self.o_cmd.ready | op_is[CnnOpcode.CONV] & self.o_conv.ready |
+                op_is[CnnOpcode.ADD] & self.o_add.ready | op_is[Opcode.SYNC] & idle_late))
         else:
             m.d.comb += proceed.eq(
                 Mux(op_is[Opcode.GEMM], ~wr_pending & self.o_cmd.ready,
                     Mux(op_is[Opcode.SYNC], settled, 1)))
 
-        with m.FSM(name="sequencer"):
+        with m.FSM(name="sequencer") as fsm:
             with m.State("IDLE"):
                 with m.If(program.start):
                     m.next = "NEXT"
@@ -355,6 +364,16 @@ class ProgramSequencer(wiring.Component):
             with m.State("NEXT"):
                 # the first instruction (the cursor presents offset 0), or the one after a LOAD
                 next_instruction()
+        if cfg.cnn:
+            # `take` drives the cursor and the frame buffer's read enable: as one flat sum of
+            # the states' terms (overriding the FSM's, which follow its priority of checks), the
+            # Core's late readies meet it in the last gates (orangecrab-25f-cnn's 89 MHz path).
+            execute = fsm.ongoing("EXECUTE") & decoder.ok
+            m.d.comb += take.eq(fsm.ongoing("FETCH") |
+                                (fsm.ongoing("NEXT") & cursor.rest_whole) |
+                                ((fsm.ongoing("LOAD") | execute & op_is[Opcode.LOAD]) &
+                                 load_can[0]) |
+                                (execute & proceed & cursor.rest_whole))
         return m
 
     def _window_state(self, m, decoder, word, post_state):
