@@ -25,8 +25,10 @@ an instruction costs 16 cycles and a ``LOAD`` one more per payload byte. A ``GEM
 to the Core in its decode cycle and held until accepted. ``SYNC`` and the end of a program see
 the Core's ``idle`` through a register: they go on one cycle after the Core went idle.
 A ``CONV`` or an ``ADD`` is offered the same way as a ``GEMM``: the sequencer goes on in the cycle
-the Core accepts it (for a ``CONV``, the Core accepts it when its last command is accepted; an
-``ADD`` at once: the cycle model of ``tessera.runtime.cycles``).
+the Core accepts it (for a ``CONV``, the cycle after the engine accepted its last command; an
+``ADD`` at once, or the cycle after the one queued before it starts: the cycle model of
+``tessera.runtime.cycles``). Both readies are registers of the Core, and with ``config.cnn``
+``take`` (the cursor and the frame buffer's read enable) is a flat sum of registered terms.
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, signed
