@@ -28,7 +28,7 @@ A ``CONV`` or an ``ADD`` is offered the same way as a ``GEMM``: the sequencer go
 the Core accepts it (for a ``CONV``, the cycle after the engine accepted its last command; an
 ``ADD`` at once, or the cycle after the one queued before it starts: the cycle model of
 ``tessera.runtime.cycles``). Both readies are registers of the Core, and with ``config.cnn``
-``take`` (the cursor and the frame buffer's read enable) is a flat sum of registered terms.
+``take`` (the cursor and the frame buffer's read enable) is one flat sum of the states' terms.
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, signed
