@@ -1,12 +1,13 @@
 """Build every board's bitstream and write docs/boards.md from the real reports.
 
 Each build's :class:`~tessera.hw.report.BuildReport` is kept as JSON in
-``bench/results/boards/<board>-<design>.json`` (the build directories themselves are under
-``build/boards/``). ``docs/boards.md`` is generated from whatever reports are there, so the
+``bench/results/boards/<board>-<design>.json``, a CNN preset's (``tessera build --preset``) in
+``<preset>-accelerator.json`` (the build directories themselves are under ``build/boards/``). ``docs/boards.md`` is generated from whatever reports are there, so the
 resource and Fmax tables are always the tools' own numbers, never typed by hand.
 
     .venv/bin/python bench/boards.py                       # all boards, accelerator + loopback
     .venv/bin/python bench/boards.py --boards icebreaker --designs loopback
+    .venv/bin/python bench/boards.py --boards "" --presets orangecrab-25f-cnn  # CNN preset
     .venv/bin/python bench/boards.py --docs-only           # regenerate docs/boards.md
     .venv/bin/python bench/boards.py --json                # print the reports as JSON
 
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from tessera.compiler.presets import CNN_PRESETS
 from tessera.hw.boards import BOARDS, DEFAULT_BAUD
 from tessera.hw.build import BuildError, build_bitstream
 from tessera.hw.report import BuildReport
@@ -27,6 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "boards"
 FAILURES = RESULTS / "failed"
 DOCS = ROOT / "docs" / "boards.md"
+
+#: Why a CNN preset has no saved report: the measured figure and the command that measures it.
+CNN_NOT_BUILT = {
+    "icebreaker-cnn": "does not fit: 13,912 of the UP5K's 5,280 logic cells (263 %; 10,650 "
+                      "SB_LUT4, 6,010 FF), measured at 2da47dd by `.venv/bin/python "
+                      "bench/bench_ice40_fit.py --preset icebreaker-cnn` (nextpnr pack-only); "
+                      "not built",
+    "ulx3s-85f-cnn": "no completed build yet (32×4, 100 MHz; YoWASP Yosys 0.70 hits its ABC9 "
+                     "assertion on the 32-lane design, so it builds with Yosys 0.66, the "
+                     "workaround `tessera build` names); "
+                     "`.venv/bin/python bench/boards.py --boards \"\" --presets ulx3s-85f-cnn`",
+}
 
 
 def run_builds(boards, designs, *, seed=1):
@@ -53,18 +67,49 @@ def run_builds(boards, designs, *, seed=1):
                 (RESULTS / f"{name}-{design}.json").unlink(missing_ok=True)
                 continue
             failure.unlink(missing_ok=True)
-            report.save(RESULTS / f"{name}-{design}.json")
-            print(f"{name} / {design}: {report.fmax_design_mhz:.1f} MHz "
-                  f"({'met' if report.timing_met else 'NOT met'}), "
-                  f"{time.monotonic() - start:.0f} s", file=sys.stderr)
-            reports.append(report)
+            reports.append(_save(report, f"{name}-{design}", f"{name} / {design}", start))
     return reports
 
 
+def _save(report, stem, label, start):
+    """Save ``report`` as ``RESULTS/<stem>.json``, print its one-line outcome and return it."""
+    report.save(RESULTS / f"{stem}.json")
+    print(f"{label}: {report.fmax_design_mhz:.1f} MHz "
+          f"({'met' if report.timing_met else 'NOT met'}), "
+          f"{time.monotonic() - start:.0f} s", file=sys.stderr)
+    return report
+
+
+def run_preset_builds(presets, *, seed=1):
+    """Build each CNN preset as ``tessera build --preset`` does; save and return the reports."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for name in presets:
+        preset = CNN_PRESETS[name]
+        out = ROOT / "build" / "boards" / f"{name}-accelerator"
+        start = time.monotonic()
+        print(f"{name}: building in {out.relative_to(ROOT)} ...", file=sys.stderr, flush=True)
+        try:
+            report = build_bitstream(preset.board, preset.config, preset.clock_mhz, out,
+                                     baud=preset.baud, seed=seed)
+        except BuildError as e:
+            print(f"{name}: FAILED\n{e}", file=sys.stderr)
+            continue
+        reports.append(_save(report, f"{name}-accelerator", name, start))
+    return reports
+
+
+def load_cnn_reports():
+    """Return ``{preset name: report}`` of the saved CNN preset builds, in preset order."""
+    paths = {name: RESULTS / f"{name}-accelerator.json" for name in CNN_PRESETS}
+    return {name: BuildReport.load(p) for name, p in paths.items() if p.exists()}
+
+
 def load_reports():
-    """Return the saved reports, in board-table order."""
+    """Return the saved reports of the boards' own configurations, in board-table order."""
     order = {name: i for i, name in enumerate(BOARDS)}
-    reports = [BuildReport.load(p) for p in sorted(RESULTS.glob("*.json"))]
+    cnn = {RESULTS / f"{name}-accelerator.json" for name in CNN_PRESETS}
+    reports = [BuildReport.load(p) for p in sorted(RESULTS.glob("*.json")) if p not in cnn]
     return sorted(reports, key=lambda r: (order.get(r.board, 99), r.design != "accelerator"))
 
 
@@ -122,6 +167,25 @@ def _table(reports):
     return "\n".join(rows)
 
 
+def _cnn_table(cnn_reports):
+    head = ("| board | preset | array (MACs/cycle) | Fmax / target | timing | LUT4 | FF | DSP | "
+            "BRAM | SPRAM |")
+    rows = [head, "|---" * (head.count("|") - 1) + "|"]
+    for name, r in cnn_reports.items():
+        c = r.config
+        rows.append(
+            f"| {r.board} ({r.device}) | {name} | {c['rows']}×{c['cols']} ({r.macs_per_cycle}) | "
+            f"{r.fmax_design_mhz:.1f} / {r.target_mhz:g} MHz | "
+            f"{'met' if r.timing_met else '**not met**'} | {_lut_cell(r)} | {_cell(r, 'ff')} | "
+            f"{_cell(r, 'dsp')} | {_cell(r, 'bram')} | {_cell(r, 'spram')} |")
+    lines = rows if cnn_reports else ["No CNN preset has a saved build report."]
+    missing = [name for name in CNN_PRESETS if name not in cnn_reports]
+    if missing:
+        lines += [""] + [f"- **{name}**: {CNN_NOT_BUILT.get(name, 'not built yet')}."
+                         for name in missing]
+    return "\n".join(lines)
+
+
 def _critical_paths(reports):
     parts = [f"- **{r.board}** / {r.design} ({r.fmax_design_mhz:.1f} MHz): "
              f"`{r.critical_path_summary}`" for r in reports if r.critical_path]
@@ -148,8 +212,12 @@ def _presets():
     return "\n".join(lines)
 
 
-def render_docs(reports, failures=()):
-    """Return the text of docs/boards.md for ``reports`` (and failed builds)."""
+def render_docs(reports, failures=(), cnn_reports=None):
+    """Return the text of docs/boards.md for ``reports``, failed builds and CNN preset builds.
+
+    ``cnn_reports`` is ``{preset name: report}`` (default: the saved ones).
+    """
+    cnn_reports = load_cnn_reports() if cnn_reports is None else cnn_reports
     tools = sorted({v for r in reports for v in r.tools.values()})
     text = f"""# Boards
 
@@ -193,10 +261,9 @@ configuration per board with the convolution features of ISA version 3 (`cnn=Tru
 with a 4-cycle iterative requant, 30 MHz), `orangecrab-25f-cnn` (8×2, 100 MHz) and
 `ulx3s-85f-cnn` (32×4, eight drain lanes, 100 MHz). They run on the emulator and on the RTL in
 simulation (`connect("emu"|"sim", config=...)`, `tessera profile MODEL --board BOARD`);
-`tessera build --preset NAME` builds one, but none meets timing yet: orangecrab-25f-cnn fits
-(19,332 LUT4, 25 of 28 DSP) at 27.9 MHz (the window generator's lane chain), icebreaker-cnn
-needs about twice the UP5K's logic, ulx3s-85f-cnn more multipliers than the 85F has
-(docs/architecture.md, "Gateware budget"). `tessera build --board B` builds the presets above.
+`tessera build --preset NAME` builds one (docs/architecture.md, "Gateware budget");
+`tessera build --board B` builds the presets above. The CNN presets' builds (section "CNN
+presets" below) are the saved reports of `bench/boards.py --presets NAMES`.
 
 ## Measured results
 
@@ -212,6 +279,17 @@ much may meet it at another seed.
 Critical paths (nextpnr; source cell → destination cell, path delay):
 
 {_critical_paths(reports)}
+
+### CNN presets
+
+Builds of `tessera build --preset NAME` (ISA version 3, `cnn=True`), placement seed 1; tools:
+{", ".join(sorted({v for r in cnn_reports.values() for v in r.tools.values()})) or "–"}.
+
+{_cnn_table(cnn_reports)}
+
+Critical paths:
+
+{_critical_paths(cnn_reports.values())}
 
 {_failures(failures)}
 
@@ -272,13 +350,23 @@ def main(argv=None):
                         help="comma-separated board names (default: all)")
     parser.add_argument("--designs", default="accelerator,loopback",
                         help="comma-separated designs (default: accelerator,loopback)")
+    parser.add_argument("--presets", default="",
+                        help="comma-separated CNN presets to build too, as tessera build --preset "
+                             f"does ({', '.join(CNN_PRESETS)}; default: none)")
     parser.add_argument("--docs-only", action="store_true",
                         help="only regenerate docs/boards.md from the saved reports")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr seed")
     args = parser.parse_args(argv)
+    presets = [p for p in args.presets.split(",") if p]
+    unknown = sorted(set(presets) - set(CNN_PRESETS))
+    if unknown:
+        parser.error(f"unknown --presets {', '.join(unknown)}; the CNN presets are "
+                     f"{', '.join(CNN_PRESETS)}")
     if not args.docs_only:
-        run_builds(args.boards.split(","), args.designs.split(","), seed=args.seed)
+        run_builds([b for b in args.boards.split(",") if b], args.designs.split(","),
+                   seed=args.seed)
+        run_preset_builds(presets, seed=args.seed)
     reports = load_reports()
     path = write_docs(reports, load_failures())
     if args.json:

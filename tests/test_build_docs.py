@@ -36,3 +36,21 @@ def test_docs_cover_every_board_and_report():
         assert f"| {r.board} ({r.device}) | {r.design} |" in text
         assert f"{r.fmax_design_mhz:.1f} MHz" in text
     assert 'tessera.connect("serial:///dev/ttyUSB1?baud=3000000")' in text
+
+
+def test_every_cnn_preset_has_a_row_or_a_reason():
+    bench = _bench_boards()
+    saved = bench.load_cnn_reports()
+    assert not any(r.config.get("cnn") for r in bench.load_reports()), \
+        "a CNN preset's report landed in the boards' own table"
+    for cnn_reports in (saved, {}):
+        text = bench.render_docs(bench.load_reports(), cnn_reports=cnn_reports)
+        section = text.split("### CNN presets", 1)[1].split("## Programming", 1)[0]
+        for name in bench.CNN_PRESETS:
+            if name in cnn_reports:
+                r = cnn_reports[name]
+                assert f"| {name} | {r.config['rows']}×{r.config['cols']} " in section
+                assert f"{r.fmax_design_mhz:.1f} / {r.target_mhz:g} MHz" in section
+            else:
+                assert f"- **{name}**: " in section
+    assert "orangecrab-25f-cnn" in saved, "bench/results/boards/orangecrab-25f-cnn-accelerator.json"
