@@ -2,8 +2,9 @@
 
 Each build's :class:`~tessera.hw.report.BuildReport` is kept as JSON in
 ``bench/results/boards/<board>-<design>.json``, a CNN preset's (``tessera build --preset``) in
-``<preset>-accelerator.json`` (the build directories themselves are under ``build/boards/``). ``docs/boards.md`` is generated from whatever reports are there, so the
-resource and Fmax tables are always the tools' own numbers, never typed by hand.
+``<preset>-accelerator.json`` (the build directories themselves are under ``build/boards/``).
+``docs/boards.md`` is generated from whatever reports are there, so the resource and Fmax tables
+are always the tools' own numbers, never typed by hand.
 
     .venv/bin/python bench/boards.py                       # all boards, accelerator + loopback
     .venv/bin/python bench/boards.py --boards icebreaker --designs loopback
