@@ -3,7 +3,8 @@
 Each :class:`CnnPreset` names a board of ``tessera.hw.boards``, the configuration a CNN build
 for it carries, the target clock and the UART rate. The emulator and the RTL (in simulation,
 ``connect("sim", config=preset.config)``, counter for counter equal) run them; ``tessera build
---preset NAME`` builds one, but no CNN bitstream meets timing yet (#15: docs/architecture.md);
+--preset NAME`` builds one (orangecrab-25f-cnn meets its 100 MHz, the other two not yet:
+docs/boards.md, #15);
 ``tessera profile`` and the MLPerf Tiny table use the emulator's cycle model. The memories follow the chips: on the iCE40UP5K the four SB_SPRAM256KA
 (``ACT`` two of them, 16 K x 32 bits in banks of two lanes; ``WGT`` two, 32 K x 16 bits) and
 block RAM for ``PARAM``; on the ECP5 parts block RAM sized per preset (docs/architecture.md).
