@@ -1,6 +1,6 @@
 """``tessera explore`` on quantized model files: the MLPerf Tiny CNNs on the boards' CNN presets.
 
-Emulator only (``--no-build``; no CNN bitstream meets timing yet, #15): a few seconds.
+Emulator only (``--no-build``; the explorer builds no CNN point, #15): a few seconds.
 The oracles are ``tessera profile`` (the cycle model of one inference) and TFLite Micro (the
 accuracy on labelled data).
 """
@@ -212,7 +212,7 @@ def test_a_cnn_sweep_asked_to_build_runs_once_and_says_why_nothing_was_built(tmp
     first = json.loads(stdout)
     (record,) = first["points"]
     assert record["status"] is None and record["lut4"] is None
-    assert record["reason"].startswith("not built: no CNN bitstream meets timing yet")
+    assert record["reason"].startswith("not built: the explorer does not build CNN points")
     assert record["latency_cycles"] == profile_model(KWS, "ulx3s-85f")["cycles"]
     assert record["latency_us"] == pytest.approx(record["latency_cycles"] / 100.0)
     status, stdout, stderr = _explore(capsys, *argv)

@@ -17,8 +17,8 @@
 
 A quantized model keeps its width and mode, and a graph (a CNN) runs on the board's CNN preset
 with the point's shape, resident, its latency one inference with the input on the device: see
-:mod:`tessera.explore.quantized`. No CNN bitstream meets timing yet (#15): such a point
-is never built, its reason says so, and a shape with more MACs than the part has multipliers
+:mod:`tessera.explore.quantized`. CNN points are not built (of the CNN presets only
+orangecrab-25f-cnn meets timing, #15): such a point's reason says so, and a shape with more MACs than the part has multipliers
 is "does not fit" like one whose memories cannot hold the model.
 
 The result is a JSON-compatible record (dict); see :data:`RECORD_FIELDS`.
@@ -54,9 +54,10 @@ RECORD_FIELDS = (
     "memory", "build", "elapsed_s",
 )
 
-#: Reason of a CNN point asked to build (no CNN bitstream meets timing yet).
-NO_CNN_GATEWARE = ("not built: no CNN bitstream meets timing yet (#15); figures from the "
-                   "emulator at the preset's target clock")
+#: Reason of a CNN point asked to build (the explorer builds no CNN point).
+NO_CNN_GATEWARE = ("not built: the explorer does not build CNN points (of the CNN presets only "
+                   "orangecrab-25f-cnn meets timing, #15); figures from the emulator at the "
+                   "preset's target clock")
 
 _BUILD_RECORD = "does-not-fit.json"
 

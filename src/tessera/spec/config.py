@@ -117,8 +117,9 @@ class AcceleratorConfig:
     cnn : bool
         Whether the convolution features of ISA version 3 are built (``WINDOW``, ``CONV``,
         ``ADD``: docs/isa.md); needs 8-bit operands. The emulator and the RTL (in simulation)
-        run them; no CNN bitstream meets timing yet (issue #15). Left out of :meth:`to_dict`
-        when False, like the two fields below at 1.
+        run them; ``tessera build --preset`` builds them (docs/boards.md: orangecrab-25f-cnn
+        meets timing, the others not yet, issue #15). Left out of :meth:`to_dict` when False,
+        like the two fields below at 1.
     drain_lanes : int
         Elements the drain post-processes per cycle, 1 to ``rows`` (``cnn`` only): a drain takes
         ``ceil(m_rows / drain_lanes) * n_cols * requant_cycles + DRAIN_OVERHEAD_CYCLES`` cycles.
