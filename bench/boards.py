@@ -37,9 +37,12 @@ CNN_NOT_BUILT = {
                       "SB_LUT4, 6,010 FF), measured at 2da47dd by `.venv/bin/python "
                       "bench/bench_ice40_fit.py --preset icebreaker-cnn` (nextpnr pack-only); "
                       "not built",
-    "ulx3s-85f-cnn": "no completed build yet (32×4, 100 MHz; YoWASP Yosys 0.70 hits its ABC9 "
-                     "assertion on the 32-lane design, so it builds with Yosys 0.66, the "
-                     "workaround `tessera build` names); "
+    "ulx3s-85f-cnn": "not built: synthesis of the 32-lane design (32×4, 100 MHz; 243,743 AND "
+                     "gates into ABC9) stops at an ABC9 assertion in both YoWASP Yosys 0.70 "
+                     "(ABC_OPS_REINTEGRATE, at 9e0f331) and 0.66, the workaround `tessera build` "
+                     "names (its AIGER frontend, at 99ff918, after 22 min); its 32-lane gather "
+                     "arbiter alone is 30,076 LUT4 (`bench/bench_cnn_units_synth.py --preset "
+                     "ulx3s-85f-cnn --unit GatherArbiter`); retry: "
                      "`.venv/bin/python bench/boards.py --boards \"\" --presets ulx3s-85f-cnn`",
 }
 
