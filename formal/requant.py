@@ -78,6 +78,24 @@ def _delayed(bench, value, cycles, name):
     return value
 
 
+def _free_operands(bench, dut, *, a_bits, m_bits, shifts):
+    """Return ``dut``'s free ``a``, ``multiplier`` and ``shift``, narrowed by assumptions.
+
+    ``a`` is an ``a_bits``-bit signed value, ``multiplier`` has its low ``32 - m_bits`` bits
+    clear and ``shift`` lies in ``shifts`` (both ends included).
+    """
+    m = bench.m
+    a = bench.free(dut.a, name="a")
+    multiplier = bench.free(dut.multiplier, name="multiplier")
+    shift = bench.free(dut.shift, name="shift")
+    m.d.comb += Assume((shift.as_signed() >= shifts[0]) & (shift.as_signed() <= shifts[1]))
+    if a_bits < 32:
+        m.d.comb += Assume(a.as_signed() == a[:a_bits].as_signed())
+    if m_bits < 32:
+        m.d.comb += Assume(multiplier[:32 - m_bits] == 0)
+    return a, multiplier, shift
+
+
 def tflite_equivalence(*, a_bits=32, m_bits=32, shifts=(SHIFT_MIN, SHIFT_MAX), result_bits=16,
                        unit_class=TfliteRequant):
     """Return ``(bench, depth)``: ``TfliteRequant.result`` equals :func:`tflite_reference`.
@@ -89,14 +107,8 @@ def tflite_equivalence(*, a_bits=32, m_bits=32, shifts=(SHIFT_MIN, SHIFT_MAX), r
     m = bench.m
     m.submodules.dut = dut = unit_class(result_bits=result_bits)
     m.d.comb += dut.en.eq(1)
-    a = bench.free(dut.a, name="a")
-    multiplier = bench.free(dut.multiplier, name="multiplier")
-    shift = bench.free(dut.shift, name="shift")
-    m.d.comb += Assume((shift.as_signed() >= shifts[0]) & (shift.as_signed() <= shifts[1]))
-    if a_bits < 32:
-        m.d.comb += Assume(a.as_signed() == a[:a_bits].as_signed())
-    if m_bits < 32:
-        m.d.comb += Assume(multiplier[:32 - m_bits] == 0)
+    a, multiplier, shift = _free_operands(bench, dut, a_bits=a_bits, m_bits=m_bits,
+                                          shifts=shifts)
 
     latency = unit_class.latency
     expected = tflite_reference(
@@ -125,14 +137,8 @@ def tflite_iterative_equivalence(*, cycles=2, a_bits=4, m_bits=4, shifts=(-128, 
     m = bench.m
     m.submodules.dut = dut = TfliteRequant(cycles, result_bits=result_bits)
     m.d.comb += [dut.valid.eq(1), dut.en.eq(~dut.hold)]
-    a = bench.free(dut.a, name="a")
-    multiplier = bench.free(dut.multiplier, name="multiplier")
-    shift = bench.free(dut.shift, name="shift")
-    m.d.comb += Assume((shift.as_signed() >= shifts[0]) & (shift.as_signed() <= shifts[1]))
-    if a_bits < 32:
-        m.d.comb += Assume(a.as_signed() == a[:a_bits].as_signed())
-    if m_bits < 32:
-        m.d.comb += Assume(multiplier[:32 - m_bits] == 0)
+    a, multiplier, shift = _free_operands(bench, dut, a_bits=a_bits, m_bits=m_bits,
+                                          shifts=shifts)
 
     latency = TfliteRequant.latency
     taken = []
