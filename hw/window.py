@@ -15,8 +15,8 @@ computes once per ``CONV`` (after ``load``, which also writes the first tile's p
 
 - a step's request of lane *r* is ``entry = E + c`` (``E`` of the tap, ``c`` the step's
   channel), ``operand = q mod rows``, and ``pad`` unless the lane is below the
-  command's ``m_rows`` and its ``(ih, iw)`` is inside the input at the tap's offsets (compared
-  with per-tap bounds shared by the lanes);
+  command's ``m_rows`` and its ``(ih, iw)`` is inside the input at the tap's offsets (the
+  signs of four registered distances to the input's edges, moved by the dilations);
 - a tap move adds ``tap_j`` or ``tap_i`` to the lane's ``(q mod rows, E)`` (one carry);
 - a next tile adds ``tile`` or ``tile_wrap`` to the lane's position, chosen by flags that each
   lane registers from its position in the background (``iw >= wrap_iw``, then the carry of
@@ -32,7 +32,7 @@ taken, so none of these delays is ever seen by the engine. ``rows`` must be a po
 rows`` and ``q mod rows`` are bit fields).
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,6 +42,10 @@ from tessera.spec.isa import CnnOpcode
 from .gather import gather_request
 from .layouts import struct_layout
 from .window_setup import POSITION, WindowSetup, entry_bits, lane_state
+
+#: A lane's distance to an edge of the input (``ih - in_h`` and the like, with the dilations
+#: added over the taps): two bits wider than a position.
+DISTANCE = signed(POSITION.width + 2)
 
 __all__ = ["WindowAddressGenerator", "window_state", "window_sizes", "window_command",
            "generator_command"]
@@ -161,9 +165,6 @@ class WindowAddressGenerator(wiring.Component):
             # (from registers only: the arbiter's ready never reaches the command sequencer)
             self.i_cmd.ready.eq(setup.done & ~self.load & settled & ~running),
         ]
-        # the tap's bounds: lane inside <=> lo_h <= ih < hi_h and lo_w <= iw < hi_w (at (0, 0))
-        lo_h, hi_h, lo_w, hi_w = (Signal(POSITION, name=n) for n in ("lo_h", "hi_h", "lo_w",
-                                                                      "hi_w"))
         # the constants of the tap move after this tap
         move = Signal.like(k.tap_j)
         first_move = Mux(w.kernel_w == 1, k.tap_i, k.tap_j)
@@ -189,15 +190,11 @@ class WindowAddressGenerator(wiring.Component):
                 j_last.eq(Mux(accept | j_last, w.kernel_w == 1, j_left == 1)),
                 move.eq(Mux(accept | j_last, first_move,
                             Mux(j_left == 1, k.tap_i, k.tap_j))),
-                lo_w.eq(Mux(accept | j_last, 0, lo_w - w.dilation_w)),
-                hi_w.eq(Mux(accept | j_last, w.in_w, hi_w - w.dilation_w)),
             ]
         with m.If((tap_move & j_last) | accept):
             m.d.sync += [
                 i_left.eq(Mux(accept, w.kernel_h - 1, i_left - 1)),
                 i_last.eq(Mux(accept, w.kernel_h == 1, i_left == 1)),
-                lo_h.eq(Mux(accept, 0, lo_h - w.dilation_h)),
-                hi_h.eq(Mux(accept, w.in_h, hi_h - w.dilation_h)),
             ]
         with m.If(accept):
             m.d.sync += [cmd.eq(payload), reload.eq(payload.gather.next_tile)]
@@ -224,10 +221,14 @@ class WindowAddressGenerator(wiring.Component):
             m.d.sync += [wrapf.eq(base.iw >= k.wrap_iw), tile_carry.eq(carry(tile_low))]
             with m.If(setup.o_lane_en[r]):
                 m.d.sync += base.eq(setup.o_lane)
+            moved_ih = Signal.like(base.ih, name=f"moved_ih{r}")
+            moved_iw = Signal.like(base.iw, name=f"moved_iw{r}")
+            m.d.comb += [moved_ih.eq(base.ih + Mux(wrapf, k.tile_wrap.dih, k.tile.dih)),
+                         moved_iw.eq(base.iw + Mux(wrapf, k.tile_wrap.diw, k.tile.diw))]
             with m.If(tile_move):
                 m.d.sync += [
-                    base.ih.eq(base.ih + Mux(wrapf, k.tile_wrap.dih, k.tile.dih)),
-                    base.iw.eq(base.iw + Mux(wrapf, k.tile_wrap.diw, k.tile.diw)),
+                    base.ih.eq(moved_ih),
+                    base.iw.eq(moved_iw),
                     base.qlow.eq(low(tile_low)),
                     base.e.eq(base.e + Mux(wrapf, Mux(tile_carry, k.tile_wrap.dec,
                                                       k.tile_wrap.de),
@@ -243,9 +244,30 @@ class WindowAddressGenerator(wiring.Component):
                              ec.eq(Mux(from_base, base.e,
                                        ec + Mux(carry(step_low), move.dec, move.de)))]
 
+            # The tap's bounds as four registered distances of the lane's (ih, iw) at the tap
+            # to the input's edges, whose signs are the compares: inside <=> ih >= 0, ih < in_h,
+            # iw >= 0 and iw < in_w at the tap's offsets. A command starts them from the lane's
+            # position (after its tile move), a tap move adds the dilation (a new tap row starts
+            # the columns again); nothing is compared after the registers (the arbiter takes
+            # the pad flags at its acceptance).
+            to_top, to_bottom, to_left, to_right = (
+                Signal(DISTANCE, name=f"{n}{r}") for n in ("to_top", "to_bottom", "to_left",
+                                                          "to_right"))
+            start_ih = Mux(tile_move, moved_ih, base.ih)
+            start_iw = Mux(tile_move, moved_iw, base.iw)
+            with m.If(accept):
+                m.d.sync += [to_top.eq(start_ih), to_bottom.eq(start_ih - w.in_h),
+                             to_left.eq(start_iw), to_right.eq(start_iw - w.in_w)]
+            with m.Elif(tap_move & j_last):
+                m.d.sync += [to_top.eq(to_top + w.dilation_h),
+                             to_bottom.eq(to_bottom + w.dilation_h),
+                             to_left.eq(base.iw), to_right.eq(base.iw - w.in_w)]
+            with m.Elif(tap_move):
+                m.d.sync += [to_left.eq(to_left + w.dilation_w),
+                             to_right.eq(to_right + w.dilation_w)]
+            inside = ~to_top[-1] & to_bottom[-1] & ~to_left[-1] & to_right[-1]
+
             lane = self.o_step.payload[r]
-            inside = ((base.ih >= lo_h) & (base.ih < hi_h) & (base.iw >= lo_w) &
-                      (base.iw < hi_w))
             m.d.comb += [
                 lane.pad.eq(~(valid & inside)),
                 lane.operand.eq(qlow if shift else 0),
