@@ -215,7 +215,7 @@ def _mlperf(results):
                   "emulator's cycle model at each preset's clock (`tessera profile MODEL --board "
                   "BOARD`). The CNN presets (`tessera.compiler.presets`) run on the RTL in simulation with "
                   "the emulator's counters; of the CNN bitstreams, orangecrab-25f-cnn meets its 100 MHz "
-                  "(102.3 MHz at 99ff918, so its rows are at a met clock); icebreaker-cnn does "
+                  "(103.2 MHz at a5ae2c2, so its rows are at a met clock); icebreaker-cnn does "
                   "not fit the UP5K (13,912 of 5,280 logic cells) and ulx3s-85f-cnn is not built "
                   "(YoWASP Yosys's ABC9 stops at an assertion on its 32-lane design) "
                   "([boards.md](boards.md), \"CNN presets\"; issue #15). "
