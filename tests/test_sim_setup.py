@@ -84,8 +84,12 @@ def test_info_shows_the_cache_and_clear_cache_empties_it(tmp_path):
     assert cleared == {"cleared_bytes": 4500, "path": str(root)}
 
 
-#: A host program that runs a model on the RTL over and over until it is terminated.
+#: A host program that runs a model on the RTL over and over until it is terminated. It starts
+#: with Python's own SIGINT handler: a process started in the background by a non-interactive
+#: shell (``make test &``, nohup) inherits SIGINT ignored, and would never see the signal.
 _ENDLESS_RUN = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys
 import numpy as np
 import tessera
