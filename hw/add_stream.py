@@ -30,7 +30,7 @@ ADD_PASSES`` cycles, then the write. So ``ADD_OVERHEAD_CYCLES >= _FIRST_FEED_CYC
 AddUnit.latency + 2 - ADD_PASSES`` for every ``q``.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 

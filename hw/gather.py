@@ -27,7 +27,7 @@ are shown on ``o_operands`` with ``o_valid`` in cycle *T+n+1* (the banks' regist
 for that cycle only.
 """
 
-from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -22,7 +22,7 @@ compute. The next command is accepted in the hand-off cycle at the earliest, so 
 GEMMs keep the array busy except for the 4 overhead cycles of each.
 """
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
