@@ -6,12 +6,16 @@ Amaranth's build scripts and Tessera's flows use::
 
     tessera-yosys -V
     tessera-yosys [-q] [-l LOG] [-p COMMANDS]... [SCRIPT.ys]...
+    tessera-yosys [-q] [-l LOG] -
 
-As in ``yosys``, the script files run first, then each ``-p``; Yosys itself splits
+As in ``yosys``, the script files run first, then each ``-p``, each a top-level command as
+``yosys`` runs it (so the netlist is ``yosys``'s, byte for byte); Yosys itself splits
 ``COMMANDS`` (``Pass::call``: a token ending in ``;`` ends a command, ``;;`` also runs
 ``clean``, a quoted argument stays whole). ``-l`` writes the whole log, which ends with
 ``End of script.`` on success; ``-q`` leaves only warnings and errors on the console
-(stderr). Anything else is refused with one line and exit status 2.
+(stderr). ``-`` runs a script from stdin, alone, with stdout for what its commands write there
+(Amaranth's Verilog export: ``yosys -q -``). Anything else is refused with one line and exit
+status 2.
 
 Yosys runs in a child process because a Yosys error (``log_error``, and so every failed
 ``log_assert``) is no Python exception inside ``pyosys``: it prints ``ERROR: ...`` to stderr
@@ -25,16 +29,23 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from importlib import metadata
+from pathlib import Path
 
 __all__ = ["main", "version_text"]
 
-_USAGE = "usage: tessera-yosys -V | tessera-yosys [-q] [-l LOG] [-p COMMANDS]... [SCRIPT.ys]..."
+_USAGE = ("usage: tessera-yosys -V | tessera-yosys [-q] [-l LOG] [-p COMMANDS]... [SCRIPT.ys]... "
+          "| tessera-yosys [-q] [-l LOG] -")
 
 #: What the child process runs: the steps, as (kind, text) pairs, come as its arguments.
 _CHILD = "import sys; from tessera.hw.yosys_pyosys import _run_steps; _run_steps(sys.argv[1:])"
+
+#: The child's arguments for ``-``: the script on stdin, run as ``_run_stdin`` says.
+_CHILD_STDIN = ("import sys; from tessera.hw.yosys_pyosys import _run_stdin; "
+                "_run_stdin(*sys.argv[1:])")
 
 
 class _UsageError(Exception):
@@ -67,20 +78,27 @@ def _parse(args):
                 log_path = value
             else:
                 passes.append(("pass", value))
-        elif argument.endswith(".ys") and not argument.startswith("-"):
+        elif argument == "-" or argument.endswith(".ys") and not argument.startswith("-"):
             scripts.append(("script", argument))
         else:
             raise _UsageError(
                 f"unsupported argument {argument!r}: tessera-yosys runs only -V, -q, -l LOG, "
-                f"-p COMMANDS and SCRIPT.ys files; for the rest put a Yosys on PATH or point "
-                f"$YOSYS at one")
+                f"-p COMMANDS, SCRIPT.ys files and - (a script on stdin); for the rest put a "
+                f"Yosys on PATH or point $YOSYS at one")
     if not scripts and not passes:
-        raise _UsageError("nothing to run: give a SCRIPT.ys or -p COMMANDS")
+        raise _UsageError("nothing to run: give a SCRIPT.ys, - or -p COMMANDS")
+    if ("script", "-") in scripts and len(scripts + passes) > 1:
+        raise _UsageError("- (a script on stdin) runs alone: give no other script or -p")
     return quiet, log_path, scripts + passes
 
 
 def _run_steps(flat):
-    """Run the steps (``kind, text, kind, text, ...``) in this process's Yosys (the child)."""
+    """Run the steps (``kind, text, kind, text, ...``) in this process's Yosys (the child).
+
+    Each at the top level, as ``yosys`` runs them: nested in another command (``tee``,
+    ``script``) they would give other netlists on large designs, since Yosys frees unused
+    names only between top-level commands (``tests/test_toolchain.py``).
+    """
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # die with the parent (Python ignores it)
     from pyosys import libyosys
     libyosys.yosys_setup()
@@ -95,6 +113,27 @@ def _run_steps(flat):
     libyosys.log_flush()
 
 
+def _run_stdin(log_path, quiet):
+    """Run the script on stdin in this process's Yosys (the child), the log into ``log_path``.
+
+    Inside ``tee`` (the only way to steer pyosys's log), so that stdout carries only what the
+    commands write there themselves (``write_verilog`` without a file name). Nested commands
+    suit Amaranth's Verilog export (its text is YoWASP Yosys's); synthesis runs as
+    :func:`_run_steps` does.
+    """
+    import ctypes
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    from pyosys import libyosys
+    libyosys.yosys_setup()
+    # This handle owns the design (pyosys 0.70) and would free it a second time at exit,
+    # hence os._exit below.
+    design = libyosys.yosys_get_design()
+    libyosys.Pass.call(design, ["tee", *(["-q"] if quiet else []), "-a", log_path, "script", "-"])
+    libyosys.log_flush()
+    ctypes.CDLL(None).fflush(None)
+    os._exit(0)
+
+
 def _copy_stderr(stream, console, lines):
     for line in iter(stream.readline, b""):
         console.write(line)
@@ -104,27 +143,34 @@ def _copy_stderr(stream, console, lines):
 
 def _run(quiet, log_path, steps):
     """Run ``steps`` in a child process; return the exit status (0, or 1 after an error)."""
+    if steps == [("script", "-")]:
+        with tempfile.TemporaryDirectory(prefix="tessera-yosys-") as scratch:
+            log_path = log_path or os.path.join(scratch, "yosys.log")
+            open(log_path, "wb").close()  # a new log, as yosys -l; the child appends to it
+            command = [sys.executable, "-c", _CHILD_STDIN, log_path, "-q" if quiet else ""]
+            return _supervise(command, quiet, None, log_path)
     log = open(log_path, "wb", buffering=0) if log_path else None  # as written, for watchers
     try:
-        return _supervise(quiet, log, steps)
+        flat = [text for step in steps for text in step]
+        return _supervise([sys.executable, "-c", _CHILD, *flat], quiet, log, None)
     finally:
         if log:
             log.close()
 
 
-def _supervise(quiet, log, steps):
+def _supervise(command, quiet, log, child_log):
+    """Run ``command`` (the child), its log piped into ``log`` or written to ``child_log``."""
     started = time.monotonic()
-    flat = [text for step in steps for text in step]
     # Its own process group, so that stopping it stops what it runs too (yosys-abc, `!` shell
     # commands), which would otherwise hold the pipes open.
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, *flat], stdin=subprocess.DEVNULL,
+    child = subprocess.Popen(command, stdin=None if child_log else subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
     # A build killed with SIGTERM (or its terminal closed) takes its Yosys along.
     previous = {sig: signal.signal(sig, lambda *_: _stop(child, signal.SIGTERM))
                 for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return _follow(child, quiet, log, started)
+        return _follow(child, quiet, log, child_log, started)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -137,8 +183,12 @@ def _stop(child, sig):
         pass
 
 
-def _follow(child, quiet, log, started):
-    """Copy ``child``'s output to ``log`` and the console; return the exit status."""
+def _follow(child, quiet, log, child_log, started):
+    """Copy ``child``'s output to ``log`` and the console; end the log; return the status.
+
+    With ``child_log`` (``-``), the child writes its log there itself and its stdout is passed
+    on as it is.
+    """
     stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
     errors = []
     reader = threading.Thread(target=_copy_stderr, args=(child.stderr, stderr, errors),
@@ -149,7 +199,7 @@ def _follow(child, quiet, log, started):
         while chunk := os.read(child.stdout.fileno(), 1 << 16):
             if log:
                 log.write(chunk)
-            if not quiet:
+            if not quiet or child_log:
                 stdout.write(chunk)
                 stdout.flush()
                 continue
@@ -164,30 +214,55 @@ def _follow(child, quiet, log, started):
         _stop(child, signal.SIGKILL)
         child.wait()
         raise
+    if child_log:
+        reported = _show_child_log(child_log, quiet, child.returncode)
+        with open(child_log, "ab") as written:
+            return _end(child, quiet, written, [], reported, started)
+    reported = any(line.startswith(b"ERROR:") for line in errors)
+    return _end(child, quiet, log, errors, reported, started)
+
+
+def _show_child_log(path, quiet, returncode):
+    """Put the warnings and the error of ``path`` on stderr if ``quiet`` (``tee -q`` kept them
+    from the console); return whether it has an ``ERROR:`` line."""
+    lines = Path(path).read_bytes().splitlines(keepends=True)
+    starts = [number for number, line in enumerate(lines) if line.startswith(b"ERROR:")]
+    if quiet:
+        shown = [line for line in lines if line.startswith(b"Warning:")]
+        if starts and returncode > 0:
+            shown += lines[starts[-1]:]
+        sys.stderr.buffer.writelines(shown)
+        sys.stderr.buffer.flush()
+    return bool(starts)
+
+
+def _end(child, quiet, log, unlogged, reported, started):
+    """End ``log`` (``End of script.``, or an ``ERROR:`` line unless one was ``reported``),
+    after the child's stderr lines not yet in it; return the exit status."""
     if child.returncode == 0:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         end = (f"\nEnd of script. time: {time.monotonic() - started:.2f}s, user: "
                f"{usage.ru_utime:.2f}s, system: {usage.ru_stime:.2f}s (pyosys "
                f"{metadata.version('pyosys')})\n").encode()
         if log:
-            log.writelines(errors)
+            log.writelines(unlogged)
             log.write(end)
         if not quiet:
-            stdout.write(end)
-            stdout.flush()
+            sys.stdout.buffer.write(end)
+            sys.stdout.buffer.flush()
         return 0
     if child.returncode < 0:
         name = signal.Signals(-child.returncode).name
         message = f"ERROR: Yosys (pyosys) was stopped by {name}.\n"
-    elif not any(line.startswith(b"ERROR:") for line in errors):
+    elif not reported:
         message = (f"ERROR: Yosys (pyosys) ended with status {child.returncode} without an "
                    f"error message.\n")
     else:
         message = ""
-    stderr.write(message.encode())
-    stderr.flush()
+    sys.stderr.buffer.write(message.encode())
+    sys.stderr.buffer.flush()
     if log:
-        log.writelines(errors)
+        log.writelines(unlogged)
         log.write(message.encode())
     return 1
 

@@ -1,7 +1,8 @@
 """The tool search order and ``tessera-yosys``, the native Yosys of the ``pyosys`` wheel.
 
 The driver's synthesis is checked against YoWASP's Yosys of the same release (0.70) on the same
-script: the cell statistics must be equal, line for line.
+script: the netlists must be equal byte for byte (but for the creator line and the path of
+Yosys's ``share`` directory).
 """
 
 import os
@@ -17,16 +18,27 @@ import pytest
 from tessera.hw import toolchain
 from tessera.hw.toolchain import resolve_tools
 
-#: An 8-bit registered ALU: carry chains, LUTs (the mux and the XOR) and flip-flops on both
-#: families.
+#: A registered 16-bit ALU: carry chains, LUTs, flip-flops and a multiplier on both families.
+#: Large enough that running the commands nested in another (``tee``, ``script``) instead of
+#: at the top level, as ``yosys`` does, changes the netlist (Yosys frees unused names only
+#: between top-level commands).
 _VERILOG = """
-module top(input clk, input sel, input [7:0] a, b, output reg [7:0] y);
-  always @(posedge clk) y <= sel ? a + b : a ^ (b >> 3);
+module top(input clk, input [1:0] op, input [7:0] a, b, output reg [15:0] y);
+  reg [15:0] acc;
+  always @(posedge clk) begin
+    case (op)
+      0: acc <= acc + a * b;
+      1: acc <= acc - {b, a};
+      2: acc <= acc ^ (acc >> a[3:0]);
+      3: acc <= {a, b};
+    endcase
+    y <= acc;
+  end
 endmodule
 """
 
-_SYNTH = ("read_verilog top.v; synth_ice40 -top top; tee -q -o ice40.txt stat; design -reset; "
-          "read_verilog top.v; synth_ecp5 -top top; tee -q -o ecp5.txt stat")
+_SYNTH = "".join(f"read_verilog top.v; synth_{family} -top top; tee -q -o {family}.txt stat; "
+                 f"write_json {family}.json; design -reset; " for family in ("ice40", "ecp5"))
 
 #: The assertion YoWASP's ABC9 stops at on ulx3s-85f-cnn, reached here by a malformed netlist.
 _ASSERTING_RTLIL = """
@@ -83,8 +95,14 @@ def _stat_cells(text):
     return re.findall(r"^\s+(\d+)\s+(\$?\w+)\s*$", text, flags=re.MULTILINE)
 
 
+def _netlist(path):
+    """The JSON netlist of ``path`` without its creator line, Yosys's share directory as /share/."""
+    text = re.sub(r'"creator": "[^"]*"', "", path.read_text())
+    return re.sub(r'[^"$|]*/pyosys/share/', "/share/", text)
+
+
 def test_synthesis_equals_yowasp(yosys, tmp_path):
-    """synth_ice40 and synth_ecp5 through the driver: the cells of YoWASP Yosys 0.70."""
+    """synth_ice40 and synth_ecp5 through the driver: YoWASP Yosys 0.70's netlists."""
     native, wasm = tmp_path / "native", tmp_path / "yowasp"
     for directory, command in ((native, yosys), (wasm, toolchain._yowasp("yosys"))):
         directory.mkdir()
@@ -96,10 +114,11 @@ def test_synthesis_equals_yowasp(yosys, tmp_path):
     assert log.splitlines()[-1].startswith("End of script. time: ")
     assert log.count("-- Running command `") == 1  # one -p, split by Yosys itself
     for family, cells in (("ice40", ("SB_CARRY", "SB_DFF", "SB_LUT4")),
-                          ("ecp5", ("CCU2C", "LUT4", "TRELLIS_FF"))):
+                          ("ecp5", ("CCU2C", "LUT4", "MULT18X18D", "TRELLIS_FF"))):
         counts = _stat_cells((native / f"{family}.txt").read_text())
         assert {cell for _, cell in counts} >= set(cells), counts
         assert counts == _stat_cells((wasm / f"{family}.txt").read_text())
+        assert _netlist(native / f"{family}.json") == _netlist(wasm / f"{family}.json")
 
 
 def test_scripts_then_commands_in_order(yosys, tmp_path):
@@ -113,15 +132,35 @@ def test_scripts_then_commands_in_order(yosys, tmp_path):
     assert done.stderr == "Warning: Wire top.\\u is used but has no driver.\n"
     lines = (tmp_path / "top.rpt").read_text().splitlines()
     ran = [line for line in lines if line in ("from the script", '"one; two"', "three")
-           or line.startswith("-- ")]
+           or line.startswith(("-- Running", "-- Executing script file `first"))]
     assert ran == ["-- Executing script file `first.ys' --", "from the script",
                    "-- Running command `log \"one; two\"; log three' --", '"one; two"', "three",
                    "-- Running command `read_verilog top.v; check' --"]
     assert "Warning: Wire top.\\u is used but has no driver." in lines
     loud = subprocess.run([yosys, "-p", "log three"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
-    assert loud.stdout.splitlines()[2:4] == ["three", ""]
-    assert loud.stdout.splitlines()[-1].startswith("End of script. time: ")
+    lines = loud.stdout.splitlines()  # without -q, the log on stdout too
+    assert lines[1] == "-- Running command `log three' --" and "three" in lines
+    assert lines[-1].startswith("End of script. time: ")
+
+
+def test_amaranth_verilog_through_it(yosys, monkeypatch):
+    """With $YOSYS pointing at it, Amaranth's Verilog export (``yosys -q -`` with the script on
+    stdin, Verilog on stdout) gives YoWASP Yosys 0.70's text."""
+    from amaranth import Module, Mux, Signal
+    from amaranth.back import verilog
+
+    m = Module()
+    a, b, y = Signal(8), Signal(8), Signal(8)
+    m.d.sync += y.eq(Mux(a[0], a + b, a ^ b))
+    monkeypatch.setenv("AMARANTH_USE_YOSYS", "system")
+    texts = []
+    for command in (yosys, toolchain._yowasp("yosys")):
+        monkeypatch.setenv("YOSYS", command)
+        texts.append(verilog.convert(m, ports=[a, b, y], name="top").splitlines())
+    assert texts[0][0].startswith("/* Generated by Yosys 0.70 ")
+    assert any(line.startswith("module top(") for line in texts[0])
+    assert texts[0][1:] == texts[1][1:]
 
 
 @pytest.mark.parametrize("commands, error", [
@@ -129,11 +168,13 @@ def test_scripts_then_commands_in_order(yosys, tmp_path):
     ("read_rtlil bad.il", "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed "
                           "in /project/kernel/rtlil.cc:3091."),
 ])
-def test_yosys_error_is_status_1_with_its_line(yosys, tmp_path, commands, error):
+@pytest.mark.parametrize("stdin", [False, True], ids=["-p", "stdin"])
+def test_yosys_error_is_status_1_with_its_line(yosys, tmp_path, commands, error, stdin):
     """A Yosys error, an assertion too, ends the process: exit 1, its line on stderr and logged."""
     (tmp_path / "bad.il").write_text(_ASSERTING_RTLIL)
-    done = subprocess.run([yosys, "-q", "-l", "top.rpt", "-p", commands], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([yosys, "-q", "-l", "top.rpt", *(["-"] if stdin else ["-p", commands])],
+                          input=commands if stdin else None, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (1, "", error + "\n")
     log = (tmp_path / "top.rpt").read_text()
     assert log.splitlines()[-1] == error and "End of script" not in log
@@ -159,13 +200,14 @@ def _text(path):
 
 @pytest.mark.parametrize("argv, message", [
     (["-s", "top.ys"], "unsupported argument '-s': tessera-yosys runs only -V, -q, -l LOG, "
-                       "-p COMMANDS and SCRIPT.ys files; for the rest put a Yosys on PATH or "
-                       "point $YOSYS at one"),
+                       "-p COMMANDS, SCRIPT.ys files and - (a script on stdin); for the rest "
+                       "put a Yosys on PATH or point $YOSYS at one"),
     (["top.v"], "unsupported argument 'top.v': tessera-yosys runs only -V, -q, -l LOG, "
-                "-p COMMANDS and SCRIPT.ys files; for the rest put a Yosys on PATH or point "
-                "$YOSYS at one"),
+                "-p COMMANDS, SCRIPT.ys files and - (a script on stdin); for the rest put a "
+                "Yosys on PATH or point $YOSYS at one"),
     (["-q", "-l"], "option -l needs a log file name"),
-    (["-q"], "nothing to run: give a SCRIPT.ys or -p COMMANDS"),
+    (["-q"], "nothing to run: give a SCRIPT.ys, - or -p COMMANDS"),
+    (["-q", "-", "top.ys"], "- (a script on stdin) runs alone: give no other script or -p"),
 ])
 def test_unsupported_command_line_is_one_line_and_status_2(yosys, tmp_path, argv, message):
     done = subprocess.run([yosys, *argv], cwd=tmp_path, capture_output=True, text=True,
