@@ -1,7 +1,8 @@
 """Synthesis cost of each CNN unit of issue #15 alone, as a bitstream build synthesises it.
 
 Each unit (``cnn`` configuration of a preset, the iCEBreaker's by default) is written as RTLIL
-for the preset board's platform and synthesised with YoWASP Yosys with the build's own script
+for the preset board's platform and synthesised with the build's Yosys (``resolve_tools``: the
+native one of ``pyosys`` when installed, else YoWASP's) and the build's own script
 (:func:`tessera.hw.build.synthesis_overrides`: the ``booth`` pass that turns every
 multiplication but the array's MACs into logic, then ``synth_ice40`` or ``synth_ecp5`` with the
 build's options). Prints the logic,
@@ -142,8 +143,10 @@ def synthesize_by_module(config, board, workdir):
     for name, inner in children.items():
         counts = run(name, inner, "")
         if counts is None:
-            # YoWASP's ABC9 stops without a message on some modules synthesised alone: Yosys's
-            # own LUT mapping then (about 10 % more SB_LUT4 than ABC9 on the drain)
+            # Yosys 0.70's ABC9 stops at an assertion on some modules synthesised alone (native
+            # pyosys and YoWASP alike: `count_id(wire->name) == 0' in ABC_OPS_REINTEGRATE on
+            # icebreaker-cnn's core.act, core.front.steps, counters): Yosys's own LUT mapping
+            # then (about 10 % more SB_LUT4 than ABC9 on the drain)
             counts, name = run(name, inner, "-noabc"), f"{name} (noabc)"
         if counts is None:
             raise RuntimeError(f"Yosys failed for {name} (run its script in {workdir})")
