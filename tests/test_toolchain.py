@@ -213,3 +213,9 @@ def test_unsupported_command_line_is_one_line_and_status_2(yosys, tmp_path, argv
     done = subprocess.run([yosys, *argv], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", f"tessera-yosys: {message}\n")
+
+
+def test_all_names_resolve():
+    from tessera.hw import yosys_pyosys
+    assert yosys_pyosys.__all__ == ["main", "version_text"]
+    assert all(callable(getattr(yosys_pyosys, name)) for name in yosys_pyosys.__all__)
