@@ -48,14 +48,14 @@ def kws_sweep(tmp_path_factory):
 def test_kws_sweep_prints_the_table_and_writes_the_plots(kws_sweep, capsys):
     out, x, y, expected = kws_sweep
     status, stdout, stderr = _explore(
-        capsys, KWS, "--board", "icebreaker", "--board", "ulx3s-85f", "--rows", "4,32",
-        "--cols", "2,4", "--bits", "4", "--data", out / "x.npy", "--labels", out / "y.npy",
+        capsys, KWS, "--board", "icebreaker", "--board", "ulx3s-85f", "--rows", "4,16",
+        "--cols", "2,8", "--bits", "4", "--data", out / "x.npy", "--labels", out / "y.npy",
         "--no-build", "--workers", "1", "-o", out / "sweep")
     assert status == 0, stderr
     assert "quantized at int8: its width cannot change, so --bits 4 is ignored" in stderr
-    for label in ("icebreaker 4x2 int8", "ulx3s-85f 32x4 int8"):
+    for label in ("icebreaker 4x2 int8", "ulx3s-85f 16x8 int8"):
         assert label in stdout
-    assert "icebreaker 32x4 int8: does not fit — 32x4 MACs need 128 hardware multipliers but " \
+    assert "icebreaker 16x8 int8: does not fit — 16x8 MACs need 128 hardware multipliers but " \
         "the iCE40UP5K has 8" in stdout
     for name in ("explore.json", "explore.md", "accuracy_vs_latency.png",
                  "resources_vs_latency.png"):
@@ -82,11 +82,11 @@ def test_kws_sweep_prints_the_table_and_writes_the_plots(kws_sweep, capsys):
     assert sum(r["status"] == "does not fit" for r in records.values()) == 3
     # The preset shapes: the sweep's cycles are tessera profile's, to the cycle.
     for label, board in (("icebreaker 4x2 int8", "icebreaker"),
-                         ("ulx3s-85f 32x4 int8", "ulx3s-85f")):
+                         ("ulx3s-85f 16x8 int8", "ulx3s-85f")):
         assert records[label]["latency_cycles"] == profile_model(KWS, board)["cycles"]
         assert records[label]["config"] == CNN_PRESETS[f"{board}-cnn"].config.to_dict()
-    # Same accuracy everywhere: the front is latency vs MACs; 32x4 on the ULX3S is fastest.
-    assert records["ulx3s-85f 32x4 int8"]["pareto"]
+    # Same accuracy everywhere: the front is latency vs MACs; 16x8 on the ULX3S is fastest.
+    assert records["ulx3s-85f 16x8 int8"]["pareto"]
     assert not records["icebreaker 4x2 int8"]["pareto"]      # ulx3s 4x2: same MACs, faster
     markdown = (out / "sweep" / "explore.md").read_text()
     assert "Pareto front (accuracy ↑, latency ↓, MACs per cycle ↓): " in markdown
@@ -205,7 +205,7 @@ def test_quantized_model_option_errors(tmp_path, capsys):
 
 
 def test_a_cnn_sweep_asked_to_build_runs_once_and_says_why_nothing_was_built(tmp_path, capsys):
-    argv = [KWS, "--board", "ulx3s-85f", "--rows", "32", "--cols", "4", "--workers", "1", "-o",
+    argv = [KWS, "--board", "ulx3s-85f", "--rows", "16", "--cols", "8", "--workers", "1", "-o",
             tmp_path, "--json", "--no-plots"]
     status, stdout, stderr = _explore(capsys, *argv)
     assert status == 0, stderr

@@ -232,13 +232,13 @@ def _heads(stim, platform, tmp_path, simulator, blocks=None):
 
 
 def test_fabric_rows_leave_the_requant_units_their_blocks():
-    # ulx3s-85f-cnn: 128 MACs + 8 drain lanes' tflite requant units of 4 blocks (the ADD
-    # borrows them) are 160 of the LFE5U-85F's 156: the last rows multiply in logic, 2 blocks
-    # stay spare.
+    # ulx3s-85f-cnn (16x8): 128 MACs + 8 drain lanes' tflite requant units of 4 blocks (the
+    # ADD borrows them) are 160 of the LFE5U-85F's 156: the last row lane (8 MACs) multiplies
+    # in logic, 4 blocks stay spare.
     config = CNN_PRESETS["ulx3s-85f-cnn"].config
     assert requant_multipliers(config) == 32
     rows = fabric_rows(config, 156)
-    assert rows == 2
+    assert rows == 1
     assert (config.rows - rows) * config.cols + 32 + SPARE_MULTIPLIERS <= 156
     assert (config.rows - rows + 1) * config.cols + 32 + SPARE_MULTIPLIERS > 156
     assert fabric_rows(CNN_PRESETS["orangecrab-25f-cnn"].config, 28) == 0    # 16 + 8 fit

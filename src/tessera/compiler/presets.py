@@ -57,10 +57,12 @@ CNN_PRESETS = {p.name: p for p in [
     CnnPreset("orangecrab-25f-cnn", "orangecrab-25f", AcceleratorConfig(
         rows=8, cols=2, act_depth=4096, weight_depth=16384, param_depth=1024, cnn=True,
         requant_modes=("tflite",), lut=False), clock_mhz=100.0),
-    # 32x4 with 8 drain lanes: the only 128-MAC shape meeting KWS <= 0.5 ms (16x8: 0.60 ms);
-    # ACT 2048 x 32 B holds the largest map plan (VWW 1,728 entries), PARAM 3072 its 2,738.
+    # 16x8 with 8 drain lanes: the 128-MAC shape that fits the LFE5U-85F. 32x4 (KWS 0.50 ms on
+    # paper) needs 90,530 of its 83,640 TRELLIS_COMB (its 32-lane gather alone 30,076 LUT4); 16x8
+    # needs about 54 k (issue #15). ACT 4096 x 16 B holds the largest map plan (AD 3,840
+    # entries), WGT 36,864 x 8 B VWW's 35,971, PARAM 3072 its 2,738: 188 of 208 DP16KD.
     CnnPreset("ulx3s-85f-cnn", "ulx3s-85f", AcceleratorConfig(
-        rows=32, cols=4, act_depth=2048, weight_depth=65536, param_depth=3072, cnn=True,
+        rows=16, cols=8, act_depth=4096, weight_depth=36864, param_depth=3072, cnn=True,
         requant_modes=("tflite",), lut=False, drain_lanes=8, max_payload=2048),
         clock_mhz=100.0),
 ]}
