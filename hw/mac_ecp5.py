@@ -35,11 +35,12 @@ guide (FPGA-TN-02205), for simulating the generated array.
 
 A ``cnn`` configuration may need more multipliers than its part has: ``ulx3s-85f-cnn``'s 128
 MACs and its 8 drain lanes' tflite requant units (4 MULT18X18D each) are 160 of the
-LFE5U-85F's 156. Its last :func:`fabric_rows` row lanes then multiply in logic instead, in the
-blocks' two cycles (the products by the weight's two halves at *t + 1*, their sum at *t + 2*),
-so the array behaves the same. Two 8x8 products cannot share one MULT18X18D exactly: its ports are 18 bits, so two
-operands packed into one are at most 9 bits apart, and each 8x8 product is 16 bits wide; the
-open tools do not place the block's 9x9 mode (MULT9X9D).
+LFE5U-85F's 156. Its last :func:`fabric_rows` row lanes then multiply in logic instead (at
+16x8 one, its 8 MACs: 152 blocks, 4 free), in the blocks' two cycles (the products by the
+weight's two halves at *t + 1*, their sum at *t + 2*), so the array behaves the same. Two 8x8
+products cannot share one MULT18X18D exactly: its ports are 18 bits, so two operands packed
+into one are at most 9 bits apart, and each 8x8 product is 16 bits wide; the open tools do not
+place the block's 9x9 mode (MULT9X9D).
 """
 
 from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, Value, signed
