@@ -7,10 +7,11 @@ config=<preset>)``: outputs equal to TFLite Micro's, every counter to the emulat
 
 - IC (ResNet-8) on ``icebreaker-cnn``, its weights streamed (21,120 B per inference): about
   29 M simulated cycles (~6 CPU-minutes; 870 s measured on the loaded 2-core machine).
-- The four models (KWS, IC, VWW, AD) on ``ulx3s-85f-cnn`` (32x4, 8 drain lanes): 0.57 M, 1.79 M,
-  2.86 M and 0.71 M cycles for the 10 inputs with the weights' loads; the anomaly detector
-  streams 2,560 B per inference (its weights exceed WGT by that much). About 42 minutes on the
-  loaded machine, 17.5 CPU-minutes with the 32-lane build (docs/simulation.md).
+- The four models (KWS, IC, VWW, AD) on ``ulx3s-85f-cnn`` (16x8, 8 drain lanes): 0.71 M, 1.60 M,
+  3.05 M and 0.64 M cycles for the 10 inputs with the weights' loads (the emulator's counters),
+  every model resident (the anomaly detector too since the 16x8 preset's WGT of 36,864 x 8 B).
+  Its Verilator build and run times: docs/simulation.md (the 32x4 preset's took about 42
+  minutes on the loaded machine, 17.5 CPU-minutes with the build).
 
     pytest -m slow tests/slow_sim_cnn_mlperf.py
     pytest -m slow tests/slow_sim_cnn_mlperf.py -k ulx3s

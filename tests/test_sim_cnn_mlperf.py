@@ -8,7 +8,7 @@ all 127, the zero point, checkerboards, near the zero point, random). The output
 Micro's bit for bit (the tflite-micro wheel, the oracle of tests/test_mlperf_device.py) and
 every counter of the RTL (cycles, compute, stall, MACs, link bytes) equals the emulator's after
 the same requests. Here KWS (~0.6 M cycles per inference); IC (ResNet-8, 2.9 M cycles per
-inference, ~6 CPU-minutes for 10) and the four models on the ULX3S-85F preset (32x4, 8 drain
+inference, ~6 CPU-minutes for 10) and the four models on the ULX3S-85F preset (16x8, 8 drain
 lanes: its Verilator build alone takes longer than the default suite allows) are in
 ``tests/slow_sim_cnn_mlperf.py``, run by name (docs/simulation.md).
 """
