@@ -37,12 +37,14 @@ CNN_NOT_BUILT = {
                       "SB_LUT4, 6,010 FF), measured at 2da47dd by `.venv/bin/python "
                       "bench/bench_ice40_fit.py --preset icebreaker-cnn` (nextpnr pack-only); "
                       "not built",
-    "ulx3s-85f-cnn": "not built: synthesis of the 32-lane design (32×4, 100 MHz; 243,743 AND "
-                     "gates into ABC9) stops at an ABC9 assertion in both YoWASP Yosys 0.70 "
-                     "(ABC_OPS_REINTEGRATE, at 9e0f331) and 0.66, the workaround `tessera build` "
-                     "names (its AIGER frontend, at 99ff918, after 22 min); its 32-lane gather "
-                     "arbiter alone is 30,076 LUT4 (`bench/bench_cnn_units_synth.py --preset "
-                     "ulx3s-85f-cnn --unit GatherArbiter`); retry: "
+    "ulx3s-85f-cnn": "not met: the 16×8 design (1fd5b32) synthesises with the native Yosys "
+                     "(pyosys 0.70: 37,547 LUT4, 6,895 CCU2C, 25,456 FF, 152/156 MULT18X18D, "
+                     "189/208 DP16KD; 54,825/83,640 TRELLIS_COMB, 65 %) and places, but "
+                     "nextpnr's estimate after placement is 35.3 MHz (worst slack -18.3 ns) "
+                     "and its router still had 165,435 of 229,813 arcs to route after 24 "
+                     "minutes (stopped); logic depth is not the cause (at most 11 LUT levels "
+                     "to a register, as on orangecrab-25f-cnn at 103 MHz). The 32×4 preset it "
+                     "replaced does not fit: 90,530 of 83,640 TRELLIS_COMB. Retry: "
                      "`.venv/bin/python bench/boards.py --boards \"\" --presets ulx3s-85f-cnn`",
 }
 
