@@ -42,8 +42,12 @@ CNN_NOT_BUILT = {
                      "189/208 DP16KD; 54,825/83,640 TRELLIS_COMB, 65 %) and places, but "
                      "nextpnr's estimate after placement is 35.3 MHz (worst slack -18.3 ns) "
                      "and its router still had 165,435 of 229,813 arcs to route after 24 "
-                     "minutes (stopped); logic depth is not the cause (at most 11 LUT levels "
-                     "to a register, as on orangecrab-25f-cnn at 103 MHz). The 32×4 preset it "
+                     "minutes (stopped). Not logic depth (at most 11 LUT levels to a "
+                     "register, as on orangecrab-25f-cnn at 103 MHz), nor the 144-block WGT "
+                     "(with 8,192 entries, 32 blocks: 39.2 MHz estimated); the netlist has "
+                     "control nets of thousands of sinks across the 16×8 array (array.loading "
+                     "4,912, an accumulator control 4,096, the ADD's 3,546): the next step is "
+                     "their duplication (per row lane, no cycle change). The 32×4 preset it "
                      "replaced does not fit: 90,530 of 83,640 TRELLIS_COMB. Retry: "
                      "`.venv/bin/python bench/boards.py --boards \"\" --presets ulx3s-85f-cnn`",
 }
