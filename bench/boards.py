@@ -44,10 +44,11 @@ CNN_NOT_BUILT = {
                      "and its router still had 165,435 of 229,813 arcs to route after 24 "
                      "minutes (stopped). Not logic depth (at most 11 LUT levels to a "
                      "register, as on orangecrab-25f-cnn at 103 MHz), nor the 144-block WGT "
-                     "(with 8,192 entries, 32 blocks: 39.2 MHz estimated); the netlist has "
-                     "control nets of thousands of sinks across the 16×8 array (array.loading "
-                     "4,912, an accumulator control 4,096, the ADD's 3,546): the next step is "
-                     "their duplication (per row lane, no cycle change). The 32×4 preset it "
+                     "(with 8,192 entries, 32 blocks: 39.2 MHz estimated), nor the array's "
+                     "control nets of ~4,000 sinks (array.loading 4,912; the dense ulx3s-85f "
+                     "8×16, 103.9 MHz, has the same ones): not found yet; the router's "
+                     "congestion points at routing demand (54.8 k cells against the dense "
+                     "design's 18.5 k LUT4). The 32×4 preset it "
                      "replaced does not fit: 90,530 of 83,640 TRELLIS_COMB. Retry: "
                      "`.venv/bin/python bench/boards.py --boards \"\" --presets ulx3s-85f-cnn`",
 }
