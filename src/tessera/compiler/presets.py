@@ -59,8 +59,9 @@ CNN_PRESETS = {p.name: p for p in [
         requant_modes=("tflite",), lut=False), clock_mhz=100.0),
     # 16x8 with 8 drain lanes: the 128-MAC shape that fits the LFE5U-85F. 32x4 (KWS 0.50 ms on
     # paper) needs 90,530 of its 83,640 TRELLIS_COMB (its 32-lane gather alone 30,076 LUT4); 16x8
-    # needs about 54 k (issue #15). ACT 4096 x 16 B holds the largest map plan (AD 3,840
-    # entries), WGT 36,864 x 8 B VWW's 35,971, PARAM 3072 its 2,738: 188 of 208 DP16KD.
+    # needs 54,825 but does not meet 100 MHz yet (issue #15). ACT 4096 x 16 B holds the largest
+    # map plan (AD 3,840 entries), WGT 36,864 x 8 B VWW's 35,971, PARAM 3072 its 2,738: 188 of
+    # 208 DP16KD by tessera build's estimate, 189 in the synthesised netlist.
     CnnPreset("ulx3s-85f-cnn", "ulx3s-85f", AcceleratorConfig(
         rows=16, cols=8, act_depth=4096, weight_depth=36864, param_depth=3072, cnn=True,
         requant_modes=("tflite",), lut=False, drain_lanes=8, max_payload=2048),
