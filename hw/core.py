@@ -63,7 +63,9 @@ class Core(wiring.Component):
         ``[r*input_bits, (r+1)*input_bits)``, the padding nibble of an odd count of 4-bit
         operands dropped), a WGT entry ``data[:cols*weight_bits]``, a PARAM entry
         ``PARAM_ENTRY`` bits, a LUT entry ``data[0:8]``. ``write.ready`` is low in the cycles
-        the drain writes ACT (it has priority on the ACT write port).
+        the drain writes ACT (it has priority on the ACT write port); in a ``cnn``
+        configuration on block RAM only for a write of ACT (the drain's and the ADD's
+        write-backs do not meet the other buffers' ports).
     read : In(ReadSignature.for_act(config))
         Host read of ACT (only while ``idle``): the entry addressed in the cycle of
         ``read.en`` is on ``read.data`` the cycle after, as its ``act_entry_bytes`` bytes

@@ -145,8 +145,10 @@ def elaborate_cnn_core(core, platform):
         act.bank_en.eq(front.bank_en), act.bank_addr.eq(front.bank_addr),
         front.bank_data.eq(act.bank_data),
         adds.act_data.eq(act.rd_data),
-        # WGT: the gather's reads happen only while the engine reads nothing
-        wgt_rd.addr.eq(Mux(front.wgt_en, front.wgt_addr, engine.wgt_addr)),
+        # WGT: the gather's reads happen only while the engine reads nothing; the engine's
+        # `act_issue` (its state and step count, registers) selects, not the gather's `wgt_en`
+        # (the arbiter's acceptance, many LUT levels deep) before a net to every WGT block
+        wgt_rd.addr.eq(Mux(engine.act_issue, engine.wgt_addr, front.wgt_addr)),
         engine.wgt_data.eq(wgt_rd.data), front.wgt_data.eq(wgt_rd.data),
     ]
 
@@ -203,15 +205,21 @@ def elaborate_cnn_core(core, platform):
             # simulation only (a $check cell would reach the netlist of a build)
             with m.If(writes.w_en & ~writes.w_rdy):
                 m.d.comb += Assert(0, "the ACT write-back buffer overflowed (hw/core_cnn.py)")
+        m.d.comb += host_write.eq(core.write.en & core.write.ready)
+        host_buffer_writes(m, core, host_write, wgt_wr, param_wr, postproc)
     else:
+        # Only ACT writes wait for a write-back: WGT, PARAM and the LUT have their own write
+        # ports, and their enables come from the sequencer's write registers alone (not through
+        # the drain's and the ADD's `wr_en`, which would reach all of WGT's block RAMs, spread
+        # over the die on the ULX3S-85F, through a LUT: measured after placement).
         m.d.comb += [
             act.wr_en.eq(unit_write | (host_write & (core.write.buffer == isa.Buffer.ACT))),
             act.wr_addr.eq(Mux(unit_write, unit_addr, core.write.addr)),
             act.wr_data.eq(Mux(unit_write, unit_data, core.write.data[:act_bits])),
-            core.write.ready.eq(~unit_write),
+            core.write.ready.eq(~unit_write | (core.write.buffer != isa.Buffer.ACT)),
+            host_write.eq(core.write.en & core.write.ready),
         ]
-    m.d.comb += host_write.eq(core.write.en & core.write.ready)
-    host_buffer_writes(m, core, host_write, wgt_wr, param_wr, postproc)
+        host_buffer_writes(m, core, core.write.en, wgt_wr, param_wr, postproc)
 
     m.d.comb += core.idle.eq(~engine.busy & ~drain.busy & ~front.busy & ~adds.busy & ~pending)
     wiring.connect(m, engine.events, wiring.flipped(core.events))

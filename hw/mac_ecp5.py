@@ -43,7 +43,7 @@ into one are at most 9 bits apart, and each 8x8 product is 16 bits wide; the ope
 place the block's 9x9 mode (MULT9X9D).
 """
 
-from amaranth import ClockSignal, Instance, Module, Mux, ResetInserter, Signal, Value, signed
+from amaranth import ClockSignal, Instance, Module, Mux, Signal, Value, signed
 
 from .max_column import max_column
 
@@ -209,14 +209,19 @@ def elaborate_mac_array(array, platform):
         _fabric_products(m, a_q, w_q, product, step_q, config, range(rows - in_logic, rows))
 
     # Stage 4: `acc <= acc + p` (p is 0 without a step); the restart is a synchronous reset
-    # of each accumulator in the cycle before its clearing step's product arrives.
-    acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}") for c in range(cols)]
-           for r in range(rows)]
+    # of each accumulator in the cycle before its clearing step's product arrives. The
+    # accumulators are not reset with the domain: every GEMM starts with a clearing step, and
+    # `restart` alone on their LSR inputs keeps a LUT (restart | domain reset) from driving the
+    # rows x cols x acc_bits resets across the die (4,096 on the ULX3S-85F's 16x8: a LUT
+    # output placed anywhere is two die-wide hops from the reset to the last accumulator).
+    acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}", reset_less=True)
+            for c in range(cols)] for r in range(rows)]
     for r in range(rows):
         for c in range(cols):
-            mac = Module()
-            mac.d.sync += acc[r][c].eq(acc[r][c] + product[r][c][:product_bits].as_signed())
-            m.submodules[f"mac_{r}_{c}"] = ResetInserter(restart)(mac)
+            with m.If(restart):
+                m.d.sync += acc[r][c].eq(0)
+            with m.Else():
+                m.d.sync += acc[r][c].eq(acc[r][c] + product[r][c][:product_bits].as_signed())
 
     # The shadow copies the accumulators in the cycle after `shadow_load` (`loading`), when
     # they hold what the generic array's hold in the cycle of the load. In that cycle `head`
