@@ -265,7 +265,9 @@ build directory and exits non-zero when timing is not met; the report (`late_end
 summary then list every register whose inputs arrive after the clock period, latest first, not
 only the critical path's destination. A configuration that cannot fit the
 part (more MACs than hardware multipliers, buffers larger than the block RAM) is refused before
-the tools run, with the nearest configuration that fits.
+the tools run, with the nearest configuration that fits. While nextpnr
+routes, the progress line says how far it has got (router1's arcs left, router2's overused
+wires): a count that stops falling is a design too congested to route (`ulx3s-85f-cnn` below).
 
 ## Board presets
 

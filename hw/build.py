@@ -27,7 +27,7 @@ from .report import (BuildReport, ice40_logic_resources, late_endpoints, parse_n
 from .toolchain import pyosys_command, resolve_tools, tool_environment
 
 __all__ = ["BuildError", "build_bitstream", "check_fits", "estimate_resources",
-           "synthesis_overrides"]
+           "routing_progress", "synthesis_overrides"]
 
 _NAME = "top"
 
@@ -196,6 +196,32 @@ def check_fits(board, config, design="accelerator"):
                      + " and ".join(problems) + hint)
 
 
+#: nextpnr's routing progress in its log: router1's table rows (``iterations | re-routed arcs |
+#: delta | remaining | time``) and router2's iterations.
+_ROUTER1_ROW = re.compile(r"^Info:\s+\d+\s*\|\s*\d+\s+\d+\s*\|\s*\d+\s+\d+\s*\|\s*(\d+)\|",
+                          re.MULTILINE)
+_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+)\s.*?\boverused=(\d+)", re.MULTILINE)
+
+
+def routing_progress(log_text):
+    """Return how far nextpnr's router has got, from its log so far (``""`` if it does not say).
+
+    ``"123,221 arcs left"`` for router1 (the last row of its table), ``"iteration 9, 12,225
+    wires overused"`` for router2: on a congested design these are what shows whether routing
+    converges (router1 may run for hours; see docs/boards.md, "CNN presets").
+    """
+    if "Routing complete" in log_text:
+        return ""
+    rows = _ROUTER1_ROW.findall(log_text)
+    iters = _ROUTER2_ITER.findall(log_text)
+    if iters:
+        iteration, overused = iters[-1]
+        return f"iteration {iteration}, {int(overused):,} wires overused"
+    if rows:
+        return f"{int(rows[-1]):,} arcs left"
+    return ""
+
+
 def _progress_stage(build_dir):
     tim = build_dir / f"{_NAME}.tim"
     if (build_dir / f"{_NAME}.bin").exists() or (build_dir / f"{_NAME}.config").exists():
@@ -203,7 +229,8 @@ def _progress_stage(build_dir):
     if tim.exists():
         text = tim.read_text(errors="replace")
         if "Routing" in text or "router" in text.lower():
-            return "routing"
+            detail = routing_progress(text)
+            return f"routing: {detail}" if detail else "routing"
         if "Placed" in text or "placer" in text.lower():
             return "placing"
         return "packing cells"
@@ -322,7 +349,9 @@ def build_bitstream(board, config=None, clock_mhz=None, out_dir="build", *, desi
     seed : int
         nextpnr placement seed.
     progress : callable, optional
-        Called as ``progress(stage, elapsed_s)`` about once a second while the tools run.
+        Called as ``progress(stage, elapsed_s)`` about once a second while the tools run;
+        while nextpnr routes, ``stage`` says how far (``"routing: 69,322 arcs left"``, see
+        :func:`routing_progress`).
 
     Raises
     ------

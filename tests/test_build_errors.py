@@ -316,3 +316,48 @@ def test_booth_pass_keeps_the_ecp5_blocks_for_the_array_and_requant():
         assert build.synthesis_overrides(name, get_board(name).config) == {}
     assert build.synthesis_overrides("icebreaker", get_board("icebreaker").config) == \
         {"script_after_read": script}
+
+
+# nextpnr 0.11.1's own lines (ulx3s-85f builds of the CNN designs): router1's table, router2's
+# iterations
+_ROUTER1_LOG = """Info: Routing 124211 arcs.
+Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |
+Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|
+Info:       1000 |      461        538 |  461   538 |    123846|       3.62       3.62|
+Info:     104000 |    15994      87982 |  204   793 |     69322|       2.34     155.26|
+"""
+_ROUTER2_LOG = """Info: Running router2...
+Info: Running main router loop...
+Info:     iter=1 wires=930732 overused=72092 overuse=88114 archfail=NA
+Info:     iter=9 wires=1014675 overused=12225 overuse=12612 archfail=NA
+"""
+
+
+def test_routing_progress_of_real_logs():
+    assert build.routing_progress(_ROUTER1_LOG) == "69,322 arcs left"
+    assert build.routing_progress(_ROUTER2_LOG) == "iteration 9, 12,225 wires overused"
+    assert build.routing_progress("Info: Routing globals...\n") == ""
+    assert build.routing_progress(_ROUTER1_LOG + "Info: Routing complete.\n") == ""
+
+
+def test_routing_progress_reaches_the_stage(tmp_path):
+    (tmp_path / "top.tim").write_text("Info: Placed 10 cells\n" + _ROUTER1_LOG)
+    assert build._progress_stage(tmp_path) == "routing: 69,322 arcs left"
+
+
+def test_stage_lines_to_a_pipe_print_details_at_most_once_a_minute(monkeypatch):
+    import io
+
+    from tessera.cli import build as cli_build
+    clock = [0.0]
+    monkeypatch.setattr(cli_build.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    line = cli_build._StageLine(out)
+    for t, stage in [(1, "placing"), (2, "routing: 9 arcs left"), (30, "routing: 5 arcs left"),
+                     (63, "routing: 4 arcs left"), (64, "routing: 3 arcs left"),
+                     (65, "packing bitstream")]:
+        clock[0] = float(t)
+        line(stage, t)
+    assert out.getvalue().splitlines() == [
+        "  placing (1 s)", "  routing: 9 arcs left (2 s)", "  routing: 4 arcs left (63 s)",
+        "  packing bitstream (65 s)"]

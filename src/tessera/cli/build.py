@@ -61,23 +61,33 @@ def format_boards(boards) -> str:
 
 
 class _StageLine:
-    """Print one line per build stage with the elapsed time (redrawn in place on a terminal)."""
+    """Print one line per build stage with the elapsed time (redrawn in place on a terminal).
+
+    A stage with a detail (``"routing: 69,322 arcs left"``) is redrawn on a terminal as the
+    detail changes, and printed again at most once every :attr:`DETAIL_EVERY_S` seconds to a
+    file or pipe.
+    """
+
+    DETAIL_EVERY_S = 60.0
 
     def __init__(self, stream):
         self.stream = stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.stage = None
+        self.printed = 0.0
         self.start = time.monotonic()
 
     def __call__(self, stage, elapsed_s):
+        now = time.monotonic()
         if self.tty:
-            self.stream.write(f"\r  {stage:<20} {time.monotonic() - self.start:6.0f} s")
+            self.stream.write(f"\r  {stage:<48} {now - self.start:6.0f} s")
             if stage == "done":
                 self.stream.write("\n")
             self.stream.flush()
-        elif stage != self.stage:
-            print(f"  {stage} ({time.monotonic() - self.start:.0f} s)", file=self.stream,
-                  flush=True)
+        elif (stage.split(":")[0] != (self.stage or "").split(":")[0]
+              or (stage != self.stage and now - self.printed >= self.DETAIL_EVERY_S)):
+            print(f"  {stage} ({now - self.start:.0f} s)", file=self.stream, flush=True)
+            self.printed = now
         self.stage = stage
 
 
