@@ -205,8 +205,6 @@ def elaborate_cnn_core(core, platform):
             # simulation only (a $check cell would reach the netlist of a build)
             with m.If(writes.w_en & ~writes.w_rdy):
                 m.d.comb += Assert(0, "the ACT write-back buffer overflowed (hw/core_cnn.py)")
-        m.d.comb += host_write.eq(core.write.en & core.write.ready)
-        host_buffer_writes(m, core, host_write, wgt_wr, param_wr, postproc)
     else:
         # Only ACT writes wait for a write-back: WGT, PARAM and the LUT have their own write
         # ports, and their enables come from the sequencer's write registers alone (not through
@@ -217,9 +215,11 @@ def elaborate_cnn_core(core, platform):
             act.wr_addr.eq(Mux(unit_write, unit_addr, core.write.addr)),
             act.wr_data.eq(Mux(unit_write, unit_data, core.write.data[:act_bits])),
             core.write.ready.eq(~unit_write | (core.write.buffer != isa.Buffer.ACT)),
-            host_write.eq(core.write.en & core.write.ready),
         ]
-        host_buffer_writes(m, core, core.write.en, wgt_wr, param_wr, postproc)
+    m.d.comb += host_write.eq(core.write.en & core.write.ready)
+    # (on block RAM a write of another buffer than ACT is always ready: its enable is `en`)
+    host_buffer_writes(m, core, host_write if spram else core.write.en, wgt_wr, param_wr,
+                       postproc)
 
     m.d.comb += core.idle.eq(~engine.busy & ~drain.busy & ~front.busy & ~adds.busy & ~pending)
     wiring.connect(m, engine.events, wiring.flipped(core.events))

@@ -39,8 +39,8 @@ def test_json_has_exactly_the_issue_keys_and_consistent_figures():
     assert {row["kind"] for row in layers if row["where"] == "alias"} == {"RESHAPE"}
     usage = result["memory"]
     assert set(usage) == {"ACT", "WGT", "PARAM"} and usage["WGT"]["bytes"] == 38_400
-    # 4,800 entries of 8 weights (16x8): the conv 320, each depthwise 576 (one weight an
-    # entry), each pointwise 512, the FC 128
+    # WGT: 4,800 entries of 8 weights (16x8): the conv 320, each depthwise 576 (one weight an
+    # entry), each pointwise 512, the FC 128.
     # The input map: 490 one-byte pixels in 31 entries of 16 lanes, framed, at 3 Mbaud.
     assert 1.6 < result["input_transfer_ms"] < 2.0
 
