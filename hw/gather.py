@@ -20,16 +20,25 @@ and ``i_step.ready`` (the last read cycle: no live pair left) one OR of register
 data reach ``o_operands`` through the bank choice and one select. ``rows * (rows - 1) / 2``
 bits per matrix: 28 at 8 lanes, 496 at 32.
 
-Timing (as the GEMM engine's operand reads, ``hw/gemm.py``): a step is accepted in cycle *T*
-(``i_step`` transfer); its reads are issued in cycles *T+1 … T+n* (``n`` its cost) and the next
-step is accepted in cycle *T+n*, so consecutive steps read back to back; the gathered operands
-are shown on ``o_operands`` with ``o_valid`` in cycle *T+n+1* (the banks' registered read data),
-for that cycle only.
+The reads are pipelined so that no logic meets a block RAM's ports in the cycle it uses them
+(on the ECP5 of speed grade 6 a DP16KD's clock-to-output is 5.8 ns of a 10 ns cycle): a read
+decided in cycle *t* reaches the bank from the ``bank_en``/``bank_addr`` registers in *t+1*, its
+data (the bank's registered read) is registered again beside the bank in *t+3* (``bank_q``), and
+only then chosen by the lanes; each read's lane tags travel down the same three registers.
+
+Timing (as the GEMM engine's operand reads, ``hw/gemm.py``, plus
+:data:`~tessera.spec.timing.GATHER_PIPELINE_CYCLES`): a step is accepted in cycle *T*
+(``i_step`` transfer); its reads are decided in cycles *T+1 … T+n* (``n`` its cost) and
+issued to the banks a cycle later, and the next step is accepted in cycle *T+n*, so consecutive
+steps read back to back; the gathered operands are shown on ``o_operands`` with ``o_valid`` in
+cycle *T+n+3* (*T+n+1+GATHER_PIPELINE_CYCLES*), for that cycle only.
 """
 
 from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from tessera.spec.timing import GATHER_PIPELINE_CYCLES
 
 __all__ = ["GatherArbiter", "gather_request"]
 
@@ -59,7 +68,7 @@ class GatherArbiter(wiring.Component):
     pad_value : In(input_bits)
         The operand of a lane whose request has ``pad`` set (the window's ``pad_value``).
     bank_en : Out(banks)
-        Bank *b* reads ``bank_addr[b]`` this cycle.
+        Bank *b* reads ``bank_addr[b]`` this cycle (both registers).
     bank_addr : Out(ArrayLayout(entry width, banks))
     bank_data : In(ArrayLayout(act_bank_lanes * input_bits, banks))
         Bank *b*'s read data, the cycle after its read (operand *i* of the bank in bits
@@ -120,12 +129,14 @@ class GatherArbiter(wiring.Component):
             first = [lowest[s] & conflict[r][s] for s in range(r)]
             m.d.comb += [lowest[r].eq(pending[r] & ~below[r]),
                          served[r].eq(pending[r] & ~Cat(*first).any() if r else pending[r])]
+        # The reads decided this cycle reach the banks from registers a cycle later (the
+        # request stage of the read pipeline, module docstring).
         for b in range(banks):
             pick = [lowest[r] & bank_hot[r][b] for r in range(rows)]
             addr = 0
             for r in range(rows):
                 addr = addr | Mux(pick[r], step[r].entry, 0)
-            m.d.comb += [self.bank_addr[b].eq(addr),
+            m.d.sync += [self.bank_addr[b].eq(addr),
                          self.bank_en[b].eq(Cat(*[pending[r] & bank_hot[r][b]
                                                   for r in range(rows)]).any())]
         # The last read cycle: every pending lane is served (no two ask a bank for two entries).
@@ -133,19 +144,33 @@ class GatherArbiter(wiring.Component):
         m.d.comb += [last.eq(active & ~Cat(*live[1:]).any()),
                      self.i_step.ready.eq(~active | last)]
 
-        # The served lanes' bank and operand, kept for the data a cycle later.
+        # The served lanes' bank and operand and the step's padded lanes, carried down the read
+        # pipeline with the data: decided (cycle t), requested (t+1), read (t+2), registered
+        # (t+3, `bank_q`), chosen and shown.
         took = Signal(rows)
         took_bank = Signal(data.ArrayLayout(range(banks), rows))
         took_sub = Signal(data.ArrayLayout(range(lanes_per_bank), rows))
-        m.d.sync += took.eq(served)
-        for r in range(rows):
-            with m.If(served[r]):
-                m.d.sync += [took_bank[r].eq(bank_of(step[r].operand)),
-                             took_sub[r].eq(step[r].operand[:sub_bits] if sub_bits else 0)]
-        held = Signal(data.ArrayLayout(unsigned(bits), rows))   # operands read before the last
         out_pad = Signal(rows)             # the padded lanes of the step shown (then none)
-        m.d.sync += out_pad.eq(Mux(last, Cat(step[r].pad for r in range(rows)), 0))
-        bank_data = Array(self.bank_data[b] for b in range(banks))
+        done = Signal()
+        decided = [Signal.like(v, name=f"{n}0") for v, n in ((took_bank, "took_bank"),
+                                                              (took_sub, "took_sub"),
+                                                              (out_pad, "out_pad"))]
+        for r in range(rows):
+            m.d.comb += decided[0][r].eq(bank_of(step[r].operand))
+            if sub_bits:
+                m.d.comb += decided[1][r].eq(step[r].operand[:sub_bits])
+        m.d.comb += decided[2].eq(Mux(last, Cat(step[r].pad for r in range(rows)), 0))
+        tags = Cat(served, *decided, last)
+        assert GATHER_PIPELINE_CYCLES == 2, "the request and data registers below"
+        for stage in range(1 + GATHER_PIPELINE_CYCLES):
+            later = Signal(len(tags), name=f"tags{stage + 1}")
+            m.d.sync += later.eq(tags)
+            tags = later
+        m.d.comb += Cat(took, took_bank, took_sub, out_pad, done).eq(tags)
+        bank_q = Signal.like(self.bank_data)     # the banks' data, registered beside them
+        m.d.sync += bank_q.eq(self.bank_data)
+        held = Signal(data.ArrayLayout(unsigned(bits), rows))   # operands read before the last
+        bank_data = Array(bank_q[b] for b in range(banks))
         for r in range(rows):
             word = bank_data[took_bank[r]]
             arrived = word.word_select(took_sub[r], bits) if lanes_per_bank > 1 else word
@@ -155,8 +180,6 @@ class GatherArbiter(wiring.Component):
             m.d.sync += held[r].eq(operand)
             m.d.comb += self.o_operands[r].eq(operand)
 
-        done = Signal()
-        m.d.sync += done.eq(last)
         m.d.comb += self.o_valid.eq(done)
         # At an acceptance the step's registers load from the payload, else they update. The
         # acceptance comes late (the engine's start reaches i_step.valid): it only selects

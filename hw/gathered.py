@@ -9,10 +9,13 @@ average pool's weight is 1, a max pool ignores it). The result is what
 first step, ``maximum`` for a max pool.
 
 Timing (hw/gemm.py's, with gathered steps): a command started in cycle *A* (``start``, the
-engine's acceptance) has its reads issued from *A+1*, back to back, step *i* of cost ``n_i``
-shown on the array inputs ``n_i`` cycles after the previous one, the first at *A+1+n_0*: its
-last step is shown at *A+1+Σn* and accumulated by *A+Σn+3*, so the hand-off is at
-*A + Σn + GEMM_OVERHEAD_CYCLES*, the emulator's compute cycles of a gathered command.
+engine's acceptance) has its reads decided from *A+1*, back to back, step *i* of cost ``n_i``
+shown on the array inputs ``n_i`` cycles after the previous one, the first at *A+1+n_0+P*
+(``P`` = :data:`~tessera.spec.timing.GATHER_PIPELINE_CYCLES`, the registered requests and data
+of :class:`~tessera.hw.gather.GatherArbiter`; the weights of a step are read from registers the
+cycle after the arbiter takes it and registered beside WGT likewise): its last step is shown at
+*A+1+Σn+P* and accumulated by *A+Σn+P+3*, so the hand-off is at *A + Σn + GEMM_OVERHEAD_CYCLES
++ P*, the emulator's compute cycles of a gathered command.
 ``o_last`` marks the command's last step. The engine's hand-off itself is not part of this
 block yet.
 """
@@ -58,8 +61,9 @@ class GatheredSteps(wiring.Component):
     bank_data : In
     wgt_en : Out(1)
     wgt_addr : Out(16)
+        Registers: WGT reads ``wgt_addr`` this cycle.
     wgt_data : In(cols * weight_bits)
-        WGT read port (data the cycle after ``wgt_en``, held otherwise).
+        WGT read port (data the cycle after ``wgt_en``).
     a, w, step, clear, maximum : Out
         The array's step inputs (:class:`~tessera.hw.array.MacArray`).
     o_last : Out(1)
@@ -151,13 +155,16 @@ class GatheredSteps(wiring.Component):
         with m.If(self.start):
             m.d.sync += [kind.eq(nxt.kind), left.eq(nxt.k), first.eq(1)]
 
-        # The weights of a step: read when the arbiter takes it, held until it is shown.
-        fresh = Signal()
+        # The weights of a step: read from registers the cycle after the arbiter takes it, the
+        # data registered beside WGT (`w_q`), then held until the step is shown (the next step's
+        # weights reach `w_hold` only after: they are taken n >= 1 cycles later).
+        fresh = Signal(3)                           # taken, read, data registered
+        w_q = Signal.like(self.wgt_data)
         w_hold = Signal.like(self.wgt_data)
-        m.d.comb += [self.wgt_en.eq(taken), self.wgt_addr.eq(w_ptr)]
-        m.d.sync += fresh.eq(taken)
-        with m.If(fresh):
-            m.d.sync += w_hold.eq(self.wgt_data)
+        m.d.sync += [self.wgt_en.eq(taken), self.wgt_addr.eq(w_ptr), w_q.eq(self.wgt_data),
+                     fresh.eq(Cat(taken, fresh[:2]))]
+        with m.If(fresh[2]):
+            m.d.sync += w_hold.eq(w_q)
 
         shown = arb.o_valid
         m.d.comb += [

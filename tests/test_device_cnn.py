@@ -237,17 +237,20 @@ def test_a_conv_issued_while_the_gather_is_busy_waits_for_its_set_up():
     was shown (the end of its compute cycles minus GEMM_OVERHEAD_CYCLES - 2): a CONV issued
     before that starts conv_issue_cycles(rows) after it, not after its issue."""
     from tessera.runtime.cycles import CycleModel
-    from tessera.spec.timing import GEMM_OVERHEAD_CYCLES, conv_issue_cycles
+    from tessera.spec.timing import GATHER_PIPELINE_CYCLES, GEMM_OVERHEAD_CYCLES, \
+        conv_issue_cycles
     model = CycleModel()
     conv = dict(per_tile_cycles=[50], pixels=4, rows=4, groups=1, cols=2, out_c=2, k=50)
     model.conv(**conv)
     first = conv_issue_cycles(4)
-    assert model.engine_free_at == first + 50 + GEMM_OVERHEAD_CYCLES
+    compute = 50 + GEMM_OVERHEAD_CYCLES + GATHER_PIPELINE_CYCLES
+    assert model.engine_free_at == first + compute
     model.now = first + 3                 # issued while the first CONV's steps are read
-    assert model.gather_free_at == first + 50 + 2
+    # the cycle after its last step was shown, 3 before the end of its compute cycles
+    free = first + compute - (GEMM_OVERHEAD_CYCLES - 2)
+    assert model.gather_free_at == free
     model.conv(**conv)
-    free = first + 50 + 2                 # the cycle after its last step was shown
-    assert model.engine_free_at == free + conv_issue_cycles(4) + 50 + GEMM_OVERHEAD_CYCLES
+    assert model.engine_free_at == free + conv_issue_cycles(4) + compute
 
 
 def test_a_device_without_the_cnn_features_is_refused_at_hello():

@@ -17,6 +17,7 @@ from amaranth.sim import Simulator
 from tessera.hw.gather import GatherArbiter
 from tessera.runtime import conv
 from tessera.spec import AcceleratorConfig
+from tessera.spec.timing import GATHER_PIPELINE_CYCLES
 
 
 class _BankedAct(Elaboratable):
@@ -91,7 +92,7 @@ def _run(config, window, act, src, pad_value):
                     accepted.append(cycle)
                     break
         ctx.set(arb.i_step.valid, 0)
-        for _ in range(config.rows + 2):
+        for _ in range(config.rows + 2 + GATHER_PIPELINE_CYCLES):
             if ctx.get(arb.o_valid):
                 shown.append([ctx.get(Value.cast(arb.o_operands[r])) for r in range(config.rows)])
             await ctx.tick()
@@ -231,12 +232,14 @@ def test_random_conflicts_cycle_by_cycle(rows, bank_lanes):
     assert len(shown) == len(steps)
     busy = set()
     for i, (cycle, cost, lanes) in enumerate(zip(accepted, costs, steps)):
-        # reads in cycle+1 .. cycle+cost, shown at cycle+cost+1; the next step waits for it
-        assert shown[i] == cycle + cost + 1, f"step {i} ({lanes}) shown late or early"
+        # reads decided in cycle+1 .. cycle+cost and issued a cycle later, shown at
+        # cycle+cost+1+GATHER_PIPELINE_CYCLES; the next step waits for the last decision
+        assert shown[i] == cycle + cost + 1 + GATHER_PIPELINE_CYCLES, \
+            f"step {i} ({lanes}) shown late or early"
         if i + 1 < len(steps):
             gap = gaps[i + 1]
             assert accepted[i + 1] - cycle == (max(cost, gap + 1) if gap else cost)
-        busy.update(range(cycle + 1, cycle + cost + 1))
+        busy.update(range(cycle + 2, cycle + cost + 2))
         expected = [pad_value & 0xFF if pad else int(act[entry, operand]) & 0xFF
                     for entry, operand, pad in lanes]
         assert trace[shown[i]][3] == expected, f"step {i}: {lanes}"

@@ -22,7 +22,7 @@ from tessera.hw.window_setup import setup_cycles
 from tessera.runtime import conv
 from tessera.spec import AcceleratorConfig
 from tessera.spec.isa import ConvKind
-from tessera.spec.timing import GEMM_OVERHEAD_CYCLES
+from tessera.spec.timing import GATHER_PIPELINE_CYCLES, GEMM_OVERHEAD_CYCLES
 
 
 class _Datapath(Elaboratable):
@@ -150,7 +150,8 @@ def test_accumulators_are_the_emulators(name, rows, cols, bank_lanes):
                                   "max pool, partial tile"])
 def test_back_to_back_commands_take_the_emulators_compute_cycles(name):
     """Commands started at each hand-off (the engine's acceptance, no stalls): from a start to
-    its hand-off (last step shown + 3) is the command's gather cost + GEMM_OVERHEAD_CYCLES."""
+    its hand-off (last step shown + 3) is the command's gather cost + GEMM_OVERHEAD_CYCLES +
+    GATHER_PIPELINE_CYCLES."""
     kind, window = CASES[name]
     rows, cols, bank_lanes = 8, 2, 1
     config = AcceleratorConfig(rows=rows, cols=cols, act_depth=256, weight_depth=512, cnn=True,
@@ -190,5 +191,6 @@ def test_back_to_back_commands_take_the_emulators_compute_cycles(name):
     plan = conv.gather_plan(window, rows, bank_lanes)
     groups = len(commands) // plan.step_cycles.shape[0]
     per_tile = plan.step_cycles.sum(axis=1) * (window.in_c if kind == ConvKind.CONV else 1)
-    expected = [int(per_tile[i // groups]) + GEMM_OVERHEAD_CYCLES for i in range(len(commands))]
+    expected = [int(per_tile[i // groups]) + GEMM_OVERHEAD_CYCLES + GATHER_PIPELINE_CYCLES
+                for i in range(len(commands))]
     assert [h - a for a, h in zip(starts, handoffs)] == expected

@@ -97,10 +97,11 @@ class CycleModel:
         """Issue one GEMM: the executor waits until the engine accepts it.
 
         ``step_cycles`` (a gathered GEMM of ISA version 3): the cycles of its ``k`` steps,
-        ``k`` by default; ``per_element``: the drain's cycles per element, ``requant_cycles`` by
+        ``k`` by default (a gathered GEMM takes :data:`~tessera.spec.timing.
+        GATHER_PIPELINE_CYCLES` more); ``per_element``: the drain's cycles per element, ``requant_cycles`` by
         default.
         """
-        steps = k if step_cycles is None else step_cycles
+        steps = k if step_cycles is None else step_cycles + timing.GATHER_PIPELINE_CYCLES
         start = max(self.now, self.engine_free_at)
         self.now = start
         done = start + steps + timing.GEMM_OVERHEAD_CYCLES
@@ -120,7 +121,8 @@ class CycleModel:
     def conv(self, *, per_tile_cycles, pixels, rows, groups, cols, out_c, k, per_element=None):
         """Issue the commands of one ``CONV`` (tile outer, channel group inner).
 
-        ``per_tile_cycles[t]`` is the cycles of all gathered steps of tile *t*; a group has
+        ``per_tile_cycles[t]`` is the cycles of all gathered steps of tile *t* (a command
+        computes for these ``+ GEMM_OVERHEAD_CYCLES + GATHER_PIPELINE_CYCLES``); a group has
         ``min(cols, out_c - g*cols)`` columns. The executor goes on
         :data:`~tessera.spec.timing.CONV_RELEASE_CYCLES` after the last command was accepted; the first command is accepted :func:`~tessera.spec.timing.conv_issue_cycles`
         after the issue at the earliest, or after the gather went free if that is later (the
@@ -136,7 +138,8 @@ class CycleModel:
         m_rows = np.minimum(rows, pixels - rows * np.arange(tiles))
         n_cols = np.minimum(cols, out_c - cols * np.arange(groups))
         q = self._requant_cycles if per_element is None else per_element
-        c = np.repeat(steps + timing.GEMM_OVERHEAD_CYCLES, groups)
+        c = np.repeat(steps + (timing.GEMM_OVERHEAD_CYCLES + timing.GATHER_PIPELINE_CYCLES),
+                      groups)
         d = ((-(-m_rows // self._drain_lanes))[:, None] * n_cols[None, :] * q
              + timing.DRAIN_OVERHEAD_CYCLES).reshape(-1)
         start = max(max(self.now, self.gather_free_at) + timing.conv_issue_cycles(rows),

@@ -6,7 +6,7 @@ moves it. The model itself is described in ``docs/architecture.md``.
 """
 
 __all__ = [
-    "GEMM_OVERHEAD_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
+    "GEMM_OVERHEAD_CYCLES", "GATHER_PIPELINE_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
     "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES", "CONV_ISSUE_CYCLES",
     "CONV_SETUP_CYCLES", "CONV_RELEASE_CYCLES", "ADD_RELEASE_CYCLES", "conv_issue_cycles",
     "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
@@ -19,6 +19,14 @@ __all__ = [
 #: cycle (``hw/gemm.py``). A GEMM occupies the array
 #: for ``k + this`` cycles after the cycle in which it is accepted.
 GEMM_OVERHEAD_CYCLES = 4
+
+#: Cycles a gathered command (ISA version 3, ``CONV``) takes beyond a plain one of the same step
+#: cycles: the gather's reads reach the banked ACT from registers (its request stage) and the
+#: banks' data is registered beside them before the lanes choose it (``hw/gather.py``), and WGT
+#: is read likewise (``hw/gathered.py``), so that neither a block RAM's address inputs nor its
+#: clock-to-output (5.8 ns on the ECP5 of speed grade 6) meets logic in the same cycle. A gathered
+#: command occupies the array for its step cycles ``+ GEMM_OVERHEAD_CYCLES + this``.
+GATHER_PIPELINE_CYCLES = 2
 
 #: Cycles of one drain beyond its ``m_rows * n_cols * requant_cycles`` post-processing issue
 #: slots: the hand-off cycle, the PostProcessor latency (9) and the final write-back
