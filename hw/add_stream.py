@@ -199,17 +199,21 @@ class AddStream(wiring.Component):
             m.d.sync += [b_word.eq(self.act_data), have.eq(1)]
         with m.Elif(feed):
             m.d.sync += b_word.eq(b_word >> (bits * lanes))
+        # `more`: entries_left != 0, kept as a register (the fetch decision feeds ACT's address)
+        more = Signal()
         with m.If(fetch_a):
-            m.d.sync += [a_ptr.eq(self.act_addr + 1), entries_left.eq(entries_left - 1)]
+            m.d.sync += [a_ptr.eq(self.act_addr + 1), entries_left.eq(entries_left - 1),
+                         more.eq(entries_left != 1)]
         with m.If(fetch_b):
             m.d.sync += b_ptr.eq(b_ptr + 1)
         with m.If(start):
             m.d.comb += fetch_a.eq(1)
             m.d.sync += [b_ptr.eq(cand.b_addr), dst.eq(cand.dst),
-                         entries_left.eq(cand.count - 1)]
+                         entries_left.eq(cand.count - 1), more.eq(cand.count != 1)]
 
         # -- feeding: a pair whenever the AddUnits take one -----------------------------------
         row = Signal(range(max(rows, 2)))      # the slot's first operand
+        row_last = Signal(init=rows == lanes)  # row == rows - lanes, kept as a register
         for i, each in enumerate(units):
             elem = each.i_elem.payload
             m.d.comb += [
@@ -220,10 +224,11 @@ class AddStream(wiring.Component):
             ]
         m.d.comb += feed.eq(unit.i_elem.valid & unit.i_elem.ready)
         with m.If(feed):
-            m.d.sync += row.eq(row + lanes)
-            with m.If(row == rows - lanes):
+            m.d.sync += [row.eq(row + lanes),
+                         row_last.eq(Mux(row_last, rows == lanes, row + lanes == rows - lanes))]
+            with m.If(row_last):
                 m.d.sync += [row.eq(0), have.eq(0)]
-                with m.If(entries_left != 0):
+                with m.If(more):
                     m.d.comb += fetch_a.eq(1)
 
         # -- results: an entry per `rows` results, written the cycle after the last -----------
