@@ -35,6 +35,7 @@ from tessera.hw.boards import get_board
 from tessera.hw.build import synthesis_overrides
 from tessera.hw.conv_checks import WindowChecks
 from tessera.hw.conv_commands import ConvCommandSequencer
+from tessera.hw.conv_front import ConvFront
 from tessera.hw.executor import Executor
 from tessera.hw.gather import GatherArbiter
 from tessera.hw.pool import PoolDivider
@@ -52,6 +53,9 @@ UNITS = {
     "ConvCommandSequencer": ConvCommandSequencer,
     "WindowAddressGenerator": WindowAddressGenerator,
     "GatherArbiter": GatherArbiter,
+    # a CONV's front end: the command sequencer and GatheredSteps (generator, skid, arbiter);
+    # `--source o_cmd__ready` gives the registers the engine's acceptance reaches
+    "ConvFront": ConvFront,
     "PoolDivider": lambda config: PoolDivider(),
     "PoolPostProcessor": PoolPostProcessor,
     # the ADD's sequencing alone: its requant passes run on the drain's PostProcessor; and with

@@ -18,6 +18,16 @@ cycle after the arbiter takes it and registered beside WGT likewise): its last s
 + P*, the emulator's compute cycles of a gathered command.
 ``o_last`` marks the command's last step. The engine's hand-off itself is not part of this
 block yet.
+
+The generator hands its steps to the arbiter through a skid register (issue #15): the
+generator's ``o_step.ready`` is the register "the skid is empty", so the step acceptance that
+enables the generator's registers never waits on the arbiter's ``i_step.ready`` or the engine's
+acceptance. The arbiter is offered the skid's step, or the generator's own while the skid is
+empty, so a step reaches the arbiter in the cycle the generator offers it, as with the two
+connected directly: no cycle of the model changes. The generator takes the next command only
+once the arbiter has taken this one's last step, as before. The arbiter's ``i_step.valid`` is
+``start`` or "started and not all taken" alone: a started command always has its next step at
+the head (and ``start`` comes only when its first is offered).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -50,7 +60,8 @@ class GatheredSteps(wiring.Component):
         Set the generator up for the window and ``src`` (held from this cycle on), while no
         command is in flight: :class:`~tessera.hw.window.WindowAddressGenerator`.
     i_cmd : In(stream.Signature(conv_command(config)))
-        Taken when the generator is free (during the previous command's last steps) and set up.
+        Taken when the generator is set up and free, from the cycle after the arbiter took the
+        previous command's last step (during that command's last steps).
     start : In(1)
         The GEMM engine accepts the command taken last (cycle *A*); at most once per command,
         after its previous command's last step was shown, and when the command's first step is
@@ -104,7 +115,6 @@ class GatheredSteps(wiring.Component):
         m = Module()
         m.submodules.generator = gen = WindowAddressGenerator(cfg)
         m.submodules.arbiter = arb = self._arbiter
-        wiring.connect(m, gen.o_step, arb.i_step)
         m.d.comb += [
             gen.window.eq(self.window), gen.src.eq(self.src), gen.load.eq(self.load),
             arb.pad_value.eq(self.window.pad_value[:cfg.input_bits]),
@@ -112,31 +122,58 @@ class GatheredSteps(wiring.Component):
             arb.bank_data.eq(self.bank_data),
         ]
 
+        # The hand-off from the generator to the arbiter: a skid register. The generator's
+        # `o_step.ready` is the register "the skid is empty", so the step acceptance that
+        # enables its registers (726 of them at 8 lanes, 1,385 at 16) never sees the arbiter's
+        # ready or the engine's acceptance (issue #15). The arbiter's head is the skid's step, or,
+        # while it is empty, the generator's own (passed through, so that a step reaches the
+        # arbiter in the cycle it is offered, as without the skid: no cycle changes); a head
+        # step the arbiter does not take stays in the skid (written whenever it is empty,
+        # from registers only) and the generator waits on the next one. With the arbiter's
+        # step register this is a two-register skid buffer.
+        skid = Signal.like(gen.o_step.payload)
+        full = Signal()                             # the skid holds the head step
+        head_valid = full | gen.o_step.valid
+        m.d.comb += [gen.o_step.ready.eq(~full),
+                     arb.i_step.payload.eq(Mux(full, skid, gen.o_step.payload))]
+        with m.If(~full):
+            m.d.sync += skid.eq(gen.o_step.payload)
+
         # A command is taken by the generator as soon as it is free (its first step waits in
-        # the generator's output), and started by `start` (the engine's acceptance, cycle A):
-        # its first step goes to the arbiter in that cycle, so its reads start at A+1 as a
-        # plain GEMM's do. `allowed` covers the command's steps until its last is taken.
+        # the skid), and started by `start` (the engine's acceptance, cycle A): its first step
+        # goes to the arbiter in that cycle, so its reads start at A+1 as a plain GEMM's do.
+        # `allowed` covers the command's steps until its last is taken.
         nxt = Signal(conv_command(cfg))             # the command the generator works on
+        # The generator runs ahead of the arbiter by the skid's step: it takes the next
+        # command only when the arbiter has taken this one's last step (`owed`, a register),
+        # the cycle after, as without the skid.
+        owed = Signal()
         m.d.comb += [gen.i_cmd.payload.gather.eq(self.i_cmd.payload.gather),
                      gen.i_cmd.payload.m_rows.eq(self.i_cmd.payload.m_rows),
-                     gen.i_cmd.valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(gen.i_cmd.ready)]
+                     gen.i_cmd.valid.eq(self.i_cmd.valid & ~owed),
+                     self.i_cmd.ready.eq(gen.i_cmd.ready & ~owed)]
         # The step and weight counters are loaded when the generator takes the command (after
         # the previous command's last step was taken), so that `start` only enables.
         to_take = Signal(16)                        # steps of the command not taken
         w_ptr = Signal(16)                          # the WGT address of its next step
         taken = arb.i_step.valid & arb.i_step.ready
+        m.d.sync += full.eq(head_valid & ~taken)
         with m.If(self.i_cmd.valid & self.i_cmd.ready):
             m.d.sync += [nxt.eq(self.i_cmd.payload), to_take.eq(self.i_cmd.payload.k),
-                         w_ptr.eq(self.i_cmd.payload.w_addr)]
+                         w_ptr.eq(self.i_cmd.payload.w_addr), owed.eq(1)]
+        # The head holds a step of the command whenever `allowed` (one is offered from the
+        # generator's first step on, the next one in the cycle after each taken, until the last
+        # is taken) and at `start` (the engine accepts only when the first step is offered), so
+        # the arbiter's `valid` needs no `head_valid`: the late acceptance meets no more terms
+        # than `allowed` and `start`.
         allowed = Signal()
-        m.d.comb += [arb.i_step.valid.eq(gen.o_step.valid & (allowed | self.start)),
-                     gen.o_step.ready.eq(arb.i_step.ready & (allowed | self.start))]
+        m.d.comb += arb.i_step.valid.eq(allowed | self.start)
         with m.If(self.start):
             m.d.sync += allowed.eq(1)
         with m.If(taken):
             m.d.sync += [to_take.eq(to_take - 1), w_ptr.eq(w_ptr + 1)]
             with m.If(to_take == 1):
-                m.d.sync += allowed.eq(0)
+                m.d.sync += [allowed.eq(0), owed.eq(0)]
 
         # Each lane's in-bounds steps, counted the cycle after the arbiter takes them (the last
         # is taken at least two cycles before it is shown); the start cycle takes the first.

@@ -169,9 +169,9 @@ class WindowAddressGenerator(wiring.Component):
         move = Signal.like(k.tap_j)
         first_move = Mux(w.kernel_w == 1, k.tap_i, k.tap_j)
         # Every register below takes its next value, computed from registers alone, when a step
-        # is taken (`take`, the arbiter's ready and the engine's acceptance) or a command
-        # accepted (never both: a command is accepted only while none runs), so that `take`
-        # only enables.
+        # is taken (`take`; in hw/gathered.py `o_step.ready` is a skid register's "empty", not
+        # the arbiter's ready or the engine's acceptance) or a command accepted (never both: a
+        # command is accepted only while none runs), so that `take` only enables.
         tap_move = Signal()               # the step taken is its tap's last
         m.d.comb += tap_move.eq(take & chan_last)
         channel = Mux(cmd.gather.all_channels, 0, cmd.gather.channel)

@@ -194,3 +194,50 @@ def test_back_to_back_commands_take_the_emulators_compute_cycles(name):
     expected = [int(per_tile[i // groups]) + GEMM_OVERHEAD_CYCLES + GATHER_PIPELINE_CYCLES
                 for i in range(len(commands))]
     assert [h - a for a, h in zip(starts, handoffs)] == expected
+
+
+def test_the_next_command_waits_for_the_arbiter_not_the_generator():
+    """The generator hands its steps over through a skid register, so it runs a step ahead of
+    the arbiter: a one-step command (a 1x1 max pool, the compiler's RELU) is all made before the
+    engine starts it. The next command is still taken only in the cycle after the arbiter took
+    the last step (the start, for one step), and each step is shown two cycles after its
+    start, also after a wait for the start and across the next-tile commands."""
+    kind, window = ConvKind.MAX_POOL, conv.Window(3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, -128)
+    rows, cols, wait = 8, 2, 6
+    config = AcceleratorConfig(rows=rows, cols=cols, act_depth=256, weight_depth=512, cnn=True,
+                               act_bank_lanes=1)
+    act = np.zeros((config.act_depth, rows), dtype=np.int8)
+    wgt = np.zeros((config.weight_depth, cols), dtype=np.int8)
+    commands = _expected(kind, window, rows, cols, src=11, dst=300, w_addr=40, param_addr=17)
+    assert [c["k"] for c in commands] == [1] * 6 and sum(c["next_tile"] for c in commands) == 1
+    dut = _Datapath(config, act, wgt)
+    steps = dut.steps
+    taken_at, starts, shown = [], [], []
+
+    async def bench(ctx):
+        await set_up(ctx, steps, window, commands[0]["src"], config)
+        cycle = 0
+        while len(shown) < len(commands):
+            if len(taken_at) < len(commands):
+                _set_command(ctx, steps, kind, commands[len(taken_at)])
+            ctx.set(steps.i_cmd.valid, len(taken_at) < len(commands))
+            offered = len(taken_at) < len(commands) and ctx.get(steps.i_cmd.ready)
+            start = len(starts) < len(taken_at) and cycle == taken_at[len(starts)] + wait
+            ctx.set(steps.start, start)
+            if start:
+                starts.append(cycle)
+            if ctx.get(steps.step):
+                assert ctx.get(steps.o_last)
+                shown.append(cycle)
+            await ctx.tick()
+            if offered:
+                taken_at.append(cycle)
+            cycle += 1
+            assert cycle < 1000
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken_at[1:] == [a + 1 for a in starts[:-1]]
+    assert shown == [a + 2 for a in starts]
