@@ -200,8 +200,8 @@ def test_the_next_command_waits_for_the_arbiter_not_the_generator():
     """The generator hands its steps over through a skid register, so it runs a step ahead of
     the arbiter: a one-step command (a 1x1 max pool, the compiler's RELU) is all made before the
     engine starts it. The next command is still taken only in the cycle after the arbiter took
-    the last step (the start, for one step), and each step is shown two cycles after its
-    start, also after a wait for the start and across the next-tile commands."""
+    the last step (the start, for one step), and each step is shown 2 + GATHER_PIPELINE_CYCLES
+    cycles after its start, also after a wait for the start and across the next-tile commands."""
     kind, window = ConvKind.MAX_POOL, conv.Window(3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, -128)
     rows, cols, wait = 8, 2, 6
     config = AcceleratorConfig(rows=rows, cols=cols, act_depth=256, weight_depth=512, cnn=True,
@@ -240,4 +240,4 @@ def test_the_next_command_waits_for_the_arbiter_not_the_generator():
     sim.add_testbench(bench)
     sim.run()
     assert taken_at[1:] == [a + 1 for a in starts[:-1]]
-    assert shown == [a + 2 for a in starts]
+    assert shown == [a + 2 + GATHER_PIPELINE_CYCLES for a in starts]
