@@ -12,8 +12,10 @@ AddUnit runs on the drain's requant (``requant``, from the drain's PostProcessor
 
 Order and timing (``tessera.runtime.cycles``): an ``ADD`` is taken at once (``i_add``) unless
 one is already queued (``i_add.ready`` is the register ``~pending``: the Core's readiness does
-not reach the program sequencer's issue decision through logic); it starts in cycle *S*, the first cycle in which the engine and the drain
-unit are both free (``unit_free``: everything issued before it has handed off and drained), and
+not reach the program sequencer's issue decision through logic); it starts in cycle *S*, the
+first cycle after its transfer (:data:`~tessera.spec.timing.ADD_START_CYCLES`: it always waits in
+the queue, so that its first addresses are registers) in which the engine and the drain unit are
+both free (``unit_free``: everything issued before it has handed off and drained), and
 from then occupies the drain unit for exactly ``(rows/L)*count*ADD_PASSES*requant_cycles +
 ADD_OVERHEAD_CYCLES`` cycles, *S ... S+n-1* (``busy``). While it is queued or runs, the engine
 accepts nothing (``blocks``): the ACT read port is the ADD's, and no block RAM needs a second
@@ -71,7 +73,8 @@ class AddStream(wiring.Component):
     param_data : In(PARAM_ENTRY)
     act_en, act_addr : Out(1), Out(16)
         ACT entry read (the engine reads nothing meanwhile); ``act_data`` is that entry the
-        cycle after.
+        cycle after. ``act_addr`` is a register's value, the one to read whenever ``blocks``
+        (the Core selects it by ``blocks``, not by the later ``act_en``).
     act_data : In(rows * input_bits)
     wr_en, wr_addr, wr_data : Out
         ACT write of a result entry (``rows * output_bits``), on the drain's write port.
@@ -123,15 +126,15 @@ class AddStream(wiring.Component):
         unit = units[0]                        # the others follow it in lockstep
 
         # -- the queue: one issued ADD waiting for the drain unit ---------------------------
+        # Every ADD waits in the queue for at least a cycle (ADD_START_CYCLES), so that it starts
+        # from registers: its first ACT address is the register `a_first`, loaded at the transfer.
         req = Signal(add_issue(cfg))
         pending = Signal()
-        cand = Mux(pending, req.as_value(), self.i_add.payload.as_value())
-        cand = add_issue(cfg)(cand)
-        cand_valid = pending | self.i_add.valid
+        cand = req
         timing = Signal()                      # an ADD occupies the drain unit (after S)
         start = Signal()
         m.d.comb += [
-            start.eq(cand_valid & ~timing & self.unit_free),
+            start.eq(pending & ~timing & self.unit_free),
             self.i_add.ready.eq(~pending),
             # (not `| start`: that is the engine's and the drain's state through logic, and it
             # was in the program sequencer's issue decision, orangecrab-25f-cnn's 89 MHz path)
@@ -141,8 +144,8 @@ class AddStream(wiring.Component):
         transfer = self.i_add.valid & self.i_add.ready
         with m.If(start):
             m.d.sync += pending.eq(0)
-        # a transfer (only while none is queued) is the candidate: queued unless it starts
-        with m.If(transfer & ~start):
+        # a transfer (only while none is queued, so never with a start) is queued
+        with m.If(transfer):
             m.d.sync += [pending.eq(1), req.eq(self.i_add.payload)]
 
         # -- the drain unit's occupancy -----------------------------------------------------
@@ -188,7 +191,9 @@ class AddStream(wiring.Component):
         b_word = Signal(rows * bits)
         fetch_a = Signal()
         feed = Signal()                        # the units take a slot's pairs
-        m.d.comb += [self.act_addr.eq(Mux(fetch_b, b_ptr, Mux(start, cand.a_addr, a_ptr))),
+        # (registers only: the Core selects this address while an ADD is queued or runs)
+        a_first = Signal(16)                   # the queued ADD's a_addr (a_ptr is in use)
+        m.d.comb += [self.act_addr.eq(Mux(fetch_b, b_ptr, Mux(timing, a_ptr, a_first))),
                      self.act_en.eq(fetch_a | fetch_b)]
         m.d.sync += [fetch_b.eq(fetch_a), got_a.eq(fetch_a), got_b.eq(fetch_b)]
         with m.If(got_a):
@@ -201,6 +206,8 @@ class AddStream(wiring.Component):
             m.d.sync += b_word.eq(b_word >> (bits * lanes))
         # `more`: entries_left != 0, kept as a register (the fetch decision feeds ACT's address)
         more = Signal()
+        with m.If(transfer):
+            m.d.sync += a_first.eq(self.i_add.payload.a_addr)
         with m.If(fetch_a):
             m.d.sync += [a_ptr.eq(self.act_addr + 1), entries_left.eq(entries_left - 1),
                          more.eq(entries_left != 1)]

@@ -138,8 +138,10 @@ def elaborate_cnn_core(core, platform):
     # ACT reads: the engine's operands (the host's while idle), the gather, the ADD.
     m.d.comb += [
         act.rd_en.eq(1),
+        # (selected by registers: the ADD's address while one is queued or runs, the host's
+        # only while the Core is idle)
         act.rd_addr.eq(Mux(engine.act_reading, engine.act_addr,
-                           Mux(adds.act_en, adds.act_addr, core.read.addr))),
+                           Mux(adds.blocks, adds.act_addr, core.read.addr))),
         engine.act_data.eq(act.rd_data),
         core.read.data.eq(act.rd_data),
         act.bank_en.eq(front.bank_en), act.bank_addr.eq(front.bank_addr),

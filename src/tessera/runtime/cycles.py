@@ -163,7 +163,8 @@ class CycleModel:
                                - (timing.GEMM_OVERHEAD_CYCLES - 2))
 
     def add(self, ncycles: int):
-        """Issue an ``ADD``: it runs for ``ncycles`` once the engine and the drain unit are free.
+        """Issue an ``ADD``: it runs for ``ncycles`` once the engine and the drain unit are free,
+        :data:`~tessera.spec.timing.ADD_START_CYCLES` after its issue at the earliest.
 
         It occupies the drain unit, and the engine accepts nothing meanwhile (the ``ADD`` reads
         ACT through the engine's read port). The executor does not wait for it, except while
@@ -172,7 +173,7 @@ class CycleModel:
         """
         if self.now <= self._add_started_at:
             self.now = self._add_started_at + timing.ADD_RELEASE_CYCLES
-        start = max(self.now, self.drain_free_at, self.engine_free_at)
+        start = max(self.now + timing.ADD_START_CYCLES, self.drain_free_at, self.engine_free_at)
         self._add_started_at = start
         self.drain_free_at = self.engine_free_at = start + ncycles
 

@@ -6,9 +6,9 @@ moves it. The model itself is described in ``docs/architecture.md``.
 """
 
 __all__ = [
-    "GEMM_OVERHEAD_CYCLES", "GATHER_PIPELINE_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES", "LINK_BYTES_PER_CYCLE",
-    "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES", "CONV_ISSUE_CYCLES",
-    "CONV_SETUP_CYCLES", "CONV_RELEASE_CYCLES", "ADD_RELEASE_CYCLES", "conv_issue_cycles",
+    "GEMM_OVERHEAD_CYCLES", "GATHER_PIPELINE_CYCLES", "DRAIN_OVERHEAD_CYCLES", "IDLE_LAG_CYCLES",
+    "LINK_BYTES_PER_CYCLE", "POOL_DIVIDE_CYCLES", "ADD_PASSES", "ADD_OVERHEAD_CYCLES",
+    "ADD_START_CYCLES", "CONV_ISSUE_CYCLES", "CONV_SETUP_CYCLES", "CONV_RELEASE_CYCLES", "ADD_RELEASE_CYCLES", "conv_issue_cycles",
     "REQUEST_HEAD_CYCLES", "RESPONSE_TAIL_CYCLES",
     "EXEC_END_CYCLES", "EXEC_ERROR_END_CYCLES", "EXEC_RESENT_CYCLES", "HELLO_CYCLES",
     "READ_CYCLES", "RESPONSE_ENTRY_CYCLES",
@@ -54,6 +54,10 @@ ADD_PASSES = 3
 #: ADD_PASSES * requant_cycles`` issue slots: the PARAM and ACT reads before the first operand
 #: pair, the AddUnit's pipeline after the last and the write-back (``hw/add_stream.py``).
 ADD_OVERHEAD_CYCLES = 20
+
+#: Cycles from an ``ADD``'s transfer to the Core to its earliest start: it always waits in the
+#: Core's queue, so that its first ACT and PARAM addresses are registers (``hw/add_stream.py``).
+ADD_START_CYCLES = 1
 
 #: Cycles from the start of a queued ``ADD`` to the Core's acceptance of the next one waiting
 #: behind it (the Core's ready to the program sequencer is a register, ``hw/add_stream.py``).
