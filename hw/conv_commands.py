@@ -112,6 +112,9 @@ class ConvCommandSequencer(wiring.Component):
         tile_base = Signal(16)                     # dst + t*out_c
         out_addr = Signal(16)                      # tile_base + g*cols (conv) / + g
         w_addr, param_addr = Signal(16), Signal(16)
+        # the commands' k as a register for the next command's w_addr (`sizes` is the issued
+        # CONV's through a select while one is loaded, late from the program sequencer)
+        k_step = Signal(16)
         channel = Signal(12)
         # g*in_c mod out_c (kinds 1-3) as `wrap_at = g*in_c mod out_c + in_c - out_c`: the input
         # channel advances after this command when it is not negative.
@@ -162,6 +165,8 @@ class ConvCommandSequencer(wiring.Component):
                              out_addr.eq(p.dst), w_addr.eq(p.w_addr), param_addr.eq(p.param_addr),
                              channel.eq(0), wrap_at.eq(w.in_c - w.out_c),
                              in_less_out.eq(w.in_c - w.out_c),
+                             k_step.eq(Mux(p.kind == ConvKind.CONV, self.sizes.k_conv,
+                                           self.sizes.taps)),
                              last_tile.eq(one_tile),
                              group_left.eq(w.out_c), last_group.eq(one_group(p.kind, w.out_c))]
             with m.Else():
@@ -169,7 +174,7 @@ class ConvCommandSequencer(wiring.Component):
                 with m.If(~last_group):
                     m.d.sync += [group_left.eq(rest), out_addr.eq(out_addr + group_width),
                                  param_addr.eq(param_addr + group_width),
-                                 w_addr.eq(w_addr + cmd.k), new_tile.eq(0),
+                                 w_addr.eq(w_addr + k_step), new_tile.eq(0),
                                  last_group.eq(next_last_group),
                                  channel.eq(channel + advance),
                                  wrap_at.eq(wrap_at + Mux(advance, in_less_out, w.in_c))]
