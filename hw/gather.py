@@ -18,7 +18,9 @@ ahead from the lanes each cycle leaves pending) — so that each cycle the lowes
 bank is one AND, the lanes it serves and the banks' addresses are AND-OR logic of registers,
 and ``i_step.ready`` (the last read cycle: no live pair left) one OR of registers; the banks'
 data reach ``o_operands`` through the bank choice and one select. ``rows * (rows - 1) / 2``
-bits per matrix: 28 at 8 lanes, 496 at 32.
+bits per matrix: 28 at 8 lanes, 496 at 32. These registers load from the payload in every
+cycle in which a step may be accepted (``i_step.ready``), accepted or not; the acceptance itself,
+late (the GEMM engine's start), reaches only ``active`` and the pending lanes.
 
 The reads are pipelined so that no logic meets a block RAM's ports in the cycle it uses them
 (on the ECP5 of speed grade 6 a DP16KD's clock-to-output is 5.8 ns of a 10 ns cycle): a read
@@ -181,18 +183,21 @@ class GatherArbiter(wiring.Component):
             m.d.comb += self.o_operands[r].eq(operand)
 
         m.d.comb += self.o_valid.eq(done)
-        # At an acceptance the step's registers load from the payload, else they update. The
-        # acceptance comes late (the engine's start reaches i_step.valid): it only selects
-        # between two values kept apart from the rest of the logic.
+        # Whenever a step may be accepted (`i_step.ready`, from registers) the step's registers
+        # load from the payload, whether it is accepted or not, else they update: the acceptance
+        # comes late (the engine's start reaches i_step.valid, issue #15) and reaches only
+        # `active` and `pending` (as data: a step not accepted leaves no lane pending, and every
+        # output is gated by them), not the select of the other registers.
         accept = Signal()
         m.d.comb += accept.eq(self.i_step.valid & self.i_step.ready)
         request = self.i_step.payload
+        may = self.i_step.ready
 
         def load(register, new, update):
             taken = Signal.like(register, name=f"{register.name}_new", attrs={"keep": 1})
             kept = Signal.like(register, name=f"{register.name}_kept", attrs={"keep": 1})
             m.d.comb += [taken.eq(new), kept.eq(update)]
-            m.d.sync += register.eq(Mux(accept, taken, kept))
+            m.d.sync += register.eq(Mux(may, taken, kept))
 
         same, differ = {}, {}                        # the payload's pairs s < r
         for r in range(rows):
@@ -200,7 +205,7 @@ class GatherArbiter(wiring.Component):
                 same[r, s] = bank_of(request[r].operand) == bank_of(request[s].operand)
                 differ[r, s] = same[r, s] & (request[r].entry != request[s].entry)
         left = pending & ~served
-        load(pending, Cat(~request[r].pad for r in range(rows)), Mux(active, left, pending))
+        load(pending, Cat(~request[r].pad & accept for r in range(rows)), left)
         below_new = Cat(C(0, 1), *[Cat(*[same[r, s] & ~request[s].pad for s in range(r)]).any()
                                    for r in range(1, rows)])
         below_upd = Cat(C(0, 1), *[Cat(*[left[s] & same_bank[r][s] for s in range(r)]).any()
@@ -210,8 +215,8 @@ class GatherArbiter(wiring.Component):
             live_new = Cat(*[differ[r, s] & ~request[r].pad & ~request[s].pad for s in range(r)])
             live_upd = live[r] & ~Cat(*[served[r] | served[s] for s in range(r)])
             load(live[r], live_new, Mux(active, live_upd, live[r]))
-        load(active, 1, Mux(last, 0, active))
-        with m.If(accept):
+        load(active, accept, active)
+        with m.If(may):
             m.d.sync += step.eq(request)
             for r in range(rows):
                 m.d.sync += bank_hot[r].eq(C(1, banks) << bank_of(request[r].operand))
