@@ -36,6 +36,7 @@ from tessera.hw.build import synthesis_overrides
 from tessera.hw.conv_checks import WindowChecks
 from tessera.hw.conv_commands import ConvCommandSequencer
 from tessera.hw.conv_front import ConvFront
+from tessera.hw.drain import Drain
 from tessera.hw.executor import Executor
 from tessera.hw.gather import GatherArbiter
 from tessera.hw.pool import PoolDivider
@@ -70,6 +71,9 @@ UNITS = {
         unsaturated=shares_requant(config)),
     # for comparison: the fully pipelined 32x32 unit the AddUnit had of its own before 3aaa95e
     "TfliteRequant32": lambda config: TfliteRequant(result_bits=32),
+    # the drain's sequencing alone (its post-processors are ports): its PARAM read-ahead, whose
+    # address goes to the PARAM block RAMs (`--endpoints`: param_addr)
+    "Drain": lambda config: Drain(config, postproc_latency=PostProcessor.latency),
     # the request handler, payload reader and program sequencer: its issue handshake with the
     # Core (o_cmd/o_conv/o_add ready -> take -> the frame buffer's read enable)
     "Executor": Executor,

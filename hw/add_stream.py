@@ -45,8 +45,9 @@ from .postproc import SharedRequantSignature, shares_requant
 
 __all__ = ["AddStream"]
 
-# Cycles from the start S to the first pair's earliest acceptance: PARAM and ACT reads (S, S+1),
-# the b entry's data register (S+2), then up to two cycles for the AddUnit's rotation.
+# Cycles from the start S to the first pair's earliest acceptance: the ACT reads (S, S+1), the b
+# entry's data register (S+2), then up to two cycles for the AddUnit's rotation. PARAM is read
+# from registers in S+1 ... S+3: p_a is there from S+3, p_b from S+4 (the b pass).
 _FIRST_FEED_CYCLES = 5
 
 
@@ -69,7 +70,8 @@ class AddStream(wiring.Component):
     busy : Out(1)
         An ``ADD`` is queued or running (for the Core's ``idle``).
     param_en, param_addr : Out
-        PARAM read (synchronous); the drain's port, free while the drain unit is this ADD's.
+        PARAM read (synchronous), registers both (in *S+1 ... S+3*); the drain's port, free
+        while the drain unit is this ADD's.
     param_data : In(PARAM_ENTRY)
     act_en, act_addr : Out(1), Out(16)
         ACT entry read (the engine reads nothing meanwhile); ``act_data`` is that entry the
@@ -157,17 +159,20 @@ class AddStream(wiring.Component):
         with m.Elif(timing):
             m.d.sync += [timer.eq(timer - 1), timing.eq(timer != 1)]
 
-        # -- PARAM: p_a, p_b, p_y read in S, S+1, S+2 ---------------------------------------
-        p_base = Signal(16)
-        p_left = Signal(2)
+        # -- PARAM: p_a, p_b, p_y read in S+1, S+2, S+3 ---------------------------------------
+        # The address and the enable are registers (`start` is the engine's and the drain's
+        # state through logic: it only enables registers); p_a is in `params` from S+3, the
+        # first pair's earliest acceptance, p_b from S+4, the pair's b pass at the earliest.
+        p_addr = Signal(16)
+        p_en = Signal()
+        p_slot = Signal(3)                     # which of the three is read this cycle
         p_got = Signal(3)                      # which of the three arrives this cycle
-        m.d.sync += p_got.eq(0)
+        m.d.comb += [self.param_en.eq(p_en), self.param_addr.eq(p_addr)]
+        m.d.sync += p_got.eq(Mux(p_en, p_slot, 0))
         with m.If(start):
-            m.d.comb += [self.param_en.eq(1), self.param_addr.eq(cand.param_addr)]
-            m.d.sync += [p_base.eq(cand.param_addr + 1), p_left.eq(2), p_got.eq(1)]
-        with m.Elif(p_left != 0):
-            m.d.comb += [self.param_en.eq(1), self.param_addr.eq(p_base)]
-            m.d.sync += [p_base.eq(p_base + 1), p_left.eq(p_left - 1), p_got.eq(p_got << 1)]
+            m.d.sync += [p_addr.eq(cand.param_addr), p_en.eq(1), p_slot.eq(1)]
+        with m.Elif(p_en):
+            m.d.sync += [p_addr.eq(p_addr + 1), p_slot.eq(p_slot << 1), p_en.eq(~p_slot[2])]
         params = Signal.like(unit.params)
         for i in range(3):
             with m.If(p_got[i]):

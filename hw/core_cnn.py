@@ -165,6 +165,8 @@ def elaborate_cnn_core(core, platform):
         array.shift_row.eq(drain.shift_row),
         array.shift_col.eq(drain.shift_col),
         drain.head.eq(array.head),
+        # PARAM: the ADD's address or the drain's, registers both, chosen by the ADD's read
+        # enable, a register (the drain's and the ADD's control reach no block RAM address)
         param_rd.addr.eq(Mux(adds.param_en, adds.param_addr, drain.param_addr)),
         drain.param_data.eq(param_rd.data), adds.param_data.eq(param_rd.data),
     ]
