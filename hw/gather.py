@@ -46,9 +46,14 @@ __all__ = ["GatherArbiter", "gather_request"]
 
 
 def gather_request(config) -> data.StructLayout:
-    """Return the layout of one step's requests: per row lane an ACT entry, an operand, a pad."""
+    """Return the layout of one step's requests: per row lane an ACT entry, an operand, a pad
+    (and the entry's base: ``entry`` less a channel common to the step's lanes)."""
+    entry = unsigned(max(1, (config.act_depth - 1).bit_length()))
     lane = data.StructLayout({
-        "entry": unsigned(max(1, (config.act_depth - 1).bit_length())),
+        "entry": entry,
+        # the entry less the step's channel (the same for every lane): two lanes ask for the
+        # same entry when their bases are equal, compared without the adder that makes `entry`
+        "base": entry,
         "operand": unsigned(max(1, (config.rows - 1).bit_length())),
         "pad": unsigned(1),
     })
@@ -203,7 +208,7 @@ class GatherArbiter(wiring.Component):
         for r in range(rows):
             for s in range(r):
                 same[r, s] = bank_of(request[r].operand) == bank_of(request[s].operand)
-                differ[r, s] = same[r, s] & (request[r].entry != request[s].entry)
+                differ[r, s] = same[r, s] & (request[r].base != request[s].base)
         left = pending & ~served
         load(pending, Cat(~request[r].pad & accept for r in range(rows)), left)
         below_new = Cat(C(0, 1), *[Cat(*[same[r, s] & ~request[s].pad for s in range(r)]).any()

@@ -271,6 +271,6 @@ class WindowAddressGenerator(wiring.Component):
             m.d.comb += [
                 lane.pad.eq(~(valid & inside)),
                 lane.operand.eq(qlow if shift else 0),
-                lane.entry.eq(ec + chan),
+                lane.entry.eq(ec + chan), lane.base.eq(ec),
             ]
         return m

@@ -65,6 +65,7 @@ def _offer(ctx, arb, lanes):
     """Offer one step's requests, ``(entry, operand, pad)`` per lane, on ``i_step``."""
     for r, (entry, operand, pad) in enumerate(lanes):
         ctx.set(arb.i_step.payload[r].entry, entry)
+        ctx.set(arb.i_step.payload[r].base, entry)          # (a step's common channel: 0)
         ctx.set(arb.i_step.payload[r].operand, operand)
         ctx.set(arb.i_step.payload[r].pad, pad)
     ctx.set(arb.i_step.valid, 1)
