@@ -215,7 +215,7 @@ def _mlperf(results):
                   "emulator's cycle model at each preset's clock (`tessera profile MODEL --board "
                   "BOARD`). The CNN presets (`tessera.compiler.presets`) run on the RTL in simulation with "
                   "the emulator's counters; of the CNN bitstreams, orangecrab-25f-cnn meets its 100 MHz "
-                  "(101.05 MHz at 3fc179a, so its rows are at a met clock); icebreaker-cnn does "
+                  "(101.45 MHz at cff06a0, so its rows are at a met clock); icebreaker-cnn does "
                   "not fit the UP5K (13,912 of 5,280 logic cells); ulx3s-85f-cnn is 16x8 since "
                   "1fd5b32 (the 32x4 design it replaced needs 90,530 of the LFE5U-85F's 83,640 "
                   "TRELLIS_COMB with the native Yosys of pyosys) and does not meet 100 MHz yet "
