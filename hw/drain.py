@@ -12,7 +12,12 @@ complement bits per row, in the packing of :func:`tessera.spec.config.pack_opera
 result carrying ``last`` completes the entry, which is written to ``ACT[out_addr + c]`` in the next
 cycle (the write has priority over the host on the ACT write port).
 
-PARAM is read ahead, and its read address is a register (``param_addr``): neither the block
+PARAM is read ahead. In a ``cnn`` configuration its read address is a register (``param_addr``),
+as below; the dense configurations keep the version-2 read-ahead, their netlist unchanged (the
+port shows the next column's entry, or at a column's end starts reading the one after it, and
+while no element is sent it reads ``PARAM[i_cmd.payload.param_addr]``, valid from the cycle
+before the transfer; the iCEBreaker's dense preset, at 90 % of the UP5K, missed its 30 MHz with
+the queue below: 28.83 MHz). With the register neither the block
 RAM's clock-to-output nor its address inputs meet the drain's control in the same cycle (on the
 ULX3S-85F the block RAM's output through the PostProcessor's bias adder was 11.5 ns, 5.6 ns of it
 the clock-to-output; on the ULX3S-25F the post-processors' readiness through the column's end
@@ -80,7 +85,7 @@ class Drain(wiring.Component):
     i_cmd : In(stream.Signature(drain_command(config)))
         Hand-off from the GEMM engine; ready when the previous drain's time is over. The
         payload's ``param_addr`` must be valid in the four cycles before the transfer too (PARAM
-        is read ahead).
+        is read ahead; in a dense configuration the cycle before).
     head : In(signed(acc_bits))
         The shadow's ``[0][0]`` accumulator.
     shift_row, shift_col : Out(1)
@@ -179,6 +184,8 @@ class Drain(wiring.Component):
         last_col = Signal()               # the column being sent is the last one, kept as a
                                           # register (no n_cols - 1 compare after o_post.ready)
         cols_left = Signal(range(max(config.cols, 2)))   # n_cols - 1 - column (n_cols <= cols)
+        p_addr = Signal(16)               # (dense) PARAM address of the column after the one
+        p_addr_next = Signal(16)          # being sent, and p_addr + 1 kept as a register
         rows_left = Signal(range(max(rows, 2)))   # m_rows - 1 - row
         end_of_col = Signal()             # rows_left == 0, kept as a register: it selects the
                                           # shadow shift (the whole array) and the PARAM
@@ -260,13 +267,7 @@ class Drain(wiring.Component):
         # address is a register: the column's end (`send & end_of_col`, the post-processors'
         # readiness through the drain's control) only enables registers.
         param_q = Signal(PARAM_ENTRY)
-        slots = [Signal(PARAM_ENTRY, name=f"param_slot{i}") for i in range(2)]
-        count = Signal(range(3))          # entries in `slots` (while sending)
-        arriving = Signal()               # param_data is a read-ahead entry not yet queued
-        rd_addr = Signal.like(self.param_addr)
-        phase = Signal()                  # which slot the refresh reads for (while not sending)
         m.d.comb += [
-            self.param_addr.eq(rd_addr),
             post.bias.eq(param_q.bias),
             post.multiplier.eq(param_q.multiplier),
             post.shift.eq(param_q.shift),
@@ -286,50 +287,78 @@ class Drain(wiring.Component):
                 lane_pool.payload.taps.eq(taps[(row + i)[:len(row)]]),
                 lane_pool.payload.tag.eq(row + i),
             ]
-        pop = Signal()                    # the column ends: param_q takes the next entry
-        m.d.comb += pop.eq(send & end_of_col)
-        m.d.sync += phase.eq(~phase)
-        with m.If(active):
-            # The queue: param_q, slots[0:count], then param_data if arriving. A read is issued
-            # (rd_addr advances) while what is queued after this cycle leaves room for it, so
-            # an entry a cycle is read and consumed (a column of one cycle, e.g. m_rows <=
-            # drain_lanes). Reads past the command's last entry are never used.
-            with m.If(pop):
-                m.d.sync += param_q.eq(Mux(count == 0, self.param_data, slots[0]))
-                with m.If(count == 2):
-                    m.d.sync += slots[0].eq(slots[1])
+        if config.cnn:
+            slots = [Signal(PARAM_ENTRY, name=f"param_slot{i}") for i in range(2)]
+            count = Signal(range(3))          # entries in `slots` (while sending)
+            arriving = Signal()               # param_data is a read-ahead entry not yet queued
+            rd_addr = Signal.like(self.param_addr)
+            phase = Signal()                  # which slot the refresh reads for (not sending)
+            m.d.comb += self.param_addr.eq(rd_addr)
+            pop = Signal()                    # the column ends: param_q takes the next entry
+            m.d.comb += pop.eq(send & end_of_col)
+            m.d.sync += phase.eq(~phase)
+            with m.If(active):
+                # The queue: param_q, slots[0:count], then param_data if arriving. A read is issued
+                # (rd_addr advances) while what is queued after this cycle leaves room for it, so
+                # an entry a cycle is read and consumed (a column of one cycle, e.g. m_rows <=
+                # drain_lanes). Reads past the command's last entry are never used.
+                with m.If(pop):
+                    m.d.sync += param_q.eq(Mux(count == 0, self.param_data, slots[0]))
+                    with m.If(count == 2):
+                        m.d.sync += slots[0].eq(slots[1])
+                    with m.Else():
+                        m.d.sync += slots[0].eq(self.param_data)
+                    m.d.sync += count.eq(count + arriving - 1)
+                with m.Else():
+                    with m.If(count == 0):
+                        m.d.sync += slots[0].eq(self.param_data)
+                    with m.Elif(count == 1):
+                        m.d.sync += slots[1].eq(self.param_data)
+                    m.d.sync += count.eq(count + arriving)
+                advance = Signal()
+                m.d.comb += advance.eq(count + arriving < 2 + pop)
+                m.d.sync += arriving.eq(advance)
+                with m.If(advance):
+                    m.d.sync += rd_addr.eq(rd_addr + 1)
+            with m.Elif(start):
+                # the slots hold the command's first two entries (the refresh below); the third is
+                # read from the next cycle on
+                m.d.sync += [param_q.eq(slots[0]), slots[0].eq(slots[1]), count.eq(1),
+                             arriving.eq(0),
+                             rd_addr.eq(self.i_cmd.payload.param_addr + 2)]
+            with m.Else():
+                # Refresh: read PARAM[param_addr] and PARAM[param_addr + 1] of the pending command
+                # in turn, each into its slot (slots[phase] takes the data of the address set two
+                # cycles earlier, at the same phase), so that at the transfer they hold the entries
+                # of the payload's param_addr of the 3rd and the 4th cycle before it.
+                m.d.sync += [rd_addr.eq(Mux(phase, self.i_cmd.payload.param_addr + 1,
+                                            self.i_cmd.payload.param_addr)),
+                             arriving.eq(0)]
+                with m.If(phase):
+                    m.d.sync += slots[1].eq(self.param_data)
                 with m.Else():
                     m.d.sync += slots[0].eq(self.param_data)
-                m.d.sync += count.eq(count + arriving - 1)
+
+        else:
+            # The dense configurations keep the version-2 read-ahead (their netlist unchanged:
+            # the iCEBreaker's dense preset is at 90 % of the UP5K and its 30 MHz): `param_q`
+            # holds the entry of the column being sent; the port shows the next column's entry
+            # (address p_addr), or, when the column ends in this cycle, starts reading the one
+            # after it (p_addr_next). While not sending it reads the pending command's first
+            # entry, taken into `param_q` at the transfer.
+            with m.If(active):
+                with m.If(send & end_of_col):
+                    m.d.comb += self.param_addr.eq(p_addr_next)
+                    m.d.sync += param_q.eq(self.param_data)
+                with m.Else():
+                    m.d.comb += self.param_addr.eq(p_addr)
+            with m.Elif(start):
+                m.d.comb += self.param_addr.eq(p_addr)
+                m.d.sync += param_q.eq(self.param_data)
             with m.Else():
-                with m.If(count == 0):
-                    m.d.sync += slots[0].eq(self.param_data)
-                with m.Elif(count == 1):
-                    m.d.sync += slots[1].eq(self.param_data)
-                m.d.sync += count.eq(count + arriving)
-            advance = Signal()
-            m.d.comb += advance.eq(count + arriving < 2 + pop)
-            m.d.sync += arriving.eq(advance)
-            with m.If(advance):
-                m.d.sync += rd_addr.eq(rd_addr + 1)
-        with m.Elif(start):
-            # the slots hold the command's first two entries (the refresh below); the third is
-            # read from the next cycle on
-            m.d.sync += [param_q.eq(slots[0]), slots[0].eq(slots[1]), count.eq(1),
-                         arriving.eq(0),
-                         rd_addr.eq(self.i_cmd.payload.param_addr + 2)]
-        with m.Else():
-            # Refresh: read PARAM[param_addr] and PARAM[param_addr + 1] of the pending command
-            # in turn, each into its slot (slots[phase] takes the data of the address set two
-            # cycles earlier, at the same phase), so that at the transfer they hold the entries
-            # of the payload's param_addr of the 3rd and the 4th cycle before it.
-            m.d.sync += [rd_addr.eq(Mux(phase, self.i_cmd.payload.param_addr + 1,
-                                        self.i_cmd.payload.param_addr)),
-                         arriving.eq(0)]
-            with m.If(phase):
-                m.d.sync += slots[1].eq(self.param_data)
-            with m.Else():
-                m.d.sync += slots[0].eq(self.param_data)
+                m.d.comb += self.param_addr.eq(self.i_cmd.payload.param_addr)
+                m.d.sync += [p_addr.eq(self.i_cmd.payload.param_addr + 1),
+                             p_addr_next.eq(self.i_cmd.payload.param_addr + 2)]
 
         with m.If(start):
             m.d.sync += [
@@ -348,6 +377,8 @@ class Drain(wiring.Component):
                 m.d.sync += [row.eq(0), rows_left.eq(groups_left(cmd.m_rows)),
                              end_of_col.eq(one_row),
                              cols_left.eq(cols_left - 1), last_col.eq(cols_left == 1)]
+                if not config.cnn:
+                    m.d.sync += [p_addr.eq(p_addr_next), p_addr_next.eq(p_addr_next + 1)]
                 with m.If(last_col):
                     m.d.sync += active.eq(0)
             with m.Else():
