@@ -267,7 +267,14 @@ class Drain(wiring.Component):
         # address is a register: the column's end (`send & end_of_col`, the post-processors'
         # readiness through the drain's control) only enables registers.
         param_q = Signal(PARAM_ENTRY)
+        if config.cnn:
+            slots = [Signal(PARAM_ENTRY, name=f"param_slot{i}") for i in range(2)]
+            count = Signal(range(3))          # entries in `slots` (while sending)
+            arriving = Signal()               # param_data is a read-ahead entry not yet queued
+            rd_addr = Signal.like(self.param_addr)
+            phase = Signal()                  # which slot the refresh reads for (not sending)
         m.d.comb += [
+            *([self.param_addr.eq(rd_addr)] if config.cnn else []),
             post.bias.eq(param_q.bias),
             post.multiplier.eq(param_q.multiplier),
             post.shift.eq(param_q.shift),
@@ -288,12 +295,6 @@ class Drain(wiring.Component):
                 lane_pool.payload.tag.eq(row + i),
             ]
         if config.cnn:
-            slots = [Signal(PARAM_ENTRY, name=f"param_slot{i}") for i in range(2)]
-            count = Signal(range(3))          # entries in `slots` (while sending)
-            arriving = Signal()               # param_data is a read-ahead entry not yet queued
-            rd_addr = Signal.like(self.param_addr)
-            phase = Signal()                  # which slot the refresh reads for (not sending)
-            m.d.comb += self.param_addr.eq(rd_addr)
             pop = Signal()                    # the column ends: param_q takes the next entry
             m.d.comb += pop.eq(send & end_of_col)
             m.d.sync += phase.eq(~phase)
