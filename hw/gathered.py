@@ -141,7 +141,8 @@ class GatheredSteps(wiring.Component):
 
         # A command is taken by the generator as soon as it is free (its first step waits in
         # the skid), and started by `start` (the engine's acceptance, cycle A): its first step
-        # goes to the arbiter in that cycle, so its reads start at A+1 as a plain GEMM's do.
+        # goes to the arbiter in that cycle, so its reads are decided from A+1 as a plain GEMM's
+        # are issued (and reach the banks a cycle later, hw/gather.py).
         # `allowed` covers the command's steps until its last is taken.
         nxt = Signal(conv_command(cfg))             # the command the generator works on
         # The generator runs ahead of the arbiter by the skid's step: it takes the next
