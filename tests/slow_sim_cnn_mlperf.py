@@ -1,10 +1,11 @@
 """MLPerf Tiny models on the RTL of the CNN presets that take too long for the default suite.
 
 Run by name (not collected by default: the files are not ``test_*.py``), as
-``test_sim_cnn_mlperf.py`` (which runs KWS on the iCEBreaker preset in the default suite): each
-model on 10 inputs, the repository's real samples first, through ``connect("sim",
+``test_sim_cnn_mlperf.py`` (which runs KWS on the iCEBreaker preset on 4 inputs in the default
+suite): each model on 10 inputs, the repository's real samples first, through ``connect("sim",
 config=<preset>)``: outputs equal to TFLite Micro's, every counter to the emulator's.
 
+- KWS (DS-CNN) on ``icebreaker-cnn``: about 6 M simulated cycles (~100 s).
 - IC (ResNet-8) on ``icebreaker-cnn``, its weights streamed (21,120 B per inference): about
   29 M simulated cycles (~6 CPU-minutes; 870 s measured on the loaded 2-core machine).
 - The four models (KWS, IC, VWW, AD) on ``ulx3s-85f-cnn`` (16x8, 8 drain lanes): 0.71 M, 1.60 M,
@@ -20,6 +21,11 @@ config=<preset>)``: outputs equal to TFLite Micro's, every counter to the emulat
 import pytest
 
 from test_sim_cnn_mlperf import _check
+
+
+@pytest.mark.slow
+def test_kws_on_the_icebreaker_rtl_equals_tflite_micro():
+    _check("kws", "icebreaker-cnn")
 
 
 @pytest.mark.slow

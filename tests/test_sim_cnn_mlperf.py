@@ -7,10 +7,11 @@ for VWW), then inputs of tests/test_mlperf_device.py (all -128,
 all 127, the zero point, checkerboards, near the zero point, random). The outputs are TFLite
 Micro's bit for bit (the tflite-micro wheel, the oracle of tests/test_mlperf_device.py) and
 every counter of the RTL (cycles, compute, stall, MACs, link bytes) equals the emulator's after
-the same requests. Here KWS (~0.6 M cycles per inference); IC (ResNet-8, 2.9 M cycles per
-inference, ~6 CPU-minutes for 10) and the four models on the ULX3S-85F preset (16x8, 8 drain
-lanes: its Verilator build alone takes longer than the default suite allows) are in
-``tests/slow_sim_cnn_mlperf.py``, run by name (docs/simulation.md).
+the same requests. Here KWS on :data:`QUICK` inputs (the two real utterances and the two
+extremes; ~0.6 M cycles per inference): the default suite's budget. KWS on all 10, IC (ResNet-8,
+2.9 M cycles per inference, ~6 CPU-minutes for 10) and the four models on the ULX3S-85F preset
+(16x8, 8 drain lanes: its Verilator build alone takes longer than the default suite allows) are
+in ``tests/slow_sim_cnn_mlperf.py``, run by name (docs/simulation.md).
 """
 
 import numpy as np
@@ -27,6 +28,8 @@ INPUTS = 10
 #: Which synthetic inputs of tests/test_mlperf_device.py follow (extremes, near the zero point,
 #: then random).
 SYNTHETIC = [0, 1, 2, 3, 4, 5, 10, 11, 12, 13]
+#: How many of them the default suite's run takes: the real samples and the two extremes.
+QUICK = 4
 
 
 #: Model files of the tasks without real samples in samples.npz.
@@ -45,13 +48,13 @@ def _blocks(shape, block=8):
     return np.kron(cells, np.ones((1, block, block, 1), dtype=cells.dtype)).astype(np.int8)
 
 
-def _model_inputs(task, model):
+def _model_inputs(task, model, count=INPUTS):
     name = _model_path(task).name
     shape = model.input_shape if hasattr(model, "graph") else (model.in_features,)
     real = SAMPLES[f"{task}_inputs"] if f"{task}_inputs" in SAMPLES else _blocks(shape)
     synthetic = _inputs(shape, model.input_zero_point, seed=len(name))[SYNTHETIC]
     # at most half real samples (the anomaly detector has 196 windows): the extremes follow
-    return np.concatenate([real[:INPUTS // 2], synthetic])[:INPUTS]
+    return np.concatenate([real[:INPUTS // 2], synthetic])[:count]
 
 
 def _run(target, config, model, x):
@@ -61,13 +64,13 @@ def _run(target, config, model, x):
         return y, dev.counters()
 
 
-def _check(task, preset):
-    """Run the model of ``task`` on the emulator and on the RTL of ``preset``; compare them
-    with TFLite Micro."""
+def _check(task, preset, count=INPUTS):
+    """Run the model of ``task`` on the emulator and on the RTL of ``preset`` (its first
+    ``count`` inputs); compare them with TFLite Micro."""
     path = _model_path(task)
     model = tessera.load_model(path, mode="tflite")
     config = CNN_PRESETS[preset].config
-    x = _model_inputs(task, model)
+    x = _model_inputs(task, model, count)
     expected = tflite_micro_outputs(path, x)
     want, emu_counters = _run("emu", config, model, x)
     np.testing.assert_array_equal(want, expected)
@@ -79,4 +82,4 @@ def _check(task, preset):
 
 @pytest.mark.slow
 def test_kws_on_the_icebreaker_rtl_equals_tflite_micro():
-    _check("kws", "icebreaker-cnn")
+    _check("kws", "icebreaker-cnn", QUICK)
