@@ -297,7 +297,9 @@ configuration per board with the convolution features of ISA version 3 (`cnn=Tru
 with a 4-cycle iterative requant, 30 MHz), `orangecrab-25f-cnn` (8×2, 100 MHz) and
 `ulx3s-85f-cnn` (16×8, eight drain lanes, 100 MHz). They run on the emulator and on the RTL in
 simulation (`connect("emu"|"sim", config=...)`, `tessera profile MODEL --board BOARD`);
-`tessera build --preset NAME` builds one (docs/architecture.md, "Gateware budget");
+`tessera build --preset NAME` builds one (docs/architecture.md, "Gateware budget"; for a
+preset that does not meet its clock yet it first prints a one-line note, `CnnPreset.not_met`,
+and `tessera profile` marks its latencies "target, not met yet");
 `tessera build --board B` builds the presets above. The CNN presets' builds (section "CNN
 presets" below) are the saved reports of `bench/boards.py --presets NAMES`.
 

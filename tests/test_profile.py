@@ -82,6 +82,10 @@ def test_a_model_whose_weights_do_not_fit_streams_them_and_pays_the_link():
 def test_text_table_and_errors():
     done = _cli(KWS, "--board", "icebreaker")
     assert done.returncode == 0 and "icebreaker-cnn (4x2 at 30 MHz" in done.stdout
+    # a preset whose bitstream does not meet its clock yet says its latency is at the target
+    assert "at 30 MHz target, not met yet, cycle model)" in done.stdout
+    met = _cli(KWS, "--board", "orangecrab-25f")
+    assert met.returncode == 0 and "(8x2 at 100 MHz, cycle model)" in met.stdout
     assert "DEPTHWISE_CONV_2D" in done.stdout and "host" in done.stdout
     bad = _cli(KWS, "--board", "nope")
     assert bad.returncode == 2 and "Unknown CNN board preset 'nope'" in bad.stderr

@@ -158,6 +158,9 @@ def run(args) -> int:
     clock_mhz = _clock_mhz(args, preset) or board.clock_mhz
     print(f"Building {args.design} for {board.title}: {config.rows}x{config.cols} MACs, "
           f"target {clock_mhz:g} MHz, {baud} baud, in {out_dir}", file=sys.stderr)
+    if preset is not None and preset.not_met:
+        print(f"  note: {preset.name} {preset.not_met} (issue #15, docs/boards.md)",
+              file=sys.stderr)
     try:
         report = build_bitstream(board, config, _clock_mhz(args, preset), out_dir,
                                  design=args.design,

@@ -48,7 +48,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        target = " target, not met yet" if preset.not_met else ""
         print(format_profile(result, f"{args.model} on {preset.name} ({preset.config.rows}x"
-                                     f"{preset.config.cols} at {preset.clock_mhz:g} MHz, "
-                                     f"cycle model)"))
+                                     f"{preset.config.cols} at {preset.clock_mhz:g} MHz"
+                                     f"{target}, cycle model)"))
     return 0

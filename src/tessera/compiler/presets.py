@@ -32,6 +32,11 @@ class CnnPreset:
         Target clock (the board's default).
     baud : int
         UART rate of the host link.
+    not_met : str
+        Empty when the preset's bitstream meets ``clock_mhz`` (its report is in
+        ``bench/results/boards``); else what its build does today, in one sentence (issue #15):
+        ``tessera build`` prints it before building, ``tessera profile`` marks its latencies as
+        at the target clock.
     """
 
     name: str
@@ -39,6 +44,7 @@ class CnnPreset:
     config: AcceleratorConfig
     clock_mhz: float
     baud: int = 3_000_000
+    not_met: str = ""
 
     @property
     def memory_bytes(self) -> int:
@@ -53,7 +59,9 @@ CNN_PRESETS = {p.name: p for p in [
     CnnPreset("icebreaker-cnn", "icebreaker", AcceleratorConfig(
         rows=4, cols=2, act_depth=16384, weight_depth=32768, param_depth=768, max_payload=1024,
         requant_modes=("tflite",), requant_cycles=4, lut=False, counter_bits=32, cnn=True,
-        act_bank_lanes=2), clock_mhz=30.0),
+        act_bank_lanes=2), clock_mhz=30.0,
+        not_met="does not fit the UP5K yet: 13,912 of its 5,280 logic cells; nextpnr stops at "
+                "packing"),
     CnnPreset("orangecrab-25f-cnn", "orangecrab-25f", AcceleratorConfig(
         rows=8, cols=2, act_depth=4096, weight_depth=16384, param_depth=1024, cnn=True,
         requant_modes=("tflite",), lut=False), clock_mhz=100.0),
@@ -65,7 +73,9 @@ CNN_PRESETS = {p.name: p for p in [
     CnnPreset("ulx3s-85f-cnn", "ulx3s-85f", AcceleratorConfig(
         rows=16, cols=8, act_depth=4096, weight_depth=36864, param_depth=3072, cnn=True,
         requant_modes=("tflite",), lut=False, drain_lanes=8, max_payload=2048),
-        clock_mhz=100.0),
+        clock_mhz=100.0,
+        not_met="does not meet 100 MHz yet: nextpnr estimates 44.7 MHz after placement and "
+                "its routing has not converged (stopped after 45 minutes)"),
 ]}
 
 
