@@ -284,6 +284,11 @@ def test_cli_preset_builds_its_board_configuration_and_clock(monkeypatch, tmp_pa
     assert main(["build", "--preset", preset.name, "--board", "orangecrab-25f",
                  "--clock-mhz", "50", "-o", str(tmp_path / "b")]) == 1
     assert built[-1] == ("orangecrab-25f", preset.config, 50.0)
+    assert "note:" not in capsys.readouterr().err           # its bitstream meets its clock
+    unmet = get_preset("ulx3s-85f-cnn")
+    assert main(["build", "--preset", unmet.name, "-o", str(tmp_path / "u")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[1] == f"  note: {unmet.name} {unmet.not_met} (issue #15, docs/boards.md)"
     with pytest.raises(SystemExit):
         main(["build", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
