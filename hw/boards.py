@@ -293,7 +293,10 @@ class BoardTop(wiring.Component):
         clk_port = platform.request(self.board.clock_resource, dir="-")
         m.submodules.clocking = clocking = PLLClockDomain(
             family=self.board.family, clk_port=clk_port, fin_mhz=self.board.osc_mhz,
-            fout_mhz=self.clock_mhz)
+            fout_mhz=self.clock_mhz,
+            # the CNN designs' reset reaches some 20,000 flip-flops (the dense presets' builds
+            # are kept as their reports were made)
+            global_reset=self.board.family == "ecp5" and self.config.cnn)
 
         # Every subsignal raw (the ULX3S's also has rts and dtr, unused): a default direction
         # would instantiate buffers for them, and Amaranth deprecates it with a warning.
