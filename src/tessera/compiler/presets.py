@@ -60,8 +60,7 @@ CNN_PRESETS = {p.name: p for p in [
         rows=4, cols=2, act_depth=16384, weight_depth=32768, param_depth=768, max_payload=1024,
         requant_modes=("tflite",), requant_cycles=4, lut=False, counter_bits=32, cnn=True,
         act_bank_lanes=2), clock_mhz=30.0,
-        not_met="does not fit the UP5K yet: 13,912 of its 5,280 logic cells; nextpnr stops at "
-                "packing"),
+        not_met="does not fit the UP5K yet: 13,912 of its 5,280 logic cells after packing"),
     CnnPreset("orangecrab-25f-cnn", "orangecrab-25f", AcceleratorConfig(
         rows=8, cols=2, act_depth=4096, weight_depth=16384, param_depth=1024, cnn=True,
         requant_modes=("tflite",), lut=False), clock_mhz=100.0),
