@@ -223,15 +223,14 @@ class PLLClockDomain(Elaboratable):
             m.d.por += ready.eq(1)
         with m.Else():
             m.d.por += timer.eq(timer + 1)
-        if not self.global_reset:
-            m.submodules.reset_sync = ResetSynchronizer(~ready, domain="sync")
-            return m
-        # The synchronised reset of a local domain on the same clock, onto a global net.
-        m.domains.reset = ClockDomain("reset", local=True)
-        m.d.comb += ClockSignal("reset").eq(clk_out)
-        m.submodules.reset_sync = ResetSynchronizer(~ready, domain="reset")
-        reset = Signal()
-        m.submodules.reset_buf = Instance("DCCA", i_CLKI=ResetSignal("reset"), i_CE=Const(1),
-                                          o_CLKO=reset)
-        m.d.comb += ResetSignal("sync").eq(reset)
+        if self.global_reset:
+            # synchronised as the reset of a local domain on the same clock, then onto a global
+            m.domains.reset = ClockDomain("reset", local=True)
+            m.d.comb += ClockSignal("reset").eq(clk_out)
+            reset = Signal()
+            m.submodules.reset_buf = Instance("DCCA", i_CLKI=ResetSignal("reset"),
+                                              i_CE=Const(1), o_CLKO=reset)
+            m.d.comb += ResetSignal("sync").eq(reset)
+        m.submodules.reset_sync = ResetSynchronizer(
+            ~ready, domain="reset" if self.global_reset else "sync")
         return m
